@@ -1,0 +1,79 @@
+"""Settings read from ``E2V_*`` environment variables, in one frozen dataclass.
+
+Every adapter calls :func:`load_settings` once; command-line flags override
+fields with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not a number") from exc
+
+
+def _int(name: str, default: int) -> int:
+    return int(_float(name, float(default)))
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "emotion2vec_plus_large"  # name (SPEC.md table) or local directory
+    hub: str = "ms"  # "ms" (ModelScope) or "hf" (Hugging Face)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8
+    output_dir: Path = Path("outputs")  # root of the run folders
+    max_upload_mb: float = 100.0  # bytes cap on an input file
+    max_duration_s: float = 600.0  # longest audio accepted
+    min_duration_s: float = 0.1  # shortest audio accepted
+    max_queue: int = 32  # waiting requests beyond which the server answers 503
+    input_dirs: tuple[Path, ...] = ()  # folders `audio_path` may read from (empty: none)
+    api_token: str | None = None  # when set, the API needs `Authorization: Bearer …`
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json
+    log_dir: Path = Path("logs")  # rotating server log
+    frame_smoothing_s: float = 0.5  # window for smoothing frame logits
+    window_s: float = 30.0  # long audio is processed in windows of this length
+    extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment (``E2V_*``), defaults per SPEC.md."""
+    env = os.environ
+    dirs = tuple(Path(p).expanduser() for p in env.get("E2V_INPUT_DIRS", "").split(os.pathsep) if p.strip())
+    hub = env.get("E2V_HUB", "ms").strip().lower() or "ms"
+    if hub in ("modelscope",):
+        hub = "ms"
+    if hub in ("huggingface", "hugging_face"):
+        hub = "hf"
+    return Settings(
+        model=env.get("E2V_MODEL", "").strip() or "emotion2vec_plus_large",
+        hub=hub,
+        device=env.get("E2V_DEVICE", "auto").strip() or "auto",
+        precision=env.get("E2V_PRECISION", "auto").strip() or "auto",
+        output_dir=Path(env.get("E2V_OUTPUT_DIR", "").strip() or "outputs"),
+        max_upload_mb=_float("E2V_MAX_UPLOAD_MB", 100.0),
+        max_duration_s=_float("E2V_MAX_DURATION_S", 600.0),
+        min_duration_s=_float("E2V_MIN_DURATION_S", 0.1),
+        max_queue=_int("E2V_MAX_QUEUE", 32),
+        input_dirs=dirs,
+        api_token=env.get("E2V_API_TOKEN") or None,
+        log_level=(env.get("E2V_LOG_LEVEL", "INFO").strip() or "INFO").upper(),
+        log_format=env.get("E2V_LOG_FORMAT", "text").strip().lower() or "text",
+        log_dir=Path(env.get("E2V_LOG_DIR", "").strip() or "logs"),
+        frame_smoothing_s=_float("E2V_FRAME_SMOOTHING_S", 0.5),
+        window_s=_float("E2V_WINDOW_S", 30.0),
+    )

@@ -1,0 +1,61 @@
+"""One small error hierarchy with the stable codes of SPEC.md.
+
+Adapters (REST, CLI, UI) map ``code`` to an HTTP status, an exit code or a
+message in one table each; nothing else in the package inspects messages.
+"""
+
+from __future__ import annotations
+
+# Every code a user or a script can see, with a one-line meaning.
+ERROR_CODES: dict[str, str] = {
+    "file_too_large": "the upload is larger than E2V_MAX_UPLOAD_MB",
+    "audio_too_long": "the audio is longer than E2V_MAX_DURATION_S",
+    "audio_too_short": "the audio is shorter than E2V_MIN_DURATION_S",
+    "audio_empty": "the file holds no audio samples",
+    "audio_undecodable": "the file is not audio or is corrupt beyond recovery",
+    "audio_nonfinite": "the audio holds NaN or infinite samples",
+    "bad_request": "the request is malformed",
+    "forbidden": "the path lies outside the allowed input folders",
+    "not_found": "no such run or artifact",
+    "unauthorized": "a valid API token is required",
+    "model_unavailable": "the model could not be loaded",
+    "overloaded": "the server queue is full; retry later",
+    "internal_error": "an unexpected error; see the server log",
+}
+
+
+class E2VError(Exception):
+    """An error a person can act on, with a stable machine-readable code.
+
+    Args:
+        code: one of ``ERROR_CODES``.
+        message: what went wrong and, where possible, how to fix it.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]"
+
+
+class AudioError(E2VError):
+    """The input audio cannot be used (decoding, limits, content)."""
+
+
+class ModelUnavailableError(E2VError):
+    """The model could not be resolved or loaded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("model_unavailable", message)
+
+
+class OverloadedError(E2VError):
+    """The bounded inference queue is full."""
+
+    def __init__(self, message: str = "The server is busy: the queue is full. Retry shortly.") -> None:
+        super().__init__("overloaded", message)

@@ -1,0 +1,88 @@
+"""Shared fixtures: the random-weight test model, the engine, generated audio, servers, the browser."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from emotion2vec_webui.config import load_settings
+from emotion2vec_webui.testaudio import espeak_available, speech, tone, write_audio
+
+CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight model in FunASR's layout (built once per session)."""
+    from emotion2vec_webui.model import quiet_funasr
+    from emotion2vec_webui.testmodel import make_test_model
+
+    with quiet_funasr():
+        return make_test_model(tmp_path_factory.mktemp("models") / "tiny", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_dir):
+    """The engine on the tiny model, loaded once (``import funasr`` alone takes ~5 s)."""
+    from emotion2vec_webui.engine import EmotionEngine
+
+    return EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="fp32")
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_model_dir):
+    """Settings pointing at the tiny model and a fresh outputs root."""
+    return dataclasses.replace(
+        load_settings(), model=str(tiny_model_dir), output_dir=tmp_path / "outputs", device="cpu"
+    )
+
+
+@pytest.fixture
+def tone_wav(tmp_path) -> Path:
+    return write_audio(tmp_path / "tone.wav", tone(2.0, 16000), 16000, "wav")
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """A spoken English sentence (espeak-ng), or a tone when espeak-ng is missing (and not in CI)."""
+    out = tmp_path_factory.mktemp("speech") / "speech.wav"
+    if espeak_available():
+        data, rate = speech("Hello there. This is a test of speech emotion recognition.")
+        return write_audio(out, data, rate, "wav")
+    if IN_CI:
+        pytest.fail("espeak-ng is required under CI (apt-get install espeak-ng)")
+    return write_audio(out, tone(3.0, 22050), 22050, "wav")
+
+
+def chromium_or_skip() -> str:
+    """Path of Debian's Chromium; skips with instructions when absent (never under CI)."""
+    if Path(CHROMIUM).exists() or shutil.which(CHROMIUM):
+        return CHROMIUM
+    message = f"Chromium not found at {CHROMIUM}: apt-get install chromium fonts-noto-cjk fonts-noto-color-emoji"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright: use Debian's Chromium (Playwright's own download fails here)."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": chromium_or_skip(),
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+        ],
+    }
