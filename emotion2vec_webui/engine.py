@@ -238,7 +238,7 @@ class EmotionEngine:
             if extract_embedding:
                 embedding = (feats if granularity == "frame" else pooled).cpu().numpy().astype(np.float32)
             elapsed = time.perf_counter() - t0
-        scores = {k: float(p) for k, p in zip(EMOTIONS, probs)}
+        scores = {k: float(p) for k, p in zip(EMOTIONS, probs, strict=True)}
         top = int(np.argmax(probs))
         return EmotionResult(
             emotion=EMOTIONS[top],
