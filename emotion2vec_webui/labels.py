@@ -64,3 +64,8 @@ def english_key(token: str) -> str:
     if name in EMOTIONS:
         return name
     raise ValueError(f"unknown emotion label {token!r}")
+
+
+def bilingual(en: str, zh: str) -> str:
+    """A UI label in both languages: ``"中文 / English"``."""
+    return f"{zh} / {en}"

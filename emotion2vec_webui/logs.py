@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 from datetime import datetime
+
+# The id of the request being handled; set by the server's middleware, read by the log formatters.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("e2v_request_id", default=None)
 
 _NOISY = ("funasr", "modelscope", "urllib3", "httpx", "matplotlib", "numba", "jieba", "PIL")
 
@@ -23,7 +27,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = getattr(record, "request_id", None)
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
         if record.exc_info:

@@ -38,6 +38,9 @@ class RunOutcome:
     result: dict  # the result.json object
     log_text: str  # the processing log, as in run.log
     engine_result: EmotionResult  # scores and arrays, for callers that need them
+    decode_s: float = 0.0  # seconds decoding and resampling
+    inference_s: float = 0.0  # seconds in the model
+    write_s: float = 0.0  # seconds writing the run folder
 
 
 class RunLog:
@@ -166,8 +169,17 @@ def recognize_decoded(
         "app_version": __version__,
     }
     run = None
+    t_write = time.perf_counter()
     if write:
         runlog(f"processing time {processing_s:.3f} s; writing run folder")
         run = write_run(settings.output_dir, payload, decoded.waveform, result.embedding, runlog.text(), when)
         runlog(f"wrote {run.run_id}")
-    return RunOutcome(run=run, result=payload, log_text=runlog.text(), engine_result=result)
+    return RunOutcome(
+        run=run,
+        result=payload,
+        log_text=runlog.text(),
+        engine_result=result,
+        decode_s=decoded.decode_s + decoded.resample_s,
+        inference_s=result.inference_s,
+        write_s=time.perf_counter() - t_write if write else 0.0,
+    )

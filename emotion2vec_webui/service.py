@@ -160,7 +160,7 @@ class Service:
         request_id = request_id or new_request_id()
         runlog = RunLog(request_id)
         started = time.perf_counter()
-        self.engine  # fail fast (model_unavailable) before decoding
+        _ = self.engine  # fail fast (model_unavailable) before decoding
         decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
         return self.call(
             lambda engine: recognize_decoded(
