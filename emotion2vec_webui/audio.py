@@ -328,12 +328,27 @@ def _decode_pyav(
     decoded_s = total / rate
     if error is not None:
         warnings.append(f"decoding stopped at {decoded_s:.2f} s ({_short(error)}); analysed what was decoded")
+    elif kind == "ogg" and not _ogg_ends_cleanly(data):
+        warnings.append(f"file appears truncated (the Ogg stream has no end page); analysed {decoded_s:.2f} s")
     elif header_s is not None and decoded_s < header_s - max(0.25, 0.02 * header_s):
         warnings.append(
             f"file appears truncated: header says {header_s:.2f} s, decoded {decoded_s:.2f} s; "
             "analysed what was decoded"
         )
     return samples, rate, channels
+
+
+def _ogg_ends_cleanly(data: bytes) -> bool:
+    """True when the last Ogg page is complete and flagged end-of-stream (Ogg has no length header)."""
+    pos = data.rfind(b"OggS")
+    if pos < 0 or pos + 27 > len(data):
+        return False
+    n_segments = data[pos + 26]
+    if pos + 27 + n_segments > len(data):
+        return False
+    body = sum(data[pos + 27 : pos + 27 + n_segments])
+    complete = pos + 27 + n_segments + body <= len(data)
+    return complete and bool(data[pos + 5] & 0x04)
 
 
 def _frame_to_float(frame) -> np.ndarray:
