@@ -1,0 +1,318 @@
+"""One server, one port: the REST API (FastAPI) with the Gradio UI mounted at ``/``.
+
+The app is assembled here; the ``/api/v1`` routes live in :mod:`.api`.
+Request handling, outermost first:
+
+1. :class:`RequestContextMiddleware` gives every request an ``X-Request-ID``
+   (a sane incoming one is kept), sets :data:`logs.request_id_var` for the
+   request's duration, and turns any unexpected exception into a logged
+   ``500 internal_error`` without a stack trace for the client.
+2. :class:`ApiGuardMiddleware` guards ``/api/*`` (and ``/metrics``): the
+   bearer token when ``E2V_API_TOKEN`` is set (checked before any body byte
+   is read), and the upload cap, enforced while the body streams in
+   (Starlette does not cap multipart file parts): ``413 file_too_large`` goes
+   out as soon as the cap is passed, never after buffering the whole body.
+3. FastAPI routes (``/healthz``, ``/readyz``, ``/api/v1/*``, ``/docs``), then
+   the Gradio app, mounted last so it does not swallow them.
+
+Torch and FunASR are imported only by the service's loader thread, after the
+app is built: ``/`` and ``/healthz`` answer within seconds of the start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import logging
+import re
+import uuid
+
+from .config import Settings
+from .logs import request_id_var
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+# Paths behind the token (when E2V_API_TOKEN is set). /healthz and /readyz stay open for orchestrators.
+PROTECTED_PREFIXES = ("/api/", "/metrics")
+# Bytes allowed for a request body beyond the file(s): multipart boundaries, form fields, JSON keys.
+BODY_OVERHEAD = 64 * 1024
+# After answering 413 we keep reading (and dropping) up to this many bytes, so that a client
+# still busy sending its body gets to read the answer instead of a connection reset.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+def _json_error_messages(status: int, code: str, message: str, request_id: str | None, extra_headers=()):
+    """The ASGI messages of an error response, for middleware that answers by itself."""
+    import json
+
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
+    if request_id:
+        headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+    return {"type": "http.response.start", "status": status, "headers": headers}, body
+
+
+class RequestContextMiddleware:
+    """Request id in, request id out, and no stack trace ever reaches a client."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1").strip()
+                break
+        request_id = incoming if incoming and _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = False
+
+        async def send_with_id(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                start, body = _json_error_messages(
+                    500, "internal_error", "An unexpected error occurred; see the server log.", request_id
+                )
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            request_id_var.reset(token)
+
+
+class ApiGuardMiddleware:
+    """Bearer token and streaming body cap for the API paths.
+
+    Args:
+        app: the inner ASGI app.
+        settings: token (``api_token``) and upload cap (``max_upload_bytes``).
+    """
+
+    def __init__(self, app, settings: Settings) -> None:
+        self.app = app
+        self.token = settings.api_token
+        self.max_upload = settings.max_upload_bytes
+
+    def body_limit(self, scope) -> int:
+        """Largest body accepted on this path: two files for similarity, base64 inflation for JSON."""
+        files = 2 if scope["path"].rstrip("/").endswith("/similarity") else 1
+        content_type = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"content-type":
+                content_type = value.lower()
+        per_file = self.max_upload * 4 // 3 + 4 if b"json" in content_type else self.max_upload
+        return files * per_file + BODY_OVERHEAD
+
+    def authorized(self, scope) -> bool:
+        if not self.token:
+            return True
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, given = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    return hmac.compare_digest(given.strip().encode(), self.token.encode())
+        return False
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(PROTECTED_PREFIXES) and path != "/api":
+            await self.app(scope, receive, send)
+            return
+        request_id = scope.get("state", {}).get("request_id")
+        if not self.authorized(scope):
+            start, body = _json_error_messages(
+                401,
+                "unauthorized",
+                "A valid API token is required: send 'Authorization: Bearer <E2V_API_TOKEN>'.",
+                request_id,
+                [(b"www-authenticate", b"Bearer")],
+            )
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+            return
+        limit = self.body_limit(scope)
+        declared = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+        too_large_message = (
+            f"The request body exceeds the upload limit of {self.max_upload / 1024 / 1024:g} MB (E2V_MAX_UPLOAD_MB)."
+        )
+        if declared is not None and declared > limit:
+            await self._answer_too_large(send, receive, too_large_message, request_id, drain=False)
+            return
+
+        received = 0
+        exceeded = False
+        answered = False
+
+        async def counting_receive():
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    # Tell the app the client went away: it stops parsing and drops its temp files.
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message) -> None:
+            nonlocal answered
+            if exceeded:
+                if not answered:
+                    answered = True
+                    await self._answer_too_large(send, receive, too_large_message, request_id, drain=True)
+                return
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+        if exceeded and not answered:
+            answered = True
+            await self._answer_too_large(send, receive, too_large_message, request_id, drain=True)
+
+    @staticmethod
+    async def _answer_too_large(send, receive, message: str, request_id: str | None, drain: bool) -> None:
+        start, body = _json_error_messages(413, "file_too_large", message, request_id, [(b"connection", b"close")])
+        await send(start)
+        await send({"type": "http.response.body", "body": body, "more_body": drain})
+        if not drain:
+            return
+        # The answer is on the wire; drop what the client is still sending (bounded) so it can read it.
+        dropped = 0
+        while dropped < _DRAIN_LIMIT:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                break
+            dropped += len(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                break
+        await send({"type": "http.response.body", "body": b""})
+
+
+def create_app(settings: Settings, service: Service | None = None):
+    """The FastAPI app: health, readiness, REST API, OpenAPI docs, and the Gradio UI at ``/``.
+
+    Args:
+        settings: the server's settings.
+        service: the shared service (a new one when None; started with the app).
+
+    Returns:
+        The ASGI app (a ``fastapi.FastAPI``).
+    """
+    import contextlib
+
+    from fastapi import FastAPI
+
+    from . import __version__, api
+
+    service = service or Service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        service.start()  # idempotent; the model loads in the background
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="emotion2vec-webui",
+        version=__version__,
+        description=api.API_DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    api.install_error_handlers(app)
+    app.include_router(api.health_router)
+    app.include_router(api.router)
+
+    # Metrics (issue 8) hook in here, before the request-context middleware is added, so that
+    # theirs sits inside it and sees the request id.
+    try:
+        from . import metrics
+    except ImportError:
+        metrics = None
+    if metrics is not None and hasattr(metrics, "install"):
+        metrics.install(app, service)
+
+    app.add_middleware(ApiGuardMiddleware, settings=settings)
+    app.add_middleware(RequestContextMiddleware)  # added last: outermost
+    api.add_api_catch_all(app)  # after every /api route: unknown /api paths are JSON 404s, not the UI's
+    _mount_ui(app, service, settings)
+    return app
+
+
+def _mount_ui(app, service: Service, settings: Settings) -> None:
+    import gradio as gr
+
+    try:
+        from . import ui
+    except ImportError:
+        ui = None
+    if ui is not None and hasattr(ui, "build_ui"):
+        blocks = ui.build_ui(service)
+        kwargs = ui.mount_kwargs(settings) if hasattr(ui, "mount_kwargs") else {}
+    else:  # the UI module is not there yet: a minimal page, so the server still serves
+        with gr.Blocks(title="emotion2vec-webui") as blocks:
+            gr.Markdown("# emotion2vec-webui\nThe web UI is not installed; the REST API is at `/docs`.")
+        blocks.queue()
+        kwargs = {"max_file_size": settings.max_upload_bytes}
+    gr.mount_gradio_app(app, blocks, path="/", **kwargs)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``emotion2vec-webui serve``: build the app, start the service, run uvicorn."""
+    import uvicorn
+
+    from .cli import settings_from_args
+
+    settings = settings_from_args(args)
+    service = Service(settings)
+    app = create_app(settings, service)
+    service.start()  # after the UI is built: importing torch would slow the first page
+    host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 7860)
+    if getattr(args, "share", False):
+        log.warning("--share is not supported when the UI is mounted on the API server; serving locally only")
+    log.info("serving the UI at http://%s:%d/ and the API docs at http://%s:%d/docs", host, port, host, port)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep our logging set-up (request ids, JSON)
+        # gradio_client keeps long-lived connections that otherwise hold shutdown for 14-30 s.
+        timeout_graceful_shutdown=2,
+    )
+    return 0
