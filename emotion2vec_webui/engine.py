@@ -20,7 +20,8 @@ import numpy as np
 
 from .errors import E2VError, ModelUnavailableError
 from .labels import EMOTIONS, english_key
-from .model import HUB_NAMES, ModelInfo, checkpoint_coverage, load_automodel, marker_info, resolve_device, resolve_model
+from .loading import load_automodel_lean
+from .model import HUB_NAMES, ModelInfo, checkpoint_coverage, marker_info, resolve_device, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class EmotionEngine:
         dev = resolve_device(device)
         mode = resolve_precision(precision, dev)
         try:
-            automodel = load_automodel(resolved, dev)
+            automodel = load_automodel_lean(resolved, dev)  # FunASR's class and config, weights memory-mapped
         except Exception as exc:  # FunASR raises many types for a broken directory
             raise ModelUnavailableError(
                 f"FunASR could not load the model from {resolved.path}: {type(exc).__name__}: {str(exc)[:300]}"
@@ -209,6 +210,7 @@ class EmotionEngine:
         waveform: np.ndarray,
         granularity: str = "utterance",
         extract_embedding: bool = True,
+        window_s: float = 30.0,
     ) -> EmotionResult:
         """Classify one 16 kHz mono float32 waveform.
 
@@ -217,6 +219,7 @@ class EmotionEngine:
             granularity: ``utterance`` (one embedding ``[D]``) or ``frame``
                 (embedding ``[T, D]`` and per-frame logits).
             extract_embedding: return the embedding.
+            window_s: longer audio is processed in overlapping windows (E2V_WINDOW_S; see longform.py).
 
         Returns:
             The scores of all nine classes and, when asked, the embedding.
@@ -227,6 +230,11 @@ class EmotionEngine:
             raise E2VError("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}")
         if waveform.ndim != 1 or waveform.size < 400:
             raise E2VError("audio_too_short", "the waveform must be 1-D with at least 400 samples")
+        if window_s > 0 and waveform.size > window_s * 16000:  # bounded memory, linear time
+            from .longform import recognize_windowed
+
+            with self._lock:
+                return recognize_windowed(self, waveform, granularity, extract_embedding, window_s)
         with self._lock:
             t0 = time.perf_counter()
             feats = self.frame_features(waveform)  # [T, D]
