@@ -70,7 +70,7 @@ def _is_offline(hub: str) -> bool:
 def _hub_endpoint(hub: str) -> str:
     if hub == "hf":
         return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    domain = os.environ.get("MODELSCOPE_DOMAIN", "www.modelscope.cn")
+    domain = os.environ.get("MODELSCOPE_ENDPOINT") or os.environ.get("MODELSCOPE_DOMAIN") or "www.modelscope.cn"
     return domain if "://" in domain else f"https://{domain}"
 
 

@@ -1,0 +1,100 @@
+"""The CLI end to end, in subprocesses, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from emotion2vec_webui.testaudio import extension, tone, write_audio
+from tests.spec_check import check_result
+
+
+def run_cli(*args, env=None, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-m", "emotion2vec_webui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_is_fast_and_lists_every_command():
+    t0 = time.monotonic()
+    p = run_cli("--help")
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 0
+    for cmd in ("serve", "recognize", "batch", "similarity", "bench", "make-test-model"):
+        assert cmd in p.stdout
+    assert "torch" not in sys.modules or elapsed < 30  # heavy imports stay out of --help
+    print(f"--help took {elapsed:.2f} s")
+
+
+def test_recognize_many_formats_good_and_bad(tmp_path, tiny_model_dir):
+    files = []
+    for fmt, rate, ch in [("mp3", 44100, 2), ("wav", 8000, 1), ("flac", 48000, 6), ("ogg", 22050, 2),
+                          ("opus", 48000, 1), ("m4a", 16000, 2), ("webm", 48000, 2)]:
+        files.append(write_audio(tmp_path / f"clip_{fmt}.{extension(fmt)}", tone(1.2, rate, channels=ch), rate, fmt))
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(b"")
+    text = tmp_path / "text.wav"
+    text.write_text("this is not audio")
+    nan = tone(1.0, 16000)[:, 0].copy()
+    nan[10] = np.nan
+    nan_wav = write_audio(tmp_path / "nan.wav", nan, 16000, "wavf32")
+    order = [files[0], zero, files[1], text, nan_wav, *files[2:]]
+    out_dir = tmp_path / "outputs"
+    p = run_cli(
+        "recognize", *map(str, order), "--granularity", "frame", "--json", "--output-dir", str(out_dir),
+        env={"E2V_MODEL": str(tiny_model_dir)},
+    )
+    assert p.returncode == 2, p.stderr
+    lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    assert [r["audio"]["source_name"] for r in lines] == [f.name for f in files]
+    for r in lines:
+        check_result(r, "frame")
+        folder = out_dir / r["run_id"]
+        assert sorted(os.listdir(folder)) == ["embedding.npy", "processed_audio.wav", "result.json", "run.log"]
+    assert len(os.listdir(out_dir)) == len(files)  # no folder for the bad ones
+    for name, code in [("zero.wav", "audio_empty"), ("text.wav", "audio_undecodable"), ("nan.wav", "audio_nonfinite")]:
+        line = next(ln for ln in p.stderr.splitlines() if ln.startswith(str(tmp_path / name)))
+        assert code in line
+
+
+def test_plain_output_and_no_embedding(tmp_path, tiny_model_dir):
+    wav = write_audio(tmp_path / "a.wav", tone(1.0, 16000), 16000, "wav")
+    p = run_cli("recognize", str(wav), "--no-embedding", "--output-dir", str(tmp_path / "o"),
+                env={"E2V_MODEL": str(tiny_model_dir)})
+    assert p.returncode == 0, p.stderr
+    assert "a.wav" in p.stdout and "outputs_" in p.stdout
+    (run,) = list((tmp_path / "o").iterdir())
+    assert not (run / "embedding.npy").exists()
+    assert json.loads((run / "result.json").read_text())["embedding"] is None
+
+
+def test_model_unavailable_is_quick_and_clear(tmp_path):
+    wav = write_audio(tmp_path / "a.wav", tone(1.0, 16000), 16000, "wav")
+    env = {
+        "E2V_MODEL": "emotion2vec_plus_large",
+        "MODELSCOPE_CACHE": str(tmp_path / "ms"),
+        "MODELSCOPE_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    t0 = time.monotonic()
+    p = run_cli("recognize", str(wav), "--output-dir", str(tmp_path / "o"), env=env)
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 3
+    assert "model_unavailable" in p.stderr and "make-test-model" in p.stderr
+    print(f"model_unavailable after {elapsed:.1f} s")
+
+
+def test_make_test_model_command(tmp_path):
+    p = run_cli("make-test-model", str(tmp_path / "m"), "--size", "tiny", "--seed", "3")
+    assert p.returncode == 0, p.stderr
+    assert "random-weight tiny model" in p.stdout
+    assert (tmp_path / "m" / "model.pt").is_file()
