@@ -160,9 +160,10 @@ def cmd_recognize(args: argparse.Namespace) -> int:
                 engine = load_engine(settings)
             outcome = recognize_decoded(decoded, engine, settings, options)
         except E2VError as exc:
-            print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)
             if exc.code == "model_unavailable":
+                print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
                 return EXIT_MODEL_UNAVAILABLE
+            print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)
             status = max(status, exit_code_for(exc))
             continue
         run = outcome.run

@@ -168,7 +168,12 @@ def _from_cache(repo: str, hub: str, tried: list[str]) -> Path | None:
 
         return Path(snapshot_download(repo, local_files_only=True))
     except Exception as exc:
-        cache = os.environ.get("HF_HOME" if hub == "hf" else "MODELSCOPE_CACHE", "the default cache")
+        if hub == "hf":
+            cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+                os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub"
+            )
+        else:
+            cache = os.environ.get("MODELSCOPE_CACHE", "~/.cache/modelscope")
         tried.append(f"{HUB_NAMES[hub]} cache ({cache}): not found ({type(exc).__name__})")
         return None
 
