@@ -56,6 +56,9 @@ class Service:
         self._loader: threading.Thread | None = None
         self._stop = threading.Event()
         self.started_at = time.time()
+        # Metrics and UI stats: told of every RunOutcome the worker produces (whoever queued it),
+        # and of the exception when recognize() fails.
+        self.observers: list[Callable[[RunOutcome | BaseException], None]] = []
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -138,9 +141,13 @@ class Service:
             if not fut.set_running_or_notify_cancel():
                 continue  # cancelled while waiting (e.g. the client went away)
             try:
-                fut.set_result(fn(engine))
+                result = fn(engine)
             except BaseException as exc:  # delivered to the caller, never kills the worker
                 fut.set_exception(exc)
+                continue
+            if isinstance(result, RunOutcome):
+                self._notify(result)  # before the caller wakes: its next /metrics read sees this run
+            fut.set_result(result)
 
     # -- the common operation ---------------------------------------------
     def recognize(
@@ -160,14 +167,26 @@ class Service:
         request_id = request_id or new_request_id()
         runlog = RunLog(request_id)
         started = time.perf_counter()
-        _ = self.engine  # fail fast (model_unavailable) before decoding
-        decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
-        return self.call(
-            lambda engine: recognize_decoded(
-                decoded, engine, self.settings, options, request_id=request_id, write=write, runlog=runlog,
-                started=started,
+        try:
+            _ = self.engine  # fail fast (model_unavailable) before decoding
+            decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
+            outcome = self.call(
+                lambda engine: recognize_decoded(
+                    decoded, engine, self.settings, options, request_id=request_id, write=write, runlog=runlog,
+                    started=started,
+                )
             )
-        )
+        except Exception as exc:
+            self._notify(exc)
+            raise
+        return outcome
+
+    def _notify(self, event: RunOutcome | BaseException) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(event)
+            except Exception:  # an observer must never fail a request
+                log.exception("service observer failed")
 
 
 __all__ = ["E2VError", "ModelStatus", "Service"]
