@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_output_args(p)
     p.add_argument("--json", action="store_true", help="print one result object per line (JSON Lines)")
+    p.add_argument(
+        "--segments",
+        choices=["frames", "vad"],
+        default="frames",
+        help="frames: segments are runs of the frame emotions (frame granularity); "
+        "vad: one emotion per speech segment (silero-vad), at either granularity",
+    )
 
     p = sub.add_parser("batch", help="classify a folder, glob or list file; writes summary.csv and summary.jsonl")
     p.add_argument("input", metavar="INPUT", help="folder (recursive), glob pattern, or list file (.txt / .csv)")
@@ -150,7 +157,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     from .pipeline import RecognizeOptions, recognize_decoded
 
     settings = settings_from_args(args)
-    options = RecognizeOptions(args.granularity, args.embedding)
+    options = RecognizeOptions(args.granularity, args.embedding, segmentation=args.segments)
     engine = None
     status = EXIT_OK
     for name in args.files:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 class RecognizeOptions:
     granularity: str = "utterance"  # "utterance" or "frame"
     extract_embedding: bool = True  # write embedding.npy
+    segmentation: str = "frames"  # "segments" from runs of frame emotions, or "vad": one utterance per speech segment
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def recognize_decoded(
     for w in decoded.warnings:
         runlog(f"warning: {w}", logging.WARNING)
     runlog(f"model: {info.name} on {info.device} ({info.dtype}){' — random weights' if info.random_weights else ''}")
-    result = engine.recognize(decoded.waveform, options.granularity, options.extract_embedding)
+    result = engine.recognize(decoded.waveform, options.granularity, options.extract_embedding, settings.window_s)
     runlog(f"inference: {result.inference_s * 1000:.1f} ms, {result.num_frames} frames, {options.granularity}")
 
     frames = segs = None
@@ -131,6 +132,10 @@ def recognize_decoded(
         }
         segs = segments(probs, decoded.duration_s, HOP_S)
         runlog(f"timeline: {len(probs)} frames, {len(segs)} segments (smoothing {settings.frame_smoothing_s:g} s)")
+    if options.segmentation != "frames":  # speech segments, at either granularity (vad.py)
+        from .vad import vad_segments
+
+        segs = vad_segments(engine, decoded.waveform, options.segmentation, runlog, settings.window_s)
     runlog(f"result: {result.emotion} ({result.confidence:.3f})")
 
     embedding_meta = None
