@@ -205,6 +205,24 @@ class EmotionEngine:
             logits = self.module.proj(features)
         return logits[..., self._keep].float()
 
+    def recognize_batch(
+        self,
+        waveforms: list[np.ndarray],
+        granularity: str = "utterance",
+        extract_embedding: bool = True,
+        max_batch: int | None = None,
+    ) -> list[EmotionResult]:
+        """Classify several waveforms in length-bucketed, correctly masked batches (see batching.py).
+
+        Results equal one-by-one :meth:`recognize` calls (to ~1e-6). ``max_batch``
+        defaults to 8 on CUDA and 1 on CPU, where padded batches do not pay.
+        """
+        from .batching import recognize_batch
+
+        if max_batch is None:
+            max_batch = 8 if self.info.device.startswith("cuda") else 1
+        return recognize_batch(self, waveforms, granularity, extract_embedding, max_batch)
+
     def recognize(
         self,
         waveform: np.ndarray,
