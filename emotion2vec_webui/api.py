@@ -228,7 +228,16 @@ def add_api_catch_all(app) -> None:
     """Unknown paths under /api answer a JSON 404 instead of falling through to the UI mount."""
 
     async def not_found(request: Request) -> JSONResponse:
-        return error_response("not_found", f"No such API endpoint: {request.method} {request.url.path}")
+        from starlette.routing import Match
+
+        path = request.scope["path"]
+        for route in request.app.router.routes:
+            if getattr(route, "endpoint", None) is not_found:
+                continue
+            match, _ = route.matches(request.scope)
+            if match is Match.PARTIAL:  # the path exists with other methods
+                return error_response("method_not_allowed", f"{request.method} is not allowed on {path}.")
+        return error_response("not_found", f"No such API endpoint: {request.method} {path}")
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     app.add_api_route("/api", not_found, methods=methods, include_in_schema=False)
@@ -458,7 +467,8 @@ async def _from_json(request: Request, settings):
         text = text.split(",", 1)[1]
     if len(text) * 3 // 4 > settings.max_upload_bytes + 3:
         raise E2VError(
-            "file_too_large", f"The decoded audio exceeds the limit of {settings.max_upload_mb:g} MB (E2V_MAX_UPLOAD_MB)."
+            "file_too_large",
+            f"The decoded audio exceeds the limit of {settings.max_upload_mb:g} MB (E2V_MAX_UPLOAD_MB).",
         )
     try:
         data = await run_in_threadpool(base64.b64decode, text, validate=True)
@@ -504,7 +514,9 @@ def read_input_file(path: Path, max_bytes: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise E2VError("forbidden", "audio_path is not a regular file.")
         if st.st_size > max_bytes:
-            raise E2VError("file_too_large", f"The file is {st.st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB.")
+            raise E2VError(
+                "file_too_large", f"The file is {st.st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB."
+            )
         return f.read(max_bytes + 1)
 
 

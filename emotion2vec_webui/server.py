@@ -27,8 +27,10 @@ import logging
 import re
 import uuid
 
+from starlette.requests import ClientDisconnect
+
 from .config import Settings
-from .logs import request_id_var
+from .logs import log_to_file, request_id_var
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,10 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, ClientDisconnect):  # nobody left to answer
+                log.info("client went away during %s %s", scope.get("method"), scope.get("path"))
+                return
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
                 start, body = _json_error_messages(
@@ -164,7 +169,9 @@ class ApiGuardMiddleware:
             f"The request body exceeds the upload limit of {self.max_upload / 1024 / 1024:g} MB (E2V_MAX_UPLOAD_MB)."
         )
         if declared is not None and declared > limit:
-            await self._answer_too_large(send, receive, too_large_message, request_id, drain=False)
+            # A client waiting for "100 Continue" has not sent its body: answer without reading.
+            expects_continue = any(n == b"expect" and b"100-continue" in v.lower() for n, v in scope["headers"])
+            await self._answer_too_large(send, receive, too_large_message, request_id, drain=not expects_continue)
             return
 
         received = 0
@@ -193,7 +200,12 @@ class ApiGuardMiddleware:
                 return
             await send(message)
 
-        await self.app(scope, counting_receive, guarded_send)
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+            # The app stopped on the disconnect we simulated (e.g. Starlette's ClientDisconnect).
         if exceeded and not answered:
             answered = True
             await self._answer_too_large(send, receive, too_large_message, request_id, drain=True)
@@ -231,7 +243,7 @@ def create_app(settings: Settings, service: Service | None = None):
 
     from fastapi import FastAPI
 
-    from . import __version__, api
+    from . import __version__, api, metrics
 
     service = service or Service(settings)
 
@@ -258,17 +270,11 @@ def create_app(settings: Settings, service: Service | None = None):
     app.include_router(api.health_router)
     app.include_router(api.router)
 
-    # Metrics (issue 8) hook in here, before the request-context middleware is added, so that
-    # theirs sits inside it and sees the request id.
-    try:
-        from . import metrics
-    except ImportError:
-        metrics = None
-    if metrics is not None and hasattr(metrics, "install"):
-        metrics.install(app, service)
-
     app.add_middleware(ApiGuardMiddleware, settings=settings)
-    app.add_middleware(RequestContextMiddleware)  # added last: outermost
+    app.add_middleware(RequestContextMiddleware)
+    # GET /metrics, and the metrics middleware added last: outermost, so it also counts the
+    # 401/413/500 answers that the two middleware above give by themselves.
+    metrics.install(app, service, settings)
     api.add_api_catch_all(app)  # after every /api route: unknown /api paths are JSON 404s, not the UI's
     _mount_ui(app, service, settings)
     return app
@@ -299,6 +305,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .cli import settings_from_args
 
     settings = settings_from_args(args)
+    log.info("logging to %s", log_to_file(settings.log_dir))  # rotating JSON lines, 10 MB x 5
     service = Service(settings)
     app = create_app(settings, service)
     service.start()  # after the UI is built: importing torch would slow the first page

@@ -1,4 +1,4 @@
-"""Start and stop a real server process on a free loopback port, for tests."""
+"""Start and stop a real server process on a free loopback port, for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +25,8 @@ class ServerProcess:
     Args:
         env: extra environment (E2V_MODEL, E2V_OUTPUT_DIR, …).
         wait_ready: also wait until /readyz answers 200 (model loaded).
-        log_path: where the server's stdout/stderr go.
+        log_path: where the server's stdout/stderr go (default: a temporary file, shown on failure).
+        args: extra ``serve`` arguments.
     """
 
     def __init__(self, env: dict[str, str], wait_ready: bool = True, log_path: Path | None = None, args=()) -> None:
@@ -32,12 +34,12 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env}
         self.wait_ready = wait_ready
-        self.log_path = log_path
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="e2v-server-", suffix=".log")[1])
         self.args = list(args)
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> ServerProcess:
-        out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self._out = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -51,26 +53,46 @@ class ServerProcess:
                 *self.args,
             ],
             env=self.env,
-            stdout=out,
+            stdout=self._out,
             stderr=subprocess.STDOUT,
         )
-        self.wait("/healthz", 60)
-        if self.wait_ready:
-            self.wait("/readyz", 120)
+        try:
+            self.wait("/healthz", 90)
+            if self.wait_ready:
+                self.wait("/readyz", 180)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def wait(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; log: {self.log_path}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.log_tail()}")
             try:
                 if httpx.get(self.url + path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError(f"{path} not ready after {timeout} s; log: {self.log_path}")
+        raise TimeoutError(f"{path} not ready after {timeout} s; log:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the server's log (for assertion messages)."""
+        try:
+            return self.log_path.read_text("utf-8", errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def rss_bytes(self) -> int:
+        """The server process's resident memory."""
+        import psutil
+
+        return psutil.Process(self.proc.pid).memory_info().rss
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
@@ -80,3 +102,5 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if getattr(self, "_out", None):
+            self._out.close()
