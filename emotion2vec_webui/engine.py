@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import E2VError, ModelUnavailableError
 from .labels import EMOTIONS, english_key
-from .loading import load_automodel_lean
+from .loading import load_automodel_lean, prepare_for_precision
 from .model import HUB_NAMES, ModelInfo, checkpoint_coverage, marker_info, resolve_device, resolve_model
 
 log = logging.getLogger(__name__)
@@ -135,10 +135,8 @@ class EmotionEngine:
             raise ModelUnavailableError(
                 f"The model in {resolved.path} has no classifier head; use an emotion2vec_plus_* model."
             )
-        if mode == "int8":
-            import torch
-
-            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+        if mode != "fp32":
+            module = prepare_for_precision(module, mode, dev)
             automodel.model = module
         tokens = list(automodel.kwargs["tokenizer"].token_list)
         labels = [lab if lab.startswith("unuse") else english_key(lab) for lab in tokens]

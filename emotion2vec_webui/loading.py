@@ -158,3 +158,36 @@ def load_automodel_lean(resolved: ResolvedModel, device: str):
     if leftover:  # pragma: no cover - assign_checkpoint raises first
         raise LeanLoadError(f"tensors left on the meta device: {', '.join(leftover[:5])}")
     return automodel
+
+
+def prepare_for_precision(module, mode: str, device: str):
+    """The module as it should run in precision ``mode`` on ``device`` (may return a new module).
+
+    - ``int8``: dynamic int8 quantisation of the ``Linear`` layers (CPU);
+      activations stay float, the conv front-end stays fp32.
+    - ``bf16`` / ``fp16`` on CPU: the weights of ``Linear`` and ``Conv1d``
+      layers are cast once to bfloat16. CPU autocast does not cache weight
+      casts under ``inference_mode``, so with fp32 weights every call copied
+      all 164M weights to bf16 again (a third of the bf16 time). Norm layers
+      keep fp32 weights; autocast still runs them in fp32.
+    - everything else (fp32; CUDA autocast) is left as loaded.
+
+    The classifier head (``proj``, 9 outputs) always stays fp32: it costs
+    nothing and keeps the scores' last step exact.
+    """
+    import torch
+
+    if mode == "int8":
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao.quantization deprecation notices
+            warnings.simplefilter("ignore")
+            head = module.proj
+            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+            module.proj = head
+            return module
+    if mode in ("bf16", "fp16") and not device.startswith("cuda"):
+        for layer in module.modules():
+            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv1d)) and layer is not module.proj:
+                layer.to(torch.bfloat16)
+    return module

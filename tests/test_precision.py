@@ -1,0 +1,66 @@
+"""Precision modes: each runs on CPU, stays close to fp32, and is recorded as the dtype used."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emotion2vec_webui.engine import EmotionEngine, resolve_precision
+from emotion2vec_webui.testaudio import noise, tone
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "bfloat16", "int8": "int8", "auto": "float32"}
+
+
+def test_resolution_table(caplog):
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("int8", "cpu") == "int8"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with caplog.at_level(logging.WARNING):
+        assert resolve_precision("fp16", "cpu") == "bf16"
+    assert "fp16" in caplog.text and "bf16" in caplog.text
+    assert resolve_precision("int8", "cuda:0") == "fp16"
+    with pytest.raises(ValueError):
+        resolve_precision("fp8", "cpu")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return (tone(2.0, 16000, freq=180)[:, 0] + noise(2.0, 16000, seed=9)[:, 0]).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["bf16", "fp16", "int8"])
+def test_mode_runs_and_stays_close_to_fp32(engine, tiny_model_dir, clip, mode):
+    import torch
+
+    fast = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision=mode, warmup=False)
+    assert fast.info.dtype == DTYPES[mode]
+    if mode != "int8":  # weights of matmul layers are held in bf16, the head in fp32
+        assert fast.module.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+        assert fast.module.proj.weight.dtype == torch.float32
+    ref = engine.recognize(clip, "frame", extract_embedding=True)
+    got = fast.recognize(clip, "frame", extract_embedding=True)
+    assert abs(sum(got.scores.values()) - 1) < 1e-4
+    assert got.num_frames == ref.num_frames
+    assert got.embedding.dtype == np.float32 and got.embedding.shape == ref.embedding.shape
+    a, b = got.embedding.mean(axis=0), ref.embedding.mean(axis=0)
+    assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.999
+    assert max(abs(got.scores[k] - ref.scores[k]) for k in ref.scores) < 0.05
+    # The fp32 engine is untouched by another engine's precision (no shared module).
+    assert engine.module.blocks[0].attn.qkv.weight.dtype == torch.float32
+
+
+def test_result_json_records_the_dtype(tiny_model_dir, settings):
+    from emotion2vec_webui.audio import decode_audio
+    from emotion2vec_webui.pipeline import recognize_decoded
+
+    fast = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="int8", warmup=False)
+    wav = noise(1.0, 16000, seed=1)[:, 0]
+    buf = io.BytesIO()
+    sf.write(buf, wav, 16000, format="WAV")
+    outcome = recognize_decoded(decode_audio(buf.getvalue(), source_name="n.wav"), fast, settings, write=False)
+    assert outcome.result["model"]["dtype"] == "int8"
