@@ -41,18 +41,30 @@ RECENT_RUNS = 200
 # -- label helpers -----------------------------------------------------------------
 
 
-def route_label(scope: dict) -> str:
-    """The route template that served a request (``/api/v1/runs/{run_id}``), never the raw path.
+def route_label(scope: dict, templates=()) -> str:
+    """The route template of a request (``/api/v1/runs/{run_id}``), never the raw path.
 
     Raw paths would make one time series per run id or file name.
+
+    Args:
+        scope: the ASGI scope, after the app handled it.
+        templates: ``(compiled regex, template)`` pairs (:func:`compile_templates`), tried when no
+            router saw the request because a middleware answered first (401, 413).
     """
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if route is None or template is None:
-        return "unmatched"
-    if type(route).__name__ == "Mount":  # the request ended in a mounted app without a route of its own
-        return template.rstrip("/") + "/{path}"
-    return template
+    # Starlette's router sets scope["route"]; a mounted app's own router overwrites it with its route.
+    # A Mount that answers by itself reads as ``/mount/{path}``.
+    template = getattr(scope.get("route"), "path_format", None)
+    if template is None:
+        path = scope.get("path", "")
+        template = next((t for regex, t in templates if regex.match(path)), None)
+    return template or "unmatched"
+
+
+def compile_templates(paths) -> list:
+    """``(regex, template)`` for route templates such as ``/api/v1/runs/{run_id}``."""
+    from starlette.routing import compile_path
+
+    return [(compile_path(p)[0], p) for p in paths]
 
 
 def error_code_of(body: bytes) -> str | None:
@@ -376,9 +388,17 @@ class MetricsMiddleware:
 
     _BODY_CAP = 8192  # error bodies are small; never buffer more than this
 
-    def __init__(self, app, metrics: Metrics) -> None:
+    def __init__(self, app, metrics: Metrics, route_templates=None) -> None:
         self.app = app
         self.metrics = metrics
+        self._route_templates = route_templates  # () -> the app's path templates (its OpenAPI paths)
+        self._templates: list | None = None
+
+    def templates(self) -> list:
+        """Compiled route templates, built on first need (the routes are complete by then)."""
+        if self._templates is None:
+            self._templates = compile_templates(self._route_templates() if self._route_templates else ())
+        return self._templates
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -402,13 +422,14 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, observing_send)
         finally:
-            self.metrics.observe_http(
-                route_label(scope),
-                scope.get("method", ""),
-                status,
-                time.perf_counter() - started,
-                error_code_of(bytes(body)) if capture else None,
-            )
+            try:
+                endpoint = route_label(scope) if "route" in scope else route_label(scope, self.templates())
+                code = error_code_of(bytes(body)) if capture else None
+                self.metrics.observe_http(
+                    endpoint, scope.get("method", ""), status, time.perf_counter() - started, code
+                )
+            except Exception:  # counting must never break a request
+                log.exception("metrics: could not record %s %s", scope.get("method"), scope.get("path"))
 
 
 def install(app, service=None, settings=None) -> Metrics:
@@ -460,5 +481,5 @@ def install(app, service=None, settings=None) -> Metrics:
         summary="Prometheus metrics (text format)",
         response_class=Response,
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, route_templates=lambda: list(app.openapi()["paths"]))
     return metrics
