@@ -1,0 +1,89 @@
+"""Speech-segment mode: silero-vad finds the phrases; each is classified as an utterance."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.pipeline import RecognizeOptions, recognize_source
+from emotion2vec_webui.testaudio import espeak_available, speech, write_audio
+from emotion2vec_webui.vad import speech_segments, vad_segments
+
+PHRASES = ["The weather is lovely today.", "I cannot believe you did that!", "Please close the door when you leave."]
+
+
+@pytest.fixture(scope="module")
+def phrases():
+    """Three espeak-ng phrases separated by 1 s of silence: (waveform, [(start_s, end_s)] of each phrase)."""
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    import soxr
+
+    parts, spans, pos = [np.zeros(8000, np.float32)], [], 8000
+    for text in PHRASES:
+        data, rate = speech(text)
+        data = soxr.resample(data, rate, 16000).astype(np.float32)
+        voiced = np.flatnonzero(np.abs(data) > 0.01)  # espeak pads with silence: measure the voiced part
+        spans.append(((pos + voiced[0]) / 16000, (pos + voiced[-1]) / 16000))
+        parts += [data, np.zeros(16000, np.float32)]
+        pos += len(data) + 16000
+    return np.concatenate(parts), spans
+
+
+def test_segments_match_the_phrases(phrases):
+    wave, spans = phrases
+    found = speech_segments(wave)
+    assert len(found) == len(spans)
+    for (s, e), (ps, pe) in zip(found, spans, strict=True):
+        assert abs(s - ps) < 0.25 and abs(e - pe) < 0.35, f"found {s:.2f}–{e:.2f}, phrase {ps:.2f}–{pe:.2f}"
+    assert all(a[1] <= b[0] for a, b in zip(found, found[1:], strict=False))
+
+
+def test_silence_has_no_speech():
+    assert speech_segments(np.zeros(32000, np.float32)) == []
+
+
+def test_loading_silero_keeps_torch_threads():
+    """``import silero_vad`` sets torch to one thread for the whole process; we put it back."""
+    import torch
+
+    from emotion2vec_webui import vad
+
+    before = torch.get_num_threads()
+    vad._silero.cache_clear()
+    for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
+        del sys.modules[name]  # so the import (and its set_num_threads(1)) runs again
+    vad.speech_segments(np.zeros(16000, np.float32))
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("granularity", ["utterance", "frame"])
+def test_vad_mode_in_the_pipeline(engine, settings, phrases, tmp_path, granularity):
+    wave, spans = phrases
+    wav = write_audio(tmp_path / "phrases.wav", wave, 16000, "wav")
+    r = recognize_source(wav, engine, settings, RecognizeOptions(granularity, False, segmentation="vad")).result
+    segs = r["segments"]
+    assert len(segs) == len(spans)
+    for s in segs:
+        assert s["source"] == "vad" and 0 <= s["start_s"] < s["end_s"] <= r["audio"]["duration_s"]
+        assert list(s["scores"]) == list(EMOTIONS) and abs(sum(s["scores"].values()) - 1) < 1e-4
+        assert s["emotion"] == max(s["scores"], key=s["scores"].get)
+    assert (r["frames"] is not None) == (granularity == "frame")
+
+
+def test_each_segment_is_classified_as_its_own_utterance(engine, phrases):
+    wave, _ = phrases
+    segs = vad_segments(engine, wave)
+    first = segs[0]
+    alone = engine.recognize(wave[int(first["start_s"] * 16000) : int(first["end_s"] * 16000)], "utterance", False)
+    assert first["scores"] == pytest.approx(alone.scores, abs=1e-5)
+
+
+def test_unknown_segmentation_is_a_bad_request(engine):
+    with pytest.raises(E2VError) as err:
+        vad_segments(engine, np.zeros(16000, np.float32), "sentences")
+    assert err.value.code == "bad_request"
