@@ -54,7 +54,8 @@ class RunLog:
     def __call__(self, message: str, level: int = logging.INFO) -> None:
         stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
         self.lines.append(f"{stamp} {message}")
-        log.log(level, "[%s] %s", self.request_id, message)
+        # The id goes as a record attribute: the worker thread does not see the request's contextvar.
+        log.log(level, "%s", message, extra={"request_id": self.request_id})
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -105,6 +106,7 @@ def recognize_decoded(
     started = started if started is not None else time.perf_counter() - decoded.decode_s - decoded.resample_s
     when = now_local()
     info = engine.info
+    runlog(f"request {request_id} · emotion2vec-webui {__version__}")  # ties run.log to the server log
     runlog(
         f"decoded {decoded.source_name} ({decoded.container}, {decoded.original_sample_rate} Hz, "
         f"{decoded.original_channels} ch) in {decoded.decode_s * 1000:.1f} ms"
