@@ -103,7 +103,7 @@ class _Answered:
         self.info = engine.info
         self._result = result
 
-    def recognize(self, waveform, granularity="utterance", extract_embedding=True):
+    def recognize(self, waveform, *args, **kwargs):
         return self._result
 
 
@@ -130,7 +130,10 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
     batched = getattr(engine, "recognize_batch", None)
     if batched is not None and len(pairs) > 1:
         try:
-            answers = batched([d.waveform for _, d in pairs], options.granularity, options.extract_embedding)
+            # On CPU padded batches do not pay, and the engine then goes one by one (batching.py).
+            max_batch = options.batch_size if str(engine.info.device).startswith("cuda") else None
+            waves = [d.waveform for _, d in pairs]
+            answers = batched(waves, options.granularity, options.extract_embedding, max_batch=max_batch)
         except Exception as exc:  # one bad input must not fail its neighbours: retry one by one
             log.warning("batched call failed (%s: %s); classifying one by one", type(exc).__name__, exc)
     out = []

@@ -111,7 +111,8 @@ def discover_inputs(spec: str | os.PathLike) -> list[BatchItem]:
         items = [_item(p) for p in found if p.is_file() and is_audio_path(p)]
     else:
         raise E2VError("bad_request", f"{text}: no such folder, list file or audio file, and not a glob pattern.")
-    unique = list({it.file: it for it in reversed(items)}.values())[::-1]  # first occurrence wins
+    seen: set[str] = set()
+    unique = [it for it in items if not (it.file in seen or seen.add(it.file))]  # first occurrence wins
     if not unique:
         raise E2VError(
             "bad_request", f"{text}: no audio files found (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})."
