@@ -111,15 +111,15 @@ class ResultView:
         return [self.card, self.timeline, self.segments, self.files, self.run_label, self.log]
 
 
-def _result_view(prefix: str, card_id: str) -> ResultView:
+def _result_view(prefix: str, card_id: str, placeholder: str) -> ResultView:
     import gradio as gr
 
-    card = gr.HTML(ui_text.placeholder_card_html(), elem_id=card_id)
+    card = gr.HTML(placeholder, elem_id=card_id)
     timeline = gr.Plot(label=bilingual("Emotion over time", "情绪随时间变化"), visible=False,
                        elem_id=f"{prefix}timeline", format="png")
     segments = gr.HTML(visible=False, elem_id=f"{prefix}segments")
     files = gr.File(label=bilingual("Downloads", "下载"), file_count="multiple", interactive=False, visible=False,
-                    elem_id=f"{prefix}downloads")
+                    elem_id=f"{prefix}downloads", elem_classes="e2v-downloads")
     run_label = gr.Markdown(elem_id=f"{prefix}run_folder")
     with gr.Accordion(bilingual("Processing log", "处理日志"), open=False):
         log_box = gr.Textbox(show_label=False, lines=6, max_lines=16, interactive=False, elem_id=f"{prefix}log")
@@ -196,7 +196,7 @@ def _recognize_tab(service) -> None:
                         example_labels=[p.stem.replace("_", " ") for p in examples],
                     )
             with gr.Column(scale=7, min_width=320):
-                view = _result_view("", "result_card")
+                view = _result_view("", "result_card", ui_text.placeholder_card_html())
 
         def on_recognize(audio_path, gran, emb):
             return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb))
@@ -236,7 +236,7 @@ def _history_tab(service) -> None:
             refresh = gr.Button(bilingual("Refresh", "刷新"), scale=1, size="sm", elem_id="history_refresh")
         table = gr.Dataframe(headers=headers, interactive=False, wrap=True, elem_id="history_table",
                              max_height=320)
-        view = _result_view("history_", "history_card")
+        view = _result_view("history_", "history_card", ui_text.history_placeholder_html())
 
     def on_refresh():
         rows = ui_handlers.history_rows(root)
@@ -254,7 +254,7 @@ def _history_tab(service) -> None:
 
     def on_open(run_id):
         if not run_id:
-            return _view_updates(ui_handlers.RunView(ui_text.placeholder_card_html(), None, None, (), ""))
+            return _view_updates(ui_handlers.RunView(ui_text.history_placeholder_html(), None, None, (), ""))
         return _view_updates(ui_handlers.view_run(root, run_id))
 
     tab.select(on_refresh, None, [table, pick], queue=False, api_visibility="private")

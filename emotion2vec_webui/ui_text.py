@@ -145,6 +145,16 @@ def placeholder_card_html() -> str:
     )
 
 
+def history_placeholder_html() -> str:
+    """What the History tab shows before a run is opened."""
+    return (
+        '<div class="e2v-card e2v-empty"><div class="e2v-empty-top"><div class="e2v-big-emoji">🗂️</div>'
+        "<div><b>在上方选择一条运行记录即可查看结果和下载文件。</b><br>"
+        "Pick a run above (or click its row) to see its result and download its files again. "
+        "Runs are read from the outputs folder, so they survive a server restart.</div></div></div>"
+    )
+
+
 def error_card_html(code: str, message: str) -> str:
     """A readable error: bilingual title, the message, and the stable code."""
     zh, en = ERROR_TITLES.get(code, ERROR_TITLES["internal_error"])

@@ -1,0 +1,139 @@
+"""The web UI in a real browser (Debian's Chromium through pytest-playwright), against the real server.
+
+One server for the module: ``python -m emotion2vec_webui serve`` on a free port with
+the tiny random-weight model. Screenshots go to the test's tmp dir and, for people
+to look at, to /tmp/e2v_screens/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from playwright.sync_api import expect
+
+from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.results import RUN_ID_RE
+from tests.server_util import ServerProcess
+
+pytestmark = pytest.mark.browser
+
+SCREENS = Path("/tmp/e2v_screens")
+LAPTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    """The real server; records how long ``/`` took to answer after the process started."""
+    root = tmp_path_factory.mktemp("ui_browser")
+    env = {
+        "E2V_MODEL": str(tiny_model_dir),
+        "E2V_DEVICE": "cpu",
+        "E2V_OUTPUT_DIR": str(root / "outputs"),
+        "E2V_LOG_DIR": str(root / "logs"),
+        "E2V_API_TOKEN": "",
+    }
+    started = time.perf_counter()
+    with ServerProcess(env, wait_ready=False, log_path=root / "server.log") as srv:
+        while httpx.get(srv.url + "/", timeout=5).status_code != 200:
+            time.sleep(0.05)
+        srv.first_page_s = time.perf_counter() - started
+        srv.ready_at_first_page = httpx.get(srv.url + "/readyz", timeout=5).status_code == 200
+        srv.wait("/readyz", 180)
+        srv.root = root
+        yield srv
+
+
+def screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SCREENS / path.name)
+    return path
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#audio_in input[type=file]").set_input_files(str(path))
+    expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible(timeout=30_000)
+
+
+def test_page_answers_before_the_model_is_loaded(server):
+    print(f"\nfirst page after {server.first_page_s:.2f} s (model ready then: {server.ready_at_first_page})")
+    assert server.first_page_s < 30  # generous: the figure is what matters (issue: within 5 s)
+
+
+def test_frame_recognition_end_to_end(server, page, speech_wav, tmp_path):
+    page.set_viewport_size(LAPTOP)
+    page.goto(server.url)
+    expect(page.locator("#model_status [data-state=ready]")).to_be_visible(timeout=30_000)
+    expect(page.locator("#model_status [data-state=random_weights]")).to_be_visible()
+    upload(page, speech_wav)
+    page.locator("#granularity input[value=frame]").check()
+    page.click("#run_button")
+
+    card = page.locator("#result_card .e2v-card[data-emotion]")
+    expect(card).to_be_visible(timeout=60_000)
+    rows = page.locator("#result_card .e2v-row")
+    expect(rows).to_have_count(9)
+    shown = rows.evaluate_all("els => els.map(e => [e.dataset.emotion, e.querySelector('.e2v-pct').textContent])")
+    assert sorted(k for k, _ in shown) == sorted(EMOTIONS)
+    percents = [float(p.rstrip("%")) for _, p in shown]
+    assert abs(sum(percents) - 100) < 1.0 and percents == sorted(percents, reverse=True)
+    expect(page.locator("#timeline img")).to_be_visible()
+    expect(page.locator("#segments table")).to_be_visible()
+
+    links = page.locator("#downloads a[download]")
+    expect(links).to_have_count(3)
+    hrefs = {a.get_attribute("download"): a.get_attribute("href") for a in links.all()}
+    assert set(hrefs) == {"result.json", "processed_audio.wav", "embedding.npy"}
+    got = {name: httpx.get(href, timeout=30) for name, href in hrefs.items()}
+    assert all(r.status_code == 200 for r in got.values())
+    result = json.loads(got["result.json"].content)
+    assert result["granularity"] == "frame" and result["emotion"] == card.get_attribute("data-emotion")
+    assert len(result["segments"]) == page.locator("#segments tbody tr").count()
+    info = sf.info(io.BytesIO(got["processed_audio.wav"].content))
+    assert (info.samplerate, info.channels) == (16000, 1)
+    embedding = np.load(io.BytesIO(got["embedding.npy"].content))
+    assert embedding.ndim == 2 and embedding.dtype == np.float32  # [T, D] at frame granularity
+    run_id = re.search(r"outputs_\d{8}_\d{6}(_\d+)?", page.locator("#run_folder").inner_text()).group(0)
+    assert RUN_ID_RE.match(run_id) and (server.root / "outputs" / run_id / "result.json").is_file()
+    screenshot(page, tmp_path, "recognize_frame_laptop")
+    page.set_viewport_size(PHONE)
+    screenshot(page, tmp_path, "recognize_frame_phone")
+
+    # History: the run is listed and reopens with the same card.
+    page.set_viewport_size(LAPTOP)
+    page.get_by_role("tab", name=re.compile("History")).click()
+    table = page.locator("#history_table")
+    expect(table).to_contain_text(run_id, timeout=15_000)
+    table.get_by_role("gridcell").filter(has_text=run_id).first.click()
+    history_card = page.locator(f"#history_card .e2v-card[data-emotion={result['emotion']}]")
+    expect(history_card).to_be_visible(timeout=15_000)
+    expect(page.locator("#history_card .e2v-row")).to_have_count(9)
+    expect(page.locator("#history_downloads a[download]")).to_have_count(3)
+    screenshot(page, tmp_path, "history_laptop")
+
+
+def test_corrupt_upload_shows_a_readable_error(server, page, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(np.random.default_rng(0).bytes(4000))
+    page.set_viewport_size(LAPTOP)
+    page.goto(server.url)
+    upload(page, broken)
+    page.click("#run_button")
+    error = page.locator("#result_card .e2v-error[data-error-code=audio_undecodable]")
+    expect(error).to_be_visible(timeout=30_000)
+    expect(error).to_contain_text("Cannot decode")
+    expect(error).to_contain_text("broken.wav")
+    assert "Traceback" not in page.content()
+    expect(page.locator("#downloads")).to_be_hidden()
+    screenshot(page, tmp_path, "corrupt_upload_error")
