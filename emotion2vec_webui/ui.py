@@ -115,11 +115,18 @@ def _result_view(prefix: str, card_id: str, placeholder: str) -> ResultView:
     import gradio as gr
 
     card = gr.HTML(placeholder, elem_id=card_id)
-    timeline = gr.Plot(label=bilingual("Emotion over time", "情绪随时间变化"), visible=False,
-                       elem_id=f"{prefix}timeline", format="png")
+    timeline = gr.Plot(
+        label=bilingual("Emotion over time", "情绪随时间变化"), visible=False, elem_id=f"{prefix}timeline", format="png"
+    )
     segments = gr.HTML(visible=False, elem_id=f"{prefix}segments")
-    files = gr.File(label=bilingual("Downloads", "下载"), file_count="multiple", interactive=False, visible=False,
-                    elem_id=f"{prefix}downloads", elem_classes="e2v-downloads")
+    files = gr.File(
+        label=bilingual("Downloads", "下载"),
+        file_count="multiple",
+        interactive=False,
+        visible=False,
+        elem_id=f"{prefix}downloads",
+        elem_classes="e2v-downloads",
+    )
     run_label = gr.Markdown(elem_id=f"{prefix}run_folder")
     with gr.Accordion(bilingual("Processing log", "处理日志"), open=False):
         log_box = gr.Textbox(show_label=False, lines=6, max_lines=16, interactive=False, elem_id=f"{prefix}log")
@@ -201,8 +208,14 @@ def _recognize_tab(service) -> None:
         def on_recognize(audio_path, gran, emb):
             return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb))
 
-        run.click(on_recognize, [audio, granularity, embedding], view.outputs(), api_name="recognize_ui",
-                  api_visibility="undocumented", scroll_to_output=False)
+        run.click(
+            on_recognize,
+            [audio, granularity, embedding],
+            view.outputs(),
+            api_name="recognize_ui",
+            api_visibility="undocumented",
+            scroll_to_output=False,
+        )
 
         def on_clear():
             empty = ui_handlers.RunView(ui_text.placeholder_card_html(), None, None, (), "")
@@ -220,8 +233,13 @@ def _recognize_tab(service) -> None:
             except E2VError as exc:
                 raise gr.Error(f"{exc.message} [{exc.code}]") from None
 
-        api_trigger.click(recognize_api, [audio, granularity, embedding], api_out, api_name="recognize",
-                          api_description="Recognize one audio file: returns result.json plus run_id.")
+        api_trigger.click(
+            recognize_api,
+            [audio, granularity, embedding],
+            api_out,
+            api_name="recognize",
+            api_description="Recognize one audio file: returns result.json plus run_id.",
+        )
 
 
 def _history_tab(service) -> None:
@@ -231,11 +249,11 @@ def _history_tab(service) -> None:
     headers = ["run", "时间 / time", "文件 / file", "情绪 / emotion", "置信度 / conf.", "粒度 / granularity"]
     with gr.Tab(bilingual("History", "历史"), id="history") as tab:
         with gr.Row():
-            pick = gr.Dropdown(label=bilingual("Open a run", "打开运行记录"), choices=[], scale=5,
-                               elem_id="history_pick")
+            pick = gr.Dropdown(
+                label=bilingual("Open a run", "打开运行记录"), choices=[], scale=5, elem_id="history_pick"
+            )
             refresh = gr.Button(bilingual("Refresh", "刷新"), scale=1, size="sm", elem_id="history_refresh")
-        table = gr.Dataframe(headers=headers, interactive=False, wrap=True, elem_id="history_table",
-                             max_height=320)
+        table = gr.Dataframe(headers=headers, interactive=False, wrap=True, elem_id="history_table", max_height=320)
         view = _result_view("history_", "history_card", ui_text.history_placeholder_html())
 
     def on_refresh():
@@ -271,14 +289,29 @@ def _fallback_system_tab(service) -> None:
     def info_html() -> str:
         st = service.status
         s = service.settings
-        rows = [("model", s.model), ("hub", s.hub), ("device", s.device), ("precision", s.precision),
-                ("status", st.state)]
+        rows = [
+            ("model", s.model),
+            ("hub", s.hub),
+            ("device", s.device),
+            ("precision", s.precision),
+            ("status", st.state),
+        ]
         if st.info is not None:
             i = st.info
-            rows += [("device (resolved)", i.device), ("dtype", i.dtype), ("random weights", str(i.random_weights)),
-                     ("parameters", f"{i.num_parameters:,}"), ("embedding dim", str(i.embedding_dim))]
-        rows += [("max upload", f"{s.max_upload_mb:g} MB"), ("duration", f"{s.min_duration_s:g}–{s.max_duration_s:g} s"),
-                 ("max queue", str(s.max_queue)), ("app version", __version__), ("gradio", gr.__version__)]
+            rows += [
+                ("device (resolved)", i.device),
+                ("dtype", i.dtype),
+                ("random weights", str(i.random_weights)),
+                ("parameters", f"{i.num_parameters:,}"),
+                ("embedding dim", str(i.embedding_dim)),
+            ]
+        rows += [
+            ("max upload", f"{s.max_upload_mb:g} MB"),
+            ("duration", f"{s.min_duration_s:g}–{s.max_duration_s:g} s"),
+            ("max queue", str(s.max_queue)),
+            ("app version", __version__),
+            ("gradio", gr.__version__),
+        ]
         body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
         return f'<div class="e2v-table-wrap"><table class="e2v-table e2v-kv">{body}</table></div>'
 

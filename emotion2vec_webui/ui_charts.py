@@ -111,8 +111,14 @@ def timeline_figure(result: dict):
     with _style():
         fig = Figure(figsize=(8.0, 3.9), dpi=110, layout="constrained")
         strip, ax = fig.subplots(2, 1, sharex=True, height_ratios=[1, 6])
-        ax.stackplot(t, y.T * 100.0, labels=[_label(k) for k in labels],
-                     colors=[EMOTION_COLORS.get(k, "#888") for k in labels], alpha=0.9, linewidth=0)
+        ax.stackplot(
+            t,
+            y.T * 100.0,
+            labels=[_label(k) for k in labels],
+            colors=[EMOTION_COLORS.get(k, "#888") for k in labels],
+            alpha=0.9,
+            linewidth=0,
+        )
         ax.set_ylim(0, 100)
         ax.set_xlim(0, duration)
         ax.set_ylabel("得分 / score (%)")
@@ -123,8 +129,16 @@ def timeline_figure(result: dict):
             key = str(seg.get("emotion", "unknown"))
             strip.axvspan(start, end, color=EMOTION_COLORS.get(key, "#888"), alpha=0.95, linewidth=0)
             if end - start >= 0.12 * duration:
-                strip.text((start + end) / 2, 0.5, _label(key), ha="center", va="center", fontsize=8, color="white",
-                           fontweight="bold")
+                strip.text(
+                    (start + end) / 2,
+                    0.5,
+                    _label(key),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white",
+                    fontweight="bold",
+                )
             if start > 0:
                 ax.axvline(start, color="white", linewidth=1.2, alpha=0.9)
         strip.set_yticks([])

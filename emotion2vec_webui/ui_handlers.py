@@ -113,7 +113,9 @@ def recognize(service, audio_path: str | None, granularity: str, extract_embeddi
     return view_run(service.settings.output_dir, outcome.run.run_id, outcome.result, outcome.log_text)
 
 
-def recognize_api(service, audio_path: str | None, granularity: str = "utterance", extract_embedding: bool = True) -> dict:
+def recognize_api(
+    service, audio_path: str | None, granularity: str = "utterance", extract_embedding: bool = True
+) -> dict:
     """The scripting endpoint (``/recognize`` for gradio_client): result.json plus ``run_id``.
 
     Raises:

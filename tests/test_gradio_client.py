@@ -45,7 +45,12 @@ def test_recognize_endpoint_returns_result_json_and_writes_the_run(server, clien
     assert result["audio"]["source_name"] == "speech.wav"
     assert RUN_ID_RE.match(result["run_id"])
     folder = server.root / "outputs" / result["run_id"]
-    assert sorted(p.name for p in folder.iterdir()) == ["embedding.npy", "processed_audio.wav", "result.json", "run.log"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "embedding.npy",
+        "processed_audio.wav",
+        "result.json",
+        "run.log",
+    ]
 
 
 def test_recognize_endpoint_reports_error_codes(client, tmp_path):

@@ -128,8 +128,10 @@ def test_charts_draw_from_result_json():
     result = {
         "audio": {"duration_s": 60.0},
         "frames": {"hop_s": 0.02, "labels": list(EMOTIONS), "scores": frames.tolist()},
-        "segments": [{"start_s": 0.0, "end_s": 30.0, "emotion": "happy", "confidence": 0.5},
-                     {"start_s": 30.0, "end_s": 60.0, "emotion": "sad", "confidence": 0.4}],
+        "segments": [
+            {"start_s": 0.0, "end_s": 30.0, "emotion": "happy", "confidence": 0.5},
+            {"start_s": 30.0, "end_s": 60.0, "emotion": "sad", "confidence": 0.4},
+        ],
     }
     fig = timeline_figure(result)
     assert fig is not None and len(fig.axes) == 2
