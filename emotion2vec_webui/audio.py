@@ -236,10 +236,22 @@ def _too_long(name: str, limits: AudioLimits) -> AudioError:
     )
 
 
+class _ClampedBytesIO(io.BytesIO):
+    """BytesIO that treats a seek before the start as a seek to 0.
+
+    libsndfile probes corrupt headers with negative seeks; BytesIO raises, and
+    soundfile's cffi callback then prints a traceback to stderr and returns 0.
+    Clamping returns the same 0, without the noise in the server log.
+    """
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return super().seek(max(offset, 0) if whence == io.SEEK_SET else offset, whence)
+
+
 def _decode_soundfile(data: bytes, name: str, limits: AudioLimits, warnings: list[str]) -> tuple[np.ndarray, int, int]:
     import soundfile as sf
 
-    with sf.SoundFile(io.BytesIO(data)) as f:
+    with sf.SoundFile(_ClampedBytesIO(data)) as f:
         rate, channels = int(f.samplerate), int(f.channels)
         _check_rate_channels(rate, channels, name)
         cap = int(limits.max_duration_s * rate)
@@ -294,6 +306,8 @@ def _decode_pyav(
         if not streams:
             raise AudioError("audio_undecodable", f"{name} contains no audio stream.")
         stream = streams[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for it (e.g. a wav with a bogus format tag)
+            raise AudioError("audio_undecodable", f"{name} uses an audio codec that cannot be decoded.")
         rate = int(stream.codec_context.sample_rate or stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
         _check_rate_channels(rate, max(channels, 1), name)
