@@ -488,7 +488,7 @@ def resolve_input_path(raw: str, input_dirs) -> Path:
     if not raw or "\x00" in raw or len(raw) > 4096:
         raise E2VError("forbidden", "audio_path is not an allowed path.")
     roots = [Path(d).resolve() for d in input_dirs]
-    given = Path(raw).expanduser() if not raw.startswith("~") else Path(raw)
+    given = Path(raw)  # no "~" expansion: a relative path is looked up inside each input folder
     candidates = [given] if given.is_absolute() else [root / given for root in roots]
     for candidate in candidates:
         try:
