@@ -67,13 +67,20 @@ def compile_templates(paths) -> list:
     return [(compile_path(p)[0], p) for p in paths]
 
 
+def api_error_of(body: bytes) -> tuple[str, str] | None:
+    """``(code, message)`` of a JSON error body, when the code is one of ours."""
+    try:
+        error = json.loads(body)["error"]
+        code, message = error["code"], str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return (code, message) if code in ERROR_CODES else None
+
+
 def error_code_of(body: bytes) -> str | None:
     """The ``error.code`` of a JSON error body, when it is one of ours."""
-    try:
-        code = json.loads(body)["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return code if code in ERROR_CODES else None
+    error = api_error_of(body)
+    return error[0] if error else None
 
 
 def outcome_of(event) -> str:
@@ -382,8 +389,10 @@ class Metrics:
 class MetricsMiddleware:
     """Pure ASGI middleware: counts and times every HTTP request, reads the code of error bodies.
 
-    It should sit outermost, so that answers given by other middleware
-    (401, 413, 500) are counted too.
+    It also writes one log line per API error response (code and message,
+    with the request id), so failed requests can be found in the logs. It
+    should sit outermost, so that answers given by other middleware (401,
+    413, 500) are counted too.
     """
 
     _BODY_CAP = 8192  # error bodies are small; never buffer more than this
@@ -408,13 +417,15 @@ class MetricsMiddleware:
         status = 500
         capture = False
         body = bytearray()
+        request_id = None
 
         async def observing_send(message) -> None:
-            nonlocal status, capture
+            nonlocal status, capture, request_id
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = dict(message.get("headers", ()))
                 capture = status >= 400 and b"json" in headers.get(b"content-type", b"")
+                request_id = headers.get(b"x-request-id", b"").decode("latin-1") or None
             elif message["type"] == "http.response.body" and capture and len(body) < self._BODY_CAP:
                 body.extend(message.get("body", b"")[: self._BODY_CAP - len(body)])
             await send(message)
@@ -424,10 +435,15 @@ class MetricsMiddleware:
         finally:
             try:
                 endpoint = route_label(scope) if "route" in scope else route_label(scope, self.templates())
-                code = error_code_of(bytes(body)) if capture else None
+                error = api_error_of(bytes(body)) if capture else None
+                method = scope.get("method", "")
                 self.metrics.observe_http(
-                    endpoint, scope.get("method", ""), status, time.perf_counter() - started, code
+                    endpoint, method, status, time.perf_counter() - started, error[0] if error else None
                 )
+                if error:
+                    level = logging.WARNING if status >= 500 else logging.INFO
+                    extra = {"request_id": request_id} if request_id else None
+                    log.log(level, "%s %s answered %d %s: %s", method, scope.get("path"), status, *error, extra=extra)
             except Exception:  # counting must never break a request
                 log.exception("metrics: could not record %s %s", scope.get("method"), scope.get("path"))
 
