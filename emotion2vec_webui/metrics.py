@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # Latency buckets (seconds): a 1 s clip on a GPU up to a 10-minute file on a CPU.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 MODEL_STATES = ("loading", "ready", "unavailable")
+STAGES = ("decode", "wait", "inference", "write")  # label values of e2v_recognition_stage_seconds
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Recent runs kept for the UI's p50/p95.
 RECENT_RUNS = 200
@@ -335,7 +336,8 @@ class Metrics:
         )
         self.stage_latency = Histogram(
             "e2v_recognition_stage_seconds",
-            "Seconds per recognition stage: decode (with resampling), inference, write (run folder).",
+            "Seconds per recognition stage: decode (with resampling), wait (queue wait and post-processing), "
+            "inference, write (run folder).",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -347,7 +349,7 @@ class Metrics:
             registry=r,
         )
         self.audio_seconds = Counter("e2v_audio_seconds", "Seconds of audio recognised.", registry=r)
-        for stage in ("decode", "inference", "write"):
+        for stage in STAGES:
             self.stage_latency.labels(stage)  # present (at 0) before the first run
         if service is not None:
             r.register(_LiveCollector(service))
@@ -364,7 +366,9 @@ class Metrics:
         self.stage_latency.labels("decode").observe(event.decode_s)
         self.stage_latency.labels("inference").observe(event.inference_s)
         self.stage_latency.labels("write").observe(event.write_s)
-        self.recognition_latency.observe(float(event.result.get("processing_time_s", 0.0)))
+        processing_s = float(event.result.get("processing_time_s", 0.0))  # decode start → result, before write
+        self.stage_latency.labels("wait").observe(max(0.0, processing_s - event.decode_s - event.inference_s))
+        self.recognition_latency.observe(processing_s)
         self.audio_seconds.inc(float(event.result.get("audio", {}).get("duration_s", 0.0)))
 
     def observe_http(self, endpoint: str, method: str, status: int, seconds: float, code: str | None) -> None:

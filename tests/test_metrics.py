@@ -138,6 +138,7 @@ def test_recognitions_observed_by_stage_and_failures_by_code():
     for stage in ("decode", "inference", "write"):
         assert value(found, "e2v_recognition_stage_seconds_count", stage=stage) == 2
     assert value(found, "e2v_recognition_stage_seconds_sum", stage="inference") == pytest.approx(0.4)
+    assert value(found, "e2v_recognition_stage_seconds_sum", stage="wait") == pytest.approx(1.2 - 0.4 - 0.02)
     assert value(found, "e2v_recognition_seconds_sum") == pytest.approx(1.2)
     assert value(found, "e2v_audio_seconds_total") == pytest.approx(5.0)
     assert value(found, "e2v_errors_total", code="audio_undecodable", source="service") == 1
