@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -164,3 +165,47 @@ def test_batched_calls_give_the_same_results(clips, engine, settings, tmp_path):
         assert all(abs(a.result["scores"][k] - b.result["scores"][k]) < 1e-5 for k in EMOTIONS)
         assert a.engine_result.embedding.shape == b.engine_result.embedding.shape
         assert a.run.path != b.run.path and (b.run.path / "embedding.npy").exists()
+
+
+def test_ui_batch_folder_uploads_and_refusals(clips, engine, settings, tmp_path):
+    import zipfile
+
+    import gradio as gr
+
+    from emotion2vec_webui.errors import E2VError
+    from emotion2vec_webui.service import Service
+    from emotion2vec_webui.ui_batch import build_batch_tab, run_ui_batch
+
+    service = Service(dataclasses.replace(settings, input_dirs=(clips,)), engine)
+    service.start()
+    try:
+        seen = []
+        html, table, csv_path, zip_path, matrix = run_ui_batch(
+            service, None, str(clips), "utterance", False, lambda p, **kw: seen.append(p)
+        )
+        assert len(table) == 20 and sum(row[1] == "error" for row in table) == 2
+        assert "18 ok, 2 failed" in html and matrix is None
+        assert seen[0] == (0, 20) and seen[-1] == (20, 20)
+        with zipfile.ZipFile(zip_path) as zf:
+            names = zf.namelist()
+        assert any(n.endswith("/summary.csv") for n in names) and sum(n.endswith("/result.json") for n in names) == 18
+        assert Path(csv_path).read_text().count("\n") == 21
+
+        upload = tmp_path / "up" / "03-01-05-01-01-01-01.wav"  # RAVDESS name: angry
+        upload.parent.mkdir()
+        upload.write_bytes((clips / "c00.wav").read_bytes())
+        html, table, *_, matrix = run_ui_batch(service, [str(upload)], "", "frame", True)
+        assert len(table) == 1 and table[0][1] == "ok" and matrix and Path(matrix).exists()
+
+        for folder in (str(tmp_path), "/etc", f"{clips}/.."):
+            with pytest.raises(E2VError) as err:
+                run_ui_batch(service, None, folder, "utterance", False)
+            assert err.value.code == "forbidden"
+        closed = Service(settings, engine)  # E2V_INPUT_DIRS unset: uploads only
+        with pytest.raises(E2VError) as err:
+            run_ui_batch(closed, None, str(clips), "utterance", False)
+        assert err.value.code == "forbidden"
+    finally:
+        service.stop()
+    with gr.Blocks():
+        build_batch_tab(service)
