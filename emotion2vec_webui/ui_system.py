@@ -33,7 +33,11 @@ def _duration(s: float) -> str:
 def table_html(title: str, rows: list[tuple[str, str]]) -> str:
     """A two-column table (label, value) under a heading; everything escaped."""
     body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
-    return f'<h3>{escape(title)}</h3><div class="e2v-table-wrap"><table class="e2v-table e2v-kv">{body}</table></div>'
+    # The shared table style scrolls past 320 px (long history lists); these short tables show whole.
+    return (
+        f'<h3>{escape(title)}</h3><div class="e2v-table-wrap" style="max-height: none">'
+        f'<table class="e2v-table e2v-kv">{body}</table></div>'
+    )
 
 
 def model_rows(service) -> list[tuple[str, str]]:
