@@ -170,17 +170,18 @@ def rotating_file_handler(
     return _own(handler, "file")
 
 
-def log_to_file(log_dir: Path, name: str = SERVER_LOG_NAME) -> Path:
+def log_to_file(log_dir: Path, name: str = SERVER_LOG_NAME) -> Path | None:
     """Also write every log record to ``log_dir/name`` (rotating, 10 MB × 5, JSON lines).
 
-    Idempotent: a second call replaces the previous file handler.
+    Idempotent: a second call replaces the previous file handler. A folder
+    that cannot be written (read-only container) is logged, not fatal.
 
     Args:
         log_dir: the folder (``E2V_LOG_DIR``; default ``logs``).
         name: the file name.
 
     Returns:
-        The path of the log file.
+        The path of the log file, or None when it cannot be written.
     """
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -188,5 +189,14 @@ def log_to_file(log_dir: Path, name: str = SERVER_LOG_NAME) -> Path:
             root.removeHandler(h)
             h.close()
     path = Path(log_dir) / name
-    root.addHandler(rotating_file_handler(path))
+    try:
+        handler = rotating_file_handler(path)
+        handler._open().close()  # fail here, not on the first record
+    except OSError as exc:
+        logging.getLogger(__name__).warning(
+            "cannot write the log file %s (%s); logging to the terminal only", path, exc
+        )
+        return None
+    root.addHandler(handler)
+    logging.getLogger(__name__).info("logging to %s (JSON lines, rotated at %d MB)", path, handler.maxBytes >> 20)
     return path

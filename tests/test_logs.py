@@ -143,3 +143,10 @@ def test_log_to_file_writes_json_lines_once(root_logger, tmp_path):
         h.flush()
     assert path == tmp_path / "b" / logs.SERVER_LOG_NAME
     assert json.loads(path.read_text("utf-8").splitlines()[-1])["message"] == "to the file"
+
+
+def test_log_to_file_survives_an_unwritable_folder(root_logger, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the log folder should be")
+    assert logs.log_to_file(blocker / "logs") is None
+    assert not any(getattr(h, "_e2v", None) == "file" for h in root_logger.handlers)
