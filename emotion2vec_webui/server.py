@@ -296,6 +296,11 @@ def _mount_ui(app, service: Service, settings: Settings) -> None:
         blocks.queue()
         kwargs = {"max_file_size": settings.max_upload_bytes}
     gr.mount_gradio_app(app, blocks, path="/", **kwargs)
+    # Gradio checks that a FileData input names a file the user uploaded (not, say, /etc/passwd)
+    # only when ``blocks.has_launched`` (processing_utils._check_allowed), which launch() sets and
+    # mount_gradio_app() does not (Gradio 6.31): without this, the mounted UI's API would read any
+    # server path. Tested in tests/reliability/test_traversal.py.
+    blocks.has_launched = True
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -305,7 +310,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .cli import settings_from_args
 
     settings = settings_from_args(args)
-    log.info("logging to %s", log_to_file(settings.log_dir))  # rotating JSON lines, 10 MB x 5
+    log_to_file(settings.log_dir)  # rotating JSON lines, 10 MB x 5
     service = Service(settings)
     app = create_app(settings, service)
     service.start()  # after the UI is built: importing torch would slow the first page
