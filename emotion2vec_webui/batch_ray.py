@@ -42,7 +42,10 @@ def import_ray():
     Raises:
         E2VError: ``bad_request`` when Ray Data is not installed.
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local instance on loopback: no token (Ray ≥ 2.5x warns)
+    if not os.environ.get("RAY_ADDRESS"):
+        # Our own instance listens on loopback only: skip Ray's token auth (on by default in recent Ray,
+        # with a warning). A cluster keeps whatever auth its operators set up.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         import ray
         import ray.data  # noqa: F401
