@@ -317,7 +317,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "dataset": [f for f, _ in items],
         }
         if name.startswith("hf-random:"):  # build and save the stand-in once, outside the measured process
-            _measure_in_subprocess({**spec, "prepare": True})
+            from .peers import prepare_random_peer
+
+            prepare_random_peer(name.split(":", 1)[1])
         results.append(_measure_in_subprocess(spec))
     if items:
         results = score_dataset(results, [c for _, c in items])
@@ -343,13 +345,7 @@ def _worker_main(argv: list[str]) -> int:
     from .logs import setup_logging
 
     setup_logging("WARNING", "text")
-    if spec.get("prepare"):
-        from .peers import prepare_random_peer
-
-        prepare_random_peer(spec["model"].split(":", 1)[1])
-        result = ModelBench(spec["model"], "hf", True)
-    else:
-        result = run_worker(spec)
+    result = run_worker(spec)
     out.write_text(json.dumps(asdict(result)), "utf-8")
     return 0
 

@@ -30,7 +30,7 @@ from .evaluation import map_label
 SAMPLE_RATE = 16000
 # SUPERB ER (IEMOCAP, four classes) as the superb/*-superb-er checkpoints label them.
 SUPERB_ER_LABELS = ("neu", "hap", "ang", "sad")
-RANDOM_PEERS = ("wav2vec2-base", "hubert-large")
+RANDOM_PEERS = ("wav2vec2-base", "hubert-large", "wav2vec2-tiny")  # tiny: for tests and smoke runs
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,19 @@ def random_config(name: str):
     labels = {"id2label": dict(enumerate(SUPERB_ER_LABELS)), "label2id": {k: i for i, k in enumerate(SUPERB_ER_LABELS)}}
     if name == "wav2vec2-base":  # superb/wav2vec2-base-superb-er
         return tf.Wav2Vec2Config(use_weighted_layer_sum=True, classifier_proj_size=256, **labels)
+    if name == "wav2vec2-tiny":  # the wav2vec2 graph at toy size: tests and smoke runs only
+        return tf.Wav2Vec2Config(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(32, 32, 32, 32, 32, 32, 32),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+            use_weighted_layer_sum=True,
+            classifier_proj_size=16,
+            **labels,
+        )
     if name == "hubert-large":  # superb/hubert-large-superb-er
         return tf.HubertConfig(
             hidden_size=1024,
