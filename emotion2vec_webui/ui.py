@@ -214,7 +214,7 @@ def _recognize_tab(service) -> None:
             view.outputs(),
             api_name="recognize_ui",
             api_visibility="undocumented",
-            scroll_to_output=False,
+            scroll_to_output=True,  # on a phone the result is below the inputs
         )
 
         def on_clear():

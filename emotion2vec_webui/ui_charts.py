@@ -143,7 +143,7 @@ def timeline_figure(result: dict):
                 ax.axvline(start, color="white", linewidth=1.2, alpha=0.9)
         strip.set_yticks([])
         strip.set_ylim(0, 1)
-        strip.set_title("情绪片段 / segments", fontsize=9, loc="left", color="#555")
+        strip.set_ylabel("片段\nsegments", fontsize=8, rotation=0, ha="right", va="center", color="#555")
         for side in ("left", "bottom"):
             strip.spines[side].set_visible(False)
         strip.tick_params(axis="x", length=0)
