@@ -141,3 +141,28 @@ def test_corrupt_upload_shows_a_readable_error(server, page, tmp_path):
     assert "Traceback" not in page.content()
     expect(page.locator("#downloads")).to_be_hidden()
     screenshot(page, tmp_path, "corrupt_upload_error")
+
+
+def test_microphone_recording_is_recognized(server, browser_type, browser_type_launch_args, tmp_path):
+    """Chromium's fake microphone (a beep): the recording arrives as a 44.1 kHz file and is resampled."""
+    launch = {**browser_type_launch_args}
+    launch["args"] = [*launch.get("args", []), "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    browser = browser_type.launch(**launch)
+    try:
+        page = browser.new_context(viewport=LAPTOP, permissions=["microphone"]).new_page()
+        page.goto(server.url)
+        page.locator("#audio_in button[aria-label='Record audio']").click()
+        page.locator("#audio_in button.record-button").click()
+        page.wait_for_timeout(2000)
+        page.locator("#audio_in button.stop-button").click()
+        expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible(timeout=30_000)
+        page.click("#run_button")
+        expect(page.locator("#result_card .e2v-card[data-emotion]")).to_be_visible(timeout=60_000)
+        expect(page.locator("#result_card .e2v-row")).to_have_count(9)
+        href = page.locator("#downloads a[download='result.json']").get_attribute("href")
+        audio = json.loads(httpx.get(href, timeout=30).content)["audio"]
+        assert audio["sample_rate"] == 16000 and audio["duration_s"] > 0.5
+        print(f"\nmicrophone recording: {audio['original_sample_rate']} Hz, {audio['duration_s']} s")
+        screenshot(page, tmp_path, "microphone_recording")
+    finally:
+        browser.close()
