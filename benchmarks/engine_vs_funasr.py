@@ -1,0 +1,298 @@
+"""Our engine against raw ``funasr.AutoModel.generate()``, side by side in one process; prints every target.
+
+    E2V_MODEL=/path/to/large-model python benchmarks/engine_vs_funasr.py [--repeats 5] [--record FILE]
+
+Measured (CPU; min and p50 over repeats, A/B interleaved on the same clips):
+
+1. the default path (fp32) against ``AutoModel.generate()`` (FunASR's own
+   load) on 3, 10 and 30 s clips: target <= 1.05x;
+2. bf16 and int8 against the same: the fastest must be >= 2x faster, with
+   100% top-1 agreement and max score difference <= 0.01 against fp32 on 20
+   espeak-ng clips (varied texts, voices, speeds, pitches); embedding cosine
+   is printed too;
+3. loading, each in a fresh subprocess (interleaved, min of repeats): peak
+   RSS <= 0.6x FunASR's own load, and load time no slower;
+4. the REST API (``POST /api/v1/recognize``, a real server subprocess) on a
+   5 s clip against the engine call: <= 1.15x (SKIP when there is no API).
+
+Random weights (make-test-model) saturate the classifier's softmax more than
+trained weights usually do, which makes score differences smaller; say so
+when quoting the fidelity figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TEXTS = [
+    "I can't believe you did that again, after everything we talked about.",
+    "What a wonderful surprise, thank you so much for coming tonight!",
+    "The train leaves at seven. Please be on time, we cannot wait.",
+    "Nobody called me back, and now the whole week is ruined.",
+    "Look out! There's something moving behind the door.",
+    "Well, I suppose the results are fine, nothing special really.",
+    "We won the match! I still can't believe it, it was amazing.",
+    "Please leave me alone. I just want to sit here for a while.",
+    "Is that really what you think of me? After all these years?",
+    "The report is due on Friday and the numbers still do not add up.",
+]
+VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp"]
+LOAD_SCRIPT = """
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+from emotion2vec_webui.model import quiet_funasr
+with quiet_funasr():
+    import funasr
+import numpy as np
+t0 = time.perf_counter()
+if mode == "funasr":
+    from emotion2vec_webui.model import load_automodel, resolve_model
+    automodel = load_automodel(resolve_model(path), "cpu")
+    run = lambda x: automodel.generate(x, granularity="utterance", extract_embedding=False, disable_pbar=True)
+else:
+    from emotion2vec_webui.engine import EmotionEngine
+    engine = EmotionEngine.load(path, device="cpu", precision="fp32", warmup=False)
+    run = lambda x: engine.recognize(x, "utterance", extract_embedding=False)
+load_s = time.perf_counter() - t0
+rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+run(np.random.default_rng(0).normal(0, 0.1, 48000).astype(np.float32))
+rss_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"load_s": load_s, "rss_load_mb": rss_load, "rss_first_call_mb": rss_run}))
+"""
+
+
+def speech_clip(text: str, voice: str, speed: int, pitch: int, seconds: float | None = None) -> np.ndarray:
+    import soxr
+
+    from emotion2vec_webui.testaudio import speech
+
+    data, rate = speech(text, voice=voice, speed=speed, pitch=pitch)
+    data = soxr.resample(data, rate, 16000).astype(np.float32)
+    if seconds is not None:
+        data = np.resize(data, int(seconds * 16000)).astype(np.float32)
+    return data
+
+
+def timed(fn, *args, **kwargs) -> float:
+    t0 = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t0
+
+
+def verdict(ok: bool | None) -> str:
+    return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def speed_section(model: str, repeats: int, out: list[str], rows: list[tuple]):
+    from emotion2vec_webui.engine import EmotionEngine
+    from emotion2vec_webui.model import load_automodel, resolve_model
+
+    raw = load_automodel(resolve_model(model), "cpu")  # FunASR's own loading: the baseline
+    engines = {mode: EmotionEngine.load(model, device="cpu", precision=mode) for mode in ("fp32", "bf16", "int8")}
+
+    def generate(x):
+        return raw.generate(x, granularity="utterance", extract_embedding=True, disable_pbar=True)
+
+    out.append("## Speed (seconds per call; A/B interleaved)\n")
+    out.append("| clip | generate() min / p50 | ours fp32 min / p50 | bf16 min / p50 | int8 min / p50 |")
+    out.append("|---|---|---|---|---|")
+    mins: dict[float, dict[str, float]] = {}
+    for seconds in (3, 10, 30):
+        clip = speech_clip(TEXTS[0] + " " + TEXTS[1], "en-us", 160, 50, seconds)
+        runs = {"generate": lambda x: generate(x)} | {
+            m: (lambda x, e=e: e.recognize(x, "utterance", extract_embedding=True)) for m, e in engines.items()
+        }
+        for fn in runs.values():  # warm-up per length
+            fn(clip)
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(repeats if seconds < 30 else max(2, repeats // 2)):
+            for name, fn in runs.items():
+                times[name].append(timed(fn, clip))
+        mins[seconds] = {k: min(v) for k, v in times.items()}
+        cells = [f"{min(v):.3f} / {statistics.median(v):.3f}" for v in times.values()]
+        out.append(f"| {seconds} s | " + " | ".join(cells) + " |")
+    out.append("")
+    for seconds, m in mins.items():
+        ratio = m["fp32"] / m["generate"]
+        rows.append((f"fp32 path vs generate(), {seconds} s", f"{ratio:.3f}x", "<= 1.05x", verdict(ratio <= 1.05)))
+    fastest = min(("bf16", "int8"), key=lambda k: sum(m[k] for m in mins.values()))
+    for seconds, m in mins.items():
+        speedup = m["generate"] / m[fastest]
+        rows.append(
+            (
+                f"{fastest} (fastest CPU mode) speed-up vs generate(), {seconds} s",
+                f"{speedup:.2f}x",
+                ">= 2x",
+                verdict(speedup >= 2),
+            )
+        )
+    return engines, fastest
+
+
+def fidelity_section(engines: dict, fastest: str, out: list[str], rows: list[tuple]) -> None:
+    clips = []
+    for i in range(20):
+        text = TEXTS[i % len(TEXTS)]
+        clips.append(speech_clip(text, VOICES[i % len(VOICES)], 110 + (i * 37) % 120, 20 + (i * 13) % 70))
+    ref = [engines["fp32"].recognize(c, "utterance", extract_embedding=True) for c in clips]
+    out.append("## Fidelity against fp32 (20 espeak-ng clips, 1.2-5 s; random weights)\n")
+    out.append("| mode | top-1 agreement | max abs score diff | min embedding cosine |")
+    out.append("|---|---|---|---|")
+    for mode in ("bf16", "int8"):
+        got = [engines[mode].recognize(c, "utterance", extract_embedding=True) for c in clips]
+        agree = sum(a.emotion == b.emotion for a, b in zip(ref, got, strict=True)) / len(clips)
+        diff = max(abs(a.scores[k] - b.scores[k]) for a, b in zip(ref, got, strict=True) for k in a.scores)
+        cos = min(
+            float(a.embedding @ b.embedding / np.linalg.norm(a.embedding) / np.linalg.norm(b.embedding))
+            for a, b in zip(ref, got, strict=True)
+        )
+        out.append(f"| {mode} | {agree:.0%} | {diff:.4f} | {cos:.5f} |")
+        if mode == fastest:
+            rows.append((f"{mode} top-1 agreement (20 clips)", f"{agree:.0%}", "100%", verdict(agree == 1.0)))
+            rows.append((f"{mode} max score difference", f"{diff:.4f}", "<= 0.01", verdict(diff <= 0.01)))
+    out.append("")
+
+
+def load_section(model: str, repeats: int, out: list[str], rows: list[tuple]) -> None:
+    results: dict[str, list[dict]] = {"funasr": [], "ours": []}
+    for _ in range(repeats):
+        for mode in results:  # interleaved
+            proc = subprocess.run(
+                [sys.executable, "-c", LOAD_SCRIPT, mode, model], capture_output=True, text=True, cwd=ROOT, check=True
+            )
+            results[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    best = {m: {k: min(r[k] for r in rs) for k in rs[0]} for m, rs in results.items()}
+    out.append(f"## Loading (fresh subprocess each, min of {repeats}, after `import funasr`)\n")
+    out.append("| loader | load s | peak RSS after load (MB) | peak RSS after first 3 s call (MB) |")
+    out.append("|---|---|---|---|")
+    for m, label in (("funasr", "FunASR AutoModel (own load)"), ("ours", "EmotionEngine.load (lean)")):
+        b = best[m]
+        out.append(f"| {label} | {b['load_s']:.2f} | {b['rss_load_mb']:.0f} | {b['rss_first_call_mb']:.0f} |")
+    out.append("")
+    rss = best["ours"]["rss_first_call_mb"] / best["funasr"]["rss_first_call_mb"]
+    speed = best["ours"]["load_s"] / best["funasr"]["load_s"]
+    rows.append(("load peak RSS vs FunASR's load (incl. first call)", f"{rss:.2f}x", "<= 0.6x", verdict(rss <= 0.6)))
+    rows.append(("load time vs FunASR's load", f"{speed:.2f}x", "<= 1.0x", verdict(speed <= 1.0)))
+
+
+def http_section(model: str, engine, repeats: int, out: list[str], rows: list[tuple]) -> None:
+    import httpx
+    import soundfile as sf
+
+    from tests.server_util import ServerProcess
+
+    clip = speech_clip(TEXTS[2] + " " + TEXTS[3], "en-gb", 150, 50, 5.0)
+    buf = io.BytesIO()
+    sf.write(buf, clip, 16000, format="WAV", subtype="PCM_16")
+    wav = buf.getvalue()
+    decoded = sf.read(io.BytesIO(wav), dtype="float32")[0]
+    form = {"granularity": "utterance", "extract_embedding": "true"}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"E2V_MODEL": model, "E2V_DEVICE": "cpu", "E2V_PRECISION": "fp32", "E2V_OUTPUT_DIR": tmp}
+            with ServerProcess(env, log_path=Path(tmp) / "server.log") as server, httpx.Client(timeout=120) as client:
+
+                def post():
+                    r = client.post(server.url + "/api/v1/recognize", files={"file": ("a.wav", wav)}, data=form)
+                    r.raise_for_status()
+
+                post()
+                api, ours = [], []
+                for _ in range(repeats):  # interleaved; the server is idle while the engine runs here
+                    api.append(timed(post))
+                    ours.append(timed(engine.recognize, decoded, "utterance", True))
+    except Exception as exc:  # no API yet, or it failed: say so rather than guess
+        rows.append(("HTTP API 5 s clip vs engine call", f"{type(exc).__name__}", "<= 1.15x", "SKIP"))
+        return
+    ratio = min(api) / min(ours)
+    out.append("## REST API (5 s clip, multipart, utterance + embedding)\n")
+    out.append(
+        f"POST /api/v1/recognize min {min(api):.3f} s, p50 {statistics.median(api):.3f} s; "
+        f"engine.recognize min {min(ours):.3f} s, p50 {statistics.median(ours):.3f} s\n"
+    )
+    rows.append(("HTTP API 5 s clip vs engine call", f"{ratio:.3f}x", "<= 1.15x", verdict(ratio <= 1.15)))
+
+
+def machine() -> str:
+    import torch
+
+    from emotion2vec_webui.model import cpu_threads
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {cpu_threads()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--load-repeats", type=int, default=2)
+    parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--record", type=Path, help="also write the report (Markdown) to this file")
+    args = parser.parse_args()
+    model = os.environ.get("E2V_MODEL")
+    if not model:
+        sys.exit("set E2V_MODEL to a model directory (e.g. emotion2vec-webui make-test-model /tmp/m --size large)")
+    from emotion2vec_webui.model import quiet_funasr
+
+    with quiet_funasr():
+        import funasr  # noqa: F401
+
+    from emotion2vec_webui.model import marker_info
+
+    marker = marker_info(Path(model)) if Path(model).is_dir() else {}
+    weights = (
+        f"random weights, {marker.get('size')}, {marker.get('parameters', 0) / 1e6:.0f}M parameters"
+        if marker
+        else "real weights"
+    )
+    out = [
+        f"# Engine vs raw FunASR — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n",
+        f"Machine: {machine()}. Model: {model} ({weights}).\n",
+    ]
+    rows: list[tuple] = []
+    engines, fastest = speed_section(model, args.repeats, out, rows)
+    fidelity_section(engines, fastest, out, rows)
+    if args.skip_http:
+        rows.append(("HTTP API 5 s clip vs engine call", "skipped", "<= 1.15x", "SKIP"))
+    else:
+        http_section(model, engines["fp32"], args.repeats, out, rows)
+    engines.clear()
+    if args.skip_load:
+        rows.append(("load", "skipped", "", "SKIP"))
+    else:
+        load_section(model, args.load_repeats, out, rows)
+    out.append("## Targets\n")
+    out.append("| target | measured | goal | verdict |")
+    out.append("|---|---|---|---|")
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    text = "\n".join(out) + "\n"
+    print(text)
+    if args.record:
+        tmp = args.record.with_suffix(".tmp")
+        tmp.write_text(text, "utf-8")
+        os.replace(tmp, args.record)
+    return 0 if all(r[3] != "FAIL" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
