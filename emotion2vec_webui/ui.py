@@ -116,7 +116,11 @@ def _result_view(prefix: str, card_id: str, placeholder: str) -> ResultView:
 
     card = gr.HTML(placeholder, elem_id=card_id)
     timeline = gr.Plot(
-        label=bilingual("Emotion over time", "情绪随时间变化"), visible=False, elem_id=f"{prefix}timeline", format="png"
+        label=bilingual("Emotion over time", "情绪随时间变化"),
+        show_label=False,  # the figure has its own title; Gradio's label badge would cover the segment strip
+        visible=False,
+        elem_id=f"{prefix}timeline",
+        format="png",
     )
     segments = gr.HTML(visible=False, elem_id=f"{prefix}segments")
     files = gr.File(

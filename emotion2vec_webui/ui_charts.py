@@ -111,6 +111,7 @@ def timeline_figure(result: dict):
     with _style():
         fig = Figure(figsize=(8.0, 3.9), dpi=110, layout="constrained")
         strip, ax = fig.subplots(2, 1, sharex=True, height_ratios=[1, 6])
+        fig.suptitle("情绪随时间变化 / Emotion over time", x=0.01, ha="left", fontsize=11, fontweight="bold")
         ax.stackplot(
             t,
             y.T * 100.0,
@@ -123,7 +124,7 @@ def timeline_figure(result: dict):
         ax.set_xlim(0, duration)
         ax.set_ylabel("得分 / score (%)")
         ax.set_xlabel("时间 / time (s)")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=5, fontsize=8, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=5, fontsize=8, frameon=False)
         for seg in segments:
             start, end = float(seg["start_s"]), float(seg["end_s"])
             key = str(seg.get("emotion", "unknown"))
