@@ -55,6 +55,11 @@ MODEL_FIX_HINT = (
 )
 
 
+def _fix_hint(message: str) -> str:
+    """The generic how-to-fix line, unless the loader's message already says how."""
+    return "" if "E2V_MODEL" in message else f'<div class="e2v-hint">{MODEL_FIX_HINT}</div>'
+
+
 def emotion_name(key: str) -> str:
     """``"开心 happy"`` for a class key (unknown keys are shown as given)."""
     return f"{EMOTIONS_ZH.get(key, key)} {key}"
@@ -158,7 +163,7 @@ def history_placeholder_html() -> str:
 def error_card_html(code: str, message: str) -> str:
     """A readable error: bilingual title, the message, and the stable code."""
     zh, en = ERROR_TITLES.get(code, ERROR_TITLES["internal_error"])
-    hint = f'<div class="e2v-hint">{MODEL_FIX_HINT}</div>' if code == "model_unavailable" else ""
+    hint = _fix_hint(message) if code == "model_unavailable" else ""
     return (
         f'<div class="e2v-card e2v-error" data-error-code="{escape(code)}">'
         f'<div class="e2v-error-title"><span class="e2v-emo">⚠️</span> {escape(zh)} / {escape(en)}</div>'
@@ -215,7 +220,7 @@ def status_banner_html(state: str, message: str, info=None, elapsed_s: float | N
     if state == "unavailable":
         return (
             '<div class="e2v-status e2v-unavailable" data-state="unavailable">⛔ <b>模型不可用 / Model unavailable</b>'
-            f'<div class="e2v-error-msg">{escape(message)}</div><div class="e2v-hint">{MODEL_FIX_HINT}</div></div>'
+            f'<div class="e2v-error-msg">{escape(message)}</div>{_fix_hint(message)}</div>'
         )
     waited = f" ({elapsed_s:.0f} s)" if elapsed_s is not None else ""
     return (
