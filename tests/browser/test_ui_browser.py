@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import soundfile as sf
 from playwright.sync_api import expect
@@ -47,6 +48,8 @@ def server(tiny_model_dir, tmp_path_factory):
         while httpx.get(srv.url + "/", timeout=5).status_code != 200:
             time.sleep(0.05)
         srv.first_page_s = time.perf_counter() - started
+        cpu = psutil.Process(srv.proc.pid).cpu_times()
+        srv.first_page_cpu_s = cpu.user + cpu.system  # less sensitive than wall time to a busy machine
         srv.ready_at_first_page = httpx.get(srv.url + "/readyz", timeout=5).status_code == 200
         srv.wait("/readyz", 180)
         srv.root = root
@@ -71,7 +74,10 @@ def upload(page, path: Path, playable: bool = True) -> None:
 
 
 def test_page_answers_before_the_model_is_loaded(server):
-    print(f"\nfirst page after {server.first_page_s:.2f} s (model ready then: {server.ready_at_first_page})")
+    print(
+        f"\nfirst page after {server.first_page_s:.2f} s wall, {server.first_page_cpu_s:.2f} s server CPU "
+        f"(model ready then: {server.ready_at_first_page})"
+    )
     assert server.first_page_s < 30  # generous: the figure is what matters (issue: within 5 s)
 
 
