@@ -6,6 +6,7 @@ Random weights: assert structure and agreement between views, never a particular
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -139,11 +140,12 @@ def test_charts_draw_from_result_json():
 
 
 def test_build_ui_and_mount_settings(service, settings, monkeypatch):
-    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")  # unset for gradio_temp_dir, and restored after the test
     demo = ui.build_ui(service)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"audio_in", "granularity", "extract_embedding", "run_button", "result_card"} <= ids
-    assert Path(ui.gradio_temp_dir(settings)).is_dir()
+    assert Path(os.environ["GRADIO_TEMP_DIR"]) == settings.output_dir.resolve() / ".gradio-tmp"
+    assert Path(os.environ["GRADIO_TEMP_DIR"]).is_dir()
     kwargs = ui.mount_kwargs(settings)
     assert kwargs["max_file_size"] == settings.max_upload_bytes
     assert kwargs["allowed_paths"] == [str(settings.output_dir.resolve())]
