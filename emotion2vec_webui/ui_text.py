@@ -114,6 +114,10 @@ def result_card_html(result: dict) -> str:
         f"<span>{escape(gran_zh)} / {escape(gran_en)}</span>",
         f"<span>⚙ {float(result.get('processing_time_s', 0.0)):.2f} s</span>",
     ]
+    emb = result.get("embedding") or {}
+    if emb.get("shape"):
+        shape = " × ".join(str(int(n)) for n in emb["shape"])
+        meta.append(f'<span title="embedding.npy">🧬 embedding [{escape(shape)}]</span>')
     if model.get("random_weights"):
         meta.append('<span class="e2v-badge-warn">随机权重 / random weights</span>')
     warnings = "".join(f"<li>{escape(str(w))}</li>" for w in result.get("warnings") or [])
