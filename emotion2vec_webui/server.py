@@ -25,6 +25,7 @@ import argparse
 import hmac
 import logging
 import re
+import threading
 import uuid
 
 from starlette.requests import ClientDisconnect
@@ -41,9 +42,10 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 PROTECTED_PREFIXES = ("/api/", "/metrics")
 # Bytes allowed for a request body beyond the file(s): multipart boundaries, form fields, JSON keys.
 BODY_OVERHEAD = 64 * 1024
-# After answering 413 we keep reading (and dropping) up to this many bytes, so that a client
-# still busy sending its body gets to read the answer instead of a connection reset.
+# After answering early (401, 413, 503 …) we keep reading and dropping the body, at most this much
+# and this long, so that a client still busy sending it gets to read the answer (see _drain).
 _DRAIN_LIMIT = 64 * 1024 * 1024
+_DRAIN_TIMEOUT_S = 10.0
 
 
 def _json_error_messages(status: int, code: str, message: str, request_id: str | None, extra_headers=()):
@@ -146,45 +148,41 @@ class ApiGuardMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = scope.get("state", {}).get("request_id")
-        if not self.authorized(scope):
-            start, body = _json_error_messages(
-                401,
-                "unauthorized",
-                "A valid API token is required: send 'Authorization: Bearer <E2V_API_TOKEN>'.",
-                request_id,
-                [(b"www-authenticate", b"Bearer")],
-            )
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
-            return
+        headers = dict(scope.get("headers", ()))
+        try:
+            declared = int(headers[b"content-length"]) if b"content-length" in headers else None
+        except ValueError:
+            declared = None
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        # A client waiting for "100 Continue" sends no body until we read: then there is nothing to drain.
+        expects_continue = b"100-continue" in headers.get(b"expect", b"").lower()
+        has_body = (bool(declared) or chunked) and not expects_continue
         limit = self.body_limit(scope)
-        declared = None
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = None
-        too_large_message = (
+
+        if not self.authorized(scope):
+            message = "A valid API token is required: send 'Authorization: Bearer <E2V_API_TOKEN>'."
+            extra = [(b"www-authenticate", b"Bearer")]
+            await self._answer(send, receive, 401, "unauthorized", message, request_id, extra, drain=has_body)
+            return
+        too_large = (
             f"The request body exceeds the upload limit of {self.max_upload / 1024 / 1024:g} MB (E2V_MAX_UPLOAD_MB)."
         )
         if declared is not None and declared > limit:
-            # A client waiting for "100 Continue" has not sent its body: answer without reading.
-            expects_continue = any(n == b"expect" and b"100-continue" in v.lower() for n, v in scope["headers"])
-            await self._answer_too_large(send, receive, too_large_message, request_id, drain=not expects_continue)
+            await self._answer(send, receive, 413, "file_too_large", too_large, request_id, drain=has_body)
             return
 
         received = 0
-        exceeded = False
-        answered = False
+        body_done = not has_body
+        exceeded = answered = False
 
         async def counting_receive():
-            nonlocal received, exceeded
+            nonlocal received, exceeded, body_done
             if exceeded:
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = body_done or not message.get("more_body", False)
                 if received > limit:
                     exceeded = True
                     # Tell the app the client went away: it stops parsing and drops its temp files.
@@ -196,8 +194,15 @@ class ApiGuardMiddleware:
             if exceeded:
                 if not answered:
                     answered = True
-                    await self._answer_too_large(send, receive, too_large_message, request_id, drain=True)
+                    await self._answer(send, receive, 413, "file_too_large", too_large, request_id, drain=True)
                 return
+            if message["type"] == "http.response.start" and not body_done:
+                # Answered before the body was read (401/413/503 …): this connection cannot be reused.
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False) and not body_done:
+                await send({**message, "more_body": True})
+                await _drain(receive, limit)
+                message = {"type": "http.response.body", "body": b""}
             await send(message)
 
         try:
@@ -207,26 +212,37 @@ class ApiGuardMiddleware:
                 raise
             # The app stopped on the disconnect we simulated (e.g. Starlette's ClientDisconnect).
         if exceeded and not answered:
-            answered = True
-            await self._answer_too_large(send, receive, too_large_message, request_id, drain=True)
+            await self._answer(send, receive, 413, "file_too_large", too_large, request_id, drain=True)
 
     @staticmethod
-    async def _answer_too_large(send, receive, message: str, request_id: str | None, drain: bool) -> None:
-        start, body = _json_error_messages(413, "file_too_large", message, request_id, [(b"connection", b"close")])
+    async def _answer(send, receive, status, code, message, request_id, extra=(), drain=False) -> None:
+        """Answer by ourselves; then, if the client is still sending, read and drop its body (bounded)."""
+        start, body = _json_error_messages(status, code, message, request_id, [*extra, (b"connection", b"close")])
         await send(start)
         await send({"type": "http.response.body", "body": body, "more_body": drain})
-        if not drain:
-            return
-        # The answer is on the wire; drop what the client is still sending (bounded) so it can read it.
-        dropped = 0
-        while dropped < _DRAIN_LIMIT:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                break
-            dropped += len(msg.get("body", b""))
-            if not msg.get("more_body", False):
-                break
-        await send({"type": "http.response.body", "body": b""})
+        if drain:
+            await _drain(receive, _DRAIN_LIMIT)
+            await send({"type": "http.response.body", "body": b""})
+
+
+async def _drain(receive, max_bytes: int) -> None:
+    """Read and drop the rest of a request body, up to ``max_bytes`` or ``_DRAIN_TIMEOUT_S``.
+
+    The answer is already on the wire. Clients such as httpx send the whole body
+    before they read a response; closing on them mid-upload would turn our answer
+    into a connection reset (nginx's "lingering close" solves the same problem).
+    """
+    import anyio
+
+    dropped = 0
+    with anyio.move_on_after(_DRAIN_TIMEOUT_S):
+        while dropped <= max_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            dropped += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
 
 def create_app(settings: Settings, service: Service | None = None):
@@ -303,6 +319,28 @@ def _mount_ui(app, service: Service, settings: Settings) -> None:
     blocks.has_launched = True
 
 
+def _open_share_link(server, host: str, port: int, settings: Settings) -> None:
+    """``--share``: once uvicorn listens, open a Gradio share tunnel to it and log the public URL."""
+    import secrets
+    import time
+
+    while not server.started and not server.should_exit:
+        time.sleep(0.1)
+    if server.should_exit:
+        return
+    from gradio import networking
+
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    try:
+        url = networking.setup_tunnel(local, port, secrets.token_urlsafe(32), None, None)
+    except Exception as exc:  # no network, blocked ports, missing frpc download
+        log.warning("could not open a share link (%s); serving locally only", exc)
+        return
+    log.info("public share link: %s (UI and API; valid about a week)", url)
+    if not settings.api_token:
+        log.warning("the share link is public and E2V_API_TOKEN is not set: anyone with the link can use the API")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``emotion2vec-webui serve``: build the app, start the service, run uvicorn."""
     import uvicorn
@@ -315,16 +353,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, service)
     service.start()  # after the UI is built: importing torch would slow the first page
     host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 7860)
-    if getattr(args, "share", False):
-        log.warning("--share is not supported when the UI is mounted on the API server; serving locally only")
     log.info("serving the UI at http://%s:%d/ and the API docs at http://%s:%d/docs", host, port, host, port)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # keep our logging set-up (request ids, JSON)
-        # gradio_client keeps long-lived connections that otherwise hold shutdown for 14-30 s.
-        timeout_graceful_shutdown=2,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # keep our logging set-up (request ids, JSON)
+            # gradio_client keeps long-lived connections that otherwise hold shutdown for 14-30 s.
+            timeout_graceful_shutdown=2,
+        )
     )
+    if getattr(args, "share", False):
+        threading.Thread(target=_open_share_link, args=(server, host, port, settings), daemon=True).start()
+    server.run()
     return 0

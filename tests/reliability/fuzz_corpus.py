@@ -62,8 +62,15 @@ def _wav(
     """A RIFF/WAVE file whose header fields can all lie."""
     block_align = channels * bits // 8 if block_align is None else block_align
     byte_rate = rate * block_align if byte_rate is None else byte_rate
-    fmt_body = struct.pack("<HHIIHH", fmt_tag, channels & 0xFFFF, rate & 0xFFFFFFFF, byte_rate & 0xFFFFFFFF,
-                           block_align & 0xFFFF, bits & 0xFFFF)
+    fmt_body = struct.pack(
+        "<HHIIHH",
+        fmt_tag,
+        channels & 0xFFFF,
+        rate & 0xFFFFFFFF,
+        byte_rate & 0xFFFFFFFF,
+        block_align & 0xFFFF,
+        bits & 0xFFFF,
+    )
     data_size = len(payload) if data_size is None else data_size
     body = b"WAVE" + b"fmt " + struct.pack("<I", fmt_size) + fmt_body + b"data" + struct.pack("<I", data_size) + payload
     riff_size = len(body) if riff_size is None else riff_size
@@ -88,9 +95,12 @@ def _png() -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = b"\x00\xff\x00\x00" * 1
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + chunk(
-        b"IDAT", zlib.compress(raw)
-    ) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _zip(inner: bytes) -> bytes:
@@ -130,8 +140,10 @@ def header_lies() -> list[tuple[str, bytes]]:
         ("wav 0 samples, odd byte", _wav(b"\x10")),
         ("wav 399 samples", _wav(_pcm16(399 / 16000))),
         ("wav no data chunk", _wav(one_s)[:36]),
-        ("wav no fmt chunk", b"RIFF" + struct.pack("<I", 4 + 8 + len(one_s)) + b"WAVEdata"
-         + struct.pack("<I", len(one_s)) + one_s),
+        (
+            "wav no fmt chunk",
+            b"RIFF" + struct.pack("<I", 4 + 8 + len(one_s)) + b"WAVEdata" + struct.pack("<I", len(one_s)) + one_s,
+        ),
         ("wav RIFX big-endian claim", b"RIFX" + _wav(one_s)[4:]),
         ("wav RF64 claim", b"RF64" + _wav(one_s)[4:]),
         ("wav silence 1 s (valid)", _wav(b"\0\0" * 16000)),
@@ -147,8 +159,9 @@ def header_lies() -> list[tuple[str, bytes]]:
     cases.append(("float wav huge values 1e30", _wav(_f32(np.full(n, 1e30)), fmt_tag=3, bits=32)))
     cases.append(("float64 wav with NaN", _wav(np.full(n, np.nan).astype("<f8").tobytes(), fmt_tag=3, bits=64)))
     for rate, channels in ((0, 1), (1, 1), (16000, 0), (16000, 1000), (0xFFFFFFFF, 1)):
-        cases.append((f"au rate={rate} channels={channels}", _au(one_s[: 3200 * max(1, min(channels, 4))], rate,
-                                                                  channels)))
+        cases.append(
+            (f"au rate={rate} channels={channels}", _au(one_s[: 3200 * max(1, min(channels, 4))], rate, channels))
+        )
     cases.append(("au encoding=99", _au(one_s, 16000, 1, encoding=99)))
     cases.append(("au data offset past end", b".snd" + struct.pack(">IIIII", 10_000_000, 100, 3, 16000, 1)))
     return cases

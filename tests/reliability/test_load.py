@@ -46,13 +46,13 @@ def test_overload_answers_503_at_once_and_recovers(tiny_model_dir, tmp_path):
         "E2V_API_TOKEN": "",
     }
     with ServerProcess(env) as srv:
-        result = overload_burst(srv.url, long_clip, burst=24)
+        result = overload_burst(srv.url, long_clip, burst=24, probes=10)
         print("\noverload:", json.dumps(result))
-        assert result["rejected_503"] > 0 and result["ok"] >= 1, result
+        assert result["probe_rejected_503"] == 10 and result["rejected_503"] > 0 and result["ok"] >= 1, result
         assert not result["other_statuses"], result
         assert result["retry_after"], "503 answers need Retry-After"
         assert result["recovered"], result
-        # Rejections never wait for inference: far below one 20 s clip's processing time. The
-        # figure to quote (<100 ms) comes from benchmarks/load_test.py on a quiet machine.
-        assert result["reject_max_ms"] < 5000, result
+        # A rejection never waits for inference (one 20 s clip): the bound is loose on purpose, for a
+        # busy CI machine; the figure to quote (<100 ms) comes from benchmarks/load_test.py.
+        assert result["probe_p50_ms"] < 2000, result
         assert srv.alive()
