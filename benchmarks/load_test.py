@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             model = str(make_test_model(work / "tiny", "tiny", seed=0))
     clips = make_clips(work / "clips")
     started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"machine: {machine()}", flush=True)
+    machine_desc = machine()
+    print(f"machine: {machine_desc}", flush=True)
 
     with _server(model, work / "out", E2V_MAX_QUEUE=128) as srv:  # room for the 100-request burst
         report = run_load(srv.url, work / "out", clips, args.clients, args.gradio_clients, args.duration)
@@ -365,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         print("overload:", json.dumps(overload), flush=True)
 
     if args.output:
-        write_markdown(args.output, started_at, machine(), args, report, burst100, overload)
+        load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        machine_desc += f", {load_end:.1f} at the end"
+        write_markdown(args.output, started_at, machine_desc, args, report, burst100, overload)
         print(f"wrote {args.output}")
     ok = not report.errors and not report.incomplete_runs and overload["recovered"]
     ok = ok and burst100["ok"] == burst100["distinct_run_ids"] == burst100["complete_folders"] == 100

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import socket
+import time
 import wave
 
 import httpx
@@ -274,3 +275,26 @@ def test_ui_is_served_on_the_same_port(server):
     r = httpx.get(server.url + "/")
     assert r.status_code == 200 and "<html" in r.text.lower()
     assert json.loads(httpx.get(server.url + "/healthz").text)["status"] == "ok"
+
+
+def test_clients_that_go_away_leave_no_partial_run(server, client, clip):
+    """Hang up mid-upload, and right after a full upload: no temp folders, only complete runs, server fine."""
+    head = (
+        "POST /api/v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n"
+    ).encode()
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.wav"\r\n\r\n'
+    body = part + clip + b"\r\n--b--\r\n"
+    for sent in (body[: len(body) // 2], body):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + sent)
+    outputs = server.root / "outputs"
+    for _ in range(30):  # let a job that was already queued finish
+        if not client.get("/readyz").json()["queue_depth"]:
+            break
+        time.sleep(1)
+    assert client.get("/readyz").status_code == 200
+    assert not list(outputs.glob(".tmp-*"))
+    for folder in (p for p in outputs.iterdir() if RUN_ID_RE.match(p.name)):
+        assert {"result.json", "processed_audio.wav", "run.log"} <= {p.name for p in folder.iterdir()}, folder
+    assert recognize(client, clip).status_code == 200
