@@ -69,11 +69,14 @@ def machine() -> str:
 
 def run_engine(engine: str, clips: Path, model: str, batch_dir: Path, workers: int, batch_size: int) -> dict:
     cmd = [sys.executable, "-m", "emotion2vec_webui", "--log-level", "WARNING", "batch", str(clips)]
-    cmd += ["--model", model, "--device", "cpu", "--batch-dir", str(batch_dir), "--engine", engine]
+    # "local-1t": the local engine with one torch thread, as each Ray actor gets (Ray sets OMP_NUM_THREADS=1).
+    one_thread = engine.endswith("-1t")
+    env = {**os.environ, **({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if one_thread else {})}
+    cmd += ["--model", model, "--device", "cpu", "--batch-dir", str(batch_dir), "--engine", engine.removesuffix("-1t")]
     cmd += ["--workers", str(workers), "--batch-size", str(batch_size)]
     summary = batch_dir / "summary.jsonl"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen: list[tuple[float, int]] = []  # (time, rows) whenever the row count changed
     while proc.poll() is None:
         try:
@@ -98,7 +101,7 @@ def main() -> int:
     ap.add_argument("--model", default="/tmp/m_large", help="model dir (made as a large test model if missing)")
     ap.add_argument("--clips", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--engines", default="local,ray")
+    ap.add_argument("--engines", default="local,local-1t,ray", help="local, local-1t (one torch thread), ray")
     ap.add_argument("--workers", type=int, default=2, help="decode threads (local) / model actors (ray)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--output", default=str(HERE / "batch_results.md"), help="Markdown file, or - for stdout only")
@@ -129,7 +132,8 @@ def main() -> int:
         f"Command: `python benchmarks/batch_throughput.py --clips {args.clips} --seconds {args.seconds:g} "
         f"--workers {args.workers} --batch-size {args.batch_size}`. One run per engine, each a fresh "
         "`emotion2vec-webui batch` process (`--device cpu`); local = decode threads + the model in the main "
-        f"thread; ray = a local Ray instance, {args.workers} model actors (1 CPU each) fed by decode tasks.",
+        f"thread; local-1t = the same with one torch thread (`OMP_NUM_THREADS=1`); ray = a local Ray instance, "
+        f"{args.workers} model actors (1 CPU, so 1 torch thread, each) fed by decode tasks.",
         "",
         "| engine | end to end (s) | clips/s | × real time | first row after (s) | steady clips/s | steady × real time |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -146,14 +150,18 @@ def main() -> int:
         "End to end = process start to exit (imports, model load, Ray start-up, all clips). Steady = rows "
         "written per second between the first and the last row of summary.jsonl (start-up excluded).",
     ]
-    if len(results) == 2:
-        a = {row["file"]: row for row in results[0]["rows"]}
-        b = {row["file"]: row for row in results[1]["rows"]}
-        from emotion2vec_webui.labels import EMOTIONS
+    from emotion2vec_webui.labels import EMOTIONS
 
+    a = {row["file"]: row for row in results[0]["rows"]}
+    for other in results[1:]:
+        b = {row["file"]: row for row in other["rows"]}
         same = sum(a[f]["emotion"] == b[f]["emotion"] for f in a)
         diff = max(abs(a[f][k] - b[f][k]) for f in a for k in EMOTIONS if a[f]["status"] == "ok")
-        lines += ["", f"Same emotion on {same}/{len(a)} clips; largest score difference {diff:.1e}."]
+        lines += [
+            "",
+            f"{other['engine']} vs {results[0]['engine']}: same emotion on {same}/{len(a)} clips; "
+            f"largest score difference {diff:.1e}.",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output != "-":
