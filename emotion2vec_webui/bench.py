@@ -93,9 +93,20 @@ def bench_clip(seconds: float) -> np.ndarray:
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM).
+
+    Not ``ru_maxrss``: on Linux that survives ``exec`` and so reports the
+    parent's peak when the parent was bigger (it builds the stand-ins).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; macOS: bytes
 
 
 def _load(spec: dict):
