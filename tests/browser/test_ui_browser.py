@@ -36,7 +36,7 @@ BUSY_MACHINE_TIMEOUT_MS = 90_000  # clicks and waits on a loaded CI machine (2 c
 @pytest.fixture(autouse=True)
 def patient_expect():
     """``expect`` waits up to BUSY_MACHINE_TIMEOUT_MS in this module (Playwright's default is 5 s)."""
-    expect.set_options()
+    expect.set_options(timeout=BUSY_MACHINE_TIMEOUT_MS)
     yield
     expect.set_options(timeout=5_000)
 
