@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -327,8 +328,12 @@ _RECOGNIZE_BODY = {
     openapi_extra=_RECOGNIZE_BODY,
 )
 async def recognize(request: Request):
+    with _admission(request).slot():  # 503 at once, before a byte of the body is read
+        return await _recognize(request)
+
+
+async def _recognize(request: Request):
     service, settings = request.app.state.service, request.app.state.settings
-    _admit(service)  # 503 at once, before a byte of the body is read
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         source, name, options = await _from_multipart(request)
@@ -354,13 +359,40 @@ async def recognize(request: Request):
     outcome = await _wait_or_cancel(request, future)
     if outcome is None:  # the client went away; nothing was (or will be) half-written
         return JSONResponse({}, status_code=499)
-    return JSONResponse(_with_links(request, dict(outcome.result), outcome.run.run_id))
+    return JSONResponse(await run_in_threadpool(_with_links, request, dict(outcome.result), outcome.run.run_id))
 
 
-def _admit(service) -> None:
-    _ = service.engine  # model_unavailable while loading or after a failure
-    if service.queue_depth >= service.settings.max_queue:
-        raise OverloadedError()
+class Admission:
+    """Bounds the recognition requests in flight (uploading, decoding, queued or running).
+
+    The service's queue bounds waiting jobs; this also bounds the uploads and
+    decoded signals held in memory before a job is queued: one running plus
+    ``E2V_MAX_QUEUE`` waiting, beyond which a request is answered 503 at once.
+    Only touched from the event loop, so a plain counter is enough.
+    """
+
+    def __init__(self, service) -> None:
+        self.service = service
+        self.limit = service.settings.max_queue + 1
+        self.active = 0
+
+    @contextlib.contextmanager
+    def slot(self):
+        _ = self.service.engine  # model_unavailable while loading or after a failure
+        if self.active >= self.limit or self.service.queue_depth >= self.service.settings.max_queue:
+            raise OverloadedError()
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+
+def _admission(request: Request) -> Admission:
+    state = request.app.state
+    if getattr(state, "admission", None) is None:
+        state.admission = Admission(state.service)
+    return state.admission
 
 
 async def _wait_or_cancel(request: Request, future):
@@ -459,7 +491,7 @@ async def _from_json(request: Request, settings):
     if (req.audio_base64 is None) == (req.audio_path is None):
         raise E2VError("bad_request", "Give exactly one of 'audio_base64' and 'audio_path'.")
     if req.audio_path is not None:
-        path = resolve_input_path(req.audio_path, settings.input_dirs)
+        path = await run_in_threadpool(resolve_input_path, req.audio_path, settings.input_dirs)
         data = await run_in_threadpool(read_input_file, path, settings.max_upload_bytes)
         return data, _safe_name(req.filename, path.name), options
     text = req.audio_base64
@@ -570,7 +602,7 @@ async def run_detail(request: Request, run_id: str):
     result = await run_in_threadpool(read_result, request.app.state.settings.output_dir, run_id)
     if result is None:
         raise E2VError("not_found", "No such run.")
-    return JSONResponse(_with_links(request, result, run_id))
+    return JSONResponse(await run_in_threadpool(_with_links, request, result, run_id))
 
 
 @router.get(
@@ -617,14 +649,14 @@ async def similarity(request: Request):
     except ImportError:
         return error_response("not_implemented", "Similarity is not available in this build.")
     service = request.app.state.service
-    _admit(service)
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'.")
-    form = await _multipart_form(request, files=2)
-    try:
-        a, a_name = await _read_upload(form, "a")
-        b, b_name = await _read_upload(form, "b")
-    finally:
-        await form.close()
-    result = await run_in_threadpool(similarity_from_sources, service, a, a_name, b, b_name)
+    with _admission(request).slot():
+        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'.")
+        form = await _multipart_form(request, files=2)
+        try:
+            a, a_name = await _read_upload(form, "a")
+            b, b_name = await _read_upload(form, "b")
+        finally:
+            await form.close()
+        result = await run_in_threadpool(similarity_from_sources, service, a, a_name, b, b_name)
     return JSONResponse(result)
