@@ -75,6 +75,13 @@ def server(tiny_model_dir, tmp_path_factory):
 def screenshot(page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    # Crop to the viewport's width: Gradio's off-screen overflow tab buttons widen a full-page shot.
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width = page.viewport_size["width"]
+        if image.width > width:
+            image.crop((0, 0, width, image.height)).save(path)
     SCREENS.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SCREENS / path.name)
     return path
