@@ -16,7 +16,8 @@ call:
   ``load_state_dict(assign=True)``: the weights stay in the file's pages.
 
 Everything else (tokenizer, kwargs, ``AutoModel.generate()``) is FunASR's
-own. When the checkpoint does not cover every parameter (a tensor would be
+own. :func:`prepare_for_precision` then puts the loaded module in the form a
+precision mode runs in (int8 quantisation, bf16 weights on CPU). When the checkpoint does not cover every parameter (a tensor would be
 left on ``meta``), :class:`LeanLoadError` is raised and the caller falls back
 to FunASR's plain loading, which keeps random init for missing keys.
 """
