@@ -349,6 +349,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     log_to_file(settings.log_dir)  # rotating JSON lines, 10 MB x 5
+    from .ui import configure_gradio_env
+
+    configure_gradio_env(settings)  # before Gradio is imported: some of its modules read the temp dir at import
     service = Service(settings)
     app = create_app(settings, service)
     service.start()  # after the UI is built: importing torch would slow the first page
