@@ -17,7 +17,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "${1:-}" = "test" -
   # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
   python -m pip install -q "torch==2.13.0"
   if [ "${1:-}" = "test" ]; then
-    python -m pip install -q -e ".[test,bench]" && touch .venv/.e2v-test-installed
+    python -m pip install -q -e ".[test,bench,ray]" && touch .venv/.e2v-test-installed
   else
     python -m pip install -q -e .
   fi
