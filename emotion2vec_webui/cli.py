@@ -30,7 +30,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (E2V_DEVICE; default auto)")
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16", "fp16", "int8"],
+        choices=["auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8"],
         help="compute precision (E2V_PRECISION; auto = bf16/fp16 on GPU, fp32 on CPU)",
     )
 
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dataset", type=Path, help="labelled clips: RAVDESS/CREMA-D folder or CSV of path,label")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8"])
     p.add_argument("--hub", choices=["ms", "hf"])
     p.add_argument("--output", type=Path, help="write the JSON results here (Markdown goes to stdout)")
 

@@ -26,9 +26,16 @@ from .model import HUB_NAMES, ModelInfo, checkpoint_coverage, marker_info, resol
 log = logging.getLogger(__name__)
 
 GRANULARITIES = ("utterance", "frame")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8")  # onnx*: onnx_backend.py
 FRAME_RATE = 50  # emotion2vec emits one feature vector per 20 ms
-_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}
+_DTYPE_NAMES = {
+    "fp32": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "int8": "int8",
+    "onnx": "onnx-float32",
+    "onnx-int8": "onnx-int8",
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,19 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "fp16" and not on_cuda:
         log.warning("fp16 is not supported on CPU: using bf16 autocast instead")
         return "bf16"
+    if precision.startswith("onnx"):
+        from .onnx_backend import available
+
+        fallback = "int8" if precision == "onnx-int8" else "fp32"
+        if on_cuda:
+            log.warning("%s runs on CPU only: using %s on %s", precision, resolve_precision("auto", device), device)
+            return resolve_precision("auto", device)
+        if not available():
+            log.warning(
+                "%s needs onnxruntime and onnx (pip install 'emotion2vec-webui[onnx]'): using %s", precision, fallback
+            )
+            return fallback
+        return precision
     if precision == "int8" and on_cuda:
         log.warning("int8 dynamic quantisation runs on CPU only: using fp16 on %s", device)
         return "fp16"
@@ -78,6 +98,7 @@ class EmotionEngine:
         self.labels = labels  # model token order, English keys ("unuse…" kept as is)
         self._lock = threading.Lock()
         self._precision = {v: k for k, v in _DTYPE_NAMES.items()}[info.dtype]
+        self._onnx = None  # onnx_backend.OnnxFeatures in the onnx* modes
         keep = [i for i, lab in enumerate(labels) if not lab.startswith("unuse")]
         self._keep = keep
         if [labels[i] for i in keep] != list(EMOTIONS):
@@ -135,7 +156,14 @@ class EmotionEngine:
             raise ModelUnavailableError(
                 f"The model in {resolved.path} has no classifier head; use an emotion2vec_plus_* model."
             )
-        if mode != "fp32":
+        onnx = None
+        if mode.startswith("onnx"):  # the feature path runs in ONNX Runtime; the torch module stays fp32
+            import torch
+
+            from .onnx_backend import load_features
+
+            onnx = load_features(module, resolved.path, mode == "onnx-int8", torch.get_num_threads())
+        elif mode != "fp32":
             module = prepare_for_precision(module, mode, dev)
             automodel.model = module
         tokens = list(automodel.kwargs["tokenizer"].token_list)
@@ -159,6 +187,7 @@ class EmotionEngine:
             load_s=0.0,
         )
         engine = cls(automodel, info, labels)
+        engine._onnx = onnx
         if warmup:
             engine.recognize(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
         engine.info = replace(info, load_s=time.perf_counter() - t0)
@@ -191,6 +220,8 @@ class EmotionEngine:
         source = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(self.info.device)
         if self.module.cfg.normalize:
             source = F.layer_norm(source, source.shape)
+        if self._onnx is not None:
+            return torch.from_numpy(self._onnx(source.numpy()))
         with torch.inference_mode(), self._autocast():
             x = self.module.extract_features(source.view(1, -1), padding_mask=None)["x"]
         return x[0].float()

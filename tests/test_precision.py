@@ -64,3 +64,36 @@ def test_result_json_records_the_dtype(tiny_model_dir, settings):
     sf.write(buf, wav, 16000, format="WAV")
     outcome = recognize_decoded(decode_audio(buf.getvalue(), source_name="n.wav"), fast, settings, write=False)
     assert outcome.result["model"]["dtype"] == "int8"
+
+
+def test_onnx_modes_resolve_or_fall_back(monkeypatch, caplog):
+    from emotion2vec_webui import onnx_backend
+
+    monkeypatch.setattr(onnx_backend, "available", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        assert resolve_precision("onnx", "cpu") == "fp32"
+        assert resolve_precision("onnx-int8", "cpu") == "int8"
+    assert "onnxruntime" in caplog.text
+    monkeypatch.setattr(onnx_backend, "available", lambda: True)
+    assert resolve_precision("onnx", "cpu") == "onnx"
+    assert resolve_precision("onnx-int8", "cuda:0") in ("bf16", "fp16")
+
+
+@pytest.mark.parametrize("mode", ["onnx", "onnx-int8"])
+def test_onnx_mode_matches_fp32(engine, tiny_model_dir, clip, mode, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("E2V_ONNX_CACHE", str(tmp_path / "onnx-cache"))
+    fast = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision=mode, warmup=False)
+    assert fast.info.dtype == {"onnx": "onnx-float32", "onnx-int8": "onnx-int8"}[mode]  # result.json model.dtype
+    assert list((tmp_path / "onnx-cache").glob("*/features*.onnx"))  # exported once, cached
+    # Another length than the export's example: the time axis is dynamic.
+    longer = np.concatenate([clip, clip[:8000]])
+    for wav in (clip, longer):
+        ref = engine.frame_features(wav).numpy()
+        got = fast.frame_features(wav).numpy()
+        assert got.shape == ref.shape
+        tol = 1e-4 if mode == "onnx" else 0.1 * float(np.abs(ref).max())
+        assert float(np.abs(got - ref).max()) < tol
+    ref, got = engine.recognize(clip), fast.recognize(clip)
+    assert max(abs(got.scores[k] - ref.scores[k]) for k in ref.scores) < (1e-4 if mode == "onnx" else 0.05)
