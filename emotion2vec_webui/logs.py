@@ -132,6 +132,21 @@ def _own(handler: logging.Handler, kind: str) -> logging.Handler:
     return handler
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (it may be swapped, e.g. by pytest)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
     """Configure the root logger once (idempotent: replaces our previous terminal handler).
 
@@ -144,7 +159,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
     for h in list(root.handlers):
         if getattr(h, "_e2v", None) == "stream" or h.__class__ is logging.NullHandler:
             root.removeHandler(h)
-    handler = _own(logging.StreamHandler(stream or sys.stderr), "stream")
+    handler = _own(logging.StreamHandler(stream) if stream is not None else _StderrHandler(), "stream")
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
