@@ -243,7 +243,10 @@ def build_live_tab(service) -> None:
         )
         status = gr.HTML(status_html(None), elem_id="live_status")
         timeline = gr.Plot(
-            label=bilingual("Emotion over time", "情绪随时间变化"), elem_id="live_timeline", format="png"
+            label=bilingual("Emotion over time", "情绪随时间变化"),
+            show_label=False,  # the figure carries its own title; the label badge would cover it
+            elem_id="live_timeline",
+            format="png",
         )
         card = gr.HTML(visible=False, elem_id="live_result")
         segments = gr.HTML(visible=False, elem_id="live_segments")
