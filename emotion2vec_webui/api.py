@@ -113,6 +113,9 @@ class RecognizeJson(BaseModel):
     audio_path: str | None = Field(None, description="a file inside E2V_INPUT_DIRS (refused when unset)")
     granularity: Literal["utterance", "frame"] = "utterance"
     extract_embedding: bool = True
+    segmentation: Literal["frames", "vad"] = Field(
+        "frames", description="'segments' from runs of frame emotions, or 'vad': one utterance per speech segment"
+    )
 
 
 class RecognizeResponse(BaseModel):
@@ -302,6 +305,12 @@ _RECOGNIZE_BODY = {
                         "file": {"type": "string", "format": "binary", "description": "an audio file"},
                         "granularity": {"type": "string", "enum": ["utterance", "frame"], "default": "utterance"},
                         "extract_embedding": {"type": "boolean", "default": True},
+                        "segmentation": {
+                            "type": "string",
+                            "enum": ["frames", "vad"],
+                            "default": "frames",
+                            "description": "'vad': split at pauses (silero-vad), one utterance per speech segment",
+                        },
                     },
                 }
             },
@@ -441,12 +450,15 @@ def _parse_bool(value, field: str) -> bool:
     raise E2VError("bad_request", f"{field} must be true or false, not {str(value)[:40]!r}.")
 
 
-def _parse_options(granularity, extract_embedding) -> RecognizeOptions:
+def _parse_options(granularity, extract_embedding, segmentation=None) -> RecognizeOptions:
     granularity = (granularity or "utterance").strip().lower() if isinstance(granularity, str) else "utterance"
     if granularity not in ("utterance", "frame"):
         raise E2VError("bad_request", "granularity must be 'utterance' or 'frame'.")
+    segmentation = (segmentation or "frames").strip().lower() if isinstance(segmentation, str) else "frames"
+    if segmentation not in ("frames", "vad"):
+        raise E2VError("bad_request", "segmentation must be 'frames' or 'vad'.")
     embedding = True if extract_embedding in (None, "") else _parse_bool(extract_embedding, "extract_embedding")
-    return RecognizeOptions(granularity, embedding)
+    return RecognizeOptions(granularity, embedding, segmentation)
 
 
 async def _read_upload(form, field: str) -> tuple[bytes, str]:
@@ -470,7 +482,9 @@ async def _from_multipart(request: Request):
     form = await _multipart_form(request, files=1)
     try:
         data, name = await _read_upload(form, "file")
-        options = _parse_options(form.get("granularity"), form.get("extract_embedding"))
+        options = _parse_options(
+            form.get("granularity"), form.get("extract_embedding"), form.get("segmentation")
+        )
     finally:
         await form.close()
     return data, name, options
@@ -487,7 +501,7 @@ async def _from_json(request: Request, settings):
         req = RecognizeJson.model_validate(raw)
     except ValidationError as exc:
         raise E2VError("bad_request", _describe_validation(exc.errors())) from None
-    options = RecognizeOptions(req.granularity, req.extract_embedding)
+    options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation)
     if (req.audio_base64 is None) == (req.audio_path is None):
         raise E2VError("bad_request", "Give exactly one of 'audio_base64' and 'audio_path'.")
     if req.audio_path is not None:

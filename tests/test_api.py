@@ -124,6 +124,23 @@ def test_frame_granularity_without_embedding(client, clip):
     assert body["frames"]["scores"] and body["segments"]
 
 
+def test_vad_segmentation_gives_speech_segments(server, client, speech_wav):
+    r = recognize(client, speech_wav.read_bytes(), "speech.wav", segmentation="vad")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    check_result(body, "utterance")
+    segments = body["segments"]
+    assert segments and all(seg["source"] == "vad" for seg in segments), segments
+    ends = [0.0] + [seg["end_s"] for seg in segments]
+    assert all(ends[i] <= seg["start_s"] < seg["end_s"] for i, seg in enumerate(segments))
+    assert segments[-1]["end_s"] <= body["audio"]["duration_s"] + 0.01
+    # the same option through the JSON body
+    (server.root / "inputs" / "speech.wav").write_bytes(speech_wav.read_bytes())
+    by_path = client.post("/api/v1/recognize", json={"audio_path": "speech.wav", "segmentation": "vad"})
+    assert by_path.status_code == 200, by_path.text
+    assert [s["start_s"] for s in by_path.json()["segments"]] == [s["start_s"] for s in segments]
+
+
 def test_json_base64_and_audio_path_match_multipart(server, client, clip):
     by_upload = recognize(client, clip).json()
     payload = {"audio_base64": base64.b64encode(clip).decode(), "filename": "b64.wav"}
@@ -165,6 +182,8 @@ def test_request_id_round_trip(client, clip):
         ({"json": {}}, 422, "bad_request"),
         ({"json": {"audio_base64": "not base64!!"}}, 422, "bad_request"),
         ({"json": {"audio_base64": "AAAA", "granularity": "word"}}, 422, "bad_request"),
+        ({"files": {"file": ("a.wav", b"RIFF")}, "data": {"segmentation": "words"}}, 422, "bad_request"),
+        ({"json": {"audio_base64": "AAAA", "segmentation": "words"}}, 422, "bad_request"),
         ({"json": {"audio_base64": "AAAA", "unknown_field": 1}}, 422, "bad_request"),
         ({"json": [1, 2, 3]}, 422, "bad_request"),
         ({"content": b"raw bytes", "headers": {"content-type": "text/plain"}}, 422, "bad_request"),
@@ -249,7 +268,11 @@ def test_openapi_documents_the_schemas(server):
     assert {"multipart/form-data", "application/json"} <= set(recognize_op["requestBody"]["content"])
     assert {"200", "413", "415", "422", "503"} <= set(recognize_op["responses"])
     json_schema = recognize_op["requestBody"]["content"]["application/json"]["schema"]
-    assert {"audio_base64", "audio_path", "granularity", "extract_embedding"} <= set(json_schema["properties"])
+    assert {"audio_base64", "audio_path", "granularity", "extract_embedding", "segmentation"} <= set(
+        json_schema["properties"]
+    )
+    multipart = recognize_op["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert multipart["properties"]["segmentation"]["enum"] == ["frames", "vad"]
     assert {"RecognizeResponse", "ErrorBody", "RunsPage", "Readiness"} <= set(spec["components"]["schemas"])
     assert {"/healthz", "/readyz", "/api/v1/runs", "/api/v1/runs/{run_id}/{artifact}", "/api/v1/similarity"} <= set(
         spec["paths"]
