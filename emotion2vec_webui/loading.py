@@ -158,7 +158,53 @@ def load_automodel_lean(resolved: ResolvedModel, device: str):
     leftover = [n for n, t in automodel.model.state_dict().items() if t.is_meta]
     if leftover:  # pragma: no cover - assign_checkpoint raises first
         raise LeanLoadError(f"tensors left on the meta device: {', '.join(leftover[:5])}")
+    use_fused_attention(automodel.model)
     return automodel
+
+
+def _fused_attention_forward(self, x, padding_mask=None, alibi_bias=None):
+    """``AltAttention.forward`` as one ``scaled_dot_product_attention`` call (same math, fp32 to ~1e-6).
+
+    FunASR materialises the ``[B, H, T, T]`` scores, adds the ALiBi bias in
+    place and softmaxes them: at 30 s (1,500 frames) that is over half the
+    CPU time. The fused kernel takes the bias as ``attn_mask`` and works in
+    blocks. Cases it does not cover (cosine attention, a bias over fewer
+    heads, reduced-precision activations) run FunASR's own code.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    B, N, C = x.shape
+    plain = not self.cosine_attention and x.dtype == torch.float32 and not self.training
+    if not plain or (alibi_bias is not None and alibi_bias.size(1) != self.num_heads):
+        return type(self).forward(self, x, padding_mask, alibi_bias)
+    q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+    mask = None if alibi_bias is None else alibi_bias.to(q.dtype).expand(B, -1, N, N)
+    if padding_mask is not None and padding_mask.any():
+        keys = padding_mask.view(B, 1, 1, N).to(torch.bool)
+        mask = (torch.zeros(B, 1, N, N, dtype=q.dtype) if mask is None else mask).masked_fill(keys, float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+    return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+def use_fused_attention(module) -> int:
+    """Run every FunASR ``AltAttention`` in ``module`` through :func:`_fused_attention_forward`.
+
+    Per instance: FunASR's class (and so a plain ``AutoModel``) is untouched.
+
+    Returns:
+        How many attention layers were switched.
+    """
+    import types
+
+    try:
+        from funasr.models.emotion2vec.modules import AltAttention
+    except ImportError:  # pragma: no cover - another FunASR layout
+        return 0
+    layers = [m for m in module.modules() if isinstance(m, AltAttention)]
+    for layer in layers:
+        layer.forward = types.MethodType(_fused_attention_forward, layer)
+    return len(layers)
 
 
 def prepare_for_precision(module, mode: str, device: str):

@@ -97,3 +97,23 @@ def test_onnx_mode_matches_fp32(engine, tiny_model_dir, clip, mode, tmp_path, mo
         assert float(np.abs(got - ref).max()) < tol
     ref, got = engine.recognize(clip), fast.recognize(clip)
     assert max(abs(got.scores[k] - ref.scores[k]) for k in ref.scores) < (1e-4 if mode == "onnx" else 0.05)
+
+
+def test_fused_attention_equals_funasr_attention(engine):
+    import torch
+    from funasr.models.emotion2vec.modules import AltAttention
+
+    layers = [m for m in engine.module.modules() if isinstance(m, AltAttention)]
+    assert layers and all("forward" in vars(m) for m in layers)  # switched per instance by lean loading
+    layer = layers[0]
+    dim, heads = layer.qkv.in_features, layer.num_heads
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 37, dim, generator=gen)
+    bias = torch.randn(1, heads, 37, 37, generator=gen)
+    padding = torch.zeros(2, 37, dtype=torch.bool)
+    padding[1, 30:] = True
+    with torch.inference_mode():
+        for pad, alibi in ((None, bias), (padding, bias), (padding, None)):
+            want = AltAttention.forward(layer, x, pad, alibi)
+            got = layer(x, pad, alibi)
+            assert torch.allclose(got, want, atol=1e-5), (pad is not None, alibi is not None)
