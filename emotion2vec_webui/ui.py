@@ -145,7 +145,7 @@ def _view_updates(view: ui_handlers.RunView) -> list:
     return [
         view.card_html,
         gr.update(value=view.timeline_figure(), visible=frame),
-        gr.update(value=view.segments_html(), visible=frame),
+        gr.update(value=view.segments_html(), visible=view.has_segments),
         gr.update(value=list(view.files) or None, visible=bool(view.files)),
         view.run_label(),
         view.log_text,
@@ -195,6 +195,13 @@ def _recognize_tab(service) -> None:
                     label=bilingual("Extract embedding (embedding.npy)", "提取特征向量"),
                     elem_id="extract_embedding",
                 )
+                segmentation = gr.Radio(
+                    choices=[("按帧 / Frames", "frames"), ("按语音分句 / Split by speech (VAD)", "vad")],
+                    value="frames",
+                    label=bilingual("Segments", "分段"),
+                    info="VAD：在停顿处切分，每句话单独识别 / split at pauses, one emotion per phrase",
+                    elem_id="segmentation",
+                )
                 with gr.Row():
                     clear = gr.Button(bilingual("Clear", "清除"), variant="secondary", elem_id="clear_button")
                     run = gr.Button(bilingual("Recognize", "开始识别"), variant="primary", elem_id="run_button")
@@ -209,12 +216,12 @@ def _recognize_tab(service) -> None:
             with gr.Column(scale=7, min_width=320):
                 view = _result_view("", "result_card", ui_text.placeholder_card_html())
 
-        def on_recognize(audio_path, gran, emb):
-            return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb))
+        def on_recognize(audio_path, gran, emb, seg):
+            return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb, seg))
 
         run.click(
             on_recognize,
-            [audio, granularity, embedding],
+            [audio, granularity, embedding, segmentation],
             view.outputs(),
             api_name="recognize_ui",
             api_visibility="undocumented",
@@ -231,15 +238,15 @@ def _recognize_tab(service) -> None:
         api_out = gr.JSON(visible=False)
         api_trigger = gr.Button(visible=False)
 
-        def recognize_api(audio_path, gran, emb):
+        def recognize_api(audio_path, gran, emb, seg="frames"):
             try:
-                return ui_handlers.recognize_api(service, audio_path, gran, emb)
+                return ui_handlers.recognize_api(service, audio_path, gran, emb, seg)
             except E2VError as exc:
                 raise gr.Error(f"{exc.message} [{exc.code}]") from None
 
         api_trigger.click(
             recognize_api,
-            [audio, granularity, embedding],
+            [audio, granularity, embedding, segmentation],
             api_out,
             api_name="recognize",
             api_description="Recognize one audio file: returns result.json plus run_id.",

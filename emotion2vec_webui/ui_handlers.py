@@ -24,6 +24,7 @@ from .results import ARTIFACTS, list_runs, read_result, run_path
 log = logging.getLogger(__name__)
 
 GRANULARITIES = ("utterance", "frame")
+SEGMENTATIONS = ("frames", "vad")  # pipeline.RecognizeOptions.segmentation
 HISTORY_LIMIT = 50  # runs listed in the History tab
 
 
@@ -39,6 +40,11 @@ class RunView:
     @property
     def is_frame(self) -> bool:
         return bool(self.result and self.result.get("frames"))
+
+    @property
+    def has_segments(self) -> bool:
+        """Whether result.json lists segments (frame runs, or speech segments in VAD mode)."""
+        return bool(self.result and self.result.get("segments"))
 
     def segments_html(self) -> str:
         return ui_text.segments_html((self.result or {}).get("segments"))
@@ -87,7 +93,15 @@ def view_run(root: str | Path, run_id: str, result: dict | None = None, log_text
     return RunView(ui_text.result_card_html(result), result, run_id, run_files(root, run_id), log_text)
 
 
-def recognize(service, audio_path: str | None, granularity: str, extract_embedding: bool) -> RunView:
+def _segmentation_error(segmentation) -> str | None:
+    if segmentation in SEGMENTATIONS:
+        return None
+    return f"segmentation must be 'frames' or 'vad', not {segmentation!r}."
+
+
+def recognize(
+    service, audio_path: str | None, granularity: str, extract_embedding: bool, segmentation: str = "frames"
+) -> RunView:
     """Recognize one uploaded or recorded file; every failure becomes an error card.
 
     Args:
@@ -95,13 +109,18 @@ def recognize(service, audio_path: str | None, granularity: str, extract_embeddi
         audio_path: the file Gradio stored (upload or microphone recording), or None.
         granularity: ``utterance`` or ``frame``.
         extract_embedding: write embedding.npy.
+        segmentation: ``frames`` (segments from frame emotions) or ``vad`` (one utterance per speech segment).
     """
     if not audio_path:
         return error_view("bad_request", "请先上传或录制音频。Upload or record audio first.")
     if granularity not in GRANULARITIES:
         return error_view("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}.")
+    if _segmentation_error(segmentation):
+        return error_view("bad_request", _segmentation_error(segmentation))
     path = Path(audio_path)
-    options = RecognizeOptions(granularity=granularity, extract_embedding=bool(extract_embedding))
+    options = RecognizeOptions(
+        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation
+    )
     try:
         outcome = service.recognize(path, source_name=path.name, options=options)
     except E2VError as exc:
@@ -114,7 +133,11 @@ def recognize(service, audio_path: str | None, granularity: str, extract_embeddi
 
 
 def recognize_api(
-    service, audio_path: str | None, granularity: str = "utterance", extract_embedding: bool = True
+    service,
+    audio_path: str | None,
+    granularity: str = "utterance",
+    extract_embedding: bool = True,
+    segmentation: str = "frames",
 ) -> dict:
     """The scripting endpoint (``/recognize`` for gradio_client): result.json plus ``run_id``.
 
@@ -125,8 +148,13 @@ def recognize_api(
         raise E2VError("bad_request", "No audio file given.")
     if granularity not in GRANULARITIES:
         raise E2VError("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}.")
+    segmentation = segmentation or "frames"
+    if _segmentation_error(segmentation):
+        raise E2VError("bad_request", _segmentation_error(segmentation))
     path = Path(audio_path)
-    options = RecognizeOptions(granularity=granularity, extract_embedding=bool(extract_embedding))
+    options = RecognizeOptions(
+        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation
+    )
     outcome = service.recognize(path, source_name=path.name, options=options)
     return {**outcome.result, "run_id": outcome.run.run_id}
 

@@ -178,9 +178,11 @@ def error_card_html(code: str, message: str) -> str:
 
 
 def segments_html(segments: list[dict] | None) -> str:
-    """The frame-level segments as a table (time range, emotion, confidence)."""
+    """The segments as a table (time range, emotion, confidence): frame runs, or speech segments (VAD)."""
     if not segments:
         return ""
+    vad = segments[0].get("source") == "vad"
+    title = "语音片段 / Speech segments (VAD)" if vad else "情绪片段 / Segments"
     rows = []
     for i, seg in enumerate(segments, 1):
         key = str(seg.get("emotion", "unknown"))
@@ -192,7 +194,7 @@ def segments_html(segments: list[dict] | None) -> str:
             f'<td class="e2v-num">{percent(seg.get("confidence", 0.0))}</td></tr>'
         )
     return (
-        '<div class="e2v-section">情绪片段 / Segments</div><div class="e2v-table-wrap"><table class="e2v-table">'
+        f'<div class="e2v-section">{title}</div><div class="e2v-table-wrap"><table class="e2v-table">'
         "<thead><tr><th>#</th><th>时间 / time</th><th>情绪 / emotion</th><th>置信度 / conf.</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )

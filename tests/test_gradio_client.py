@@ -53,6 +53,16 @@ def test_recognize_endpoint_returns_result_json_and_writes_the_run(server, clien
     ]
 
 
+def test_recognize_endpoint_takes_an_optional_segmentation_last(client, speech_wav):
+    from gradio_client import handle_file
+
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/recognize"]["parameters"]
+    assert len(params) == 4 and params[-1]["parameter_has_default"] and params[-1]["parameter_default"] == "frames"
+    result = client.predict(handle_file(str(speech_wav)), "utterance", False, "vad", api_name="/recognize")
+    check_result(result, "utterance")
+    assert result["segments"] and all(seg["source"] == "vad" for seg in result["segments"])
+
+
 def test_recognize_endpoint_reports_error_codes(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError

@@ -53,6 +53,20 @@ def test_utterance_run_without_embedding_has_two_files_and_no_timeline(service, 
     assert not view.is_frame and view.timeline_figure() is None and view.segments_html() == ""
 
 
+def test_vad_run_shows_speech_segments_with_gaps(service, speech_wav):
+    view = ui_handlers.recognize(service, str(speech_wav), "utterance", False, "vad")
+    assert view.error_code is None, view.card_html
+    segments = view.result["segments"]
+    assert segments and all(seg["source"] == "vad" for seg in segments)
+    assert view.has_segments and not view.is_frame and view.timeline_figure() is None
+    html = view.segments_html()
+    assert "Speech segments (VAD)" in html and html.count("<tr>") == len(segments) + 1
+    for seg in segments:
+        assert f"{seg['start_s']:.2f} – {seg['end_s']:.2f} s" in html
+    bad = ui_handlers.recognize(service, str(speech_wav), "utterance", False, "words")
+    assert bad.error_code == "bad_request" and "segmentation" in bad.card_html
+
+
 @pytest.mark.parametrize(
     "content, granularity, code",
     [
