@@ -148,7 +148,7 @@ def fastest_rows(mins: dict, fidelity: dict, rows: list[tuple]) -> None:
     """Target rows for the fastest mode within the fidelity bound (the fastest overall when none is)."""
     # Measured, not assumed: on CPUs without AMX, oneDNN's bf16 matmuls and convolutions are
     # slower than MKL's fp32 ones (here 176 vs 269 GFLOP/s for a 510x1024x4096 linear).
-    candidates = [m for m in fidelity if m != "fp32"]
+    candidates = list(fidelity)  # fp32 too: our fp32 path is itself faster than generate()
     within = [m for m in candidates if fidelity[m][0] == 1.0 and fidelity[m][1] <= 0.01]
 
     def total(k: str) -> float:

@@ -175,7 +175,8 @@ def _fused_attention_forward(self, x, padding_mask=None, alibi_bias=None):
     import torch.nn.functional as F
 
     B, N, C = x.shape
-    plain = not self.cosine_attention and x.dtype == torch.float32 and not self.training
+    autocast = torch.is_autocast_enabled(x.device.type)  # bf16 modes: FunASR's fp32 softmax over fp32 scores
+    plain = not self.cosine_attention and x.dtype == torch.float32 and not autocast and not self.training
     if not plain or (alibi_bias is not None and alibi_bias.size(1) != self.num_heads):
         return type(self).forward(self, x, padding_mask, alibi_bias)
     q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
