@@ -31,7 +31,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import E2VError
-from .labels import EMOTIONS
 
 SAMPLE_RATE = 16000
 
@@ -191,14 +190,4 @@ def result_from_features(engine, feats, granularity: str, extract_embedding: boo
     embedding = None
     if extract_embedding:
         embedding = (feats if granularity == "frame" else pooled).cpu().numpy().astype(np.float32)
-    top = int(np.argmax(probs))
-    return EmotionResult(
-        emotion=EMOTIONS[top],
-        confidence=float(probs[top]),
-        scores={k: float(p) for k, p in zip(EMOTIONS, probs, strict=True)},
-        granularity=granularity,
-        embedding=embedding,
-        frame_logits=frame_logits,
-        num_frames=int(feats.shape[0]),
-        inference_s=elapsed,
-    )
+    return EmotionResult.from_probs(probs, granularity, embedding, frame_logits, int(feats.shape[0]), elapsed)

@@ -49,6 +49,29 @@ class EmotionResult:
     num_frames: int  # feature frames the model produced (50 per second)
     inference_s: float  # seconds in the model
 
+    @classmethod
+    def from_probs(
+        cls,
+        probs: np.ndarray,
+        granularity: str,
+        embedding: np.ndarray | None,
+        frame_logits: np.ndarray | None,
+        num_frames: int,
+        inference_s: float,
+    ) -> EmotionResult:
+        """Build a result from the nine class probabilities (model order); the argmax is ours."""
+        top = int(np.argmax(probs))
+        return cls(
+            emotion=EMOTIONS[top],
+            confidence=float(probs[top]),
+            scores={k: float(p) for k, p in zip(EMOTIONS, probs, strict=True)},
+            granularity=granularity,
+            embedding=embedding,
+            frame_logits=frame_logits,
+            num_frames=num_frames,
+            inference_s=inference_s,
+        )
+
 
 def resolve_precision(precision: str, device: str) -> str:
     """The one place that turns ``auto|fp32|bf16|fp16|int8`` into the mode used on ``device``."""
@@ -293,15 +316,4 @@ class EmotionEngine:
             if extract_embedding:
                 embedding = (feats if granularity == "frame" else pooled).cpu().numpy().astype(np.float32)
             elapsed = time.perf_counter() - t0
-        scores = {k: float(p) for k, p in zip(EMOTIONS, probs, strict=True)}
-        top = int(np.argmax(probs))
-        return EmotionResult(
-            emotion=EMOTIONS[top],
-            confidence=float(probs[top]),
-            scores=scores,
-            granularity=granularity,
-            embedding=embedding,
-            frame_logits=frame_logits,
-            num_frames=int(feats.shape[0]),
-            inference_s=elapsed,
-        )
+        return EmotionResult.from_probs(probs, granularity, embedding, frame_logits, int(feats.shape[0]), elapsed)

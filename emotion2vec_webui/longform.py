@@ -117,7 +117,6 @@ def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_e
     import torch
 
     from .engine import EmotionResult
-    from .labels import EMOTIONS
 
     t0 = time.perf_counter()
     windows = plan_windows(len(waveform), window_s, quietness=pause_profile(waveform))
@@ -147,14 +146,11 @@ def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_e
         embedding = pooled.cpu().numpy()
     elapsed = time.perf_counter() - t0
     log.debug("%d windows, %d frames in %.2f s", len(windows), count, elapsed)
-    top = int(np.argmax(probs))
-    return EmotionResult(
-        emotion=EMOTIONS[top],
-        confidence=float(probs[top]),
-        scores={k: float(p) for k, p in zip(EMOTIONS, probs, strict=True)},
-        granularity=granularity,
-        embedding=embedding.astype(np.float32, copy=False) if embedding is not None else None,
-        frame_logits=np.concatenate(logits_parts) if granularity == "frame" else None,
-        num_frames=count,
-        inference_s=elapsed,
+    return EmotionResult.from_probs(
+        probs,
+        granularity,
+        embedding.astype(np.float32, copy=False) if embedding is not None else None,
+        np.concatenate(logits_parts) if granularity == "frame" else None,
+        count,
+        elapsed,
     )
