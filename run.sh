@@ -18,7 +18,7 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 if [ "$mode" = test ]; then
-  target=".[test,bench,ray]"; stamp=.venv/.e2v-test-installed
+  target=".[test,bench,ray,onnx]"; stamp=.venv/.e2v-test-installed
 else
   target="."; stamp=.venv/.e2v-installed
 fi
