@@ -13,6 +13,23 @@ from pathlib import Path
 import httpx
 
 
+def server_env(model_dir, root, **settings) -> dict[str, str]:
+    """Environment for a test server: the model, outputs and logs under ``root``, no token.
+
+    ``settings`` add or override ``E2V_*`` variables by their suffix, e.g.
+    ``max_queue=2`` → ``E2V_MAX_QUEUE=2``.
+    """
+    env = {
+        "E2V_MODEL": str(model_dir),
+        "E2V_DEVICE": "cpu",
+        "E2V_OUTPUT_DIR": str(root / "outputs"),
+        "E2V_LOG_DIR": str(root / "logs"),
+        "E2V_API_TOKEN": "",
+    }
+    env.update({f"E2V_{key.upper()}": str(value) for key, value in settings.items()})
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ import pytest
 from benchmarks.load_test import overload_burst
 from emotion2vec_webui.results import RUN_ID_RE
 from emotion2vec_webui.testaudio import tone, write_audio
-from tests.server_util import ServerProcess
+from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 
 TOKEN = "s3cret-token-for-tests"
@@ -32,16 +32,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def server(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     (root / "inputs").mkdir()
-    env = {
-        "E2V_MODEL": str(tiny_model_dir),
-        "E2V_DEVICE": "cpu",
-        "E2V_OUTPUT_DIR": str(root / "outputs"),
-        "E2V_LOG_DIR": str(root / "logs"),
-        "E2V_API_TOKEN": TOKEN,
-        "E2V_INPUT_DIRS": str(root / "inputs"),
-        "E2V_MAX_UPLOAD_MB": "1",
-        "E2V_MAX_QUEUE": "2",  # the tests here are sequential; the overload test fills it
-    }
+    # The tests here are sequential; the overload test fills the queue of 2.
+    env = server_env(tiny_model_dir, root, api_token=TOKEN, input_dirs=root / "inputs", max_upload_mb=1, max_queue=2)
     with ServerProcess(env) as srv:
         srv.root = root
         yield srv

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from emotion2vec_webui.results import RUN_ID_RE
-from tests.server_util import ServerProcess
+from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 
 TOKEN = "ui-client-token"
@@ -18,13 +18,7 @@ TOKEN = "ui-client-token"
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ui_client")
-    env = {
-        "E2V_MODEL": str(tiny_model_dir),
-        "E2V_DEVICE": "cpu",
-        "E2V_OUTPUT_DIR": str(root / "outputs"),
-        "E2V_LOG_DIR": str(root / "logs"),
-        "E2V_API_TOKEN": TOKEN,
-    }
+    env = server_env(tiny_model_dir, root, api_token=TOKEN)
     with ServerProcess(env, log_path=root / "server.log") as srv:
         srv.root = root
         yield srv

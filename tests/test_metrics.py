@@ -189,19 +189,12 @@ def test_recent_runs_percentiles_and_system_tab_text():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model_dir):
     """A server (JSON logs, small upload cap) after 3 ok, 2 audio_undecodable and 1 file_too_large."""
-    from tests.server_util import ServerProcess
+    from tests.server_util import ServerProcess, server_env
 
     root = tmp_path_factory.mktemp("metrics_server")
     wav = write_audio(root / "tone.wav", tone(1.0, 16000), 16000, "wav").read_bytes()
     not_audio = base64.b64encode(b"RIFF" + os.urandom(30_000)).decode()
-    env = {
-        "E2V_MODEL": str(tiny_model_dir),
-        "E2V_DEVICE": "cpu",
-        "E2V_OUTPUT_DIR": str(root / "outputs"),
-        "E2V_LOG_DIR": str(root / "logs"),
-        "E2V_LOG_FORMAT": "json",
-        "E2V_MAX_UPLOAD_MB": "0.1",
-    }
+    env = server_env(tiny_model_dir, root, log_format="json", max_upload_mb=0.1)
     server = ServerProcess(env, log_path=root / "server.out")
     with server:
         url = server.url + "/api/v1/recognize"

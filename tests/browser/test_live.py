@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from emotion2vec_webui.results import RUN_ID_RE
 from emotion2vec_webui.testaudio import espeak_available, speech, tone, write_audio
-from tests.server_util import ServerProcess
+from tests.server_util import ServerProcess, server_env
 
 pytestmark = pytest.mark.browser
 
@@ -77,13 +77,7 @@ def test_live_timeline_grows_and_stop_writes_a_run(
     browser_type, browser_type_launch_args, tiny_model_dir, mic_wav, tmp_path
 ):
     root = tmp_path / "server"
-    env = {
-        "E2V_MODEL": str(tiny_model_dir),
-        "E2V_DEVICE": "cpu",
-        "E2V_OUTPUT_DIR": str(root / "outputs"),
-        "E2V_LOG_DIR": str(root / "logs"),
-        "E2V_API_TOKEN": "",
-    }
+    env = server_env(tiny_model_dir, root)
     args = [
         *browser_type_launch_args.get("args", []),
         "--use-fake-ui-for-media-stream",

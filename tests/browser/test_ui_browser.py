@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.results import RUN_ID_RE
-from tests.server_util import ServerProcess
+from tests.server_util import ServerProcess, server_env
 
 pytestmark = pytest.mark.browser
 
@@ -52,13 +52,7 @@ def page(page):
 def server(tiny_model_dir, tmp_path_factory):
     """The real server; records how long ``/`` took to answer after the process started."""
     root = tmp_path_factory.mktemp("ui_browser")
-    env = {
-        "E2V_MODEL": str(tiny_model_dir),
-        "E2V_DEVICE": "cpu",
-        "E2V_OUTPUT_DIR": str(root / "outputs"),
-        "E2V_LOG_DIR": str(root / "logs"),
-        "E2V_API_TOKEN": "",
-    }
+    env = server_env(tiny_model_dir, root)
     started = time.perf_counter()
     with ServerProcess(env, wait_ready=False, log_path=root / "server.log") as srv:
         while httpx.get(srv.url + "/", timeout=5).status_code != 200:

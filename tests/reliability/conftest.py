@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server_util import ServerProcess
+from tests.server_util import ServerProcess, server_env
 
 MAX_DURATION_S = 5
 
@@ -18,17 +18,9 @@ MAX_DURATION_S = 5
 def reliability_server(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("reliability")
     (root / "inputs").mkdir()
-    env = {
-        "E2V_MODEL": str(tiny_model_dir),
-        "E2V_DEVICE": "cpu",
-        "E2V_OUTPUT_DIR": str(root / "outputs"),
-        "E2V_LOG_DIR": str(root / "logs"),
-        "E2V_INPUT_DIRS": str(root / "inputs"),
-        "E2V_MAX_DURATION_S": str(MAX_DURATION_S),
-        "E2V_MAX_UPLOAD_MB": "2",
-        "E2V_MAX_QUEUE": "128",
-        "E2V_API_TOKEN": "",
-    }
+    env = server_env(
+        tiny_model_dir, root, input_dirs=root / "inputs", max_duration_s=MAX_DURATION_S, max_upload_mb=2, max_queue=128
+    )
     with ServerProcess(env) as srv:
         srv.root = root
         srv.outputs = root / "outputs"
