@@ -43,15 +43,11 @@ def make_clips(folder: Path, count: int, seconds: float) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
+
+    from emotion2vec_webui.model import cpu_model
+
+    cpu = cpu_model()
 
     try:
         import ray

@@ -27,7 +27,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -269,13 +268,9 @@ def http_section(model: str, engine, repeats: int, out: list[str], rows: list[tu
 def machine() -> str:
     import torch
 
-    from emotion2vec_webui.model import cpu_threads
+    from emotion2vec_webui.model import cpu_model, cpu_threads
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return f"{cpu}, {cpu_threads()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 

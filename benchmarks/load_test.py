@@ -304,14 +304,9 @@ def parallel_burst(url: str, outputs: Path, clip: Path, n: int = 100, token: str
 def machine() -> str:
     import psutil
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from emotion2vec_webui.model import cpu_model
+
+    cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs, "
