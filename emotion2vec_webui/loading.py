@@ -159,6 +159,9 @@ def load_automodel_lean(resolved: ResolvedModel, device: str):
     if leftover:  # pragma: no cover - assign_checkpoint raises first
         raise LeanLoadError(f"tensors left on the meta device: {', '.join(leftover[:5])}")
     use_fused_attention(automodel.model)
+    from .fastpath import use_conv_front_end
+
+    use_conv_front_end(automodel.model)
     return automodel
 
 
@@ -211,8 +214,9 @@ def use_fused_attention(module) -> int:
 def prepare_for_precision(module, mode: str, device: str):
     """The module as it should run in precision ``mode`` on ``device`` (may return a new module).
 
-    - ``int8``: dynamic int8 quantisation of the ``Linear`` layers (CPU);
-      activations stay float, the conv front-end stays fp32.
+    - ``int8``: the transformer's ``qkv``/``fc1``/``fc2`` and the conv
+      front-end in int8 (CPU; :func:`fastpath.quantize_int8`, which says how
+      the layers were chosen and how the scores stay within 0.01 of fp32).
     - ``bf16`` / ``fp16`` on CPU: the weights of ``Linear`` and ``Conv1d``
       layers are cast once to bfloat16. CPU autocast does not cache weight
       casts under ``inference_mode``, so with fp32 weights every call copied
@@ -226,14 +230,10 @@ def prepare_for_precision(module, mode: str, device: str):
     import torch
 
     if mode == "int8":
-        import warnings
+        from .fastpath import quantize_int8
 
-        with warnings.catch_warnings():  # torch.ao.quantization deprecation notices
-            warnings.simplefilter("ignore")
-            head = module.proj
-            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
-            module.proj = head
-            return module
+        quantize_int8(module)
+        return module
     if mode in ("bf16", "fp16") and not device.startswith("cuda"):
         for layer in module.modules():
             if isinstance(layer, (torch.nn.Linear, torch.nn.Conv1d)) and layer is not module.proj:
