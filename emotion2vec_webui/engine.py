@@ -186,9 +186,13 @@ class EmotionEngine:
             from .onnx_backend import load_features
 
             onnx = load_features(module, resolved.path, mode == "onnx-int8", torch.get_num_threads())
-        elif mode != "fp32":
-            module = prepare_for_precision(module, mode, dev)
-            automodel.model = module
+        else:
+            from .fastpath import use_conv_front_end
+
+            use_conv_front_end(module)  # same math as FunASR's; after the coverage check (it renames tensors)
+            if mode != "fp32":
+                module = prepare_for_precision(module, mode, dev)
+                automodel.model = module
         tokens = list(automodel.kwargs["tokenizer"].token_list)
         labels = [lab if lab.startswith("unuse") else english_key(lab) for lab in tokens]
         marker = marker_info(resolved.path)

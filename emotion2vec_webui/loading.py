@@ -159,9 +159,6 @@ def load_automodel_lean(resolved: ResolvedModel, device: str):
     if leftover:  # pragma: no cover - assign_checkpoint raises first
         raise LeanLoadError(f"tensors left on the meta device: {', '.join(leftover[:5])}")
     use_fused_attention(automodel.model)
-    from .fastpath import use_conv_front_end
-
-    use_conv_front_end(automodel.model)
     return automodel
 
 
