@@ -204,10 +204,12 @@ def run_complete(outputs: Path, call: Call) -> bool:
     return need <= names
 
 
-def overload_burst(url: str, clip: Path, burst: int, token: str | None = None, probes: int = 20) -> dict:
+def overload_burst(
+    url: str, clip: Path, burst: int, token: str | None = None, probes: int = 20, fillers: int = 4
+) -> dict:
     """Against a small queue: single requests arriving at a full server, then ``burst`` at once; recovery.
 
-    Probes: while background clients keep the queue full, ``probes`` requests are
+    Probes: while ``fillers`` background clients keep the queue full, ``probes`` requests are
     sent one after another and timed (what one more client sees at a full server).
     Burst: ``burst`` requests released together by a barrier (the last of them
     also waits for the event loop to get through the others).
@@ -228,14 +230,14 @@ def overload_burst(url: str, clip: Path, burst: int, token: str | None = None, p
                 if post(client)[0] == 503:
                     time.sleep(0.01)
 
-    fillers = [threading.Thread(target=filler, daemon=True) for _ in range(4)]
-    for t in fillers:
+    threads = [threading.Thread(target=filler, daemon=True) for _ in range(fillers)]
+    for t in threads:
         t.start()
     time.sleep(1.5)
     with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
         probe_results = [post(client) for _ in range(probes)]
     stop.set()
-    for t in fillers:
+    for t in threads:
         t.join()
 
     barrier = threading.Barrier(burst)
