@@ -31,7 +31,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8"],
-        help="compute precision (E2V_PRECISION; auto = bf16/fp16 on GPU, fp32 on CPU)",
+        help="compute precision (E2V_PRECISION; auto = bf16/fp16 on GPU, fp32 on CPU; int8 = the fast CPU mode)",
     )
 
 

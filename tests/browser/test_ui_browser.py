@@ -183,6 +183,8 @@ def test_microphone_recording_is_recognized(server, browser_type, browser_type_l
         page.wait_for_timeout(2000)
         page.locator("#audio_in button.stop-button").click()
         expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible()
+        # the recording is uploaded after Stop; its download link appears when the server has it
+        expect(page.locator("#audio_in a[href*='/gradio_api/file=']")).to_have_count(1)
         page.click("#run_button")
         expect(page.locator("#result_card .e2v-card[data-emotion]")).to_be_visible()
         expect(page.locator("#result_card .e2v-row")).to_have_count(9)
