@@ -20,9 +20,8 @@ Two things, each checked against FunASR's own modules in tests/test_fastpath.py:
   The split is exact for any ``c``; choosing the mean means the part of the
   weights' rounding error that every frame shares (``c @ (Q(W) - W).T``)
   never reaches the output, and what remains averages out when frames are
-  pooled. Rows are quantised asymmetrically, and ``qkv``'s rows twice (their
-  rounding error as a second int8 row), since attention amplifies its input's
-  rounding most.
+  pooled. ``qkv``'s rows are quantised twice (their rounding error as a
+  second int8 row), since attention amplifies its input's rounding most.
 
 How far the pooled scores of the large test model (20 speech clips) moved
 from fp32, per variant, measured while building this (the max over clips is
@@ -35,7 +34,8 @@ torch dynamic int8, every Linear (the previous int8 mode)   0.023    0.008
 per-row int8, every Linear; weights' rounding alone         0.032    0.009
 same, mean-centred; weights' rounding alone                 0.004    0.001
 mean-centred qkv/fc1/fc2, symmetric rows                   0.010    0.0013
-+ asymmetric rows, ~16-bit qkv rows (this module)           0.006    0.0009
++ ~16-bit qkv rows (this module)                            0.006    0.0010
++ asymmetric rows (dropped: no better, 4-8% slower)         0.006    0.0009
 + attention output projection in int8                       0.012    0.002
 + front-end convolutions in int8 (one scale per clip)       0.058    0.007
 ==========================================================  =======  =======
@@ -151,18 +151,6 @@ def _int8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.div_(scale).round_().to(torch.int8), scale
 
 
-def _uint8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Asymmetric 8-bit of the rows of ``x`` (modified), stored as int8: ``x ≈ q * scale + offset``.
-
-    Each row's own [min, max] gets all 256 steps, where symmetric int8 spends
-    half of them on a side the row may barely use (after GELU, values >= -0.17).
-    """
-    low = x.amin(dim=-1, keepdim=True)
-    scale = (x.amax(dim=-1, keepdim=True) - low).clamp_min_(1e-12).div_(255)
-    q = x.sub_(low).div_(scale).round_().sub_(128).to(torch.int8)
-    return q, scale, low.addcmul_(scale, torch.full_like(scale, 128))
-
-
 def _int8_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of ``x`` as two int8 rows each, ``x ≈ hi * s + lo * s / 254`` (~15 bits): ``(q [2R, K], s [2R, 1])``."""
     hi, scale = _int8_rows(x.clone())
@@ -174,9 +162,6 @@ def _int8_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Int8Linear(torch.nn.Module):
     """``torch.nn.Linear`` in int8: per-channel weights, per-row activations, mean-centred (see the module doc).
-
-    Rows are quantised asymmetrically (each row's [min, max] in 256 steps); the
-    offset comes back exactly as ``offset * W.sum(1)``.
 
     The weights are kept as int8 twice over: ``qweight`` (8 bits, what every
     row is multiplied by) and ``residual``, the rounding error of ``qweight``
@@ -199,7 +184,6 @@ class Int8Linear(torch.nn.Module):
         self.register_buffer("qweight", qweight.to(torch.int8).t().contiguous())  # [in, out]
         self.register_buffer("residual", residual.to(torch.int8).t().contiguous())
         self.register_buffer("scale", scale)
-        self.register_buffer("row_sum", weight.sum(dim=1))  # [out]: what a constant row offset adds
         bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(self.out_features)
         self.register_buffer("bias", bias)
 
@@ -210,10 +194,10 @@ class Int8Linear(torch.nn.Module):
         mean = seq.mean(dim=1)  # [B, K]: per item, so batched results do not depend on the batch
         centred = (seq - mean[:, None]).view(-1, self.in_features)
         exact_rows = centred.clone() if self.fine_rows else None
-        q, row_scale, offset = _uint8_rows(centred)
+        q, row_scale = _int8_rows(centred)
         parts = [q]
         if exact_rows is not None:  # the rounding error, in int8 at 1/254 of the step (|error| <= step / 2)
-            fine = exact_rows.sub_(offset).sub_(q * row_scale).div_(row_scale / 254).round_().to(torch.int8)
+            fine = exact_rows.div_(row_scale).sub_(q).mul_(254).round_().to(torch.int8)
             parts.append(fine)
         mq, mean_scale = _int8_split(mean)  # [2B, K]
         acc = torch._int_mm(torch.cat([*parts, mq]), self.qweight)  # one product: the rows, then the mean's
@@ -223,8 +207,7 @@ class Int8Linear(torch.nn.Module):
             row_acc.addcmul_(acc[rows : 2 * rows], row_scale, value=1 / 254)
         mean_acc = (acc[len(parts) * rows :] + torch._int_mm(mq, self.residual) / 254).mul_(mean_scale)
         exact = torch.addcmul(self.bias, mean_acc[:items] + mean_acc[items:], self.scale)  # ≈ mean @ W.T + b
-        base = torch.addcmul(exact[:, None], offset.view(items, -1, 1), self.row_sum)  # [B, T, N]
-        out = torch.addcmul(base, row_acc.view(items, -1, self.out_features), self.scale)
+        out = torch.addcmul(exact[:, None], row_acc.view(items, -1, self.out_features), self.scale)
         return out.view(*shape[:-1], self.out_features)
 
 
