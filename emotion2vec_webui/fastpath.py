@@ -48,12 +48,8 @@ the scores by 0.011), the feature projection and the classifier head stay fp32.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
-
-log = logging.getLogger(__name__)
 
 INT8_LAYERS = ("qkv", "fc1", "fc2")  # the Linear children that quantize_int8() replaces
 FINE_ROWS = ("qkv",)  # of those, the ones with ~16-bit activations (Int8Linear(fine_rows=True))

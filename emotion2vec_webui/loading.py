@@ -211,9 +211,9 @@ def use_fused_attention(module) -> int:
 def prepare_for_precision(module, mode: str, device: str):
     """The module as it should run in precision ``mode`` on ``device`` (may return a new module).
 
-    - ``int8``: the transformer's ``qkv``/``fc1``/``fc2`` and the conv
-      front-end in int8 (CPU; :func:`fastpath.quantize_int8`, which says how
-      the layers were chosen and how the scores stay within 0.01 of fp32).
+    - ``int8``: the transformer's ``qkv``/``fc1``/``fc2`` in int8, the rest
+      fp32 (CPU; :func:`fastpath.quantize_int8`, whose module says how the
+      layers were chosen and how the scores stay within 0.01 of fp32).
     - ``bf16`` / ``fp16`` on CPU: the weights of ``Linear`` and ``Conv1d``
       layers are cast once to bfloat16. CPU autocast does not cache weight
       casts under ``inference_mode``, so with fp32 weights every call copied
