@@ -107,6 +107,17 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def _source(module, waveform: np.ndarray, device: str):
+    """The model's input for one 16 kHz waveform: a float32 tensor on ``device``, normalised if the config says so."""
+    import torch
+    import torch.nn.functional as F
+
+    source = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(device)
+    if module.cfg.normalize:
+        source = F.layer_norm(source, source.shape)
+    return source
+
+
 class EmotionEngine:
     """A loaded emotion2vec model and the one way to run it.
 
@@ -191,7 +202,12 @@ class EmotionEngine:
 
             use_conv_front_end(module)  # same math as FunASR's; after the coverage check (it renames tensors)
             if mode != "fp32":
-                module = prepare_for_precision(module, mode, dev)
+                from .fastpath import calibration_signal
+
+                def calibrate():
+                    module.extract_features(_source(module, calibration_signal(), dev).view(1, -1), padding_mask=None)
+
+                module = prepare_for_precision(module, mode, dev, calibrate)
                 automodel.model = module
         tokens = list(automodel.kwargs["tokenizer"].token_list)
         labels = [lab if lab.startswith("unuse") else english_key(lab) for lab in tokens]
@@ -242,11 +258,8 @@ class EmotionEngine:
     def frame_features(self, waveform: np.ndarray):
         """Per-frame features ``[T, D]`` (a float32 torch tensor on the model's device)."""
         import torch
-        import torch.nn.functional as F
 
-        source = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(self.info.device)
-        if self.module.cfg.normalize:
-            source = F.layer_norm(source, source.shape)
+        source = _source(self.module, waveform, self.info.device)
         if self._onnx is not None:
             return torch.from_numpy(self._onnx(source.numpy()))
         with torch.inference_mode(), self._autocast():

@@ -48,6 +48,9 @@ the scores by 0.011), the feature projection and the classifier head stay fp32.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,23 +80,49 @@ class ConvLayer(torch.nn.Module):
 
 
 class ConvFrontEnd(torch.nn.Module):
-    """FunASR's ``layer_norm`` conv front-end as time-major matrix products.
+    """FunASR's ``layer_norm`` conv front-end as time-major matrix products, a few frames at a time.
 
     Input ``[B, S]`` waveform; output ``[B, C, T]`` like FunASR's (a transposed
     view of time-major data, so the following ``TransposeLast`` costs nothing).
+
+    Every output frame depends only on its own window of samples
+    (``field`` samples, every ``stride``), and the norm is per time step, so
+    the waveform can go through all seven layers in pieces of ``chunk_frames``
+    output frames with the same result. The pieces' intermediates stay in the
+    CPU cache; the whole clip's would not (at 30 s the first layer's output
+    alone is 200 MB, written and read by every pass).
     """
 
-    def __init__(self, layers: list[tuple[torch.Tensor, int, torch.nn.LayerNorm]]) -> None:
+    def __init__(self, layers: list[tuple[torch.Tensor, int, torch.nn.LayerNorm]], chunk_frames: int = 64) -> None:
         super().__init__()
         self.conv = torch.nn.ModuleList(ConvLayer(weight, stride) for weight, stride, _ in layers)
         self.norms = torch.nn.ModuleList(norm for _, _, norm in layers)
+        self.chunk_frames = chunk_frames
+        self.stride, self.field = 1, 1  # samples between output frames; samples one output frame sees
+        for conv in reversed(self.conv):
+            self.field = (self.field - 1) * conv.stride + conv.kernel
+            self.stride *= conv.stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        """All layers on waveforms ``[B, S]`` → time-major ``[B, T, C]``."""
         h = x.unsqueeze(-1)  # [B, S, 1]: time-major, channels last
         for conv, norm in zip(self.conv, self.norms, strict=True):
             h = conv(h)
             h = F.gelu(F.layer_norm(h.float(), norm.normalized_shape, norm.weight, norm.bias, norm.eps).to(h.dtype))
-        return h.transpose(1, 2)
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = (x.shape[1] - self.field) // self.stride + 1
+        if frames <= self.chunk_frames:
+            return self.layers(x).transpose(1, 2)
+        out = None
+        for start in range(0, frames, self.chunk_frames):
+            stop = min(frames, start + self.chunk_frames)
+            piece = self.layers(x[:, start * self.stride : (stop - 1) * self.stride + self.field])
+            if out is None:
+                out = piece.new_empty(x.shape[0], frames, piece.shape[-1])
+            out[:, start:stop] = piece
+        return out.transpose(1, 2)
 
 
 def conv_front_end(encoder: torch.nn.Module) -> ConvFrontEnd | None:
@@ -147,81 +176,103 @@ def _int8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.div_(scale).round_().to(torch.int8), scale
 
 
-def _int8_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of ``x`` as two int8 rows each, ``x ≈ hi * s + lo * s / 254`` (~15 bits): ``(q [2R, K], s [2R, 1])``."""
-    hi, scale = _int8_rows(x.clone())
-    rest = x - hi * scale  # |rest| <= scale / 2
-    lo_scale = scale / 254
-    lo = rest.div_(lo_scale).round_().to(torch.int8)
-    return torch.cat([hi, lo]), torch.cat([scale, lo_scale])
-
-
 class Int8Linear(torch.nn.Module):
-    """``torch.nn.Linear`` in int8: per-channel weights, per-row activations, mean-centred (see the module doc).
+    """``torch.nn.Linear`` in int8: per-channel weights, per-row activations, centred on a calibrated row.
 
-    The weights are kept as int8 twice over: ``qweight`` (8 bits, what every
-    row is multiplied by) and ``residual``, the rounding error of ``qweight``
-    in int8 at 1/254 of its step. The mean row (itself split in two int8 rows)
-    is multiplied by both, so ``c @ W.T`` is exact to ~15 bits without keeping
-    the fp32 weights: a quarter of their memory, and two extra rows in the
-    same int8 product instead of an fp32 matrix-vector product per call.
+    ``y = Q(x - c) @ Q(W).T + (W @ c + b)``: ``c`` is the layer's mean input
+    row over a calibration signal (:func:`quantize_int8`), and ``W @ c + b`` is
+    kept exactly in fp32 (``offset``). Only the int8 weights are kept (no fp32
+    copy): a quarter of the memory of ``torch.nn.Linear``.
     """
 
-    def __init__(self, linear: torch.nn.Linear, fine_rows: bool = False) -> None:
-        """``fine_rows``: quantise each row twice (the second time its rounding error), ~16-bit
+    def __init__(self, linear: torch.nn.Linear, centre: torch.Tensor | None = None, fine_rows: bool = False) -> None:
+        """``centre``: the row ``c`` subtracted before quantising (zeros when ``None``: plain int8).
+        ``fine_rows``: quantise each row twice (the second time its rounding error), ~16-bit
         activations for twice the rows in the product; for the layer whose activations matter most."""
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.fine_rows = fine_rows
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-        qweight = torch.round(weight / scale[:, None])
-        residual = torch.round((weight - qweight * scale[:, None]) / (scale[:, None] / 254))
-        self.register_buffer("qweight", qweight.to(torch.int8).t().contiguous())  # [in, out]
-        self.register_buffer("residual", residual.to(torch.int8).t().contiguous())
+        self.register_buffer(
+            "qweight", torch.round(weight / scale[:, None]).to(torch.int8).t().contiguous()
+        )  # [in, out]
         self.register_buffer("scale", scale)
+        centre = torch.zeros(self.in_features) if centre is None else centre.detach().float().reshape(self.in_features)
         bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(self.out_features)
-        self.register_buffer("bias", bias)
+        self.register_buffer("centre", centre)
+        self.register_buffer("offset", torch.addmv(bias, weight, centre))  # what the centre row contributes, exactly
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        items = shape[0] if x.dim() > 2 else 1
-        seq = x.float().reshape(items, -1, self.in_features)  # [B, T, K]
-        mean = seq.mean(dim=1)  # [B, K]: per item, so batched results do not depend on the batch
-        centred = (seq - mean[:, None]).view(-1, self.in_features)
-        exact_rows = centred.clone() if self.fine_rows else None
-        q, row_scale = _int8_rows(centred)
-        parts = [q]
-        if exact_rows is not None:  # the rounding error, in int8 at 1/254 of the step (|error| <= step / 2)
+        rows = x.reshape(-1, self.in_features).float() - self.centre
+        exact_rows = rows.clone() if self.fine_rows else None
+        q, row_scale = _int8_rows(rows)
+        if exact_rows is None:
+            out = torch._int_mm(q, self.qweight) * row_scale
+        else:  # the rounding error, in int8 at 1/254 of the step (|error| <= step / 2), in the same product
             fine = exact_rows.div_(row_scale).sub_(q).mul_(254).round_().to(torch.int8)
-            parts.append(fine)
-        mq, mean_scale = _int8_split(mean)  # [2B, K]
-        acc = torch._int_mm(torch.cat([*parts, mq]), self.qweight)  # one product: the rows, then the mean's
-        rows = q.shape[0]
-        row_acc = acc[:rows] * row_scale
-        if exact_rows is not None:
-            row_acc.addcmul_(acc[rows : 2 * rows], row_scale, value=1 / 254)
-        mean_acc = (acc[len(parts) * rows :] + torch._int_mm(mq, self.residual) / 254).mul_(mean_scale)
-        exact = torch.addcmul(self.bias, mean_acc[:items] + mean_acc[items:], self.scale)  # ≈ mean @ W.T + b
-        out = torch.addcmul(exact[:, None], row_acc.view(items, -1, self.out_features), self.scale)
+            acc = torch._int_mm(torch.cat([q, fine]), self.qweight)
+            n = q.shape[0]
+            out = (acc[:n] * row_scale).addcmul_(acc[n:], row_scale, value=1 / 254)
+        out = torch.addcmul(self.offset, out, self.scale)
         return out.view(*shape[:-1], self.out_features)
 
 
-def quantize_int8(module: torch.nn.Module, names: tuple[str, ...] = INT8_LAYERS) -> int:
+def calibration_signal(seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
+    """A fixed, voiced, speech-like signal for :func:`quantize_int8`'s calibration pass.
+
+    Harmonics of a 90-150 Hz pitch with vibrato, a 3 Hz syllable-like envelope
+    and a little noise; deterministic, so the same model always gets the same
+    int8 layers.
+    """
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(120 + 30 * np.sin(2 * np.pi * 0.5 * t)) / rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 20))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    return (0.1 * voiced * envelope + 0.01 * noise).astype(np.float32)
+
+
+def quantize_int8(
+    module: torch.nn.Module, calibrate: Callable[[], object] | None = None, names: tuple[str, ...] = INT8_LAYERS
+) -> int:
     """Replace the ``Linear`` children named in ``names`` by :class:`Int8Linear`.
 
+    ``calibrate`` runs the (still fp32) module on :func:`calibration_signal`;
+    the mean input row each layer saw becomes its ``centre``. Without it the
+    layers are plain int8 (centre zero), which is measurably less exact.
     The classifier head (the top module's ``proj``) and anything inside a
     FunASR decoder (training only) are never touched.
 
     Returns:
         How many layers were replaced.
     """
-    count = 0
+    targets = []
     for path, parent in list(module.named_modules()):
         if "decoder" in path.split("."):
             continue
         for key, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear) and key in names and not (parent is module and key == "proj"):
-                setattr(parent, key, Int8Linear(child, fine_rows=key in FINE_ROWS))
-                count += 1
-    return count
+                targets.append((parent, key, child))
+    sums: dict[torch.nn.Module, list] = {}
+
+    def record(layer: torch.nn.Module, args: tuple) -> None:
+        rows = args[0].detach().reshape(-1, layer.in_features).float()
+        total = sums.setdefault(layer, [torch.zeros(layer.in_features, dtype=torch.float64), 0])
+        total[0] += rows.sum(dim=0, dtype=torch.float64).cpu()
+        total[1] += rows.shape[0]
+
+    if calibrate is not None:
+        hooks = [child.register_forward_pre_hook(record) for _, _, child in targets]
+        try:
+            with torch.inference_mode():
+                calibrate()
+        finally:
+            for hook in hooks:
+                hook.remove()
+    for parent, key, child in targets:
+        total, count = sums.get(child, (None, 0))
+        centre = (total / count).float().to(child.weight.device) if count else None
+        setattr(parent, key, Int8Linear(child, centre, fine_rows=key in FINE_ROWS))
+    return len(targets)

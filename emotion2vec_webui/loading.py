@@ -208,12 +208,14 @@ def use_fused_attention(module) -> int:
     return len(layers)
 
 
-def prepare_for_precision(module, mode: str, device: str):
+def prepare_for_precision(module, mode: str, device: str, calibrate=None):
     """The module as it should run in precision ``mode`` on ``device`` (may return a new module).
 
     - ``int8``: the transformer's ``qkv``/``fc1``/``fc2`` in int8, the rest
       fp32 (CPU; :func:`fastpath.quantize_int8`, whose module says how the
       layers were chosen and how the scores stay within 0.01 of fp32).
+      ``calibrate`` (no arguments) runs the fp32 module once on
+      :func:`fastpath.calibration_signal`, which centres each int8 layer.
     - ``bf16`` / ``fp16`` on CPU: the weights of ``Linear`` and ``Conv1d``
       layers are cast once to bfloat16. CPU autocast does not cache weight
       casts under ``inference_mode``, so with fp32 weights every call copied
@@ -229,7 +231,7 @@ def prepare_for_precision(module, mode: str, device: str):
     if mode == "int8":
         from .fastpath import quantize_int8
 
-        quantize_int8(module)
+        quantize_int8(module, calibrate)
         return module
     if mode in ("bf16", "fp16") and not device.startswith("cuda"):
         for layer in module.modules():

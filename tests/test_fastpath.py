@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,18 +53,20 @@ def _linear_and_input(rows=120, seed=0):
     return linear, x
 
 
-def test_int8_linear_error_is_small_and_fine_rows_smaller():
+def test_int8_linear_error_is_small_centring_and_fine_rows_smaller():
     linear, x = _linear_and_input()
+    centre = x.reshape(-1, 256).mean(dim=0)
     with torch.inference_mode():
         want = linear(x)
-        coarse = (Int8Linear(linear)(x) - want).abs().max().item()
-        fine = (Int8Linear(linear, fine_rows=True)(x) - want).abs().max().item()
+        plain = (Int8Linear(linear)(x) - want).abs().max().item()
+        centred = (Int8Linear(linear, centre)(x) - want).abs().max().item()
+        fine = (Int8Linear(linear, centre, fine_rows=True)(x) - want).abs().max().item()
         dynamic = torch.ao.nn.quantized.dynamic.Linear.from_float(_with_qconfig(linear))(x)
     scale = want.abs().max().item()
-    assert coarse < 0.02 * scale
-    assert fine < coarse
-    # the mean-centred product is more exact than plain dynamic int8 on the same layer
-    assert coarse < (dynamic - want).abs().max().item()
+    assert plain < 0.02 * scale
+    assert centred < plain  # the inputs' shared offset no longer meets the weights' rounding
+    assert fine < centred
+    assert centred < (dynamic - want).abs().max().item()  # more exact than torch's dynamic int8 on the same layer
 
 
 def _with_qconfig(linear):
@@ -71,35 +74,59 @@ def _with_qconfig(linear):
     return linear
 
 
-def test_int8_linear_mean_row_is_nearly_exact():
-    """Rows equal to their mean go through the ~15-bit path only: the weights' int8 rounding is not seen."""
+def test_int8_linear_centre_row_is_exact():
+    """A row equal to the centre never meets the int8 weights: its output is ``W @ c + b`` in fp32."""
     linear, x = _linear_and_input()
-    constant = x.mean(dim=1, keepdim=True).expand(-1, 7, -1).contiguous()
+    centre = x[0].mean(dim=0)
     with torch.inference_mode():
-        err = (Int8Linear(linear)(constant) - linear(constant)).abs().max().item()
-    assert err < 1e-3 * linear(constant).abs().max().item()
+        layer = Int8Linear(linear, centre)
+        got, want = layer(centre.expand(5, -1).contiguous()), linear(centre.expand(5, -1))
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(Int8Linear(linear)(centre[None]), linear(centre[None]), atol=1e-4)  # plain int8 is not
 
 
 def test_int8_linear_shapes_and_batch_independence():
     linear, x = _linear_and_input(rows=33)
-    layer = Int8Linear(linear)
+    layer = Int8Linear(linear, x.reshape(-1, 256).mean(dim=0), fine_rows=True)
     with torch.inference_mode():
         batched = layer(x)
         assert batched.shape == (2, 33, 384)
-        assert torch.equal(layer(x[1]), batched[1])  # 2-D input = one item
-        assert layer(x[0, 0]).shape == (384,)  # a single vector
-        assert torch.allclose(layer(x[0, :1]), linear(x[0, :1]), atol=1e-3)  # one row: all of it is the mean
+        assert torch.equal(layer(x[1]), batched[1])  # an item alone = the same item in a batch
+        assert torch.equal(layer(x[0, 5]), batched[0, 5])  # a single vector: rows are independent
+        assert layer(x[0, 0]).shape == (384,)
 
 
-def test_quantize_int8_replaces_the_measured_layers_only(funasr_module):
+def test_calibration_signal_is_fixed_and_speech_like():
+    from emotion2vec_webui.fastpath import calibration_signal
+
+    a, b = calibration_signal(), calibration_signal()
+    assert a.dtype == np.float32 and a.shape == (48000,)
+    assert np.array_equal(a, b)
+    spectrum = np.abs(np.fft.rfft(a))
+    assert 80 < np.argmax(spectrum) * 16000 / a.size < 400  # energy at a voice pitch, not at DC or noise
+
+
+def test_quantize_int8_centres_each_layer_on_its_calibration_input(funasr_module):
     import copy
 
     module = copy.deepcopy(funasr_module)
     blocks = [m for m in module.modules() if hasattr(m, "mlp") and hasattr(m, "attn")]
-    assert quantize_int8(module) == 3 * len(blocks)
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(1))
+    seen = []
+    hook = blocks[0].mlp.fc2.register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].reshape(-1, args[0].shape[-1]))
+    )
+    assert quantize_int8(module, lambda: module.extract_features(x, padding_mask=None)) == 3 * len(blocks)
+    hook.remove()
+    fc2 = blocks[0].mlp.fc2
+    assert isinstance(fc2, Int8Linear)
+    assert torch.allclose(fc2.centre, torch.cat(seen).mean(dim=0), atol=1e-5)
+    assert fc2.centre.abs().max() > 0.01  # post-GELU inputs have an offset worth removing
     for block in blocks:
         assert isinstance(block.attn.qkv, Int8Linear) and block.attn.qkv.fine_rows
         assert isinstance(block.mlp.fc1, Int8Linear) and not block.mlp.fc1.fine_rows
-        assert isinstance(block.mlp.fc2, Int8Linear)
         assert isinstance(block.attn.proj, torch.nn.Linear)  # kept fp32: see fastpath's docstring
     assert isinstance(module.proj, torch.nn.Linear)  # the classifier head
+    plain = copy.deepcopy(funasr_module)
+    quantize_int8(plain)
+    assert torch.count_nonzero(plain.blocks[0].mlp.fc2.centre) == 0  # no calibration: no centre
