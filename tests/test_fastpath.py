@@ -130,3 +130,20 @@ def test_quantize_int8_centres_each_layer_on_its_calibration_input(funasr_module
     plain = copy.deepcopy(funasr_module)
     quantize_int8(plain)
     assert torch.count_nonzero(plain.blocks[0].mlp.fc2.centre) == 0  # no calibration: no centre
+
+
+@pytest.mark.parametrize("fine_rows", [False, True])
+def test_int8_linear_prepacked_and_int_mm_paths_agree(fine_rows):
+    """oneDNN's packed weights (the fast path where it runs) and _int_mm (the fallback) are the same arithmetic."""
+    from emotion2vec_webui.fastpath import onednn_int8
+
+    if not onednn_int8():
+        pytest.skip("oneDNN int8 matmul not available on this machine")
+    linear, x = _linear_and_input(rows=41)
+    centre = x.reshape(-1, 256).mean(dim=0)
+    packed = Int8Linear(linear, centre, fine_rows=fine_rows, prepacked=True)
+    plain = Int8Linear(linear, centre, fine_rows=fine_rows, prepacked=False)
+    assert packed.qweight is None and plain.packed is None  # one copy of the weights each
+    with torch.inference_mode():
+        assert torch.allclose(packed(x), plain(x), atol=1e-5)
+        assert torch.allclose(packed(x[0, :1]), plain(x[0, :1]), atol=1e-5)  # a single row
