@@ -5,45 +5,58 @@ Two things, each checked against FunASR's own modules in tests/test_fastpath.py:
 - :class:`ConvFrontEnd` computes the waveform front-end
   (``ConvFeatureExtractionModel`` in ``layer_norm`` mode: seven
   ``Conv1d → LayerNorm → GELU`` blocks) time-major, as one matrix product per
-  layer over overlapping windows of the input. FunASR runs it channel-major
-  and transposes twice per layer around every LayerNorm; at 3 s of audio those
-  strided copies took as long as a fifth of the whole forward pass. Same math,
-  fp32 to ~1e-6; every precision mode but ``onnx*`` runs it.
+  layer over overlapping windows of the input, 64 output frames at a time.
+  FunASR runs it channel-major over the whole clip and transposes twice per
+  layer around every LayerNorm; at 3 s of audio those strided copies took a
+  fifth of the forward pass, and at 30 s its 200 MB intermediates cost more
+  than the products. Same math, fp32 to ~1e-6; every precision mode but
+  ``onnx*`` runs it.
 - :class:`Int8Linear` is the ``int8`` precision mode's matrix product:
-  int8 × int8 → int32 (``torch._int_mm``; VNNI/AMX kernels through oneDNN),
-  int8 weights with one scale per output channel, activations quantised per
-  row (token) at call time. Before quantising, each call subtracts the mean
-  row ``c`` of its input and adds ``c @ W.T`` back, computed to ~15 bits::
+  u8 × s8 → fp32 in oneDNN with the weights packed once (``torch._int_mm``
+  where oneDNN's op is missing), int8 weights with one scale per output
+  channel, activations quantised per row (token) at call time. Each layer
+  first subtracts a fixed row ``c``, its mean input over a calibration signal
+  (:func:`calibration_signal`, run once at load), and adds ``W @ c + b`` back
+  exactly, in fp32::
 
-      y = Q(x - c) @ Q(W).T + (c @ W.T + b)
+      y = Q(x - c) @ Q(W).T + (W @ c + b)
 
-  The split is exact for any ``c``; choosing the mean means the part of the
-  weights' rounding error that every frame shares (``c @ (Q(W) - W).T``)
-  never reaches the output, and what remains averages out when frames are
-  pooled. ``qkv``'s rows are quantised twice (their rounding error as a
-  second int8 row), since attention amplifies its input's rounding most.
+  The split is exact for any ``c``. Inputs after a LayerNorm or a GELU share
+  a large per-channel offset; removed before quantising, it no longer meets
+  the weights' rounding error, which would otherwise shift every frame alike
+  and survive pooling. (The same per-channel shift as "Outlier Suppression+",
+  Wei et al. 2023.) ``qkv``'s rows are quantised twice (their rounding error
+  as a second int8 row, ~16 bits), since attention amplifies its input's
+  rounding most.
 
 How far the pooled scores of the large test model (20 speech clips) moved
 from fp32, per variant, measured while building this (the max over clips is
 a noisy statistic; the mean is steadier):
 
-==========================================================  =======  =======
-variant                                                     max      mean
-==========================================================  =======  =======
-torch dynamic int8, every Linear (the previous int8 mode)   0.023    0.008
-per-row int8, every Linear; weights' rounding alone         0.032    0.009
-same, mean-centred; weights' rounding alone                 0.004    0.001
-mean-centred qkv/fc1/fc2, symmetric rows                   0.010    0.0013
-+ ~16-bit qkv rows (this module)                            0.006    0.0010
-+ asymmetric rows (dropped: no better, 4-8% slower)         0.006    0.0009
-+ attention output projection in int8                       0.012    0.002
-+ front-end convolutions in int8 (one scale per clip)       0.058    0.007
-==========================================================  =======  =======
+===============================================================  =======  =======
+variant                                                          max      mean
+===============================================================  =======  =======
+torch dynamic int8, every Linear (the first int8 mode)           0.023    0.008
+per-row int8, every Linear; weights' rounding alone              0.032    0.009
+qkv/fc1/fc2, centred on each call's own mean row (second mode)   0.006    0.0010
+qkv/fc1/fc2, centred on the calibrated row, ~16-bit qkv (this)   0.0033   0.0008
+same, calibrated on noise / on another speech clip               0.004    0.0009
+same, qkv rows 8-bit                                             0.008    0.0012
+same, ~16-bit rows for q and k only / for q only                 0.006    0.0014
++ attention output projection in int8                            0.0076   0.0010
+same, qkv rows 8-bit, SmoothQuant channel scales (alpha 0.3)   0.0067   0.0020
+second mode + front-end, ~16-bit activations (one scale/clip)    0.006    0.0010
+second mode + front-end, 8-bit activations per row               0.012    0.003
+===============================================================  =======  =======
 
 So :func:`quantize_int8` takes each transformer block's ``qkv``, ``fc1`` and
 ``fc2`` (92% of the transformer's arithmetic); the attention output
-projection, the conv front-end (whose activations alone, even per row, moved
-the scores by 0.011), the feature projection and the classifier head stay fp32.
+projection, the feature projection and the classifier head stay fp32. The
+conv front-end stays fp32 too: within the bound it needs ~16-bit
+activations, two int8 products per layer, which measured no faster than one
+fp32 product. On a 2-core AVX-512 VNNI machine the int8 products run at the
+cores' peak (~1.2 int8 TOPS), so at 3 s the fp32 front-end is a third of
+the time.
 """
 
 from __future__ import annotations

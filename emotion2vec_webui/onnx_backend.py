@@ -140,6 +140,9 @@ def load_features(module, model_dir: Path, quantize: bool, threads: int) -> Onnx
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
+    # ONNX Runtime's threads otherwise spin for a while after each run, taking the cores from the
+    # torch work (the HTTP server, other engines) that shares this process
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return OnnxFeatures(session=session, path=str(path))

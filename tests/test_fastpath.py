@@ -35,6 +35,21 @@ def test_front_end_equals_funasr(funasr_module, samples):
     assert torch.allclose(alone, got[1], atol=1e-5)  # an item alone = the same item in a batch
 
 
+def test_front_end_in_pieces_equals_whole_clip(funasr_module):
+    """Every output frame sees only its own 400 samples: any piece size gives the same frames."""
+    fast = conv_front_end(funasr_module.modality_encoders["AUDIO"].local_encoder)
+    assert (fast.field, fast.stride) == (400, 320)
+    x = torch.randn(2, 16000 * 2 + 123, generator=torch.Generator().manual_seed(3))
+    results = []
+    with torch.inference_mode():
+        for frames in (1, 7, 64, 10**6):
+            fast.chunk_frames = frames
+            results.append(fast(x))
+    assert results[0].shape == (2, fast.conv[-1].weight.shape[0], 100)
+    for got in results[:-1]:
+        assert torch.allclose(got, results[-1], atol=1e-5)
+
+
 def test_unknown_front_end_layout_is_left_alone():
     from funasr.models.emotion2vec.fairseq_modules import ConvFeatureExtractionModel
 
