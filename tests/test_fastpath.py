@@ -162,3 +162,14 @@ def test_int8_linear_prepacked_and_int_mm_paths_agree(fine_rows):
     with torch.inference_mode():
         assert torch.allclose(packed(x), plain(x), atol=1e-5)
         assert torch.allclose(packed(x[0, :1]), plain(x[0, :1]), atol=1e-5)  # a single row
+
+
+def test_int8_engine_is_calibrated_at_load(tiny_model_dir):
+    """EmotionEngine.load(precision="int8") runs the calibration pass: its int8 layers have centres."""
+    from emotion2vec_webui.engine import EmotionEngine
+
+    engine = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="int8", warmup=False)
+    layers = [m for m in engine.module.modules() if isinstance(m, Int8Linear)]
+    assert layers and all(torch.count_nonzero(layer.centre) > 0 for layer in layers)
+    result = engine.recognize(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
+    assert abs(sum(result.scores.values()) - 1) < 1e-4
