@@ -44,10 +44,14 @@ same, calibrated on noise / on another speech clip               0.004    0.0009
 same, qkv rows 8-bit                                             0.008    0.0012
 same, ~16-bit rows for q and k only / for q only                 0.006    0.0014
 + attention output projection in int8                            0.0076   0.0010
-same, qkv rows 8-bit, SmoothQuant channel scales (alpha 0.3)   0.0067   0.0020
++ attention output projection in int8, ~16-bit rows (*)          0.0039   0.0006
+same, qkv rows 8-bit, SmoothQuant channel scales (alpha 0.3)     0.0067   0.0020
 second mode + front-end, ~16-bit activations (one scale/clip)    0.006    0.0010
 second mode + front-end, 8-bit activations per row               0.012    0.003
 ===============================================================  =======  =======
+
+(*) Within the bound, but no faster at 3 s and 9% faster at 10 s in the one
+run that timed it; left out.
 
 So :func:`quantize_int8` takes each transformer block's ``qkv``, ``fc1`` and
 ``fc2`` (92% of the transformer's arithmetic); the attention output
