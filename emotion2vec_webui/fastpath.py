@@ -77,14 +77,27 @@ FINE_ROWS = ("qkv",)  # of those, the ones with ~16-bit activations (Int8Linear(
 
 
 class ConvLayer(torch.nn.Module):
-    """One ``Conv1d`` (no bias, no padding) on time-major input ``[B, T, C]`` as a matrix product over windows."""
+    """One ``Conv1d`` (no bias, no padding) on time-major input ``[B, T, C]`` as a matrix product over windows.
+
+    Kernel 3, stride 2 (four of the front-end's seven layers, nearly all its
+    arithmetic) takes :meth:`pairs` instead: a fifth fewer multiplications.
+    """
 
     def __init__(self, weight: torch.Tensor, stride: int) -> None:
         super().__init__()
         out_dim, in_dim, self.kernel = weight.shape
         self.stride = stride
-        # [out, in, k] → [out, k * in], the order of a time-major window's values
-        self.weight = torch.nn.Parameter(weight.detach().permute(0, 2, 1).reshape(out_dim, self.kernel * in_dim))
+        weight = weight.detach()
+        self.out_features = out_dim
+        self.paired = self.kernel == 3 and stride == 2
+        if not self.paired:
+            # [out, in, k] → [out, k * in], the order of a time-major window's values
+            self.weight = torch.nn.Parameter(weight.permute(0, 2, 1).reshape(out_dim, self.kernel * in_dim))
+        else:
+            w0, w1, w2 = weight.unbind(-1)
+            self.register_buffer("even", torch.cat([w0, w1], dim=1))  # on [e[2p] - e[2p+1], o[2p]]
+            self.register_buffer("odd", torch.cat([w2, w1], dim=1))  # on [e[2p+2] - e[2p+1], o[2p+1]]
+            self.register_buffer("shared", w0 + w2)  # on e[2p+1], for both outputs of a pair
 
     def windows(self, h: torch.Tensor) -> torch.Tensor:
         """``[B, T', k * C]``: window ``i`` is rows ``[s*i, s*i + k)`` of contiguous ``h``."""
@@ -92,8 +105,40 @@ class ConvLayer(torch.nn.Module):
         steps = (t - self.kernel) // self.stride + 1
         return h.as_strided((b, steps, self.kernel * c), (t * c, self.stride * c, 1))
 
+    def pairs(self, h: torch.Tensor) -> torch.Tensor:
+        """Kernel 3, stride 2 with output frames in pairs, sharing one product (Winograd's F(2, 2)).
+
+        With even input rows ``e[j] = h[2j]``, odd ``o[j] = h[2j+1]`` and taps
+        ``w0, w1, w2``, frame ``t`` is ``w0 e[t] + w2 e[t+1] + w1 o[t]``. Frames
+        ``2p`` and ``2p+1`` share ``m = (w0 + w2) e[2p+1]``::
+
+            y[2p]   = w0 (e[2p]   - e[2p+1]) + w1 o[2p]   + m
+            y[2p+1] = w2 (e[2p+2] - e[2p+1]) + w1 o[2p+1] + m
+
+        five products of a frame's width for two frames instead of six; the
+        same sums in another order (fp32 to ~1e-6).
+        """
+        b, t, c = h.shape
+        frames = (t - 3) // 2 + 1
+        n_even, n_odd = (frames + 1) // 2, frames // 2  # a last unpaired frame is an even one
+        middle = h[:, 2 : 4 * n_even : 4]  # e[2p+1]
+        even = torch.empty(b, n_even, 2 * c, dtype=h.dtype, device=h.device)
+        torch.sub(h[:, 0 : 4 * n_even : 4], middle, out=even[..., :c])
+        even[..., c:] = h[:, 1 : 4 * n_even : 4]
+        odd = torch.empty(b, n_odd, 2 * c, dtype=h.dtype, device=h.device)
+        torch.sub(h[:, 4 : 4 * n_odd + 1 : 4], middle[:, :n_odd], out=odd[..., :c])
+        odd[..., c:] = h[:, 3 : 4 * n_odd : 4]
+        shared = F.linear(middle, self.shared)  # [B, n_even, out]
+        out = h.new_empty(b, 2 * n_even, shared.shape[-1])
+        out[:, 0::2] = torch.baddbmm(shared, even, self.even.t().expand(b, -1, -1))
+        out[:, 1::2][:, :n_odd] = torch.baddbmm(shared[:, :n_odd], odd, self.odd.t().expand(b, -1, -1))
+        return out[:, :frames]
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        win = self.windows(h.contiguous())
+        h = h.contiguous()
+        if self.paired:
+            return self.pairs(h)
+        win = self.windows(h)
         return F.linear(win.reshape(-1, win.shape[-1]), self.weight).view(*win.shape[:2], -1)
 
 
