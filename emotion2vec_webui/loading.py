@@ -211,7 +211,7 @@ def use_fused_attention(module) -> int:
 def prepare_for_precision(module, mode: str, device: str, calibrate=None):
     """The module as it should run in precision ``mode`` on ``device`` (may return a new module).
 
-    - ``int8``: the transformer's ``qkv``/``fc1``/``fc2`` in int8, the rest
+    - ``int8``: the transformer's ``qkv``/``proj``/``fc1``/``fc2`` in int8, the rest
       fp32 (CPU; :func:`fastpath.quantize_int8`, whose module says how the
       layers were chosen and how the scores stay within 0.01 of fp32).
       ``calibrate`` (no arguments) runs the fp32 module once on

@@ -131,7 +131,7 @@ def test_quantize_int8_centres_each_layer_on_its_calibration_input(funasr_module
     hook = blocks[0].mlp.fc2.register_forward_pre_hook(
         lambda _m, args: seen.append(args[0].reshape(-1, args[0].shape[-1]))
     )
-    assert quantize_int8(module, lambda: module.extract_features(x, padding_mask=None)) == 3 * len(blocks)
+    assert quantize_int8(module, lambda: module.extract_features(x, padding_mask=None)) == 4 * len(blocks)
     hook.remove()
     fc2 = blocks[0].mlp.fc2
     assert isinstance(fc2, Int8Linear)
@@ -140,8 +140,9 @@ def test_quantize_int8_centres_each_layer_on_its_calibration_input(funasr_module
     for block in blocks:
         assert isinstance(block.attn.qkv, Int8Linear) and block.attn.qkv.fine_rows
         assert isinstance(block.mlp.fc1, Int8Linear) and not block.mlp.fc1.fine_rows
-        assert isinstance(block.attn.proj, torch.nn.Linear)  # kept fp32: see fastpath's docstring
-    assert isinstance(module.proj, torch.nn.Linear)  # the classifier head
+        assert isinstance(block.attn.proj, Int8Linear) and not block.attn.proj.fine_rows
+    assert isinstance(module.proj, torch.nn.Linear)  # the classifier head stays fp32
+    assert isinstance(module.modality_encoders["AUDIO"].decoder.proj, torch.nn.Linear)  # training only
     plain = copy.deepcopy(funasr_module)
     quantize_int8(plain)
     assert torch.count_nonzero(plain.blocks[0].mlp.fc2.centre) == 0  # no calibration: no centre
