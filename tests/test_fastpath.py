@@ -50,6 +50,27 @@ def test_front_end_in_pieces_equals_whole_clip(funasr_module):
         assert torch.allclose(got, results[-1], atol=1e-5)
 
 
+@pytest.mark.parametrize("rows", [3, 4, 5, 6, 9, 40, 41])
+def test_paired_kernel_3_layer_equals_its_windows_product(rows):
+    """Output pairs sharing a product (odd and even frame counts, batches) = the plain windows product."""
+    from emotion2vec_webui.fastpath import ConvLayer
+
+    gen = torch.Generator().manual_seed(rows)
+    layer = ConvLayer(torch.randn(24, 16, 3, generator=gen), stride=2)
+    assert layer.paired
+    h = torch.randn(2, rows, 16, generator=gen)
+    with torch.inference_mode():
+        win = layer.windows(h)
+        want = torch.nn.functional.linear(win.reshape(-1, 48), layer.weight).view(2, -1, 24)
+        got = layer(h)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = layer(h)
+    assert got.shape == want.shape == (2, (rows - 3) // 2 + 1, 24)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(layer(h[1:]), got[1:], atol=1e-6)  # an item alone = the same item in a batch
+    assert torch.allclose(low.float(), want, rtol=0.03, atol=0.1)  # bf16 takes the plain product (and still runs)
+
+
 def test_unknown_front_end_layout_is_left_alone():
     from funasr.models.emotion2vec.fairseq_modules import ConvFeatureExtractionModel
 
