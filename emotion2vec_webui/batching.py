@@ -9,9 +9,10 @@ Padding a batch changes emotion2vec's output unless two things are masked
 2. the convolutional positional encoder (five grouped ``Conv1d`` layers with
    ``padding=k//2``) must see zeros past each clip's end, as it does for a
    lone clip. FunASR does not mask there, so the frames near each clip's end
-   mixed in features computed from padding. A forward pre-hook on each of
-   those convolutions zeroes the padded frames of its input for the duration
-   of a batched call.
+   mixed in features computed from padding. For the duration of a batched
+   call, a forward pre-hook on each of those convolutions zeroes the padded
+   frames of its input (on CPU, where :class:`fastpath.PosConv` runs the
+   encoder, its ``padding`` mask does the same).
 
 With both, the first ``T_i`` frames of clip ``i`` equal its unbatched frames
 (to float rounding: ~1e-6), and mean pooling runs over those frames only.
@@ -61,13 +62,37 @@ def plan_buckets(lengths: Sequence[int], max_batch: int = 8, max_padding: float 
     return buckets
 
 
-def _positional_convs(module) -> list:
+def _mask_positional_encoder(module, mask):
+    """Make the positional encoder's convolutions see zeros on padded frames (``mask`` ``[B, T]``, True = padding).
+
+    Returns:
+        The function that undoes it.
+    """
     import torch
+
+    from .fastpath import PosConv
 
     encoder = module.modality_encoders["AUDIO"].relative_positional_encoder
     if encoder is None:
-        return []
-    return [m for m in encoder.modules() if isinstance(m, torch.nn.Conv1d)]
+        return lambda: None
+
+    def zero_padded_frames(_conv, inputs):  # FunASR's convolutions (and PosConv's reduced-precision path)
+        (x,) = inputs  # [B, C, T]
+        return (x * (~mask[:, None, : x.shape[-1]]).to(x.dtype),)
+
+    hooks = [
+        m.register_forward_pre_hook(zero_padded_frames) for m in encoder.modules() if isinstance(m, torch.nn.Conv1d)
+    ]
+    if isinstance(encoder, PosConv):
+        encoder.padding = mask
+
+    def undo() -> None:
+        for hook in hooks:
+            hook.remove()
+        if isinstance(encoder, PosConv):
+            encoder.padding = None
+
+    return undo
 
 
 def padded_features(engine, waveforms: Sequence[np.ndarray]) -> list:
@@ -97,23 +122,16 @@ def padded_features(engine, waveforms: Sequence[np.ndarray]) -> list:
         padding[i, : len(w)] = False
     source, padding = source.to(device), padding.to(device)
 
-    frame_padding: dict[str, torch.Tensor] = {}
-
-    def zero_padded_frames(_conv, inputs):
-        (x,) = inputs  # [B, C, T]
-        keep = ~frame_padding["mask"][:, None, : x.shape[-1]]
-        return (x * keep.to(x.dtype),)
-
-    hooks = [conv.register_forward_pre_hook(zero_padded_frames) for conv in _positional_convs(module)]
+    encoder = module.modality_encoders["AUDIO"]
+    undo = None
     try:
-        encoder = module.modality_encoders["AUDIO"]
         with torch.inference_mode():
-            frame_padding["mask"] = _frame_padding(encoder, padding, longest)
+            undo = _mask_positional_encoder(module, _frame_padding(encoder, padding, longest))
             with engine._autocast():
                 out = module.extract_features(source, padding_mask=padding)
     finally:
-        for hook in hooks:
-            hook.remove()
+        if undo is not None:
+            undo()
     x = out["x"].float()
     mask = out["padding_mask"]
     lengths = (~mask).sum(dim=1).tolist() if mask is not None else [x.shape[1]] * x.shape[0]

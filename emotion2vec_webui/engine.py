@@ -198,9 +198,11 @@ class EmotionEngine:
 
             onnx = load_features(module, resolved.path, mode == "onnx-int8", torch.get_num_threads())
         else:
-            from .fastpath import use_conv_front_end
+            from .fastpath import use_conv_front_end, use_pos_conv
 
             use_conv_front_end(module)  # same math as FunASR's; after the coverage check (it renames tensors)
+            if dev == "cpu":  # on a GPU one grouped convolution beats a product per kernel tap
+                use_pos_conv(module)
             if mode != "fp32":
                 from .fastpath import calibration_signal
 

@@ -33,8 +33,22 @@ def test_buckets_cover_every_clip_once_within_limits():
     assert all(len({lengths[i] for i in b}) == 1 for b in exact)
 
 
-@pytest.mark.parametrize("granularity", ["utterance", "frame"])
-def test_batched_equals_unbatched(engine, granularity):
+@pytest.mark.parametrize(
+    ("granularity", "encoder"), [("utterance", "ours"), ("frame", "ours"), ("utterance", "funasr")]
+)
+def test_batched_equals_unbatched(engine, granularity, encoder):
+    """CPU runs fastpath.PosConv (masked by its ``padding``); GPUs run FunASR's convolutions (masked by hooks)."""
+    audio = engine.module.modality_encoders["AUDIO"]
+    fast = audio.relative_positional_encoder
+    if encoder == "funasr":
+        audio.relative_positional_encoder = fast.reference
+    try:
+        _check_batched_equals_unbatched(engine, granularity)
+    finally:
+        audio.relative_positional_encoder = fast
+
+
+def _check_batched_equals_unbatched(engine, granularity):
     clips = _clips()
     batched = recognize_batch(engine, clips, granularity, extract_embedding=True, max_batch=8, max_padding=0.7)
     assert len(batched) == len(clips)
@@ -52,7 +66,7 @@ def test_batched_equals_unbatched(engine, granularity):
 
 def test_unmasked_positional_convolution_would_differ(engine, monkeypatch):
     """The check above can fail: without the positional-conv masking, padding leaks into the results."""
-    monkeypatch.setattr(batching, "_positional_convs", lambda module: [])
+    monkeypatch.setattr(batching, "_mask_positional_encoder", lambda module, mask: lambda: None)
     clips = _clips()
     batched = recognize_batch(engine, clips, "utterance", extract_embedding=True, max_batch=8, max_padding=0.7)
     worst = max(

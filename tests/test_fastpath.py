@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotion2vec_webui.fastpath import ConvFrontEnd, Int8Linear, conv_front_end, quantize_int8
+from emotion2vec_webui.fastpath import ConvFrontEnd, Int8Linear, PosConv, conv_front_end, pos_conv, quantize_int8
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,60 @@ def test_unknown_front_end_layout_is_left_alone():
     group_norm = ConvFeatureExtractionModel([(8, 10, 5), (8, 3, 2)], mode="default")
     assert conv_front_end(group_norm) is None
     assert conv_front_end(torch.nn.Conv1d(1, 8, 3)) is None
+
+
+def test_engine_runs_the_time_major_positional_encoder(engine, funasr_module):
+    assert isinstance(engine.module.modality_encoders["AUDIO"].relative_positional_encoder, PosConv)
+    assert not isinstance(funasr_module.modality_encoders["AUDIO"].relative_positional_encoder, PosConv)
+
+
+def _funasr_pos_encoder(dim: int, kernel: int, groups: int, depth: int) -> torch.nn.Sequential:
+    """FunASR's positional encoder layout (audio.py), built from its own modules."""
+    from funasr.models.emotion2vec.fairseq_modules import LayerNorm, SamePad, TransposeLast
+
+    blocks = [
+        torch.nn.Sequential(
+            torch.nn.Conv1d(dim, dim, kernel_size=kernel, padding=kernel // 2, groups=groups),
+            SamePad(kernel),
+            TransposeLast(),
+            LayerNorm(dim, elementwise_affine=False),
+            TransposeLast(),
+            torch.nn.GELU(),
+        )
+        for _ in range(depth)
+    ]
+    return torch.nn.Sequential(TransposeLast(), *blocks, TransposeLast()).eval()
+
+
+@pytest.mark.parametrize("frames", [1, 2, 19, 150])
+def test_positional_encoder_equals_funasr(funasr_module, frames):
+    """The tiny model's own encoder, and an even kernel (SamePad drops a frame); batches = items alone."""
+    torch.manual_seed(frames)
+    encoders = [funasr_module.modality_encoders["AUDIO"].relative_positional_encoder, _funasr_pos_encoder(32, 4, 4, 2)]
+    for original in encoders:
+        fast = pos_conv(original)
+        assert fast is not None
+        dim = fast.convs[0].in_channels
+        x = torch.randn(3, frames, dim)
+        with torch.inference_mode():
+            want, got, alone = original(x), fast(x), fast(x[2:])[0]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = fast(x)
+        assert got.shape == want.shape == (3, frames, dim)
+        assert torch.allclose(got, want, atol=1e-5)
+        assert torch.allclose(alone, got[2], atol=1e-6)
+        assert low.dtype == torch.bfloat16  # autocast runs FunASR's module (reduced precision)
+
+
+def test_unknown_positional_encoder_layout_is_left_alone():
+    from funasr.models.emotion2vec.fairseq_modules import TransposeLast
+
+    assert pos_conv(torch.nn.Conv1d(8, 8, 3, padding=1)) is None
+    strided = _funasr_pos_encoder(16, 3, 4, 1)
+    strided[1][0].stride = (2,)
+    assert pos_conv(strided) is None
+    assert pos_conv(torch.nn.Sequential(TransposeLast(), TransposeLast())) is None
+    assert pos_conv(_funasr_pos_encoder(16, 3, 4, 2)) is not None
 
 
 def _linear_and_input(rows=120, seed=0):
