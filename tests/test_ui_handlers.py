@@ -177,3 +177,17 @@ def test_example_clips_are_small_and_decode():
     assert sum(p.stat().st_size for p in paths) < 300 * 1024
     for p in paths:
         assert decode_audio(p).duration_s > 1.0
+
+
+def test_mounted_ui_queue_does_not_poll_at_1_khz(service, settings, monkeypatch):
+    """Gradio's idle queue polled every 1 ms, taking CPU from inference; the mounted UI's polls every 20 ms."""
+    from emotion2vec_webui import server
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
+    app = server.create_app(settings, service)
+    mounted = [route.app.blocks for route in app.routes if hasattr(getattr(route, "app", None), "blocks")]
+    assert len(mounted) == 1
+    queue = mounted[0]._queue
+    assert queue.sleep_when_free >= server.QUEUE_POLL_S >= 0.01
+    assert queue.progress_update_sleep_when_free >= server.PROGRESS_POLL_S
+    assert ui.build_ui(service)._queue.sleep_when_free < 0.01  # Gradio's own default: what the fix is for
