@@ -18,9 +18,11 @@ the second in reverse order; ``--interleave-calls`` alternates single calls):
    RSS <= 0.6x FunASR's own load, and load time no slower;
 4. the REST API (``POST /api/v1/recognize``, a real server subprocess) on a
    5 s clip against the engine call: <= 1.15x (SKIP when there is no API).
-   Judged per request against the server's own engine time for that request
-   (its ``/metrics``); an engine call in this process is printed too, but two
-   processes' speeds differ by more than the API's ~10 ms.
+   Judged by the larger of two ratios: the API's min against an engine call's
+   min in this process (which also catches a server that runs the engine
+   slower), and the median over requests of each against the server's own
+   engine time for that request (its ``/metrics``: the API's own cost,
+   without the noise between two processes).
 
 Random weights (make-test-model) saturate the classifier's softmax more than
 trained weights usually do, which makes score differences smaller; say so
@@ -360,16 +362,17 @@ def http_section(model: str, engine, repeats: int, out: list[str], rows: list[tu
     except Exception as exc:  # no API yet, or it failed: say so rather than guess
         rows.append(("HTTP API 5 s clip vs engine call", f"{type(exc).__name__}", "<= 1.15x", "SKIP"))
         return
-    ratio = statistics.median(paired)
+    across = min(api) / min(ours)  # catches a server that runs the engine slower (it did: Gradio's 1 kHz polling)
+    ratio = max(across, statistics.median(paired))
     out.append("## REST API (5 s clip, multipart, utterance + embedding)\n")
     out.append(
         f"POST /api/v1/recognize min {min(api):.3f} s, p50 {statistics.median(api):.3f} s; "
         f"engine.recognize here min {min(ours):.3f} s, p50 {statistics.median(ours):.3f} s "
-        f"(another process: {min(api) / min(ours):.3f}x by the mins).\n"
+        f"(another process: {across:.3f}x by the mins).\n"
         f"Each request against the engine call inside the server for that same request "
         f'(`e2v_recognition_stage_seconds{{stage="inference"}}`): '
         + ", ".join(f"{r:.3f}x" for r in paired)
-        + f"; median {ratio:.3f}x (the target's figure: no noise between processes).\n"
+        + f"; median {statistics.median(paired):.3f}x. Judged: the larger of the two.\n"
     )
     rows.append(("HTTP API 5 s clip vs engine call", f"{ratio:.3f}x", "<= 1.15x", verdict(ratio <= 1.15)))
 
