@@ -237,18 +237,25 @@ def conv_front_end(encoder: torch.nn.Module) -> ConvFrontEnd | None:
     return ConvFrontEnd(layers)
 
 
-def use_conv_front_end(module: torch.nn.Module) -> bool:
-    """Replace every FunASR conv front-end in ``module`` by its :class:`ConvFrontEnd`; True when one was."""
+def _swap_in(
+    module: torch.nn.Module, attribute: str, build: Callable[[torch.nn.Module], torch.nn.Module | None]
+) -> bool:
+    """Replace each submodule of ``module`` held as ``attribute`` by ``build(it)`` where that is not ``None``."""
     done = False
     for parent in list(module.modules()):
-        encoder = getattr(parent, "local_encoder", None)
-        if encoder is None or isinstance(encoder, ConvFrontEnd):
+        original = getattr(parent, attribute, None)
+        if original is None or isinstance(original, (ConvFrontEnd, PosConv)):
             continue
-        fast = conv_front_end(encoder)
+        fast = build(original)
         if fast is not None:
-            parent.local_encoder = fast
+            setattr(parent, attribute, fast)
             done = True
     return done
+
+
+def use_conv_front_end(module: torch.nn.Module) -> bool:
+    """Replace every FunASR conv front-end in ``module`` by its :class:`ConvFrontEnd`; True when one was."""
+    return _swap_in(module, "local_encoder", conv_front_end)
 
 
 class PosConv(torch.nn.Module):
@@ -350,16 +357,7 @@ def pos_conv(encoder: torch.nn.Module) -> PosConv | None:
 
 def use_pos_conv(module: torch.nn.Module) -> bool:
     """Replace every FunASR convolutional positional encoder in ``module`` by its :class:`PosConv`."""
-    done = False
-    for parent in list(module.modules()):
-        encoder = getattr(parent, "relative_positional_encoder", None)
-        if encoder is None or isinstance(encoder, PosConv):
-            continue
-        fast = pos_conv(encoder)
-        if fast is not None:
-            parent.relative_positional_encoder = fast
-            done = True
-    return done
+    return _swap_in(module, "relative_positional_encoder", pos_conv)
 
 
 def _row_codes(rows: torch.Tensor, fine: bool, unsigned: bool) -> tuple[torch.Tensor, torch.Tensor]:
