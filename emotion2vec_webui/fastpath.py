@@ -274,9 +274,10 @@ class PosConv(torch.nn.Module):
 
     ``padding`` (``[B, T]``, True = padded frame; set by ``batching.py`` for
     one padded batch) zeroes those frames before each convolution, as a lone
-    clip's zero padding would be. Reduced precision (bf16/fp16 input, or autocast) runs FunASR's own module,
-    kept as ``reference``; this one holds its weights once more, tap-major
-    (``taps{i}``: ``[k, G, C/G in, C/G out]``, not saved in a state dict).
+    clip's zero padding would be. Reduced precision (bf16/fp16 input, or
+    autocast) runs FunASR's own module, kept as ``reference``; this one holds
+    its weights once more, tap-major (``taps{i}``: ``[k, G, C/G in, C/G out]``,
+    not saved in a state dict).
     """
 
     def __init__(
