@@ -181,13 +181,13 @@ class SpeedWorker:
 def timed_calls(workers: dict, clip_path: str, calls: int, interleave: bool) -> dict[str, list[float]]:
     """Seconds per call for each worker on one clip.
 
-    By default each worker makes ``calls`` calls back to back after one
-    untimed call, workers taking turns in two rounds (A B C, then C B A, so
+    By default each worker makes about ``calls`` timed calls, half per round,
+    back to back after one untimed call, workers taking turns in two rounds (A B C, then C B A, so
     that a drift in the machine's speed hits everyone alike): the steady
     state of a process serving requests. The first call after another
     process has computed is slower, and by how much differs by contender
     (FunASR's ``generate()`` at 3 s: 0.51 s with single calls from six
-    processes alternating against 0.30-0.39 s back to back), so alternating
+    processes alternating against 0.30-0.47 s back to back), so alternating
     single calls (``interleave``, the earlier method) flatters whoever suffers
     least from it.
     """
@@ -260,7 +260,7 @@ def fastest_rows(meds: dict, mins: dict, fidelity: dict, rows: list[tuple]) -> N
     times spread far more than ours (at 3 s its min was 0.30 s and its median
     0.48 s in one run, ours 0.169 and 0.171 s), so a ratio of mins pits its
     luckiest call against our typical one and moved between 1.8x and 2.6x
-    from run to run, while the medians' ratio stayed near 2.8-3.1x.
+    from run to run, while the medians' ratio stayed within 2.4-3.1x.
     """
     # Measured, not assumed: on CPUs without AMX, oneDNN's bf16 matmuls and convolutions are
     # slower than MKL's fp32 ones (here 176 vs 269 GFLOP/s for a 510x1024x4096 linear).
