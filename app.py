@@ -2,7 +2,7 @@
 
 import sys
 
-from emotion2vec_webui.cli import main
+from emotion2vec_webui.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 
 def make_clips(folder: Path, count: int, seconds: float) -> float:
     """``count`` clips of speech-like tones and noise, 16 kHz wav; returns total seconds."""
-    from emotion2vec_webui.testaudio import noise, tone, write_audio
+    from emotion2vec_webui.audio.signals import noise, tone, write_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -45,7 +45,7 @@ def make_clips(folder: Path, count: int, seconds: float) -> float:
 def machine() -> str:
     import torch
 
-    from emotion2vec_webui.model import cpu_model
+    from emotion2vec_webui.model.resolve import cpu_model
 
     cpu = cpu_model()
 
@@ -104,8 +104,8 @@ def main() -> int:
     args = ap.parse_args()
 
     if not Path(args.model, "model.pt").exists():
-        from emotion2vec_webui.model import quiet_funasr
-        from emotion2vec_webui.testmodel import make_test_model
+        from emotion2vec_webui.model.resolve import quiet_funasr
+        from emotion2vec_webui.model.standins import make_test_model
 
         print(f"making a large random-weight test model in {args.model} …", file=sys.stderr)
         with quiet_funasr():

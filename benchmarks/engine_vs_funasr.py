@@ -67,15 +67,15 @@ SPEED_WORKER = """
 import sys, time
 import numpy as np
 kind, path = sys.argv[1], sys.argv[2]
-from emotion2vec_webui.model import quiet_funasr
+from emotion2vec_webui.model.resolve import quiet_funasr
 with quiet_funasr():
     import funasr
 if kind == "generate":
-    from emotion2vec_webui.model import load_automodel, resolve_model
+    from emotion2vec_webui.model.resolve import load_automodel, resolve_model
     automodel = load_automodel(resolve_model(path), "cpu")
     run = lambda x: automodel.generate(x, granularity="utterance", extract_embedding=True, disable_pbar=True)
 else:
-    from emotion2vec_webui.engine import EmotionEngine
+    from emotion2vec_webui.engine.engine import EmotionEngine
     engine = EmotionEngine.load(path, device="cpu", precision=kind)
     run = lambda x: engine.recognize(x, "utterance", extract_embedding=True)
 print("ready", flush=True)
@@ -93,17 +93,17 @@ import json, sys, time
 def peak_mb():  # VmHWM: ru_maxrss would report the (bigger) parent's peak, as it survives exec
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
 mode, path = sys.argv[1], sys.argv[2]
-from emotion2vec_webui.model import quiet_funasr
+from emotion2vec_webui.model.resolve import quiet_funasr
 with quiet_funasr():
     import funasr
 import numpy as np
 t0 = time.perf_counter()
 if mode == "funasr":
-    from emotion2vec_webui.model import load_automodel, resolve_model
+    from emotion2vec_webui.model.resolve import load_automodel, resolve_model
     automodel = load_automodel(resolve_model(path), "cpu")
     run = lambda x: automodel.generate(x, granularity="utterance", extract_embedding=False, disable_pbar=True)
 else:
-    from emotion2vec_webui.engine import EmotionEngine
+    from emotion2vec_webui.engine.engine import EmotionEngine
     engine = EmotionEngine.load(path, device="cpu", precision="fp32", warmup=False)
     run = lambda x: engine.recognize(x, "utterance", extract_embedding=False)
 load_s = time.perf_counter() - t0
@@ -117,7 +117,7 @@ print(json.dumps({"load_s": load_s, "rss_load_mb": rss_load, "rss_first_call_mb"
 def speech_clip(text: str, voice: str, speed: int, pitch: int, seconds: float | None = None) -> np.ndarray:
     import soxr
 
-    from emotion2vec_webui.testaudio import speech
+    from emotion2vec_webui.audio.signals import speech
 
     data, rate = speech(text, voice=voice, speed=speed, pitch=pitch)
     data = soxr.resample(data, rate, 16000).astype(np.float32)
@@ -208,7 +208,7 @@ def timed_calls(workers: dict, clip_path: str, calls: int, interleave: bool) -> 
 
 
 def speed_section(model: str, repeats: int, out: list[str], rows: list[tuple], interleave: bool = False):
-    from emotion2vec_webui.onnx_backend import available
+    from emotion2vec_webui.model.onnx_backend import available
 
     modes = ("fp32", "bf16", "int8") + (("onnx", "onnx-int8") if available() else ())
     workers = {}
@@ -399,7 +399,7 @@ def http_section(model: str, engine, repeats: int, out: list[str], rows: list[tu
 def machine() -> str:
     import torch
 
-    from emotion2vec_webui.model import cpu_model, cpu_threads
+    from emotion2vec_webui.model.resolve import cpu_model, cpu_threads
 
     cpu = cpu_model()
     return f"{cpu}, {cpu_threads()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -421,12 +421,12 @@ def main() -> int:
     model = os.environ.get("E2V_MODEL")
     if not model:
         sys.exit("set E2V_MODEL to a model directory (e.g. emotion2vec-webui make-test-model /tmp/m --size large)")
-    from emotion2vec_webui.model import quiet_funasr
+    from emotion2vec_webui.model.resolve import quiet_funasr
 
     with quiet_funasr():
         import funasr  # noqa: F401
 
-    from emotion2vec_webui.model import marker_info
+    from emotion2vec_webui.model.resolve import marker_info
 
     marker = marker_info(Path(model)) if Path(model).is_dir() else {}
     weights = (
@@ -440,7 +440,7 @@ def main() -> int:
     ]
     rows: list[tuple] = []
     modes, meds, mins = speed_section(model, args.repeats, out, rows, args.interleave_calls)
-    from emotion2vec_webui.engine import EmotionEngine
+    from emotion2vec_webui.engine.engine import EmotionEngine
 
     engines = {mode: EmotionEngine.load(model, device="cpu", precision=mode) for mode in modes}
     fastest_rows(meds, mins, fidelity_section(engines, out), rows)

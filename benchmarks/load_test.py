@@ -90,7 +90,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def make_clips(folder: Path) -> list[Path]:
     """Short generated clips of several formats and lengths (0.5-3 s)."""
-    from emotion2vec_webui.testaudio import tone, write_audio
+    from emotion2vec_webui.audio.signals import tone, write_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     specs = [("wav", 16000, 1.0), ("flac", 22050, 2.0), ("mp3", 44100, 1.5), ("wav", 48000, 3.0), ("ogg", 16000, 0.5)]
@@ -306,7 +306,7 @@ def parallel_burst(url: str, outputs: Path, clip: Path, n: int = 100, token: str
 def machine() -> str:
     import psutil
 
-    from emotion2vec_webui.model import cpu_model
+    from emotion2vec_webui.model.resolve import cpu_model
 
     cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -336,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, help="append a Markdown section with the figures here")
     args = p.parse_args(argv)
 
-    from emotion2vec_webui.model import quiet_funasr
-    from emotion2vec_webui.testmodel import make_test_model
+    from emotion2vec_webui.model.resolve import quiet_funasr
+    from emotion2vec_webui.model.standins import make_test_model
 
     work = Path(tempfile.mkdtemp(prefix="e2v-load-"))
     if args.model:
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def make_clips_long(folder: Path) -> Path:
     """A 20 s clip: each inference takes long enough for a burst to fill a queue of 2."""
-    from emotion2vec_webui.testaudio import tone, write_audio
+    from emotion2vec_webui.audio.signals import tone, write_audio
 
     return write_audio(folder / "long.wav", tone(20.0, 16000), 16000, "wav")
 

@@ -38,7 +38,7 @@ def make_long_audio(path: Path, seconds: float) -> Path:
     """Speech (espeak-ng when installed), tones, noise and pauses, repeated to ``seconds``."""
     import soxr
 
-    from emotion2vec_webui.testaudio import espeak_available, noise, speech, tone, write_audio
+    from emotion2vec_webui.audio.signals import espeak_available, noise, speech, tone, write_audio
 
     parts = []
     if espeak_available():
@@ -57,8 +57,8 @@ def child(args: argparse.Namespace) -> None:
     import resource
 
     from emotion2vec_webui.config import load_settings
-    from emotion2vec_webui.engine import EmotionEngine
-    from emotion2vec_webui.pipeline import RecognizeOptions, recognize_source
+    from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
 
     settings = dataclasses.replace(load_settings(), output_dir=Path(args.out))
     engine = EmotionEngine.load(args.model, device=args.device, precision="fp32")
@@ -110,8 +110,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="e2v_long_"))
     model = args.model
     if not model:
-        from emotion2vec_webui.model import quiet_funasr
-        from emotion2vec_webui.testmodel import make_test_model
+        from emotion2vec_webui.model.resolve import quiet_funasr
+        from emotion2vec_webui.model.standins import make_test_model
 
         with quiet_funasr():
             model = str(make_test_model(work / "large", "large", seed=0))

@@ -1,3 +1,3 @@
-from .cli import main
+from emotion2vec_webui.cli.main import main
 
 raise SystemExit(main())

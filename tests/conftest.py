@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from emotion2vec_webui.audio.signals import espeak_available, speech, tone, write_audio
 from emotion2vec_webui.config import load_settings
-from emotion2vec_webui.testaudio import espeak_available, speech, tone, write_audio
 
 CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -19,8 +19,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random-weight model in FunASR's layout (built once per session)."""
-    from emotion2vec_webui.model import quiet_funasr
-    from emotion2vec_webui.testmodel import make_test_model
+    from emotion2vec_webui.model.resolve import quiet_funasr
+    from emotion2vec_webui.model.standins import make_test_model
 
     with quiet_funasr():
         return make_test_model(tmp_path_factory.mktemp("models") / "tiny", "tiny", seed=0)
@@ -29,7 +29,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def engine(tiny_model_dir):
     """The engine on the tiny model, loaded once (``import funasr`` alone takes ~5 s)."""
-    from emotion2vec_webui.engine import EmotionEngine
+    from emotion2vec_webui.engine.engine import EmotionEngine
 
     return EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="fp32")
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from benchmarks.load_test import overload_burst
-from emotion2vec_webui.results import RUN_ID_RE
-from emotion2vec_webui.testaudio import tone, write_audio
+from emotion2vec_webui.audio.signals import tone, write_audio
+from emotion2vec_webui.runs.storage import RUN_ID_RE
 from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 
@@ -276,7 +276,7 @@ def test_similarity(client, clip, tmp_path):
     other = write_audio(tmp_path / "o.wav", tone(1.0, 16000, freq=440), 16000, "wav").read_bytes()
     r = client.post("/api/v1/similarity", files={"a": ("a.wav", clip), "b": ("b.wav", other)})
     try:
-        import emotion2vec_webui.similarity as sim
+        import emotion2vec_webui.runs.similarity as sim
     except ImportError:
         sim = None
     if sim is None or not hasattr(sim, "similarity_from_sources"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion2vec_webui.audio import AudioLimits, decode_audio, write_wav_pcm16
+from emotion2vec_webui.audio.decode import AudioLimits, decode_audio, write_wav_pcm16
+from emotion2vec_webui.audio.signals import extension, noise, tone, write_audio
 from emotion2vec_webui.errors import AudioError
-from emotion2vec_webui.testaudio import extension, noise, tone, write_audio
 
 MATRIX = [
     ("wav", 8000, 1), ("wav", 44100, 2), ("wav", 48000, 6), ("wav24", 96000, 2), ("wav32", 22050, 1),

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from emotion2vec_webui.batch import BatchOptions, classify_group, finish_batch, open_batch, run_local
-from emotion2vec_webui.batch_inputs import discover_inputs
+from emotion2vec_webui.audio.signals import noise, tone, write_audio
+from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, open_batch, run_local
+from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.results import RUN_FILES, RUN_ID_RE
-from emotion2vec_webui.testaudio import noise, tone, write_audio
+from emotion2vec_webui.runs.storage import RUN_FILES, RUN_ID_RE
 
 CORRUPT = {"c06.wav": b"RIFF\x10\x00\x00\x00WAVEjunk" * 8, "c13.flac": b"not audio at all\n" * 20}
 
@@ -154,7 +154,7 @@ class _BatchingEngine:
 
 
 def test_batched_calls_give_the_same_results(clips, engine, settings, tmp_path):
-    from emotion2vec_webui.audio import decode_audio
+    from emotion2vec_webui.audio.decode import decode_audio
 
     items = [it for it in discover_inputs(clips) if Path(it.file).name not in CORRUPT][:5]
     pairs = [(it, decode_audio(it.file)) for it in items]
@@ -176,8 +176,8 @@ def test_ui_batch_folder_uploads_and_refusals(clips, engine, settings, tmp_path)
     import gradio as gr
 
     from emotion2vec_webui.errors import E2VError
-    from emotion2vec_webui.service import Service
-    from emotion2vec_webui.ui_batch import build_batch_tab, run_ui_batch
+    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.ui.batch_tab import build_batch_tab, run_ui_batch
 
     service = Service(dataclasses.replace(settings, input_dirs=(clips,)), engine)
     service.start()

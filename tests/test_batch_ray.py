@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from emotion2vec_webui.batch import BatchOptions, classify_group, finish_batch, open_batch, run_local
-from emotion2vec_webui.batch_inputs import discover_inputs
+from emotion2vec_webui.audio.signals import noise, tone, write_audio
+from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, open_batch, run_local
+from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.results import RUN_ID_RE
-from emotion2vec_webui.testaudio import noise, tone, write_audio
+from emotion2vec_webui.runs.storage import RUN_ID_RE
 
 pytestmark = pytest.mark.ray
 
@@ -32,7 +32,7 @@ def _batch(items, folder, settings, options, runner) -> list[dict]:
 
 
 def test_ray_engine_matches_local_engine(ray_or_skip, engine, settings, tmp_path):
-    from emotion2vec_webui.batch_ray import run_ray
+    from emotion2vec_webui.jobs.ray_batch import run_ray
 
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -65,8 +65,8 @@ def test_ray_engine_matches_local_engine(ray_or_skip, engine, settings, tmp_path
 def test_missing_ray_gives_the_install_line(monkeypatch):
     import builtins
 
-    from emotion2vec_webui import batch_ray
     from emotion2vec_webui.errors import E2VError
+    from emotion2vec_webui.jobs import ray_batch as batch_ray
 
     real_import = builtins.__import__
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion2vec_webui import batching
-from emotion2vec_webui.batching import plan_buckets, recognize_batch
+from emotion2vec_webui.engine.batching import plan_buckets, recognize_batch
+from emotion2vec_webui.engine.engine import batching
 
 LENGTHS = [16000, 17000, 8000, 16500, 24000, 25500, 8400]
 

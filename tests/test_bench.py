@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from emotion2vec_webui.bench import ModelBench, markdown_table, parse_durations, score_dataset
+from emotion2vec_webui.audio.signals import noise, tone, write_audio
+from emotion2vec_webui.bench.benchmark import ModelBench, markdown_table, parse_durations, score_dataset
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.testaudio import noise, tone, write_audio
 
 # RAVDESS file names: the third field is the emotion (01 neutral, 03 happy, 04 sad, 05 angry, 06 fearful).
 RAVDESS = {"03-01-01-01-01-01-01": 0, "03-01-03-01-01-01-02": 1, "03-01-04-01-01-01-03": 2, "03-01-05-01-01-01-04": 3}
@@ -25,7 +25,7 @@ def ravdess_dir(tmp_path_factory):
 
 
 def test_end_to_end_table_and_json(tiny_model_dir, ravdess_dir, tmp_path, monkeypatch, capsys):
-    from emotion2vec_webui.cli import main
+    from emotion2vec_webui.cli.main import main
 
     monkeypatch.setenv("E2V_BENCH_CACHE", str(tmp_path / "hf-random"))
     out = tmp_path / "bench.json"
@@ -69,7 +69,7 @@ def test_stand_ins_have_the_real_shapes(name, cls, low, high):
     import torch
     from transformers import AutoModelForAudioClassification
 
-    from emotion2vec_webui.peers import random_config
+    from emotion2vec_webui.bench.peers import random_config
 
     with torch.device("meta"):  # shape only: no memory, no random init
         model = AutoModelForAudioClassification.from_config(random_config(name))
@@ -78,8 +78,8 @@ def test_stand_ins_have_the_real_shapes(name, cls, low, high):
 
 
 def test_unreachable_hub_peer_is_a_row_not_a_crash(monkeypatch):
+    from emotion2vec_webui.bench.peers import HFPeer
     from emotion2vec_webui.errors import ModelUnavailableError
-    from emotion2vec_webui.peers import HFPeer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")

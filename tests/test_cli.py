@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from emotion2vec_webui.testaudio import extension, tone, write_audio
+from emotion2vec_webui.audio.signals import extension, tone, write_audio
 from tests.spec_check import check_result
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emotion2vec_webui.audio.signals import noise, tone
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, english_key
-from emotion2vec_webui.model import checkpoint_coverage
-from emotion2vec_webui.testaudio import noise, tone
+from emotion2vec_webui.model.resolve import checkpoint_coverage
 
 
 def _clips():
@@ -59,8 +59,8 @@ def test_engine_reports_random_weights_and_shape(engine, tiny_model_dir):
 
 def test_every_parameter_comes_from_the_checkpoint(tiny_model_dir):
     """As loaded, before fastpath renames the front-end's tensors (EmotionEngine.load checks at that point)."""
-    from emotion2vec_webui.loading import load_automodel_lean
-    from emotion2vec_webui.model import resolve_model
+    from emotion2vec_webui.model.loading import load_automodel_lean
+    from emotion2vec_webui.model.resolve import resolve_model
 
     module = load_automodel_lean(resolve_model(str(tiny_model_dir)), "cpu").model
     assert checkpoint_coverage(module, tiny_model_dir / "model.pt") == []

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from emotion2vec_webui.batch_inputs import BatchItem, discover_inputs, label_from_filename
-from emotion2vec_webui.batch_summary import SUMMARY_FIELDS, BatchSummary, error_row, item_request_id, ok_row
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.evaluation import confusion_csv, evaluate, map_label, parse_label_map, write_evaluation
+from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, label_from_filename
+from emotion2vec_webui.jobs.summary import SUMMARY_FIELDS, BatchSummary, error_row, item_request_id, ok_row
 from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.runs.evaluation import confusion_csv, evaluate, map_label, parse_label_map, write_evaluation
 
 
 def test_metrics_match_hand_computed_values():

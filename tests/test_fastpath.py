@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from emotion2vec_webui.fastpath import ConvFrontEnd, Int8Linear, PosConv, conv_front_end, pos_conv, quantize_int8
+from emotion2vec_webui.model.fastpath import ConvFrontEnd, Int8Linear, PosConv, conv_front_end, pos_conv, quantize_int8
 
 
 @pytest.fixture(scope="module")
 def funasr_module(tiny_model_dir):
     """The tiny model loaded by FunASR's own AutoModel: FunASR's own front-end, untouched."""
-    from emotion2vec_webui.model import load_automodel, resolve_model
+    from emotion2vec_webui.model.resolve import load_automodel, resolve_model
 
     return load_automodel(resolve_model(str(tiny_model_dir)), "cpu").model
 
@@ -53,7 +53,7 @@ def test_front_end_in_pieces_equals_whole_clip(funasr_module):
 @pytest.mark.parametrize("rows", [3, 4, 5, 6, 9, 40, 41])
 def test_paired_kernel_3_layer_equals_its_windows_product(rows):
     """Output pairs sharing a product (odd and even frame counts, batches) = the plain windows product."""
-    from emotion2vec_webui.fastpath import ConvLayer
+    from emotion2vec_webui.model.fastpath import ConvLayer
 
     gen = torch.Generator().manual_seed(rows)
     layer = ConvLayer(torch.randn(24, 16, 3, generator=gen), stride=2)
@@ -187,7 +187,7 @@ def test_int8_linear_shapes_and_batch_independence():
 
 
 def test_calibration_signal_is_fixed_and_speech_like():
-    from emotion2vec_webui.fastpath import calibration_signal
+    from emotion2vec_webui.model.fastpath import calibration_signal
 
     a, b = calibration_signal(), calibration_signal()
     assert a.dtype == np.float32 and a.shape == (48000,)
@@ -226,7 +226,7 @@ def test_quantize_int8_centres_each_layer_on_its_calibration_input(funasr_module
 @pytest.mark.parametrize("fine_rows", [False, True])
 def test_int8_linear_prepacked_and_int_mm_paths_agree(fine_rows):
     """oneDNN's packed weights (the fast path where it runs) and _int_mm (the fallback) are the same arithmetic."""
-    from emotion2vec_webui.fastpath import onednn_int8
+    from emotion2vec_webui.model.fastpath import onednn_int8
 
     if not onednn_int8():
         pytest.skip("oneDNN int8 matmul not available on this machine")
@@ -242,7 +242,7 @@ def test_int8_linear_prepacked_and_int_mm_paths_agree(fine_rows):
 
 def test_int8_engine_is_calibrated_at_load(tiny_model_dir):
     """EmotionEngine.load(precision="int8") runs the calibration pass: its int8 layers have centres."""
-    from emotion2vec_webui.engine import EmotionEngine
+    from emotion2vec_webui.engine.engine import EmotionEngine
 
     engine = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="int8", warmup=False)
     layers = [m for m in engine.module.modules() if isinstance(m, Int8Linear)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from emotion2vec_webui.results import RUN_ID_RE
+from emotion2vec_webui.runs.storage import RUN_ID_RE
 from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 

@@ -7,15 +7,15 @@ import shutil
 import numpy as np
 import pytest
 
+from emotion2vec_webui.audio.signals import noise, tone
 from emotion2vec_webui.labels import english_key
-from emotion2vec_webui.model import checkpoint_coverage, load_automodel, resolve_model
-from emotion2vec_webui.testaudio import noise, tone
+from emotion2vec_webui.model.resolve import checkpoint_coverage, load_automodel, resolve_model
 
 
 @pytest.fixture(scope="module")
 def both(tiny_model_dir):
     """(lean AutoModel, FunASR-loaded AutoModel) of the tiny model."""
-    from emotion2vec_webui.loading import load_automodel_lean
+    from emotion2vec_webui.model.loading import load_automodel_lean
 
     resolved = resolve_model(str(tiny_model_dir))
     return load_automodel_lean(resolved, "cpu"), load_automodel(resolved, "cpu")
@@ -68,7 +68,7 @@ def test_funasr_is_left_as_it_was(both):
 def test_incomplete_checkpoint_falls_back_to_funasr(tmp_path, tiny_model_dir, caplog):
     import torch
 
-    from emotion2vec_webui.loading import LeanLoadError, assign_checkpoint, load_automodel_lean
+    from emotion2vec_webui.model.loading import LeanLoadError, assign_checkpoint, load_automodel_lean
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from emotion2vec_webui.audio.signals import espeak_available, noise, speech, tone, write_audio
+from emotion2vec_webui.engine.longform import HOP, num_frames, pause_profile, plan_windows
+from emotion2vec_webui.engine.timeline import softmax
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.longform import HOP, num_frames, pause_profile, plan_windows
-from emotion2vec_webui.testaudio import espeak_available, noise, speech, tone, write_audio
-from emotion2vec_webui.timeline import softmax
 
 
 def _check_plan(windows, num_samples, window_s):

@@ -12,11 +12,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from emotion2vec_webui import metrics, ui_system
+from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError, OverloadedError
-from emotion2vec_webui.service import ModelStatus
-from emotion2vec_webui.testaudio import tone, write_audio
+from emotion2vec_webui.runs.service import ModelStatus
+from emotion2vec_webui.serving import metrics
+from emotion2vec_webui.ui.app import system_tab as ui_system
 
 
 def samples(text: str) -> dict[tuple, float]:

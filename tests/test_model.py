@@ -10,8 +10,8 @@ import time
 import pytest
 
 from emotion2vec_webui.errors import ModelUnavailableError
-from emotion2vec_webui.model import MODEL_IDS, resolve_device, resolve_model
-from emotion2vec_webui.testmodel import config_for_size, reference_config
+from emotion2vec_webui.model.resolve import MODEL_IDS, resolve_device, resolve_model
+from emotion2vec_webui.model.standins import config_for_size, reference_config
 
 
 def test_local_directory_resolves(tiny_model_dir):

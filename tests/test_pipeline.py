@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.errors import AudioError
-from emotion2vec_webui.pipeline import RecognizeOptions, recognize_source
-from emotion2vec_webui.testaudio import tone, write_audio
+from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
 from tests.spec_check import check_result
 
 

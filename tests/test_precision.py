@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion2vec_webui.engine import EmotionEngine, resolve_precision
-from emotion2vec_webui.testaudio import noise, tone
+from emotion2vec_webui.audio.signals import noise, tone
+from emotion2vec_webui.engine.engine import EmotionEngine, resolve_precision
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "bfloat16", "int8": "int8", "auto": "float32"}
 
@@ -55,8 +55,8 @@ def test_mode_runs_and_stays_close_to_fp32(engine, tiny_model_dir, clip, mode):
 
 
 def test_result_json_records_the_dtype(tiny_model_dir, settings):
-    from emotion2vec_webui.audio import decode_audio
-    from emotion2vec_webui.pipeline import recognize_decoded
+    from emotion2vec_webui.audio.decode import decode_audio
+    from emotion2vec_webui.runs.recognize import recognize_decoded
 
     fast = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="int8", warmup=False)
     wav = noise(1.0, 16000, seed=1)[:, 0]
@@ -67,7 +67,7 @@ def test_result_json_records_the_dtype(tiny_model_dir, settings):
 
 
 def test_onnx_modes_resolve_or_fall_back(monkeypatch, caplog):
-    from emotion2vec_webui import onnx_backend
+    from emotion2vec_webui.model.resolve import onnx_backend
 
     monkeypatch.setattr(onnx_backend, "available", lambda: False)
     with caplog.at_level(logging.WARNING):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion2vec_webui.results import (
+from emotion2vec_webui.runs.storage import (
     ARTIFACTS,
     RUN_ID_RE,
     clean_stale_temps,

@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from emotion2vec_webui.audio import decode_audio
+from emotion2vec_webui.audio.decode import decode_audio
+from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.service import Service
-from emotion2vec_webui.similarity import cosine, similarity_decoded, similarity_from_sources
-from emotion2vec_webui.testaudio import noise, tone, write_audio
+from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.runs.similarity import cosine, similarity_decoded, similarity_from_sources
 
 
 def test_cosine_properties():

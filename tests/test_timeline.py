@@ -7,10 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.pipeline import RecognizeOptions, recognize_source
-from emotion2vec_webui.testaudio import noise, tone, write_audio
-from emotion2vec_webui.timeline import (
+from emotion2vec_webui.audio.signals import noise, tone, write_audio
+from emotion2vec_webui.engine.timeline import (
     HOP_S,
     frame_scores,
     segments,
@@ -18,6 +16,8 @@ from emotion2vec_webui.timeline import (
     smoothing_frames,
     softmax,
 )
+from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
 
 
 def _wave(seconds: float, seed: int = 0) -> np.ndarray:
@@ -41,7 +41,7 @@ def test_head_drops_unused_classes_like_funasr_masking(engine):
     """FunASR sets ``unuse`` logits to -inf before the softmax; dropping them gives the same scores."""
     import torch
 
-    from emotion2vec_webui.engine import EmotionEngine
+    from emotion2vec_webui.engine.engine import EmotionEngine
 
     labels = list(EMOTIONS[:4]) + ["unuse_0"] + list(EMOTIONS[4:]) + ["unuse_1"]
     torch.manual_seed(0)

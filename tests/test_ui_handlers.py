@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotion2vec_webui import ui, ui_handlers, ui_text
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.service import Service
+from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.ui.app import app as ui
+from emotion2vec_webui.ui.app import handlers as ui_handlers
+from emotion2vec_webui.ui.app import text as ui_text
 
 
 @pytest.fixture
@@ -134,7 +136,7 @@ def test_history_refuses_unknown_or_escaping_run_ids(service, run_id):
 
 
 def test_charts_draw_from_result_json():
-    from emotion2vec_webui.ui_charts import scores_figure, timeline_figure
+    from emotion2vec_webui.ui.charts import scores_figure, timeline_figure
 
     scores = {k: 1 / 9 for k in EMOTIONS}
     fig = scores_figure(scores)
@@ -169,8 +171,8 @@ def test_build_ui_and_mount_settings(service, settings, monkeypatch):
 
 
 def test_example_clips_are_small_and_decode():
-    from emotion2vec_webui.audio import decode_audio
-    from emotion2vec_webui.examples.make_examples import CLIPS, example_paths
+    from emotion2vec_webui.audio.decode import decode_audio
+    from emotion2vec_webui.ui.examples.make_examples import CLIPS, example_paths
 
     paths = example_paths()
     assert len(paths) == len(CLIPS)
@@ -181,7 +183,7 @@ def test_example_clips_are_small_and_decode():
 
 def test_mounted_ui_queue_does_not_poll_at_1_khz(service, settings, monkeypatch):
     """Gradio's idle queue polled every 1 ms, taking CPU from inference; the mounted UI's polls every 20 ms."""
-    from emotion2vec_webui import server
+    from emotion2vec_webui.serving import server
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", "")
     app = server.create_app(settings, service)

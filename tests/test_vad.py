@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
+from emotion2vec_webui.audio.signals import espeak_available, speech, write_audio
+from emotion2vec_webui.engine.vad import speech_segments, vad_segments
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.pipeline import RecognizeOptions, recognize_source
-from emotion2vec_webui.testaudio import espeak_available, speech, write_audio
-from emotion2vec_webui.vad import speech_segments, vad_segments
+from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
 
 PHRASES = ["The weather is lovely today.", "I cannot believe you did that!", "Please close the door when you leave."]
 
@@ -51,7 +51,7 @@ def test_loading_silero_keeps_torch_threads():
     """``import silero_vad`` sets torch to one thread for the whole process; we put it back."""
     import torch
 
-    from emotion2vec_webui import vad
+    from emotion2vec_webui.engine.engine import vad
 
     before = torch.get_num_threads()
     vad._silero.cache_clear()

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from emotion2vec_webui.results import RUN_ID_RE
-from emotion2vec_webui.testaudio import espeak_available, speech, tone, write_audio
+from emotion2vec_webui.audio.signals import espeak_available, speech, tone, write_audio
+from emotion2vec_webui.runs.storage import RUN_ID_RE
 from tests.server_util import ServerProcess, server_env
 
 pytestmark = pytest.mark.browser

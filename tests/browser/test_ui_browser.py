@@ -22,7 +22,7 @@ import soundfile as sf
 from playwright.sync_api import expect
 
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.results import RUN_ID_RE
+from emotion2vec_webui.runs.storage import RUN_ID_RE
 from tests.server_util import ServerProcess, server_env
 
 pytestmark = pytest.mark.browser

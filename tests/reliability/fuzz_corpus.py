@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion2vec_webui.testaudio import tone, write_audio
+from emotion2vec_webui.audio.signals import tone, write_audio
 
 # Formats of the base clips, and the rate each is written at (opus/webm need an Opus rate).
 BASE_FORMATS = {

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from emotion2vec_webui.testaudio import tone, write_audio
+from emotion2vec_webui.audio.signals import tone, write_audio
 
 SECRET = b"root:"  # first bytes of /etc/passwd
 

@@ -1,0 +1,414 @@
+"""Decode any supported audio file into the 16 kHz mono float32 signal the model sees.
+
+This module knows nothing about models. Choices:
+
+* **soundfile** (libsndfile) for wav/flac/aiff/au: fast and exact for PCM,
+  float, u8 and mu-law wav.
+* **PyAV** for everything else (mp3, ogg/vorbis, opus, m4a/aac, webm): its
+  wheels bundle FFmpeg, so no system FFmpeg is needed. We pick the demuxer
+  ourselves from the file's magic bytes, so FFmpeg never auto-detects a
+  playlist or concat format that could open other files or URLs.
+* Channels are averaged by us (PyAV's resampler mix adds +3 dB and clips).
+* Resampling to 16 kHz with soxr at high quality.
+
+Limits (bytes, duration) are enforced while decoding: a 10-hour file is
+rejected after reading just past the limit, never decoded whole. Header
+durations are never trusted. A file that decodes only in part (truncated) is
+kept as far as it decodes, with a warning.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from emotion2vec_webui.errors import AudioError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # what the model expects
+MIN_MODEL_SAMPLES = 400  # the conv front-end needs at least this many samples
+MIN_SOURCE_RATE = 8000  # SPEC.md: any rate from 8 kHz …
+MAX_SOURCE_RATE = 192000  # … to 192 kHz
+MAX_CHANNELS = 256  # sanity bound against lying headers
+_BLOCK = 1 << 16  # frames per soundfile read
+
+# Demuxers we hand FFmpeg explicitly, by magic bytes (see _sniff_format).
+_SOUNDFILE_KINDS = {"wav", "flac", "aiff", "au"}
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    waveform: np.ndarray  # float32, mono, SAMPLE_RATE Hz: exactly what the model sees
+    sample_rate: int  # always SAMPLE_RATE
+    original_sample_rate: int  # the file's own rate
+    original_channels: int  # the file's channel count before the mono mix
+    source_name: str  # the file name shown to people (never a server path)
+    container: str  # detected format: wav, flac, mp3, ogg, mp4, webm, …
+    warnings: tuple[str, ...] = ()  # e.g. truncation, clipping
+    decode_s: float = 0.0  # seconds spent decoding
+    resample_s: float = 0.0  # seconds spent resampling
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.waveform) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    max_bytes: int = 100 * 1024 * 1024  # E2V_MAX_UPLOAD_MB
+    max_duration_s: float = 600.0  # E2V_MAX_DURATION_S
+    min_duration_s: float = 0.1  # E2V_MIN_DURATION_S
+
+    @classmethod
+    def from_settings(cls, settings) -> AudioLimits:
+        return cls(settings.max_upload_bytes, settings.max_duration_s, settings.min_duration_s)
+
+
+def decode_audio(
+    source: str | os.PathLike | bytes,
+    *,
+    source_name: str | None = None,
+    limits: AudioLimits | None = None,
+) -> DecodedAudio:
+    """Decode a file or its bytes into 16 kHz mono float32.
+
+    Args:
+        source: a path, or the file's bytes.
+        source_name: the name to report (defaults to the path's file name).
+        limits: byte and duration limits; defaults to SPEC.md's.
+
+    Returns:
+        The decoded audio with its metadata and warnings.
+
+    Raises:
+        AudioError: with code file_too_large, audio_too_long, audio_too_short,
+            audio_empty, audio_undecodable or audio_nonfinite.
+    """
+    limits = limits or AudioLimits()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = source_name or "upload"
+        size = len(data)
+    else:
+        path = Path(source)
+        name = source_name or path.name
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise AudioError("audio_undecodable", f"{name}: cannot read the file ({exc.strerror}).") from exc
+        data = None
+    if size > limits.max_bytes:
+        raise AudioError(
+            "file_too_large",
+            f"{name} is {size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1024 / 1024:g} MB (E2V_MAX_UPLOAD_MB).",
+        )
+    if size == 0:
+        raise AudioError("audio_empty", f"{name} is empty (0 bytes).")
+    if data is None:
+        data = Path(source).read_bytes()
+
+    t0 = time.perf_counter()
+    kind = _sniff_format(data)
+    if kind is None:
+        raise AudioError(
+            "audio_undecodable",
+            f"{name} is not a recognised audio file (expected wav, flac, mp3, ogg, opus, m4a/aac, webm, aiff or au).",
+        )
+    warnings: list[str] = []
+    samples = rate = channels = None
+    if kind in _SOUNDFILE_KINDS:
+        try:
+            samples, rate, channels = _decode_soundfile(data, name, limits, warnings)
+        except AudioError:
+            raise
+        except Exception as exc:  # libsndfile refuses: let FFmpeg try (e.g. mp3-in-wav)
+            log.debug("soundfile could not read %s (%s); trying PyAV", name, exc)
+            warnings.clear()
+    if samples is None:
+        samples, rate, channels = _decode_pyav(data, kind, name, limits, warnings)
+    decode_s = time.perf_counter() - t0
+
+    if samples.size == 0:
+        raise AudioError("audio_empty", f"{name} holds no audio samples.")
+    if not np.isfinite(samples).all():
+        raise AudioError("audio_nonfinite", f"{name} contains NaN or infinite sample values.")
+    mono = samples.mean(axis=1, dtype=np.float64).astype(np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    t1 = time.perf_counter()
+    if rate != SAMPLE_RATE:
+        import soxr
+
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+    resample_s = time.perf_counter() - t1
+    mono = _to_pcm16_grid(mono, warnings)
+
+    min_samples = max(MIN_MODEL_SAMPLES, int(round(limits.min_duration_s * SAMPLE_RATE)))
+    if len(mono) < min_samples:
+        raise AudioError(
+            "audio_too_short",
+            f"{name} is {len(mono) / SAMPLE_RATE:.3f} s long; at least {min_samples / SAMPLE_RATE:.3f} s "
+            "is needed (E2V_MIN_DURATION_S).",
+        )
+    return DecodedAudio(
+        waveform=mono,
+        sample_rate=SAMPLE_RATE,
+        original_sample_rate=int(rate),
+        original_channels=int(channels),
+        source_name=name,
+        container=kind,
+        warnings=tuple(warnings),
+        decode_s=decode_s,
+        resample_s=resample_s,
+    )
+
+
+def _to_pcm16_grid(mono: np.ndarray, warnings: list[str]) -> np.ndarray:
+    """Put the signal on the 16-bit PCM grid, so processed_audio.wav is exactly what the model saw.
+
+    The model layer-normalises the waveform, so its level does not change the
+    result: a signal over full scale (float wav) is scaled down, not clipped.
+    """
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    if peak > 1.0:
+        mono = mono / peak
+        warnings.append(
+            f"samples exceeded full scale (peak {peak:.2f}); scaled down to fit "
+            "(the model normalises level, so results are unaffected)"
+        )
+    return (pcm16_from_float(mono).astype(np.float32) / 32768.0).astype(np.float32)
+
+
+def pcm16_from_float(waveform: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] → int16 (scale 32768, as soundfile reads them back)."""
+    return np.clip(np.round(waveform.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """Name the container from magic bytes; None when it is not audio we accept."""
+    head = data[:16]
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and data[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"FORM" and data[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:4] == b".snd":
+        return "au"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"  # webm and mka
+    if data[4:8] == b"ftyp":
+        return "mov"  # mp4, m4a, 3gp
+    if head[:4] == b"caff":
+        return "caf"
+    if head[:3] == b"ID3":
+        return "mp3"
+    if head[:4] == b"ADIF":
+        return "aac"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        return "aac" if (head[1] & 0x06) == 0 else "mp3"
+    return None
+
+
+def _check_rate_channels(rate: int, channels: int, name: str) -> None:
+    if not (MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE):
+        raise AudioError(
+            "audio_undecodable",
+            f"{name} declares a sample rate of {rate} Hz; supported rates are 8–192 kHz.",
+        )
+    if not (1 <= channels <= MAX_CHANNELS):
+        raise AudioError("audio_undecodable", f"{name} declares {channels} channels.")
+
+
+def _too_long(name: str, limits: AudioLimits) -> AudioError:
+    return AudioError(
+        "audio_too_long",
+        f"{name} is longer than the {limits.max_duration_s:g} s limit (E2V_MAX_DURATION_S).",
+    )
+
+
+class _ClampedBytesIO(io.BytesIO):
+    """BytesIO that treats a seek before the start as a seek to 0.
+
+    libsndfile probes corrupt headers with negative seeks; BytesIO raises, and
+    soundfile's cffi callback then prints a traceback to stderr and returns 0.
+    Clamping returns the same 0, without the noise in the server log.
+    """
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return super().seek(max(offset, 0) if whence == io.SEEK_SET else offset, whence)
+
+
+def _decode_soundfile(data: bytes, name: str, limits: AudioLimits, warnings: list[str]) -> tuple[np.ndarray, int, int]:
+    import soundfile as sf
+
+    with sf.SoundFile(_ClampedBytesIO(data)) as f:
+        rate, channels = int(f.samplerate), int(f.channels)
+        _check_rate_channels(rate, channels, name)
+        cap = int(limits.max_duration_s * rate)
+        blocks: list[np.ndarray] = []
+        total = 0
+        while True:
+            block = f.read(_BLOCK, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            total += block.shape[0]
+            if total > cap:
+                raise _too_long(name, limits)
+            blocks.append(block)
+    samples = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+    declared = _wav_declared_frames(data, channels)
+    if declared is not None and declared > total:
+        warnings.append(
+            f"file appears truncated: header declares {declared / rate:.2f} s, "
+            f"decoded {total / rate:.2f} s; analysed what was decoded"
+        )
+    return samples, rate, channels
+
+
+def _wav_declared_frames(data: bytes, channels: int) -> int | None:
+    """Frames the RIFF header promises (None when not a plain RIFF wav or unknown)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if cid == b"fmt " and pos + 22 <= len(data):
+            block_align = struct.unpack("<H", data[pos + 20 : pos + 22])[0]
+        if cid == b"data":
+            if size in (0, 0xFFFFFFFF) or not block_align:
+                return None  # streaming placeholder: length unknown
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _decode_pyav(
+    data: bytes, kind: str, name: str, limits: AudioLimits, warnings: list[str]
+) -> tuple[np.ndarray, int, int]:
+    import av
+
+    try:
+        container = av.open(io.BytesIO(data), mode="r", format=kind if kind != "wav" else None)
+    except Exception as exc:
+        raise AudioError("audio_undecodable", f"{name} cannot be decoded as {kind}: {_short(exc)}") from exc
+    with container:
+        streams = [s for s in container.streams if s.type == "audio"]
+        if not streams:
+            raise AudioError("audio_undecodable", f"{name} contains no audio stream.")
+        stream = streams[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for it (e.g. a wav with a bogus format tag)
+            raise AudioError("audio_undecodable", f"{name} uses an audio codec that cannot be decoded.")
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        channels = int(stream.codec_context.channels or 0)
+        _check_rate_channels(rate, max(channels, 1), name)
+        cap = int(limits.max_duration_s * rate)
+        chunks: list[np.ndarray] = []
+        total = 0
+        error: Exception | None = None
+        try:
+            for frame in container.decode(stream):
+                arr = _frame_to_float(frame)
+                if arr.shape[0] == 0:
+                    continue
+                if frame.sample_rate and frame.sample_rate != rate:
+                    raise AudioError("audio_undecodable", f"{name} changes sample rate mid-stream.")
+                if chunks and arr.shape[1] != chunks[0].shape[1]:
+                    raise AudioError("audio_undecodable", f"{name} changes channel count mid-stream.")
+                total += arr.shape[0]
+                if total > cap:
+                    raise _too_long(name, limits)
+                chunks.append(arr)
+        except AudioError:
+            raise
+        except Exception as exc:  # corrupt data after a good start: keep what decoded
+            error = exc
+        header_s = _header_duration(container, stream)
+    if not chunks:
+        if error is not None:
+            raise AudioError("audio_undecodable", f"{name} cannot be decoded: {_short(error)}") from error
+        raise AudioError("audio_empty", f"{name} holds no audio samples.")
+    samples = np.concatenate(chunks)
+    channels = samples.shape[1]
+    decoded_s = total / rate
+    if error is not None:
+        warnings.append(f"decoding stopped at {decoded_s:.2f} s ({_short(error)}); analysed what was decoded")
+    elif kind == "ogg" and not _ogg_ends_cleanly(data):
+        warnings.append(f"file appears truncated (the Ogg stream has no end page); analysed {decoded_s:.2f} s")
+    elif header_s is not None and decoded_s < header_s - max(0.25, 0.02 * header_s):
+        warnings.append(
+            f"file appears truncated: header says {header_s:.2f} s, decoded {decoded_s:.2f} s; "
+            "analysed what was decoded"
+        )
+    return samples, rate, channels
+
+
+def _ogg_ends_cleanly(data: bytes) -> bool:
+    """True when the last Ogg page is complete and flagged end-of-stream (Ogg has no length header)."""
+    pos = data.rfind(b"OggS")
+    if pos < 0 or pos + 27 > len(data):
+        return False
+    n_segments = data[pos + 26]
+    if pos + 27 + n_segments > len(data):
+        return False
+    body = sum(data[pos + 27 : pos + 27 + n_segments])
+    complete = pos + 27 + n_segments + body <= len(data)
+    return complete and bool(data[pos + 5] & 0x04)
+
+
+def _frame_to_float(frame) -> np.ndarray:
+    """One PyAV frame as float32 [samples, channels], whatever its sample format."""
+    arr = frame.to_ndarray()
+    fmt = frame.format
+    n_ch = len(frame.layout.channels) or 1
+    if not fmt.is_planar:
+        arr = arr.reshape(-1, n_ch)
+    else:
+        arr = arr.T
+    if arr.dtype == np.uint8:
+        out = (arr.astype(np.float32) - 128.0) / 128.0
+    elif arr.dtype == np.int16:
+        out = arr.astype(np.float32) / 32768.0
+    elif arr.dtype == np.int32:
+        out = arr.astype(np.float32) / 2147483648.0
+    elif arr.dtype == np.int64:
+        out = (arr / 9223372036854775808.0).astype(np.float32)
+    else:
+        out = arr.astype(np.float32, copy=False)
+    return out
+
+
+def _header_duration(container, stream) -> float | None:
+    try:
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / 1_000_000
+    except Exception:
+        return None
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def write_wav_pcm16(path: str | os.PathLike | BinaryIO, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write a mono float waveform as 16-bit PCM wav, bit-exact for signals on the PCM16 grid.
+
+    Reading the file back with soundfile (float32) returns the same samples
+    that :func:`decode_audio` produced.
+    """
+    import soundfile as sf
+
+    sf.write(path, pcm16_from_float(waveform), sample_rate, subtype="PCM_16", format="WAV")

@@ -1,0 +1,345 @@
+"""The emotion engine: a 16 kHz waveform in, an :class:`EmotionResult` out.
+
+One object, loaded once, shared by every adapter (UI, REST, CLI, batch). It
+knows nothing of files, HTTP or Gradio. It runs the FunASR ``Emotion2vec``
+module that ``funasr.AutoModel`` loaded, doing what
+``Emotion2vec.inference`` does (layer-norm the waveform, extract features,
+mean-pool, classifier head, mask ``unuse`` classes, softmax) on a waveform we
+decoded ourselves, so FunASR's generic loader never sees untrusted input, and
+exposing the per-frame features that ``inference`` throws away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from emotion2vec_webui.errors import E2VError, ModelUnavailableError
+from emotion2vec_webui.labels import EMOTIONS, english_key
+from emotion2vec_webui.model.loading import load_automodel_lean, prepare_for_precision
+from emotion2vec_webui.model.resolve import (
+    HUB_NAMES,
+    ModelInfo,
+    checkpoint_coverage,
+    marker_info,
+    resolve_device,
+    resolve_model,
+)
+
+log = logging.getLogger(__name__)
+
+GRANULARITIES = ("utterance", "frame")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8")  # onnx*: onnx_backend.py
+FRAME_RATE = 50  # emotion2vec emits one feature vector per 20 ms
+_DTYPE_NAMES = {
+    "fp32": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "int8": "int8",
+    "onnx": "onnx-float32",
+    "onnx-int8": "onnx-int8",
+}
+
+
+@dataclass(frozen=True)
+class EmotionResult:
+    emotion: str  # top class, English key (one of labels.EMOTIONS)
+    confidence: float  # score of the top class
+    scores: dict[str, float]  # all nine classes, model order, sum 1
+    granularity: str  # "utterance" or "frame"
+    embedding: np.ndarray | None  # float32 [D] (utterance) or [T, D] (frame); None when not asked
+    frame_logits: np.ndarray | None  # float32 [T, 9] per-frame head outputs (frame granularity)
+    num_frames: int  # feature frames the model produced (50 per second)
+    inference_s: float  # seconds in the model
+
+    @classmethod
+    def from_probs(
+        cls,
+        probs: np.ndarray,
+        granularity: str,
+        embedding: np.ndarray | None,
+        frame_logits: np.ndarray | None,
+        num_frames: int,
+        inference_s: float,
+    ) -> EmotionResult:
+        """Build a result from the nine class probabilities (model order); the argmax is ours."""
+        top = int(np.argmax(probs))
+        return cls(
+            emotion=EMOTIONS[top],
+            confidence=float(probs[top]),
+            scores={k: float(p) for k, p in zip(EMOTIONS, probs, strict=True)},
+            granularity=granularity,
+            embedding=embedding,
+            frame_logits=frame_logits,
+            num_frames=num_frames,
+            inference_s=inference_s,
+        )
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The one place that turns ``auto|fp32|bf16|fp16|int8`` into the mode used on ``device``."""
+    import torch
+
+    precision = (precision or "auto").lower()
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    on_cuda = device.startswith("cuda")
+    if precision == "auto":
+        if on_cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision == "fp16" and not on_cuda:
+        log.warning("fp16 is not supported on CPU: using bf16 autocast instead")
+        return "bf16"
+    if precision.startswith("onnx"):
+        from emotion2vec_webui.model.onnx_backend import available
+
+        fallback = "int8" if precision == "onnx-int8" else "fp32"
+        if on_cuda:
+            log.warning("%s runs on CPU only: using %s on %s", precision, resolve_precision("auto", device), device)
+            return resolve_precision("auto", device)
+        if not available():
+            log.warning(
+                "%s needs onnxruntime and onnx (pip install 'emotion2vec-webui[onnx]'): using %s", precision, fallback
+            )
+            return fallback
+        return precision
+    if precision == "int8" and on_cuda:
+        log.warning("int8 dynamic quantisation runs on CPU only: using fp16 on %s", device)
+        return "fp16"
+    return precision
+
+
+def _source(module, waveform: np.ndarray, device: str):
+    """The model's input for one 16 kHz waveform: a float32 tensor on ``device``, normalised if the config says so."""
+    import torch
+    import torch.nn.functional as F
+
+    source = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(device)
+    if module.cfg.normalize:
+        source = F.layer_norm(source, source.shape)
+    return source
+
+
+class EmotionEngine:
+    """A loaded emotion2vec model and the one way to run it.
+
+    Calls are serialised by a lock: one inference at a time per engine (and
+    so per device); queueing in front of it is the adapters' business.
+    """
+
+    def __init__(self, automodel, info: ModelInfo, labels: list[str]) -> None:
+        self.automodel = automodel
+        self.module = automodel.model
+        self.info = info
+        self.labels = labels  # model token order, English keys ("unuse…" kept as is)
+        self._lock = threading.Lock()
+        self._precision = {v: k for k, v in _DTYPE_NAMES.items()}[info.dtype]
+        self._onnx = None  # onnx_backend.OnnxFeatures in the onnx* modes
+        keep = [i for i, lab in enumerate(labels) if not lab.startswith("unuse")]
+        self._keep = keep
+        if [labels[i] for i in keep] != list(EMOTIONS):
+            raise ModelUnavailableError(
+                f"The model's labels {labels} are not the nine emotion2vec+ classes; this tool needs an "
+                "emotion2vec_plus_* model (the base emotion2vec has no classifier head)."
+            )
+
+    @classmethod
+    def load(
+        cls,
+        model: str = "emotion2vec_plus_large",
+        hub: str = "ms",
+        device: str = "auto",
+        precision: str = "auto",
+        warmup: bool = True,
+    ) -> EmotionEngine:
+        """Resolve, load and warm up a model.
+
+        Args:
+            model: a name from SPEC.md, a hub id, or a local directory.
+            hub: ``ms`` or ``hf``.
+            device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+            precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8``.
+            warmup: run one short inference so the first request is not slow.
+
+        Raises:
+            ModelUnavailableError: the model cannot be had or loaded.
+        """
+        t0 = time.perf_counter()
+        resolved = resolve_model(model, hub)
+        dev = resolve_device(device)
+        mode = resolve_precision(precision, dev)
+        try:
+            automodel = load_automodel_lean(resolved, dev)  # FunASR's class and config, weights memory-mapped
+        except Exception as exc:  # FunASR raises many types for a broken directory
+            raise ModelUnavailableError(
+                f"FunASR could not load the model from {resolved.path}: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from exc
+        module = automodel.model
+        missing = checkpoint_coverage(module, resolved.path / "model.pt")
+        if missing:
+            log.warning(
+                "%d of %d tensors were not in %s (left at random init): %s",
+                len(missing),
+                len(module.state_dict()),
+                resolved.path / "model.pt",
+                ", ".join(missing[:5]),
+            )
+            if any(name.startswith("proj.") for name in missing):
+                raise ModelUnavailableError(
+                    f"The checkpoint in {resolved.path} does not match its config.yaml (classifier head missing)."
+                )
+        if getattr(module, "proj", None) is None:
+            raise ModelUnavailableError(
+                f"The model in {resolved.path} has no classifier head; use an emotion2vec_plus_* model."
+            )
+        onnx = None
+        if mode.startswith("onnx"):  # the feature path runs in ONNX Runtime; the torch module stays fp32
+            import torch
+
+            from emotion2vec_webui.model.onnx_backend import load_features
+
+            onnx = load_features(module, resolved.path, mode == "onnx-int8", torch.get_num_threads())
+        else:
+            from emotion2vec_webui.model.fastpath import use_conv_front_end, use_pos_conv
+
+            use_conv_front_end(module)  # same math as FunASR's; after the coverage check (it renames tensors)
+            if dev == "cpu":  # on a GPU one grouped convolution beats a product per kernel tap
+                use_pos_conv(module)
+            if mode != "fp32":
+                from emotion2vec_webui.model.fastpath import calibration_signal
+
+                def calibrate():
+                    module.extract_features(_source(module, calibration_signal(), dev).view(1, -1), padding_mask=None)
+
+                module = prepare_for_precision(module, mode, dev, calibrate)
+                automodel.model = module
+        tokens = list(automodel.kwargs["tokenizer"].token_list)
+        labels = [lab if lab.startswith("unuse") else english_key(lab) for lab in tokens]
+        marker = marker_info(resolved.path)
+        display = (
+            resolved.name
+            if resolved.hub != "local"
+            else (f"{resolved.path.name} (random weights, {marker.get('size', '?')})" if marker else resolved.path.name)
+        )
+        info = ModelInfo(
+            name=display,
+            hub=resolved.hub,
+            hub_id=resolved.hub_id,
+            path=str(resolved.path),
+            device=dev,
+            dtype=_DTYPE_NAMES[mode],
+            random_weights=resolved.random_weights,
+            num_parameters=sum(p.numel() for p in module.parameters()),
+            embedding_dim=int(module.proj.in_features) if hasattr(module.proj, "in_features") else 0,
+            load_s=0.0,
+        )
+        engine = cls(automodel, info, labels)
+        engine._onnx = onnx
+        if warmup:
+            engine.recognize(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
+        engine.info = replace(info, load_s=time.perf_counter() - t0)
+        log.info(
+            "model ready: %s from %s on %s (%s) in %.1f s%s",
+            info.name,
+            HUB_NAMES[info.hub],
+            dev,
+            info.dtype,
+            engine.info.load_s,
+            " — RANDOM WEIGHTS" if info.random_weights else "",
+        )
+        return engine
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self._precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self._precision == "bf16" else torch.float16
+            return torch.autocast(device_type=self.info.device.split(":")[0], dtype=dtype)
+        return contextlib.nullcontext()
+
+    def frame_features(self, waveform: np.ndarray):
+        """Per-frame features ``[T, D]`` (a float32 torch tensor on the model's device)."""
+        import torch
+
+        source = _source(self.module, waveform, self.info.device)
+        if self._onnx is not None:
+            return torch.from_numpy(self._onnx(source.numpy()))
+        with torch.inference_mode(), self._autocast():
+            x = self.module.extract_features(source.view(1, -1), padding_mask=None)["x"]
+        return x[0].float()
+
+    def head_logits(self, features):
+        """Classifier head on features ``[..., D]`` → logits ``[..., 9]`` with unused classes dropped."""
+        import torch
+
+        with torch.inference_mode():
+            logits = self.module.proj(features)
+        return logits[..., self._keep].float()
+
+    def recognize_batch(
+        self,
+        waveforms: list[np.ndarray],
+        granularity: str = "utterance",
+        extract_embedding: bool = True,
+        max_batch: int | None = None,
+    ) -> list[EmotionResult]:
+        """Classify several waveforms in length-bucketed, correctly masked batches (see batching.py).
+
+        Results equal one-by-one :meth:`recognize` calls (to ~1e-6). ``max_batch``
+        defaults to 8 on CUDA and 1 on CPU, where padded batches do not pay.
+        """
+        from emotion2vec_webui.engine.batching import recognize_batch
+
+        if max_batch is None:
+            max_batch = 8 if self.info.device.startswith("cuda") else 1
+        return recognize_batch(self, waveforms, granularity, extract_embedding, max_batch)
+
+    def recognize(
+        self,
+        waveform: np.ndarray,
+        granularity: str = "utterance",
+        extract_embedding: bool = True,
+        window_s: float = 30.0,
+    ) -> EmotionResult:
+        """Classify one 16 kHz mono float32 waveform.
+
+        Args:
+            waveform: the decoded signal (see :func:`audio.decode_audio`).
+            granularity: ``utterance`` (one embedding ``[D]``) or ``frame``
+                (embedding ``[T, D]`` and per-frame logits).
+            extract_embedding: return the embedding.
+            window_s: longer audio is processed in overlapping windows (E2V_WINDOW_S; see longform.py).
+
+        Returns:
+            The scores of all nine classes and, when asked, the embedding.
+        """
+        import torch
+
+        if granularity not in GRANULARITIES:
+            raise E2VError("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}")
+        if waveform.ndim != 1 or waveform.size < 400:
+            raise E2VError("audio_too_short", "the waveform must be 1-D with at least 400 samples")
+        if window_s > 0 and waveform.size > window_s * 16000:  # bounded memory, linear time
+            from emotion2vec_webui.engine.longform import recognize_windowed
+
+            with self._lock:
+                return recognize_windowed(self, waveform, granularity, extract_embedding, window_s)
+        with self._lock:
+            t0 = time.perf_counter()
+            feats = self.frame_features(waveform)  # [T, D]
+            pooled = feats.mean(dim=0)
+            logits = self.head_logits(pooled)
+            probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float64)
+            frame_logits = self.head_logits(feats).cpu().numpy() if granularity == "frame" else None
+            embedding = None
+            if extract_embedding:
+                embedding = (feats if granularity == "frame" else pooled).cpu().numpy().astype(np.float32)
+            elapsed = time.perf_counter() - t0
+        return EmotionResult.from_probs(probs, granularity, embedding, frame_logits, int(feats.shape[0]), elapsed)

@@ -1,0 +1,325 @@
+"""Batch recognition: many inputs → one batch folder of run folders plus a summary.
+
+``emotion2vec-webui batch INPUT`` expands INPUT (:mod:`batch_inputs`), runs
+every input through the same pipeline as ``recognize`` with the run folders
+written inside the batch folder, and records one summary row per input
+(:mod:`batch_summary`). With the local engine, decoding runs ahead of the
+model in a thread pool with a bounded prefetch, so the model (in the main
+thread) never waits on disk or codecs; ``--engine ray`` runs the same job on
+Ray Data (:mod:`batch_ray`). When inputs carry reference labels, the batch
+ends with accuracy, weighted F1 and a confusion matrix (:mod:`evaluation`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from emotion2vec_webui.config import Settings
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
+from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row, write_atomic
+from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, parse_label_map, write_evaluation
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "batch.json"
+RowCallback = Callable[[dict], None]
+# Classifies decoded inputs: [(item, DecodedAudio)] → one RunOutcome or E2VError per input.
+GroupRunner = Callable[[list], list]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    granularity: str = "utterance"  # "utterance" or "frame"
+    extract_embedding: bool = False  # write embedding.npy in each run folder
+    batch_size: int = 8  # inputs per model call (when the engine batches)
+    workers: int = 2  # decoding threads (local) or model actors (ray)
+    label_map: dict[str, str] = field(default_factory=dict)  # dataset label → our class, before the defaults
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    folder: Path  # the batch folder
+    rows: list[dict]  # the final summary rows, one per input
+    skipped: int  # inputs already done before this session (resume)
+    processed: int  # inputs handled in this session (ok or failed)
+    audio_s: float  # seconds of audio classified in this session
+    elapsed_s: float  # wall time of this session's processing
+    metrics: Metrics | None  # when inputs carry labels
+
+    @property
+    def failed(self) -> int:
+        return sum(r["status"] != "ok" for r in self.rows)
+
+
+def new_batch_dir(root: Path) -> Path:
+    """A fresh ``batch_YYYYMMDD_HHMMSS[_N]`` folder under the outputs root (not created)."""
+    base = time.strftime("batch_%Y%m%d_%H%M%S")
+    for n in range(10_000):
+        path = root / (base if n == 0 else f"{base}_{n}")
+        if not path.exists():
+            return path
+    raise RuntimeError(f"no free batch folder name under {root}")
+
+
+def latest_batch_dir(root: Path, input_spec: str) -> Path | None:
+    """The newest batch folder under ``root`` that was started on the same INPUT, if any."""
+    candidates = sorted((p for p in root.glob("batch_*") if (p / MANIFEST).is_file()), reverse=True)
+    for path in candidates:
+        try:
+            if json.loads((path / MANIFEST).read_text("utf-8")).get("input") == input_spec:
+                return path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def check_labels(items: list[BatchItem], label_map: dict[str, str]) -> None:
+    """Fail before any work when a reference label has no class to map to.
+
+    Raises:
+        E2VError: ``bad_request`` naming the labels and the option that fixes them.
+    """
+    unknown = sorted({it.label for it in items if it.label and map_label(it.label, label_map) is None})
+    if unknown:
+        raise E2VError(
+            "bad_request",
+            f"labels {', '.join(unknown)} are not among our classes; map them, e.g. --label-map '{unknown[0]}=other'.",
+        )
+
+
+class _Answered:
+    """An engine stand-in that hands :func:`pipeline.recognize_decoded` a result computed in a batched call."""
+
+    def __init__(self, engine, result) -> None:
+        self.info = engine.info
+        self._result = result
+
+    def recognize(self, waveform, *args, **kwargs):
+        return self._result
+
+
+def classify_group(engine, pairs: list, settings: Settings, options: BatchOptions) -> list:
+    """Classify decoded inputs and write their run folders into ``settings.output_dir``.
+
+    Uses ``engine.recognize_batch`` when the engine has it and there is more
+    than one input; if that call fails, falls back to one input at a time so
+    a bad input fails alone.
+
+    Args:
+        engine: a loaded :class:`engine.EmotionEngine`.
+        pairs: ``[(BatchItem, DecodedAudio)]``.
+        settings: settings whose ``output_dir`` is the batch folder.
+        options: granularity and embedding.
+
+    Returns:
+        One :class:`pipeline.RunOutcome` or :class:`E2VError` per input, in order.
+    """
+    from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_decoded
+
+    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding)
+    answers = None
+    batched = getattr(engine, "recognize_batch", None)
+    if batched is not None and len(pairs) > 1:
+        try:
+            # On CPU padded batches do not pay, and the engine then goes one by one (batching.py).
+            max_batch = options.batch_size if str(engine.info.device).startswith("cuda") else None
+            waves = [d.waveform for _, d in pairs]
+            answers = batched(waves, options.granularity, options.extract_embedding, max_batch=max_batch)
+        except Exception as exc:  # one bad input must not fail its neighbours: retry one by one
+            log.warning("batched call failed (%s: %s); classifying one by one", type(exc).__name__, exc)
+    out = []
+    for i, (item, decoded) in enumerate(pairs):
+        rid = item_request_id(Path(settings.output_dir).name, item.file)
+        runner = engine if answers is None else _Answered(engine, answers[i])
+        try:
+            out.append(recognize_decoded(decoded, runner, settings, recognize_options, request_id=rid))
+        except E2VError as exc:
+            out.append(exc)
+        except Exception as exc:  # recorded in the summary; the batch goes on
+            log.exception("%s failed", item.file)
+            out.append(E2VError("internal_error", f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def run_local(
+    todo: list[BatchItem],
+    summary: BatchSummary,
+    settings: Settings,
+    options: BatchOptions,
+    run_group: GroupRunner,
+    on_row: RowCallback | None = None,
+) -> float:
+    """Decode ahead in threads, classify in groups in this thread, append a row per input.
+
+    Returns:
+        Seconds of audio classified.
+    """
+    from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
+
+    limits = AudioLimits.from_settings(settings)
+
+    def decode(item: BatchItem):
+        return decode_audio(item.file, source_name=Path(item.file).name, limits=limits)
+
+    def record(row: dict) -> None:
+        summary.append(row)
+        if on_row:
+            on_row(row)
+
+    audio_s = 0.0
+
+    def flush(group: list) -> None:
+        nonlocal audio_s
+        for (item, decoded), answer in zip(group, run_group(group), strict=True):
+            if isinstance(answer, E2VError):
+                record(error_row(item, answer.code, answer.message))
+            else:
+                audio_s += decoded.duration_s
+                record(ok_row(item, answer.result, answer.run.run_id))
+        group.clear()
+
+    ahead = max(2 * options.workers, 2 * options.batch_size)  # bounded: memory stays flat on huge batches
+    queue_items = iter(todo)
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="e2v-decode") as pool:
+
+        def fill() -> None:
+            while len(pending) < ahead:
+                item = next(queue_items, None)
+                if item is None:
+                    return
+                pending.append((item, pool.submit(decode, item)))
+
+        fill()
+        group: list = []
+        while pending:
+            item, future = pending.popleft()
+            fill()
+            try:
+                group.append((item, future.result()))
+            except E2VError as exc:
+                record(error_row(item, exc.code, exc.message))
+            except Exception as exc:  # a decoder crash is one input's problem
+                record(error_row(item, "audio_undecodable", f"{Path(item.file).name}: {type(exc).__name__}: {exc}"))
+            if len(group) >= max(1, options.batch_size) or (group and not pending):
+                flush(group)
+    return audio_s
+
+
+def open_batch(items: list[BatchItem], folder: Path, resume: bool, manifest: dict) -> tuple[BatchSummary, list]:
+    """Open (or start) a batch folder and list the inputs still to do.
+
+    Raises:
+        E2VError: ``bad_request`` when the folder already holds a batch and ``resume`` is off.
+    """
+    summary = BatchSummary(folder)
+    if summary.exists() and not resume:
+        raise E2VError("bad_request", f"{folder} already holds a batch; pass --resume to continue it.")
+    if not (folder / MANIFEST).exists():
+        write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    done = summary.done()
+    todo = [it for it in items if it.file not in done]
+    adopted = {r["file"] for r in summary.adopt_orphans(todo)}
+    return summary, [it for it in todo if it.file not in adopted]
+
+
+def finish_batch(
+    summary: BatchSummary, items: list[BatchItem], options: BatchOptions, skipped: int, audio_s: float, elapsed_s: float
+) -> BatchReport:
+    """Write the final summaries and, when inputs carry labels, the evaluation."""
+    rows = summary.finalize(items)
+    metrics = None
+    labelled = [r for r in rows if r.get("label")]
+    scored = [r for r in labelled if r["status"] == "ok"]
+    if scored:
+        reference = [map_label(r["label"], options.label_map) or r["label"] for r in scored]
+        metrics = evaluate(reference, [r["emotion"] for r in scored])
+        extra = {"labelled_inputs": len(labelled), "labelled_failed": len(labelled) - len(scored)}
+        write_evaluation(summary.folder, metrics, {**extra, "label_map": options.label_map})
+    processed = len(rows) - skipped
+    return BatchReport(summary.folder, rows, skipped, processed, audio_s, elapsed_s, metrics)
+
+
+def format_report(report: BatchReport) -> str:
+    """The closing lines printed by the CLI."""
+    ok = len(report.rows) - report.failed
+    lines = [f"batch folder: {report.folder}", f"{ok} ok, {report.failed} failed, {report.skipped} done before"]
+    if report.processed and report.elapsed_s > 0:
+        rate = report.processed / report.elapsed_s
+        rt = report.audio_s / report.elapsed_s
+        lines.append(
+            f"this session: {report.processed} inputs in {report.elapsed_s:.1f} s — {rate:.2f} clips/s, {rt:.1f}× real time"
+        )
+    if report.metrics:
+        m = report.metrics
+        lines.append(f"accuracy {m.accuracy:.4f}, weighted F1 {m.weighted_f1:.4f} over {m.count} labelled inputs")
+    return "\n".join(lines)
+
+
+def cmd_batch(args) -> int:
+    """The ``batch`` sub-command. Returns 0 when every input is ok, 1 when any failed."""
+    from emotion2vec_webui.cli.main import EXIT_OK, EXIT_SOME_FAILED, load_engine, settings_from_args
+
+    settings = settings_from_args(args)
+    options = BatchOptions(
+        granularity=args.granularity,
+        extract_embedding=args.embedding,
+        batch_size=max(1, args.batch_size),
+        workers=max(1, args.workers),
+        label_map=parse_label_map(args.label_map),
+    )
+    items = discover_inputs(args.input)
+    check_labels(items, options.label_map)
+    root = Path(settings.output_dir)
+    folder = args.batch_dir or (latest_batch_dir(root, args.input) if args.resume else None) or new_batch_dir(root)
+    manifest = {"input": args.input, "granularity": options.granularity, "embedding": options.extract_embedding}
+    summary, todo = open_batch(items, Path(folder), args.resume, {**manifest, "model": settings.model})
+    skipped = len(items) - len(todo)
+    batch_settings = replace(settings, output_dir=summary.folder.resolve())  # absolute: Ray workers
+    print(f"batch folder: {summary.folder} — {len(items)} inputs, {len(todo)} to do", file=sys.stderr)
+
+    # Each input's processing log is in its run.log; the console shows the progress bar and failures.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("emotion2vec_webui.pipeline").setLevel(logging.WARNING)
+    engine = load_engine(settings) if todo and args.engine == "local" else None
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), initial=skipped, unit="clip", file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+    failed = 0
+
+    def on_row(row: dict) -> None:
+        nonlocal failed
+        if row["status"] != "ok":
+            failed += 1
+            bar.write(f"{row['file']}: {row['error_message']} [{row['error_code']}]", file=sys.stderr)
+        bar.set_postfix(failed=failed, refresh=False)
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    audio_s = 0.0
+    try:
+        if todo and args.engine == "ray":
+            from emotion2vec_webui.jobs.ray_batch import run_ray
+
+            audio_s = run_ray(todo, summary, batch_settings, options, on_row)
+        elif todo:
+            audio_s = run_local(
+                todo, summary, batch_settings, options,
+                lambda pairs: classify_group(engine, pairs, batch_settings, options), on_row,
+            )  # fmt: skip
+    finally:
+        bar.close()
+        summary.close()
+    report = finish_batch(summary, items, options, skipped, audio_s, time.perf_counter() - t0)
+    print(format_report(report))
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK

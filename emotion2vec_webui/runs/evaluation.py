@@ -1,0 +1,213 @@
+"""Scoring predictions against reference labels: accuracy, weighted F1, confusion matrix.
+
+Reference labels arrive as datasets spell them (RAVDESS ``calm``, CREMA-D
+``disgust``, ``surprise`` …); :func:`map_label` turns them into our nine
+classes with a default table that a ``--label-map 'calm=neutral,…'`` option
+extends. The metrics are computed here with numpy (weighted F1 as
+scikit-learn's ``f1_score(average="weighted")``: per-class F1 over the
+classes seen in either list, weighted by each class's reference count), so
+the package does not depend on scikit-learn.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import EMOTIONS
+
+# Dataset spellings → our classes. RAVDESS has no "calm" class of ours: calm speech is neutral.
+DEFAULT_LABEL_MAP: dict[str, str] = {
+    "calm": "neutral",
+    "neu": "neutral",
+    "ang": "angry",
+    "anger": "angry",
+    "dis": "disgusted",
+    "disgust": "disgusted",
+    "fea": "fearful",
+    "fear": "fearful",
+    "hap": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "sad": "sad",
+    "sadness": "sad",
+    "sur": "surprised",
+    "surprise": "surprised",
+    "unk": "unknown",
+    "<unk>": "unknown",
+}
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    label: str  # one of EMOTIONS
+    precision: float
+    recall: float
+    f1: float
+    support: int  # reference count
+
+
+@dataclass(frozen=True)
+class Metrics:
+    count: int  # labelled items scored
+    accuracy: float  # fraction predicted right
+    weighted_f1: float  # per-class F1 weighted by reference count
+    macro_f1: float  # unweighted mean of per-class F1
+    labels: list[str]  # rows/columns of the confusion matrix (EMOTIONS order, classes that occur)
+    confusion: list[list[int]]  # [reference][predicted] counts
+    per_class: list[ClassScores]
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """Parse ``'calm=neutral,surprise=surprised'`` into a dict (keys lower-cased).
+
+    Raises:
+        E2VError: ``bad_request`` when a pair is malformed or maps to an unknown class.
+    """
+    mapping: dict[str, str] = {}
+    for pair in (text or "").split(","):
+        if not pair.strip():
+            continue
+        src, sep, dst = pair.partition("=")
+        src, dst = src.strip().lower(), dst.strip().lower()
+        if not sep or not src or not dst:
+            raise E2VError("bad_request", f"--label-map: {pair.strip()!r} is not of the form dataset_label=class.")
+        if dst not in EMOTIONS:
+            raise E2VError("bad_request", f"--label-map: {dst!r} is not one of the classes {', '.join(EMOTIONS)}.")
+        mapping[src] = dst
+    return mapping
+
+
+def map_label(label: str, extra: dict[str, str] | None = None) -> str | None:
+    """One dataset label as one of our nine classes, or None when it has no mapping.
+
+    Args:
+        label: the label as the dataset spells it (case and spaces ignored).
+        extra: user mappings, applied before the defaults.
+    """
+    key = label.strip().lower()
+    if extra and key in extra:
+        return extra[key]
+    if key in EMOTIONS:
+        return key
+    return DEFAULT_LABEL_MAP.get(key)
+
+
+def evaluate(reference: list[str], predicted: list[str]) -> Metrics:
+    """Accuracy, weighted and macro F1, and the confusion matrix of two label lists.
+
+    Args:
+        reference: true classes (already mapped to EMOTIONS keys).
+        predicted: predicted classes, same length.
+
+    Raises:
+        ValueError: the lists differ in length or are empty.
+    """
+    if len(reference) != len(predicted) or not reference:
+        raise ValueError("reference and predicted must be non-empty and of the same length")
+    present = set(reference) | set(predicted)
+    labels = [e for e in EMOTIONS if e in present] + sorted(present - set(EMOTIONS))
+    index = {lab: i for i, lab in enumerate(labels)}
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for r, p in zip(reference, predicted, strict=True):
+        cm[index[r], index[p]] += 1
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted_count = cm.sum(axis=0).astype(np.float64)
+    precision = np.divide(tp, predicted_count, out=np.zeros_like(tp), where=predicted_count > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    per_class = [
+        ClassScores(lab, float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+        for i, lab in enumerate(labels)
+    ]
+    return Metrics(
+        count=len(reference),
+        accuracy=float(tp.sum() / cm.sum()),
+        weighted_f1=float((f1 * support).sum() / support.sum()),
+        macro_f1=float(f1.mean()),
+        labels=labels,
+        confusion=cm.tolist(),
+        per_class=per_class,
+    )
+
+
+def confusion_csv(metrics: Metrics) -> str:
+    """The confusion matrix as CSV: a header of predicted classes, one row per reference class."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["reference\\predicted", *metrics.labels])
+    for lab, row in zip(metrics.labels, metrics.confusion, strict=True):
+        writer.writerow([lab, *row])
+    return buf.getvalue()
+
+
+def write_evaluation(folder: str | os.PathLike, metrics: Metrics, extra: dict | None = None) -> list[Path]:
+    """Write ``metrics.json``, ``confusion_matrix.csv`` and ``confusion_matrix.png`` atomically.
+
+    Args:
+        folder: the batch folder.
+        metrics: from :func:`evaluate`.
+        extra: more fields for metrics.json (e.g. how many labelled items were skipped).
+
+    Returns:
+        The paths written.
+    """
+    folder = Path(folder)
+    payload = {**asdict(metrics), **(extra or {})}
+    paths = [
+        _atomic_write(folder / "metrics.json", (json.dumps(payload, indent=2) + "\n").encode()),
+        _atomic_write(folder / "confusion_matrix.csv", confusion_csv(metrics).encode()),
+        _atomic_write(folder / "confusion_matrix.png", confusion_png(metrics)),
+    ]
+    return paths
+
+
+def confusion_png(metrics: Metrics) -> bytes:
+    """A confusion-matrix heat map (rows normalised, counts written in the cells) as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    cm = np.asarray(metrics.confusion, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    n = len(metrics.labels)
+    size = max(4.0, 0.7 * n + 2.0)
+    fig = Figure(figsize=(size, size * 0.9), dpi=110)
+    ax = fig.add_subplot()
+    ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(n), metrics.labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), metrics.labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(f"accuracy {metrics.accuracy:.3f} · weighted F1 {metrics.weighted_f1:.3f} · n={metrics.count}")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,192 @@
+"""The one flow every adapter uses: decode → engine → result.json → run folder.
+
+UI, REST, CLI and batch call :func:`recognize_source` (or, when they decoded
+ahead in another thread, :func:`recognize_decoded`); none of them touches
+FunASR or writes run files themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from emotion2vec_webui import __version__
+from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio, decode_audio
+from emotion2vec_webui.config import Settings
+from emotion2vec_webui.engine.engine import EmotionEngine, EmotionResult
+from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments
+from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.storage import RunFolder, iso_timestamp, now_local, write_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecognizeOptions:
+    granularity: str = "utterance"  # "utterance" or "frame"
+    extract_embedding: bool = True  # write embedding.npy
+    segmentation: str = "frames"  # "segments" from runs of frame emotions, or "vad": one utterance per speech segment
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run: RunFolder | None  # the run folder (None when not written)
+    result: dict  # the result.json object
+    log_text: str  # the processing log, as in run.log
+    engine_result: EmotionResult  # scores and arrays, for callers that need them
+    decode_s: float = 0.0  # seconds decoding and resampling
+    inference_s: float = 0.0  # seconds in the model
+    write_s: float = 0.0  # seconds writing the run folder
+
+
+class RunLog:
+    """The processing log of one run: timestamped lines, also sent to the module logger."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.lines: list[str] = []
+
+    def __call__(self, message: str, level: int = logging.INFO) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        self.lines.append(f"{stamp} {message}")
+        # The id goes as a record attribute: the worker thread does not see the request's contextvar.
+        log.log(level, "%s", message, extra={"request_id": self.request_id})
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def recognize_source(
+    source,
+    engine: EmotionEngine,
+    settings: Settings,
+    options: RecognizeOptions = RecognizeOptions(),
+    *,
+    source_name: str | None = None,
+    request_id: str | None = None,
+    write: bool = True,
+) -> RunOutcome:
+    """Decode a path or bytes, classify it, and write its run folder.
+
+    Raises:
+        E2VError: audio errors (nothing is written) or engine errors.
+    """
+    request_id = request_id or new_request_id()
+    runlog = RunLog(request_id)
+    started = time.perf_counter()
+    decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(settings))
+    return recognize_decoded(
+        decoded, engine, settings, options, request_id=request_id, write=write, runlog=runlog, started=started
+    )
+
+
+def recognize_decoded(
+    decoded: DecodedAudio,
+    engine: EmotionEngine,
+    settings: Settings,
+    options: RecognizeOptions = RecognizeOptions(),
+    *,
+    request_id: str | None = None,
+    write: bool = True,
+    runlog: RunLog | None = None,
+    started: float | None = None,
+) -> RunOutcome:
+    """Classify audio that is already decoded, and write its run folder."""
+    request_id = request_id or (runlog.request_id if runlog else new_request_id())
+    runlog = runlog or RunLog(request_id)
+    started = started if started is not None else time.perf_counter() - decoded.decode_s - decoded.resample_s
+    when = now_local()
+    info = engine.info
+    runlog(f"request {request_id} · emotion2vec-webui {__version__}")  # ties run.log to the server log
+    runlog(
+        f"decoded {decoded.source_name} ({decoded.container}, {decoded.original_sample_rate} Hz, "
+        f"{decoded.original_channels} ch) in {decoded.decode_s * 1000:.1f} ms"
+    )
+    if decoded.original_sample_rate != decoded.sample_rate or decoded.original_channels != 1:
+        runlog(
+            f"mixed to mono and resampled {decoded.original_sample_rate} → {decoded.sample_rate} Hz (soxr HQ) "
+            f"in {decoded.resample_s * 1000:.1f} ms"
+        )
+    runlog(f"audio: {decoded.duration_s:.3f} s at {decoded.sample_rate} Hz mono")
+    for w in decoded.warnings:
+        runlog(f"warning: {w}", logging.WARNING)
+    runlog(f"model: {info.name} on {info.device} ({info.dtype}){' — random weights' if info.random_weights else ''}")
+    result = engine.recognize(decoded.waveform, options.granularity, options.extract_embedding, settings.window_s)
+    runlog(f"inference: {result.inference_s * 1000:.1f} ms, {result.num_frames} frames, {options.granularity}")
+
+    frames = segs = None
+    if options.granularity == "frame" and result.frame_logits is not None:
+        probs = frame_scores(result.frame_logits, settings.frame_smoothing_s, HOP_S)
+        frames = {
+            "hop_s": HOP_S,
+            "smoothing_s": settings.frame_smoothing_s,
+            "labels": list(EMOTIONS),
+            "scores": np.round(probs, 5).tolist(),
+        }
+        segs = segments(probs, decoded.duration_s, HOP_S)
+        runlog(f"timeline: {len(probs)} frames, {len(segs)} segments (smoothing {settings.frame_smoothing_s:g} s)")
+    if options.segmentation != "frames":  # speech segments, at either granularity (vad.py)
+        from emotion2vec_webui.engine.vad import vad_segments
+
+        segs = vad_segments(engine, decoded.waveform, options.segmentation, runlog, settings.window_s)
+    runlog(f"result: {result.emotion} ({result.confidence:.3f})")
+
+    embedding_meta = None
+    if result.embedding is not None:
+        embedding_meta = {"file": "embedding.npy", "shape": list(result.embedding.shape), "dtype": "float32"}
+    processing_s = time.perf_counter() - started
+    payload = {
+        "emotion": result.emotion,
+        "emotion_zh": EMOTIONS_ZH[result.emotion],
+        "confidence": round(result.confidence, 6),
+        "scores": {k: round(v, 6) for k, v in result.scores.items()},
+        "granularity": options.granularity,
+        "timestamp": iso_timestamp(when),
+        "request_id": request_id,
+        "audio": {
+            "source_name": decoded.source_name,
+            "container": decoded.container,
+            "duration_s": round(decoded.duration_s, 4),
+            "original_sample_rate": decoded.original_sample_rate,
+            "original_channels": decoded.original_channels,
+            "sample_rate": decoded.sample_rate,
+        },
+        "model": {
+            "name": info.name,
+            "hub": info.hub,
+            "hub_id": info.hub_id,
+            "device": info.device,
+            "dtype": info.dtype,
+            "random_weights": info.random_weights,
+        },
+        "embedding": embedding_meta,
+        "frames": frames,
+        "segments": segs,
+        "warnings": list(decoded.warnings),
+        "processing_time_s": round(processing_s, 4),
+        "app_version": __version__,
+    }
+    run = None
+    t_write = time.perf_counter()
+    if write:
+        runlog(f"processing time {processing_s:.3f} s; writing run folder")
+        run = write_run(settings.output_dir, payload, decoded.waveform, result.embedding, runlog.text(), when)
+        runlog(f"wrote {run.run_id}")
+    return RunOutcome(
+        run=run,
+        result=payload,
+        log_text=runlog.text(),
+        engine_result=result,
+        decode_s=decoded.decode_s + decoded.resample_s,
+        inference_s=result.inference_s,
+        write_s=time.perf_counter() - t_write if write else 0.0,
+    )

@@ -1,0 +1,297 @@
+"""The Gradio web UI: layout and event wiring (what events do lives in ``ui_handlers``).
+
+The server mounts it with::
+
+    gr.mount_gradio_app(app, ui.build_ui(service), path="/", **ui.mount_kwargs(settings))
+
+Security settings follow Gradio's guide: uploads are capped at
+``E2V_MAX_UPLOAD_MB`` (``max_file_size``), the only extra folder Gradio may
+serve is the outputs root (``allowed_paths``), Gradio's temp files go to a
+folder we own (``GRADIO_TEMP_DIR``, default ``<outputs>/.gradio-tmp``), file
+outputs only point at artifacts of run folders we wrote, and when
+``E2V_API_TOKEN`` is set the page asks for a login: any user name, the token
+as password.
+
+Each tab is built by its own module (``live_tab``, ``batch_tab``,
+``similarity_tab``, ``system_tab``); Recognize and History are built here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotion2vec_webui.config import Settings
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import bilingual
+from emotion2vec_webui.ui import handlers as ui_handlers
+from emotion2vec_webui.ui import text as ui_text
+from emotion2vec_webui.ui.batch_tab import build_batch_tab
+from emotion2vec_webui.ui.live_tab import build_live_tab
+from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
+from emotion2vec_webui.ui.system_tab import build_system_tab
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+CSS_PATH = STATIC_DIR / "ui.css"
+STATUS_POLL_S = 1.0  # model status refresh while loading
+UI_CONCURRENCY = 2  # UI events decoding at once; inference itself is serialised by the service
+FONT_STACK = ["Noto Sans", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", "system-ui", "sans-serif"]
+
+
+def gradio_temp_dir(settings: Settings) -> Path:
+    """Where Gradio keeps uploads and served copies: ``GRADIO_TEMP_DIR`` or ``<outputs>/.gradio-tmp``."""
+    explicit = os.environ.get("GRADIO_TEMP_DIR", "").strip()
+    return Path(explicit) if explicit else Path(settings.output_dir).resolve() / ".gradio-tmp"
+
+
+def configure_gradio_env(settings: Settings) -> Path:
+    """Point Gradio's temp folder at one we own and turn off its analytics.
+
+    Call before Gradio is imported for full effect (a few video helpers read the
+    variable at import); :func:`build_ui` calls it too, which covers uploads and
+    served files. Returns the temp folder.
+    """
+    tmp = gradio_temp_dir(settings)
+    tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    return tmp
+
+
+def token_auth(token: str):
+    """A Gradio ``auth`` callable: any user name, the API token as password."""
+
+    def check(username: str, password: str) -> bool:
+        return hmac.compare_digest((password or "").encode(), token.encode())
+
+    return check
+
+
+def mount_kwargs(settings: Settings) -> dict:
+    """Keyword arguments for ``gr.mount_gradio_app``: limits, served paths, login, look."""
+    import gradio as gr
+
+    kwargs: dict = {
+        "max_file_size": settings.max_upload_bytes,
+        "allowed_paths": [str(Path(settings.output_dir).resolve())],
+        "show_error": False,  # unexpected exceptions never reach the page; ours are gr.Error / error cards
+        "theme": gr.themes.Default(primary_hue="indigo", neutral_hue="slate", font=FONT_STACK),
+        "css_paths": [CSS_PATH],
+        "footer_links": ["api", "settings"],
+    }
+    if settings.api_token:
+        kwargs["auth"] = token_auth(settings.api_token)
+        kwargs["auth_message"] = "输入任意用户名，密码为 API 令牌。Any user name; the password is E2V_API_TOKEN."
+    return kwargs
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """The components that show one run (Recognize and History each have one)."""
+
+    card: object
+    timeline: object
+    segments: object
+    files: object
+    run_label: object
+    log: object
+
+    def outputs(self) -> list:
+        return [self.card, self.timeline, self.segments, self.files, self.run_label, self.log]
+
+
+def _result_view(prefix: str, card_id: str, placeholder: str) -> ResultView:
+    import gradio as gr
+
+    card = gr.HTML(placeholder, elem_id=card_id)
+    timeline = gr.Plot(
+        label=bilingual("Emotion over time", "情绪随时间变化"),
+        show_label=False,  # the figure has its own title; Gradio's label badge would cover the segment strip
+        visible=False,
+        elem_id=f"{prefix}timeline",
+        format="png",
+    )
+    segments = gr.HTML(visible=False, elem_id=f"{prefix}segments")
+    files = gr.File(
+        label=bilingual("Downloads", "下载"),
+        file_count="multiple",
+        interactive=False,
+        visible=False,
+        elem_id=f"{prefix}downloads",
+        elem_classes="e2v-downloads",
+    )
+    run_label = gr.Markdown(elem_id=f"{prefix}run_folder")
+    with gr.Accordion(bilingual("Processing log", "处理日志"), open=False):
+        log_box = gr.Textbox(show_label=False, lines=6, max_lines=16, interactive=False, elem_id=f"{prefix}log")
+    return ResultView(card, timeline, segments, files, run_label, log_box)
+
+
+def _view_updates(view: ui_handlers.RunView) -> list:
+    """Component values for one RunView (hiding what does not apply)."""
+    import gradio as gr
+
+    frame = view.is_frame
+    return [
+        view.card_html,
+        gr.update(value=view.timeline_figure(), visible=frame),
+        gr.update(value=view.segments_html(), visible=view.has_segments),
+        gr.update(value=list(view.files) or None, visible=bool(view.files)),
+        view.run_label(),
+        view.log_text,
+    ]
+
+
+def _recognize_tab(service) -> None:
+    import gradio as gr
+
+    from emotion2vec_webui.ui.examples.make_examples import example_paths
+
+    with gr.Tab(bilingual("Recognize", "识别"), id="recognize"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=320):
+                audio = gr.Audio(
+                    sources=["upload", "microphone"],
+                    type="filepath",
+                    label=bilingual("Audio — drop a file, click to upload, or record", "音频：拖放、点击上传或录音"),
+                    elem_id="audio_in",
+                )
+                granularity = gr.Radio(
+                    choices=[
+                        ("整句 / Utterance — one emotion for the whole clip", "utterance"),
+                        ("逐帧 / Frame — emotion every 20 ms: timeline and segments", "frame"),
+                    ],
+                    value="utterance",
+                    label=bilingual("Granularity", "粒度"),
+                    elem_id="granularity",
+                )
+                embedding = gr.Checkbox(
+                    value=True,
+                    label=bilingual("Extract embedding (embedding.npy)", "提取特征向量"),
+                    elem_id="extract_embedding",
+                )
+                segmentation = gr.Radio(
+                    choices=[("按帧 / Frames", "frames"), ("按语音分句 / Split by speech (VAD)", "vad")],
+                    value="frames",
+                    label=bilingual("Segments", "分段"),
+                    info="VAD：在停顿处切分，每句话单独识别 / split at pauses, one emotion per phrase",
+                    elem_id="segmentation",
+                )
+                with gr.Row():
+                    clear = gr.Button(bilingual("Clear", "清除"), variant="secondary", elem_id="clear_button")
+                    run = gr.Button(bilingual("Recognize", "开始识别"), variant="primary", elem_id="run_button")
+                examples = example_paths()
+                if examples:
+                    gr.Examples(
+                        examples=[[str(p), "frame" if i % 2 else "utterance"] for i, p in enumerate(examples)],
+                        inputs=[audio, granularity],
+                        label=bilingual("Examples (synthetic speech)", "示例（合成语音）"),
+                        example_labels=[p.stem.replace("_", " ") for p in examples],
+                    )
+            with gr.Column(scale=7, min_width=320):
+                view = _result_view("", "result_card", ui_text.placeholder_card_html())
+
+        def on_recognize(audio_path, gran, emb, seg):
+            return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb, seg))
+
+        run.click(
+            on_recognize,
+            [audio, granularity, embedding, segmentation],
+            view.outputs(),
+            api_name="recognize_ui",
+            api_visibility="undocumented",
+            scroll_to_output=True,  # on a phone the result is below the inputs
+        )
+
+        def on_clear():
+            empty = ui_handlers.RunView(ui_text.placeholder_card_html(), None, None, (), "")
+            return [None, *_view_updates(empty)]
+
+        clear.click(on_clear, None, [audio, *view.outputs()], queue=False, api_visibility="private")
+
+        # The scripting endpoint: same inputs, the result.json object (plus run_id) out.
+        api_out = gr.JSON(visible=False)
+        api_trigger = gr.Button(visible=False)
+
+        def recognize_api(audio_path, gran, emb, seg="frames"):
+            try:
+                return ui_handlers.recognize_api(service, audio_path, gran, emb, seg)
+            except E2VError as exc:
+                raise gr.Error(f"{exc.message} [{exc.code}]") from None
+
+        api_trigger.click(
+            recognize_api,
+            [audio, granularity, embedding, segmentation],
+            api_out,
+            api_name="recognize",
+            api_description="Recognize one audio file: returns result.json plus run_id.",
+        )
+
+
+def _history_tab(service) -> None:
+    import gradio as gr
+
+    root = service.settings.output_dir
+    headers = ["run", "时间 / time", "文件 / file", "情绪 / emotion", "置信度 / conf.", "粒度 / granularity"]
+    with gr.Tab(bilingual("History", "历史"), id="history") as tab:
+        with gr.Row():
+            pick = gr.Dropdown(
+                label=bilingual("Open a run", "打开运行记录"), choices=[], scale=5, elem_id="history_pick"
+            )
+            refresh = gr.Button(bilingual("Refresh", "刷新"), scale=1, size="sm", elem_id="history_refresh")
+        table = gr.Dataframe(headers=headers, interactive=False, wrap=True, elem_id="history_table", max_height=320)
+        view = _result_view("history_", "history_card", ui_text.history_placeholder_html())
+
+    def on_refresh():
+        rows = ui_handlers.history_rows(root)
+        choices = [(f"{r[1]} · {r[3]} {r[4]} · {r[2]}", r[0]) for r in rows]
+        return gr.update(value=rows or None), gr.update(choices=choices)
+
+    def on_select(data, evt):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        try:
+            return gr.update(value=data.iloc[row, 0])
+        except (IndexError, AttributeError, TypeError):
+            return gr.update()
+
+    on_select.__annotations__["evt"] = gr.SelectData  # a real class: the module's annotations are strings
+
+    def on_open(run_id):
+        if not run_id:
+            return _view_updates(ui_handlers.RunView(ui_text.history_placeholder_html(), None, None, (), ""))
+        return _view_updates(ui_handlers.view_run(root, run_id))
+
+    tab.select(on_refresh, None, [table, pick], queue=False, api_visibility="private")
+    refresh.click(on_refresh, None, [table, pick], queue=False, api_visibility="private")
+    table.select(on_select, table, pick, queue=False, api_visibility="private")
+    pick.change(on_open, pick, view.outputs(), api_visibility="private")
+
+
+def build_ui(service):
+    """The whole web app as a queued ``gr.Blocks`` (see the module docstring for mounting)."""
+    configure_gradio_env(service.settings)
+    import gradio as gr
+
+    with gr.Blocks(title="语音情感识别 · Emotion2Vec+", delete_cache=(3600, 24 * 3600)) as demo:
+        gr.HTML(ui_text.header_html(), elem_id="e2v_header")
+        status = gr.HTML(lambda: ui_handlers.status_banner(service)[0], elem_id="model_status")
+        timer = gr.Timer(STATUS_POLL_S)
+        with gr.Tabs():
+            _recognize_tab(service)
+            build_live_tab(service)
+            build_batch_tab(service)
+            build_similarity_tab(service)
+            _history_tab(service)
+            build_system_tab(service)
+
+        def on_tick():
+            html, done = ui_handlers.status_banner(service)
+            return html, gr.Timer(active=not done)
+
+        timer.tick(on_tick, None, [status, timer], queue=False, show_progress="hidden", api_visibility="private")
+    demo.queue(default_concurrency_limit=UI_CONCURRENCY, max_size=service.settings.max_queue)
+    return demo

@@ -1,0 +1,239 @@
+"""The Batch tab: many uploads or a server-side folder → run folders, a summary table, CSV and ZIP downloads.
+
+It runs the same local batch as the ``batch`` command (:func:`batch.run_local`:
+decoding ahead in threads, one summary row per input), but every model call
+goes through the service's bounded queue, so a batch takes turns with other
+users instead of holding the model. A server-side folder must lie inside
+``E2V_INPUT_DIRS`` (resolved, so a symlink cannot lead out); with the
+variable unset, only uploads are accepted. Large jobs belong to the CLI
+(``batch``) or Ray (``--engine ray``): the tab caps a job at
+:data:`UI_MAX_FILES` inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import zipfile
+from html import escape
+from pathlib import Path
+
+from emotion2vec_webui.errors import E2VError, OverloadedError
+from emotion2vec_webui.jobs.batch import (
+    BatchOptions,
+    classify_group,
+    finish_batch,
+    format_report,
+    new_batch_dir,
+    open_batch,
+    run_local,
+)
+from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_path, label_from_filename
+from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
+
+log = logging.getLogger(__name__)
+
+UI_MAX_FILES = 5000  # beyond this, use the CLI or Ray
+TABLE_HEADERS = ["file", "status", "emotion", "confidence", "duration_s", "error", "run_folder"]
+_RETRY_S = 0.5  # wait before retrying a model call the full queue refused
+
+
+def server_folder(text: str, input_dirs) -> Path:
+    """A server-side folder the batch may read: it must resolve inside one of ``input_dirs``.
+
+    Raises:
+        E2VError: ``forbidden`` when outside (or none configured), ``bad_request`` when not a folder.
+    """
+    if not input_dirs:
+        raise E2VError("forbidden", "Server folders are off: set E2V_INPUT_DIRS to the folders the UI may read.")
+    folder = Path(text.strip()).expanduser().resolve()
+    roots = [Path(d).expanduser().resolve() for d in input_dirs]
+    if not any(folder.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise E2VError("forbidden", f"{text.strip()} is not inside the allowed input folders ({allowed}).")
+    if not folder.is_dir():
+        raise E2VError("bad_request", f"{text.strip()} is not a folder on the server.")
+    return folder
+
+
+def collect_items(files: list | None, folder_text: str, input_dirs) -> list[BatchItem]:
+    """Batch items from uploaded files, or from a permitted server folder (recursive).
+
+    Raises:
+        E2VError: ``bad_request`` when there is nothing to do or too much, ``forbidden`` for other folders.
+    """
+    if folder_text and folder_text.strip():
+        folder = server_folder(folder_text, input_dirs)
+        roots = [Path(d).expanduser().resolve() for d in input_dirs]
+        items = [
+            it
+            for it in discover_inputs(folder)
+            if any(Path(it.file).resolve().is_relative_to(r) for r in roots)  # no symlinks out of the roots
+        ]
+    else:
+        paths = [str(getattr(f, "name", f)) for f in files or []]
+        items = [BatchItem(p, label_from_filename(p)) for p in paths if is_audio_path(p)]
+    if not items:
+        raise E2VError("bad_request", "No audio files: upload some, or give a server folder inside E2V_INPUT_DIRS.")
+    if len(items) > UI_MAX_FILES:
+        raise E2VError(
+            "bad_request",
+            f"{len(items)} files is more than the page handles ({UI_MAX_FILES}); use `emotion2vec-webui batch`.",
+        )
+    return items
+
+
+def _queued_group_runner(service, settings, options):
+    def run_group(pairs: list) -> list:
+        while True:
+            try:
+                return service.call(lambda engine: classify_group(engine, pairs, settings, options))
+            except OverloadedError:  # the queue is full of other users' requests: take a turn later
+                time.sleep(_RETRY_S)
+
+    return run_group
+
+
+def zip_batch(folder: Path) -> Path:
+    """Zip the whole batch folder (summaries, evaluation, run folders) into ``<folder>/batch.zip``."""
+    target = folder / f"{folder.name}.zip"
+    tmp = folder / f".{target.name}.tmp"
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder)
+            if path.is_file() and not any(part.startswith(".") for part in rel.parts) and path != target:
+                zf.write(path, Path(folder.name) / rel)
+    os.replace(tmp, target)
+    return target
+
+
+def table_rows(rows: list[dict]) -> list[list]:
+    """Summary rows as the page's table (file name, status, emotion with emoji and Chinese name …)."""
+    out = []
+    for r in rows:
+        emotion = f"{EMOJI[r['emotion']]} {EMOTIONS_ZH[r['emotion']]} / {r['emotion']}" if r.get("emotion") else ""
+        error = f"{r['error_message']} [{r['error_code']}]" if r.get("error_code") else ""
+        conf = f"{r['confidence']:.3f}" if r.get("confidence") is not None else ""
+        dur = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else ""
+        out.append([Path(r["file"]).name, r["status"], emotion, conf, dur, error, r.get("run_folder") or ""])
+    return out
+
+
+def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None) -> tuple:
+    """Run a batch from the page.
+
+    Args:
+        service: the server's :class:`service.Service`.
+        files: uploaded file paths (Gradio ``File`` values).
+        folder_text: a server folder (used instead of the uploads when given).
+        granularity: ``utterance`` or ``frame``.
+        embedding: write embedding.npy files.
+        progress: a ``gr.Progress`` (or any ``callable((done, total), desc=…)``).
+
+    Returns:
+        (report HTML, table rows, summary.csv path, ZIP path, confusion-matrix PNG path or None).
+
+    Raises:
+        E2VError: nothing to do, a refused folder, or the model not ready.
+    """
+    settings = service.settings
+    items = collect_items(files, folder_text, settings.input_dirs)
+    _ = service.engine  # model_unavailable before any work
+    options = BatchOptions(granularity=granularity, extract_embedding=bool(embedding), batch_size=4, workers=2)
+    folder = new_batch_dir(Path(settings.output_dir).resolve())
+    manifest = {"input": folder_text.strip() if folder_text else "(uploads)", "granularity": granularity, "ui": True}
+    summary, todo = open_batch(items, folder, resume=False, manifest=manifest)
+    batch_settings = dataclasses.replace(settings, output_dir=summary.folder)
+    done = 0
+
+    def on_row(_row: dict) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress((done, len(items)), desc=f"{done}/{len(items)}", unit="clips")
+
+    if progress is not None:
+        progress((0, len(items)), desc=f"0/{len(items)}", unit="clips")
+    t0 = time.perf_counter()
+    try:
+        audio_s = run_local(
+            todo, summary, batch_settings, options, _queued_group_runner(service, batch_settings, options), on_row
+        )
+    finally:
+        summary.close()
+    report = finish_batch(summary, items, options, 0, audio_s, time.perf_counter() - t0)
+    archive = zip_batch(summary.folder)
+    text = format_report(report).replace(str(summary.folder), summary.folder.name)
+    html = f'<pre class="e2v-card" id="batch_summary_text">{escape(text)}</pre>'
+    matrix = summary.folder / "confusion_matrix.png"
+    return html, table_rows(report.rows), str(summary.csv), str(archive), str(matrix) if report.metrics else None
+
+
+def build_batch_tab(service) -> None:
+    """The Batch tab (call inside ``gr.Blocks`` / ``gr.Tabs``)."""
+    import gradio as gr
+
+    from emotion2vec_webui.ui import text as ui_text
+
+    with gr.Tab(bilingual("Batch", "批量"), elem_id="batch_tab"):
+        gr.Markdown(
+            "一次分析多个文件：上传，或填写服务器上 `E2V_INPUT_DIRS` 之内的文件夹。每个文件一个运行文件夹，"
+            "外加汇总表（CSV / ZIP）。文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵。  \n"
+            "Analyse many files: upload them, or name a server folder inside `E2V_INPUT_DIRS`. One run folder "
+            "per file plus a summary (CSV / ZIP); RAVDESS / CREMA-D file names also give accuracy and a "
+            "confusion matrix. For thousands of files use `emotion2vec-webui batch` (or `--engine ray`)."
+        )
+        with gr.Row():
+            files = gr.File(
+                file_count="multiple",
+                type="filepath",
+                label=bilingual("Audio files", "音频文件"),
+                elem_id="batch_files",
+            )
+            with gr.Column():
+                folder = gr.Textbox(
+                    label=bilingual("Server folder (inside E2V_INPUT_DIRS)", "服务器文件夹（须在 E2V_INPUT_DIRS 内）"),
+                    placeholder="/data/calls" if service.settings.input_dirs else "E2V_INPUT_DIRS is not set",
+                    elem_id="batch_folder",
+                )
+                granularity = gr.Radio(
+                    [(bilingual("Utterance", "整句"), "utterance"), (bilingual("Frame", "逐帧"), "frame")],
+                    value="utterance",
+                    label=bilingual("Granularity", "粒度"),
+                    elem_id="batch_granularity",
+                )
+                embedding = gr.Checkbox(
+                    value=False, label=bilingual("Save embeddings", "保存嵌入向量"), elem_id="batch_embedding"
+                )
+                start = gr.Button(bilingual("Run batch", "开始批量"), variant="primary", elem_id="batch_button")
+        report = gr.HTML(elem_id="batch_report")
+        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="batch_table", max_height=420)
+        with gr.Row():
+            csv_file = gr.File(label=bilingual("summary.csv", "汇总 CSV"), elem_id="batch_csv")
+            zip_file = gr.File(label=bilingual("Everything (ZIP)", "全部（ZIP）"), elem_id="batch_zip")
+        matrix = gr.Image(
+            label=bilingual("Confusion matrix (labelled inputs)", "混淆矩阵（有标签的输入）"),
+            type="filepath",
+            interactive=False,
+            elem_id="batch_confusion",
+        )
+
+        def run(files_value, folder_value, granularity_value, embedding_value, progress=gr.Progress()):
+            try:
+                return run_ui_batch(service, files_value, folder_value, granularity_value, embedding_value, progress)
+            except E2VError as exc:
+                return ui_text.error_card_html(exc.code, exc.message), [], None, None, None
+            except Exception:  # the page shows a message, the log keeps the trace
+                log.exception("UI batch failed")
+                failed = ui_text.error_card_html("internal_error", "The batch failed; see the server log.")
+                return failed, [], None, None, None
+
+        start.click(
+            run,
+            inputs=[files, folder, granularity, embedding],
+            outputs=[report, table, csv_file, zip_file, matrix],
+            api_name="batch",
+            concurrency_limit=1,
+        )

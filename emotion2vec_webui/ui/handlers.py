@@ -1,0 +1,187 @@
+"""What the web UI's events do, as plain functions (no Gradio import; tests call them directly).
+
+Model work goes through :class:`service.Service` only (the bounded, single
+inference worker shared with the REST API). A run is shown through a
+:class:`RunView` built from its result.json, so the Recognize tab and the
+History tab (after a restart, too) show the same card, charts and files.
+File outputs only ever point at artifacts inside run folders we wrote,
+looked up by a validated run id (``results.run_path``), never at a path a user sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import EMOJI
+from emotion2vec_webui.runs.recognize import RecognizeOptions
+from emotion2vec_webui.runs.storage import ARTIFACTS, list_runs, read_result, run_path
+from emotion2vec_webui.ui import text as ui_text
+
+log = logging.getLogger(__name__)
+
+GRANULARITIES = ("utterance", "frame")
+SEGMENTATIONS = ("frames", "vad")  # pipeline.RecognizeOptions.segmentation
+HISTORY_LIMIT = 50  # runs listed in the History tab
+
+
+@dataclass(frozen=True)
+class RunView:
+    card_html: str  # the result card (or an error card)
+    result: dict | None  # the result.json object (None on error)
+    run_id: str | None  # the run folder's name
+    files: tuple[str, ...]  # artifact paths inside the run folder, for download
+    log_text: str  # the processing log
+    error_code: str | None = None  # set when the run failed
+
+    @property
+    def is_frame(self) -> bool:
+        return bool(self.result and self.result.get("frames"))
+
+    @property
+    def has_segments(self) -> bool:
+        """Whether result.json lists segments (frame runs, or speech segments in VAD mode)."""
+        return bool(self.result and self.result.get("segments"))
+
+    def segments_html(self) -> str:
+        return ui_text.segments_html((self.result or {}).get("segments"))
+
+    def timeline_figure(self):
+        """The timeline chart, or None at utterance granularity."""
+        from emotion2vec_webui.ui.charts import timeline_figure
+
+        return timeline_figure(self.result) if self.is_frame else None
+
+    def run_label(self) -> str:
+        """A one-line Markdown naming the run folder."""
+        if not self.run_id:
+            return ""
+        return f"📁 运行目录 / Run folder: `{self.run_id}`"
+
+
+def error_view(code: str, message: str, log_text: str = "") -> RunView:
+    return RunView(ui_text.error_card_html(code, message), None, None, (), log_text, error_code=code)
+
+
+def run_files(root: str | Path, run_id: str) -> tuple[str, ...]:
+    """The run's downloadable artifacts that exist (embedding.npy only when written)."""
+    paths = (run_path(root, run_id, name) for name in ARTIFACTS)
+    return tuple(str(p) for p in paths if p is not None)
+
+
+def view_run(root: str | Path, run_id: str, result: dict | None = None, log_text: str | None = None) -> RunView:
+    """The view of one run folder (its result.json is read when not given).
+
+    Args:
+        root: the outputs root.
+        run_id: the run folder's name (validated; anything else gives a ``not_found`` card).
+        result: the result.json object, when the caller has it.
+        log_text: the processing log, when the caller has it (else run.log is read).
+    """
+    folder = run_path(root, run_id or "")
+    if folder is None:
+        return error_view("not_found", f"No run named {run_id!r} in the outputs folder.")
+    result = result if result is not None else read_result(root, run_id)
+    if result is None:
+        return error_view("not_found", f"The run {run_id} has no readable result.json.")
+    if log_text is None:
+        log_path = run_path(root, run_id, "run.log")
+        log_text = log_path.read_text("utf-8", errors="replace") if log_path else ""
+    return RunView(ui_text.result_card_html(result), result, run_id, run_files(root, run_id), log_text)
+
+
+def _segmentation_error(segmentation) -> str | None:
+    if segmentation in SEGMENTATIONS:
+        return None
+    return f"segmentation must be 'frames' or 'vad', not {segmentation!r}."
+
+
+def recognize(
+    service, audio_path: str | None, granularity: str, extract_embedding: bool, segmentation: str = "frames"
+) -> RunView:
+    """Recognize one uploaded or recorded file; every failure becomes an error card.
+
+    Args:
+        service: the server's :class:`service.Service`.
+        audio_path: the file Gradio stored (upload or microphone recording), or None.
+        granularity: ``utterance`` or ``frame``.
+        extract_embedding: write embedding.npy.
+        segmentation: ``frames`` (segments from frame emotions) or ``vad`` (one utterance per speech segment).
+    """
+    if not audio_path:
+        return error_view("bad_request", "请先上传或录制音频。Upload or record audio first.")
+    if granularity not in GRANULARITIES:
+        return error_view("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}.")
+    if _segmentation_error(segmentation):
+        return error_view("bad_request", _segmentation_error(segmentation))
+    path = Path(audio_path)
+    options = RecognizeOptions(
+        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation
+    )
+    try:
+        outcome = service.recognize(path, source_name=path.name, options=options)
+    except E2VError as exc:
+        log.info("UI recognition failed: %s", exc)
+        return error_view(exc.code, exc.message)
+    except Exception:  # the page shows a message, the log keeps the trace
+        log.exception("UI recognition failed")
+        return error_view("internal_error", "Unexpected error while processing this file; see the server log.")
+    return view_run(service.settings.output_dir, outcome.run.run_id, outcome.result, outcome.log_text)
+
+
+def recognize_api(
+    service,
+    audio_path: str | None,
+    granularity: str = "utterance",
+    extract_embedding: bool = True,
+    segmentation: str = "frames",
+) -> dict:
+    """The scripting endpoint (``/recognize`` for gradio_client): result.json plus ``run_id``.
+
+    Raises:
+        E2VError: with its code, for the adapter to turn into ``gr.Error``.
+    """
+    if not audio_path:
+        raise E2VError("bad_request", "No audio file given.")
+    if granularity not in GRANULARITIES:
+        raise E2VError("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}.")
+    segmentation = segmentation or "frames"
+    if _segmentation_error(segmentation):
+        raise E2VError("bad_request", _segmentation_error(segmentation))
+    path = Path(audio_path)
+    options = RecognizeOptions(
+        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation
+    )
+    outcome = service.recognize(path, source_name=path.name, options=options)
+    return {**outcome.result, "run_id": outcome.run.run_id}
+
+
+def status_banner(service) -> tuple[str, bool]:
+    """The model status banner and whether polling can stop (ready or unavailable)."""
+    st = service.status
+    elapsed = time.time() - getattr(service, "started_at", time.time())
+    html = ui_text.status_banner_html(st.state, st.message, st.info, elapsed)
+    return html, st.state != "loading"
+
+
+def history_rows(root: str | Path, limit: int = HISTORY_LIMIT) -> list[list]:
+    """Recent runs, newest first: [run id, time, file, emotion, confidence, granularity]."""
+    rows = []
+    for run in list_runs(root, limit=limit):
+        res = read_result(root, run.run_id) or {}
+        key = str(res.get("emotion", ""))
+        emotion = f"{EMOJI.get(key, '')} {ui_text.emotion_name(key)}" if key else "—"
+        rows.append(
+            [
+                run.run_id,
+                str(res.get("timestamp", ""))[:19].replace("T", " "),
+                str((res.get("audio") or {}).get("source_name", "")),
+                emotion.strip(),
+                ui_text.percent(res["confidence"]) if "confidence" in res else "—",
+                str(res.get("granularity", "")),
+            ]
+        )
+    return rows

@@ -1,0 +1,246 @@
+"""HTML for the web UI: the result card, banners, error cards, segment and history tables.
+
+Pure functions from a result.json dict (or a status) to an HTML string, so the
+Recognize and History tabs draw the same card and tests need no browser.
+Every string that came from a user (file names, messages) is escaped here.
+Layout and colours live in ``static/ui.css``; inline styles carry only the
+values that vary (bar widths, the emotion's colour).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from emotion2vec_webui.labels import EMOJI, EMOTIONS, EMOTIONS_ZH
+
+# One colour per emotion, shared with the charts (ui_charts.py).
+EMOTION_COLORS: dict[str, str] = {
+    "angry": "#e5484d",
+    "disgusted": "#7c9a2d",
+    "fearful": "#8e4ec6",
+    "happy": "#f5a524",
+    "neutral": "#8b8d98",
+    "other": "#12a594",
+    "sad": "#3e63dd",
+    "surprised": "#e54da3",
+    "unknown": "#b9bbc6",
+}
+
+# Error code → bilingual title shown above the message (one table for the UI).
+ERROR_TITLES: dict[str, tuple[str, str]] = {
+    "file_too_large": ("文件过大", "File too large"),
+    "audio_too_long": ("音频过长", "Audio too long"),
+    "audio_too_short": ("音频过短", "Audio too short"),
+    "audio_empty": ("音频为空", "No audio in the file"),
+    "audio_undecodable": ("无法解码音频", "Cannot decode this file"),
+    "audio_nonfinite": ("音频数据无效", "Invalid samples (NaN/Inf)"),
+    "bad_request": ("请求无效", "Invalid request"),
+    "forbidden": ("不允许访问", "Not allowed"),
+    "not_found": ("未找到", "Not found"),
+    "unauthorized": ("需要登录", "Login required"),
+    "model_unavailable": ("模型不可用", "Model unavailable"),
+    "overloaded": ("服务器繁忙", "Server busy"),
+    "internal_error": ("内部错误", "Internal error"),
+}
+
+GRANULARITY_NAMES: dict[str, tuple[str, str]] = {
+    "utterance": ("整句", "utterance"),
+    "frame": ("逐帧", "frame"),
+}
+
+MODEL_FIX_HINT = (
+    "修复 / Fix: set <code>E2V_MODEL</code> to a local model directory (FunASR layout), or switch hub with "
+    "<code>E2V_HUB=hf</code>, or pre-fill the hub cache (<code>MODELSCOPE_CACHE</code> / <code>HF_HOME</code>), "
+    "then restart the server. Offline trial: <code>emotion2vec-webui make-test-model DIR</code>."
+)
+
+
+def _fix_hint(message: str) -> str:
+    """The generic how-to-fix line, unless the loader's message already says how."""
+    return "" if "E2V_MODEL" in message else f'<div class="e2v-hint">{MODEL_FIX_HINT}</div>'
+
+
+def emotion_name(key: str) -> str:
+    """``"开心 happy"`` for a class key (unknown keys are shown as given)."""
+    return f"{EMOTIONS_ZH.get(key, key)} {key}"
+
+
+def percent(x: float) -> str:
+    return f"{100.0 * float(x):.1f}%"
+
+
+def score_bars_html(scores: dict[str, float], highlight: str | None = None) -> str:
+    """All nine scores as horizontal bars, highest first.
+
+    Args:
+        scores: class key → probability.
+        highlight: the class to emphasise (the top one).
+
+    Returns:
+        An HTML fragment, one ``.e2v-row`` per class (``data-emotion`` names it).
+    """
+    rows = []
+    for key in sorted(scores, key=lambda k: (-scores[k], EMOTIONS.index(k) if k in EMOTIONS else 99)):
+        value = float(scores[key])
+        color = EMOTION_COLORS.get(key, "#888")
+        top = " e2v-top" if key == highlight else ""
+        rows.append(
+            f'<div class="e2v-row{top}" data-emotion="{escape(key)}">'
+            f'<span class="e2v-lab"><span class="e2v-emo">{EMOJI.get(key, "")}</span>'
+            f'<span class="e2v-zh-s">{escape(EMOTIONS_ZH.get(key, key))}</span>'
+            f'<span class="e2v-en-s">{escape(key)}</span></span>'
+            f'<span class="e2v-track"><span class="e2v-fill" style="width:{max(0.0, min(1.0, value)) * 100:.2f}%;'
+            f'background:{color}"></span></span>'
+            f'<span class="e2v-pct">{percent(value)}</span></div>'
+        )
+    return f'<div class="e2v-bars">{"".join(rows)}</div>'
+
+
+def result_card_html(result: dict) -> str:
+    """The headline card: emoji, Chinese and English name, confidence, all nine scores.
+
+    Args:
+        result: a result.json object.
+    """
+    key = str(result.get("emotion", "unknown"))
+    color = EMOTION_COLORS.get(key, "#888")
+    conf = float(result.get("confidence", 0.0))
+    audio = result.get("audio") or {}
+    model = result.get("model") or {}
+    gran_zh, gran_en = GRANULARITY_NAMES.get(result.get("granularity", ""), ("", str(result.get("granularity", ""))))
+    meta = [
+        f'<span title="source">🎧 {escape(str(audio.get("source_name", "")))}</span>',
+        f"<span>⏱ {float(audio.get('duration_s', 0.0)):.2f} s</span>",
+        f"<span>{escape(gran_zh)} / {escape(gran_en)}</span>",
+        f"<span>⚙ {float(result.get('processing_time_s', 0.0)):.2f} s</span>",
+    ]
+    emb = result.get("embedding") or {}
+    if emb.get("shape"):
+        shape = " × ".join(str(int(n)) for n in emb["shape"])
+        meta.append(f'<span title="embedding.npy">🧬 embedding [{escape(shape)}]</span>')
+    if model.get("random_weights"):
+        meta.append('<span class="e2v-badge-warn">随机权重 / random weights</span>')
+    warnings = "".join(f"<li>{escape(str(w))}</li>" for w in result.get("warnings") or [])
+    warn_html = f'<ul class="e2v-warnings">{warnings}</ul>' if warnings else ""
+    return (
+        f'<div class="e2v-card" data-emotion="{escape(key)}" style="--e2v-accent:{color}">'
+        '<div class="e2v-head">'
+        f'<div class="e2v-big-emoji">{EMOJI.get(key, "")}</div>'
+        '<div class="e2v-title">'
+        f'<div class="e2v-zh">{escape(EMOTIONS_ZH.get(key, key))}</div>'
+        f'<div class="e2v-en">{escape(key.capitalize())}</div></div>'
+        '<div class="e2v-conf">'
+        f'<div class="e2v-conf-num">{percent(conf)}</div>'
+        '<div class="e2v-conf-label">置信度 / confidence</div></div></div>'
+        f'<div class="e2v-meta">{"".join(meta)}</div>'
+        f"{warn_html}"
+        '<div class="e2v-section">九类得分 / All 9 scores</div>'
+        f"{score_bars_html(result.get('scores') or {}, key)}</div>"
+    )
+
+
+def placeholder_card_html() -> str:
+    """What the result area shows before the first run."""
+    chips = "".join(
+        f'<span class="e2v-chip" style="--e2v-accent:{EMOTION_COLORS[k]}"><span class="e2v-emo">{EMOJI[k]}</span>{escape(emotion_name(k))}</span>'
+        for k in EMOTIONS
+    )
+    return (
+        '<div class="e2v-card e2v-empty"><div class="e2v-empty-top"><div class="e2v-big-emoji">🎙️</div>'
+        "<div><b>上传或录制一段语音，然后点击“开始识别”。</b><br>"
+        "Upload or record speech, then press <b>Recognize</b>. "
+        "The emotion, its confidence and all nine scores appear here.</div></div>"
+        f'<div class="e2v-section">可识别的 9 类情绪 / The 9 emotions</div><div class="e2v-chips">{chips}</div></div>'
+    )
+
+
+def history_placeholder_html() -> str:
+    """What the History tab shows before a run is opened."""
+    return (
+        '<div class="e2v-card e2v-empty"><div class="e2v-empty-top"><div class="e2v-big-emoji">🗂️</div>'
+        "<div><b>在上方选择一条运行记录即可查看结果和下载文件。</b><br>"
+        "Pick a run above (or click its row) to see its result and download its files again. "
+        "Runs are read from the outputs folder, so they survive a server restart.</div></div></div>"
+    )
+
+
+def error_card_html(code: str, message: str) -> str:
+    """A readable error: bilingual title, the message, and the stable code."""
+    zh, en = ERROR_TITLES.get(code, ERROR_TITLES["internal_error"])
+    hint = _fix_hint(message) if code == "model_unavailable" else ""
+    return (
+        f'<div class="e2v-card e2v-error" data-error-code="{escape(code)}">'
+        f'<div class="e2v-error-title"><span class="e2v-emo">⚠️</span> {escape(zh)} / {escape(en)}</div>'
+        f'<div class="e2v-error-msg">{escape(message)}</div>'
+        f"{hint}"
+        f'<div class="e2v-error-code">error code: <code>{escape(code)}</code></div></div>'
+    )
+
+
+def segments_html(segments: list[dict] | None) -> str:
+    """The segments as a table (time range, emotion, confidence): frame runs, or speech segments (VAD)."""
+    if not segments:
+        return ""
+    vad = segments[0].get("source") == "vad"
+    title = "语音片段 / Speech segments (VAD)" if vad else "情绪片段 / Segments"
+    rows = []
+    for i, seg in enumerate(segments, 1):
+        key = str(seg.get("emotion", "unknown"))
+        rows.append(
+            f'<tr><td class="e2v-num">{i}</td>'
+            f'<td class="e2v-num">{float(seg.get("start_s", 0)):.2f} – {float(seg.get("end_s", 0)):.2f} s</td>'
+            f'<td><span class="e2v-chip" style="--e2v-accent:{EMOTION_COLORS.get(key, "#888")}">'
+            f'<span class="e2v-emo">{EMOJI.get(key, "")}</span>{escape(emotion_name(key))}</span></td>'
+            f'<td class="e2v-num">{percent(seg.get("confidence", 0.0))}</td></tr>'
+        )
+    return (
+        f'<div class="e2v-section">{title}</div><div class="e2v-table-wrap"><table class="e2v-table">'
+        "<thead><tr><th>#</th><th>时间 / time</th><th>情绪 / emotion</th><th>置信度 / conf.</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def status_banner_html(state: str, message: str, info=None, elapsed_s: float | None = None) -> str:
+    """The model status line at the top of the page, plus the random-weights warning.
+
+    Args:
+        state: ``loading``, ``ready`` or ``unavailable`` (service.ModelStatus.state).
+        message: the status message (the reason when unavailable).
+        info: model.ModelInfo when ready.
+        elapsed_s: seconds since the server started (shown while loading).
+    """
+    if state == "ready" and info is not None:
+        hub = f" · {escape(info.hub_id)}" if info.hub_id else ""
+        html = (
+            '<div class="e2v-status e2v-ready" data-state="ready">✅ 模型就绪 / Model ready: '
+            f"<b>{escape(info.name)}</b>{hub} · {escape(info.device)} · {escape(info.dtype)} "
+            f"· loaded in {info.load_s:.1f} s</div>"
+        )
+        if info.random_weights:
+            html += (
+                '<div class="e2v-status e2v-random" data-state="random_weights">⚠️ <b>随机权重 / RANDOM WEIGHTS</b> — '
+                "这是测试模型，识别结果没有意义。This is a random-weight test model: its predictions are "
+                "meaningless. Point <code>E2V_MODEL</code> at a real Emotion2Vec+ model for real results.</div>"
+            )
+        return html
+    if state == "unavailable":
+        return (
+            '<div class="e2v-status e2v-unavailable" data-state="unavailable">⛔ <b>模型不可用 / Model unavailable</b>'
+            f'<div class="e2v-error-msg">{escape(message)}</div>{_fix_hint(message)}</div>'
+        )
+    waited = f" ({elapsed_s:.0f} s)" if elapsed_s is not None else ""
+    return (
+        '<div class="e2v-status e2v-loading" data-state="loading"><span class="e2v-spinner"></span>'
+        f"正在加载模型 / Loading the model{waited}: {escape(message)} — "
+        "页面已可用，模型就绪后即可识别。The page works already; recognition starts once the model is ready.</div>"
+    )
+
+
+def header_html() -> str:
+    """The page title."""
+    return (
+        '<div class="e2v-header"><div class="e2v-logo">🎭</div><div>'
+        '<div class="e2v-h1">语音情感识别 / Speech Emotion Recognition</div>'
+        '<div class="e2v-sub">Emotion2Vec+ · 9 类情绪 / 9 emotions · 整句或逐帧 / per utterance or per frame</div>'
+        "</div></div>"
+    )
