@@ -6,6 +6,7 @@ import math
 from datetime import datetime
 
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.schema import validate_result
 
 TOP_KEYS = {
     "emotion", "emotion_zh", "confidence", "scores", "granularity", "timestamp", "audio", "model",
@@ -14,7 +15,8 @@ TOP_KEYS = {
 
 
 def check_result(r: dict, granularity: str | None = None) -> None:
-    """Assert ``r`` is a SPEC-conforming result.json object."""
+    """Assert ``r`` is a SPEC-conforming result.json object (and valid against the shipped JSON Schema)."""
+    validate_result(r)
     missing = TOP_KEYS - r.keys()
     assert not missing, f"missing keys {missing}"
     assert list(r["scores"]) == list(EMOTIONS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emotion2vec_webui.engine import batching
 from emotion2vec_webui.engine.batching import plan_buckets, recognize_batch
-from emotion2vec_webui.engine.engine import batching
 
 LENGTHS = [16000, 17000, 8000, 16500, 24000, 25500, 8400]
 
@@ -83,3 +83,20 @@ def test_engine_method_keeps_order_and_equality(engine):
         want = engine.recognize(clip, "utterance", extract_embedding=False)
         assert result.embedding is None
         assert max(abs(result.scores[k] - want.scores[k]) for k in want.scores) <= 1e-4
+
+
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_batches_honour_the_window(engine, max_batch):
+    """E2V_WINDOW_S reaches every clip of a batch: each equals a windowed one-by-one call, not a single pass."""
+    rng = np.random.default_rng(5)
+    t = np.arange(3 * 16000) / 16000
+    clips = [
+        (0.3 * np.sin(2 * np.pi * (120 + 90 * i) * t * (1 + t)) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        for i in range(2)
+    ]
+    got = engine.recognize_batch(clips, "frame", extract_embedding=False, max_batch=max_batch, window_s=1.0)
+    for clip, result in zip(clips, got, strict=True):
+        windowed = engine.recognize(clip, "frame", extract_embedding=False, window_s=1.0)
+        single_pass = engine.recognize(clip, "frame", extract_embedding=False, window_s=0)
+        np.testing.assert_allclose(result.frame_logits, windowed.frame_logits, atol=1e-5)
+        assert np.abs(result.frame_logits - single_pass.frame_logits).max() > 1e-4  # the window made a difference

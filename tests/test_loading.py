@@ -95,3 +95,54 @@ def _conf(directory):
     import yaml
 
     return yaml.safe_load((directory / "config.yaml").read_text("utf-8"))["model_conf"]
+
+
+@pytest.fixture(scope="module")
+def reference_scores(tiny_model_dir):
+    """Scores of the plain published form ({"model": state}) on two clips."""
+    from emotion2vec_webui.engine.engine import EmotionEngine
+
+    engine = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="fp32")
+    return [engine.recognize(clip, "utterance").scores for clip in _form_clips()]
+
+
+def _form_clips():
+    return [tone(1.5, freq=180.0), noise(1.2, seed=4)]
+
+
+@pytest.mark.parametrize("form", ["state_dict", "plain", "module-prefix", "training", "legacy"])
+def test_every_checkpoint_form_loads_to_the_same_scores(tmp_path, form, reference_scores, caplog):
+    """The forms real checkpoints come in load lean (no FunASR fallback) and score like the published form."""
+    from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.model.standins import make_test_model
+
+    directory = make_test_model(tmp_path / form, "tiny", seed=0, checkpoint_form=form)
+    if form == "training":  # an optimizer's two moments: the file is ~3x its weights
+        weights = sum(v.numel() * 4 for v in _checkpoint_weights(directory / "model.pt"))
+        assert (directory / "model.pt").stat().st_size > 2.5 * weights
+    with caplog.at_level("WARNING"):
+        engine = EmotionEngine.load(str(directory), device="cpu", precision="fp32")
+    assert "lean loading not possible" not in caplog.text
+    for clip, want in zip(_form_clips(), reference_scores, strict=True):
+        got = engine.recognize(clip, "utterance").scores
+        assert max(abs(got[k] - want[k]) for k in want) <= 1e-6
+
+
+def _checkpoint_weights(path):
+    import torch
+
+    return list(torch.load(path, weights_only=True)["model"].values())
+
+
+def test_any_lean_failure_falls_back_to_funasr(tmp_path, tiny_model_dir, monkeypatch, caplog):
+    """Not only LeanLoadError: any lean-path failure is logged and FunASR's own loading gets its turn."""
+    from emotion2vec_webui.model import loading
+
+    def refuse(*_args, **_kwargs):
+        raise ValueError("an object weights_only will not unpickle")
+
+    monkeypatch.setattr(loading, "_state_dict_of", refuse)
+    with caplog.at_level("WARNING"):
+        automodel = loading.load_automodel_lean(resolve_model(str(tiny_model_dir)), "cpu")
+    assert "lean loading not possible (ValueError" in caplog.text
+    assert not any(t.is_meta for t in automodel.model.state_dict().values())

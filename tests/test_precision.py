@@ -67,7 +67,7 @@ def test_result_json_records_the_dtype(tiny_model_dir, settings):
 
 
 def test_onnx_modes_resolve_or_fall_back(monkeypatch, caplog):
-    from emotion2vec_webui.model.resolve import onnx_backend
+    from emotion2vec_webui.model import onnx_backend
 
     monkeypatch.setattr(onnx_backend, "available", lambda: False)
     with caplog.at_level(logging.WARNING):

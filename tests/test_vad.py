@@ -51,7 +51,7 @@ def test_loading_silero_keeps_torch_threads():
     """``import silero_vad`` sets torch to one thread for the whole process; we put it back."""
     import torch
 
-    from emotion2vec_webui.engine.engine import vad
+    from emotion2vec_webui.engine import vad
 
     before = torch.get_num_threads()
     vad._silero.cache_clear()

@@ -30,12 +30,11 @@ from typing import BinaryIO
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE
 from emotion2vec_webui.errors import AudioError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000  # what the model expects
-MIN_MODEL_SAMPLES = 400  # the conv front-end needs at least this many samples
 MIN_SOURCE_RATE = 8000  # SPEC.md: any rate from 8 kHz …
 MAX_SOURCE_RATE = 192000  # … to 192 kHz
 MAX_CHANNELS = 256  # sanity bound against lying headers

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
 
-SAMPLE_RATE = 16000
 _WORKER_TIMEOUT_S = 3600
 
 

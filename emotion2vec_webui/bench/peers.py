@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError
 from emotion2vec_webui.runs.evaluation import map_label
 
-SAMPLE_RATE = 16000
 # SUPERB ER (IEMOCAP, four classes) as the superb/*-superb-er checkpoints label them.
 SUPERB_ER_LABELS = ("neu", "hap", "ang", "sad")
 RANDOM_PEERS = ("wav2vec2-base", "hubert-large", "wav2vec2-tiny")  # tiny: for tests and smoke runs

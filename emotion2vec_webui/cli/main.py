@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--size", choices=["tiny", "base", "large"], default="tiny")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--checkpoint-form",
+        choices=["model", "state_dict", "plain", "module-prefix", "training", "legacy"],
+        default="model",
+        help="how model.pt wraps the weights (the forms real checkpoints come in; all load to the same scores)",
+    )
     return parser
 
 
@@ -193,7 +199,7 @@ def cmd_make_test_model(args: argparse.Namespace) -> int:
     from emotion2vec_webui.model.standins import make_test_model
 
     with quiet_funasr():
-        out = make_test_model(args.directory, args.size, args.seed)
+        out = make_test_model(args.directory, args.size, args.seed, args.checkpoint_form)
     info = json.loads((out / "e2v_random_weights.json").read_text("utf-8"))
     print(
         f"wrote a random-weight {args.size} model to {out} "

@@ -31,9 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from emotion2vec_webui.errors import E2VError
-
-SAMPLE_RATE = 16000
+from emotion2vec_webui.audio.format import SAMPLE_RATE
+from emotion2vec_webui.engine.result import check_waveforms, result_from_features
 
 
 def plan_buckets(lengths: Sequence[int], max_batch: int = 8, max_padding: float = 0.1) -> list[list[int]]:
@@ -127,7 +126,7 @@ def padded_features(engine, waveforms: Sequence[np.ndarray]) -> list:
     try:
         with torch.inference_mode():
             undo = _mask_positional_encoder(module, _frame_padding(encoder, padding, longest))
-            with engine._autocast():
+            with engine.autocast():
                 out = module.extract_features(source, padding_mask=padding)
     finally:
         if undo is not None:
@@ -156,6 +155,8 @@ def recognize_batch(
     extract_embedding: bool = True,
     max_batch: int = 8,
     max_padding: float = 0.1,
+    *,
+    window_s: float = 30.0,
 ) -> list:
     """Classify several waveforms, batched by length; results equal one-by-one ``engine.recognize``.
 
@@ -166,46 +167,25 @@ def recognize_batch(
         extract_embedding: return embeddings.
         max_batch: most clips per forward pass.
         max_padding: most padding in a bucket, as a fraction of its longest clip.
+        window_s: clips longer than this take the engine's windowed path (``E2V_WINDOW_S``).
 
     Returns:
         One :class:`engine.EmotionResult` per waveform, in input order.
     """
-    from emotion2vec_webui.engine.engine import GRANULARITIES
-
-    if granularity not in GRANULARITIES:
-        raise E2VError("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}")
-    for w in waveforms:
-        if w.ndim != 1 or w.size < 400:
-            raise E2VError("audio_too_short", "each waveform must be 1-D with at least 400 samples")
-    window_s = getattr(engine, "window_s", 30.0)
+    check_waveforms(waveforms, granularity)
     results: list = [None] * len(waveforms)
     short = [i for i, w in enumerate(waveforms) if not (window_s > 0 and w.size > window_s * SAMPLE_RATE)]
     for i in set(range(len(waveforms))) - set(short):  # long audio: the engine's windowed path
-        results[i] = engine.recognize(waveforms[i], granularity, extract_embedding)
+        results[i] = engine.recognize(waveforms[i], granularity, extract_embedding, window_s)
     for bucket in plan_buckets([len(waveforms[i]) for i in short], max_batch, max_padding):
         indices = [short[j] for j in bucket]
         if len(indices) == 1:
-            results[indices[0]] = engine.recognize(waveforms[indices[0]], granularity, extract_embedding)
+            results[indices[0]] = engine.recognize(waveforms[indices[0]], granularity, extract_embedding, window_s)
             continue
-        with engine._lock:
+        with engine.lock:
             t0 = time.perf_counter()
             feats = padded_features(engine, [waveforms[i] for i in indices])
             elapsed = (time.perf_counter() - t0) / len(indices)
             for i, f in zip(indices, feats, strict=True):
-                results[i] = result_from_features(engine, f, granularity, extract_embedding, elapsed)
+                results[i] = result_from_features(engine.head_logits, f, granularity, extract_embedding, elapsed)
     return results
-
-
-def result_from_features(engine, feats, granularity: str, extract_embedding: bool, elapsed: float):
-    """An :class:`engine.EmotionResult` from one clip's frame features ``[T, D]`` (as ``recognize`` builds it)."""
-    import torch
-
-    from emotion2vec_webui.engine.engine import EmotionResult
-
-    pooled = feats.mean(dim=0)
-    probs = torch.softmax(engine.head_logits(pooled), dim=-1).cpu().numpy().astype(np.float64)
-    frame_logits = engine.head_logits(feats).cpu().numpy() if granularity == "frame" else None
-    embedding = None
-    if extract_embedding:
-        embedding = (feats if granularity == "frame" else pooled).cpu().numpy().astype(np.float32)
-    return EmotionResult.from_probs(probs, granularity, embedding, frame_logits, int(feats.shape[0]), elapsed)

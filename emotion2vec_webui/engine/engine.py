@@ -14,11 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from emotion2vec_webui.errors import E2VError, ModelUnavailableError
+from emotion2vec_webui.audio.format import SAMPLE_RATE
+from emotion2vec_webui.engine.batching import recognize_batch
+from emotion2vec_webui.engine.longform import recognize_windowed
+from emotion2vec_webui.engine.result import EmotionResult, check_waveforms, result_from_features
+from emotion2vec_webui.errors import ModelUnavailableError
 from emotion2vec_webui.labels import EMOTIONS, english_key
 from emotion2vec_webui.model.loading import load_automodel_lean, prepare_for_precision
 from emotion2vec_webui.model.resolve import (
@@ -32,9 +36,7 @@ from emotion2vec_webui.model.resolve import (
 
 log = logging.getLogger(__name__)
 
-GRANULARITIES = ("utterance", "frame")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8")  # onnx*: onnx_backend.py
-FRAME_RATE = 50  # emotion2vec emits one feature vector per 20 ms
 _DTYPE_NAMES = {
     "fp32": "float32",
     "bf16": "bfloat16",
@@ -43,41 +45,6 @@ _DTYPE_NAMES = {
     "onnx": "onnx-float32",
     "onnx-int8": "onnx-int8",
 }
-
-
-@dataclass(frozen=True)
-class EmotionResult:
-    emotion: str  # top class, English key (one of labels.EMOTIONS)
-    confidence: float  # score of the top class
-    scores: dict[str, float]  # all nine classes, model order, sum 1
-    granularity: str  # "utterance" or "frame"
-    embedding: np.ndarray | None  # float32 [D] (utterance) or [T, D] (frame); None when not asked
-    frame_logits: np.ndarray | None  # float32 [T, 9] per-frame head outputs (frame granularity)
-    num_frames: int  # feature frames the model produced (50 per second)
-    inference_s: float  # seconds in the model
-
-    @classmethod
-    def from_probs(
-        cls,
-        probs: np.ndarray,
-        granularity: str,
-        embedding: np.ndarray | None,
-        frame_logits: np.ndarray | None,
-        num_frames: int,
-        inference_s: float,
-    ) -> EmotionResult:
-        """Build a result from the nine class probabilities (model order); the argmax is ours."""
-        top = int(np.argmax(probs))
-        return cls(
-            emotion=EMOTIONS[top],
-            confidence=float(probs[top]),
-            scores={k: float(p) for k, p in zip(EMOTIONS, probs, strict=True)},
-            granularity=granularity,
-            embedding=embedding,
-            frame_logits=frame_logits,
-            num_frames=num_frames,
-            inference_s=inference_s,
-        )
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -137,7 +104,7 @@ class EmotionEngine:
         self.module = automodel.model
         self.info = info
         self.labels = labels  # model token order, English keys ("unuse…" kept as is)
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # one inference at a time on this model
         self._precision = {v: k for k, v in _DTYPE_NAMES.items()}[info.dtype]
         self._onnx = None  # onnx_backend.OnnxFeatures in the onnx* modes
         keep = [i for i, lab in enumerate(labels) if not lab.startswith("unuse")]
@@ -254,7 +221,8 @@ class EmotionEngine:
         )
         return engine
 
-    def _autocast(self):
+    def autocast(self):
+        """The autocast context of this engine's precision (a no-op in fp32 and int8)."""
         import contextlib
 
         import torch
@@ -271,7 +239,7 @@ class EmotionEngine:
         source = _source(self.module, waveform, self.info.device)
         if self._onnx is not None:
             return torch.from_numpy(self._onnx(source.numpy()))
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             x = self.module.extract_features(source.view(1, -1), padding_mask=None)["x"]
         return x[0].float()
 
@@ -289,17 +257,17 @@ class EmotionEngine:
         granularity: str = "utterance",
         extract_embedding: bool = True,
         max_batch: int | None = None,
+        window_s: float = 30.0,
     ) -> list[EmotionResult]:
         """Classify several waveforms in length-bucketed, correctly masked batches (see batching.py).
 
         Results equal one-by-one :meth:`recognize` calls (to ~1e-6). ``max_batch``
         defaults to 8 on CUDA and 1 on CPU, where padded batches do not pay.
+        Clips longer than ``window_s`` go through the windowed path, as in :meth:`recognize`.
         """
-        from emotion2vec_webui.engine.batching import recognize_batch
-
         if max_batch is None:
             max_batch = 8 if self.info.device.startswith("cuda") else 1
-        return recognize_batch(self, waveforms, granularity, extract_embedding, max_batch)
+        return recognize_batch(self, waveforms, granularity, extract_embedding, max_batch, window_s=window_s)
 
     def recognize(
         self,
@@ -320,26 +288,11 @@ class EmotionEngine:
         Returns:
             The scores of all nine classes and, when asked, the embedding.
         """
-        import torch
-
-        if granularity not in GRANULARITIES:
-            raise E2VError("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}")
-        if waveform.ndim != 1 or waveform.size < 400:
-            raise E2VError("audio_too_short", "the waveform must be 1-D with at least 400 samples")
-        if window_s > 0 and waveform.size > window_s * 16000:  # bounded memory, linear time
-            from emotion2vec_webui.engine.longform import recognize_windowed
-
-            with self._lock:
+        check_waveforms([waveform], granularity)
+        if window_s > 0 and waveform.size > window_s * SAMPLE_RATE:  # bounded memory, linear time
+            with self.lock:
                 return recognize_windowed(self, waveform, granularity, extract_embedding, window_s)
-        with self._lock:
+        with self.lock:
             t0 = time.perf_counter()
             feats = self.frame_features(waveform)  # [T, D]
-            pooled = feats.mean(dim=0)
-            logits = self.head_logits(pooled)
-            probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float64)
-            frame_logits = self.head_logits(feats).cpu().numpy() if granularity == "frame" else None
-            embedding = None
-            if extract_embedding:
-                embedding = (feats if granularity == "frame" else pooled).cpu().numpy().astype(np.float32)
-            elapsed = time.perf_counter() - t0
-        return EmotionResult.from_probs(probs, granularity, embedding, frame_logits, int(feats.shape[0]), elapsed)
+            return result_from_features(self.head_logits, feats, granularity, extract_embedding, time.perf_counter() - t0)

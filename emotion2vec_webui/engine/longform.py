@@ -27,11 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import FRAME_HOP as HOP
+from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES as RECEPTIVE
+from emotion2vec_webui.audio.format import SAMPLE_RATE, num_frames
+from emotion2vec_webui.engine.result import EmotionResult
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-HOP = 320  # samples per feature frame (20 ms)
-RECEPTIVE = 400  # samples the conv front-end needs for one frame
 OVERLAP_S = 1.0  # context on each side of a window's kept frames
 PAUSE_SEARCH = 0.25  # fraction of a window's kept span searched (backwards from its end) for a pause
 PAUSE_SMOOTH_FRAMES = 10  # RMS smoothed over 0.2 s before looking for its minimum
@@ -43,11 +45,6 @@ class Window:
     end: int  # one past the last sample given to the model
     keep_from: int  # first frame (file frame index) taken from this window
     keep_to: int  # one past the last frame taken from this window
-
-
-def num_frames(num_samples: int) -> int:
-    """Feature frames the model produces for ``num_samples`` samples (one pass)."""
-    return 0 if num_samples < RECEPTIVE else (num_samples - RECEPTIVE) // HOP + 1
 
 
 def pause_profile(waveform: np.ndarray) -> np.ndarray:
@@ -115,8 +112,6 @@ def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_e
         An :class:`engine.EmotionResult`, as one pass would give, with frames stitched.
     """
     import torch
-
-    from emotion2vec_webui.engine.engine import EmotionResult
 
     t0 = time.perf_counter()
     windows = plan_windows(len(waveform), window_s, quietness=pause_profile(waveform))

@@ -17,9 +17,9 @@ import heapq
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import FRAME_HOP_S as HOP_S
 from emotion2vec_webui.labels import EMOTIONS
 
-HOP_S = 0.02  # one emotion2vec frame per 20 ms
 MIN_SEGMENT_S = 0.3  # shorter runs of one emotion are merged into a neighbour
 
 

@@ -23,18 +23,17 @@ from collections.abc import Callable
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 SEGMENTATIONS = ("frames", "vad")  # result.json "segments" from runs of frame emotions, or from speech segments
 THRESHOLD = 0.5  # silero speech probability threshold
 MIN_SPEECH_S = 0.25  # shorter speech bursts are ignored
 MIN_SILENCE_S = 0.3  # pauses shorter than this do not split a phrase
 PAD_S = 0.05  # speech padding on each side of a segment
-MIN_MODEL_SAMPLES = 400  # the emotion model's conv front-end needs this many samples
 
 _vad_lock = threading.Lock()
 

@@ -18,8 +18,10 @@ call:
 Everything else (tokenizer, kwargs, ``AutoModel.generate()``) is FunASR's
 own. :func:`prepare_for_precision` then puts the loaded module in the form a
 precision mode runs in (int8 quantisation, bf16 weights on CPU). When the checkpoint does not cover every parameter (a tensor would be
-left on ``meta``), :class:`LeanLoadError` is raised and the caller falls back
-to FunASR's plain loading, which keeps random init for missing keys.
+left on ``meta``), or the lean path fails in any other way (a legacy
+non-zip file, which ``mmap`` refuses; an object ``weights_only`` will not
+unpickle), the failure is logged and the caller falls back to FunASR's plain
+loading, which keeps random init for missing keys.
 """
 
 from __future__ import annotations
@@ -44,10 +46,18 @@ class LeanLoadError(RuntimeError):
 def _state_dict_of(checkpoint: Path) -> dict:
     import torch
 
-    state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError as exc:  # torch's legacy (pre-1.6) format cannot be memory-mapped: read it once
+        if "mmap" not in str(exc) and "zip" not in str(exc):
+            raise
+        log.info("%s is in torch's legacy format (no mmap): reading it into memory", checkpoint.name)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
+    if isinstance(state, dict) and state and all(str(k).startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}  # saved from DataParallel / DDP
     return state
 
 
@@ -152,8 +162,10 @@ def load_automodel_lean(resolved: ResolvedModel, device: str):
     try:
         with lean_funasr(name):
             automodel = load_automodel(resolved, device)
-    except LeanLoadError as exc:
-        log.warning("lean loading not possible (%s): loading through FunASR's own copy", exc)
+    except Exception as exc:  # any lean-path failure: FunASR's own loading may still read the file
+        log.warning(
+            "lean loading not possible (%s: %s): loading through FunASR's own copy", type(exc).__name__, exc
+        )
         return load_automodel(resolved, device)
     leftover = [n for n, t in automodel.model.state_dict().items() if t.is_meta]
     if leftover:  # pragma: no cover - assign_checkpoint raises first

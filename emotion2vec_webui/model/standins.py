@@ -78,7 +78,40 @@ def build_module(cfg: dict, vocab_size: int, seed: int):
     return model.eval()
 
 
-def make_test_model(directory: str | os.PathLike, size: str = "tiny", seed: int = 0) -> Path:
+# The forms real checkpoints come in (``make-test-model --checkpoint-form``); each loads to the same scores.
+CHECKPOINT_FORMS = ("model", "state_dict", "plain", "module-prefix", "training", "legacy")
+
+
+def checkpoint_payload(state: dict, form: str):
+    """``state`` (module keys → tensors) wrapped the way ``form`` names.
+
+    - ``model``: ``{"model": state}``, the published checkpoints' form;
+    - ``state_dict``: ``{"state_dict": state}`` (Lightning-style);
+    - ``plain``: the bare state dict;
+    - ``module-prefix``: ``{"model": …}`` with ``module.`` before every key (saved from DataParallel/DDP);
+    - ``training``: ``{"model": …, "optimizer": …, "epoch": …}``, a file several times larger than its
+      weights, like a training checkpoint with Adam's two moments;
+    - ``legacy``: ``{"model": state}`` in torch's pre-1.6 (non-zip) serialization, which ``mmap`` refuses.
+    """
+    import torch
+
+    if form in ("model", "legacy"):
+        return {"model": state}
+    if form == "state_dict":
+        return {"state_dict": state}
+    if form == "plain":
+        return dict(state)
+    if form == "module-prefix":
+        return {"model": {f"module.{k}": v for k, v in state.items()}}
+    if form == "training":
+        moments = {i: {"exp_avg": torch.zeros_like(v), "exp_avg_sq": torch.zeros_like(v)} for i, v in enumerate(state.values())}
+        return {"model": state, "optimizer": {"state": moments, "param_groups": [{"lr": 1e-4}]}, "epoch": 3}
+    raise ValueError(f"checkpoint form must be one of {', '.join(CHECKPOINT_FORMS)}, not {form!r}")
+
+
+def make_test_model(
+    directory: str | os.PathLike, size: str = "tiny", seed: int = 0, checkpoint_form: str = "model"
+) -> Path:
     """Write a random-weight model directory in FunASR's layout.
 
     Args:
@@ -86,6 +119,7 @@ def make_test_model(directory: str | os.PathLike, size: str = "tiny", seed: int 
         size: ``tiny`` (loads in ~1 s), ``base`` (the base shape) or ``large``
             (the published large model's shape and compute).
         seed: random seed for the weights.
+        checkpoint_form: how ``model.pt`` wraps the weights (:data:`CHECKPOINT_FORMS`).
 
     Returns:
         The directory path.
@@ -104,7 +138,11 @@ def make_test_model(directory: str | os.PathLike, size: str = "tiny", seed: int 
     n_params = sum(p.numel() for p in model.parameters())
     tmp = Path(tempfile.mkdtemp(prefix=".e2v-model-", dir=out.parent))
     try:
-        torch.save({"model": state}, tmp / "model.pt")
+        torch.save(
+            checkpoint_payload(state, checkpoint_form),
+            tmp / "model.pt",
+            _use_new_zipfile_serialization=checkpoint_form != "legacy",
+        )
         (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), "utf-8")
         (tmp / "tokens.txt").write_text("\n".join(tokens) + "\n", "utf-8")
         (tmp / "configuration.json").write_text(

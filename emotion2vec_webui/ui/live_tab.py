@@ -21,13 +21,13 @@ from html import escape
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
 from emotion2vec_webui.ui import text as ui_text
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 WINDOW_S = 3.0  # the rolling window classified at each tick
 TICK_S = 1.0  # seconds of received audio between two ticks
 MIN_WINDOW_S = 0.5  # no tick before this much audio has arrived
