@@ -5,7 +5,8 @@ The folders are the architecture (docs/architecture.md):
     foundation   errors, config, labels, logs, files      (imports nothing of ours but foundation)
     core         audio → model → engine                     (no files, HTTP or Gradio)
     runs         the one recognise flow, run folders, the service
-    operations   jobs (batch local/Ray), bench              (started by more than one face)
+    jobs         batch over many inputs, local or on Ray     (started by more than one face)
+    bench        the benchmark (reads labelled sets the way jobs do)
     faces        serving (REST), ui, cli                    (never import each other)
     root         app (FastAPI + Gradio), cli entry point, __main__
 
@@ -39,15 +40,15 @@ LAYERS: dict[str, tuple[int, str]] = {
     "engine": (3, "engine"),
     "runs": (4, "runs"),
     "jobs": (5, "jobs"),
-    "bench": (5, "bench"),
-    "serving": (6, "serving"),
-    "ui": (6, "ui"),
-    "cli": (6, "cli"),
-    "app": (7, "root"),
-    "__main__": (8, "root"),
+    "bench": (6, "bench"),
+    "serving": (7, "serving"),
+    "ui": (7, "ui"),
+    "cli": (7, "cli"),
+    "app": (8, "root"),
+    "__main__": (9, "root"),
 }
-# The CLI's entry point dispatches `serve` to the composition root: it alone may import it.
-ENTRY_POINTS = {f"{PKG}.cli.main"}
+# The CLI's `serve` command hands over to the composition root: it alone may import it.
+ENTRY_POINTS = {f"{PKG}.cli.serve"}
 
 
 def module_name(path: Path) -> str:

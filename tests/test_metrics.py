@@ -15,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError, OverloadedError
+from emotion2vec_webui.runs import status
 from emotion2vec_webui.runs.service import ModelStatus
 from emotion2vec_webui.serving import metrics
-from emotion2vec_webui.ui.app import system_tab as ui_system
+from emotion2vec_webui.ui import system_tab as ui_system
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -168,15 +169,15 @@ def test_route_label_and_error_code_helpers():
 
 def test_recent_runs_percentiles_and_system_tab_text():
     service = fake_service()
-    stats = metrics.recent_runs(service)
-    assert metrics.recent_runs(service) is stats and service.observers == [stats]
+    stats = status.recent_runs(service)
+    assert status.recent_runs(service) is stats and service.observers == [stats]
     assert stats.latency() == (0, None, None)
     for t in range(1, 101):
         stats(fake_outcome(t / 100))
     stats(E2VError("audio_empty", "empty"))
     assert stats.served == 100
     assert stats.latency() == (100, 0.5, 0.95)
-    snapshot = metrics.resources(service)
+    snapshot = status.resources(service)
     assert snapshot["served"] == 100 and snapshot["queue_depth"] == 2 and snapshot["rss_bytes"] > 0
     html = ui_system.resources_html(service)
     assert "500 ms / 950 ms" in html and "2 / 4" in html

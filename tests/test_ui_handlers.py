@@ -15,9 +15,9 @@ import pytest
 
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.service import Service
-from emotion2vec_webui.ui.app import app as ui
-from emotion2vec_webui.ui.app import handlers as ui_handlers
-from emotion2vec_webui.ui.app import text as ui_text
+from emotion2vec_webui.ui import app as ui
+from emotion2vec_webui.ui import handlers as ui_handlers
+from emotion2vec_webui.ui import text as ui_text
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ def test_example_clips_are_small_and_decode():
 
 def test_mounted_ui_queue_does_not_poll_at_1_khz(service, settings, monkeypatch):
     """Gradio's idle queue polled every 1 ms, taking CPU from inference; the mounted UI's polls every 20 ms."""
-    from emotion2vec_webui.serving import server
+    from emotion2vec_webui import app as server
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", "")
     app = server.create_app(settings, service)

@@ -18,9 +18,7 @@ Output: a Markdown table on stdout (the comparison users read) and, with
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ import numpy as np
 
 from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.files import write_atomic
 
 _WORKER_TIMEOUT_S = 3600
 
@@ -296,59 +295,7 @@ def _measure_in_subprocess(spec: dict) -> ModelBench:
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the benchmark for ``args.models``; print the Markdown table; write JSON to ``args.output``."""
-    from emotion2vec_webui.cli.main import settings_from_args
-    from emotion2vec_webui.model.resolve import cpu_threads
-
-    settings = settings_from_args(args)
-    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
-    if not models:
-        raise E2VError("bad_request", "--models: name at least one model")
-    if args.repeats < 1:
-        raise E2VError("bad_request", "--repeats must be at least 1")
-    durations = parse_durations(args.durations)
-    items = dataset_items(args.dataset) if args.dataset else []
-    results = []
-    for name in models:
-        print(f"measuring {name} …", file=sys.stderr, flush=True)
-        spec = {
-            "model": name,
-            "hub": settings.hub,
-            "device": settings.device,
-            "precision": settings.precision,
-            "durations": durations,
-            "repeats": args.repeats,
-            "dataset": [f for f, _ in items],
-        }
-        if name.startswith("hf-random:"):  # build and save the stand-in once, outside the measured process
-            from emotion2vec_webui.bench.peers import prepare_random_peer
-
-            prepare_random_peer(name.split(":", 1)[1])
-        results.append(_measure_in_subprocess(spec))
-    if items:
-        results = score_dataset(results, [c for _, c in items])
-    print(markdown_table(results, durations, bool(items)))
-    machine = f"{os.uname().machine}, {cpu_threads()} CPU cores"
-    print(f"\n{machine}; latency over {args.repeats} repeats after one warm-up call; RTF = p50 / clip length.")
-    if any(r.random_weights for r in results):
-        print("Random-weight models: speed and memory are the real architectures'; accuracy is chance.")
-    if args.output:
-        payload = {
-            "machine": machine,
-            "durations_s": durations,
-            "repeats": args.repeats,
-            "dataset": str(args.dataset) if args.dataset else None,
-            "models": [{k: v for k, v in asdict(r).items() if k != "item_scores"} for r in results],
-        }
-        _write_json_atomic(Path(args.output), payload)
-    return 0 if all(r.ok for r in results) else 1
+    write_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -221,6 +221,11 @@ class EmotionEngine:
         )
         return engine
 
+    @classmethod
+    def from_settings(cls, settings, warmup: bool = True) -> EmotionEngine:
+        """Load the engine that ``settings`` (``E2V_MODEL``, ``E2V_HUB``, ``E2V_DEVICE``, ``E2V_PRECISION``) name."""
+        return cls.load(settings.model, settings.hub, settings.device, settings.precision, warmup=warmup)
+
     def autocast(self):
         """The autocast context of this engine's precision (a no-op in fp32 and int8)."""
         import contextlib

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
-from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row, write_atomic
-from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, parse_label_map, write_evaluation
+from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.jobs.inputs import BatchItem
+from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row
+from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, write_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +96,6 @@ def check_labels(items: list[BatchItem], label_map: dict[str, str]) -> None:
         )
 
 
-class _Answered:
-    """An engine stand-in that hands :func:`pipeline.recognize_decoded` a result computed in a batched call."""
-
-    def __init__(self, engine, result) -> None:
-        self.info = engine.info
-        self._result = result
-
-    def recognize(self, waveform, *args, **kwargs):
-        return self._result
-
-
 def classify_group(engine, pairs: list, settings: Settings, options: BatchOptions) -> list:
     """Classify decoded inputs and write their run folders into ``settings.output_dir``.
 
@@ -123,7 +112,7 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
     Returns:
         One :class:`pipeline.RunOutcome` or :class:`E2VError` per input, in order.
     """
-    from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_decoded
+    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
     recognize_options = RecognizeOptions(options.granularity, options.extract_embedding)
     answers = None
@@ -133,15 +122,17 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
             # On CPU padded batches do not pay, and the engine then goes one by one (batching.py).
             max_batch = options.batch_size if str(engine.info.device).startswith("cuda") else None
             waves = [d.waveform for _, d in pairs]
-            answers = batched(waves, options.granularity, options.extract_embedding, max_batch=max_batch)
+            answers = batched(
+                waves, options.granularity, options.extract_embedding, max_batch=max_batch, window_s=settings.window_s
+            )
         except Exception as exc:  # one bad input must not fail its neighbours: retry one by one
             log.warning("batched call failed (%s: %s); classifying one by one", type(exc).__name__, exc)
     out = []
     for i, (item, decoded) in enumerate(pairs):
         rid = item_request_id(Path(settings.output_dir).name, item.file)
-        runner = engine if answers is None else _Answered(engine, answers[i])
+        flow = Recognition(settings, recognize_options, request_id=rid)
         try:
-            out.append(recognize_decoded(decoded, runner, settings, recognize_options, request_id=rid))
+            out.append(flow.finish(decoded, engine, None if answers is None else answers[i]))
         except E2VError as exc:
             out.append(exc)
         except Exception as exc:  # recorded in the summary; the batch goes on
@@ -265,61 +256,3 @@ def format_report(report: BatchReport) -> str:
     return "\n".join(lines)
 
 
-def cmd_batch(args) -> int:
-    """The ``batch`` sub-command. Returns 0 when every input is ok, 1 when any failed."""
-    from emotion2vec_webui.cli.main import EXIT_OK, EXIT_SOME_FAILED, load_engine, settings_from_args
-
-    settings = settings_from_args(args)
-    options = BatchOptions(
-        granularity=args.granularity,
-        extract_embedding=args.embedding,
-        batch_size=max(1, args.batch_size),
-        workers=max(1, args.workers),
-        label_map=parse_label_map(args.label_map),
-    )
-    items = discover_inputs(args.input)
-    check_labels(items, options.label_map)
-    root = Path(settings.output_dir)
-    folder = args.batch_dir or (latest_batch_dir(root, args.input) if args.resume else None) or new_batch_dir(root)
-    manifest = {"input": args.input, "granularity": options.granularity, "embedding": options.extract_embedding}
-    summary, todo = open_batch(items, Path(folder), args.resume, {**manifest, "model": settings.model})
-    skipped = len(items) - len(todo)
-    batch_settings = replace(settings, output_dir=summary.folder.resolve())  # absolute: Ray workers
-    print(f"batch folder: {summary.folder} — {len(items)} inputs, {len(todo)} to do", file=sys.stderr)
-
-    # Each input's processing log is in its run.log; the console shows the progress bar and failures.
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("emotion2vec_webui.pipeline").setLevel(logging.WARNING)
-    engine = load_engine(settings) if todo and args.engine == "local" else None
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(items), initial=skipped, unit="clip", file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
-    failed = 0
-
-    def on_row(row: dict) -> None:
-        nonlocal failed
-        if row["status"] != "ok":
-            failed += 1
-            bar.write(f"{row['file']}: {row['error_message']} [{row['error_code']}]", file=sys.stderr)
-        bar.set_postfix(failed=failed, refresh=False)
-        bar.update(1)
-
-    t0 = time.perf_counter()
-    audio_s = 0.0
-    try:
-        if todo and args.engine == "ray":
-            from emotion2vec_webui.jobs.ray_batch import run_ray
-
-            audio_s = run_ray(todo, summary, batch_settings, options, on_row)
-        elif todo:
-            audio_s = run_local(
-                todo, summary, batch_settings, options,
-                lambda pairs: classify_group(engine, pairs, batch_settings, options), on_row,
-            )  # fmt: skip
-    finally:
-        bar.close()
-        summary.close()
-    report = finish_batch(summary, items, options, skipped, audio_s, time.perf_counter() - t0)
-    print(format_report(report))
-    return EXIT_SOME_FAILED if report.failed else EXIT_OK

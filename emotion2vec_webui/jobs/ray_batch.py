@@ -123,11 +123,11 @@ class ClassifyActor:
         from emotion2vec_webui.engine.engine import EmotionEngine
         from emotion2vec_webui.model.resolve import quiet_funasr
 
-        logging.getLogger("emotion2vec_webui.pipeline").setLevel(logging.WARNING)  # details are in each run.log
+        logging.getLogger("emotion2vec_webui.runs.recognize").setLevel(logging.WARNING)  # details are in each run.log
         self.settings = settings
         self.options = options
         with quiet_funasr():
-            self.engine = EmotionEngine.load(settings.model, settings.hub, settings.device, settings.precision)
+            self.engine = EmotionEngine.from_settings(settings)
 
     def __call__(self, batch: dict) -> dict:
         from emotion2vec_webui.jobs.batch import classify_group

@@ -20,9 +20,9 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.inputs import BatchItem
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.storage import RUN_ID_RE
@@ -187,17 +187,3 @@ def summary_csv(rows: list[dict]) -> str:
     for row in rows:
         writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in SUMMARY_FIELDS})
     return buf.getvalue()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a text file atomically (temp file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,5 +1,9 @@
 """Faster forms of FunASR's Emotion2vec layers, swapped in per instance after loading.
 
+One concept: the CPU fast path, whose pieces share the swap-in helper, the
+calibration signal and the equality tests against FunASR's own layers; split,
+they would only import each other.
+
 Three things, each checked against FunASR's own modules in tests/test_fastpath.py:
 
 - :class:`ConvFrontEnd` computes the waveform front-end

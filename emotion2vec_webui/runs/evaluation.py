@@ -15,13 +15,13 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.labels import EMOTIONS
 
 # Dataset spellings → our classes. RAVDESS has no "calm" class of ours: calm speech is neutral.
@@ -165,9 +165,9 @@ def write_evaluation(folder: str | os.PathLike, metrics: Metrics, extra: dict | 
     folder = Path(folder)
     payload = {**asdict(metrics), **(extra or {})}
     paths = [
-        _atomic_write(folder / "metrics.json", (json.dumps(payload, indent=2) + "\n").encode()),
-        _atomic_write(folder / "confusion_matrix.csv", confusion_csv(metrics).encode()),
-        _atomic_write(folder / "confusion_matrix.png", confusion_png(metrics)),
+        _write(folder / "metrics.json", json.dumps(payload, indent=2) + "\n"),
+        _write(folder / "confusion_matrix.csv", confusion_csv(metrics)),
+        _write(folder / "confusion_matrix.png", confusion_png(metrics)),
     ]
     return paths
 
@@ -201,13 +201,6 @@ def confusion_png(metrics: Metrics) -> bytes:
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write(path: Path, data: bytes | str) -> Path:
+    write_atomic(path, data)
     return path

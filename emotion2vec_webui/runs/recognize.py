@@ -1,8 +1,13 @@
-"""The one flow every adapter uses: decode → engine → result.json → run folder.
+"""The one recognise flow: decode → classify → result.json → run folder.
 
-UI, REST, CLI and batch call :func:`recognize_source` (or, when they decoded
-ahead in another thread, :func:`recognize_decoded`); none of them touches
-FunASR or writes run files themselves.
+Every face goes through :class:`Recognition`: the Recognize tab and the Live
+tab (through :class:`service.Service`), REST, the CLI and batch. A face that
+decodes in one thread and classifies in another (REST, batch) calls the two
+steps, :meth:`Recognition.decode` and :meth:`Recognition.finish`, itself;
+the others call :meth:`Recognition.run`. Batch classifies a group of clips
+in one batched engine call and hands each clip's answer to ``finish``, which
+then only assembles and writes. None of the faces touches FunASR or writes
+run files themselves.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +24,8 @@ import numpy as np
 from emotion2vec_webui import __version__
 from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio, decode_audio
 from emotion2vec_webui.config import Settings
-from emotion2vec_webui.engine.engine import EmotionEngine, EmotionResult
+from emotion2vec_webui.engine.engine import EmotionEngine
+from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
 from emotion2vec_webui.runs.storage import RunFolder, iso_timestamp, now_local, write_run
@@ -65,6 +72,54 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+class Recognition:
+    """One recognition, from an input to its run folder.
+
+    Args:
+        settings: limits, output folder, smoothing and window settings.
+        options: granularity, embedding, segmentation.
+        request_id: ties run.log to the server log (a new one when None).
+        write: write the run folder (False: only the result).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: RecognizeOptions = RecognizeOptions(),
+        *,
+        request_id: str | None = None,
+        write: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.request_id = request_id or new_request_id()
+        self.write = write
+        self.runlog = RunLog(self.request_id)
+        self.started = time.perf_counter()
+
+    def decode(self, source, source_name: str | None = None) -> DecodedAudio:
+        """Decode a path or bytes into the 16 kHz mono signal, within the settings' limits.
+
+        Raises:
+            AudioError: the input cannot be used (nothing is written).
+        """
+        self.started = time.perf_counter()
+        return decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
+
+    def run(self, source, execute: Callable, source_name: str | None = None) -> RunOutcome:
+        """Decode here, then classify and write through ``execute(fn)``, which calls ``fn(engine)``.
+
+        ``execute`` is ``service.call`` in the server (the inference queue) or
+        ``lambda fn: fn(engine)`` where the engine is at hand.
+        """
+        decoded = self.decode(source, source_name)
+        return execute(lambda engine: self.finish(decoded, engine))
+
+    def finish(self, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None = None) -> RunOutcome:
+        """Classify ``decoded`` (unless a batched call already gave its ``answer``), assemble and write."""
+        return _finish(self, decoded, engine, answer)
+
+
 def recognize_source(
     source,
     engine: EmotionEngine,
@@ -75,35 +130,17 @@ def recognize_source(
     request_id: str | None = None,
     write: bool = True,
 ) -> RunOutcome:
-    """Decode a path or bytes, classify it, and write its run folder.
+    """Decode a path or bytes, classify it with ``engine``, and write its run folder.
 
     Raises:
         E2VError: audio errors (nothing is written) or engine errors.
     """
-    request_id = request_id or new_request_id()
-    runlog = RunLog(request_id)
-    started = time.perf_counter()
-    decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(settings))
-    return recognize_decoded(
-        decoded, engine, settings, options, request_id=request_id, write=write, runlog=runlog, started=started
-    )
+    flow = Recognition(settings, options, request_id=request_id, write=write)
+    return flow.run(source, lambda fn: fn(engine), source_name)
 
 
-def recognize_decoded(
-    decoded: DecodedAudio,
-    engine: EmotionEngine,
-    settings: Settings,
-    options: RecognizeOptions = RecognizeOptions(),
-    *,
-    request_id: str | None = None,
-    write: bool = True,
-    runlog: RunLog | None = None,
-    started: float | None = None,
-) -> RunOutcome:
-    """Classify audio that is already decoded, and write its run folder."""
-    request_id = request_id or (runlog.request_id if runlog else new_request_id())
-    runlog = runlog or RunLog(request_id)
-    started = started if started is not None else time.perf_counter() - decoded.decode_s - decoded.resample_s
+def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None) -> RunOutcome:
+    settings, options, runlog, request_id = flow.settings, flow.options, flow.runlog, flow.request_id
     when = now_local()
     info = engine.info
     runlog(f"request {request_id} · emotion2vec-webui {__version__}")  # ties run.log to the server log
@@ -120,7 +157,10 @@ def recognize_decoded(
     for w in decoded.warnings:
         runlog(f"warning: {w}", logging.WARNING)
     runlog(f"model: {info.name} on {info.device} ({info.dtype}){' — random weights' if info.random_weights else ''}")
-    result = engine.recognize(decoded.waveform, options.granularity, options.extract_embedding, settings.window_s)
+    if answer is None:
+        result = engine.recognize(decoded.waveform, options.granularity, options.extract_embedding, settings.window_s)
+    else:  # classified in a batched call (jobs/batch.py)
+        result = answer
     runlog(f"inference: {result.inference_s * 1000:.1f} ms, {result.num_frames} frames, {options.granularity}")
 
     frames = segs = None
@@ -143,7 +183,7 @@ def recognize_decoded(
     embedding_meta = None
     if result.embedding is not None:
         embedding_meta = {"file": "embedding.npy", "shape": list(result.embedding.shape), "dtype": "float32"}
-    processing_s = time.perf_counter() - started
+    processing_s = time.perf_counter() - flow.started
     payload = {
         "emotion": result.emotion,
         "emotion_zh": EMOTIONS_ZH[result.emotion],
@@ -177,7 +217,7 @@ def recognize_decoded(
     }
     run = None
     t_write = time.perf_counter()
-    if write:
+    if flow.write:
         runlog(f"processing time {processing_s:.3f} s; writing run folder")
         run = write_run(settings.output_dir, payload, decoded.waveform, result.embedding, runlog.text(), when)
         runlog(f"wrote {run.run_id}")
@@ -188,5 +228,5 @@ def recognize_decoded(
         engine_result=result,
         decode_s=decoded.decode_s + decoded.resample_s,
         inference_s=result.inference_s,
-        write_s=time.perf_counter() - t_write if write else 0.0,
+        write_s=time.perf_counter() - t_write if flow.write else 0.0,
     )

@@ -17,12 +17,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
-from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError, OverloadedError
 from emotion2vec_webui.model.resolve import ModelInfo
-from emotion2vec_webui.runs.recognize import RecognizeOptions, RunLog, RunOutcome, new_request_id, recognize_decoded
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, RunOutcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,7 +75,7 @@ class Service:
     def _load(self) -> None:
         s = self.settings
         try:
-            engine = EmotionEngine.load(s.model, s.hub, s.device, s.precision)
+            engine = EmotionEngine.from_settings(s)
         except ModelUnavailableError as exc:
             log.error("model unavailable: %s", exc.message)
             self._status = ModelStatus("unavailable", exc.message)
@@ -164,18 +163,10 @@ class Service:
         Raises:
             E2VError: audio errors, ``model_unavailable``, ``overloaded``.
         """
-        request_id = request_id or new_request_id()
-        runlog = RunLog(request_id)
-        started = time.perf_counter()
+        flow = Recognition(self.settings, options, request_id=request_id, write=write)
         try:
             _ = self.engine  # fail fast (model_unavailable) before decoding
-            decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
-            outcome = self.call(
-                lambda engine: recognize_decoded(
-                    decoded, engine, self.settings, options, request_id=request_id, write=write, runlog=runlog,
-                    started=started,
-                )
-            )
+            outcome = flow.run(source, self.call, source_name)
         except Exception as exc:
             self._notify(exc)
             raise

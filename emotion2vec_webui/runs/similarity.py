@@ -9,14 +9,7 @@ to disk.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
-
 import numpy as np
-
-from emotion2vec_webui.errors import E2VError
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -88,33 +81,3 @@ def similarity_from_sources(service, a_source, a_name: str | None, b_source, b_n
     return service.call(lambda engine: similarity_decoded(engine, a, b, window_s))
 
 
-def cmd_similarity(args: argparse.Namespace) -> int:
-    """``emotion2vec-webui similarity A B [--json]``: print the cosine and both clips' emotions."""
-    from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
-    from emotion2vec_webui.cli.main import EXIT_OK, exit_code_for, load_engine, settings_from_args
-    from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH
-
-    settings = settings_from_args(args)
-    limits = AudioLimits.from_settings(settings)
-    clips, status = [], EXIT_OK
-    for name in (args.a, args.b):
-        try:
-            clips.append(decode_audio(name, source_name=Path(name).name, limits=limits))
-        except E2VError as exc:
-            print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)
-            status = max(status, exit_code_for(exc))
-    if status != EXIT_OK:
-        return status
-    engine = load_engine(settings)  # model_unavailable: cli.main prints it and exits 3
-    out = similarity_decoded(engine, clips[0], clips[1], settings.window_s)
-    if args.json:
-        print(json.dumps(out, ensure_ascii=False))
-        return EXIT_OK
-    print(f"cosine similarity: {out['cosine']:.4f}")
-    for key in ("a", "b"):
-        c = out[key]
-        print(
-            f"{key.upper()}: {c['source_name']}  {EMOJI[c['emotion']]} {c['emotion']} / {EMOTIONS_ZH[c['emotion']]}  "
-            f"{c['confidence']:.3f}  ({c['duration_s']:.2f} s)"
-        )
-    return EXIT_OK

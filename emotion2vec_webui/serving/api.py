@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,9 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui import __version__
-from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
 from emotion2vec_webui.errors import E2VError, OverloadedError
-from emotion2vec_webui.runs.recognize import RecognizeOptions, RunLog, recognize_decoded
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES, list_runs, read_result, run_path
 
 log = logging.getLogger(__name__)
@@ -353,18 +353,10 @@ async def _recognize(request: Request):
             "bad_request",
             "Send multipart/form-data with a 'file' part, or application/json with 'audio_base64' or 'audio_path'.",
         )
-    request_id = request.state.request_id
-    runlog = RunLog(request_id)
-    started = time.perf_counter()
-    decoded = await run_in_threadpool(
-        decode_audio, source, source_name=name, limits=AudioLimits.from_settings(settings)
-    )
+    flow = Recognition(settings, options, request_id=request.state.request_id)
+    decoded = await run_in_threadpool(flow.decode, source, name)
     del source
-    future = service.submit(
-        lambda engine: recognize_decoded(
-            decoded, engine, settings, options, request_id=request_id, runlog=runlog, started=started
-        )
-    )
+    future = service.submit(functools.partial(flow.finish, decoded))
     outcome = await _wait_or_cancel(request, future)
     if outcome is None:  # the client went away; nothing was (or will be) half-written
         return JSONResponse({}, status_code=499)

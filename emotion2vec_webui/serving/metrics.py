@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import threading
 import time
-import weakref
-from collections import deque
-from functools import lru_cache
 
-from emotion2vec_webui.errors import ERROR_CODES, E2VError
+from emotion2vec_webui.errors import ERROR_CODES
+from emotion2vec_webui.runs.status import _process, gpu_memory, outcome_of, register_counters, versions
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +31,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 MODEL_STATES = ("loading", "ready", "unavailable")
 STAGES = ("decode", "wait", "inference", "write")  # label values of e2v_recognition_stage_seconds
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Recent runs kept for the UI's p50/p95.
-RECENT_RUNS = 200
 
 
 # -- label helpers -----------------------------------------------------------------
@@ -84,142 +78,9 @@ def error_code_of(body: bytes) -> str | None:
     return error[0] if error else None
 
 
-def outcome_of(event) -> str:
-    """``ok`` for a RunOutcome, else the error code (``internal_error`` for anything unexpected)."""
-    if isinstance(event, E2VError):
-        return event.code
-    if isinstance(event, BaseException):
-        return "internal_error"
-    return "ok"
-
-
 def counter_total(counter) -> float:
     """Sum of a prometheus counter over all its labels."""
     return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
-
-
-# -- recent runs (the UI's live view) -----------------------------------------------
-
-
-class RecentRuns:
-    """Count and processing times of the service's latest recognitions (a service observer)."""
-
-    def __init__(self, size: int = RECENT_RUNS) -> None:
-        self._times: deque[float] = deque(maxlen=size)
-        self._lock = threading.Lock()
-        self.served = 0  # recognitions that produced a result
-
-    def __call__(self, event) -> None:
-        if outcome_of(event) != "ok":
-            return
-        with self._lock:
-            self.served += 1
-            self._times.append(float(event.result.get("processing_time_s", 0.0)))
-
-    def latency(self) -> tuple[int, float | None, float | None]:
-        """``(runs, p50, p95)`` of the processing times kept (nearest rank; None when empty)."""
-        with self._lock:
-            times = sorted(self._times)
-        if not times:
-            return 0, None, None
-
-        def rank(q: float) -> float:
-            return times[min(len(times) - 1, max(0, int(q * len(times) + 0.999999) - 1))]
-
-        return len(times), rank(0.50), rank(0.95)
-
-
-_recent: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_installed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # service → its app's Metrics
-_recent_lock = threading.Lock()
-
-
-def recent_runs(service) -> RecentRuns:
-    """The :class:`RecentRuns` observing ``service`` (attached on first use)."""
-    with _recent_lock:
-        stats = _recent.get(service)
-        if stats is None:
-            stats = _recent[service] = RecentRuns()
-            service.observers.append(stats)
-        return stats
-
-
-# -- resources ----------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _process():
-    import psutil
-
-    return psutil.Process()
-
-
-def gpu_memory() -> list[dict]:
-    """Per CUDA device: allocated, reserved and peak bytes; empty without CUDA in use.
-
-    Reads torch only when something else already imported it and CUDA is
-    initialised, so scraping never imports torch or opens a CUDA context.
-    """
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
-        return []
-    return [
-        {
-            "device": f"cuda:{i}",
-            "allocated": torch.cuda.memory_allocated(i),
-            "reserved": torch.cuda.memory_reserved(i),
-            "peak": torch.cuda.max_memory_allocated(i),
-        }
-        for i in range(torch.cuda.device_count())
-    ]
-
-
-def resources(service) -> dict:
-    """A snapshot for the system tab: CPU, memory, GPU memory, queue, runs served, latency.
-
-    Returns:
-        ``cpu_percent`` (this process, since the previous call; may exceed 100
-        on several cores), ``system_cpu_percent``, ``rss_bytes``, ``gpus``
-        (see :func:`gpu_memory`), ``queue_depth``, ``max_queue``, ``served``,
-        ``errors`` and ``rejections`` (None without /metrics installed),
-        ``recent``, ``p50_s``, ``p95_s``.
-    """
-    import psutil
-
-    proc = _process()
-    stats = recent_runs(service)
-    runs, p50, p95 = stats.latency()
-    metrics = _installed.get(service)
-    return {
-        "cpu_percent": proc.cpu_percent(None),
-        "system_cpu_percent": psutil.cpu_percent(None),
-        "rss_bytes": proc.memory_info().rss,
-        "gpus": gpu_memory(),
-        "queue_depth": service.queue_depth,
-        "max_queue": service.settings.max_queue,
-        "served": stats.served,
-        "errors": counter_total(metrics.errors) if metrics else None,
-        "rejections": counter_total(metrics.rejections) if metrics else None,
-        "recent": runs,
-        "p50_s": p50,
-        "p95_s": p95,
-    }
-
-
-@lru_cache(maxsize=1)
-def versions() -> dict[str, str]:
-    """Versions of the app, Python and the main libraries (``-`` when not installed)."""
-    from importlib import metadata
-
-    from emotion2vec_webui import __version__
-
-    found = {"app": __version__, "python": sys.version.split()[0]}
-    for name in ("torch", "funasr", "gradio", "fastapi"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "-"
-    return found
 
 
 # -- Prometheus ---------------------------------------------------------------------
@@ -354,7 +215,7 @@ class Metrics:
         if service is not None:
             r.register(_LiveCollector(service))
             service.observers.append(self.observe_recognition)
-            _installed[service] = self
+            register_counters(service, lambda: (counter_total(self.errors), counter_total(self.rejections)))
 
     def observe_recognition(self, event) -> None:
         """Service observer: a RunOutcome, or the exception :meth:`Service.recognize` raised."""

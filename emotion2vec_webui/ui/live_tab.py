@@ -197,7 +197,7 @@ def on_stop(service, session: LiveSession | None):
         A :class:`ui_handlers.RunView` (an error card when there is nothing to classify).
     """
     from emotion2vec_webui.audio.decode import DecodedAudio
-    from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_decoded
+    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
     from emotion2vec_webui.ui.handlers import error_view, view_run
 
     if session is None or session.samples == 0:
@@ -215,9 +215,9 @@ def on_stop(service, session: LiveSession | None):
         container="microphone",
         warnings=warnings if session.truncated else (),
     )
-    options = RecognizeOptions(granularity="frame", extract_embedding=True)
+    flow = Recognition(service.settings, RecognizeOptions(granularity="frame", extract_embedding=True))
     try:
-        outcome = service.call(lambda engine: recognize_decoded(decoded, engine, service.settings, options))
+        outcome = service.call(lambda engine: flow.finish(decoded, engine))
     except E2VError as exc:
         return error_view(exc.code, exc.message)
     return view_run(service.settings.output_dir, outcome.run.run_id, outcome.result, outcome.log_text)

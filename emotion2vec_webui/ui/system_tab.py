@@ -83,7 +83,7 @@ def limit_rows(settings) -> list[tuple[str, str]]:
 
 
 def version_rows() -> list[tuple[str, str]]:
-    from emotion2vec_webui.serving.metrics import versions
+    from emotion2vec_webui.runs.status import versions
 
     return [(name, version) for name, version in versions().items()]
 
@@ -146,7 +146,7 @@ def info_html(service) -> str:
 
 def resources_html(service) -> str:
     """The live view: CPU, memory, GPU memory, queue, runs served, latency."""
-    from emotion2vec_webui.serving.metrics import resources
+    from emotion2vec_webui.runs.status import resources
 
     snapshot = resources(service)
     stamp = time.strftime("%H:%M:%S")
@@ -158,7 +158,7 @@ def build_system_tab(service) -> None:
     """Add the System tab to the ``gr.Tabs`` being built (call inside ``gr.Blocks``)."""
     import gradio as gr
 
-    from emotion2vec_webui.serving.metrics import recent_runs
+    from emotion2vec_webui.runs.status import recent_runs
 
     recent_runs(service)  # start counting now, not at the first look at the tab
     with gr.Tab(bilingual("System", "系统"), id="system") as tab:

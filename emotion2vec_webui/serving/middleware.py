@@ -1,7 +1,4 @@
-"""One server, one port: the REST API (FastAPI) with the Gradio UI mounted at ``/``.
-
-The app is assembled here; the ``/api/v1`` routes live in :mod:`.api`.
-Request handling, outermost first:
+"""The HTTP middleware of the one server (assembled in ``app.py``), outermost first:
 
 1. :class:`RequestContextMiddleware` gives every request an ``X-Request-ID``
    (a sane incoming one is kept), sets :data:`logs.request_id_var` for the
@@ -21,18 +18,15 @@ app is built: ``/`` and ``/healthz`` answer within seconds of the start.
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import logging
 import re
-import threading
 import uuid
 
 from starlette.requests import ClientDisconnect
 
 from emotion2vec_webui.config import Settings
-from emotion2vec_webui.logs import log_to_file, request_id_var
-from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -243,150 +237,3 @@ async def _drain(receive, max_bytes: int) -> None:
             dropped += len(message.get("body", b""))
             if not message.get("more_body", False):
                 return
-
-
-def create_app(settings: Settings, service: Service | None = None):
-    """The FastAPI app: health, readiness, REST API, OpenAPI docs, and the Gradio UI at ``/``.
-
-    Args:
-        settings: the server's settings.
-        service: the shared service (a new one when None; started with the app).
-
-    Returns:
-        The ASGI app (a ``fastapi.FastAPI``).
-    """
-    import contextlib
-
-    from fastapi import FastAPI
-
-    from emotion2vec_webui import __version__
-    from emotion2vec_webui.serving import api, metrics
-
-    service = service or Service(settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        service.start()  # idempotent; the model loads in the background
-        try:
-            yield
-        finally:
-            service.stop()
-
-    app = FastAPI(
-        title="emotion2vec-webui",
-        version=__version__,
-        description=api.API_DESCRIPTION,
-        docs_url="/docs",
-        redoc_url=None,
-        openapi_url="/openapi.json",
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.service = service
-    api.install_error_handlers(app)
-    app.include_router(api.health_router)
-    app.include_router(api.router)
-
-    app.add_middleware(ApiGuardMiddleware, settings=settings)
-    app.add_middleware(RequestContextMiddleware)
-    # GET /metrics, and the metrics middleware added last: outermost, so it also counts the
-    # 401/413/500 answers that the two middleware above give by themselves.
-    metrics.install(app, service, settings)
-    api.add_api_catch_all(app)  # after every /api route: unknown /api paths are JSON 404s, not the UI's
-    _mount_ui(app, service, settings)
-    return app
-
-
-def _mount_ui(app, service: Service, settings: Settings) -> None:
-    import gradio as gr
-
-    from emotion2vec_webui.ui import app as ui
-
-    blocks = ui.build_ui(service)
-    kwargs = ui.mount_kwargs(settings)
-    _quiet_queue(blocks)
-    gr.mount_gradio_app(app, blocks, path="/", **kwargs)
-    # Gradio checks that a FileData input names a file the user uploaded (not, say, /etc/passwd)
-    # only when ``blocks.has_launched`` (processing_utils._check_allowed), which launch() sets and
-    # mount_gradio_app() does not (Gradio 6.31): without this, the mounted UI's API would read any
-    # server path. Tested in tests/reliability/test_traversal.py.
-    blocks.has_launched = True
-
-
-QUEUE_POLL_S = 0.02  # how often an idle Gradio queue looks for new UI events
-PROGRESS_POLL_S = 0.1  # and for progress updates to send
-
-
-def _quiet_queue(blocks) -> None:
-    """Make Gradio's idle queue poll at 50 Hz instead of 1 kHz.
-
-    On Linux Gradio's queue loop sleeps 1 ms between looks at an empty queue
-    (``Queue.sleep_when_free``; progress updates every 10 ms). Idle, that
-    kept ~9% of a core busy in this server; during inference it takes those
-    cycles from one of the model's threads, and every parallel step waits for
-    the slowest thread: on 2 cores a 5 s clip's inference ran ~15% slower in
-    the server than in a plain process. A UI event now waits at most 20 ms
-    more to start, next to inference times of 0.1-1 s.
-    """
-    queue = getattr(blocks, "_queue", None)
-    if queue is None:  # pragma: no cover - another Gradio layout: leave it be
-        return
-    if hasattr(queue, "sleep_when_free"):
-        queue.sleep_when_free = max(queue.sleep_when_free, QUEUE_POLL_S)
-    if hasattr(queue, "progress_update_sleep_when_free"):
-        queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, PROGRESS_POLL_S)
-
-
-def _open_share_link(server, host: str, port: int, settings: Settings) -> None:
-    """``--share``: once uvicorn listens, open a Gradio share tunnel to it and log the public URL."""
-    import secrets
-    import time
-
-    while not server.started and not server.should_exit:
-        time.sleep(0.1)
-    if server.should_exit:
-        return
-    from gradio import networking
-
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    try:
-        url = networking.setup_tunnel(local, port, secrets.token_urlsafe(32), None, None)
-    except Exception as exc:  # no network, blocked ports, missing frpc download
-        log.warning("could not open a share link (%s); serving locally only", exc)
-        return
-    log.info("public share link: %s (UI and API; valid about a week)", url)
-    if not settings.api_token:
-        log.warning("the share link is public and E2V_API_TOKEN is not set: anyone with the link can use the API")
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """``emotion2vec-webui serve``: build the app, start the service, run uvicorn."""
-    import uvicorn
-
-    from emotion2vec_webui.cli.main import settings_from_args
-
-    settings = settings_from_args(args)
-    log_to_file(settings.log_dir)  # rotating JSON lines, 10 MB x 5
-    from emotion2vec_webui.ui.app import configure_gradio_env
-
-    configure_gradio_env(settings)  # before Gradio is imported: some of its modules read the temp dir at import
-    service = Service(settings)
-    app = create_app(settings, service)
-    service.start()  # after the UI is built: importing torch would slow the first page
-    host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 7860)
-    log.info("serving the UI at http://%s:%d/ and the API docs at http://%s:%d/docs", host, port, host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level=settings.log_level.lower(),
-            log_config=None,  # keep our logging set-up (request ids, JSON)
-            # gradio_client keeps long-lived connections that otherwise hold shutdown for 14-30 s.
-            timeout_graceful_shutdown=2,
-        )
-    )
-    if getattr(args, "share", False):
-        threading.Thread(target=_open_share_link, args=(server, host, port, settings), daemon=True).start()
-    server.run()
-    return 0

@@ -1,0 +1,106 @@
+"""``emotion2vec-webui batch INPUT``: a folder, glob or list file → a batch folder (jobs/batch.py does the work)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from emotion2vec_webui.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    add_model_args,
+    add_output_args,
+    add_recognition_args,
+    settings_from_args,
+)
+from emotion2vec_webui.jobs.batch import (
+    BatchOptions,
+    check_labels,
+    classify_group,
+    finish_batch,
+    format_report,
+    latest_batch_dir,
+    new_batch_dir,
+    open_batch,
+    run_local,
+)
+from emotion2vec_webui.jobs.inputs import discover_inputs
+from emotion2vec_webui.runs.evaluation import parse_label_map
+
+
+def add_parser(sub) -> None:
+    """Add the ``batch`` sub-command to ``sub`` (argparse sub-parsers)."""
+    p = sub.add_parser("batch", help="classify a folder, glob or list file; writes summary.csv and summary.jsonl")
+    p.add_argument("input", metavar="INPUT", help="folder (recursive), glob pattern, or list file (.txt / .csv)")
+    add_recognition_args(p, embedding_default=False)
+    add_model_args(p)
+    add_output_args(p)
+    p.add_argument("--batch-size", type=int, default=8, help="clips per model call (length-bucketed)")
+    p.add_argument("--resume", action="store_true", help="skip inputs already done in the batch folder")
+    p.add_argument("--batch-dir", type=Path, help="batch folder to write or resume (default: a new one)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local threads, or Ray Data")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads (local) or actors (ray)")
+    p.add_argument("--label-map", help="label mapping, e.g. 'calm=neutral,surprise=surprised'")
+
+
+def run(args) -> int:
+    """The ``batch`` sub-command. Returns 0 when every input is ok, 1 when any failed."""
+    from emotion2vec_webui.engine.engine import EmotionEngine
+
+    settings = settings_from_args(args)
+    options = BatchOptions(
+        granularity=args.granularity,
+        extract_embedding=args.embedding,
+        batch_size=max(1, args.batch_size),
+        workers=max(1, args.workers),
+        label_map=parse_label_map(args.label_map),
+    )
+    items = discover_inputs(args.input)
+    check_labels(items, options.label_map)
+    root = Path(settings.output_dir)
+    folder = args.batch_dir or (latest_batch_dir(root, args.input) if args.resume else None) or new_batch_dir(root)
+    manifest = {"input": args.input, "granularity": options.granularity, "embedding": options.extract_embedding}
+    summary, todo = open_batch(items, Path(folder), args.resume, {**manifest, "model": settings.model})
+    skipped = len(items) - len(todo)
+    batch_settings = replace(settings, output_dir=summary.folder.resolve())  # absolute: Ray workers
+    print(f"batch folder: {summary.folder} — {len(items)} inputs, {len(todo)} to do", file=sys.stderr)
+
+    # Each input's processing log is in its run.log; the console shows the progress bar and failures.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("emotion2vec_webui.runs.recognize").setLevel(logging.WARNING)
+    engine = EmotionEngine.from_settings(settings) if todo and args.engine == "local" else None
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), initial=skipped, unit="clip", file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+    failed = 0
+
+    def on_row(row: dict) -> None:
+        nonlocal failed
+        if row["status"] != "ok":
+            failed += 1
+            bar.write(f"{row['file']}: {row['error_message']} [{row['error_code']}]", file=sys.stderr)
+        bar.set_postfix(failed=failed, refresh=False)
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    audio_s = 0.0
+    try:
+        if todo and args.engine == "ray":
+            from emotion2vec_webui.jobs.ray_batch import run_ray
+
+            audio_s = run_ray(todo, summary, batch_settings, options, on_row)
+        elif todo:
+            audio_s = run_local(
+                todo, summary, batch_settings, options,
+                lambda pairs: classify_group(engine, pairs, batch_settings, options), on_row,
+            )  # fmt: skip
+    finally:
+        bar.close()
+        summary.close()
+    report = finish_batch(summary, items, options, skipped, audio_s, time.perf_counter() - t0)
+    print(format_report(report))
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK

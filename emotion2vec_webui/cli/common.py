@@ -1,0 +1,62 @@
+"""What every command shares: exit statuses, common flags, and settings with flags applied."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from emotion2vec_webui.errors import E2VError
+
+# Exit codes, one table: 0 ok, 1 some batch items failed, 2 bad input, 3 model unavailable.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_MODEL_UNAVAILABLE = 0, 1, 2, 3
+EXIT_CODES = {"model_unavailable": EXIT_MODEL_UNAVAILABLE, "overloaded": EXIT_MODEL_UNAVAILABLE}
+
+
+def exit_code_for(error: E2VError) -> int:
+    return EXIT_CODES.get(error.code, EXIT_BAD_INPUT)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model name, hub id or local directory (E2V_MODEL; default emotion2vec_plus_large)")
+    p.add_argument("--hub", choices=["ms", "hf"], help="model hub: ms = ModelScope, hf = Hugging Face (E2V_HUB)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (E2V_DEVICE; default auto)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8"],
+        help="compute precision (E2V_PRECISION; auto = bf16/fp16 on GPU, fp32 on CPU; int8 = the fast CPU mode)",
+    )
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output-dir", type=Path, help="root for run folders (E2V_OUTPUT_DIR; default ./outputs)")
+
+
+def add_recognition_args(p: argparse.ArgumentParser, embedding_default: bool = True) -> None:
+    p.add_argument(
+        "--granularity",
+        choices=["utterance", "frame"],
+        default="utterance",
+        help="utterance: one result per file; frame: also scores every 20 ms (timeline, segments)",
+    )
+    p.add_argument(
+        "--embedding",
+        action=argparse.BooleanOptionalAction,
+        default=embedding_default,
+        help="write embedding.npy ([D] per utterance, [T, D] per frame)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace):
+    """E2V_* settings with command-line flags applied on top."""
+    from emotion2vec_webui.config import load_settings
+
+    s = load_settings()
+    changes = {}
+    for field in ("model", "hub", "device", "precision", "output_dir"):
+        value = getattr(args, field, None)
+        if value is not None:
+            changes[field] = value
+    if getattr(args, "log_level", None):
+        changes["log_level"] = args.log_level.upper()
+    return dataclasses.replace(s, **changes)

@@ -1,0 +1,81 @@
+"""``emotion2vec-webui recognize FILE…``: one run folder per file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from emotion2vec_webui.cli.common import (
+    EXIT_MODEL_UNAVAILABLE,
+    EXIT_OK,
+    add_model_args,
+    add_output_args,
+    add_recognition_args,
+    exit_code_for,
+    settings_from_args,
+)
+from emotion2vec_webui.errors import E2VError
+
+
+def add_parser(sub) -> None:
+    """Add the ``recognize`` sub-command to ``sub`` (argparse sub-parsers)."""
+    p = sub.add_parser(
+        "recognize",
+        help="classify audio files; one run folder per file",
+        description="Classify audio files. A bad file is reported on stderr with its error code; the others are "
+        "still processed, and the exit status is 2.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    add_recognition_args(p)
+    add_model_args(p)
+    add_output_args(p)
+    p.add_argument("--json", action="store_true", help="print one result object per line (JSON Lines)")
+    p.add_argument(
+        "--segments",
+        choices=["frames", "vad"],
+        default="frames",
+        help="frames: segments are runs of the frame emotions (frame granularity); "
+        "vad: one emotion per speech segment (silero-vad), at either granularity",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
+
+    settings = settings_from_args(args)
+    options = RecognizeOptions(args.granularity, args.embedding, segmentation=args.segments)
+    engine = None
+
+    def with_engine(fn):  # the model loads once, after the first file decodes
+        nonlocal engine
+        if engine is None:
+            engine = EmotionEngine.from_settings(settings)
+        return fn(engine)
+
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            outcome = Recognition(settings, options).run(name, with_engine, source_name=Path(name).name)
+        except E2VError as exc:
+            if exc.code == "model_unavailable":
+                print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+                return EXIT_MODEL_UNAVAILABLE
+            print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)
+            status = max(status, exit_code_for(exc))
+            continue
+        run = outcome.run
+        if args.json:
+            print(json.dumps({**outcome.result, "run_id": run.run_id, "run_dir": str(run.path)}, ensure_ascii=False))
+        else:
+            r = outcome.result
+            from emotion2vec_webui.labels import EMOJI
+
+            warn = f"  ({len(r['warnings'])} warning(s))" if r["warnings"] else ""
+            print(
+                f"{name}: {EMOJI[r['emotion']]} {r['emotion']} / {r['emotion_zh']}  {r['confidence']:.3f}  → {run.path}{warn}"
+            )
+        sys.stdout.flush()
+    return status
