@@ -4,7 +4,7 @@ One concept: the CPU fast path, whose pieces share the swap-in helper, the
 calibration signal and the equality tests against FunASR's own layers; split,
 they would only import each other.
 
-Three things, each checked against FunASR's own modules in tests/test_fastpath.py:
+Three things, each checked against FunASR's own modules in tests/model/test_fastpath.py:
 
 - :class:`ConvFrontEnd` computes the waveform front-end
   (``ConvFeatureExtractionModel`` in ``layer_norm`` mode: seven

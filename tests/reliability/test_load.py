@@ -1,6 +1,6 @@
 """Load and parallelism against the reliability server (short runs; the long one is benchmarks/load_test.py).
 
-Overload (a queue of 2) is tested in tests/test_api.py, whose server runs with E2V_MAX_QUEUE=2.
+Overload (a queue of 2) is tested in tests/serving/test_api.py, whose server runs with E2V_MAX_QUEUE=2.
 """
 
 from __future__ import annotations
