@@ -20,6 +20,8 @@ ERROR_CODES: dict[str, str] = {
     "unauthorized": "a valid API token is required",
     "model_unavailable": "the model could not be loaded",
     "overloaded": "the server queue is full; retry later",
+    "storage_full": "the output folder's disk is full (or over quota)",
+    "storage_unavailable": "the output folder cannot be created or written",
     "internal_error": "an unexpected error; see the server log",
 }
 
@@ -59,3 +61,7 @@ class OverloadedError(E2VError):
 
     def __init__(self, message: str = "The server is busy: the queue is full. Retry shortly.") -> None:
         super().__init__("overloaded", message)
+
+
+class StorageError(E2VError):
+    """The output folder cannot take a run: ``storage_full`` or ``storage_unavailable``."""
