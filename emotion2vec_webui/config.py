@@ -43,6 +43,7 @@ class Settings:
     log_dir: Path = Path("logs")  # rotating server log
     frame_smoothing_s: float = 0.5  # window for smoothing frame logits
     window_s: float = 30.0  # long audio is processed in windows of this length
+    min_free_mb: float = 100.0  # /readyz says storage_full when the outputs disk has less free space
     extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
 
     @property
@@ -76,4 +77,5 @@ def load_settings() -> Settings:
         log_dir=Path(env.get("E2V_LOG_DIR", "").strip() or "logs"),
         frame_smoothing_s=_float("E2V_FRAME_SMOOTHING_S", 0.5),
         window_s=_float("E2V_WINDOW_S", 30.0),
+        min_free_mb=_float("E2V_MIN_FREE_MB", 100.0),
     )
