@@ -14,10 +14,8 @@ import binascii
 import contextlib
 import json
 import logging
-import os
-import stat
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -31,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .audio import AudioLimits, decode_audio
 from .errors import E2VError, OverloadedError
+from .input_files import read_input_file
 from .pipeline import RecognizeOptions, RunLog, recognize_decoded
 from .results import ARTIFACTS, RUN_FILES, list_runs, read_result, run_path
 
@@ -505,9 +504,12 @@ async def _from_json(request: Request, settings):
     if (req.audio_base64 is None) == (req.audio_path is None):
         raise E2VError("bad_request", "Give exactly one of 'audio_base64' and 'audio_path'.")
     if req.audio_path is not None:
-        path = await run_in_threadpool(resolve_input_path, req.audio_path, settings.input_dirs)
-        data = await run_in_threadpool(read_input_file, path, settings.max_upload_bytes)
-        return data, _safe_name(req.filename, path.name), options
+        # Opened by walking from the input folder with O_NOFOLLOW at every step, and read from
+        # that descriptor: no check-then-open race (input_files.py).
+        data, file_name = await run_in_threadpool(
+            read_input_file, req.audio_path, settings.input_dirs, settings.max_upload_bytes
+        )
+        return data, _safe_name(req.filename, file_name), options
     text = req.audio_base64
     if text.startswith("data:") and "," in text[:200]:
         text = text.split(",", 1)[1]
@@ -521,49 +523,6 @@ async def _from_json(request: Request, settings):
     except (binascii.Error, ValueError):
         raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
     return data, _safe_name(req.filename), options
-
-
-def resolve_input_path(raw: str, input_dirs) -> Path:
-    """The real path of ``raw`` if it lies inside one of ``input_dirs`` (after ``..`` and symlinks).
-
-    Raises:
-        E2VError: ``forbidden`` (outside, or no input folders configured), ``not_found``, ``bad_request``.
-    """
-    if not input_dirs:
-        raise E2VError("forbidden", "audio_path is disabled on this server: set E2V_INPUT_DIRS to allow folders.")
-    if not raw or "\x00" in raw or len(raw) > 4096:
-        raise E2VError("forbidden", "audio_path is not an allowed path.")
-    roots = [Path(d).resolve() for d in input_dirs]
-    given = Path(raw)  # no "~" expansion: a relative path is looked up inside each input folder
-    candidates = [given] if given.is_absolute() else [root / given for root in roots]
-    for candidate in candidates:
-        try:
-            real = candidate.resolve()
-        except (OSError, RuntimeError):
-            continue
-        if any(real.is_relative_to(root) and real != root for root in roots):
-            if not real.is_file():
-                raise E2VError("not_found", f"No such file in the input folders: {_safe_name(raw, 'file')}")
-            return real
-    raise E2VError("forbidden", "audio_path lies outside the allowed input folders (E2V_INPUT_DIRS).")
-
-
-def read_input_file(path: Path, max_bytes: int) -> bytes:
-    """Read a resolved input file without following a symlink swapped in since (O_NOFOLLOW), capped."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        raise E2VError("forbidden", "audio_path cannot be opened.") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise E2VError("forbidden", "audio_path is not a regular file.")
-        if st.st_size > max_bytes:
-            raise E2VError(
-                "file_too_large", f"The file is {st.st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB."
-            )
-        return f.read(max_bytes + 1)
 
 
 def _with_links(request: Request, result: dict, run_id: str) -> dict:
