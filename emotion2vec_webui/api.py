@@ -31,7 +31,7 @@ from .audio import AudioLimits, decode_audio
 from .errors import E2VError, OverloadedError
 from .input_files import read_input_file
 from .pipeline import RecognizeOptions, RunLog, recognize_decoded
-from .results import ARTIFACTS, RUN_FILES, list_runs, read_result, run_path
+from .results import ARTIFACTS, RUN_FILES, OutputDirProbe, list_runs, read_result, run_path
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ HTTP_STATUS: dict[str, int] = {
     "not_implemented": 501,
     "model_unavailable": 503,
     "overloaded": 503,
+    "storage_unavailable": 503,
+    "storage_full": 507,
 }
 RETRY_AFTER_S = {"overloaded": 1, "model_unavailable": 5}
 _MEDIA_TYPES = {
@@ -69,7 +71,8 @@ API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
 * Every error is `{"error": {"code": …, "message": …}}`: 413 `file_too_large`,
   415 `audio_undecodable`, 422 `bad_request` / `audio_too_short` / `audio_too_long` /
   `audio_empty` / `audio_nonfinite`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`,
-  503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`.
+  503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`;
+  507 `storage_full` / 503 `storage_unavailable` when the output folder is full or cannot be written.
 * When `E2V_API_TOKEN` is set, `/api/*` needs `Authorization: Bearer <token>`.
 * Every response carries `X-Request-ID`; the id is in the logs and in `result.json`.
 """
@@ -98,6 +101,9 @@ class Readiness(BaseModel):
     model: dict[str, Any] | None = None
     queue_depth: int
     max_queue: int
+    storage: dict[str, Any] | None = Field(
+        None, description="the output folder: ok, code (storage_full / storage_unavailable), message, free_mb"
+    )
 
 
 class RecognizeJson(BaseModel):
@@ -259,24 +265,40 @@ async def healthz(request: Request) -> Health:
 @health_router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: 200 once the model is loaded, else 503 with the reason",
-    responses={503: {"model": Readiness, "description": "loading or unavailable"}},
+    summary="Readiness: 200 once the model is loaded and the output folder writable, else 503 with the reason",
+    responses={503: {"model": Readiness, "description": "loading, unavailable, or the output folder full/unwritable"}},
 )
 async def readyz(request: Request):
     service = request.app.state.service
     status = service.status
+    storage = await run_in_threadpool(_storage_probe(request).status)  # cached for a few seconds
+    storage_bad = status.state == "ready" and not storage.ok  # the model's state first, then the disk's
     body = Readiness(
-        ready=status.state == "ready",
-        state=status.state,
-        message=status.message,
+        ready=status.state == "ready" and storage.ok,
+        state="unavailable" if storage_bad else status.state,
+        message=storage.message if storage_bad else status.message,
         model=_model_info(status.info),
         queue_depth=service.queue_depth,
         max_queue=service.settings.max_queue,
+        storage={
+            "ok": storage.ok,
+            "code": storage.code,
+            "message": storage.message,
+            "free_mb": None if storage.free_bytes is None else round(storage.free_bytes / 1024 / 1024, 1),
+        },
     )
     if body.ready:
         return body
     headers = {"Retry-After": str(RETRY_AFTER_S["model_unavailable"])} if status.state == "loading" else {}
     return JSONResponse(body.model_dump(), status_code=503, headers=headers)
+
+
+def _storage_probe(request: Request) -> OutputDirProbe:
+    state = request.app.state
+    if getattr(state, "storage_probe", None) is None:
+        settings = state.settings
+        state.storage_probe = OutputDirProbe(settings.output_dir, int(settings.min_free_mb * 1024 * 1024))
+    return state.storage_probe
 
 
 def _model_info(info) -> dict | None:
@@ -331,6 +353,8 @@ _RECOGNIZE_BODY = {
         "forbidden",
         "not_found",
         "overloaded",
+        "storage_full",
+        "storage_unavailable",
         "internal_error",
     ),
     openapi_extra=_RECOGNIZE_BODY,

@@ -297,9 +297,13 @@ def _measure_in_subprocess(spec: dict) -> ModelBench:
 def _write_json_atomic(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, ensure_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an unserialisable value: leave no temp file behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

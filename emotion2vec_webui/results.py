@@ -87,7 +87,7 @@ def storage_error(exc: OSError) -> StorageError | None:
     if exc.errno in _FULL_ERRNOS:
         return StorageError(
             "storage_full",
-            "The server's output folder is full (no space left on its disk, or over quota): free some space or "
+            "The output folder is full (no space left on its disk, or over quota): free some space or "
             "point E2V_OUTPUT_DIR at another disk. / 输出文件夹所在磁盘已满（或超出配额）：请释放空间，"
             "或将 E2V_OUTPUT_DIR 指向其他磁盘。",
         )
@@ -95,7 +95,7 @@ def storage_error(exc: OSError) -> StorageError | None:
         reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
         return StorageError(
             "storage_unavailable",
-            f"The server's output folder cannot be written ({reason}): check that E2V_OUTPUT_DIR is a writable "
+            f"The output folder cannot be written ({reason}): check that E2V_OUTPUT_DIR (--output-dir) is a writable "
             f"folder. / 输出文件夹无法写入（{reason}）：请检查 E2V_OUTPUT_DIR 是可写的文件夹。",
         )
     return None
@@ -336,14 +336,15 @@ def check_output_dir(root: str | os.PathLike, min_free_bytes: int = MIN_FREE_BYT
     except OSError as exc:
         typed = storage_error(exc) or StorageError(
             "storage_unavailable",
-            f"The server's output folder cannot be written ({exc}). / 输出文件夹无法写入（{exc}）。",
+            f"The output folder cannot be written ({exc.strerror or type(exc).__name__}). / "
+            f"输出文件夹无法写入（{exc.strerror or type(exc).__name__}）。",
         )
         return StorageStatus(False, typed.code, typed.message, None)
     if free < min_free_bytes:
         return StorageStatus(
             False,
             "storage_full",
-            f"The server's output folder has {free / 1e6:.0f} MB free, under the {min_free_bytes / 1e6:.0f} MB "
+            f"The output folder has {free / 1e6:.0f} MB free, under the {min_free_bytes / 1e6:.0f} MB "
             f"floor: free some space or point E2V_OUTPUT_DIR at another disk. / 输出文件夹可用空间仅 "
             f"{free / 1e6:.0f} MB，低于 {min_free_bytes / 1e6:.0f} MB 下限：请释放空间，或将 E2V_OUTPUT_DIR 指向其他磁盘。",
             free,
@@ -359,7 +360,7 @@ def require_output_dir(root: str | os.PathLike, min_free_bytes: int = 0) -> None
     """
     status = check_output_dir(root, min_free_bytes)
     if not status.ok:
-        raise StorageError(status.code or "storage_unavailable", f"{Path(root)}: {status.message}")
+        raise StorageError(status.code or "storage_unavailable", f"{Path(root).absolute()}: {status.message}")
 
 
 class OutputDirProbe:

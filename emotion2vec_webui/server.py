@@ -373,7 +373,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .cli import settings_from_args
 
     settings = settings_from_args(args)
+    from .results import require_output_dir, sweep_stale_temps
+
+    # An unwritable outputs folder stops the start with one plain line (cli.main prints the
+    # StorageError, exit 4), not a traceback from the first run; then temp folders of writers
+    # that died (a kill mid-write) are swept.
+    require_output_dir(settings.output_dir)
     log_to_file(settings.log_dir)  # rotating JSON lines, 10 MB x 5
+    sweep_stale_temps(settings.output_dir)
     from .ui import configure_gradio_env
 
     configure_gradio_env(settings)  # before Gradio is imported: some of its modules read the temp dir at import

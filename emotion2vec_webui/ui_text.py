@@ -40,6 +40,8 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "unauthorized": ("需要登录", "Login required"),
     "model_unavailable": ("模型不可用", "Model unavailable"),
     "overloaded": ("服务器繁忙", "Server busy"),
+    "storage_full": ("存储空间已满", "Output disk full"),
+    "storage_unavailable": ("输出文件夹不可写", "Output folder not writable"),
     "internal_error": ("内部错误", "Internal error"),
 }
 
