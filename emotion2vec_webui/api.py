@@ -44,6 +44,8 @@ HTTP_STATUS: dict[str, int] = {
     "audio_empty": 422,
     "audio_undecodable": 415,
     "file_too_large": 413,
+    "request_timeout": 408,
+    "rate_limited": 429,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -55,7 +57,7 @@ HTTP_STATUS: dict[str, int] = {
     "storage_unavailable": 503,
     "storage_full": 507,
 }
-RETRY_AFTER_S = {"overloaded": 1, "model_unavailable": 5}
+RETRY_AFTER_S = {"overloaded": 1, "model_unavailable": 5, "rate_limited": 1}
 _MEDIA_TYPES = {
     "result.json": "application/json",
     "processed_audio.wav": "audio/wav",
@@ -214,15 +216,28 @@ def install_error_handlers(app) -> None:
         return error_response("bad_request", _describe_validation(exc.errors()))
 
     async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large", 401: "unauthorized"}.get(
-            exc.status_code, "bad_request"
-        )
+        # Starlette's own 4xx (a malformed multipart body is its 400) take the status of their code,
+        # so that one code always has one status (HTTP_STATUS).
+        code = _STARLETTE_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error_response(code, message, status=exc.status_code, headers=getattr(exc, "headers", None))
+        return error_response(code, message, headers=getattr(exc, "headers", None))
 
     app.add_exception_handler(E2VError, on_e2v_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+_STARLETTE_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "file_too_large",
+    429: "rate_limited",
+    501: "not_implemented",
+    503: "overloaded",
+}
 
 
 def _describe_validation(errors) -> str:
@@ -233,24 +248,43 @@ def _describe_validation(errors) -> str:
     return "Invalid request: " + "; ".join(parts) if parts else "Invalid request."
 
 
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def add_api_catch_all(app) -> None:
     """Unknown paths under /api answer a JSON 404 instead of falling through to the UI mount."""
 
-    async def not_found(request: Request) -> JSONResponse:
-        from starlette.routing import Match
+    async def answer(request: Request) -> JSONResponse:
+        from starlette.routing import Match, Mount
 
-        path = request.scope["path"]
-        for route in request.app.router.routes:
-            if getattr(route, "endpoint", None) is not_found:
-                continue
-            match, _ = route.matches(request.scope)
-            if match is Match.PARTIAL:  # the path exists with other methods
-                return error_response("method_not_allowed", f"{request.method} is not allowed on {path}.")
-        return error_response("not_found", f"No such API endpoint: {request.method} {path}")
+        scope, path = request.scope, request.scope["path"]
+        routes = [
+            r
+            for r in request.app.router.routes
+            if getattr(r, "endpoint", None) is not catch_all and not isinstance(r, Mount)
+        ]
+        if any(route.matches(scope)[0] is Match.PARTIAL for route in routes):  # the path exists with other methods
+            allow = ", ".join(
+                m for m in _HTTP_METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)
+            )
+            return error_response(
+                "method_not_allowed",
+                f"{request.method[:20]} is not allowed on {path}; use {allow}.",
+                headers={"Allow": allow},
+            )
+        return error_response("not_found", f"No such API endpoint: {request.method[:20]} {path}")
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    app.add_api_route("/api", not_found, methods=methods, include_in_schema=False)
-    app.add_api_route("/api/{rest:path}", not_found, methods=methods, include_in_schema=False)
+    class CatchAll:
+        """An ASGI app, not a function: Starlette's Route then matches every method (TRACE, made-up
+        ones), so that no request under /api falls through to the UI mount's ``{"detail": …}``."""
+
+        async def __call__(self, scope, receive, send) -> None:
+            response = await answer(Request(scope, receive))
+            await response(scope, receive, send)
+
+    catch_all = CatchAll()
+    app.add_route("/api", catch_all, include_in_schema=False)
+    app.add_route("/api/{rest:path}", catch_all, include_in_schema=False)
 
 
 # -- health ---------------------------------------------------------------------------
@@ -360,7 +394,10 @@ _RECOGNIZE_BODY = {
     openapi_extra=_RECOGNIZE_BODY,
 )
 async def recognize(request: Request):
-    with _admission(request).slot():  # 503 at once, before a byte of the body is read
+    admission = _admission(request)
+    admission.check()  # 503 at once, before a byte of the body is read
+    request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
+    with admission.slot():
         return await _recognize(request)
 
 
@@ -395,24 +432,61 @@ async def _recognize(request: Request):
 
 
 class Admission:
-    """Bounds the recognition requests in flight (uploading, decoding, queued or running).
+    """Bounds the recognition requests in flight (decoding, queued or running) and the bodies being read.
 
     The service's queue bounds waiting jobs; this also bounds the uploads and
     decoded signals held in memory before a job is queued: one running plus
     ``E2V_MAX_QUEUE`` waiting, beyond which a request is answered 503 at once.
-    Only touched from the event loop, so a plain counter is enough.
+    A request takes its slot only once its body is in (:meth:`read_body`): a
+    client that sends slowly or not at all holds no slot, and the body
+    timeouts of ``guards.BodyWatch`` end it. Bodies still arriving are bounded
+    in total bytes (``body_budget``: as many full bodies as there are slots),
+    not in number, so stalled connections cost nothing. Only touched from the
+    event loop, so plain counters are enough.
     """
 
     def __init__(self, service) -> None:
         self.service = service
         self.limit = service.settings.max_queue + 1
         self.active = 0
+        self.reading = 0  # bytes of request bodies read but not yet admitted
+        self.body_budget = self.limit * (2 * service.settings.max_upload_bytes + 64 * 1024)
 
-    @contextlib.contextmanager
-    def slot(self):
+    def check(self) -> None:
+        """Raise ``model_unavailable`` or ``overloaded`` now if a slot could not be had; takes nothing."""
         _ = self.service.engine  # model_unavailable while loading or after a failure
         if self.active >= self.limit or self.service.queue_depth >= self.service.settings.max_queue:
             raise OverloadedError()
+
+    async def read_body(self, request: Request) -> Request:
+        """Read the whole body, then return a request that replays it (and passes later messages through).
+
+        The size cap and the timeouts are ApiGuardMiddleware's; past ``body_budget``
+        bytes of bodies in flight the request is answered ``503 overloaded``.
+        """
+        chunks: list[bytes] = []
+        held = 0
+        try:
+            async for chunk in request.stream():
+                if self.reading + len(chunk) > self.body_budget:
+                    raise OverloadedError()
+                self.reading += len(chunk)
+                held += len(chunk)
+                chunks.append(chunk)
+        finally:
+            self.reading -= held
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        del chunks
+        receive = request.receive
+
+        async def replay():
+            return pending.pop() if pending else await receive()
+
+        return Request(request.scope, replay)
+
+    @contextlib.contextmanager
+    def slot(self):
+        self.check()
         self.active += 1
         try:
             yield
@@ -499,6 +573,10 @@ async def _multipart_form(request: Request, files: int):
         return await request.form(max_files=files, max_fields=16, max_part_size=64 * 1024)
     except MultiPartException as exc:
         raise E2VError("bad_request", f"Malformed multipart body: {exc.message}") from None
+    except StarletteHTTPException as exc:  # what Starlette raises for a MultiPartException inside an app
+        if exc.status_code >= 500:
+            raise
+        raise E2VError("bad_request", f"Malformed multipart body: {exc.detail}") from None
 
 
 async def _from_multipart(request: Request):
@@ -519,11 +597,15 @@ async def _from_json(request: Request, settings):
         raw = await run_in_threadpool(json.loads, body)
     except (ValueError, UnicodeDecodeError):
         raise E2VError("bad_request", "The body is not valid JSON.") from None
+    except RecursionError:  # e.g. "[" * 100_000
+        raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
     del body
     try:
         req = RecognizeJson.model_validate(raw)
     except ValidationError as exc:
         raise E2VError("bad_request", _describe_validation(exc.errors())) from None
+    except RecursionError:
+        raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
     options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation)
     if (req.audio_base64 is None) == (req.audio_path is None):
         raise E2VError("bad_request", "Give exactly one of 'audio_base64' and 'audio_path'.")
@@ -537,16 +619,35 @@ async def _from_json(request: Request, settings):
     text = req.audio_base64
     if text.startswith("data:") and "," in text[:200]:
         text = text.split(",", 1)[1]
-    if len(text) * 3 // 4 > settings.max_upload_bytes + 3:
+    data = await run_in_threadpool(decode_base64, text, settings.max_upload_bytes)
+    return data, _safe_name(req.filename), options
+
+
+# What `base64` (76-character lines), MIME and PEM put between the characters; nothing else is skipped.
+_BASE64_WHITESPACE = b" \t\n\r\x0b\x0c"
+
+
+def decode_base64(text: str, max_bytes: int) -> bytes:
+    """Strict base64 that tolerates ASCII whitespace (line breaks), capped at ``max_bytes`` decoded.
+
+    Raises:
+        E2VError: ``bad_request`` (not base64), ``file_too_large`` (over the cap).
+    """
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
+    raw = raw.translate(None, _BASE64_WHITESPACE)  # one copy, the size of the body at most
+    if len(raw) * 3 // 4 > max_bytes + 3:
+        mb = max_bytes / 1024 / 1024
         raise E2VError(
             "file_too_large",
-            f"The decoded audio exceeds the limit of {settings.max_upload_mb:g} MB (E2V_MAX_UPLOAD_MB).",
+            f"The decoded audio exceeds the limit of {mb:g} MB (E2V_MAX_UPLOAD_MB). / 解码后的音频超过 {mb:g} MB 上限。",
         )
     try:
-        data = await run_in_threadpool(base64.b64decode, text, validate=True)
+        return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
-    return data, _safe_name(req.filename), options
 
 
 def _with_links(request: Request, result: dict, run_id: str) -> dict:
@@ -646,9 +747,12 @@ async def similarity(request: Request):
     except ImportError:
         return error_response("not_implemented", "Similarity is not available in this build.")
     service = request.app.state.service
-    with _admission(request).slot():
-        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-            raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'.")
+    admission = _admission(request)
+    admission.check()  # 503 at once, before a byte of the body is read
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'.")
+    request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
+    with admission.slot():
         form = await _multipart_form(request, files=2)
         try:
             a, a_name = await _read_upload(form, "a")

@@ -42,6 +42,8 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "overloaded": ("服务器繁忙", "Server busy"),
     "storage_full": ("存储空间已满", "Output disk full"),
     "storage_unavailable": ("输出文件夹不可写", "Output folder not writable"),
+    "request_timeout": ("上传超时", "Upload timed out"),
+    "rate_limited": ("上传过于频繁", "Too many uploads"),
     "internal_error": ("内部错误", "Internal error"),
 }
 

@@ -26,3 +26,28 @@ def reliability_server(tiny_model_dir, tmp_path_factory):
         srv.outputs = root / "outputs"
         srv.inputs = root / "inputs"
         yield srv
+
+
+# Short client timeouts and small upload limits: test_slow_clients.py and test_upload_guard.py.
+BODY_TIMEOUT_S = 3.0
+HEADER_TIMEOUT_S = 2.0
+UPLOADS_PER_MIN = 6
+
+
+@pytest.fixture(scope="session")
+def guarded_server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("guarded")
+    env = server_env(
+        tiny_model_dir,
+        root,
+        max_queue=4,
+        body_timeout_s=BODY_TIMEOUT_S,
+        header_timeout_s=HEADER_TIMEOUT_S,
+        max_upload_mb=1,
+        max_batch_upload_mb=2,
+        upload_requests_per_min=UPLOADS_PER_MIN,
+    )
+    with ServerProcess(env) as srv:
+        srv.root = root
+        srv.gradio_tmp = root / "outputs" / ".gradio-tmp"
+        yield srv
