@@ -73,6 +73,7 @@ API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
 * Every error is `{"error": {"code": …, "message": …}}`: 413 `file_too_large`,
   415 `audio_undecodable`, 422 `bad_request` / `audio_too_short` / `audio_too_long` /
   `audio_empty` / `audio_nonfinite`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`,
+  405 `method_not_allowed`, 408 `request_timeout` (a stalled or too slow body),
   503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`;
   507 `storage_full` / 503 `storage_unavailable` when the output folder is full or cannot be written.
 * When `E2V_API_TOKEN` is set, `/api/*` needs `Authorization: Bearer <token>`.
