@@ -294,7 +294,9 @@ def sweep_stale_temps(root: str | os.PathLike, where: str = "outputs") -> int:
     """:func:`clean_stale_temps` plus a log line saying how many were removed (``serve``/``batch`` start)."""
     removed = clean_stale_temps(root)
     if removed:
-        log.info("removed %d stale temporary folder(s) left by interrupted writes in the %s folder %s", removed, where, root)
+        log.info(
+            "removed %d stale temporary folder(s) left by interrupted writes in the %s folder %s", removed, where, root
+        )
     return removed
 
 
