@@ -42,6 +42,7 @@ HTTP_STATUS: dict[str, int] = {
     "audio_too_long": 422,
     "audio_nonfinite": 422,
     "audio_empty": 422,
+    "audio_too_large_decoded": 422,
     "audio_undecodable": 415,
     "file_too_large": 413,
     "request_timeout": 408,

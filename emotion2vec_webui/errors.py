@@ -14,6 +14,7 @@ ERROR_CODES: dict[str, str] = {
     "audio_empty": "the file holds no audio samples",
     "audio_undecodable": "the file is not audio or is corrupt beyond recovery",
     "audio_nonfinite": "the audio holds NaN or infinite samples",
+    "audio_too_large_decoded": "decoding needs more memory or time than a decode worker may use",
     "bad_request": "the request is malformed",
     "forbidden": "the path lies outside the allowed input folders",
     "not_found": "no such run or artifact",

@@ -34,6 +34,7 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "audio_empty": ("音频为空", "No audio in the file"),
     "audio_undecodable": ("无法解码音频", "Cannot decode this file"),
     "audio_nonfinite": ("音频数据无效", "Invalid samples (NaN/Inf)"),
+    "audio_too_large_decoded": ("音频解码后过大", "Audio too large once decoded"),
     "bad_request": ("请求无效", "Invalid request"),
     "forbidden": ("不允许访问", "Not allowed"),
     "not_found": ("未找到", "Not found"),
