@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import json
 import logging
@@ -27,7 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .audio import AudioLimits, decode_audio
+from .audio import AudioLimits
+from .decoder_pool import decode_guarded
 from .errors import E2VError, OverloadedError
 from .input_files import read_input_file
 from .pipeline import RecognizeOptions, RunLog, recognize_decoded
@@ -419,7 +421,7 @@ async def _recognize(request: Request):
     runlog = RunLog(request_id)
     started = time.perf_counter()
     decoded = await run_in_threadpool(
-        decode_audio, source, source_name=name, limits=AudioLimits.from_settings(settings)
+        decode_guarded, source, source_name=name, limits=AudioLimits.from_settings(settings)
     )
     del source
     future = service.submit(
@@ -466,7 +468,7 @@ class Admission:
         The size cap and the timeouts are ApiGuardMiddleware's; past ``body_budget``
         bytes of bodies in flight the request is answered ``503 overloaded``.
         """
-        chunks: list[bytes] = []
+        chunks: collections.deque[bytes] = collections.deque()
         held = 0
         try:
             async for chunk in request.stream():
@@ -477,12 +479,17 @@ class Admission:
                 chunks.append(chunk)
         finally:
             self.reading -= held
-        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-        del chunks
         receive = request.receive
+        replayed = False
 
         async def replay():
-            return pending.pop() if pending else await receive()
+            # Chunk by chunk, letting go of each: no joined copy of the body.
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            body = chunks.popleft() if chunks else b""
+            replayed = not chunks
+            return {"type": "http.request", "body": body, "more_body": not replayed}
 
         return Request(request.scope, replay)
 
