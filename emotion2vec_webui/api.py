@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import collections
 import contextlib
 import json
 import logging
@@ -468,7 +467,7 @@ class Admission:
         The size cap and the timeouts are ApiGuardMiddleware's; past ``body_budget``
         bytes of bodies in flight the request is answered ``503 overloaded``.
         """
-        chunks: collections.deque[bytes] = collections.deque()
+        chunks: list[bytes] = []
         held = 0
         try:
             async for chunk in request.stream():
@@ -479,17 +478,12 @@ class Admission:
                 chunks.append(chunk)
         finally:
             self.reading -= held
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        del chunks
         receive = request.receive
-        replayed = False
 
         async def replay():
-            # Chunk by chunk, letting go of each: no joined copy of the body.
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            body = chunks.popleft() if chunks else b""
-            replayed = not chunks
-            return {"type": "http.request", "body": body, "more_body": not replayed}
+            return pending.pop() if pending else await receive()
 
         return Request(request.scope, replay)
 

@@ -159,7 +159,8 @@ def load_engine(settings):
 
 
 def cmd_recognize(args: argparse.Namespace) -> int:
-    from .audio import AudioLimits, decode_audio
+    from .audio import AudioLimits
+    from .decoder_pool import decode_guarded
     from .pipeline import RecognizeOptions, recognize_decoded
 
     settings = settings_from_args(args)
@@ -168,7 +169,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for name in args.files:
         try:
-            decoded = decode_audio(name, source_name=Path(name).name, limits=AudioLimits.from_settings(settings))
+            decoded = decode_guarded(name, source_name=Path(name).name, limits=AudioLimits.from_settings(settings))
             if engine is None:
                 engine = load_engine(settings)
             outcome = recognize_decoded(decoded, engine, settings, options)

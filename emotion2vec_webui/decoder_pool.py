@@ -274,6 +274,10 @@ class DecoderPool:
 
         return DecodedAudio(waveform=waveform, **meta)
 
+    def close(self) -> None:
+        """Same as :meth:`shutdown` (for ``contextlib.closing``)."""
+        self.shutdown()
+
     def shutdown(self) -> None:
         """Stop every idle worker; busy ones stop when their job ends."""
         with self._lock:

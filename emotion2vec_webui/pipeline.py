@@ -16,8 +16,9 @@ from datetime import datetime
 import numpy as np
 
 from . import __version__
-from .audio import AudioLimits, DecodedAudio, decode_audio
+from .audio import AudioLimits, DecodedAudio
 from .config import Settings
+from .decoder_pool import decode_guarded
 from .engine import EmotionEngine, EmotionResult
 from .labels import EMOTIONS, EMOTIONS_ZH
 from .results import RunFolder, iso_timestamp, now_local, write_run
@@ -83,7 +84,7 @@ def recognize_source(
     request_id = request_id or new_request_id()
     runlog = RunLog(request_id)
     started = time.perf_counter()
-    decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(settings))
+    decoded = decode_guarded(source, source_name=source_name, limits=AudioLimits.from_settings(settings))
     return recognize_decoded(
         decoded, engine, settings, options, request_id=request_id, write=write, runlog=runlog, started=started
     )

@@ -17,8 +17,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .audio import AudioLimits, decode_audio
+from .audio import AudioLimits
 from .config import Settings
+from .decoder_pool import decode_guarded, prestart
 from .engine import EmotionEngine
 from .errors import E2VError, ModelUnavailableError, OverloadedError
 from .model import ModelInfo
@@ -62,7 +63,8 @@ class Service:
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
-        """Start the inference worker and, if needed, load the model in the background."""
+        """Start the inference worker, the decode workers and, if needed, load the model in the background."""
+        prestart()  # the decode workers start in the background, so the first request does not wait for them
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="e2v-inference", daemon=True)
             self._worker.start()
@@ -159,7 +161,7 @@ class Service:
         request_id: str | None = None,
         write: bool = True,
     ) -> RunOutcome:
-        """Decode (in the caller's thread), classify (on the worker), write the run folder.
+        """Decode (in a decode worker, see :mod:`decoder_pool`), classify (on the worker), write the run folder.
 
         Raises:
             E2VError: audio errors, ``model_unavailable``, ``overloaded``.
@@ -169,7 +171,7 @@ class Service:
         started = time.perf_counter()
         try:
             _ = self.engine  # fail fast (model_unavailable) before decoding
-            decoded = decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
+            decoded = decode_guarded(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
             outcome = self.call(
                 lambda engine: recognize_decoded(
                     decoded, engine, self.settings, options, request_id=request_id, write=write, runlog=runlog,

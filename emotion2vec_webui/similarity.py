@@ -78,20 +78,22 @@ def similarity_from_sources(service, a_source, a_name: str | None, b_source, b_n
     Raises:
         E2VError: audio errors (the message names the clip), ``model_unavailable``, ``overloaded``.
     """
-    from .audio import AudioLimits, decode_audio
+    from .audio import AudioLimits
+    from .decoder_pool import decode_guarded
 
     _ = service.engine  # fail fast (model_unavailable) before decoding
     limits = AudioLimits.from_settings(service.settings)
-    a = decode_audio(a_source, source_name=a_name, limits=limits)
-    b = decode_audio(b_source, source_name=b_name, limits=limits)
+    a = decode_guarded(a_source, source_name=a_name, limits=limits)
+    b = decode_guarded(b_source, source_name=b_name, limits=limits)
     window_s = service.settings.window_s
     return service.call(lambda engine: similarity_decoded(engine, a, b, window_s))
 
 
 def cmd_similarity(args: argparse.Namespace) -> int:
     """``emotion2vec-webui similarity A B [--json]``: print the cosine and both clips' emotions."""
-    from .audio import AudioLimits, decode_audio
+    from .audio import AudioLimits
     from .cli import EXIT_OK, exit_code_for, load_engine, settings_from_args
+    from .decoder_pool import decode_guarded
     from .labels import EMOJI, EMOTIONS_ZH
 
     settings = settings_from_args(args)
@@ -99,7 +101,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     clips, status = [], EXIT_OK
     for name in (args.a, args.b):
         try:
-            clips.append(decode_audio(name, source_name=Path(name).name, limits=limits))
+            clips.append(decode_guarded(name, source_name=Path(name).name, limits=limits))
         except E2VError as exc:
             print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)
             status = max(status, exit_code_for(exc))
