@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import json
 import logging
@@ -467,7 +468,7 @@ class Admission:
         The size cap and the timeouts are ApiGuardMiddleware's; past ``body_budget``
         bytes of bodies in flight the request is answered ``503 overloaded``.
         """
-        chunks: list[bytes] = []
+        chunks: collections.deque[bytes] = collections.deque()
         held = 0
         try:
             async for chunk in request.stream():
@@ -478,12 +479,17 @@ class Admission:
                 chunks.append(chunk)
         finally:
             self.reading -= held
-        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-        del chunks
         receive = request.receive
+        replayed = False
 
         async def replay():
-            return pending.pop() if pending else await receive()
+            # Chunk by chunk, letting go of each: no joined copy of the body.
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            body = chunks.popleft() if chunks else b""
+            replayed = not chunks
+            return {"type": "http.request", "body": body, "more_body": not replayed}
 
         return Request(request.scope, replay)
 
