@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from emotion2vec_webui.decoder_pool import _TEST_HOOK_ENV as DECODER_TEST_HOOK
 from tests.server_util import ServerProcess, server_env
 
 MAX_DURATION_S = 5
@@ -21,6 +22,7 @@ def reliability_server(tiny_model_dir, tmp_path_factory):
     env = server_env(
         tiny_model_dir, root, input_dirs=root / "inputs", max_duration_s=MAX_DURATION_S, max_upload_mb=2, max_queue=128
     )
+    env[DECODER_TEST_HOOK] = "1"  # test_decoder_crash.py: uploads starting with b"E2V-TEST:segv" crash a decoder
     with ServerProcess(env) as srv:
         srv.root = root
         srv.outputs = root / "outputs"
