@@ -3,7 +3,8 @@
 Nothing below imports this module; it is the only place where the REST face
 (``serving/``) and the UI face (``ui/``) meet, over one shared
 :class:`runs.service.Service`. Request handling, outermost first: metrics,
-request ids, the API guard (``serving/middleware.py``), the routes
+request ids (``serving/middleware.py``), the API and upload guards
+(``serving/guards.py``), the routes
 (``serving/api.py``), then the Gradio app, mounted last so it does not swallow
 them.
 
@@ -19,7 +20,8 @@ import threading
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.logs import log_to_file
 from emotion2vec_webui.runs.service import Service
-from emotion2vec_webui.serving.middleware import ApiGuardMiddleware, RequestContextMiddleware
+from emotion2vec_webui.serving.guards import ApiGuardMiddleware, UploadGuardMiddleware, guarded_http_protocol
+from emotion2vec_webui.serving.middleware import RequestContextMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ def create_app(settings: Settings, service: Service | None = None):
     app.include_router(api.router)
 
     app.add_middleware(ApiGuardMiddleware, settings=settings)
+    app.add_middleware(UploadGuardMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware)
     # GET /metrics, and the metrics middleware added last: outermost, so it also counts the
     # 401/413/500 answers that the two middleware above give by themselves.
@@ -142,7 +145,14 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: 
     """``emotion2vec-webui serve``: build the app, start the service, run uvicorn until stopped."""
     import uvicorn
 
+    from emotion2vec_webui.runs.storage import require_output_dir, sweep_stale_temps
+
+    # An unwritable outputs folder stops the start with one plain line (the CLI prints the
+    # StorageError, exit 4), not a traceback from the first run; then temp folders of writers
+    # that died (a kill mid-write) are swept.
+    require_output_dir(settings.output_dir)
     log_to_file(settings.log_dir)  # rotating JSON lines, 10 MB x 5
+    sweep_stale_temps(settings.output_dir)
     from emotion2vec_webui.ui.app import configure_gradio_env
 
     configure_gradio_env(settings)  # before Gradio is imported: some of its modules read the temp dir at import
@@ -159,6 +169,8 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: 
             log_config=None,  # keep our logging set-up (request ids, JSON)
             # gradio_client keeps long-lived connections that otherwise hold shutdown for 14-30 s.
             timeout_graceful_shutdown=2,
+            # Request line and headers within E2V_HEADER_TIMEOUT_S (uvicorn only times out idle keep-alive).
+            http=guarded_http_protocol(settings),
         )
     )
     if share:

@@ -43,6 +43,13 @@ class Settings:
     log_dir: Path = Path("logs")  # rotating server log
     frame_smoothing_s: float = 0.5  # window for smoothing frame logits
     window_s: float = 30.0  # long audio is processed in windows of this length
+    header_timeout_s: float = 10.0  # a connection's request line and headers must arrive within this
+    body_timeout_s: float = 10.0  # a request body that sends nothing for this long is answered 408
+    body_min_rate_kb: float = 8.0  # KB/s a body must average once body_timeout_s of waiting has passed (0: off)
+    max_batch_upload_mb: float = 500.0  # cap on one request to the UI's upload route (a batch sends all files at once)
+    upload_mb_per_min: float = 1024.0  # UI upload bytes per client per minute (token bucket, 429 beyond)
+    upload_requests_per_min: int = 600  # UI upload requests per client per minute
+    min_free_mb: float = 100.0  # /readyz says storage_full when the outputs disk has less free space
     extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
 
     @property
@@ -76,4 +83,17 @@ def load_settings() -> Settings:
         log_dir=Path(env.get("E2V_LOG_DIR", "").strip() or "logs"),
         frame_smoothing_s=_float("E2V_FRAME_SMOOTHING_S", 0.5),
         window_s=_float("E2V_WINDOW_S", 30.0),
+        header_timeout_s=_float("E2V_HEADER_TIMEOUT_S", 10.0),
+        body_timeout_s=_float("E2V_BODY_TIMEOUT_S", 10.0),
+        body_min_rate_kb=_float("E2V_BODY_MIN_RATE_KB", 8.0),
+        max_batch_upload_mb=_float("E2V_MAX_BATCH_UPLOAD_MB", 500.0),
+        upload_mb_per_min=_float("E2V_UPLOAD_MB_PER_MIN", 1024.0),
+        upload_requests_per_min=_int("E2V_UPLOAD_REQUESTS_PER_MIN", 600),
+        min_free_mb=_float("E2V_MIN_FREE_MB", 100.0),
     )
+
+
+def gradio_temp_dir(settings: Settings) -> Path:
+    """Where Gradio keeps uploads and served copies: ``GRADIO_TEMP_DIR`` or ``<outputs>/.gradio-tmp``."""
+    explicit = os.environ.get("GRADIO_TEMP_DIR", "").strip()
+    return Path(explicit) if explicit else Path(settings.output_dir).resolve() / ".gradio-tmp"

@@ -14,12 +14,18 @@ ERROR_CODES: dict[str, str] = {
     "audio_empty": "the file holds no audio samples",
     "audio_undecodable": "the file is not audio or is corrupt beyond recovery",
     "audio_nonfinite": "the audio holds NaN or infinite samples",
+    "audio_too_large_decoded": "decoding needs more memory or time than a decode worker may use",
     "bad_request": "the request is malformed",
     "forbidden": "the path lies outside the allowed input folders",
     "not_found": "no such run or artifact",
     "unauthorized": "a valid API token is required",
     "model_unavailable": "the model could not be loaded",
     "overloaded": "the server queue is full; retry later",
+    "request_timeout": "the request body arrived too slowly or stalled (E2V_BODY_TIMEOUT_S)",
+    "rate_limited": "too many uploads from this client; retry later",
+    "method_not_allowed": "the path exists but not with this HTTP method",
+    "storage_full": "the output folder's disk is full (or over quota)",
+    "storage_unavailable": "the output folder cannot be created or written",
     "internal_error": "an unexpected error; see the server log",
 }
 
@@ -59,3 +65,7 @@ class OverloadedError(E2VError):
 
     def __init__(self, message: str = "The server is busy: the queue is full. Retry shortly.") -> None:
         super().__init__("overloaded", message)
+
+
+class StorageError(E2VError):
+    """The output folder cannot take a run: ``storage_full`` or ``storage_unavailable``."""

@@ -10,6 +10,20 @@ This module knows nothing about models. Choices:
   playlist or concat format that could open other files or URLs.
 * Channels are averaged by us (PyAV's resampler mix adds +3 dB and clips).
 * Resampling to 16 kHz with soxr at high quality.
+* Memory is bound by the block, not the file: every soundfile block (at most
+  ``_BLOCK_SAMPLES`` values, frames × channels) or PyAV frame is mixed to mono
+  at once (float64 sum, float32 result) and fed to a streaming soxr resampler
+  (bit-identical to one-shot ``soxr.resample``), so an 8-channel 192 kHz file
+  never holds more than one block of its channels; what grows is only the
+  16 kHz mono output.
+* PyAV's ``AudioFrame.planes`` walks ``extended_data`` until it finds a NULL
+  pointer, which for planar audio with 8 or more channels runs past the array
+  (PyAV 18.1: 9 "planes" for 7.1 Opus/AAC) and ``to_ndarray()`` then reads a
+  wild pointer and segfaults. We never call either: we read exactly
+  ``layout.nb_channels`` planes, each with ``count=frame.samples``.
+
+This module decodes in the calling process; :mod:`decoder_pool` runs it in
+guarded worker processes for untrusted input.
 
 Limits (bytes, duration) are enforced while decoding: a 10-hour file is
 rejected after reading just past the limit, never decoded whole. Header
@@ -24,6 +38,7 @@ import logging
 import os
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -38,7 +53,7 @@ log = logging.getLogger(__name__)
 MIN_SOURCE_RATE = 8000  # SPEC.md: any rate from 8 kHz …
 MAX_SOURCE_RATE = 192000  # … to 192 kHz
 MAX_CHANNELS = 256  # sanity bound against lying headers
-_BLOCK = 1 << 16  # frames per soundfile read
+_BLOCK_SAMPLES = 1 << 20  # values (frames × channels) per block mixed to mono at once: 4 MB as float32
 
 # Demuxers we hand FFmpeg explicitly, by magic bytes (see _sniff_format).
 _SOUNDFILE_KINDS = {"wav", "flac", "aiff", "au"}
@@ -123,30 +138,23 @@ def decode_audio(
             f"{name} is not a recognised audio file (expected wav, flac, mp3, ogg, opus, m4a/aac, webm, aiff or au).",
         )
     warnings: list[str] = []
-    samples = rate = channels = None
+    sink: _MonoSink | None = None
     if kind in _SOUNDFILE_KINDS:
         try:
-            samples, rate, channels = _decode_soundfile(data, name, limits, warnings)
-        except AudioError:
+            sink = _decode_soundfile(data, name, limits, warnings)
+        except (AudioError, MemoryError):
             raise
         except Exception as exc:  # libsndfile refuses: let FFmpeg try (e.g. mp3-in-wav)
             log.debug("soundfile could not read %s (%s); trying PyAV", name, exc)
             warnings.clear()
-    if samples is None:
-        samples, rate, channels = _decode_pyav(data, kind, name, limits, warnings)
-    decode_s = time.perf_counter() - t0
-
-    if samples.size == 0:
+    if sink is None:
+        sink = _decode_pyav(data, kind, name, limits, warnings)
+    if sink.frames == 0:
         raise AudioError("audio_empty", f"{name} holds no audio samples.")
-    if not np.isfinite(samples).all():
-        raise AudioError("audio_nonfinite", f"{name} contains NaN or infinite sample values.")
-    mono = samples.mean(axis=1, dtype=np.float64).astype(np.float32) if samples.shape[1] > 1 else samples[:, 0]
-    t1 = time.perf_counter()
-    if rate != SAMPLE_RATE:
-        import soxr
-
-        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
-    resample_s = time.perf_counter() - t1
+    mono = sink.finish()
+    resample_s = sink.resample_s
+    decode_s = time.perf_counter() - t0 - resample_s
+    rate, channels = sink.rate, sink.channels
     mono = _to_pcm16_grid(mono, warnings)
 
     min_samples = max(MIN_MODEL_SAMPLES, int(round(limits.min_duration_s * SAMPLE_RATE)))
@@ -247,31 +255,26 @@ class _ClampedBytesIO(io.BytesIO):
         return super().seek(max(offset, 0) if whence == io.SEEK_SET else offset, whence)
 
 
-def _decode_soundfile(data: bytes, name: str, limits: AudioLimits, warnings: list[str]) -> tuple[np.ndarray, int, int]:
+def _decode_soundfile(data: bytes, name: str, limits: AudioLimits, warnings: list[str]) -> _MonoSink:
     import soundfile as sf
 
     with sf.SoundFile(_ClampedBytesIO(data)) as f:
         rate, channels = int(f.samplerate), int(f.channels)
         _check_rate_channels(rate, channels, name)
-        cap = int(limits.max_duration_s * rate)
-        blocks: list[np.ndarray] = []
-        total = 0
+        sink = _MonoSink(rate, channels, name, limits)
+        block_frames = max(1, _BLOCK_SAMPLES // channels)
         while True:
-            block = f.read(_BLOCK, dtype="float32", always_2d=True)
+            block = f.read(block_frames, dtype="float32", always_2d=True)
             if block.shape[0] == 0:
                 break
-            total += block.shape[0]
-            if total > cap:
-                raise _too_long(name, limits)
-            blocks.append(block)
-    samples = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+            sink.add(block)
     declared = _wav_declared_frames(data, channels)
-    if declared is not None and declared > total:
+    if declared is not None and declared > sink.frames:
         warnings.append(
             f"file appears truncated: header declares {declared / rate:.2f} s, "
-            f"decoded {total / rate:.2f} s; analysed what was decoded"
+            f"decoded {sink.frames / rate:.2f} s; analysed what was decoded"
         )
-    return samples, rate, channels
+    return sink
 
 
 def _wav_declared_frames(data: bytes, channels: int) -> int | None:
@@ -291,13 +294,13 @@ def _wav_declared_frames(data: bytes, channels: int) -> int | None:
     return None
 
 
-def _decode_pyav(
-    data: bytes, kind: str, name: str, limits: AudioLimits, warnings: list[str]
-) -> tuple[np.ndarray, int, int]:
+def _decode_pyav(data: bytes, kind: str, name: str, limits: AudioLimits, warnings: list[str]) -> _MonoSink:
     import av
 
     try:
         container = av.open(io.BytesIO(data), mode="r", format=kind if kind != "wav" else None)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise AudioError("audio_undecodable", f"{name} cannot be decoded as {kind}: {_short(exc)}") from exc
     with container:
@@ -310,35 +313,32 @@ def _decode_pyav(
         rate = int(stream.codec_context.sample_rate or stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
         _check_rate_channels(rate, max(channels, 1), name)
-        cap = int(limits.max_duration_s * rate)
-        chunks: list[np.ndarray] = []
-        total = 0
+        sink: _MonoSink | None = None
         error: Exception | None = None
         try:
             for frame in container.decode(stream):
-                arr = _frame_to_float(frame)
-                if arr.shape[0] == 0:
+                if frame.samples == 0:
                     continue
                 if frame.sample_rate and frame.sample_rate != rate:
                     raise AudioError("audio_undecodable", f"{name} changes sample rate mid-stream.")
-                if chunks and arr.shape[1] != chunks[0].shape[1]:
+                n_ch = frame.layout.nb_channels or 1
+                if sink is None:
+                    _check_rate_channels(rate, n_ch, name)
+                    sink = _MonoSink(rate, n_ch, name, limits)
+                elif n_ch != sink.channels:
                     raise AudioError("audio_undecodable", f"{name} changes channel count mid-stream.")
-                total += arr.shape[0]
-                if total > cap:
-                    raise _too_long(name, limits)
-                chunks.append(arr)
-        except AudioError:
+                for block in _frame_blocks(frame, name):
+                    sink.add(block)
+        except (AudioError, MemoryError):
             raise
         except Exception as exc:  # corrupt data after a good start: keep what decoded
             error = exc
         header_s = _header_duration(container, stream)
-    if not chunks:
+    if sink is None or sink.frames == 0:
         if error is not None:
             raise AudioError("audio_undecodable", f"{name} cannot be decoded: {_short(error)}") from error
         raise AudioError("audio_empty", f"{name} holds no audio samples.")
-    samples = np.concatenate(chunks)
-    channels = samples.shape[1]
-    decoded_s = total / rate
+    decoded_s = sink.frames / rate
     if error is not None:
         warnings.append(f"decoding stopped at {decoded_s:.2f} s ({_short(error)}); analysed what was decoded")
     elif kind == "ogg" and not _ogg_ends_cleanly(data):
@@ -348,7 +348,7 @@ def _decode_pyav(
             f"file appears truncated: header says {header_s:.2f} s, decoded {decoded_s:.2f} s; "
             "analysed what was decoded"
         )
-    return samples, rate, channels
+    return sink
 
 
 def _ogg_ends_cleanly(data: bytes) -> bool:
@@ -364,26 +364,106 @@ def _ogg_ends_cleanly(data: bytes) -> bool:
     return complete and bool(data[pos + 5] & 0x04)
 
 
-def _frame_to_float(frame) -> np.ndarray:
-    """One PyAV frame as float32 [samples, channels], whatever its sample format."""
-    arr = frame.to_ndarray()
+# PyAV sample format → numpy dtype (planar and packed share one).
+_PYAV_DTYPES = {"u8": "u1", "s16": "<i2", "s32": "<i4", "s64": "<i8", "flt": "<f4", "dbl": "<f8"}
+
+
+def _frame_blocks(frame, name: str) -> Iterator[np.ndarray]:
+    """One PyAV frame as float32 ``[samples, channels]`` blocks of at most ``_BLOCK_SAMPLES`` values.
+
+    Reads exactly ``layout.nb_channels`` planes (planar) or one (packed), each
+    with an explicit count, never ``frame.planes`` / ``frame.to_ndarray()``
+    (see the module docstring: they segfault for 8+ planar channels).
+    """
+    from av.audio.plane import AudioPlane
+
     fmt = frame.format
-    n_ch = len(frame.layout.channels) or 1
-    if not fmt.is_planar:
-        arr = arr.reshape(-1, n_ch)
+    dtype = _PYAV_DTYPES.get(fmt.name.rstrip("p") if fmt.is_planar else fmt.name)
+    if dtype is None:
+        raise AudioError("audio_undecodable", f"{name} uses an unsupported sample format ({fmt.name}).")
+    n_ch = frame.layout.nb_channels or 1
+    n = frame.samples
+    if fmt.is_planar:
+        # np.frombuffer checks each plane's buffer holds `count` values (ValueError otherwise).
+        planes = [np.frombuffer(AudioPlane(frame, i), dtype=dtype, count=n) for i in range(n_ch)]
     else:
-        arr = arr.T
+        packed = np.frombuffer(AudioPlane(frame, 0), dtype=dtype, count=n * n_ch).reshape(n, n_ch)
+    rows = max(1, _BLOCK_SAMPLES // n_ch)
+    for start in range(0, n, rows):
+        if fmt.is_planar:
+            raw = np.stack([p[start : start + rows] for p in planes], axis=1)
+        else:
+            raw = packed[start : start + rows]
+        yield _to_float32(raw)
+
+
+def _to_float32(arr: np.ndarray) -> np.ndarray:
+    """Integer or float samples → float32 in [-1, 1) (the scales libsndfile uses)."""
     if arr.dtype == np.uint8:
-        out = (arr.astype(np.float32) - 128.0) / 128.0
-    elif arr.dtype == np.int16:
-        out = arr.astype(np.float32) / 32768.0
-    elif arr.dtype == np.int32:
-        out = arr.astype(np.float32) / 2147483648.0
-    elif arr.dtype == np.int64:
-        out = (arr / 9223372036854775808.0).astype(np.float32)
-    else:
-        out = arr.astype(np.float32, copy=False)
-    return out
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    if arr.dtype == np.int16:
+        return arr.astype(np.float32) / 32768.0
+    if arr.dtype == np.int32:
+        return arr.astype(np.float32) / 2147483648.0
+    if arr.dtype == np.int64:
+        return (arr / 9223372036854775808.0).astype(np.float32)
+    return arr.astype(np.float32)  # a copy: the frame's buffer is not ours to keep
+
+
+class _MonoSink:
+    """Takes float32 ``[frames, channels]`` blocks; keeps only the 16 kHz mono signal.
+
+    Each block is checked (finite, duration cap), averaged to mono (float64
+    accumulate, float32 result, as a whole-file mean would give) and pushed
+    through a streaming soxr resampler, whose output equals one-shot
+    ``soxr.resample`` bit for bit.
+    """
+
+    def __init__(self, rate: int, channels: int, name: str, limits: AudioLimits) -> None:
+        self.rate, self.channels, self.name, self.limits = rate, channels, name, limits
+        self.frames = 0
+        self.cap = int(limits.max_duration_s * rate)
+        self.resample_s = 0.0
+        self._out: list[np.ndarray] = []
+        self._stream = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            self._stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def add(self, block: np.ndarray) -> None:
+        if block.shape[0] == 0:
+            return
+        self.frames += block.shape[0]
+        if self.frames > self.cap:
+            raise _too_long(self.name, self.limits)
+        if not np.isfinite(block).all():
+            raise AudioError("audio_nonfinite", f"{self.name} contains NaN or infinite sample values.")
+        if block.shape[1] > 1:
+            mono = block.mean(axis=1, dtype=np.float64).astype(np.float32)
+        else:
+            mono = np.array(block[:, 0], dtype=np.float32)  # a copy: the block may view a decoder buffer
+        self._push(mono, last=False)
+
+    def _push(self, mono: np.ndarray, last: bool) -> None:
+        if self._stream is None:
+            if mono.size:
+                self._out.append(mono)
+            return
+        t = time.perf_counter()
+        out = self._stream.resample_chunk(mono, last=last)
+        self.resample_s += time.perf_counter() - t
+        if out.size:
+            self._out.append(out)
+
+    def finish(self) -> np.ndarray:
+        """The whole 16 kHz mono signal (empty when no frame was added)."""
+        if self.frames == 0:
+            return np.zeros(0, np.float32)
+        self._push(np.zeros(0, np.float32), last=True)
+        out = np.concatenate(self._out) if len(self._out) != 1 else self._out[0]
+        self._out = []
+        return out.astype(np.float32, copy=False)
 
 
 def _header_duration(container, stream) -> float | None:

@@ -62,6 +62,11 @@ def run(args) -> int:
     check_labels(items, options.label_map)
     root = Path(settings.output_dir)
     folder = args.batch_dir or (latest_batch_dir(root, args.input) if args.resume else None) or new_batch_dir(root)
+    from emotion2vec_webui.runs.storage import require_output_dir, sweep_stale_temps
+
+    require_output_dir(folder)  # unwritable or not a folder: one plain line and exit 4, before any work
+    for where, path in (("outputs", root), ("batch", Path(folder))):
+        sweep_stale_temps(path, where)  # temp run folders of writers that died (a kill mid-write)
     manifest = {"input": args.input, "granularity": options.granularity, "embedding": options.extract_embedding}
     summary, todo = open_batch(items, Path(folder), args.resume, {**manifest, "model": settings.model})
     skipped = len(items) - len(todo)

@@ -8,9 +8,15 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 
-# Exit codes, one table: 0 ok, 1 some batch items failed, 2 bad input, 3 model unavailable.
-EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_MODEL_UNAVAILABLE = 0, 1, 2, 3
-EXIT_CODES = {"model_unavailable": EXIT_MODEL_UNAVAILABLE, "overloaded": EXIT_MODEL_UNAVAILABLE}
+# Exit codes, one table: 0 ok, 1 some batch items failed, 2 bad input, 3 model unavailable,
+# 4 the output folder is full or cannot be written.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_MODEL_UNAVAILABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
+EXIT_CODES = {
+    "model_unavailable": EXIT_MODEL_UNAVAILABLE,
+    "overloaded": EXIT_MODEL_UNAVAILABLE,
+    "storage_full": EXIT_STORAGE,
+    "storage_unavailable": EXIT_STORAGE,
+}
 
 
 def exit_code_for(error: E2VError) -> int:

@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``emotion2vec-webui similarity A B [--json]``: print the cosine and both clips' emotions."""
-    from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
+    from emotion2vec_webui.audio.decode import AudioLimits
+    from emotion2vec_webui.audio.decoder_pool import decode_guarded
     from emotion2vec_webui.engine.engine import EmotionEngine
     from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     clips, status = [], EXIT_OK
     for name in (args.a, args.b):
         try:
-            clips.append(decode_audio(name, source_name=Path(name).name, limits=limits))
+            clips.append(decode_guarded(name, source_name=Path(name).name, limits=limits))
         except E2VError as exc:
             print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)
             status = max(status, exit_code_for(exc))

@@ -12,13 +12,14 @@ ends with accuracy, weighted F1 and a confusion matrix (:mod:`evaluation`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from emotion2vec_webui.config import Settings
@@ -154,12 +155,16 @@ def run_local(
     Returns:
         Seconds of audio classified.
     """
-    from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
+    from emotion2vec_webui.audio.decode import AudioLimits
+    from emotion2vec_webui.audio.decoder_pool import DecoderPool, PoolConfig
 
     limits = AudioLimits.from_settings(settings)
+    config = PoolConfig.from_env()
+    # One decode process per --workers thread (E2V_DECODE_WORKERS=0 still means in-process, unguarded).
+    decoders = DecoderPool(replace(config, workers=max(1, options.workers)) if config.workers else config)
 
-    def decode(item: BatchItem):
-        return decode_audio(item.file, source_name=Path(item.file).name, limits=limits)
+    def decode(item: BatchItem):  # in a decode worker: a file that crashes the decoder is one error row
+        return decoders.decode(item.file, source_name=Path(item.file).name, limits=limits)
 
     def record(row: dict) -> None:
         summary.append(row)
@@ -181,7 +186,10 @@ def run_local(
     ahead = max(2 * options.workers, 2 * options.batch_size)  # bounded: memory stays flat on huge batches
     queue_items = iter(todo)
     pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="e2v-decode") as pool:
+    with (
+        contextlib.closing(decoders),  # closed last: after the threads that use it
+        ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="e2v-decode") as pool,
+    ):
 
         def fill() -> None:
             while len(pending) < ahead:

@@ -22,7 +22,8 @@ from datetime import datetime
 import numpy as np
 
 from emotion2vec_webui import __version__
-from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio, decode_audio
+from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio
+from emotion2vec_webui.audio.decoder_pool import decode_guarded
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.engine.result import EmotionResult
@@ -100,11 +101,14 @@ class Recognition:
     def decode(self, source, source_name: str | None = None) -> DecodedAudio:
         """Decode a path or bytes into the 16 kHz mono signal, within the settings' limits.
 
+        Untrusted bytes are decoded in a guarded worker process (``audio/decoder_pool.py``):
+        a decoder crash or a memory or time limit becomes an error for this input only.
+
         Raises:
             AudioError: the input cannot be used (nothing is written).
         """
         self.started = time.perf_counter()
-        return decode_audio(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
+        return decode_guarded(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
 
     def run(self, source, execute: Callable, source_name: str | None = None) -> RunOutcome:
         """Decode here, then classify and write through ``execute(fn)``, which calls ``fn(engine)``.

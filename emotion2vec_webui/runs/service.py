@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
+from emotion2vec_webui.audio.decoder_pool import prestart
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError, OverloadedError
@@ -61,7 +62,8 @@ class Service:
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
-        """Start the inference worker and, if needed, load the model in the background."""
+        """Start the inference worker, the decode workers and, if needed, load the model in the background."""
+        prestart()  # the decode workers start in the background, so the first request does not wait for them
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="e2v-inference", daemon=True)
             self._worker.start()
@@ -158,7 +160,7 @@ class Service:
         request_id: str | None = None,
         write: bool = True,
     ) -> RunOutcome:
-        """Decode (in the caller's thread), classify (on the worker), write the run folder.
+        """Decode (in a decode worker, see :mod:`decoder_pool`), classify (on the worker), write the run folder.
 
         Raises:
             E2VError: audio errors, ``model_unavailable``, ``overloaded``.

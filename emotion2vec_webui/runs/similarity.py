@@ -71,12 +71,13 @@ def similarity_from_sources(service, a_source, a_name: str | None, b_source, b_n
     Raises:
         E2VError: audio errors (the message names the clip), ``model_unavailable``, ``overloaded``.
     """
-    from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
+    from emotion2vec_webui.audio.decode import AudioLimits
+    from emotion2vec_webui.audio.decoder_pool import decode_guarded
 
     _ = service.engine  # fail fast (model_unavailable) before decoding
     limits = AudioLimits.from_settings(service.settings)
-    a = decode_audio(a_source, source_name=a_name, limits=limits)
-    b = decode_audio(b_source, source_name=b_name, limits=limits)
+    a = decode_guarded(a_source, source_name=a_name, limits=limits)
+    b = decode_guarded(b_source, source_name=b_name, limits=limits)
     window_s = service.settings.window_s
     return service.call(lambda engine: similarity_decoded(engine, a, b, window_s))
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import json
 import logging
-import os
-import stat
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -31,8 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui import __version__
 from emotion2vec_webui.errors import E2VError, OverloadedError
+from emotion2vec_webui.runs.input_files import read_input_file
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
-from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES, list_runs, read_result, run_path
+from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES, OutputDirProbe, list_runs, read_result, run_path
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,11 @@ HTTP_STATUS: dict[str, int] = {
     "audio_too_long": 422,
     "audio_nonfinite": 422,
     "audio_empty": 422,
+    "audio_too_large_decoded": 422,
     "audio_undecodable": 415,
     "file_too_large": 413,
+    "request_timeout": 408,
+    "rate_limited": 429,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -53,8 +56,10 @@ HTTP_STATUS: dict[str, int] = {
     "not_implemented": 501,
     "model_unavailable": 503,
     "overloaded": 503,
+    "storage_unavailable": 503,
+    "storage_full": 507,
 }
-RETRY_AFTER_S = {"overloaded": 1, "model_unavailable": 5}
+RETRY_AFTER_S = {"overloaded": 1, "model_unavailable": 5, "rate_limited": 1}
 _MEDIA_TYPES = {
     "result.json": "application/json",
     "processed_audio.wav": "audio/wav",
@@ -70,7 +75,9 @@ API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
 * Every error is `{"error": {"code": …, "message": …}}`: 413 `file_too_large`,
   415 `audio_undecodable`, 422 `bad_request` / `audio_too_short` / `audio_too_long` /
   `audio_empty` / `audio_nonfinite`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`,
-  503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`.
+  405 `method_not_allowed`, 408 `request_timeout` (a stalled or too slow body),
+  503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`;
+  507 `storage_full` / 503 `storage_unavailable` when the output folder is full or cannot be written.
 * When `E2V_API_TOKEN` is set, `/api/*` needs `Authorization: Bearer <token>`.
 * Every response carries `X-Request-ID`; the id is in the logs and in `result.json`.
 """
@@ -99,6 +106,9 @@ class Readiness(BaseModel):
     model: dict[str, Any] | None = None
     queue_depth: int
     max_queue: int
+    storage: dict[str, Any] | None = Field(
+        None, description="the output folder: ok, code (storage_full / storage_unavailable), message, free_mb"
+    )
 
 
 class RecognizeJson(BaseModel):
@@ -209,15 +219,28 @@ def install_error_handlers(app) -> None:
         return error_response("bad_request", _describe_validation(exc.errors()))
 
     async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large", 401: "unauthorized"}.get(
-            exc.status_code, "bad_request"
-        )
+        # Starlette's own 4xx (a malformed multipart body is its 400) take the status of their code,
+        # so that one code always has one status (HTTP_STATUS).
+        code = _STARLETTE_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error_response(code, message, status=exc.status_code, headers=getattr(exc, "headers", None))
+        return error_response(code, message, headers=getattr(exc, "headers", None))
 
     app.add_exception_handler(E2VError, on_e2v_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+_STARLETTE_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "file_too_large",
+    429: "rate_limited",
+    501: "not_implemented",
+    503: "overloaded",
+}
 
 
 def _describe_validation(errors) -> str:
@@ -228,24 +251,43 @@ def _describe_validation(errors) -> str:
     return "Invalid request: " + "; ".join(parts) if parts else "Invalid request."
 
 
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def add_api_catch_all(app) -> None:
     """Unknown paths under /api answer a JSON 404 instead of falling through to the UI mount."""
 
-    async def not_found(request: Request) -> JSONResponse:
-        from starlette.routing import Match
+    async def answer(request: Request) -> JSONResponse:
+        from starlette.routing import Match, Mount
 
-        path = request.scope["path"]
-        for route in request.app.router.routes:
-            if getattr(route, "endpoint", None) is not_found:
-                continue
-            match, _ = route.matches(request.scope)
-            if match is Match.PARTIAL:  # the path exists with other methods
-                return error_response("method_not_allowed", f"{request.method} is not allowed on {path}.")
-        return error_response("not_found", f"No such API endpoint: {request.method} {path}")
+        scope, path = request.scope, request.scope["path"]
+        routes = [
+            r
+            for r in request.app.router.routes
+            if getattr(r, "endpoint", None) is not catch_all and not isinstance(r, Mount)
+        ]
+        if any(route.matches(scope)[0] is Match.PARTIAL for route in routes):  # the path exists with other methods
+            allow = ", ".join(
+                m for m in _HTTP_METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)
+            )
+            return error_response(
+                "method_not_allowed",
+                f"{request.method[:20]} is not allowed on {path}; use {allow}.",
+                headers={"Allow": allow},
+            )
+        return error_response("not_found", f"No such API endpoint: {request.method[:20]} {path}")
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    app.add_api_route("/api", not_found, methods=methods, include_in_schema=False)
-    app.add_api_route("/api/{rest:path}", not_found, methods=methods, include_in_schema=False)
+    class CatchAll:
+        """An ASGI app, not a function: Starlette's Route then matches every method (TRACE, made-up
+        ones), so that no request under /api falls through to the UI mount's ``{"detail": …}``."""
+
+        async def __call__(self, scope, receive, send) -> None:
+            response = await answer(Request(scope, receive))
+            await response(scope, receive, send)
+
+    catch_all = CatchAll()
+    app.add_route("/api", catch_all, include_in_schema=False)
+    app.add_route("/api/{rest:path}", catch_all, include_in_schema=False)
 
 
 # -- health ---------------------------------------------------------------------------
@@ -260,24 +302,40 @@ async def healthz(request: Request) -> Health:
 @health_router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: 200 once the model is loaded, else 503 with the reason",
-    responses={503: {"model": Readiness, "description": "loading or unavailable"}},
+    summary="Readiness: 200 once the model is loaded and the output folder writable, else 503 with the reason",
+    responses={503: {"model": Readiness, "description": "loading, unavailable, or the output folder full/unwritable"}},
 )
 async def readyz(request: Request):
     service = request.app.state.service
     status = service.status
+    storage = await run_in_threadpool(_storage_probe(request).status)  # cached for a few seconds
+    storage_bad = status.state == "ready" and not storage.ok  # the model's state first, then the disk's
     body = Readiness(
-        ready=status.state == "ready",
-        state=status.state,
-        message=status.message,
+        ready=status.state == "ready" and storage.ok,
+        state="unavailable" if storage_bad else status.state,
+        message=storage.message if storage_bad else status.message,
         model=_model_info(status.info),
         queue_depth=service.queue_depth,
         max_queue=service.settings.max_queue,
+        storage={
+            "ok": storage.ok,
+            "code": storage.code,
+            "message": storage.message,
+            "free_mb": None if storage.free_bytes is None else round(storage.free_bytes / 1024 / 1024, 1),
+        },
     )
     if body.ready:
         return body
     headers = {"Retry-After": str(RETRY_AFTER_S["model_unavailable"])} if status.state == "loading" else {}
     return JSONResponse(body.model_dump(), status_code=503, headers=headers)
+
+
+def _storage_probe(request: Request) -> OutputDirProbe:
+    state = request.app.state
+    if getattr(state, "storage_probe", None) is None:
+        settings = state.settings
+        state.storage_probe = OutputDirProbe(settings.output_dir, int(settings.min_free_mb * 1024 * 1024))
+    return state.storage_probe
 
 
 def _model_info(info) -> dict | None:
@@ -332,12 +390,17 @@ _RECOGNIZE_BODY = {
         "forbidden",
         "not_found",
         "overloaded",
+        "storage_full",
+        "storage_unavailable",
         "internal_error",
     ),
     openapi_extra=_RECOGNIZE_BODY,
 )
 async def recognize(request: Request):
-    with _admission(request).slot():  # 503 at once, before a byte of the body is read
+    admission = _admission(request)
+    admission.check()  # 503 at once, before a byte of the body is read
+    request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
+    with admission.slot():
         return await _recognize(request)
 
 
@@ -364,24 +427,66 @@ async def _recognize(request: Request):
 
 
 class Admission:
-    """Bounds the recognition requests in flight (uploading, decoding, queued or running).
+    """Bounds the recognition requests in flight (decoding, queued or running) and the bodies being read.
 
     The service's queue bounds waiting jobs; this also bounds the uploads and
     decoded signals held in memory before a job is queued: one running plus
     ``E2V_MAX_QUEUE`` waiting, beyond which a request is answered 503 at once.
-    Only touched from the event loop, so a plain counter is enough.
+    A request takes its slot only once its body is in (:meth:`read_body`): a
+    client that sends slowly or not at all holds no slot, and the body
+    timeouts of ``guards.BodyWatch`` end it. Bodies still arriving are bounded
+    in total bytes (``body_budget``: as many full bodies as there are slots),
+    not in number, so stalled connections cost nothing. Only touched from the
+    event loop, so plain counters are enough.
     """
 
     def __init__(self, service) -> None:
         self.service = service
         self.limit = service.settings.max_queue + 1
         self.active = 0
+        self.reading = 0  # bytes of request bodies read but not yet admitted
+        self.body_budget = self.limit * (2 * service.settings.max_upload_bytes + 64 * 1024)
 
-    @contextlib.contextmanager
-    def slot(self):
+    def check(self) -> None:
+        """Raise ``model_unavailable`` or ``overloaded`` now if a slot could not be had; takes nothing."""
         _ = self.service.engine  # model_unavailable while loading or after a failure
         if self.active >= self.limit or self.service.queue_depth >= self.service.settings.max_queue:
             raise OverloadedError()
+
+    async def read_body(self, request: Request) -> Request:
+        """Read the whole body, then return a request that replays it (and passes later messages through).
+
+        The size cap and the timeouts are ApiGuardMiddleware's; past ``body_budget``
+        bytes of bodies in flight the request is answered ``503 overloaded``.
+        """
+        chunks: collections.deque[bytes] = collections.deque()
+        held = 0
+        try:
+            async for chunk in request.stream():
+                if self.reading + len(chunk) > self.body_budget:
+                    raise OverloadedError()
+                self.reading += len(chunk)
+                held += len(chunk)
+                chunks.append(chunk)
+        finally:
+            self.reading -= held
+        receive = request.receive
+        replayed = False
+
+        async def replay():
+            # Chunk by chunk, letting go of each: no joined copy of the body.
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            body = chunks.popleft() if chunks else b""
+            replayed = not chunks
+            return {"type": "http.request", "body": body, "more_body": not replayed}
+
+        return Request(request.scope, replay)
+
+    @contextlib.contextmanager
+    def slot(self):
+        self.check()
         self.active += 1
         try:
             yield
@@ -468,6 +573,10 @@ async def _multipart_form(request: Request, files: int):
         return await request.form(max_files=files, max_fields=16, max_part_size=64 * 1024)
     except MultiPartException as exc:
         raise E2VError("bad_request", f"Malformed multipart body: {exc.message}") from None
+    except StarletteHTTPException as exc:  # what Starlette raises for a MultiPartException inside an app
+        if exc.status_code >= 500:
+            raise
+        raise E2VError("bad_request", f"Malformed multipart body: {exc.detail}") from None
 
 
 async def _from_multipart(request: Request):
@@ -488,74 +597,57 @@ async def _from_json(request: Request, settings):
         raw = await run_in_threadpool(json.loads, body)
     except (ValueError, UnicodeDecodeError):
         raise E2VError("bad_request", "The body is not valid JSON.") from None
+    except RecursionError:  # e.g. "[" * 100_000
+        raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
     del body
     try:
         req = RecognizeJson.model_validate(raw)
     except ValidationError as exc:
         raise E2VError("bad_request", _describe_validation(exc.errors())) from None
+    except RecursionError:
+        raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
     options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation)
     if (req.audio_base64 is None) == (req.audio_path is None):
         raise E2VError("bad_request", "Give exactly one of 'audio_base64' and 'audio_path'.")
     if req.audio_path is not None:
-        path = await run_in_threadpool(resolve_input_path, req.audio_path, settings.input_dirs)
-        data = await run_in_threadpool(read_input_file, path, settings.max_upload_bytes)
-        return data, _safe_name(req.filename, path.name), options
+        # Opened by walking from the input folder with O_NOFOLLOW at every step, and read from
+        # that descriptor: no check-then-open race (input_files.py).
+        data, file_name = await run_in_threadpool(
+            read_input_file, req.audio_path, settings.input_dirs, settings.max_upload_bytes
+        )
+        return data, _safe_name(req.filename, file_name), options
     text = req.audio_base64
     if text.startswith("data:") and "," in text[:200]:
         text = text.split(",", 1)[1]
-    if len(text) * 3 // 4 > settings.max_upload_bytes + 3:
-        raise E2VError(
-            "file_too_large",
-            f"The decoded audio exceeds the limit of {settings.max_upload_mb:g} MB (E2V_MAX_UPLOAD_MB).",
-        )
-    try:
-        data = await run_in_threadpool(base64.b64decode, text, validate=True)
-    except (binascii.Error, ValueError):
-        raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
+    data = await run_in_threadpool(decode_base64, text, settings.max_upload_bytes)
     return data, _safe_name(req.filename), options
 
 
-def resolve_input_path(raw: str, input_dirs) -> Path:
-    """The real path of ``raw`` if it lies inside one of ``input_dirs`` (after ``..`` and symlinks).
+# What `base64` (76-character lines), MIME and PEM put between the characters; nothing else is skipped.
+_BASE64_WHITESPACE = b" \t\n\r\x0b\x0c"
+
+
+def decode_base64(text: str, max_bytes: int) -> bytes:
+    """Strict base64 that tolerates ASCII whitespace (line breaks), capped at ``max_bytes`` decoded.
 
     Raises:
-        E2VError: ``forbidden`` (outside, or no input folders configured), ``not_found``, ``bad_request``.
+        E2VError: ``bad_request`` (not base64), ``file_too_large`` (over the cap).
     """
-    if not input_dirs:
-        raise E2VError("forbidden", "audio_path is disabled on this server: set E2V_INPUT_DIRS to allow folders.")
-    if not raw or "\x00" in raw or len(raw) > 4096:
-        raise E2VError("forbidden", "audio_path is not an allowed path.")
-    roots = [Path(d).resolve() for d in input_dirs]
-    given = Path(raw)  # no "~" expansion: a relative path is looked up inside each input folder
-    candidates = [given] if given.is_absolute() else [root / given for root in roots]
-    for candidate in candidates:
-        try:
-            real = candidate.resolve()
-        except (OSError, RuntimeError):
-            continue
-        if any(real.is_relative_to(root) and real != root for root in roots):
-            if not real.is_file():
-                raise E2VError("not_found", f"No such file in the input folders: {_safe_name(raw, 'file')}")
-            return real
-    raise E2VError("forbidden", "audio_path lies outside the allowed input folders (E2V_INPUT_DIRS).")
-
-
-def read_input_file(path: Path, max_bytes: int) -> bytes:
-    """Read a resolved input file without following a symlink swapped in since (O_NOFOLLOW), capped."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags)
-    except OSError:
-        raise E2VError("forbidden", "audio_path cannot be opened.") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise E2VError("forbidden", "audio_path is not a regular file.")
-        if st.st_size > max_bytes:
-            raise E2VError(
-                "file_too_large", f"The file is {st.st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB."
-            )
-        return f.read(max_bytes + 1)
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
+    raw = raw.translate(None, _BASE64_WHITESPACE)  # one copy, the size of the body at most
+    if len(raw) * 3 // 4 > max_bytes + 3:
+        mb = max_bytes / 1024 / 1024
+        raise E2VError(
+            "file_too_large",
+            f"The decoded audio exceeds the limit of {mb:g} MB (E2V_MAX_UPLOAD_MB). / 解码后的音频超过 {mb:g} MB 上限。",
+        )
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
 
 
 def _with_links(request: Request, result: dict, run_id: str) -> dict:
@@ -655,9 +747,12 @@ async def similarity(request: Request):
     except ImportError:
         return error_response("not_implemented", "Similarity is not available in this build.")
     service = request.app.state.service
-    with _admission(request).slot():
-        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-            raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'.")
+    admission = _admission(request)
+    admission.check()  # 503 at once, before a byte of the body is read
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'.")
+    request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
+    with admission.slot():
         form = await _multipart_form(request, files=2)
         try:
             a, a_name = await _read_upload(form, "a")

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emotion2vec_webui.config import Settings
+from emotion2vec_webui.config import Settings, gradio_temp_dir
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import bilingual
 from emotion2vec_webui.ui import handlers as ui_handlers
@@ -41,12 +41,6 @@ CSS_PATH = STATIC_DIR / "ui.css"
 STATUS_POLL_S = 1.0  # model status refresh while loading
 UI_CONCURRENCY = 2  # UI events decoding at once; inference itself is serialised by the service
 FONT_STACK = ["Noto Sans", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", "system-ui", "sans-serif"]
-
-
-def gradio_temp_dir(settings: Settings) -> Path:
-    """Where Gradio keeps uploads and served copies: ``GRADIO_TEMP_DIR`` or ``<outputs>/.gradio-tmp``."""
-    explicit = os.environ.get("GRADIO_TEMP_DIR", "").strip()
-    return Path(explicit) if explicit else Path(settings.output_dir).resolve() / ".gradio-tmp"
 
 
 def configure_gradio_env(settings: Settings) -> Path:

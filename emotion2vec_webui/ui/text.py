@@ -34,12 +34,17 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "audio_empty": ("音频为空", "No audio in the file"),
     "audio_undecodable": ("无法解码音频", "Cannot decode this file"),
     "audio_nonfinite": ("音频数据无效", "Invalid samples (NaN/Inf)"),
+    "audio_too_large_decoded": ("音频解码后过大", "Audio too large once decoded"),
     "bad_request": ("请求无效", "Invalid request"),
     "forbidden": ("不允许访问", "Not allowed"),
     "not_found": ("未找到", "Not found"),
     "unauthorized": ("需要登录", "Login required"),
     "model_unavailable": ("模型不可用", "Model unavailable"),
     "overloaded": ("服务器繁忙", "Server busy"),
+    "storage_full": ("存储空间已满", "Output disk full"),
+    "storage_unavailable": ("输出文件夹不可写", "Output folder not writable"),
+    "request_timeout": ("上传超时", "Upload timed out"),
+    "rate_limited": ("上传过于频繁", "Too many uploads"),
     "internal_error": ("内部错误", "Internal error"),
 }
 

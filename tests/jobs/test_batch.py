@@ -52,8 +52,8 @@ def _rows(batch_dir: Path) -> list[dict]:
 
 def _check_complete(batch_dir: Path, rows: list[dict]) -> None:
     folders = [p for p in batch_dir.iterdir() if p.is_dir()]
-    # a write the kill interrupted leaves its hidden temp folder (swept once stale: results.clean_stale_temps)
-    assert all(p.name.startswith(".tmp-") for p in folders if p.name.startswith(".")), [p.name for p in folders]
+    # a write the kill interrupted left its hidden .tmp-<pid>-… folder; --resume swept it (the pid is dead)
+    assert not [p.name for p in folders if p.name.startswith(".")], [p.name for p in folders]
     runs = sorted(p for p in folders if not p.name.startswith("."))
     assert all(RUN_ID_RE.match(p.name) for p in runs), [p.name for p in runs]
     assert sorted(r["run_folder"] for r in rows if r["status"] == "ok") == [p.name for p in runs]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from emotion2vec_webui.audio.decoder_pool import _TEST_HOOK_ENV as DECODER_TEST_HOOK
 from tests.server_util import ServerProcess, server_env
 
 MAX_DURATION_S = 5
@@ -21,8 +22,34 @@ def reliability_server(tiny_model_dir, tmp_path_factory):
     env = server_env(
         tiny_model_dir, root, input_dirs=root / "inputs", max_duration_s=MAX_DURATION_S, max_upload_mb=2, max_queue=128
     )
+    env[DECODER_TEST_HOOK] = "1"  # test_decoder_crash.py: uploads starting with b"E2V-TEST:segv" crash a decoder
     with ServerProcess(env) as srv:
         srv.root = root
         srv.outputs = root / "outputs"
         srv.inputs = root / "inputs"
+        yield srv
+
+
+# Short client timeouts and small upload limits: test_slow_clients.py and test_upload_guard.py.
+BODY_TIMEOUT_S = 3.0
+HEADER_TIMEOUT_S = 2.0
+UPLOADS_PER_MIN = 6
+
+
+@pytest.fixture(scope="session")
+def guarded_server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("guarded")
+    env = server_env(
+        tiny_model_dir,
+        root,
+        max_queue=4,
+        body_timeout_s=BODY_TIMEOUT_S,
+        header_timeout_s=HEADER_TIMEOUT_S,
+        max_upload_mb=1,
+        max_batch_upload_mb=2,
+        upload_requests_per_min=UPLOADS_PER_MIN,
+    )
+    with ServerProcess(env) as srv:
+        srv.root = root
+        srv.gradio_tmp = root / "outputs" / ".gradio-tmp"
         yield srv
