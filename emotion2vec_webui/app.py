@@ -20,8 +20,10 @@ import threading
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.logs import log_to_file
 from emotion2vec_webui.runs.service import Service
-from emotion2vec_webui.serving.guards import ApiGuardMiddleware, UploadGuardMiddleware, guarded_http_protocol
+from emotion2vec_webui.serving.guards import ApiGuardMiddleware
+from emotion2vec_webui.serving.http_protocol import guarded_http_protocol
 from emotion2vec_webui.serving.middleware import RequestContextMiddleware
+from emotion2vec_webui.serving.upload_guard import UploadGuardMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def create_app(settings: Settings, service: Service | None = None):
     from fastapi import FastAPI
 
     from emotion2vec_webui import __version__
-    from emotion2vec_webui.serving import api, metrics
+    from emotion2vec_webui.serving import api, errors, health, metrics
 
     service = service or Service(settings)
 
@@ -64,8 +66,8 @@ def create_app(settings: Settings, service: Service | None = None):
     )
     app.state.settings = settings
     app.state.service = service
-    api.install_error_handlers(app)
-    app.include_router(api.health_router)
+    errors.install_error_handlers(app)
+    app.include_router(health.router)
     app.include_router(api.router)
 
     app.add_middleware(ApiGuardMiddleware, settings=settings)
@@ -74,7 +76,7 @@ def create_app(settings: Settings, service: Service | None = None):
     # GET /metrics, and the metrics middleware added last: outermost, so it also counts the
     # 401/413/500 answers that the two middleware above give by themselves.
     metrics.install(app, service, settings)
-    api.add_api_catch_all(app)  # after every /api route: unknown /api paths are JSON 404s, not the UI's
+    errors.add_api_catch_all(app)  # after every /api route: unknown /api paths are JSON 404s, not the UI's
     _mount_ui(app, service, settings)
     return app
 

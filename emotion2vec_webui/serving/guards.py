@@ -2,11 +2,12 @@
 
 * :class:`ApiGuardMiddleware` (``/api/*``, ``/metrics``): the bearer token,
   the upload cap while the body streams in, and the body timeouts.
-* :class:`UploadGuardMiddleware` (Gradio's ``/gradio_api/upload``): a cap
-  per request (Gradio caps each file, not each request), a token bucket per
-  client, and a free-space floor under Gradio's temp folder.
-* :func:`guarded_http_protocol`: uvicorn's HTTP protocol with a header
-  timeout and a ``400`` for a client that half-closes mid-body.
+* :class:`~.upload_guard.UploadGuardMiddleware` (Gradio's ``/gradio_api/upload``,
+  in ``upload_guard.py``): a cap per request, a token bucket per client, and a
+  free-space floor under Gradio's temp folder.
+* :func:`~.http_protocol.guarded_http_protocol` (``http_protocol.py``): uvicorn's
+  HTTP protocol with a header timeout and a ``400`` for a client that
+  half-closes mid-body.
 
 Why timeouts at all: a request that holds a resource (an admission slot,
 a temp file, a connection) while its client sends nothing lets a few idle
@@ -27,11 +28,9 @@ import hmac
 import json
 import logging
 import math
-import shutil
 import time
-from pathlib import Path
 
-from emotion2vec_webui.config import Settings, gradio_temp_dir
+from emotion2vec_webui.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +43,8 @@ BODY_OVERHEAD = 64 * 1024
 # and this long, so that a client still busy sending it gets to read the answer (see _drain).
 _DRAIN_LIMIT = 64 * 1024 * 1024
 _DRAIN_TIMEOUT_S = 10.0
-# Gradio's upload route when the UI is mounted at "/" (gradio.route_utils.API_PREFIX, Gradio 6.31).
-GRADIO_UPLOAD_PATH = "/gradio_api/upload"
-# Multipart headers of up to 1,000 files (Gradio's max_files) in one upload request.
-UPLOAD_OVERHEAD = 1024 * 1024
-# Distinct clients whose upload buckets are remembered (full buckets are forgotten first).
-_MAX_TRACKED_CLIENTS = 4096
-_MB = 1024 * 1024
 
+_MB = 1024 * 1024
 TIMEOUT_MESSAGE = "The request body arrived too slowly or stalled; send it again. / 请求体上传过慢或中断，请重新发送。"
 
 
@@ -98,7 +91,7 @@ async def _drain(receive, max_bytes: int) -> None:
                 return
 
 
-def _header(scope, name: bytes) -> bytes:
+def header_value(scope, name: bytes) -> bytes:
     for key, value in scope.get("headers", ()):
         if key == name:
             return value
@@ -107,7 +100,7 @@ def _header(scope, name: bytes) -> bytes:
 
 def declared_length(scope) -> int | None:
     """The request's ``Content-Length``, or None when absent or not a number."""
-    raw = _header(scope, b"content-length")
+    raw = header_value(scope, b"content-length")
     try:
         return int(raw) if raw else None
     except ValueError:
@@ -116,7 +109,7 @@ def declared_length(scope) -> int | None:
 
 def expects_body(scope) -> bool:
     """Whether the request announces a body (a non-zero Content-Length, or chunked)."""
-    return bool(declared_length(scope)) or b"chunked" in _header(scope, b"transfer-encoding").lower()
+    return bool(declared_length(scope)) or b"chunked" in header_value(scope, b"transfer-encoding").lower()
 
 
 class BodyWatch:
@@ -206,7 +199,7 @@ class _BodyGuard:
         """Call the app; answer ``413 file_too_large`` or ``408 request_timeout`` when the watch fails."""
         request_id = scope.get("state", {}).get("request_id")
         # A client waiting for "100 Continue" sends no body until we read: then there is nothing to drain.
-        expects_continue = b"100-continue" in _header(scope, b"expect").lower()
+        expects_continue = b"100-continue" in header_value(scope, b"expect").lower()
         watch = BodyWatch(receive, limit, self.body_timeout_s, self.min_rate, expects_body(scope), poison)
         answered = False
 
@@ -264,7 +257,7 @@ class ApiGuardMiddleware(_BodyGuard):
         """Largest body accepted on this path: two files for similarity, base64 inflation for JSON."""
         files = 2 if scope["path"].rstrip("/").endswith("/similarity") else 1
         per_file = self.max_upload
-        if b"json" in _header(scope, b"content-type").lower():
+        if b"json" in header_value(scope, b"content-type").lower():
             # base64 is 4/3 of the bytes; line breaks every 76 characters (as `base64` prints them),
             # escaped in JSON as "\\r\\n", add up to 4/76 more
             per_file = self.max_upload * 4 // 3 * 80 // 76 + 8
@@ -279,7 +272,7 @@ class ApiGuardMiddleware(_BodyGuard):
     def authorized(self, scope) -> bool:
         if not self.token:
             return True
-        value = _header(scope, b"authorization")
+        value = header_value(scope, b"authorization")
         scheme, _, given = value.decode("latin-1").partition(" ")
         if scheme.lower() == "bearer":
             return hmac.compare_digest(given.strip().encode(), self.token.encode())
@@ -292,7 +285,7 @@ class ApiGuardMiddleware(_BodyGuard):
             return
         request_id = scope.get("state", {}).get("request_id")
         declared = declared_length(scope)
-        expects_continue = b"100-continue" in _header(scope, b"expect").lower()
+        expects_continue = b"100-continue" in header_value(scope, b"expect").lower()
         has_body = expects_body(scope) and not expects_continue
         limit = self.body_limit(scope)
 
@@ -307,251 +300,3 @@ class ApiGuardMiddleware(_BodyGuard):
             )
             return
         await self.run_watched(scope, receive, send, limit)
-
-
-class ClientBuckets:
-    """Token buckets keyed by client: ``per_min`` tokens a minute, at most ``burst`` saved up.
-
-    Args:
-        per_min: refill rate in tokens per minute (0 or less: unlimited).
-        burst: bucket size; a request needing more than this is never allowed.
-    """
-
-    def __init__(self, per_min: float, burst: float) -> None:
-        self.rate = per_min / 60.0
-        self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, client: str, amount: float, now: float | None = None) -> float:
-        """Take ``amount`` tokens; 0.0 when granted, else the seconds until they would be there."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.get(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens >= amount:
-            self._buckets[client] = (tokens - amount, now)
-            self._forget_full(now)
-            return 0.0
-        self._buckets[client] = (tokens, now)
-        return (min(amount, self.burst) - tokens) / self.rate if amount <= self.burst else math.inf
-
-    def give_back(self, client: str, amount: float) -> None:
-        """Return tokens taken for bytes that never came (a short chunked upload)."""
-        if client in self._buckets and amount > 0:
-            tokens, last = self._buckets[client]
-            self._buckets[client] = (min(self.burst, tokens + amount), last)
-
-    def _forget_full(self, now: float) -> None:
-        if len(self._buckets) <= _MAX_TRACKED_CLIENTS:
-            return
-        refill_s = self.burst / self.rate
-        for key, (_tokens, last) in list(self._buckets.items()):
-            if now - last >= refill_s:  # full again: forgetting it changes nothing
-                del self._buckets[key]
-        while len(self._buckets) > _MAX_TRACKED_CLIENTS:  # many active clients: drop the oldest
-            del self._buckets[min(self._buckets, key=lambda k: self._buckets[k][1])]
-
-
-class UploadGuardMiddleware(_BodyGuard):
-    """Bounds Gradio's upload route: bytes per request, uploads per client, free disk under the temp folder.
-
-    Gradio caps each file (``max_file_size``) but not how many files one
-    request carries, nor how often a client uploads; uploads stay in
-    ``<outputs>/.gradio-tmp`` for a day. Checked before a byte reaches Gradio
-    (``Content-Length``), and again while the body streams in:
-
-    * one request may carry ``max(2 × E2V_MAX_UPLOAD_MB, E2V_MAX_BATCH_UPLOAD_MB)``
-      plus multipart overhead (the similarity tab sends two clips at once; the
-      batch tab sends every chosen file in one request) → else ``413 file_too_large``;
-    * per client address, ``E2V_UPLOAD_REQUESTS_PER_MIN`` requests and
-      ``E2V_UPLOAD_MB_PER_MIN`` MB a minute, a minute's worth (or one full
-      request) saved up → else ``429 rate_limited`` with ``Retry-After``;
-    * an upload that would leave less than ``E2V_MIN_FREE_MB`` free on the temp
-      folder's disk → ``507 storage_full``;
-    * the body timeouts of :class:`BodyWatch` → ``408 request_timeout``.
-
-    Behind a reverse proxy every client has the proxy's address and shares one bucket.
-    """
-
-    def __init__(self, app, settings: Settings) -> None:
-        super().__init__(app, settings)
-        self.settings = settings
-        self.limit = int(max(2 * settings.max_upload_bytes, settings.max_batch_upload_mb * _MB)) + UPLOAD_OVERHEAD
-        self.requests = ClientBuckets(settings.upload_requests_per_min, max(1, settings.upload_requests_per_min))
-        self.bytes = ClientBuckets(settings.upload_mb_per_min * _MB, max(settings.upload_mb_per_min * _MB, self.limit))
-        self.min_free = int(settings.min_free_mb * _MB)
-        self.in_flight = 0  # bytes announced by uploads still streaming in (not yet on disk)
-
-    def too_large_message(self, scope) -> str:
-        mb = (self.limit - UPLOAD_OVERHEAD) / _MB
-        return (
-            f"The upload exceeds the limit of {mb:g} MB per request (E2V_MAX_BATCH_UPLOAD_MB, "
-            f"E2V_MAX_UPLOAD_MB); upload fewer files at once. / 单次上传超过 {mb:g} MB 上限，请分批上传。"
-        )
-
-    def temp_dir(self) -> Path:
-
-        return gradio_temp_dir(self.settings)
-
-    def free_bytes(self) -> int | None:
-        path = self.temp_dir()
-        while not path.exists() and path != path.parent:  # not created yet: ask its nearest parent
-            path = path.parent
-        try:
-            return shutil.disk_usage(path).free
-        except OSError:
-            return None
-
-    async def __call__(self, scope, receive, send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope.get("method") != "POST"
-            or scope.get("path", "").rstrip("/") != GRADIO_UPLOAD_PATH
-        ):
-            await self.app(scope, receive, send)
-            return
-        request_id = scope.get("state", {}).get("request_id")
-        declared = declared_length(scope)
-        expects_continue = b"100-continue" in _header(scope, b"expect").lower()
-        drain = expects_body(scope) and not expects_continue
-        if declared is not None and declared > self.limit:
-            await answer_error(
-                send, receive, 413, "file_too_large", self.too_large_message(scope), request_id, drain=drain
-            )
-            return
-        need = declared if declared is not None else self.limit
-        client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self.requests.take(client, 1)
-        if not wait:
-            wait = self.bytes.take(client, need)
-            if wait:
-                self.requests.give_back(client, 1)
-        if wait:
-            retry = max(1, math.ceil(min(wait, 3600)))
-            message = (
-                f"Too many uploads from this client; retry in {retry} s (E2V_UPLOAD_REQUESTS_PER_MIN, "
-                f"E2V_UPLOAD_MB_PER_MIN). / 上传过于频繁，请 {retry} 秒后重试。"
-            )
-            extra = [(b"retry-after", str(retry).encode())]
-            await answer_error(send, receive, 429, "rate_limited", message, request_id, extra, drain=drain)
-            return
-        free = await asyncio.to_thread(self.free_bytes)
-        if free is not None and free - self.in_flight - need < self.min_free:
-            self.bytes.give_back(client, need)
-            message = (
-                f"The server's disk is nearly full ({free / _MB:.0f} MB free; E2V_MIN_FREE_MB is "
-                f"{self.min_free / _MB:g}): the upload was refused. / 服务器磁盘空间不足，已拒绝上传。"
-            )
-            await answer_error(send, receive, 507, "storage_full", message, request_id, drain=drain)
-            return
-        self.in_flight += need
-        try:
-            watch = await self.run_watched(scope, receive, send, self.limit, poison=_multipart_poison(scope))
-        finally:
-            self.in_flight -= need
-        if declared is None:  # charged the whole cap up front; give back what did not come
-            self.bytes.give_back(client, need - min(need, watch.received))
-
-
-def _multipart_poison(scope) -> bytes | None:
-    """Bytes that end the current part and start a malformed one: a multipart parser fails on them.
-
-    Gradio's parser deletes the temp files it wrote when parsing fails, but not
-    when the client disconnects; a request cut off for its size or a stall is
-    fed these first, so that nothing is left in the temp folder.
-    """
-    content_type = _header(scope, b"content-type").decode("latin-1")
-    for param in content_type.split(";")[1:]:
-        name, _, value = param.strip().partition("=")
-        if name.strip().lower() == "boundary" and value:
-            return b"\x00\r\n--" + value.strip().strip('"').encode("latin-1") + b"\r\n\x00:\r\n\r\n"
-    return None
-
-
-def guarded_http_protocol(settings: Settings):
-    """uvicorn's HTTP/1.1 protocol class with a header timeout and a 400 for a half-closed request.
-
-    uvicorn times out idle keep-alive connections only: a client that sends a
-    request line and then a header byte now and then holds its connection for
-    ever. This class starts a timer when a connection opens (and when the
-    first byte of a next request arrives) and closes the connection if the
-    request line and headers are not complete after ``E2V_HEADER_TIMEOUT_S``.
-    Header size is bounded by h11 (``h11_max_incomplete_event_size``, 16 KB).
-
-    A client that shuts down its sending side before the body it announced is
-    complete gets ``400 bad_request`` (uvicorn would close without a word).
-
-    Returns:
-        A subclass of uvicorn's ``AutoHTTPProtocol`` (httptools when installed, else h11),
-        for ``uvicorn.Config(http=...)``.
-    """
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
-    timeout_s = settings.header_timeout_s
-
-    class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-        header_timeout_s = timeout_s
-
-        def connection_made(self, transport) -> None:
-            self._e2v_header_timer = None
-            super().connection_made(transport)
-            self._e2v_arm()
-
-        def _e2v_between_requests(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
-
-        def _e2v_arm(self) -> None:
-            if self.header_timeout_s > 0 and self._e2v_header_timer is None:
-                self._e2v_header_timer = self.loop.call_later(self.header_timeout_s, self._e2v_headers_late)
-
-        def _e2v_disarm(self) -> None:
-            if self._e2v_header_timer is not None:
-                self._e2v_header_timer.cancel()
-                self._e2v_header_timer = None
-
-        def _e2v_headers_late(self) -> None:
-            self._e2v_header_timer = None
-            if self.transport.get_protocol() is not self or self.transport.is_closing():
-                return  # upgraded (WebSocket) or closed already
-            if self._e2v_between_requests():
-                log.info("closing a connection whose request headers took over %g s", self.header_timeout_s)
-                self.transport.close()
-
-        def data_received(self, data: bytes) -> None:
-            if self._e2v_between_requests():
-                self._e2v_arm()  # the first byte of a request: its headers are on the clock
-            before = self.cycle
-            super().data_received(data)
-            if self.cycle is not before or self.transport.get_protocol() is not self:
-                self._e2v_disarm()  # headers complete (a new request cycle), or upgraded
-
-        def eof_received(self):
-            cycle = self.cycle
-            if cycle is not None and cycle.more_body and not cycle.response_started and not cycle.disconnected:
-                body = json.dumps(
-                    {
-                        "error": {
-                            "code": "bad_request",
-                            "message": "The client closed its side before the request body was complete. / "
-                            "请求体未发送完整，客户端已关闭连接。",
-                        }
-                    }
-                ).encode()
-                head = (
-                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-                ).encode()
-                cycle.response_started = cycle.response_complete = True  # the app's answer, if any, is dropped
-                cycle.disconnected = True
-                cycle.message_event.set()  # the app's next receive() says the client went away
-                self.transport.write(head + body)
-                self.transport.close()
-                return None
-            return super().eof_received()
-
-        def connection_lost(self, exc) -> None:
-            self._e2v_disarm()
-            super().connection_lost(exc)
-
-    return GuardedHTTPProtocol

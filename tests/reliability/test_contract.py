@@ -1,7 +1,7 @@
 """The API keeps its documented contract (docs/api.md) where it used to drift.
 
 Every error under /api is ``{"error": {"code", "message"}}`` with the status of its
-code in ``api.HTTP_STATUS`` (a malformed multipart body is 422 like every other
+code in ``serving.errors.HTTP_STATUS`` (a malformed multipart body is 422 like every other
 ``bad_request``; any method, even a made-up one, gets the error shape); deeply
 nested JSON is a 422, not a 500; base64 wrapped in lines (what `base64` prints) is
 accepted.
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from emotion2vec_webui.audio.signals import tone, write_audio
-from emotion2vec_webui.serving.api import HTTP_STATUS
+from emotion2vec_webui.serving.errors import HTTP_STATUS
 
 RECOGNIZE = "/api/v1/recognize"
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from emotion2vec_webui.runs.storage import RUN_ID_RE
-from emotion2vec_webui.serving.api import HTTP_STATUS
+from emotion2vec_webui.serving.errors import HTTP_STATUS
 from tests.reliability.conftest import MAX_DURATION_S
 from tests.reliability.fuzz_corpus import corpus
 from tests.spec_check import check_result

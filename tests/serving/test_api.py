@@ -332,3 +332,19 @@ def test_overload_answers_503_at_once_and_recovers(server, tmp_path):
     # A rejection never waits for inference (one 20 s clip): the bound is loose on purpose, for a
     # busy CI machine; the figure to quote (<100 ms) comes from benchmarks/load_test.py.
     assert result["probe_p50_ms"] < 2000, result
+
+
+def test_result_schema_is_served_and_validates_a_real_result(client, clip):
+    import jsonschema
+
+    schema = client.get("/api/v1/schema/result")
+    assert schema.status_code == 200 and schema.headers["content-type"].startswith("application/schema+json")
+    body = schema.json()
+    jsonschema.Draft202012Validator.check_schema(body)
+    made = client.post("/api/v1/recognize", files={"file": ("clip.wav", clip)}, data={"granularity": "frame"})
+    assert made.status_code == 200, made.text
+    result = client.get(f"/api/v1/runs/{made.json()['run_id']}").json()
+    jsonschema.validate(result, body)
+    broken = {k: v for k, v in result.items() if k != "scores"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, body)

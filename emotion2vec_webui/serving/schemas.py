@@ -1,0 +1,115 @@
+"""The REST API's request and response models (what ``/docs`` and ``/openapi.json`` publish)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code", examples=["audio_undecodable"])
+    message: str = Field(description="what went wrong and how to fix it")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    uptime_s: float
+
+
+class Readiness(BaseModel):
+    ready: bool
+    state: str = Field(description="loading, ready or unavailable", examples=["ready"])
+    message: str
+    model: dict[str, Any] | None = None
+    queue_depth: int
+    max_queue: int
+    storage: dict[str, Any] | None = Field(
+        None, description="the output folder: ok, code (storage_full / storage_unavailable), message, free_mb"
+    )
+
+
+class RecognizeJson(BaseModel):
+    """JSON body of ``POST /api/v1/recognize``: exactly one of ``audio_base64`` and ``audio_path``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"audio_base64": "UklGRiQAAABXQVZF…", "filename": "clip.wav"}]},
+    )
+    audio_base64: str | None = Field(None, description="the audio file's bytes, base64 (a data: URL prefix is ok)")
+    filename: str | None = Field(None, description="name reported in result.json")
+    audio_path: str | None = Field(None, description="a file inside E2V_INPUT_DIRS (refused when unset)")
+    granularity: Literal["utterance", "frame"] = "utterance"
+    extract_embedding: bool = True
+    segmentation: Literal["frames", "vad"] = Field(
+        "frames", description="'segments' from runs of frame emotions, or 'vad': one utterance per speech segment"
+    )
+
+
+class RecognizeResponse(BaseModel):
+    """The run's result.json, plus ``run_id`` and ``files`` (artifact URLs)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "emotion": "happy",
+                    "emotion_zh": "开心",
+                    "confidence": 0.853,
+                    "scores": {"angry": 0.01, "happy": 0.853, "neutral": 0.1},
+                    "granularity": "utterance",
+                    "timestamp": "2026-11-24T13:05:09+08:00",
+                    "request_id": "3f2a9c0d1b7e4a55",
+                    "run_id": "outputs_20261124_130509",
+                    "files": {"result.json": "http://127.0.0.1:7860/api/v1/runs/outputs_20261124_130509/result.json"},
+                }
+            ]
+        },
+    )
+    emotion: str
+    emotion_zh: str
+    confidence: float
+    scores: dict[str, float]
+    granularity: str
+    timestamp: str
+    request_id: str | None = None
+    audio: dict[str, Any]
+    model: dict[str, Any]
+    embedding: dict[str, Any] | None = None
+    frames: dict[str, Any] | None = None
+    segments: list[dict[str, Any]] | None = None
+    warnings: list[str] = []
+    processing_time_s: float
+    run_id: str
+    files: dict[str, str]
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    timestamp: str | None = None
+    emotion: str | None = None
+    confidence: float | None = None
+    granularity: str | None = None
+    source_name: str | None = None
+    duration_s: float | None = None
+    url: str
+
+
+class RunsPage(BaseModel):
+    runs: list[RunSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class SimilarityResponse(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"cosine": 0.93}]})
+    cosine: float = Field(description="cosine similarity of the two utterance embeddings, -1…1")
+
+
