@@ -282,7 +282,7 @@ def markdown_table(results: list[ModelBench], durations: list[float], with_accur
 def _measure_in_subprocess(spec: dict) -> ModelBench:
     with tempfile.TemporaryDirectory(prefix="e2v-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "emotion2vec_webui.bench", json.dumps(spec), str(out)]
+        cmd = [sys.executable, "-m", "emotion2vec_webui.bench.benchmark", json.dumps(spec), str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S)
         if proc.returncode != 0 or not out.exists():
             tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]

@@ -244,7 +244,7 @@ def test_request_ids_match_headers_results_and_log_lines(served):
         assert json.loads((run_dir / "result.json").read_text("utf-8"))["request_id"] == request_id
         assert request_id in (run_dir / "run.log").read_text("utf-8")
         # the pipeline's lines, logged on the inference worker thread, carry the id too
-        pipeline = [e for e in entries if e["logger"].endswith(".pipeline") and e.get("request_id") == request_id]
+        pipeline = [e for e in entries if e["logger"].endswith(".runs.recognize") and e.get("request_id") == request_id]
         assert any(e["message"].startswith("inference:") for e in pipeline)
     for response in [*served.bad, served.big]:
         request_id, code = response.headers["x-request-id"], response.json()["error"]["code"]
