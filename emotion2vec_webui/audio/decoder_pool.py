@@ -1,9 +1,13 @@
 """Decode untrusted audio in a few spawned worker processes, so one bad file costs one error, not the process.
 
+One concept: the pool, its workers' loop and the wire between them share one
+protocol (job, answer, limits) and one life cycle; split, each half would only
+make sense read beside the other.
+
 FFmpeg and libsndfile are native code: a file that crashes them (PyAV 18.1
-segfaulted on planar audio with 8+ channels, see :mod:`audio`) or makes them
+segfaulted on planar audio with 8+ channels, see ``audio/readers.py``) or makes them
 allocate gigabytes would otherwise take the server, the CLI or a batch run down
-with it. :func:`decode_guarded` runs :func:`audio.decode_audio` in one of
+with it. :func:`decode_guarded` runs :func:`decode.decode_audio` in one of
 ``E2V_DECODE_WORKERS`` worker processes instead:
 
 * workers are started with the ``spawn`` method (no inherited threads or
@@ -23,7 +27,7 @@ with it. :func:`decode_guarded` runs :func:`audio.decode_audio` in one of
 A path is opened by the worker itself; bytes are sent over the pipe. The
 result comes back over the same pipe: a small pickled header, then the
 float32 samples received straight into a numpy array (``recv_bytes_into``,
-no extra copy). Overhead against :func:`audio.decode_audio` in the calling
+no extra copy). Overhead against :func:`decode.decode_audio` in the calling
 process, 2-core x86 VM, 48 kHz stereo FLAC sent as bytes, median of 7
 (``benchmarks/decode_bombs.py --overhead``): 5 s clip 2.6 ms (in-process
 decode 14 ms); 600 s clip 37 ms (in-process decode 1.24 s). A worker starts
@@ -176,7 +180,7 @@ class DecoderPool:
     def decode(
         self, source: str | os.PathLike | bytes, *, source_name: str | None = None, limits: AudioLimits | None = None
     ) -> DecodedAudio:
-        """Decode like :func:`audio.decode_audio`, in a worker process.
+        """Decode like :func:`decode.decode_audio`, in a worker process.
 
         Raises:
             AudioError: every code of ``decode_audio``, plus ``audio_undecodable``
@@ -320,7 +324,7 @@ def prestart() -> None:
 def decode_guarded(
     source: str | os.PathLike | bytes, *, source_name: str | None = None, limits: AudioLimits | None = None
 ) -> DecodedAudio:
-    """:func:`audio.decode_audio` for untrusted input, in the process-wide pool (see the module docstring)."""
+    """:func:`decode.decode_audio` for untrusted input, in the process-wide pool (see the module docstring)."""
     return get_pool().decode(source, source_name=source_name, limits=limits)
 
 

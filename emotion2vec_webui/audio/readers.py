@@ -1,0 +1,289 @@
+"""The two readers behind :func:`decode.decode_audio`: soundfile for wav/flac/aiff/au, PyAV for the rest.
+
+Both mix each decoded block to mono at once and stream it through soxr
+(:class:`MonoSink`), so memory is bound by one block, not by the file's
+channels × rate; both enforce the duration limit while reading. Why PyAV's
+planes are read by hand, and the other choices: see ``decode.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from emotion2vec_webui.audio.format import SAMPLE_RATE, AudioLimits
+from emotion2vec_webui.errors import AudioError
+
+log = logging.getLogger(__name__)
+
+MIN_SOURCE_RATE = 8000  # SPEC.md: any rate from 8 kHz …
+
+
+MAX_SOURCE_RATE = 192000  # … to 192 kHz
+
+
+MAX_CHANNELS = 256  # sanity bound against lying headers
+
+
+_BLOCK_SAMPLES = 1 << 20  # values (frames × channels) per block mixed to mono at once: 4 MB as float32
+
+
+def _check_rate_channels(rate: int, channels: int, name: str) -> None:
+    if not (MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE):
+        raise AudioError(
+            "audio_undecodable",
+            f"{name} declares a sample rate of {rate} Hz; supported rates are 8–192 kHz.",
+        )
+    if not (1 <= channels <= MAX_CHANNELS):
+        raise AudioError("audio_undecodable", f"{name} declares {channels} channels.")
+
+
+def _too_long(name: str, limits: AudioLimits) -> AudioError:
+    return AudioError(
+        "audio_too_long",
+        f"{name} is longer than the {limits.max_duration_s:g} s limit (E2V_MAX_DURATION_S).",
+    )
+
+
+class _ClampedBytesIO(io.BytesIO):
+    """BytesIO that treats a seek before the start as a seek to 0.
+
+    libsndfile probes corrupt headers with negative seeks; BytesIO raises, and
+    soundfile's cffi callback then prints a traceback to stderr and returns 0.
+    Clamping returns the same 0, without the noise in the server log.
+    """
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return super().seek(max(offset, 0) if whence == io.SEEK_SET else offset, whence)
+
+
+def read_soundfile(data: bytes, name: str, limits: AudioLimits, warnings: list[str]) -> MonoSink:
+    import soundfile as sf
+
+    with sf.SoundFile(_ClampedBytesIO(data)) as f:
+        rate, channels = int(f.samplerate), int(f.channels)
+        _check_rate_channels(rate, channels, name)
+        sink = MonoSink(rate, channels, name, limits)
+        block_frames = max(1, _BLOCK_SAMPLES // channels)
+        while True:
+            block = f.read(block_frames, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            sink.add(block)
+    declared = _wav_declared_frames(data, channels)
+    if declared is not None and declared > sink.frames:
+        warnings.append(
+            f"file appears truncated: header declares {declared / rate:.2f} s, "
+            f"decoded {sink.frames / rate:.2f} s; analysed what was decoded"
+        )
+    return sink
+
+
+def _wav_declared_frames(data: bytes, channels: int) -> int | None:
+    """Frames the RIFF header promises (None when not a plain RIFF wav or unknown)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if cid == b"fmt " and pos + 22 <= len(data):
+            block_align = struct.unpack("<H", data[pos + 20 : pos + 22])[0]
+        if cid == b"data":
+            if size in (0, 0xFFFFFFFF) or not block_align:
+                return None  # streaming placeholder: length unknown
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def read_pyav(data: bytes, kind: str, name: str, limits: AudioLimits, warnings: list[str]) -> MonoSink:
+    import av
+
+    try:
+        container = av.open(io.BytesIO(data), mode="r", format=kind if kind != "wav" else None)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise AudioError("audio_undecodable", f"{name} cannot be decoded as {kind}: {_short(exc)}") from exc
+    with container:
+        streams = [s for s in container.streams if s.type == "audio"]
+        if not streams:
+            raise AudioError("audio_undecodable", f"{name} contains no audio stream.")
+        stream = streams[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for it (e.g. a wav with a bogus format tag)
+            raise AudioError("audio_undecodable", f"{name} uses an audio codec that cannot be decoded.")
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        channels = int(stream.codec_context.channels or 0)
+        _check_rate_channels(rate, max(channels, 1), name)
+        sink: MonoSink | None = None
+        error: Exception | None = None
+        try:
+            for frame in container.decode(stream):
+                if frame.samples == 0:
+                    continue
+                if frame.sample_rate and frame.sample_rate != rate:
+                    raise AudioError("audio_undecodable", f"{name} changes sample rate mid-stream.")
+                n_ch = frame.layout.nb_channels or 1
+                if sink is None:
+                    _check_rate_channels(rate, n_ch, name)
+                    sink = MonoSink(rate, n_ch, name, limits)
+                elif n_ch != sink.channels:
+                    raise AudioError("audio_undecodable", f"{name} changes channel count mid-stream.")
+                for block in _frame_blocks(frame, name):
+                    sink.add(block)
+        except (AudioError, MemoryError):
+            raise
+        except Exception as exc:  # corrupt data after a good start: keep what decoded
+            error = exc
+        header_s = _header_duration(container, stream)
+    if sink is None or sink.frames == 0:
+        if error is not None:
+            raise AudioError("audio_undecodable", f"{name} cannot be decoded: {_short(error)}") from error
+        raise AudioError("audio_empty", f"{name} holds no audio samples.")
+    decoded_s = sink.frames / rate
+    if error is not None:
+        warnings.append(f"decoding stopped at {decoded_s:.2f} s ({_short(error)}); analysed what was decoded")
+    elif kind == "ogg" and not _ogg_ends_cleanly(data):
+        warnings.append(f"file appears truncated (the Ogg stream has no end page); analysed {decoded_s:.2f} s")
+    elif header_s is not None and decoded_s < header_s - max(0.25, 0.02 * header_s):
+        warnings.append(
+            f"file appears truncated: header says {header_s:.2f} s, decoded {decoded_s:.2f} s; "
+            "analysed what was decoded"
+        )
+    return sink
+
+
+def _ogg_ends_cleanly(data: bytes) -> bool:
+    """True when the last Ogg page is complete and flagged end-of-stream (Ogg has no length header)."""
+    pos = data.rfind(b"OggS")
+    if pos < 0 or pos + 27 > len(data):
+        return False
+    n_segments = data[pos + 26]
+    if pos + 27 + n_segments > len(data):
+        return False
+    body = sum(data[pos + 27 : pos + 27 + n_segments])
+    complete = pos + 27 + n_segments + body <= len(data)
+    return complete and bool(data[pos + 5] & 0x04)
+
+
+# PyAV sample format → numpy dtype (planar and packed share one).
+_PYAV_DTYPES = {"u8": "u1", "s16": "<i2", "s32": "<i4", "s64": "<i8", "flt": "<f4", "dbl": "<f8"}
+
+
+def _frame_blocks(frame, name: str) -> Iterator[np.ndarray]:
+    """One PyAV frame as float32 ``[samples, channels]`` blocks of at most ``_BLOCK_SAMPLES`` values.
+
+    Reads exactly ``layout.nb_channels`` planes (planar) or one (packed), each
+    with an explicit count, never ``frame.planes`` / ``frame.to_ndarray()``
+    (see the module docstring: they segfault for 8+ planar channels).
+    """
+    from av.audio.plane import AudioPlane
+
+    fmt = frame.format
+    dtype = _PYAV_DTYPES.get(fmt.name.rstrip("p") if fmt.is_planar else fmt.name)
+    if dtype is None:
+        raise AudioError("audio_undecodable", f"{name} uses an unsupported sample format ({fmt.name}).")
+    n_ch = frame.layout.nb_channels or 1
+    n = frame.samples
+    if fmt.is_planar:
+        # np.frombuffer checks each plane's buffer holds `count` values (ValueError otherwise).
+        planes = [np.frombuffer(AudioPlane(frame, i), dtype=dtype, count=n) for i in range(n_ch)]
+    else:
+        packed = np.frombuffer(AudioPlane(frame, 0), dtype=dtype, count=n * n_ch).reshape(n, n_ch)
+    rows = max(1, _BLOCK_SAMPLES // n_ch)
+    for start in range(0, n, rows):
+        if fmt.is_planar:
+            raw = np.stack([p[start : start + rows] for p in planes], axis=1)
+        else:
+            raw = packed[start : start + rows]
+        yield _to_float32(raw)
+
+
+def _to_float32(arr: np.ndarray) -> np.ndarray:
+    """Integer or float samples → float32 in [-1, 1) (the scales libsndfile uses)."""
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    if arr.dtype == np.int16:
+        return arr.astype(np.float32) / 32768.0
+    if arr.dtype == np.int32:
+        return arr.astype(np.float32) / 2147483648.0
+    if arr.dtype == np.int64:
+        return (arr / 9223372036854775808.0).astype(np.float32)
+    return arr.astype(np.float32)  # a copy: the frame's buffer is not ours to keep
+
+
+class MonoSink:
+    """Takes float32 ``[frames, channels]`` blocks; keeps only the 16 kHz mono signal.
+
+    Each block is checked (finite, duration cap), averaged to mono (float64
+    accumulate, float32 result, as a whole-file mean would give) and pushed
+    through a streaming soxr resampler, whose output equals one-shot
+    ``soxr.resample`` bit for bit.
+    """
+
+    def __init__(self, rate: int, channels: int, name: str, limits: AudioLimits) -> None:
+        self.rate, self.channels, self.name, self.limits = rate, channels, name, limits
+        self.frames = 0
+        self.cap = int(limits.max_duration_s * rate)
+        self.resample_s = 0.0
+        self._out: list[np.ndarray] = []
+        self._stream = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            self._stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def add(self, block: np.ndarray) -> None:
+        if block.shape[0] == 0:
+            return
+        self.frames += block.shape[0]
+        if self.frames > self.cap:
+            raise _too_long(self.name, self.limits)
+        if not np.isfinite(block).all():
+            raise AudioError("audio_nonfinite", f"{self.name} contains NaN or infinite sample values.")
+        if block.shape[1] > 1:
+            mono = block.mean(axis=1, dtype=np.float64).astype(np.float32)
+        else:
+            mono = np.array(block[:, 0], dtype=np.float32)  # a copy: the block may view a decoder buffer
+        self._push(mono, last=False)
+
+    def _push(self, mono: np.ndarray, last: bool) -> None:
+        if self._stream is None:
+            if mono.size:
+                self._out.append(mono)
+            return
+        t = time.perf_counter()
+        out = self._stream.resample_chunk(mono, last=last)
+        self.resample_s += time.perf_counter() - t
+        if out.size:
+            self._out.append(out)
+
+    def finish(self) -> np.ndarray:
+        """The whole 16 kHz mono signal (empty when no frame was added)."""
+        if self.frames == 0:
+            return np.zeros(0, np.float32)
+        self._push(np.zeros(0, np.float32), last=True)
+        out = np.concatenate(self._out) if len(self._out) != 1 else self._out[0]
+        self._out = []
+        return out.astype(np.float32, copy=False)
+
+
+def _header_duration(container, stream) -> float | None:
+    try:
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / 1_000_000
+    except Exception:
+        return None
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
