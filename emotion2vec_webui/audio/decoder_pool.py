@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 _READY_TIMEOUT_S = 60.0  # a worker that has not started by then is a broken install
-# Tests only: when this is "1", a worker that gets bytes starting with b"E2V-TEST:<action>" acts them out
-# (segv, kill, hang, alloc) so the guard can be tested without a file that really crashes FFmpeg.
+# Tests only: when this is "1", a worker given bytes (or a file) starting with b"E2V-TEST:<action>" acts it
+# out (segv, kill, hang, alloc), so the guard can be tested without a file that really crashes FFmpeg.
 _TEST_HOOK_ENV = "_E2V_DECODER_TEST_HOOK"
 
 
@@ -392,8 +392,8 @@ def _worker_main(conn) -> None:
             soft = idle_vm + allowance
             resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
         try:
-            if hook and data is not None and data.startswith(b"E2V-TEST:"):
-                _test_action(data)
+            if hook:
+                _test_action(data if data is not None else _head(header["path"]))
             decoded = decode_audio(data if data is not None else header["path"], source_name=name, limits=limits)
             reply = None
         except AudioError as exc:
@@ -430,8 +430,18 @@ def _file_size(path: str) -> int:
         return 0
 
 
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(32)
+    except OSError:
+        return b""
+
+
 def _test_action(data: bytes) -> None:
     """Tests only (see ``_TEST_HOOK_ENV``): crash, die, hang or allocate as the bytes say."""
+    if not data.startswith(b"E2V-TEST:"):
+        return
     action = data[len(b"E2V-TEST:") :].split(b"\n", 1)[0].strip()
     if action == b"segv":
         os.kill(os.getpid(), signal.SIGSEGV)
