@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion2vec_webui.audio import decode_audio
-from emotion2vec_webui.decoder_pool import _TEST_HOOK_ENV, DecoderPool, PoolConfig
+from emotion2vec_webui.audio.decode import decode_audio
+from emotion2vec_webui.audio.decoder_pool import _TEST_HOOK_ENV, DecoderPool, PoolConfig
+from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.errors import ERROR_CODES, AudioError
-from emotion2vec_webui.testaudio import tone, write_audio
 
 FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
@@ -68,7 +68,7 @@ def multichannel(tmp_path_factory) -> dict[str, Path]:
 
 def _probe_in_subprocess(path: Path) -> subprocess.CompletedProcess:
     code = (
-        "import sys; from emotion2vec_webui.audio import decode_audio; d = decode_audio(sys.argv[1]); "
+        "import sys; from emotion2vec_webui.audio.decode import decode_audio; d = decode_audio(sys.argv[1]); "
         "print(d.original_channels, round(d.duration_s, 2))"
     )
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
