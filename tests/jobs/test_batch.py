@@ -145,12 +145,12 @@ class _BatchingEngine:
     def recognize(self, *a, **kw):
         return self.engine.recognize(*a, **kw)
 
-    def recognize_batch(self, waveforms, granularity="utterance", extract_embedding=True, max_batch=None):
+    def recognize_batch(self, waveforms, granularity="utterance", extract_embedding=True, max_batch=None, window_s=30.0):
         self.calls.append(len(waveforms))
-        native = getattr(self.engine, "recognize_batch", None)
-        if native is not None:  # the real length-bucketed, padded batches (issue 7)
-            return native(waveforms, granularity, extract_embedding, max_batch=len(waveforms))
-        return [self.engine.recognize(w, granularity, extract_embedding) for w in waveforms]
+        # the real length-bucketed, padded batches (issue 7)
+        return self.engine.recognize_batch(
+            waveforms, granularity, extract_embedding, max_batch=len(waveforms), window_s=window_s
+        )
 
 
 def test_batched_calls_give_the_same_results(clips, engine, settings, tmp_path):
