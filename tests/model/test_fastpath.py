@@ -67,7 +67,7 @@ def test_paired_kernel_3_layer_equals_its_windows_product(rows):
             low = layer(h)
     assert got.shape == want.shape == (2, (rows - 3) // 2 + 1, 24)
     assert torch.allclose(got, want, atol=1e-5)
-    assert torch.allclose(layer(h[1:]), got[1:], atol=1e-6)  # an item alone = the same item in a batch
+    assert torch.allclose(layer(h[1:]), got[1:], atol=1e-5)  # an item alone = the same item in a batch (BLAS may block differently)
     assert torch.allclose(low.float(), want, rtol=0.03, atol=0.1)  # bf16 takes the plain product (and still runs)
 
 

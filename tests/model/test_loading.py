@@ -107,7 +107,7 @@ def reference_scores(tiny_model_dir):
 
 
 def _form_clips():
-    return [tone(1.5, freq=180.0), noise(1.2, seed=4)]
+    return [tone(1.5, freq=180.0)[:, 0], noise(1.2, seed=4)[:, 0]]
 
 
 @pytest.mark.parametrize("form", ["state_dict", "plain", "module-prefix", "training", "legacy"])

@@ -56,13 +56,13 @@ def test_mode_runs_and_stays_close_to_fp32(engine, tiny_model_dir, clip, mode):
 
 def test_result_json_records_the_dtype(tiny_model_dir, settings):
     from emotion2vec_webui.audio.decode import decode_audio
-    from emotion2vec_webui.runs.recognize import recognize_decoded
+    from emotion2vec_webui.runs.recognize import Recognition
 
     fast = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision="int8", warmup=False)
     wav = noise(1.0, 16000, seed=1)[:, 0]
     buf = io.BytesIO()
     sf.write(buf, wav, 16000, format="WAV")
-    outcome = recognize_decoded(decode_audio(buf.getvalue(), source_name="n.wav"), fast, settings, write=False)
+    outcome = Recognition(settings, write=False).finish(decode_audio(buf.getvalue(), source_name="n.wav"), fast)
     assert outcome.result["model"]["dtype"] == "int8"
 
 
