@@ -31,7 +31,7 @@ import logging
 import threading
 from pathlib import Path
 
-from emotion2vec_webui.model.resolve import ResolvedModel, load_automodel
+from emotion2vec_webui.model.resolve import ResolvedModel, checkpoint_state, load_automodel
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,7 @@ class LeanLoadError(RuntimeError):
 
 
 def _state_dict_of(checkpoint: Path) -> dict:
-    import torch
-
-    try:
-        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
-    except RuntimeError as exc:  # torch's legacy (pre-1.6) format cannot be memory-mapped: read it once
-        if "mmap" not in str(exc) and "zip" not in str(exc):
-            raise
-        log.info("%s is in torch's legacy format (no mmap): reading it into memory", checkpoint.name)
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if isinstance(state, dict) and state and all(str(k).startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}  # saved from DataParallel / DDP
-    return state
+    return checkpoint_state(checkpoint)
 
 
 def _source_key(name: str, state: dict, scope_map: list[str]) -> str | None:

@@ -285,6 +285,32 @@ def quiet_funasr():
         root.setLevel(old_level)
 
 
+def checkpoint_state(checkpoint: Path) -> dict:
+    """The module weights in a checkpoint file, whatever form it comes in.
+
+    Memory-mapped where torch can (zip format); torch's legacy (pre-1.6) format
+    cannot be mapped and is read into memory once. Unwraps ``{"model": …}``,
+    ``{"state_dict": …}`` and ``{"model_state_dict": …}`` (training checkpoints
+    carry an optimizer beside it, which is never touched) and a ``module.``
+    prefix on every key (saved from DataParallel / DDP).
+    """
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc) and "zip" not in str(exc):
+            raise
+        log.info("%s is in torch's legacy format (no mmap): reading it into memory", Path(checkpoint).name)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if isinstance(state, dict) and state and all(str(k).startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
 def checkpoint_coverage(module, checkpoint: Path) -> list[str]:
     """Names of the module's parameters and buffers that the checkpoint does not supply.
 
@@ -292,12 +318,7 @@ def checkpoint_coverage(module, checkpoint: Path) -> list[str]:
     print), so we check ourselves, mapping keys as config.yaml's ``scope_map``
     does (``d2v_model.`` prefix).
     """
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
+    state = checkpoint_state(checkpoint)
     missing = []
     for name, tensor in module.state_dict().items():
         src = state.get(name)
