@@ -183,20 +183,33 @@ def _to_pcm16_grid(mono: np.ndarray, warnings: list[str]) -> np.ndarray:
 
     The model layer-normalises the waveform, so its level does not change the
     result: a signal over full scale (float wav) is scaled down, not clipped.
+    Works in place, block by block (``mono`` is ours): no float64 copy of a long signal.
     """
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    peak = max((float(np.max(np.abs(mono[i : i + _BLOCK_SAMPLES]))) for i in range(0, mono.size, _BLOCK_SAMPLES)),
+               default=0.0)  # fmt: skip
     if peak > 1.0:
-        mono = mono / peak
         warnings.append(
             f"samples exceeded full scale (peak {peak:.2f}); scaled down to fit "
             "(the model normalises level, so results are unaffected)"
         )
-    return (pcm16_from_float(mono).astype(np.float32) / 32768.0).astype(np.float32)
+    for i in range(0, mono.size, _BLOCK_SAMPLES):
+        block = mono[i : i + _BLOCK_SAMPLES]
+        if peak > 1.0:
+            block = block / peak
+        mono[i : i + _BLOCK_SAMPLES] = pcm16_from_float(block).astype(np.float32) / 32768.0
+    return mono
 
 
 def pcm16_from_float(waveform: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1] → int16 (scale 32768, as soundfile reads them back)."""
-    return np.clip(np.round(waveform.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    """Float samples in [-1, 1] → int16 (scale 32768, as soundfile reads them back), in blocks (no big float64 copy)."""
+    out = np.empty(waveform.shape, np.int16)
+    flat_in, flat_out = waveform.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_in.size, _BLOCK_SAMPLES):
+        block = flat_in[i : i + _BLOCK_SAMPLES].astype(np.float64) * 32768.0
+        np.round(block, out=block)
+        np.clip(block, -32768, 32767, out=block)
+        flat_out[i : i + _BLOCK_SAMPLES] = block
+    return out
 
 
 def _sniff_format(data: bytes) -> str | None:
@@ -425,7 +438,8 @@ class _MonoSink:
         self.frames = 0
         self.cap = int(limits.max_duration_s * rate)
         self.resample_s = 0.0
-        self._out: list[np.ndarray] = []
+        self._out = np.empty(min(int(self.cap * SAMPLE_RATE / rate) + 4096, 3600 * SAMPLE_RATE), np.float32)
+        self._n = 0
         self._stream = None
         if rate != SAMPLE_RATE:
             import soxr
@@ -448,23 +462,30 @@ class _MonoSink:
 
     def _push(self, mono: np.ndarray, last: bool) -> None:
         if self._stream is None:
-            if mono.size:
-                self._out.append(mono)
+            self._append(mono)
             return
         t = time.perf_counter()
         out = self._stream.resample_chunk(mono, last=last)
         self.resample_s += time.perf_counter() - t
-        if out.size:
-            self._out.append(out)
+        self._append(out)
+
+    def _append(self, chunk: np.ndarray) -> None:
+        # One buffer sized for the duration cap: pages never written are never touched (no RSS), and there
+        # is no list of chunks to join at the end (that join doubled the peak).
+        end = self._n + chunk.size
+        if end > self._out.size:
+            grown = np.empty(max(end, 2 * self._out.size), np.float32)
+            grown[: self._n] = self._out[: self._n]
+            self._out = grown
+        self._out[self._n : end] = chunk
+        self._n = end
 
     def finish(self) -> np.ndarray:
-        """The whole 16 kHz mono signal (empty when no frame was added)."""
+        """The whole 16 kHz mono signal, a fresh array of ours (empty when no frame was added)."""
         if self.frames == 0:
             return np.zeros(0, np.float32)
         self._push(np.zeros(0, np.float32), last=True)
-        out = np.concatenate(self._out) if len(self._out) != 1 else self._out[0]
-        self._out = []
-        return out.astype(np.float32, copy=False)
+        return self._out[: self._n]
 
 
 def _header_duration(container, stream) -> float | None:
