@@ -11,7 +11,7 @@ This module knows nothing about models. Choices:
 * Channels are averaged by us (PyAV's resampler mix adds +3 dB and clips).
 * Resampling to 16 kHz with soxr at high quality.
 * Memory is bound by the block, not the file: every soundfile block (at most
-  ``_BLOCK_SAMPLES`` values, frames × channels) or PyAV frame is mixed to mono
+  ``BLOCK_SAMPLES`` values, frames × channels) or PyAV frame is mixed to mono
   at once (float64 sum, float32 result) and fed to a streaming soxr resampler
   (bit-identical to one-shot ``soxr.resample``), so an 8-channel 192 kHz file
   never holds more than one block of its channels; what grows is only the
@@ -42,6 +42,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from emotion2vec_webui.audio import readers
 from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE, AudioLimits, DecodedAudio
 from emotion2vec_webui.audio.readers import MonoSink, read_pyav, read_soundfile
 from emotion2vec_webui.errors import AudioError
@@ -150,20 +151,33 @@ def _to_pcm16_grid(mono: np.ndarray, warnings: list[str]) -> np.ndarray:
 
     The model layer-normalises the waveform, so its level does not change the
     result: a signal over full scale (float wav) is scaled down, not clipped.
+    Works in place, block by block (``mono`` is ours): no float64 copy of a long signal.
     """
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    peak = max((float(np.max(np.abs(mono[i : i + readers.BLOCK_SAMPLES]))) for i in range(0, mono.size, readers.BLOCK_SAMPLES)),
+               default=0.0)  # fmt: skip
     if peak > 1.0:
-        mono = mono / peak
         warnings.append(
             f"samples exceeded full scale (peak {peak:.2f}); scaled down to fit "
             "(the model normalises level, so results are unaffected)"
         )
-    return (pcm16_from_float(mono).astype(np.float32) / 32768.0).astype(np.float32)
+    for i in range(0, mono.size, readers.BLOCK_SAMPLES):
+        block = mono[i : i + readers.BLOCK_SAMPLES]
+        if peak > 1.0:
+            block = block / peak
+        mono[i : i + readers.BLOCK_SAMPLES] = pcm16_from_float(block).astype(np.float32) / 32768.0
+    return mono
 
 
 def pcm16_from_float(waveform: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1] → int16 (scale 32768, as soundfile reads them back)."""
-    return np.clip(np.round(waveform.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    """Float samples in [-1, 1] → int16 (scale 32768, as soundfile reads them back), in blocks (no big float64 copy)."""
+    out = np.empty(waveform.shape, np.int16)
+    flat_in, flat_out = waveform.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_in.size, readers.BLOCK_SAMPLES):
+        block = flat_in[i : i + readers.BLOCK_SAMPLES].astype(np.float64) * 32768.0
+        np.round(block, out=block)
+        np.clip(block, -32768, 32767, out=block)
+        flat_out[i : i + readers.BLOCK_SAMPLES] = block
+    return out
 
 
 def _sniff_format(data: bytes) -> str | None:

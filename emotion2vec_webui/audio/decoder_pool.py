@@ -28,10 +28,13 @@ A path is opened by the worker itself; bytes are sent over the pipe. The
 result comes back over the same pipe: a small pickled header, then the
 float32 samples received straight into a numpy array (``recv_bytes_into``,
 no extra copy). Overhead against :func:`decode.decode_audio` in the calling
-process, 2-core x86 VM, 48 kHz stereo FLAC sent as bytes, median of 7
-(``benchmarks/decode_bombs.py --overhead``): 5 s clip 2.6 ms (in-process
-decode 14 ms); 600 s clip 37 ms (in-process decode 1.24 s). A worker starts
-in about 0.3 s (spawn, imports, a warm-up decode) and idles at ~60 MB RSS.
+process, measured by ``benchmarks/decode_bombs.py --overhead`` (2-core VM
+shared with other work, median of 7, 48 kHz stereo FLAC sent as bytes): 5 s
+clip +4.8 ms (11.9 → 16.7 ms); 600 s clip (46 MB in, 38 MB back) +143 ms
+(1.09 → 1.23 s; an earlier run measured −46 ms: the machine is noisy). The
+pipe alone moves 46 MB in and 38 MB back in 0.14–0.17 s (min–median of 7).
+A worker starts in ~0.45 s (spawn, imports, a warm-up decode) and idles at
+60 MB RSS.
 ``E2V_DECODE_WORKERS=0`` decodes in the calling process (no guard).
 """
 

@@ -30,7 +30,7 @@ MAX_SOURCE_RATE = 192000  # … to 192 kHz
 MAX_CHANNELS = 256  # sanity bound against lying headers
 
 
-_BLOCK_SAMPLES = 1 << 20  # values (frames × channels) per block mixed to mono at once: 4 MB as float32
+BLOCK_SAMPLES = 1 << 20  # values (frames × channels) per block mixed to mono at once: 4 MB as float32
 
 
 def _check_rate_channels(rate: int, channels: int, name: str) -> None:
@@ -69,7 +69,7 @@ def read_soundfile(data: bytes, name: str, limits: AudioLimits, warnings: list[s
         rate, channels = int(f.samplerate), int(f.channels)
         _check_rate_channels(rate, channels, name)
         sink = MonoSink(rate, channels, name, limits)
-        block_frames = max(1, _BLOCK_SAMPLES // channels)
+        block_frames = max(1, BLOCK_SAMPLES // channels)
         while True:
             block = f.read(block_frames, dtype="float32", always_2d=True)
             if block.shape[0] == 0:
@@ -176,7 +176,7 @@ _PYAV_DTYPES = {"u8": "u1", "s16": "<i2", "s32": "<i4", "s64": "<i8", "flt": "<f
 
 
 def _frame_blocks(frame, name: str) -> Iterator[np.ndarray]:
-    """One PyAV frame as float32 ``[samples, channels]`` blocks of at most ``_BLOCK_SAMPLES`` values.
+    """One PyAV frame as float32 ``[samples, channels]`` blocks of at most ``BLOCK_SAMPLES`` values.
 
     Reads exactly ``layout.nb_channels`` planes (planar) or one (packed), each
     with an explicit count, never ``frame.planes`` / ``frame.to_ndarray()``
@@ -195,7 +195,7 @@ def _frame_blocks(frame, name: str) -> Iterator[np.ndarray]:
         planes = [np.frombuffer(AudioPlane(frame, i), dtype=dtype, count=n) for i in range(n_ch)]
     else:
         packed = np.frombuffer(AudioPlane(frame, 0), dtype=dtype, count=n * n_ch).reshape(n, n_ch)
-    rows = max(1, _BLOCK_SAMPLES // n_ch)
+    rows = max(1, BLOCK_SAMPLES // n_ch)
     for start in range(0, n, rows):
         if fmt.is_planar:
             raw = np.stack([p[start : start + rows] for p in planes], axis=1)
@@ -231,7 +231,8 @@ class MonoSink:
         self.frames = 0
         self.cap = int(limits.max_duration_s * rate)
         self.resample_s = 0.0
-        self._out: list[np.ndarray] = []
+        self._out = np.empty(min(int(self.cap * SAMPLE_RATE / rate) + 4096, 3600 * SAMPLE_RATE), np.float32)
+        self._n = 0
         self._stream = None
         if rate != SAMPLE_RATE:
             import soxr
@@ -254,23 +255,30 @@ class MonoSink:
 
     def _push(self, mono: np.ndarray, last: bool) -> None:
         if self._stream is None:
-            if mono.size:
-                self._out.append(mono)
+            self._append(mono)
             return
         t = time.perf_counter()
         out = self._stream.resample_chunk(mono, last=last)
         self.resample_s += time.perf_counter() - t
-        if out.size:
-            self._out.append(out)
+        self._append(out)
+
+    def _append(self, chunk: np.ndarray) -> None:
+        # One buffer sized for the duration cap: pages never written are never touched (no RSS), and there
+        # is no list of chunks to join at the end (that join doubled the peak).
+        end = self._n + chunk.size
+        if end > self._out.size:
+            grown = np.empty(max(end, 2 * self._out.size), np.float32)
+            grown[: self._n] = self._out[: self._n]
+            self._out = grown
+        self._out[self._n : end] = chunk
+        self._n = end
 
     def finish(self) -> np.ndarray:
-        """The whole 16 kHz mono signal (empty when no frame was added)."""
+        """The whole 16 kHz mono signal, a fresh array of ours (empty when no frame was added)."""
         if self.frames == 0:
             return np.zeros(0, np.float32)
         self._push(np.zeros(0, np.float32), last=True)
-        out = np.concatenate(self._out) if len(self._out) != 1 else self._out[0]
-        self._out = []
-        return out.astype(np.float32, copy=False)
+        return self._out[: self._n]
 
 
 def _header_duration(container, stream) -> float | None:

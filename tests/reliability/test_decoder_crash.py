@@ -102,7 +102,7 @@ def test_multichannel_uploads_get_an_answer_and_the_server_lives(reliability_ser
             assert client.get("/healthz").status_code == 200, f"the server died on {name}"
 
 
-def test_a_decoder_crash_is_one_typed_error_and_the_server_goes_on(reliability_server, tone_wav):
+def test_a_decoder_crash_or_memory_blowup_is_one_typed_error_and_the_server_goes_on(reliability_server, tone_wav):
     with httpx.Client(base_url=reliability_server.url, timeout=60) as client:
         for _ in range(2):  # the replacement worker crashes too, and is replaced again
             r = client.post("/api/v1/recognize", files={"file": ("bad.opus", CRASH)})
@@ -111,6 +111,8 @@ def test_a_decoder_crash_is_one_typed_error_and_the_server_goes_on(reliability_s
             assert error["code"] == "audio_undecodable" and "decoder crashed" in error["message"], error
             assert "SIGSEGV" in error["message"]
             assert client.get("/healthz").status_code == 200
+        r = client.post("/api/v1/recognize", files={"file": ("big.flac", b"E2V-TEST:alloc")})  # over RLIMIT_AS
+        assert r.status_code == 422 and r.json()["error"]["code"] == "audio_too_large_decoded", r.text[:300]
         r = client.post("/api/v1/recognize", files={"file": ("good.wav", Path(tone_wav).read_bytes())})
         assert r.status_code == 200, r.text[:300]
 
