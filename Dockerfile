@@ -34,7 +34,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.
 WORKDIR /app
 COPY pyproject.toml requirements.txt README.md app.py ./
 COPY emotion2vec_webui ./emotion2vec_webui
-RUN pip install . && python -c "import emotion2vec_webui.cli"
+RUN pip install . && python -c "import emotion2vec_webui.cli.main"
 
 # Non-root user; the model caches and outputs/ are volumes it owns.
 RUN useradd --create-home --home-dir /home/app --uid 10001 app \
