@@ -209,3 +209,55 @@ def read_input_file(raw: str, input_dirs, max_bytes: int) -> tuple[bytes, str]:
             f"文件大小 {size / 1e6:.1f} MB，超过上限 {max_bytes / 1e6:.1f} MB（E2V_MAX_UPLOAD_MB）。",
         )
     return data, real.name
+
+
+def resolve_input_folder(raw: str, input_dirs) -> Path:
+    """The real path of a server-side folder a client names (the UI's Batch tab), by the same policy as files.
+
+    Relative paths are looked up inside each input folder (no ``~``, never the
+    working directory); absolute ones must start with an input folder; ``..``
+    and symlinks below the input folder are refused. An input folder itself
+    may be named (batch a whole folder).
+
+    Raises:
+        E2VError: ``forbidden`` (disabled, outside, ``..``, a symlink on the way) or ``bad_request`` (not a folder).
+    """
+    if not input_dirs:
+        raise E2VError(
+            "forbidden",
+            "Server folders are off: set E2V_INPUT_DIRS to the folders the UI may read. / "
+            "服务器文件夹未启用：请设置 E2V_INPUT_DIRS 为界面可读取的文件夹。",
+        )
+    text = (raw or "").strip()
+    if not text or "\x00" in text or len(text) > 4096:
+        raise E2VError("forbidden", "Not an allowed folder. / 不是允许的文件夹。")
+    given = PurePosixPath(text)
+    if ".." in given.parts:
+        raise E2VError("forbidden", "A folder path may not contain '..'. / 文件夹路径不能包含 “..”。")
+    roots = [Path(d).resolve() for d in input_dirs]
+    outside = E2VError(
+        "forbidden",
+        f"{_display_name(text)} is not inside the allowed input folders (E2V_INPUT_DIRS). / "
+        f"{_display_name(text)} 不在允许的输入文件夹（E2V_INPUT_DIRS）之内。",
+    )
+    refused: E2VError | None = None
+    for root, parts in _candidates(given, input_dirs):
+        if not parts:
+            return root
+        try:
+            fd = _open_below(root, parts)
+        except _NotHere:
+            continue
+        except E2VError as exc:
+            refused = refused or exc
+            continue
+        try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise E2VError("bad_request", f"Not a folder on the server: {_display_name(text)} / 不是服务器上的文件夹。")
+            real = _fd_path(fd) or root.joinpath(*parts)
+            if not any(real == r or real.is_relative_to(r) for r in roots):
+                raise outside
+            return real
+        finally:
+            os.close(fd)
+    raise refused or (outside if not _candidates(given, input_dirs) else _not_found(text))

@@ -32,6 +32,7 @@ from emotion2vec_webui.jobs.batch import (
 )
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_path, label_from_filename
 from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
+from emotion2vec_webui.runs.input_files import resolve_input_folder
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +42,12 @@ _RETRY_S = 0.5  # wait before retrying a model call the full queue refused
 
 
 def server_folder(text: str, input_dirs) -> Path:
-    """A server-side folder the batch may read: it must resolve inside one of ``input_dirs``.
+    """A server-side folder the batch may read, by the one input-folder policy of ``runs/input_files.py``.
 
     Raises:
         E2VError: ``forbidden`` when outside (or none configured), ``bad_request`` when not a folder.
     """
-    if not input_dirs:
-        raise E2VError("forbidden", "Server folders are off: set E2V_INPUT_DIRS to the folders the UI may read.")
-    folder = Path(text.strip()).expanduser().resolve()
-    roots = [Path(d).expanduser().resolve() for d in input_dirs]
-    if not any(folder.is_relative_to(root) for root in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise E2VError("forbidden", f"{text.strip()} is not inside the allowed input folders ({allowed}).")
-    if not folder.is_dir():
-        raise E2VError("bad_request", f"{text.strip()} is not a folder on the server.")
-    return folder
+    return resolve_input_folder(text, input_dirs)
 
 
 def collect_items(files: list | None, folder_text: str, input_dirs) -> list[BatchItem]:
