@@ -157,7 +157,7 @@ class _LiveCollector:
                 yield family
 
 
-class Metrics:
+class PrometheusMetrics:
     """The metrics of one app, in a registry of their own.
 
     Args:
@@ -262,7 +262,7 @@ class MetricsMiddleware:
 
     _BODY_CAP = 8192  # error bodies are small; never buffer more than this
 
-    def __init__(self, app, metrics: Metrics, route_templates=None) -> None:
+    def __init__(self, app, metrics: PrometheusMetrics, route_templates=None) -> None:
         self.app = app
         self.metrics = metrics
         self._route_templates = route_templates  # () -> the app's path templates (its OpenAPI paths)
@@ -313,7 +313,7 @@ class MetricsMiddleware:
                 log.exception("metrics: could not record %s %s", scope.get("method"), scope.get("path"))
 
 
-def install(app, service=None, settings=None) -> Metrics:
+def install(app, service=None, settings=None) -> PrometheusMetrics:
     """Add ``GET /metrics`` and the request-counting middleware to a FastAPI app.
 
     Call it before the app serves its first request (middleware cannot be
@@ -326,7 +326,7 @@ def install(app, service=None, settings=None) -> Metrics:
             token is set, ``/metrics`` needs ``Authorization: Bearer <token>``.
 
     Returns:
-        The app's :class:`Metrics` (also ``app.state.metrics``).
+        The app's :class:`PrometheusMetrics` (also ``app.state.metrics``).
     """
     import hmac
 
@@ -340,7 +340,7 @@ def install(app, service=None, settings=None) -> Metrics:
     service = service if service is not None else getattr(app.state, "service", None)
     settings = settings if settings is not None else getattr(app.state, "settings", None)
     token = getattr(settings, "api_token", None)
-    metrics = Metrics(service)
+    metrics = PrometheusMetrics(service)
     app.state.metrics = metrics
 
     def get_metrics(authorization: str | None = Header(default=None, include_in_schema=False)):

@@ -116,7 +116,7 @@ def test_metrics_follow_the_api_token(small_app):
 
 
 def test_each_app_has_its_own_registry():
-    a, b = metrics.Metrics(fake_service()), metrics.Metrics(fake_service())
+    a, b = metrics.PrometheusMetrics(fake_service()), metrics.PrometheusMetrics(fake_service())
     a.observe_http("/x", "GET", 200, 0.1, None)
     assert value(samples(a.exposition().decode()), "e2v_http_requests_total", endpoint="/x", method="GET", status="200")
     assert not value(
@@ -126,7 +126,7 @@ def test_each_app_has_its_own_registry():
 
 def test_recognitions_observed_by_stage_and_failures_by_code():
     service = fake_service()
-    m = metrics.Metrics(service)
+    m = metrics.PrometheusMetrics(service)
     for observer in service.observers:
         observer(fake_outcome(0.5, 2.0))
         observer(fake_outcome(0.7, 3.0))
