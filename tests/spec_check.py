@@ -46,6 +46,9 @@ def check_result(r: dict, granularity: str | None = None) -> None:
         assert f is not None and f["hop_s"] == 0.02 and f["labels"] == list(EMOTIONS)
         assert len(f["scores"]) > 0 and all(len(row) == 9 for row in f["scores"])
         assert all(abs(sum(row) - 1) < 1e-3 for row in f["scores"])
+        if "raw_scores" in f:  # runs written before raw scores were kept lack it
+            assert len(f["raw_scores"]) == len(f["scores"]) and all(len(row) == 9 for row in f["raw_scores"])
+            assert all(abs(sum(row) - 1) < 1e-3 for row in f["raw_scores"])
         assert r["segments"], "frame granularity needs segments"
     else:
         assert r["frames"] is None

@@ -27,8 +27,9 @@ from emotion2vec_webui.audio.decoder_pool import decode_guarded
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.engine.result import EmotionResult
-from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments
+from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments, softmax
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.frames_csv import round_significant
 from emotion2vec_webui.runs.storage import RunFolder, iso_timestamp, now_local, write_run
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,8 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
             "smoothing_s": settings.frame_smoothing_s,
             "labels": list(EMOTIONS),
             "scores": np.round(probs, 5).tolist(),
+            # the unsmoothed per-frame softmax (the timeline's "raw" view; frames.csv)
+            "raw_scores": round_significant(softmax(np.asarray(result.frame_logits, dtype=np.float64))),
         }
         segs = segments(probs, decoded.duration_s, HOP_S)
         runlog(f"timeline: {len(probs)} frames, {len(segs)} segments (smoothing {settings.frame_smoothing_s:g} s)")

@@ -41,6 +41,7 @@ _MEDIA_TYPES = {
     "processed_audio.wav": "audio/wav",
     "embedding.npy": "application/octet-stream",
     "run.log": "text/plain; charset=utf-8",
+    "frames.csv": "text/csv; charset=utf-8",
 }
 
 API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
@@ -316,7 +317,7 @@ async def run_detail(request: Request, run_id: str):
 @router.get(
     "/runs/{run_id}/{artifact}",
     name="run_artifact",
-    summary="Download one artifact: result.json, processed_audio.wav, embedding.npy or run.log",
+    summary="Download one artifact: result.json, processed_audio.wav, embedding.npy, frames.csv or run.log",
     responses={200: {"content": {t: {} for t in sorted(set(_MEDIA_TYPES.values()))}}, **responses_for("not_found")},
 )
 async def run_artifact(request: Request, run_id: str, artifact: str):

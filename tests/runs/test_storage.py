@@ -89,8 +89,9 @@ def test_listing_is_newest_first_with_numeric_suffixes(tmp_path):
 
 def test_run_path_refuses_anything_odd(tmp_path):
     run = _write(tmp_path)
-    for art in ARTIFACTS:
-        assert run_path(tmp_path, run.run_id, art) is not None
+    for art in ARTIFACTS:  # each artifact the run wrote (frames.csv and others belong to other kinds of run)
+        assert (run_path(tmp_path, run.run_id, art) is not None) == (run.path / art).is_file()
+    assert run_path(tmp_path, run.run_id, "embedding.npy") is not None
     bad_ids = ["../etc", "outputs_20261124_130509/..", "outputs_2026", "OUTPUTS_20261124_130509", "", "x"]
     for bad in bad_ids:
         assert run_path(tmp_path, bad, "result.json") is None

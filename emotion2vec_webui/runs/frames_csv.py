@@ -1,0 +1,44 @@
+"""Raw per-frame scores: their rounding in result.json, and ``frames.csv`` for people who use a spreadsheet.
+
+One header row (``time_s`` and the nine English class keys, model order), then
+one row per frame: the frame's start time (index × ``hop_s``) and the nine
+unsmoothed scores from result.json ``frames.raw_scores`` (rows sum to 1 up to
+the rounding). The smoothed series stays in result.json ``frames.scores``;
+see docs/result-json.md for how one follows from the other.
+
+Raw scores are rounded to significant digits, not decimals: a random-weight
+(or very confident) model gives scores like 1e-9, and the smoothed series is
+derived from their logarithms, which a 5-decimal rounding to 0 would destroy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FRAMES_CSV = "frames.csv"
+RAW_DIGITS = 5  # significant digits of frames.raw_scores
+
+
+def round_significant(scores: np.ndarray, digits: int = RAW_DIGITS) -> list[list[float]]:
+    """``[T, C]`` scores as nested lists of floats rounded to ``digits`` significant digits (for JSON)."""
+    fmt = f"{{:.{digits}g}}"
+    return [[float(fmt.format(v)) for v in row] for row in np.asarray(scores, dtype=np.float64).tolist()]
+
+
+def frames_csv_text(result: dict) -> str | None:
+    """The text of frames.csv for a result.json object, or None when it has no raw frame scores.
+
+    Args:
+        result: a result.json object (``frames.hop_s``, ``frames.labels``, ``frames.raw_scores``).
+
+    Returns:
+        CSV text with ``\\n`` line ends, or None (utterance granularity, or a result without raw scores).
+    """
+    frames = result.get("frames") or {}
+    rows = frames.get("raw_scores")
+    if not rows:
+        return None
+    hop = float(frames["hop_s"])
+    lines = [",".join(["time_s", *frames["labels"]])]
+    lines.extend(f"{i * hop:.2f}," + ",".join(repr(float(v)) for v in row) for i, row in enumerate(rows))
+    return "\n".join(lines) + "\n"
