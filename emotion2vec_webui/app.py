@@ -43,7 +43,7 @@ def create_app(settings: Settings, service: Service | None = None):
     from fastapi import FastAPI
 
     from emotion2vec_webui import __version__
-    from emotion2vec_webui.serving import api, errors, health, metrics
+    from emotion2vec_webui.serving import api, errors, heads, health, metrics
 
     service = service or Service(settings)
 
@@ -69,6 +69,7 @@ def create_app(settings: Settings, service: Service | None = None):
     errors.install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(heads.router)  # trained classifier heads (train, list, delete)
 
     app.add_middleware(ApiGuardMiddleware, settings=settings)
     app.add_middleware(UploadGuardMiddleware, settings=settings)

@@ -50,6 +50,7 @@ class Settings:
     upload_mb_per_min: float = 1024.0  # UI upload bytes per client per minute (token bucket, 429 beyond)
     upload_requests_per_min: int = 600  # UI upload requests per client per minute
     min_free_mb: float = 100.0  # /readyz says storage_full when the outputs disk has less free space
+    heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
     extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
 
     @property
@@ -90,6 +91,7 @@ def load_settings() -> Settings:
         upload_mb_per_min=_float("E2V_UPLOAD_MB_PER_MIN", 1024.0),
         upload_requests_per_min=_int("E2V_UPLOAD_REQUESTS_PER_MIN", 600),
         min_free_mb=_float("E2V_MIN_FREE_MB", 100.0),
+        heads_dir=Path(env.get("E2V_HEADS_DIR", "").strip() or "heads"),
     )
 
 

@@ -27,6 +27,7 @@ ERROR_CODES: dict[str, str] = {
     "storage_full": "the output folder's disk is full (or over quota)",
     "storage_unavailable": "the output folder cannot be created or written",
     "internal_error": "an unexpected error; see the server log",
+    "head_mismatch": "the trained head was built on another backbone (checkpoint hash differs)",
 }
 
 
@@ -65,6 +66,13 @@ class OverloadedError(E2VError):
 
     def __init__(self, message: str = "The server is busy: the queue is full. Retry shortly.") -> None:
         super().__init__("overloaded", message)
+
+
+class HeadMismatchError(E2VError):
+    """A trained head (``heads/<name>``) was trained on another model than the one loaded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("head_mismatch", message)
 
 
 class StorageError(E2VError):

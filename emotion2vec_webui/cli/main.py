@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from emotion2vec_webui import __version__
-from emotion2vec_webui.cli import batch, bench, make_test_model, recognize, serve, similarity
+from emotion2vec_webui.cli import batch, bench, make_test_model, recognize, serve, similarity, train_head
 from emotion2vec_webui.cli.common import EXIT_OK, exit_code_for
 from emotion2vec_webui.errors import E2VError
 
@@ -22,6 +22,7 @@ COMMANDS = {
     "recognize": recognize,
     "batch": batch,
     "similarity": similarity,
+    "train-head": train_head,
     "bench": bench,
     "make-test-model": make_test_model,
 }

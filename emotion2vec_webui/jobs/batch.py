@@ -26,7 +26,7 @@ from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.inputs import BatchItem
-from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row
+from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row, row_key
 from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, write_evaluation
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ class BatchReport:
     audio_s: float  # seconds of audio classified in this session
     elapsed_s: float  # wall time of this session's processing
     metrics: Metrics | None  # when inputs carry labels
+    labelled: int = 0  # inputs with a reference label
+    label_mapping: dict[str, str] = field(default_factory=dict)  # dataset label → our class, where they differ
+    label_counts: dict[str, int] = field(default_factory=dict)  # inputs per dataset label that was mapped
 
     @property
     def failed(self) -> int:
@@ -106,7 +109,9 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
 
     Args:
         engine: a loaded :class:`engine.EmotionEngine`.
-        pairs: ``[(BatchItem, DecodedAudio)]``.
+        pairs: ``[(BatchItem, DecodedAudio)]``, or ``[(BatchItem, DecodedAudio, Recognition)]`` when each
+            input's flow began with its decode (:func:`run_local`: its run.log and processing time then
+            cover the decode).
         settings: settings whose ``output_dir`` is the batch folder.
         options: granularity and embedding.
 
@@ -122,16 +127,20 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
         try:
             # On CPU padded batches do not pay, and the engine then goes one by one (batching.py).
             max_batch = options.batch_size if str(engine.info.device).startswith("cuda") else None
-            waves = [d.waveform for _, d in pairs]
+            waves = [pair[1].waveform for pair in pairs]
             answers = batched(
                 waves, options.granularity, options.extract_embedding, max_batch=max_batch, window_s=settings.window_s
             )
         except Exception as exc:  # one bad input must not fail its neighbours: retry one by one
             log.warning("batched call failed (%s: %s); classifying one by one", type(exc).__name__, exc)
     out = []
-    for i, (item, decoded) in enumerate(pairs):
+    for i, (item, decoded, *began) in enumerate(pairs):
         rid = item_request_id(Path(settings.output_dir).name, item.file)
-        flow = Recognition(settings, recognize_options, request_id=rid)
+        if began:
+            flow = began[0]
+        else:  # decoded elsewhere (Ray, tests): its own processing time is the decode it reports
+            flow = Recognition(settings, recognize_options, request_id=rid, count_wait=False)
+            flow.decode_wall_s = decoded.decode_s + decoded.resample_s
         try:
             out.append(flow.finish(decoded, engine, None if answers is None else answers[i]))
         except E2VError as exc:
@@ -155,16 +164,21 @@ def run_local(
     Returns:
         Seconds of audio classified.
     """
-    from emotion2vec_webui.audio.decode import AudioLimits
     from emotion2vec_webui.audio.decoder_pool import DecoderPool, PoolConfig
+    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
-    limits = AudioLimits.from_settings(settings)
     config = PoolConfig.from_env()
     # One decode process per --workers thread (E2V_DECODE_WORKERS=0 still means in-process, unguarded).
     decoders = DecoderPool(replace(config, workers=max(1, options.workers)) if config.workers else config)
+    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding)
+    batch_name = Path(settings.output_dir).name
 
     def decode(item: BatchItem):  # in a decode worker: a file that crashes the decoder is one error row
-        return decoders.decode(item.file, source_name=Path(item.file).name, limits=limits)
+        # The input's flow starts with its decode, so its run.log times and processing_time_s cover it;
+        # the wait in the prefetch queue is not this run's work (count_wait=False).
+        rid = item_request_id(batch_name, item.file)
+        flow = Recognition(settings, recognize_options, request_id=rid, count_wait=False)
+        return flow.decode(item.file, Path(item.file).name, pool=decoders), flow
 
     def record(row: dict) -> None:
         summary.append(row)
@@ -175,7 +189,7 @@ def run_local(
 
     def flush(group: list) -> None:
         nonlocal audio_s
-        for (item, decoded), answer in zip(group, run_group(group), strict=True):
+        for (item, decoded, *_), answer in zip(group, run_group(group), strict=True):
             if isinstance(answer, E2VError):
                 record(error_row(item, answer.code, answer.message))
             else:
@@ -204,7 +218,8 @@ def run_local(
             item, future = pending.popleft()
             fill()
             try:
-                group.append((item, future.result()))
+                decoded, flow = future.result()
+                group.append((item, decoded, flow))
             except E2VError as exc:
                 record(error_row(item, exc.code, exc.message))
             except Exception as exc:  # a decoder crash is one input's problem
@@ -227,7 +242,7 @@ def open_batch(items: list[BatchItem], folder: Path, resume: bool, manifest: dic
         write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     done = summary.done()
     todo = [it for it in items if it.file not in done]
-    adopted = {r["file"] for r in summary.adopt_orphans(todo)}
+    adopted = {row_key(r) for r in summary.adopt_orphans(todo)}
     return summary, [it for it in todo if it.file not in adopted]
 
 
@@ -239,28 +254,69 @@ def finish_batch(
     metrics = None
     labelled = [r for r in rows if r.get("label")]
     scored = [r for r in labelled if r["status"] == "ok"]
+    mapping, counts = label_mapping(labelled, options.label_map)
     if scored:
         reference = [map_label(r["label"], options.label_map) or r["label"] for r in scored]
         metrics = evaluate(reference, [r["emotion"] for r in scored])
         extra = {"labelled_inputs": len(labelled), "labelled_failed": len(labelled) - len(scored)}
+        extra["label_mapping_applied"] = mapping  # e.g. RAVDESS calm → neutral: said, not silent
         write_evaluation(summary.folder, metrics, {**extra, "label_map": options.label_map})
     processed = len(rows) - skipped
-    return BatchReport(summary.folder, rows, skipped, processed, audio_s, elapsed_s, metrics)
+    return BatchReport(
+        summary.folder, rows, skipped, processed, audio_s, elapsed_s, metrics, len(labelled), mapping, counts
+    )
+
+
+def label_mapping(rows: list[dict], label_map: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]:
+    """The dataset labels of ``rows`` that count as another of our classes (``calm`` → ``neutral``), with counts."""
+    mapping: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for r in rows:
+        raw = r["label"].strip().lower()
+        target = map_label(raw, label_map)
+        if target is not None and target != raw:
+            mapping[raw] = target
+            counts[raw] = counts.get(raw, 0) + 1
+    return dict(sorted(mapping.items())), dict(sorted(counts.items()))
 
 
 def format_report(report: BatchReport) -> str:
-    """The closing lines printed by the CLI."""
+    """The closing lines printed by the CLI and shown by the Batch tab (English / 中文)."""
+    from emotion2vec_webui.jobs.inputs import LABEL_SOURCES
+
     ok = len(report.rows) - report.failed
-    lines = [f"batch folder: {report.folder}", f"{ok} ok, {report.failed} failed, {report.skipped} done before"]
+    lines = [
+        f"batch folder / 批量文件夹: {report.folder}",
+        f"{ok} ok, {report.failed} failed, {report.skipped} done before / "
+        f"成功 {ok}，失败 {report.failed}，此前已完成 {report.skipped}",
+    ]
     if report.processed and report.elapsed_s > 0:
         rate = report.processed / report.elapsed_s
         rt = report.audio_s / report.elapsed_s
         lines.append(
-            f"this session: {report.processed} inputs in {report.elapsed_s:.1f} s — {rate:.2f} clips/s, {rt:.1f}× real time"
+            f"this session: {report.processed} inputs in {report.elapsed_s:.1f} s — {rate:.2f} clips/s, "
+            f"{rt:.1f}× real time / 本次：{report.processed} 个输入，用时 {report.elapsed_s:.1f} 秒"
+            f"（每秒 {rate:.2f} 个，{rt:.1f} 倍实时）"
+        )
+    if not report.labelled:
+        lines.append(
+            f"no labels found (looked for: {LABEL_SOURCES[0]}) — no accuracy, F1 or confusion matrix / "
+            f"未找到标签（查找了：{LABEL_SOURCES[1]}），因此没有准确率、F1 与混淆矩阵"
+        )
+    for raw, target in report.label_mapping.items():
+        n = report.label_counts.get(raw, 0)
+        note = " (RAVDESS calm has no class of its own)" if raw == "calm" else ""
+        note_zh = "（RAVDESS 的 calm 没有对应类别）" if raw == "calm" else ""
+        lines.append(
+            f"label {raw!r} counted as {target!r}{note}: {n} inputs; change with --label-map '{raw}=<class>' / "
+            f"标签 {raw!r} 按 {target!r} 计分{note_zh}：{n} 个输入；可用 --label-map '{raw}=<类别>' 修改"
         )
     if report.metrics:
         m = report.metrics
-        lines.append(f"accuracy {m.accuracy:.4f}, weighted F1 {m.weighted_f1:.4f} over {m.count} labelled inputs")
+        lines.append(
+            f"accuracy {m.accuracy:.4f}, weighted F1 {m.weighted_f1:.4f} over {m.count} labelled inputs / "
+            f"准确率 {m.accuracy:.4f}，加权 F1 {m.weighted_f1:.4f}（{m.count} 个有标签的输入）"
+        )
     return "\n".join(lines)
 
 

@@ -6,14 +6,21 @@
   ``.csv`` with a ``path`` column and an optional ``label`` column; relative
   paths are relative to the list file's folder.
 
-Labels also come from the file names of two common corpora, so a folder of
-RAVDESS or CREMA-D clips is evaluated without a list file:
+Reference labels come, in this order, from a CSV ``label`` column, from the
+file names of two common corpora (anywhere in the name, so a prefixed or
+suffixed name such as ``ravdess_03-01-05-02-01-01-03.wav`` still counts), or
+from the folder an input sits in (folder-per-label: ``angry/x.wav``, when
+the folder's name is a label we know). So a folder of RAVDESS or CREMA-D
+clips is evaluated without a list file:
 
 * RAVDESS ``03-01-05-01-02-01-12.wav``: the third field is the emotion
   (01 neutral, 02 calm, 03 happy, 04 sad, 05 angry, 06 fearful, 07 disgust,
   08 surprised).
 * CREMA-D ``1001_DFA_ANG_XX.wav``: the third field is ANG, DIS, FEA, HAP,
   NEU or SAD.
+
+:data:`LABEL_SOURCES` names these places for the report that says no
+labels were found.
 
 Labels are kept as the dataset spells them; :mod:`evaluation` maps them to
 our nine classes.
@@ -35,7 +42,8 @@ AUDIO_EXTENSIONS = frozenset(
 )
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".csv", ".tsv"})
 
-_RAVDESS_RE = re.compile(r"^\d{2}-\d{2}-(\d{2})-\d{2}-\d{2}-\d{2}-\d{2}$")
+# Searched anywhere in the stem: digits may not continue the pattern on either side.
+_RAVDESS_RE = re.compile(r"(?<!\d)\d{2}-\d{2}-(\d{2})-\d{2}-\d{2}-\d{2}-\d{2}(?![\d-])")
 _RAVDESS = {
     "01": "neutral",
     "02": "calm",
@@ -46,14 +54,25 @@ _RAVDESS = {
     "07": "disgust",
     "08": "surprised",
 }
-_CREMAD_RE = re.compile(r"^\d{4}_[A-Z]{3}_(ANG|DIS|FEA|HAP|NEU|SAD)_[A-Z]{1,2}$")
+_CREMAD_RE = re.compile(r"(?<![\dA-Za-z])\d{4}_[A-Z]{3}_(ANG|DIS|FEA|HAP|NEU|SAD)_[A-Z]{1,2}(?![A-Za-z\d])")
 _CREMAD = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+# Where labels were looked for, for the report when a batch has none (English, Chinese).
+LABEL_SOURCES = (
+    "folder-per-label, CSV label column, RAVDESS/CREMA-D names",
+    "按标签分文件夹、CSV 的 label 列、RAVDESS/CREMA-D 文件名",
+)
 
 
 @dataclass(frozen=True)
 class BatchItem:
     file: str  # absolute path as a string: the item's identity in summaries and on resume
     label: str | None = None  # the reference label as the dataset spells it, if known
+    name: str | None = None  # what the user calls the input (an upload's original name); None: ``file``
+
+    @property
+    def display(self) -> str:
+        """The input as the user knows it: the uploaded file's name, else its path."""
+        return self.name or self.file
 
 
 def label_from_filename(path: str | os.PathLike) -> str | None:
@@ -66,21 +85,33 @@ def label_from_filename(path: str | os.PathLike) -> str | None:
         ``neutral``, ``calm``, ``happy`` … as the dataset names them, or None.
     """
     stem = Path(path).stem
-    m = _RAVDESS_RE.match(stem)
+    m = _RAVDESS_RE.search(stem)
     if m:
         return _RAVDESS.get(m.group(1))
-    m = _CREMAD_RE.match(stem)
+    m = _CREMAD_RE.search(stem)
     if m:
         return _CREMAD[m.group(1)]
     return None
+
+
+def label_from_folder(path: Path, root: Path) -> str | None:
+    """The name of the folder ``path`` sits in below ``root`` when it is a label we know (folder-per-label)."""
+    from emotion2vec_webui.runs.evaluation import map_label
+
+    parent = path.parent
+    if parent == root or not parent.is_relative_to(root):
+        return None
+    return parent.name if map_label(parent.name) is not None else None
 
 
 def is_audio_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
-def _item(path: Path, label: str | None = None) -> BatchItem:
+def _item(path: Path, label: str | None = None, root: Path | None = None) -> BatchItem:
     label = (label or "").strip() or label_from_filename(path)
+    if not label and root is not None:
+        label = label_from_folder(path, root)
     return BatchItem(str(path.expanduser().absolute()), label)
 
 
@@ -101,7 +132,7 @@ def discover_inputs(spec: str | os.PathLike) -> list[BatchItem]:
     path = Path(text).expanduser()
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.is_file() and is_audio_path(p) and not _hidden(p, path))
-        items = [_item(p) for p in found]
+        items = [_item(p, root=path) for p in found]
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         items = read_list_file(path)
     elif path.is_file():

@@ -47,10 +47,20 @@ def item_request_id(batch_name: str, file: str) -> str:
     return "b" + hashlib.sha1(f"{batch_name}\0{file}".encode()).hexdigest()[:15]
 
 
+def row_key(row: dict) -> str:
+    """The input a row belongs to (``input``; rows written before it existed have only ``file``)."""
+    return row.get("input") or row["file"]
+
+
 def ok_row(item: BatchItem, result: dict, run_folder: str) -> dict:
-    """The summary row of an input that was classified (``result`` is its result.json object)."""
+    """The summary row of an input that was classified (``result`` is its result.json object).
+
+    ``file`` is the input as the user knows it (an upload's original name, not the server's
+    temporary path); ``input`` (summary.jsonl only) is the path read, the row's identity on resume.
+    """
     return {
-        "file": item.file,
+        "file": item.display,
+        "input": item.file,
         "label": item.label,
         "status": "ok",
         "emotion": result["emotion"],
@@ -68,7 +78,8 @@ def error_row(item: BatchItem, code: str, message: str) -> dict:
     """The summary row of an input that failed."""
     return {
         **dict.fromkeys(SUMMARY_FIELDS),
-        "file": item.file,
+        "file": item.display,
+        "input": item.file,
         "label": item.label,
         "status": "error",
         "error_code": code,
@@ -110,7 +121,7 @@ class BatchSummary:
 
     def done(self) -> dict[str, dict]:
         """Inputs already done: file → its ok row whose run folder is complete."""
-        return {r["file"]: r for r in self.rows() if r.get("status") == "ok" and self.run_complete(r.get("run_folder"))}
+        return {row_key(r): r for r in self.rows() if r.get("status") == "ok" and self.run_complete(r.get("run_folder"))}
 
     def adopt_orphans(self, pending: list[BatchItem]) -> list[dict]:
         """Rows for runs that landed without their summary row (killed in between); appended here.
@@ -170,7 +181,7 @@ class BatchSummary:
         self.close()
         latest: dict[str, dict] = {}
         for row in self.rows():
-            latest[row["file"]] = row
+            latest[row_key(row)] = row
         order = [it.file for it in items if it.file in latest]
         order += [f for f in latest if f not in set(order)]
         rows = [latest[f] for f in order]

@@ -60,8 +60,9 @@ class RunLog:
         self.request_id = request_id
         self.lines: list[str] = []
 
-    def __call__(self, message: str, level: int = logging.INFO) -> None:
-        stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+    def __call__(self, message: str, level: int = logging.INFO, at: datetime | None = None) -> None:
+        # ``at``: when it happened, for a line written later (decode ran before finish).
+        stamp = (at or datetime.now()).strftime("%H:%M:%S.%f")[:-3]
         self.lines.append(f"{stamp} {message}")
         # The id goes as a record attribute: the worker thread does not see the request's contextvar.
         log.log(level, "%s", message, extra={"request_id": self.request_id})
@@ -82,6 +83,8 @@ class Recognition:
         options: granularity, embedding, segmentation.
         request_id: ties run.log to the server log (a new one when None).
         write: write the run folder (False: only the result).
+        count_wait: ``processing_time_s`` includes the wait between decoding and classifying (a server's
+            queue); batch passes False, so each run reports its own work only (decode, inference, assembly).
     """
 
     def __init__(
@@ -91,25 +94,43 @@ class Recognition:
         *,
         request_id: str | None = None,
         write: bool = True,
+        count_wait: bool = True,
     ) -> None:
         self.settings = settings
         self.options = options
         self.request_id = request_id or new_request_id()
         self.write = write
+        self.count_wait = count_wait
         self.runlog = RunLog(self.request_id)
         self.started = time.perf_counter()
+        self.started_at = datetime.now()  # wall clock of ``started``, for run.log
+        self.decode_wall_s: float | None = None  # decode call, start to end (a worker's round trip included)
+        self.decoded_at: datetime | None = None
 
-    def decode(self, source, source_name: str | None = None) -> DecodedAudio:
+    def decode(self, source, source_name: str | None = None, pool=None) -> DecodedAudio:
         """Decode a path or bytes into the 16 kHz mono signal, within the settings' limits.
 
         Untrusted bytes are decoded in a guarded worker process (``audio/decoder_pool.py``):
         a decoder crash or a memory or time limit becomes an error for this input only.
 
+        Args:
+            source: a path or bytes.
+            source_name: the name for messages and result.json.
+            pool: a :class:`DecoderPool` to decode in (batch); None: the shared guarded pool.
+
         Raises:
             AudioError: the input cannot be used (nothing is written).
         """
         self.started = time.perf_counter()
-        return decode_guarded(source, source_name=source_name, limits=AudioLimits.from_settings(self.settings))
+        self.started_at = datetime.now()
+        limits = AudioLimits.from_settings(self.settings)
+        if pool is None:
+            decoded = decode_guarded(source, source_name=source_name, limits=limits)
+        else:
+            decoded = pool.decode(source, source_name=source_name, limits=limits)
+        self.decode_wall_s = time.perf_counter() - self.started
+        self.decoded_at = datetime.now()
+        return decoded
 
     def run(self, source, execute: Callable, source_name: str | None = None) -> RunOutcome:
         """Decode here, then classify and write through ``execute(fn)``, which calls ``fn(engine)``.
@@ -146,19 +167,25 @@ def recognize_source(
 
 def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None) -> RunOutcome:
     settings, options, runlog, request_id = flow.settings, flow.options, flow.runlog, flow.request_id
+    finish_started = time.perf_counter()
     when = now_local()
     info = engine.info
-    runlog(f"request {request_id} · emotion2vec-webui {__version__}")  # ties run.log to the server log
+    decoded_here = flow.decoded_at is not None  # decoded through this flow: its lines carry their real times
+    # ties run.log to the server log
+    runlog(f"request {request_id} · emotion2vec-webui {__version__}", at=flow.started_at if decoded_here else None)
+    round_trip = f" ({flow.decode_wall_s * 1000:.1f} ms with the worker round trip)" if decoded_here else ""
     runlog(
         f"decoded {decoded.source_name} ({decoded.container}, {decoded.original_sample_rate} Hz, "
-        f"{decoded.original_channels} ch) in {decoded.decode_s * 1000:.1f} ms"
+        f"{decoded.original_channels} ch) in {decoded.decode_s * 1000:.1f} ms{round_trip}",
+        at=flow.decoded_at,
     )
     if decoded.original_sample_rate != decoded.sample_rate or decoded.original_channels != 1:
         runlog(
             f"mixed to mono and resampled {decoded.original_sample_rate} → {decoded.sample_rate} Hz (soxr HQ) "
-            f"in {decoded.resample_s * 1000:.1f} ms"
+            f"in {decoded.resample_s * 1000:.1f} ms",
+            at=flow.decoded_at,
         )
-    runlog(f"audio: {decoded.duration_s:.3f} s at {decoded.sample_rate} Hz mono")
+    runlog(f"audio: {decoded.duration_s:.3f} s at {decoded.sample_rate} Hz mono", at=flow.decoded_at)
     for w in decoded.warnings:
         runlog(f"warning: {w}", logging.WARNING)
     runlog(f"model: {info.name} on {info.device} ({info.dtype}){' — random weights' if info.random_weights else ''}")
@@ -190,7 +217,11 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     embedding_meta = None
     if result.embedding is not None:
         embedding_meta = {"file": "embedding.npy", "shape": list(result.embedding.shape), "dtype": "float32"}
-    processing_s = time.perf_counter() - flow.started
+    if flow.count_wait or flow.decode_wall_s is None:
+        processing_s = time.perf_counter() - flow.started
+    else:  # this run's own work: its decode, its share of a batched model call, and what finish did
+        own_inference = 0.0 if answer is None else result.inference_s
+        processing_s = flow.decode_wall_s + own_inference + (time.perf_counter() - finish_started)
     payload = {
         "emotion": result.emotion,
         "emotion_zh": EMOTIONS_ZH[result.emotion],

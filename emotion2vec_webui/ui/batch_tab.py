@@ -37,7 +37,16 @@ from emotion2vec_webui.runs.input_files import resolve_input_folder
 log = logging.getLogger(__name__)
 
 UI_MAX_FILES = 5000  # beyond this, use the CLI or Ray
-TABLE_HEADERS = ["file", "status", "emotion", "confidence", "duration_s", "error", "run_folder"]
+TABLE_HEADERS = [
+    "文件 / file",
+    "状态 / status",
+    "情绪 / emotion",
+    "置信度 / confidence",
+    "时长 / duration (s)",
+    "错误 / error",
+    "运行文件夹 / run folder",
+]
+LABEL_HEADERS = ["真实标签 / true label", "正确 / correct"]  # added when any input carries a label
 _RETRY_S = 0.5  # wait before retrying a model call the full queue refused
 
 
@@ -66,7 +75,8 @@ def collect_items(files: list | None, folder_text: str, input_dirs) -> list[Batc
         ]
     else:
         paths = [str(getattr(f, "name", f)) for f in files or []]
-        items = [BatchItem(p, label_from_filename(p)) for p in paths if is_audio_path(p)]
+        # Gradio keeps an upload's original name as the temp file's name: the summary shows that, not the path.
+        items = [BatchItem(p, label_from_filename(p), Path(p).name) for p in paths if is_audio_path(p)]
     if not items:
         raise E2VError("bad_request", "No audio files: upload some, or give a server folder inside E2V_INPUT_DIRS.")
     if len(items) > UI_MAX_FILES:
@@ -101,16 +111,38 @@ def zip_batch(folder: Path) -> Path:
     return target
 
 
-def table_rows(rows: list[dict]) -> list[list]:
-    """Summary rows as the page's table (file name, status, emotion with emoji and Chinese name …)."""
+def table_rows(rows: list[dict], label_map: dict[str, str] | None = None) -> list[list]:
+    """Summary rows as the page's table (file name, status, emotion with emoji and Chinese name …).
+
+    When any input carries a reference label, each row also gets the true label (as our class, with
+    the dataset's spelling when it differs) and whether the prediction is correct (:data:`LABEL_HEADERS`).
+    """
+    from emotion2vec_webui.runs.evaluation import map_label
+
+    labelled = any(r.get("label") for r in rows)
     out = []
     for r in rows:
         emotion = f"{EMOJI[r['emotion']]} {EMOTIONS_ZH[r['emotion']]} / {r['emotion']}" if r.get("emotion") else ""
         error = f"{r['error_message']} [{r['error_code']}]" if r.get("error_code") else ""
         conf = f"{r['confidence']:.3f}" if r.get("confidence") is not None else ""
         dur = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else ""
-        out.append([Path(r["file"]).name, r["status"], emotion, conf, dur, error, r.get("run_folder") or ""])
+        row = [Path(r["file"]).name, r["status"], emotion, conf, dur, error, r.get("run_folder") or ""]
+        if labelled:
+            raw = r.get("label") or ""
+            truth = map_label(raw, label_map) if raw else None
+            shown = "" if not raw else truth if truth == raw.strip().lower() else f"{truth or '?'} ({raw})"
+            correct = "" if not truth or r["status"] != "ok" else ("✓" if truth == r.get("emotion") else "✗")
+            row += [shown, correct]
+        out.append(row)
     return out
+
+
+def table_value(rows: list[list]):
+    """The Dataframe value for :func:`table_rows`' rows, with the label columns when they are there."""
+    import pandas as pd
+
+    headers = TABLE_HEADERS + (LABEL_HEADERS if rows and len(rows[0]) > len(TABLE_HEADERS) else [])
+    return pd.DataFrame(rows, columns=headers)
 
 
 def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None) -> tuple:
@@ -214,7 +246,10 @@ def build_batch_tab(service) -> None:
 
         def run(files_value, folder_value, granularity_value, embedding_value, progress=gr.Progress()):
             try:
-                return run_ui_batch(service, files_value, folder_value, granularity_value, embedding_value, progress)
+                html, rows, *rest = run_ui_batch(
+                    service, files_value, folder_value, granularity_value, embedding_value, progress
+                )
+                return html, table_value(rows), *rest
             except E2VError as exc:
                 return ui_text.error_card_html(exc.code, exc.message), [], None, None, None
             except Exception:  # the page shows a message, the log keeps the trace

@@ -46,6 +46,7 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "request_timeout": ("上传超时", "Upload timed out"),
     "rate_limited": ("上传过于频繁", "Too many uploads"),
     "internal_error": ("内部错误", "Internal error"),
+    "head_mismatch": ("分类头与模型不匹配", "Head trained on another model"),
 }
 
 GRANULARITY_NAMES: dict[str, tuple[str, str]] = {

@@ -102,6 +102,8 @@ def test_cli_batch_killed_then_resumed(clips, tiny_model_dir, tmp_path):
     skipped = int(re.search(r"(\d+) done before", proc.stdout).group(1))
     assert skipped - len(done_before) in (0, 1)  # +1 when a run landed just before the kill (adopted)
     assert not (batch_dir / "metrics.json").exists()  # no labels, no evaluation
+    assert "no labels found (looked for: folder-per-label, CSV label column, RAVDESS/CREMA-D names)" in proc.stdout
+    assert "未找到标签" in proc.stdout  # the report says it in both languages
 
 
 def _labelled_list(clips: Path, tmp_path: Path) -> Path:
