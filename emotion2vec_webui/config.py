@@ -43,6 +43,7 @@ class Settings:
     log_dir: Path = Path("logs")  # rotating server log
     frame_smoothing_s: float = 0.5  # window for smoothing frame logits
     window_s: float = 30.0  # long audio is processed in windows of this length
+    vad_max_segment_s: float = 10.0  # speech segments (segmentation=vad) longer than this are split at pauses
     header_timeout_s: float = 10.0  # a connection's request line and headers must arrive within this
     body_timeout_s: float = 10.0  # a request body that sends nothing for this long is answered 408
     body_min_rate_kb: float = 8.0  # KB/s a body must average once body_timeout_s of waiting has passed (0: off)
@@ -84,6 +85,7 @@ def load_settings() -> Settings:
         log_dir=Path(env.get("E2V_LOG_DIR", "").strip() or "logs"),
         frame_smoothing_s=_float("E2V_FRAME_SMOOTHING_S", 0.5),
         window_s=_float("E2V_WINDOW_S", 30.0),
+        vad_max_segment_s=_float("E2V_VAD_MAX_SEGMENT_S", 10.0),
         header_timeout_s=_float("E2V_HEADER_TIMEOUT_S", 10.0),
         body_timeout_s=_float("E2V_BODY_TIMEOUT_S", 10.0),
         body_min_rate_kb=_float("E2V_BODY_MIN_RATE_KB", 8.0),

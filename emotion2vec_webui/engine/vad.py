@@ -12,10 +12,23 @@ silero-vad quirks handled here:
 * Its ``read_audio`` needs torchaudio; we pass our own decoded 16 kHz float32
   waveform instead.
 * The model is stateful (it resets its state per call), so calls are serialised.
+* It runs 32 ms chunks one after another: tiny operations for which more than
+  one torch thread only adds synchronisation. On a loaded 2-core machine two
+  threads made it ~18x slower (10 s of audio: 33 s vs 1.8 s), so a call runs
+  on one thread (what silero sets itself) and restores the count afterwards.
+
+Speech without pauses of ``MIN_SILENCE_S`` comes back from silero as one long
+segment (a 60 s recording gave 0.11–29.17 s). A phrase is shorter: segments
+longer than ``max_segment_s`` (``E2V_VAD_MAX_SEGMENT_S``, 10 s) are split at
+their longest internal pause — the minimum of the short-time energy averaged
+over :data:`PAUSE_WINDOW_S`, so a long dip wins over a brief one — and the
+halves again until each fits (:func:`split_long_segments`), never at fixed
+points.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -34,6 +47,9 @@ THRESHOLD = 0.5  # silero speech probability threshold
 MIN_SPEECH_S = 0.25  # shorter speech bursts are ignored
 MIN_SILENCE_S = 0.3  # pauses shorter than this do not split a phrase
 PAD_S = 0.05  # speech padding on each side of a segment
+MAX_SEGMENT_S = 10.0  # longer speech segments are split at their longest pauses (E2V_VAD_MAX_SEGMENT_S)
+PAUSE_WINDOW_S = 0.25  # energy is averaged over this much audio when looking for the pause to split at
+_HOP = 160  # 10 ms energy frames
 
 _vad_lock = threading.Lock()
 
@@ -63,6 +79,7 @@ def speech_segments(
     min_speech_s: float = MIN_SPEECH_S,
     min_silence_s: float = MIN_SILENCE_S,
     pad_s: float = PAD_S,
+    max_segment_s: float | None = MAX_SEGMENT_S,
 ) -> list[tuple[float, float]]:
     """Where the speech is: ``[(start_s, end_s), …]`` in order, for a 16 kHz mono float32 waveform.
 
@@ -72,6 +89,7 @@ def speech_segments(
         min_speech_s: shorter speech bursts are dropped.
         min_silence_s: shorter pauses do not end a segment.
         pad_s: padding added on each side of a segment.
+        max_segment_s: longer segments are split at their longest pauses (None or 0: no cap).
 
     Returns:
         Non-overlapping speech segments in seconds (empty when there is no speech).
@@ -80,7 +98,7 @@ def speech_segments(
 
     model, get_speech_timestamps = _silero()
     audio = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-    with _vad_lock, torch.inference_mode():
+    with _vad_lock, torch.inference_mode(), _one_torch_thread():
         stamps = get_speech_timestamps(
             audio,
             model,
@@ -90,7 +108,75 @@ def speech_segments(
             min_silence_duration_ms=int(min_silence_s * 1000),
             speech_pad_ms=int(pad_s * 1000),
         )
-    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+    spans = [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+    return split_long_segments(waveform, spans, max_segment_s) if max_segment_s else spans
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def split_long_segments(
+    waveform: np.ndarray, spans: list[tuple[float, float]], max_segment_s: float = MAX_SEGMENT_S
+) -> list[tuple[float, float]]:
+    """Split every span longer than ``max_segment_s`` at its longest internal pauses.
+
+    A long span is cut at the minimum of its short-time energy averaged over
+    :data:`PAUSE_WINDOW_S` (the middle of its longest, quietest stretch), at
+    least a quarter of ``max_segment_s`` (at most 1 s) from either end; each
+    part is split again until it fits. The parts touch, so together they
+    cover the span exactly.
+
+    Args:
+        waveform: 16 kHz mono float32, the signal the spans index.
+        spans: ``[(start_s, end_s)]`` in order, not overlapping.
+        max_segment_s: the longest span kept whole (> 0).
+
+    Returns:
+        The spans, long ones replaced by their parts, in order.
+    """
+    if max_segment_s <= 0:
+        raise ValueError("max_segment_s must be positive")
+    out: list[tuple[float, float]] = []
+    for start_s, end_s in spans:
+        if end_s - start_s <= max_segment_s:
+            out.append((start_s, end_s))
+            continue
+        a = int(start_s * SAMPLE_RATE) // _HOP
+        b = max(a + 1, -(-int(end_s * SAMPLE_RATE) // _HOP))
+        energy = _smoothed_energy(waveform[a * _HOP : b * _HOP])
+        cuts = _cuts(energy, 0, len(energy), max_segment_s * SAMPLE_RATE / _HOP, min(1.0, max_segment_s / 4))
+        edges = [start_s, *((a + c) * _HOP / SAMPLE_RATE for c in cuts), end_s]
+        out += list(zip(edges, edges[1:], strict=False))
+    return out
+
+
+def _smoothed_energy(chunk: np.ndarray) -> np.ndarray:
+    """Mean power per 10 ms frame, averaged over PAUSE_WINDOW_S (centred)."""
+    frames = len(chunk) // _HOP
+    power = np.square(chunk[: frames * _HOP].astype(np.float64)).reshape(frames, _HOP).mean(axis=1)
+    width = max(1, int(PAUSE_WINDOW_S * SAMPLE_RATE / _HOP))
+    return np.convolve(power, np.ones(width) / width, mode="same")
+
+
+def _cuts(energy: np.ndarray, lo: int, hi: int, max_frames: float, min_piece_s: float) -> list[int]:
+    """Frame indices in ``(lo, hi)`` that split ``energy[lo:hi]`` into parts of at most ``max_frames``."""
+    if hi - lo <= max_frames:
+        return []
+    margin = max(1, min(int(min_piece_s * SAMPLE_RATE / _HOP), (hi - lo) // 4))
+    window = energy[lo + margin : hi - margin]
+    # the quietest frame; among equals (digital silence), the middle of the run
+    quiet = np.flatnonzero(window <= window.min() * (1 + 1e-9))
+    cut = lo + margin + int(quiet[len(quiet) // 2])
+    return [*_cuts(energy, lo, cut, max_frames, min_piece_s), cut, *_cuts(energy, cut, hi, max_frames, min_piece_s)]
 
 
 def vad_segments(
@@ -99,6 +185,7 @@ def vad_segments(
     segmentation: str = "vad",
     runlog: Callable[[str], None] | None = None,
     window_s: float = 30.0,
+    max_segment_s: float | None = MAX_SEGMENT_S,
 ) -> list[dict]:
     """Classify each speech segment of ``waveform`` as an utterance.
 
@@ -108,6 +195,7 @@ def vad_segments(
         segmentation: must be ``vad`` (callers pass the user's choice through, so a typo is a ``bad_request``).
         runlog: the run's processing log, if any.
         window_s: speech segments longer than this are classified in windows.
+        max_segment_s: speech longer than this is split at its longest pauses (None or 0: no cap).
 
     Returns:
         result.json ``segments`` items: ``{"start_s", "end_s", "emotion",
@@ -118,7 +206,7 @@ def vad_segments(
     """
     if segmentation != "vad":
         raise E2VError("bad_request", f"segmentation must be one of {', '.join(SEGMENTATIONS)}, not {segmentation!r}")
-    spans = speech_segments(waveform)
+    spans = speech_segments(waveform, max_segment_s=max_segment_s)
     out = []
     for start_s, end_s in spans:
         chunk = waveform[int(start_s * SAMPLE_RATE) : int(end_s * SAMPLE_RATE)]
@@ -137,5 +225,6 @@ def vad_segments(
         )
     if runlog is not None:
         speech = sum(e - s for s, e in spans)
-        runlog(f"speech segments (silero-vad): {len(out)} segments, {speech:.1f} s of speech")
+        cap = f", at most {max_segment_s:g} s each" if max_segment_s else ""
+        runlog(f"speech segments (silero-vad): {len(out)} segments, {speech:.1f} s of speech{cap}")
     return out

@@ -211,14 +211,20 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     if options.segmentation != "frames":  # speech segments, at either granularity (vad.py)
         from emotion2vec_webui.engine.vad import vad_segments
 
-        segs = vad_segments(engine, decoded.waveform, options.segmentation, runlog, settings.window_s)
+        segs = vad_segments(
+            engine, decoded.waveform, options.segmentation, runlog, settings.window_s, settings.vad_max_segment_s
+        )
     runlog(f"result: {result.emotion} ({result.confidence:.3f})")
 
     embedding_meta = None
     if result.embedding is not None:
         embedding_meta = {"file": "embedding.npy", "shape": list(result.embedding.shape), "dtype": "float32"}
     if flow.count_wait or flow.decode_wall_s is None:
+        if flow.count_wait or flow.decode_wall_s is None:
         processing_s = time.perf_counter() - flow.started
+    else:  # this run's own work: its decode, its share of a batched model call, and what finish did
+        own_inference = 0.0 if answer is None else result.inference_s
+        processing_s = flow.decode_wall_s + own_inference + (time.perf_counter() - finish_started)
     else:  # this run's own work: its decode, its share of a batched model call, and what finish did
         own_inference = 0.0 if answer is None else result.inference_s
         processing_s = flow.decode_wall_s + own_inference + (time.perf_counter() - finish_started)
