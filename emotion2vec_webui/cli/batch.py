@@ -44,6 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local", help="local threads, or Ray Data")
     p.add_argument("--workers", type=int, default=2, help="decoding threads (local) or actors (ray)")
     p.add_argument("--label-map", help="label mapping, e.g. 'calm=neutral,surprise=surprised'")
+    p.add_argument("--head", metavar="NAME", help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head)")
 
 
 def run(args) -> int:
@@ -57,6 +58,7 @@ def run(args) -> int:
         batch_size=max(1, args.batch_size),
         workers=max(1, args.workers),
         label_map=parse_label_map(args.label_map),
+        head=args.head or None,
     )
     items = discover_inputs(args.input)
     check_labels(items, options.label_map)
@@ -77,6 +79,10 @@ def run(args) -> int:
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("emotion2vec_webui.runs.recognize").setLevel(logging.WARNING)
     engine = EmotionEngine.from_settings(settings) if todo and args.engine == "local" else None
+    if engine is not None and options.head:  # not_found / head_mismatch once, before any input
+        from emotion2vec_webui.engine.heads import load_for_engine
+
+        load_for_engine(settings.heads_dir, options.head, engine)
 
     from tqdm import tqdm
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from emotion2vec_webui.cli.common import (
-    EXIT_MODEL_UNAVAILABLE,
     EXIT_OK,
     add_model_args,
     add_output_args,
@@ -33,6 +32,10 @@ def add_parser(sub) -> None:
     add_output_args(p)
     p.add_argument("--json", action="store_true", help="print one result object per line (JSON Lines)")
     p.add_argument(
+        "--head", metavar="NAME", help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head); "
+        "result.json gets a 'head' block beside the nine classes"
+    )
+    p.add_argument(
         "--segments",
         choices=["frames", "vad"],
         default="frames",
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
     settings = settings_from_args(args)
-    options = RecognizeOptions(args.granularity, args.embedding, segmentation=args.segments)
+    options = RecognizeOptions(args.granularity, args.embedding, segmentation=args.segments, head=args.head or None)
     engine = None
 
     def with_engine(fn):  # the model loads once, after the first file decodes
@@ -60,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             outcome = Recognition(settings, options).run(name, with_engine, source_name=Path(name).name)
         except E2VError as exc:
-            if exc.code == "model_unavailable":
+            if exc.code in ("model_unavailable", "head_mismatch") or (exc.code == "not_found" and args.head):
                 print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
-                return EXIT_MODEL_UNAVAILABLE
+                return exit_code_for(exc)  # 3 for the model; 2 for a missing or mismatched head
             print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)
             status = max(status, exit_code_for(exc))
             continue
@@ -74,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
             from emotion2vec_webui.labels import EMOJI
 
             warn = f"  ({len(r['warnings'])} warning(s))" if r["warnings"] else ""
+            h = r.get("head")
+            head = f"  [{h['name']}: {h['label']} {h['confidence']:.3f}]" if h else ""
             print(
-                f"{name}: {EMOJI[r['emotion']]} {r['emotion']} / {r['emotion_zh']}  {r['confidence']:.3f}  → {run.path}{warn}"
+                f"{name}: {EMOJI[r['emotion']]} {r['emotion']} / {r['emotion_zh']}  {r['confidence']:.3f}{head}  → {run.path}{warn}"
             )
         sys.stdout.flush()
     return status

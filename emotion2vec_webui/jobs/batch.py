@@ -44,6 +44,7 @@ class BatchOptions:
     batch_size: int = 8  # inputs per model call (when the engine batches)
     workers: int = 2  # decoding threads (local) or model actors (ray)
     label_map: dict[str, str] = field(default_factory=dict)  # dataset label → our class, before the defaults
+    head: str | None = None  # a trained head (heads/<name>): each result.json gets its "head" block
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
     """
     from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
-    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding)
+    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding, head=options.head)
     answers = None
     batched = getattr(engine, "recognize_batch", None)
     if batched is not None and len(pairs) > 1:
@@ -129,7 +130,11 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
             max_batch = options.batch_size if str(engine.info.device).startswith("cuda") else None
             waves = [pair[1].waveform for pair in pairs]
             answers = batched(
-                waves, options.granularity, options.extract_embedding, max_batch=max_batch, window_s=settings.window_s
+                waves,
+                options.granularity,
+                options.extract_embedding or bool(options.head),  # a head reads the features
+                max_batch=max_batch,
+                window_s=settings.window_s,
             )
         except Exception as exc:  # one bad input must not fail its neighbours: retry one by one
             log.warning("batched call failed (%s: %s); classifying one by one", type(exc).__name__, exc)
@@ -170,7 +175,7 @@ def run_local(
     config = PoolConfig.from_env()
     # One decode process per --workers thread (E2V_DECODE_WORKERS=0 still means in-process, unguarded).
     decoders = DecoderPool(replace(config, workers=max(1, options.workers)) if config.workers else config)
-    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding)
+    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding, head=options.head)
     batch_name = Path(settings.output_dir).name
 
     def decode(item: BatchItem):  # in a decode worker: a file that crashes the decoder is one error row

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -40,6 +40,7 @@ class RecognizeOptions:
     granularity: str = "utterance"  # "utterance" or "frame"
     extract_embedding: bool = True  # write embedding.npy
     segmentation: str = "frames"  # "segments" from runs of frame emotions, or "vad": one utterance per speech segment
+    head: str | None = None  # a trained head (E2V_HEADS_DIR/<name>, engine/heads.py): result.json's "head" block
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,15 @@ def recognize_source(
     return flow.run(source, lambda fn: fn(engine), source_name)
 
 
+def _load_head(options: RecognizeOptions, settings: Settings, engine: EmotionEngine):
+    """The trained head ``options.head`` checked against ``engine``'s backbone, or None."""
+    if not options.head:
+        return None
+    from emotion2vec_webui.engine.heads import load_for_engine
+
+    return load_for_engine(settings.heads_dir, options.head, engine)
+
+
 def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None) -> RunOutcome:
     settings, options, runlog, request_id = flow.settings, flow.options, flow.runlog, flow.request_id
     finish_started = time.perf_counter()
@@ -189,10 +199,20 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     for w in decoded.warnings:
         runlog(f"warning: {w}", logging.WARNING)
     runlog(f"model: {info.name} on {info.device} ({info.dtype}){' — random weights' if info.random_weights else ''}")
-    if answer is None:
-        result = engine.recognize(decoded.waveform, options.granularity, options.extract_embedding, settings.window_s)
+    head = _load_head(options, settings, engine)  # not_found / head_mismatch before any inference
+    want_embedding = options.extract_embedding or head is not None  # a head reads the features
+    if answer is None or (head is not None and answer.embedding is None):
+        result = engine.recognize(decoded.waveform, options.granularity, want_embedding, settings.window_s)
     else:  # classified in a batched call (jobs/batch.py)
         result = answer
+    head_block = None
+    if head is not None:
+        from emotion2vec_webui.engine.heads import apply_head
+
+        head_block = apply_head(head, result.embedding, settings.frame_smoothing_s, decoded.duration_s)
+        runlog(f"head {head.name}: {head_block['label']} ({head_block['confidence']:.3f})")
+        if not options.extract_embedding:
+            result = replace(result, embedding=None)
     runlog(f"inference: {result.inference_s * 1000:.1f} ms, {result.num_frames} frames, {options.granularity}")
 
     frames = segs = None
@@ -211,20 +231,14 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     if options.segmentation != "frames":  # speech segments, at either granularity (vad.py)
         from emotion2vec_webui.engine.vad import vad_segments
 
-        segs = vad_segments(
-            engine, decoded.waveform, options.segmentation, runlog, settings.window_s, settings.vad_max_segment_s
-        )
+        segs = vad_segments(engine, decoded.waveform, options.segmentation, runlog, settings.window_s)
     runlog(f"result: {result.emotion} ({result.confidence:.3f})")
 
     embedding_meta = None
     if result.embedding is not None:
         embedding_meta = {"file": "embedding.npy", "shape": list(result.embedding.shape), "dtype": "float32"}
     if flow.count_wait or flow.decode_wall_s is None:
-        if flow.count_wait or flow.decode_wall_s is None:
         processing_s = time.perf_counter() - flow.started
-    else:  # this run's own work: its decode, its share of a batched model call, and what finish did
-        own_inference = 0.0 if answer is None else result.inference_s
-        processing_s = flow.decode_wall_s + own_inference + (time.perf_counter() - finish_started)
     else:  # this run's own work: its decode, its share of a batched model call, and what finish did
         own_inference = 0.0 if answer is None else result.inference_s
         processing_s = flow.decode_wall_s + own_inference + (time.perf_counter() - finish_started)
@@ -255,6 +269,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         "embedding": embedding_meta,
         "frames": frames,
         "segments": segs,
+        "head": head_block,
         "warnings": list(decoded.warnings),
         "processing_time_s": round(processing_s, 4),
         "app_version": __version__,

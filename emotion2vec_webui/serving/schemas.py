@@ -49,6 +49,7 @@ class RecognizeJson(BaseModel):
     segmentation: Literal["frames", "vad"] = Field(
         "frames", description="'segments' from runs of frame emotions, or 'vad': one utterance per speech segment"
     )
+    head: str | None = Field(None, description="a trained head (GET /api/v1/heads) applied beside the nine classes")
 
 
 class RecognizeResponse(BaseModel):

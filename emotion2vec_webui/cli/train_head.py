@@ -1,0 +1,109 @@
+"""``emotion2vec-webui train-head DATA --name NAME``: train a classifier head on one's own labels.
+
+The model loads only when a clip's features are not in the cache: a second
+run on the same data with the same model does no inference at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, settings_from_args
+
+
+def add_parser(sub) -> None:
+    """Add the ``train-head`` sub-command to ``sub`` (argparse sub-parsers)."""
+    p = sub.add_parser(
+        "train-head",
+        help="train a classifier head on your own labels (a folder per label, CSV path,label, RAVDESS/CREMA-D)",
+        description="Extract utterance features (cached per file content and model), cross-validate logistic "
+        "regression and a small MLP, and write E2V_HEADS_DIR/NAME/ with the weights, labels, feature spec, report "
+        "and confusion matrix. Use the head with recognize/batch --head NAME or \"head\" on the API.",
+    )
+    p.add_argument("data", metavar="DATA", help="folder with a sub-folder per label, a CSV (path,label), or "
+                   "a folder of RAVDESS/CREMA-D files")  # fmt: skip
+    p.add_argument("--name", required=True, help="the head's name (its folder under E2V_HEADS_DIR)")
+    p.add_argument("--heads-dir", type=Path, help="where heads live (E2V_HEADS_DIR; default ./heads)")
+    p.add_argument("--classifier", choices=["auto", "logreg", "mlp"], default="auto",
+                   help="auto: cross-validate both, keep the better macro F1")  # fmt: skip
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (fewer when the data are few)")
+    p.add_argument("--holdout", type=float, default=0.2, help="fraction held out for the held-out score (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (splits, MLP)")
+    p.add_argument("--labels-zh", help="Chinese label names, e.g. 'satisfied=满意,frustrated=沮丧'")
+    p.add_argument("--baseline-map", help="score the built-in nine classes mapped to your labels, "
+                   "e.g. 'angry=frustrated,happy=satisfied,neutral=satisfied'")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace an existing head of that name")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_model_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.engine.heads import checkpoint_sha256
+    from emotion2vec_webui.jobs.head_features import Backbone
+    from emotion2vec_webui.jobs.train_head import TrainOptions, parse_pairs, summary_json, train_head
+    from emotion2vec_webui.model.resolve import resolve_model
+
+    settings = settings_from_args(args)
+    if args.heads_dir is not None:
+        settings = dataclasses.replace(settings, heads_dir=args.heads_dir)
+    resolved = resolve_model(settings.model, settings.hub)
+    backbone = Backbone(resolved.path.name, str(resolved.path), checkpoint_sha256(resolved.path))
+    engine = None
+
+    def with_engine(fn):  # loaded on the first clip not in the feature cache
+        nonlocal engine
+        if engine is None:
+            engine = EmotionEngine.from_settings(settings)
+        return fn(engine)
+
+    def progress(fraction: float, message: str) -> None:
+        if not message.startswith("features "):
+            print(message, file=sys.stderr)
+
+    options = TrainOptions(
+        classifier=args.classifier,
+        folds=max(2, args.folds),
+        holdout=min(max(args.holdout, 0.0), 0.5),
+        seed=args.seed,
+        labels_zh=parse_pairs(args.labels_zh, "--labels-zh"),
+        baseline_map=parse_pairs(args.baseline_map, "--baseline-map"),
+        overwrite=args.force,
+        command=shlex.join(["emotion2vec-webui", *sys.argv[1:]]),
+    )
+    outcome = train_head(args.data, args.name, backbone, with_engine, settings, options, progress)
+    report = summary_json(outcome.report)
+    if args.json:
+        print(json.dumps({**report, "folder": str(outcome.folder)}, ensure_ascii=False))
+    else:
+        print(format_report(report, outcome.folder))
+    return EXIT_OK
+
+
+def format_report(r: dict, folder: Path) -> str:
+    """The report as a person reads it."""
+    lines = [
+        f"head {r['name']}: {r['n']} clips, labels {', '.join(r['labels'])}; classifier {r['classifier']}"
+        f" ({r['folds']}-fold CV{', speaker-grouped' if r['grouped_by_speaker'] else ''})",
+        f"cross-validated: accuracy (WA) {r['cv']['accuracy']:.3f}  UA {r['cv']['ua']:.3f}  "
+        f"macro F1 {r['cv']['f1_macro']:.3f}  weighted F1 {r['cv']['f1_weighted']:.3f}",
+    ]
+    if r.get("holdout"):
+        h = r["holdout"]
+        lines.append(
+            f"held-out ({h['n']} clips): accuracy {h['accuracy']:.3f}  UA {h['ua']:.3f}  macro F1 {h['f1_macro']:.3f}"
+        )
+    if r.get("baseline"):
+        b = r["baseline"]
+        lines.append(f"nine-class baseline (mapped): accuracy {b['accuracy']:.3f}  macro F1 {b['f1_macro']:.3f}")
+    lines.append(f"{'label':<16}{'precision':>10}{'recall':>10}{'support':>9}")
+    for label, c in r["cv"]["per_class"].items():
+        lines.append(f"{label:<16}{c['precision']:>10.3f}{c['recall']:>10.3f}{c['support']:>9}")
+    lines.append(f"head folder: {folder} (confusion_matrix.png, report.json)")
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Head training as a background job with progress, for the server's faces (REST ``POST /api/v1/heads``, the Train tab).
+
+One job at a time per server (training competes with recognition for the CPU;
+feature extraction goes through the service's inference queue one clip at a
+time, so recognition requests interleave with it). Jobs are kept in memory:
+the head folder is what lasts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emotion2vec_webui.engine.heads import engine_hash
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.head_features import Backbone
+from emotion2vec_webui.jobs.train_head import TrainOptions, summary_json, train_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainJob:
+    id: str
+    name: str
+    data: str
+    state: str = "queued"  # queued | running | done | failed
+    progress: float = 0.0
+    message: str = ""
+    report: dict | None = None
+    error: dict | None = None  # {"code", "message"}
+    log: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+            "report": self.report,
+            "error": self.error,
+            "log": list(self.log),
+        }
+
+
+class TrainJobs:
+    """Start head-training jobs on a :class:`runs.service.Service` and look them up by id."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+        self._jobs: dict[str, TrainJob] = {}
+        self._lock = threading.Lock()
+
+    def start(self, data: str, name: str, options: TrainOptions = TrainOptions()) -> TrainJob:
+        """Start training ``name`` on ``data`` (a server path the caller has already checked).
+
+        Raises:
+            E2VError: ``overloaded`` when a job is already running; ``model_unavailable``.
+        """
+        _ = self.service.engine  # fail fast when the model is not ready
+        with self._lock:
+            if any(j.state in ("queued", "running") for j in self._jobs.values()):
+                raise E2VError(
+                    "overloaded", "A head is already being trained; wait for it to finish. / 已有训练任务在进行,请稍候。"
+                )
+            job = TrainJob(uuid.uuid4().hex[:12], name, data)
+            self._jobs[job.id] = job
+        threading.Thread(target=self._run, args=(job, options), name=f"e2v-train-{job.id}", daemon=True).start()
+        return job
+
+    def get(self, job_id: str) -> TrainJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise E2VError("not_found", f"No training job {job_id!r}. / 没有该训练任务。")
+        return job
+
+    def _run(self, job: TrainJob, options: TrainOptions) -> None:
+        job.state = "running"
+
+        def progress(fraction: float, message: str) -> None:
+            job.progress, job.message = fraction, message
+            if not message.startswith("features "):
+                job.log.append(message)
+
+        try:
+            engine = self.service.engine
+            backbone = Backbone(engine.info.name, engine.info.path, engine_hash(engine))
+            outcome = train_head(
+                job.data, job.name, backbone, self.service.call, self.service.settings, options, progress
+            )
+            job.report = summary_json(outcome.report)
+            job.log = list(outcome.log_lines)
+            job.state, job.progress = "done", 1.0
+        except E2VError as exc:
+            job.error = {"code": exc.code, "message": exc.message}
+            job.state = "failed"
+        except Exception as exc:  # reported on the job, never kills the server
+            log.exception("training job %s failed", job.id)
+            job.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+            job.state = "failed"
+        finally:
+            job.finished = time.time()
+
+    def wait(self, job_id: str, timeout_s: float = 600.0) -> TrainJob:
+        """Block until the job ends (tests; the UI polls)."""
+        deadline = time.monotonic() + timeout_s
+        job = self.get(job_id)
+        while job.state in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return job
+
+
+_registries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_registries_lock = threading.Lock()
+
+
+def jobs_for(service) -> TrainJobs:
+    """The one job registry of a service: REST and the Train tab share it (one training at a time)."""
+    with _registries_lock:
+        jobs = _registries.get(service)
+        if jobs is None:
+            jobs = _registries[service] = TrainJobs(service)
+        return jobs
+
+
+def check_inside(items, input_dirs) -> None:
+    """Every file of a labelled set lies inside ``E2V_INPUT_DIRS`` (a CSV may name any path).
+
+    Raises:
+        E2VError: ``forbidden`` naming the first file outside.
+    """
+    roots = [Path(d).expanduser().resolve() for d in input_dirs]
+    for it in items:
+        path = Path(it.file).resolve()
+        if not any(path.is_relative_to(r) for r in roots):
+            raise E2VError(
+                "forbidden",
+                f"{it.file} is outside the allowed input folders (E2V_INPUT_DIRS). / 该文件不在允许的输入文件夹内。",
+            )

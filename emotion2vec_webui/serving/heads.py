@@ -1,0 +1,103 @@
+"""REST for trained classifier heads: train one (a job with progress), list them, delete one.
+
+* ``POST /api/v1/heads`` — JSON ``{"name", "data_path", …}``: train on a labelled set inside
+  ``E2V_INPUT_DIRS`` (a folder per label, a CSV ``path,label``, RAVDESS/CREMA-D names); answers 202
+  with the job. ``GET /api/v1/heads/jobs/{id}`` — the job's state, progress and, when done, the report.
+* ``GET /api/v1/heads`` — every head with its labels, backbone and headline figures, and whether it fits
+  the loaded model. ``DELETE /api/v1/heads/{name}``.
+
+Use a head with ``"head": "NAME"`` on ``POST /api/v1/recognize``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, Field, ValidationError
+
+from emotion2vec_webui.engine.heads import check_name, delete_head, engine_hash, list_heads
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.train_head import CLASSIFIERS, TrainOptions, labelled_items
+from emotion2vec_webui.jobs.train_jobs import check_inside, jobs_for
+from emotion2vec_webui.serving.errors import responses_for
+
+_bearer = HTTPBearer(auto_error=False, description="Needed when the server sets E2V_API_TOKEN.")
+router = APIRouter(prefix="/api/v1", tags=["heads"], dependencies=[Depends(_bearer)])
+
+
+class TrainHeadJson(BaseModel):
+    name: str = Field(description="the head's name (its folder under E2V_HEADS_DIR)")
+    data_path: str = Field(description="a labelled folder or CSV inside E2V_INPUT_DIRS")
+    classifier: str = Field("auto", description="auto (the better of the two by CV macro F1), logreg or mlp")
+    folds: int = Field(5, ge=2, le=20)
+    holdout: float = Field(0.2, ge=0.0, le=0.5)
+    seed: int = 0
+    labels_zh: dict[str, str] = Field(default_factory=dict, description="label → Chinese name")
+    baseline_map: dict[str, str] = Field(default_factory=dict, description="nine-class emotion → your label")
+    overwrite: bool = False
+
+
+def _model_hash(service) -> str | None:
+    try:
+        return engine_hash(service.engine)
+    except E2VError:
+        return None
+
+
+@router.get("/heads", summary="Trained heads", responses=responses_for("unauthorized"))
+async def heads(request: Request):
+    service, settings = request.app.state.service, request.app.state.settings
+    found = await run_in_threadpool(list_heads, settings.heads_dir)
+    current = await run_in_threadpool(_model_hash, service)
+    for h in found:
+        h["compatible"] = None if current is None else h["checkpoint_sha256"] == current
+    return {"heads": found, "model_checkpoint_sha256": current}
+
+
+@router.post(
+    "/heads",
+    summary="Train a head on a labelled set (a background job)",
+    status_code=202,
+    responses=responses_for("bad_request", "forbidden", "unauthorized", "model_unavailable", "overloaded"),
+)
+async def train(request: Request):
+    service, settings = request.app.state.service, request.app.state.settings
+    try:
+        req = TrainHeadJson.model_validate(await request.json())
+    except (ValueError, ValidationError) as exc:
+        raise E2VError("bad_request", f"Send JSON with 'name' and 'data_path': {str(exc)[:300]}") from None
+    name = check_name(req.name)
+    if req.classifier not in CLASSIFIERS:
+        raise E2VError("bad_request", f"classifier must be one of {', '.join(CLASSIFIERS)}.")
+    if not settings.input_dirs:
+        raise E2VError("forbidden", "Training from server paths is off: set E2V_INPUT_DIRS. / 未设置 E2V_INPUT_DIRS。")
+    data = Path(req.data_path).expanduser()
+    items = await run_in_threadpool(labelled_items, data)  # also checks the labels
+    check_inside([type(items[0])(str(data))] + items, settings.input_dirs)
+    options = TrainOptions(
+        classifier=req.classifier,
+        folds=req.folds,
+        holdout=req.holdout,
+        seed=req.seed,
+        labels_zh=req.labels_zh,
+        baseline_map=req.baseline_map,
+        overwrite=req.overwrite,
+        command=f"POST /api/v1/heads {req.model_dump_json()}",
+    )
+    job = jobs_for(service).start(str(data), name, options)
+    return JSONResponse(job.as_dict(), status_code=202)
+
+
+@router.get("/heads/jobs/{job_id}", summary="A training job's state", responses=responses_for("not_found"))
+async def job_status(request: Request, job_id: str):
+    return jobs_for(request.app.state.service).get(job_id).as_dict()
+
+
+@router.delete("/heads/{name}", summary="Delete a trained head", responses=responses_for("not_found", "bad_request"))
+async def delete(request: Request, name: str):
+    await run_in_threadpool(delete_head, request.app.state.settings.heads_dir, name)
+    return {"deleted": name}
