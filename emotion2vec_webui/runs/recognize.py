@@ -231,7 +231,9 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     if options.segmentation != "frames":  # speech segments, at either granularity (vad.py)
         from emotion2vec_webui.engine.vad import vad_segments
 
-        segs = vad_segments(engine, decoded.waveform, options.segmentation, runlog, settings.window_s)
+        segs = vad_segments(
+            engine, decoded.waveform, options.segmentation, runlog, settings.window_s, settings.vad_max_segment_s
+        )
     runlog(f"result: {result.emotion} ({result.confidence:.3f})")
 
     embedding_meta = None

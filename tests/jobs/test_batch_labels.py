@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
-from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, format_report, open_batch, run_local
+from emotion2vec_webui.jobs.batch import (
+    BatchOptions,
+    classify_group,
+    finish_batch,
+    format_report,
+    open_batch,
+    run_local,
+)
 from emotion2vec_webui.jobs.inputs import discover_inputs, label_from_filename
 
 RAVDESS_CODES = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful"}
