@@ -43,7 +43,7 @@ def create_app(settings: Settings, service: Service | None = None):
     from fastapi import FastAPI
 
     from emotion2vec_webui import __version__
-    from emotion2vec_webui.serving import api, errors, heads, health, metrics
+    from emotion2vec_webui.serving import api, docs_ui, errors, heads, health, metrics
 
     service = service or Service(settings)
 
@@ -59,7 +59,7 @@ def create_app(settings: Settings, service: Service | None = None):
         title="emotion2vec-webui",
         version=__version__,
         description=api.API_DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # serving/docs_ui.py serves /docs with Swagger UI from the package (no CDN)
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
@@ -68,6 +68,8 @@ def create_app(settings: Settings, service: Service | None = None):
     app.state.service = service
     errors.install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(docs_ui.router)
+    docs_ui.mount_static(app)  # Swagger UI's script and style, vendored
     app.include_router(api.router)
     app.include_router(heads.router)  # trained classifier heads (train, list, delete)
 
@@ -84,9 +86,13 @@ def create_app(settings: Settings, service: Service | None = None):
 
 def _mount_ui(app, service: Service, settings: Settings) -> None:
     import gradio as gr
+    from starlette.staticfiles import StaticFiles
 
     from emotion2vec_webui.ui import app as ui
+    from emotion2vec_webui.ui import timeline
 
+    # the timeline's script, styles and vendored uPlot, before Gradio takes every path under "/"
+    app.mount(timeline.STATIC_URL, StaticFiles(directory=timeline.STATIC_DIR), name="timeline-static")
     blocks = ui.build_ui(service)
     kwargs = ui.mount_kwargs(settings)
     _quiet_queue(blocks)

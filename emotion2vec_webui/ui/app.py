@@ -33,6 +33,8 @@ from emotion2vec_webui.ui.batch_tab import build_batch_tab
 from emotion2vec_webui.ui.live_tab import build_live_tab
 from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
 from emotion2vec_webui.ui.system_tab import build_system_tab
+from emotion2vec_webui.ui.timeline import head_html as timeline_head_html
+from emotion2vec_webui.ui.timeline import run_timeline_html, timeline_component
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ def mount_kwargs(settings: Settings) -> dict:
         "theme": gr.themes.Default(primary_hue="indigo", neutral_hue="slate", font=FONT_STACK),
         "css_paths": [CSS_PATH],
         "footer_links": ["api", "settings"],
+        "head": timeline_head_html(),  # the interactive timeline's script and styles, served by the app
     }
     if settings.api_token:
         kwargs["auth"] = token_auth(settings.api_token)
@@ -103,13 +106,7 @@ def _result_view(prefix: str, card_id: str, placeholder: str) -> ResultView:
     import gradio as gr
 
     card = gr.HTML(placeholder, elem_id=card_id)
-    timeline = gr.Plot(
-        label=bilingual("Emotion over time", "情绪随时间变化"),
-        show_label=False,  # the figure has its own title; Gradio's label badge would cover the segment strip
-        visible=False,
-        elem_id=f"{prefix}timeline",
-        format="png",
-    )
+    timeline = timeline_component(f"{prefix}timeline")  # ui/timeline.py: waveform, scores, playhead, segments
     segments = gr.HTML(visible=False, elem_id=f"{prefix}segments")
     files = gr.File(
         label=bilingual("Downloads", "下载"),
@@ -132,7 +129,7 @@ def _view_updates(view: ui_handlers.RunView) -> list:
     frame = view.is_frame
     return [
         view.card_html,
-        gr.update(value=view.timeline_figure(), visible=frame),
+        gr.update(value=run_timeline_html(view.result, view.files, view.run_id), visible=frame),
         gr.update(value=view.segments_html(), visible=view.has_segments),
         gr.update(value=list(view.files) or None, visible=bool(view.files)),
         view.run_label(),

@@ -25,6 +25,7 @@ from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
 from emotion2vec_webui.ui import text as ui_text
+from emotion2vec_webui.ui.timeline import run_timeline_html, timeline_component, timeline_html
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,7 @@ def on_chunk(service, session: LiveSession | None, chunk) -> tuple[LiveSession, 
         session.next_tick_s = session.duration_s + TICK_S  # retry a second later
         return session, None, status_html(session, f"{exc.message} [{exc.code}]")
     session.record_tick(result.scores)
-    from emotion2vec_webui.ui.charts import timeline_figure
-
-    return session, timeline_figure(session.timeline_result()), status_html(session)
+    return session, timeline_html(session.timeline_result(), live=True), status_html(session)
 
 
 def on_stop(service, session: LiveSession | None):
@@ -242,12 +241,7 @@ def build_live_tab(service) -> None:
             elem_id="live_audio",
         )
         status = gr.HTML(status_html(None), elem_id="live_status")
-        timeline = gr.Plot(
-            label=bilingual("Emotion over time", "情绪随时间变化"),
-            show_label=False,  # the figure carries its own title; the label badge would cover it
-            elem_id="live_timeline",
-            format="png",
-        )
+        timeline = timeline_component("live_timeline", visible=True)  # ui/timeline.py, grows while recording
         card = gr.HTML(visible=False, elem_id="live_result")
         segments = gr.HTML(visible=False, elem_id="live_segments")
         files = gr.File(
@@ -265,7 +259,7 @@ def build_live_tab(service) -> None:
 
         def stop_event(session):
             view = on_stop(service, session)
-            fig = view.timeline_figure()
+            fig = run_timeline_html(view.result, view.files, view.run_id) or None
             return (
                 None,  # the next recording starts a fresh session
                 gr.update(value=view.card_html, visible=True),
