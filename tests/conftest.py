@@ -86,3 +86,26 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-quic",
         ],
     }
+
+
+@pytest.fixture(scope="session")
+def conversation_models(tmp_path_factory) -> dict[str, Path]:
+    """Random-weight stand-ins of the conversation models (SenseVoiceSmall, CAM++), built once per session."""
+    from emotion2vec_webui.model.resolve import quiet_funasr
+    from emotion2vec_webui.model.standins_asr import make_conversation_standin
+
+    root = tmp_path_factory.mktemp("conversation-models")
+    with quiet_funasr():
+        return {kind: make_conversation_standin(root / kind, kind) for kind in ("sensevoice", "campplus")}
+
+
+@pytest.fixture(scope="session")
+def stereo_dialogue(tmp_path_factory):
+    """A stereo wav, a different espeak-ng voice on each channel taking turns: ``(path, spans)``."""
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    from emotion2vec_webui.audio.dialogue import LINES, dialogue
+
+    stereo, rate, spans = dialogue(LINES[:4])
+    path = write_audio(tmp_path_factory.mktemp("dialogue") / "call.wav", stereo, rate)
+    return path, spans

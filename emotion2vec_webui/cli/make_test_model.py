@@ -18,6 +18,13 @@ def add_parser(sub) -> None:
     p.add_argument("--size", choices=["tiny", "base", "large"], default="tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--kind",
+        choices=["emotion", "sensevoice", "campplus", "fsmn-vad"],
+        default="emotion",
+        help="emotion: emotion2vec (default); sensevoice / campplus / fsmn-vad: the conversation models' "
+        "stand-ins (ASR, speaker, VAD; FunASR's classes, published configs, a tiny tokenizer for sensevoice)",
+    )
+    p.add_argument(
         "--checkpoint-form",
         choices=["model", "state_dict", "plain", "module-prefix", "training", "legacy"],
         default="model",
@@ -29,6 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.model.resolve import quiet_funasr
     from emotion2vec_webui.model.standins import make_test_model
 
+    if args.kind != "emotion":
+        from emotion2vec_webui.model.standins_asr import make_conversation_standin
+
+        with quiet_funasr():
+            out = make_conversation_standin(args.directory, args.kind, args.seed)
+        info = json.loads((out / "e2v_random_weights.json").read_text("utf-8"))
+        print(f"wrote a random-weight {args.kind} stand-in to {out} ({info['parameters'] / 1e6:.2f}M parameters)")
+        return EXIT_OK
     with quiet_funasr():
         out = make_test_model(args.directory, args.size, args.seed, args.checkpoint_form)
     info = json.loads((out / "e2v_random_weights.json").read_text("utf-8"))

@@ -1,0 +1,171 @@
+"""Random-weight stand-ins of the conversation models (ASR, speaker, VAD), in FunASR's own layout.
+
+Like :mod:`standins` for emotion2vec: each stand-in is FunASR's own model
+class (looked up in ``funasr.register.tables``) built from the config the
+real model is published with (copies in ``model/data/conversation/``; see
+``shared/reference/README-asr-speaker.md``), with seeded random weights, and
+written as a directory that loads through the same ``funasr.AutoModel`` path
+(:mod:`conversation_models`) as the downloaded model:
+
+- ``sensevoice``: ``SenseVoiceSmall`` (published: 234M parameters, 25,055
+  tokens). The tiny stand-in keeps the graph (SAN-M encoder, CTC head,
+  language / text-norm / event / emotion queries) with 2 + 1 blocks of width
+  64 and a tiny SentencePiece BPE tokenizer trained here (the ``sentencepiece``
+  package is FunASR's own tokenizer back-end) that also knows SenseVoice's
+  ``<|en|>`` / ``<|HAPPY|>`` … tags, so random output can carry them.
+- ``campplus``: ``CAMPPlus`` at its published size (6.85M parameters,
+  192-dim embeddings): it is small, so speaker timing is real.
+- ``fsmn-vad``: ``FsmnVADStreaming`` at its published size. The conversation
+  pipeline detects speech with silero-vad (real weights ship in its wheel);
+  the stand-in exists so FunASR's own ``vad_model`` pipeline can be tried
+  offline.
+
+Every directory carries the ``RANDOM_WEIGHTS_MARKER`` file, so results say
+``random_weights``. Nothing here ever claims a word or a speaker.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from emotion2vec_webui.model.standins import RANDOM_WEIGHTS_MARKER
+
+KINDS = ("sensevoice", "campplus", "fsmn-vad")
+
+# SenseVoice's special tokens (its published tokenizer has them as pieces).
+SENSEVOICE_TAGS = (
+    "<|zh|>", "<|en|>", "<|yue|>", "<|ja|>", "<|ko|>", "<|nospeech|>",
+    "<|HAPPY|>", "<|SAD|>", "<|ANGRY|>", "<|NEUTRAL|>", "<|FEARFUL|>", "<|DISGUSTED|>", "<|SURPRISED|>",
+    "<|EMO_UNKNOWN|>", "<|Speech|>", "<|BGM|>", "<|Laughter|>", "<|Applause|>", "<|withitn|>", "<|woitn|>",
+)  # fmt: skip
+
+_CORPUS = (
+    "hello how are you today thank you for calling",
+    "i would like to speak to the manager about my bill",
+    "the order arrived late and the box was broken",
+    "we can send a replacement tomorrow morning",
+    "ni hao qing wen you shen me ke yi bang nin",
+    "xie xie zai jian ming tian jian",
+    "that is not what i was told last week",
+    "please hold while i check your account",
+)
+
+
+def reference_config(kind: str) -> dict:
+    """The published config.yaml of ``kind`` (``sensevoice``, ``campplus``, ``fsmn-vad``) as a dict."""
+    import yaml
+
+    name = {"sensevoice": "sensevoice_small", "campplus": "campplus", "fsmn-vad": "fsmn_vad"}[kind]
+    text = resources.files("emotion2vec_webui.model").joinpath(f"data/conversation/{name}.config.yaml")
+    return yaml.safe_load(text.read_text("utf-8"))
+
+
+def train_tiny_tokenizer(vocab_size: int = 160) -> bytes:
+    """A tiny SentencePiece BPE model (bytes) with SenseVoice's tags as user-defined pieces."""
+    import sentencepiece as spm
+
+    out = io.BytesIO()
+    sentences = [line for _ in range(20) for line in _CORPUS]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=out,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        hard_vocab_limit=False,
+        user_defined_symbols=list(SENSEVOICE_TAGS),
+        minloglevel=2,
+    )
+    return out.getvalue()
+
+
+def _sensevoice(seed: int, tmp: Path) -> tuple[dict, int, dict]:
+    import sentencepiece as spm
+    import torch
+    from funasr.register import tables
+
+    cfg = copy.deepcopy(reference_config("sensevoice"))
+    cfg["encoder_conf"].update(output_size=64, attention_heads=2, linear_units=128, num_blocks=2, tp_blocks=1)
+    bpe = train_tiny_tokenizer()
+    (tmp / "tiny.bpe.model").write_bytes(bpe)
+    sp = spm.SentencePieceProcessor(model_proto=bpe)
+    cfg["tokenizer_conf"]["bpemodel"] = "tiny.bpe.model"
+    torch.manual_seed(seed)
+    lfr_m = cfg["frontend_conf"]["lfr_m"]
+    model = tables.model_classes["SenseVoiceSmall"](
+        **{k: cfg[k] for k in ("encoder", "encoder_conf")}, **cfg["model_conf"],
+        vocab_size=sp.get_piece_size(), input_size=80 * lfr_m,
+    )  # fmt: skip
+    with torch.no_grad():  # a visible spread in the CTC head, so the output is not all blanks
+        model.ctc.ctc_lo.weight.normal_(0.0, 0.5)
+        model.ctc.ctc_lo.bias.normal_(0.0, 0.5)
+        model.ctc.ctc_lo.bias[0] += 1.0  # blanks between tokens, as CTC output has
+    metas = {"init_param": "model.pt", "config": "config.yaml", "tokenizer_conf": {"bpemodel": "tiny.bpe.model"}}
+    return cfg, model, {"task": "auto-speech-recognition", "model": {"type": "funasr"}, "file_path_metas": metas}
+
+
+def _campplus(seed: int, tmp: Path):
+    import torch
+    from funasr.register import tables
+
+    cfg = copy.deepcopy(reference_config("campplus"))
+    torch.manual_seed(seed)
+    model = tables.model_classes["CAMPPlus"](**cfg["model_conf"])
+    metas = {"init_param": "model.pt", "config": "config.yaml"}
+    return cfg, model, {"task": "speaker-verification", "model": {"type": "cam++"}, "file_path_metas": metas}
+
+
+def _fsmn_vad(seed: int, tmp: Path):
+    import torch
+    from funasr.register import tables
+
+    cfg = copy.deepcopy(reference_config("fsmn-vad"))
+    # The template names WavFrontend; the published model folder's config uses the streaming front-end,
+    # which FsmnVADStreaming.inference needs (it fails with WavFrontend).
+    cfg["frontend"] = "WavFrontendOnline"
+    torch.manual_seed(seed)
+    model = tables.model_classes["FsmnVADStreaming"](
+        encoder=cfg["encoder"], encoder_conf=cfg["encoder_conf"], **cfg["model_conf"]
+    )
+    metas = {"init_param": "model.pt", "config": "config.yaml"}
+    return cfg, model, {"task": "voice-activity-detection", "model": {"type": "funasr"}, "file_path_metas": metas}
+
+
+def make_conversation_standin(directory: str | os.PathLike, kind: str, seed: int = 0) -> Path:
+    """Write a random-weight stand-in of ``kind`` (:data:`KINDS`) to ``directory``.
+
+    Returns:
+        The directory path (created; existing model files are replaced).
+    """
+    import torch
+    import yaml
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    out = Path(directory).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".e2v-model-", dir=out.parent))
+    try:
+        build = {"sensevoice": _sensevoice, "campplus": _campplus, "fsmn-vad": _fsmn_vad}[kind]
+        cfg, model, configuration = build(seed, tmp)
+        model.eval()
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        torch.save({"model": state}, tmp / "model.pt")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), "utf-8")
+        (tmp / "configuration.json").write_text(json.dumps({"framework": "pytorch", **configuration}, indent=2), "utf-8")
+        n_params = sum(p.numel() for p in model.parameters())
+        marker = {"random_weights": True, "kind": kind, "seed": seed, "parameters": n_params,
+                  "created_by": "emotion2vec-webui make-test-model --kind " + kind}  # fmt: skip
+        (tmp / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker, indent=2), "utf-8")
+        out.mkdir(exist_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,82 @@
+"""The conversation part of the one recognise flow (``recognize.py`` calls it when ``speakers`` is not ``none``).
+
+- :func:`decode_channels`: for ``speakers=channels``, each channel is decoded
+  on its own, through the same guarded decoder as the mix, with the decoder's
+  channel choice (``DecodeOptions.channels = "0"``, ``"1"`` …). Each decode
+  holds one 16 kHz channel, so memory is bound by channels × duration at
+  16 kHz, never by the file's own rate; at most
+  ``engine.conversation.MAX_SPEAKER_CHANNELS`` channels are analysed.
+- :func:`converse`: picks the models (the ASR and speaker models are resolved
+  and loaded only when a run first asks for them) and runs
+  :func:`engine.conversation.analyse_conversation`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from emotion2vec_webui.audio.decoder_pool import decode_guarded
+from emotion2vec_webui.engine.conversation import (
+    MAX_SPEAKER_CHANNELS,
+    Conversation,
+    ConversationOptions,
+    analyse_conversation,
+)
+
+log = logging.getLogger(__name__)
+
+
+def decode_channels(source, source_name, decoded, limits, options, pool=None) -> list:
+    """The 16 kHz signal of each channel of ``source`` (the mix's own signal for a mono file).
+
+    Args:
+        source: the path or bytes that gave ``decoded``.
+        source_name: its name.
+        decoded: the mix (tells the channel count).
+        limits: the decode limits.
+        options: the mix's ``DecodeOptions`` (its audio stream is kept).
+        pool: the decoder pool to use (None: the shared guarded pool).
+    """
+    n = int(decoded.original_channels)
+    if n < 2:
+        return [decoded.waveform]
+    out = []
+    for i in range(min(n, MAX_SPEAKER_CHANNELS)):
+        one = dataclasses.replace(options, channels=str(i))
+        if pool is None:
+            got = decode_guarded(source, source_name=source_name, limits=limits, options=one)
+        else:
+            got = pool.decode(source, source_name=source_name, limits=limits, options=one)
+        out.append(got.waveform)
+    return out
+
+
+def converse(flow, decoded, engine) -> Conversation:
+    """Speakers and turns for one recognition (``flow``: a :class:`recognize.Recognition`)."""
+    from emotion2vec_webui.model.conversation_models import asr_model, speaker_model
+
+    settings, options = flow.settings, flow.options
+    conv = ConversationOptions(options.speakers, options.num_speakers, options.transcribe)
+    conv.check()
+    device = engine.info.device
+    speaker = asr = None
+    if conv.speakers == "auto":
+        speaker = speaker_model(settings.speaker_model, settings.hub, device)
+    if conv.transcribe:
+        asr = asr_model(options.asr_model or settings.asr_model, settings.hub, device)
+    channels = flow.channel_waveforms
+    if conv.speakers == "channels":
+        if channels is None:  # decoded elsewhere (not through Recognition.decode): the mix is one channel
+            channels = [decoded.waveform]
+        if decoded.original_channels > MAX_SPEAKER_CHANNELS:
+            flow.runlog(f"warning: {decoded.original_channels} channels; the first {MAX_SPEAKER_CHANNELS} are speakers",
+                        logging.WARNING)  # fmt: skip
+    for name, m in (("speaker model", speaker), ("ASR model", asr)):
+        if m is not None:
+            flow.runlog(f"{name}: {m.resolved.path.name} ({m.resolved.hub})"
+                        + (" — random weights" if m.random_weights else ""))  # fmt: skip
+    return analyse_conversation(
+        engine, decoded.waveform, conv, channels=channels, speaker_model=speaker, asr_model=asr,
+        window_s=settings.window_s, runlog=flow.runlog,
+    )  # fmt: skip

@@ -1,0 +1,90 @@
+"""A conversation's turns as subtitles and a table: ``transcript.srt``, ``transcript.vtt``, ``turns.csv``.
+
+One cue per turn, its text ``[S1 · 😠 angry 0.82] what was said`` (just the
+bracket when there is no transcript). The subtitle files are composed with
+the ``srt`` package (sequence numbers, ``HH:MM:SS,mmm`` stamps, blank lines
+in content are what breaks hand-written SRT) and ``webvtt-py`` (the
+``WEBVTT`` header, ``.``-millisecond stamps, cue rules); both are small,
+pure-Python and well kept, and the tests parse the files back with them.
+The run folder writer (``storage.write_run``) writes these texts inside its
+temporary folder, so they appear atomically with the rest of the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+from emotion2vec_webui.labels import EMOJI, EMOTIONS
+
+TRANSCRIPT_SRT, TRANSCRIPT_VTT, TURNS_CSV = "transcript.srt", "transcript.vtt", "turns.csv"
+TURN_COLUMNS = ("index", "speaker", "start_s", "end_s", "emotion", "emotion_zh", "confidence", "asr_emotion",
+                "language", "text") + tuple(f"score_{k}" for k in EMOTIONS)  # fmt: skip
+
+
+def cue_text(turn: dict) -> str:
+    """``[S1 · 😠 angry 0.82] text`` on one line (no blank line or ``-->`` can break a cue)."""
+    head = f"[{turn['speaker']} · {EMOJI[turn['emotion']]} {turn['emotion']} {turn['confidence']:.2f}]"
+    text = re.sub(r"\s+", " ", (turn.get("text") or "")).replace("-->", "→").strip()
+    return f"{head} {text}" if text else head
+
+
+def _span(turn: dict) -> tuple[float, float]:
+    start = max(0.0, float(turn["start_s"]))
+    return start, max(start + 0.001, float(turn["end_s"]))
+
+
+def srt_text(turns: list[dict]) -> str:
+    """The turns as SubRip (composed by the ``srt`` package)."""
+    import srt
+
+    subs = [
+        srt.Subtitle(index=i + 1, start=timedelta(seconds=s), end=timedelta(seconds=e), content=cue_text(t))
+        for i, t in enumerate(turns)
+        for s, e in [_span(t)]
+    ]
+    return srt.compose(subs, reindex=False)
+
+
+def _vtt_stamp(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def vtt_text(turns: list[dict]) -> str:
+    """The turns as WebVTT (composed by ``webvtt-py``), each cue named by its turn (``turn-0`` …)."""
+    import webvtt
+
+    vtt = webvtt.WebVTT()
+    for t in turns:
+        s, e = _span(t)
+        vtt.captions.append(webvtt.Caption(_vtt_stamp(s), _vtt_stamp(e), cue_text(t), identifier=f"turn-{t['index']}"))
+    return vtt.content
+
+
+def turns_csv_text(turns: list[dict], extra: dict | None = None) -> str:
+    """One row per turn (:data:`TURN_COLUMNS`, after the ``extra`` columns when given, e.g. the file for batch)."""
+    out = io.StringIO()
+    extra = extra or {}
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(extra) + list(TURN_COLUMNS))
+    for t in turns:
+        writer.writerow(list(extra.values()) + turn_row(t))
+    return out.getvalue()
+
+
+def turn_row(turn: dict) -> list:
+    """The :data:`TURN_COLUMNS` values of one turn."""
+    base = [turn["index"], turn["speaker"], turn["start_s"], turn["end_s"], turn["emotion"], turn["emotion_zh"],
+            turn["confidence"], turn.get("asr_emotion") or "", turn.get("language") or "", turn.get("text") or ""]  # fmt: skip
+    return base + [turn["scores"][k] for k in EMOTIONS]
+
+
+def conversation_files(result: dict) -> dict[str, str]:
+    """The conversation files of a result.json (none when it has no ``turns``)."""
+    turns = result.get("turns")
+    if turns is None:
+        return {}
+    return {TRANSCRIPT_SRT: srt_text(turns), TRANSCRIPT_VTT: vtt_text(turns), TURNS_CSV: turns_csv_text(turns)}
