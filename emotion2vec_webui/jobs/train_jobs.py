@@ -19,7 +19,7 @@ from pathlib import Path
 from emotion2vec_webui.engine.heads import engine_hash
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone
-from emotion2vec_webui.jobs.train_head import TrainOptions, summary_json, train_head
+from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, summary_json, train_head
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +145,27 @@ def check_inside(items, input_dirs) -> None:
                 "forbidden",
                 f"{it.file} is outside the allowed input folders (E2V_INPUT_DIRS). / 该文件不在允许的输入文件夹内。",
             )
+
+
+def resolve_training_data(raw: str, input_dirs) -> tuple[Path, list]:
+    """A client-named labelled set (folder, or a CSV/TSV list) inside ``E2V_INPUT_DIRS``, and its items.
+
+    The folder or list goes through the one input-folder policy (``runs/input_files.py``: no ``..``, no
+    symlinks out); every file the set names must lie inside the input folders too.
+
+    Raises:
+        E2VError: ``forbidden``, ``not_found`` or ``bad_request`` (no labels).
+    """
+    import os
+
+    from emotion2vec_webui.runs.input_files import open_input_file, resolve_input_folder
+
+    text = (raw or "").strip()
+    if Path(text).suffix.lower() in (".csv", ".tsv"):
+        fd, data = open_input_file(text, input_dirs)
+        os.close(fd)
+    else:
+        data = resolve_input_folder(text, input_dirs)
+    items = labelled_items(data)
+    check_inside(items, input_dirs)
+    return data, items

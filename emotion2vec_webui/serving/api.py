@@ -83,6 +83,7 @@ _RECOGNIZE_BODY = {
                             "default": "frames",
                             "description": "'vad': split at pauses (silero-vad), one utterance per speech segment",
                         },
+                        "head": {"type": "string", "description": "a trained head (GET /api/v1/heads) to apply too"},
                     },
                 }
             },
@@ -102,7 +103,7 @@ _RECOGNIZE_BODY = {
         "file_too_large",
         "unauthorized",
         "forbidden",
-        "not_found",
+        "not_found", "head_mismatch",
         "overloaded",
         "storage_full",
         "storage_unavailable",
@@ -158,7 +159,7 @@ def _parse_bool(value, field: str) -> bool:
     raise E2VError("bad_request", f"{field} must be true or false, not {str(value)[:40]!r}.")
 
 
-def _parse_options(granularity, extract_embedding, segmentation=None) -> RecognizeOptions:
+def _parse_options(granularity, extract_embedding, segmentation=None, head=None) -> RecognizeOptions:
     granularity = (granularity or "utterance").strip().lower() if isinstance(granularity, str) else "utterance"
     if granularity not in ("utterance", "frame"):
         raise E2VError("bad_request", "granularity must be 'utterance' or 'frame'.")
@@ -166,7 +167,7 @@ def _parse_options(granularity, extract_embedding, segmentation=None) -> Recogni
     if segmentation not in ("frames", "vad"):
         raise E2VError("bad_request", "segmentation must be 'frames' or 'vad'.")
     embedding = True if extract_embedding in (None, "") else _parse_bool(extract_embedding, "extract_embedding")
-    return RecognizeOptions(granularity, embedding, segmentation)
+    return RecognizeOptions(granularity, embedding, segmentation, head=head or None)
 
 
 async def _read_upload(form, field: str) -> tuple[bytes, str]:
@@ -195,7 +196,7 @@ async def _from_multipart(request: Request):
     try:
         data, name = await _read_upload(form, "file")
         options = _parse_options(
-            form.get("granularity"), form.get("extract_embedding"), form.get("segmentation")
+            form.get("granularity"), form.get("extract_embedding"), form.get("segmentation"), form.get("head")
         )
     finally:
         await form.close()
@@ -217,7 +218,7 @@ async def _from_json(request: Request, settings):
         raise E2VError("bad_request", describe_validation(exc.errors())) from None
     except RecursionError:
         raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
-    options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation)
+    options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation, head=req.head or None)
     if (req.audio_base64 is None) == (req.audio_path is None):
         raise E2VError("bad_request", "Give exactly one of 'audio_base64' and 'audio_path'.")
     if req.audio_path is not None:

@@ -11,8 +11,6 @@ Use a head with ``"head": "NAME"`` on ``POST /api/v1/recognize``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -21,8 +19,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from emotion2vec_webui.engine.heads import check_name, delete_head, engine_hash, list_heads
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.jobs.train_head import CLASSIFIERS, TrainOptions, labelled_items
-from emotion2vec_webui.jobs.train_jobs import check_inside, jobs_for
+from emotion2vec_webui.jobs.train_head import CLASSIFIERS, TrainOptions
+from emotion2vec_webui.jobs.train_jobs import jobs_for, resolve_training_data
 from emotion2vec_webui.serving.errors import responses_for
 
 _bearer = HTTPBearer(auto_error=False, description="Needed when the server sets E2V_API_TOKEN.")
@@ -73,11 +71,8 @@ async def train(request: Request):
     name = check_name(req.name)
     if req.classifier not in CLASSIFIERS:
         raise E2VError("bad_request", f"classifier must be one of {', '.join(CLASSIFIERS)}.")
-    if not settings.input_dirs:
-        raise E2VError("forbidden", "Training from server paths is off: set E2V_INPUT_DIRS. / 未设置 E2V_INPUT_DIRS。")
-    data = Path(req.data_path).expanduser()
-    items = await run_in_threadpool(labelled_items, data)  # also checks the labels
-    check_inside([type(items[0])(str(data))] + items, settings.input_dirs)
+    # The one input-folder policy; every listed file inside E2V_INPUT_DIRS; labels checked.
+    data, _items = await run_in_threadpool(resolve_training_data, req.data_path, settings.input_dirs)
     options = TrainOptions(
         classifier=req.classifier,
         folds=req.folds,

@@ -35,6 +35,7 @@ from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
 from emotion2vec_webui.ui.system_tab import build_system_tab
 from emotion2vec_webui.ui.timeline import head_html as timeline_head_html
 from emotion2vec_webui.ui.timeline import run_timeline_html, timeline_component
+from emotion2vec_webui.ui.train_tab import build_train_tab, head_picker, refresh_picker
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def _recognize_tab(service) -> None:
 
     from emotion2vec_webui.ui.examples.make_examples import example_paths
 
-    with gr.Tab(bilingual("Recognize", "识别"), id="recognize"):
+    with gr.Tab(bilingual("Recognize", "识别"), id="recognize") as recognize_tab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=320):
                 audio = gr.Audio(
@@ -172,6 +173,7 @@ def _recognize_tab(service) -> None:
                     info="VAD：在停顿处切分，每句话单独识别 / split at pauses, one emotion per phrase",
                     elem_id="segmentation",
                 )
+                head = head_picker(service, "head_pick")  # a trained head (Train tab), beside the nine classes
                 with gr.Row():
                     clear = gr.Button(bilingual("Clear", "清除"), variant="secondary", elem_id="clear_button")
                     run = gr.Button(bilingual("Recognize", "开始识别"), variant="primary", elem_id="run_button")
@@ -186,12 +188,12 @@ def _recognize_tab(service) -> None:
             with gr.Column(scale=7, min_width=320):
                 view = _result_view("", "result_card", ui_text.placeholder_card_html())
 
-        def on_recognize(audio_path, gran, emb, seg):
-            return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb, seg))
+        def on_recognize(audio_path, gran, emb, seg, head_name):
+            return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb, seg, head=head_name))
 
         run.click(
             on_recognize,
-            [audio, granularity, embedding, segmentation],
+            [audio, granularity, embedding, segmentation, head],
             view.outputs(),
             api_name="recognize_ui",
             api_visibility="undocumented",
@@ -203,6 +205,7 @@ def _recognize_tab(service) -> None:
             return [None, *_view_updates(empty)]
 
         clear.click(on_clear, None, [audio, *view.outputs()], queue=False, api_visibility="private")
+        recognize_tab.select(lambda: refresh_picker(service), None, head, queue=False, api_visibility="private")
 
         # The scripting endpoint: same inputs, the result.json object (plus run_id) out.
         api_out = gr.JSON(visible=False)
@@ -275,6 +278,7 @@ def build_ui(service):
             _recognize_tab(service)
             build_live_tab(service)
             build_batch_tab(service)
+            build_train_tab(service)
             build_similarity_tab(service)
             _history_tab(service)
             build_system_tab(service)

@@ -145,7 +145,7 @@ def table_value(rows: list[list]):
     return pd.DataFrame(rows, columns=headers)
 
 
-def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None) -> tuple:
+def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None, head=None) -> tuple:
     """Run a batch from the page.
 
     Args:
@@ -155,6 +155,7 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         granularity: ``utterance`` or ``frame``.
         embedding: write embedding.npy files.
         progress: a ``gr.Progress`` (or any ``callable((done, total), desc=…)``).
+        head: a trained head's name (E2V_HEADS_DIR) applied to every input too; empty: none.
 
     Returns:
         (report HTML, table rows, summary.csv path, ZIP path, confusion-matrix PNG path or None).
@@ -164,8 +165,14 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
     """
     settings = service.settings
     items = collect_items(files, folder_text, settings.input_dirs)
-    _ = service.engine  # model_unavailable before any work
-    options = BatchOptions(granularity=granularity, extract_embedding=bool(embedding), batch_size=4, workers=2)
+    engine = service.engine  # model_unavailable before any work
+    if head:  # not_found / head_mismatch before any work
+        from emotion2vec_webui.engine.heads import load_for_engine
+
+        load_for_engine(settings.heads_dir, head, engine)
+    options = BatchOptions(
+        granularity=granularity, extract_embedding=bool(embedding), batch_size=4, workers=2, head=head or None
+    )
     folder = new_batch_dir(Path(settings.output_dir).resolve())
     manifest = {"input": folder_text.strip() if folder_text else "(uploads)", "granularity": granularity, "ui": True}
     summary, todo = open_batch(items, folder, resume=False, manifest=manifest)
@@ -200,8 +207,9 @@ def build_batch_tab(service) -> None:
     import gradio as gr
 
     from emotion2vec_webui.ui import text as ui_text
+    from emotion2vec_webui.ui.train_tab import head_picker, refresh_picker
 
-    with gr.Tab(bilingual("Batch", "批量"), elem_id="batch_tab"):
+    with gr.Tab(bilingual("Batch", "批量"), elem_id="batch_tab") as tab:
         gr.Markdown(
             "一次分析多个文件：上传，或填写服务器上 `E2V_INPUT_DIRS` 之内的文件夹。每个文件一个运行文件夹，"
             "外加汇总表（CSV / ZIP）。文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵。  \n"
@@ -231,6 +239,7 @@ def build_batch_tab(service) -> None:
                 embedding = gr.Checkbox(
                     value=False, label=bilingual("Save embeddings", "保存嵌入向量"), elem_id="batch_embedding"
                 )
+                head = head_picker(service, "batch_head_pick")
                 start = gr.Button(bilingual("Run batch", "开始批量"), variant="primary", elem_id="batch_button")
         report = gr.HTML(elem_id="batch_report")
         table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="batch_table", max_height=420)
@@ -244,10 +253,10 @@ def build_batch_tab(service) -> None:
             elem_id="batch_confusion",
         )
 
-        def run(files_value, folder_value, granularity_value, embedding_value, progress=gr.Progress()):
+        def run(files_value, folder_value, granularity_value, embedding_value, head_value, progress=gr.Progress()):
             try:
                 html, rows, *rest = run_ui_batch(
-                    service, files_value, folder_value, granularity_value, embedding_value, progress
+                    service, files_value, folder_value, granularity_value, embedding_value, progress, head_value
                 )
                 return html, table_value(rows), *rest
             except E2VError as exc:
@@ -259,8 +268,9 @@ def build_batch_tab(service) -> None:
 
         start.click(
             run,
-            inputs=[files, folder, granularity, embedding],
+            inputs=[files, folder, granularity, embedding, head],
             outputs=[report, table, csv_file, zip_file, matrix],
             api_name="batch",
             concurrency_limit=1,
         )
+        tab.select(lambda: refresh_picker(service), None, head, queue=False, api_visibility="private")

@@ -100,7 +100,8 @@ def _segmentation_error(segmentation) -> str | None:
 
 
 def recognize(
-    service, audio_path: str | None, granularity: str, extract_embedding: bool, segmentation: str = "frames"
+    service, audio_path: str | None, granularity: str, extract_embedding: bool, segmentation: str = "frames",
+    *, head: str | None = None,
 ) -> RunView:
     """Recognize one uploaded or recorded file; every failure becomes an error card.
 
@@ -110,6 +111,7 @@ def recognize(
         granularity: ``utterance`` or ``frame``.
         extract_embedding: write embedding.npy.
         segmentation: ``frames`` (segments from frame emotions) or ``vad`` (one utterance per speech segment).
+        head: a trained head's name (E2V_HEADS_DIR), applied beside the nine classes; empty: none.
     """
     if not audio_path:
         return error_view("bad_request", "请先上传或录制音频。Upload or record audio first.")
@@ -119,8 +121,9 @@ def recognize(
         return error_view("bad_request", _segmentation_error(segmentation))
     path = Path(audio_path)
     options = RecognizeOptions(
-        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation
-    )
+        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation,
+        head=head or None,
+    )  # fmt: skip
     try:
         outcome = service.recognize(path, source_name=path.name, options=options)
     except E2VError as exc:

@@ -141,7 +141,37 @@ def result_card_html(result: dict) -> str:
         f'<div class="e2v-meta">{"".join(meta)}</div>'
         f"{warn_html}"
         '<div class="e2v-section">九类得分 / All 9 scores</div>'
-        f"{score_bars_html(result.get('scores') or {}, key)}</div>"
+        f"{score_bars_html(result.get('scores') or {}, key)}"
+        f"{head_section_html(result.get('head'))}</div>"
+    )
+
+
+def head_section_html(head: dict | None) -> str:
+    """A trained head's block of result.json (``"head"``) as a card section: top label and every label's bar."""
+    if not head:
+        return ""
+    scores = head.get("scores") or {}
+    names_zh = dict(zip(head.get("labels") or [], head.get("labels_zh") or [], strict=False))
+    rows = []
+    for label in sorted(scores, key=lambda k: -scores[k]):
+        value = float(scores[label])
+        zh = names_zh.get(label, label)
+        top = " e2v-top" if label == head.get("label") else ""
+        rows.append(
+            f'<div class="e2v-hrow{top}" data-label="{escape(label)}"><span class="e2v-lab">'
+            f'<span class="e2v-zh-s">{escape(zh)}</span>'
+            + (f'<span class="e2v-en-s">{escape(label)}</span>' if zh != label else "")
+            + f'</span><span class="e2v-track"><span class="e2v-fill" style="width:{max(0.0, min(1.0, value)) * 100:.2f}%;'
+            f'background:#5b6ee1"></span></span><span class="e2v-pct">{percent(value)}</span></div>'
+        )
+    name = escape(str(head.get("name", "")))
+    return (
+        f'<div class="e2v-head-block" data-head="{name}">'
+        f'<div class="e2v-section">自训练分类头 / Trained head: {name}</div>'
+        f'<div class="e2v-head-top" data-label="{escape(str(head.get("label", "")))}"><b>'
+        f"{escape(str(head.get('label_zh') or head.get('label', '')))}</b>"
+        f" {escape(str(head.get('label', '')))} · {percent(float(head.get('confidence', 0.0)))}</div>"
+        f'<div class="e2v-bars">{"".join(rows)}</div></div>'
     )
 
 

@@ -1,0 +1,291 @@
+"""The Train tab: a classifier head on one's own labels, from a server folder or an uploaded ZIP / CSV.
+
+Training runs as a job (``jobs/train_jobs.py``, shared with ``POST /api/v1/heads``):
+the page shows its progress, then the report (cross-validated and held-out
+scores, per-class precision/recall) and the confusion matrix. The head is saved
+as ``E2V_HEADS_DIR/<name>/`` and appears in the head pickers of the Recognize
+and Batch tabs (:func:`head_picker`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+import zipfile
+from html import escape
+from pathlib import Path
+
+from emotion2vec_webui.engine.heads import check_name, delete_head, list_heads
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.inputs import AUDIO_EXTENSIONS
+from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, parse_pairs
+from emotion2vec_webui.jobs.train_jobs import check_inside, jobs_for, resolve_training_data
+from emotion2vec_webui.labels import bilingual
+
+log = logging.getLogger(__name__)
+
+UPLOADS = ".train-uploads"  # under the outputs root
+MAX_ZIP_FILES = 5000
+NO_HEAD = ""
+
+
+def head_choices(settings) -> list[tuple[str, str]]:
+    """Dropdown choices: none, then every trained head with its labels."""
+    choices = [("不使用 / none (nine classes only)", NO_HEAD)]
+    for h in list_heads(settings.heads_dir):
+        choices.append((f"{h['name']} — {', '.join(h['labels'])}", h["name"]))
+    return choices
+
+
+def head_picker(service, elem_id: str):
+    """A head dropdown (value ``""`` = none); call ``refresh_picker`` from a tab's ``select`` to reload it."""
+    import gradio as gr
+
+    return gr.Dropdown(
+        choices=head_choices(service.settings),
+        value=NO_HEAD,
+        label=bilingual("Trained head (your labels)", "自训练分类头(自定义标签)"),
+        info="另加一个自训练的分类头 / also apply a head trained in the Train tab",
+        elem_id=elem_id,
+    )
+
+
+def refresh_picker(service):
+    import gradio as gr
+
+    return gr.update(choices=head_choices(service.settings))
+
+
+def unpack_upload(path: str, settings) -> Path:
+    """An uploaded ZIP (a folder per label, or a CSV with audio) or CSV (server paths) as a labelled set.
+
+    ZIP members are written below ``<outputs>/.train-uploads/<id>/`` only: no absolute paths, no ``..``,
+    audio and CSV files only, at most ``MAX_ZIP_FILES`` and ``E2V_MAX_BATCH_UPLOAD_MB`` in all.
+
+    Raises:
+        E2VError: ``bad_request`` for an unusable upload.
+    """
+    src = Path(path)
+    dest = Path(settings.output_dir).resolve() / UPLOADS / uuid.uuid4().hex[:12]
+    dest.mkdir(parents=True)
+    if src.suffix.lower() in (".csv", ".tsv"):  # lists server files: they must be inside E2V_INPUT_DIRS
+        target = dest / src.name
+        shutil.copyfile(src, target)
+        check_inside(labelled_items(target), settings.input_dirs)
+        return target
+    if not zipfile.is_zipfile(src):
+        raise E2VError("bad_request", "Upload a .zip (a folder per label) or a .csv (path,label). / 请上传 ZIP 或 CSV。")
+    budget = int(settings.max_batch_upload_mb * 1024 * 1024)
+    with zipfile.ZipFile(src) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_FILES:
+            raise E2VError("bad_request", f"More than {MAX_ZIP_FILES} files in the ZIP. / ZIP 内文件过多。")
+        lists = []
+        for m in members:
+            parts = Path(m.filename.replace("\\", "/")).parts
+            suffix = Path(m.filename).suffix.lower()
+            if m.filename.startswith("/") or ".." in parts or any(p.startswith(".") for p in parts):
+                continue
+            if suffix not in AUDIO_EXTENSIONS and suffix not in (".csv", ".tsv"):
+                continue
+            budget -= m.file_size
+            if budget < 0:
+                raise E2VError("bad_request", "The ZIP unpacks to more than E2V_MAX_BATCH_UPLOAD_MB. / ZIP 解压后过大。")
+            out = dest.joinpath(*parts)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as fin, open(out, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            if suffix in (".csv", ".tsv"):
+                lists.append(out)
+    data = lists[0] if len(lists) == 1 else dest
+    root = dest
+    if data == dest:  # a single top folder holding the label folders counts as the set itself
+        tops = [p for p in dest.iterdir()]
+        if len(tops) == 1 and tops[0].is_dir() and all(p.is_dir() for p in tops[0].iterdir()):
+            data = tops[0]
+    check_inside(labelled_items(data), [root])
+    return data
+
+
+def report_html(job) -> str:
+    """The job's state, then (when done) the report's figures."""
+    if job.error:
+        from emotion2vec_webui.ui import text as ui_text
+
+        return ui_text.error_card_html(job.error["code"], job.error["message"])
+    r = job.report
+    if not r:
+        return f'<div class="e2v-card" id="train_progress">{escape(job.message)} ({job.progress:.0%})</div>'
+    cv, hold = r["cv"], r.get("holdout")
+    rows = "".join(
+        f'<tr data-label="{escape(lab)}"><td>{escape(lab)}</td><td>{c["precision"]:.3f}</td>'
+        f'<td>{c["recall"]:.3f}</td><td>{c["f1"]:.3f}</td><td>{c["support"]}</td></tr>'
+        for lab, c in cv["per_class"].items()
+    )
+    lines = [
+        f"<b>{escape(r['name'])}</b>: {r['n']} 条 / clips · {', '.join(map(escape, r['labels']))} · "
+        f"{escape(r['classifier'])} · {r['folds']}-fold CV{' (按说话人分组 / speaker-grouped)' if r['grouped_by_speaker'] else ''}",
+        f'交叉验证 / cross-validated: <span id="train_cv_accuracy">{cv["accuracy"]:.3f}</span> accuracy (WA) · '
+        f"UA {cv['ua']:.3f} · macro F1 {cv['f1_macro']:.3f} · weighted F1 {cv['f1_weighted']:.3f}",
+    ]
+    if hold:
+        lines.append(f"留出集 / held-out ({hold['n']}): accuracy {hold['accuracy']:.3f} · macro F1 {hold['f1_macro']:.3f}")
+    if r.get("baseline"):
+        b = r["baseline"]
+        lines.append(f"九类基线 / nine-class baseline (mapped): accuracy {b['accuracy']:.3f} · macro F1 {b['f1_macro']:.3f}")
+    feats = r["features"]
+    lines.append(
+        f"特征 / features: {feats['extracted']} extracted, {feats['cached']} cached ({feats['seconds']:.1f} s) · "
+        f"已保存 / saved as heads/{escape(r['name'])}"
+    )
+    return (
+        f'<div class="e2v-card" id="train_done" data-head="{escape(r["name"])}">'
+        + "<br>".join(lines)
+        + '<table class="e2v-train-table"><tr><th>标签 / label</th><th>precision</th><th>recall</th><th>F1</th>'
+        f"<th>n</th></tr>{rows}</table></div>"
+    )
+
+
+def heads_table(settings) -> list[list]:
+    return [
+        [h["name"], ", ".join(h["labels"]), h.get("n"), h.get("cv_accuracy"), h.get("model"), h.get("created")]
+        for h in list_heads(settings.heads_dir)
+    ]
+
+
+def confusion_image(settings, name: str):
+    from PIL import Image
+
+    path = Path(settings.heads_dir) / name / "confusion_matrix.png"
+    with Image.open(path) as im:
+        return im.copy()
+
+
+def run_training(service, folder_text, upload, name, classifier, labels_zh, baseline_map, overwrite, progress=None):
+    """Start a training job from the page and wait for it, reporting progress.
+
+    Returns:
+        (report HTML, confusion-matrix image or None, heads table rows).
+    """
+    settings = service.settings
+    name = check_name(name)
+    if upload:
+        data = unpack_upload(str(getattr(upload, "name", upload)), settings)
+    elif folder_text and folder_text.strip():
+        data, _ = resolve_training_data(folder_text, settings.input_dirs)
+    else:
+        raise E2VError(
+            "bad_request",
+            "Name a server folder inside E2V_INPUT_DIRS, or upload a ZIP / CSV. / 请填写服务器文件夹或上传 ZIP / CSV。",
+        )
+    options = TrainOptions(
+        classifier=classifier or "auto",
+        labels_zh=parse_pairs(labels_zh, "labels (中文)"),
+        baseline_map=parse_pairs(baseline_map, "baseline map"),
+        overwrite=bool(overwrite),
+        command=f"UI Train tab: data={data} name={name} classifier={classifier}",
+    )
+    jobs = jobs_for(service)
+    job = jobs.start(str(data), name, options)
+    deadline = time.monotonic() + 6 * 3600
+    while job.state in ("queued", "running") and time.monotonic() < deadline:
+        if progress is not None:
+            progress(job.progress, desc=job.message or "…")
+        time.sleep(0.25)
+    image = confusion_image(settings, name) if job.state == "done" else None
+    return report_html(job), image, heads_table(settings)
+
+
+def build_train_tab(service) -> None:
+    """The Train tab (call inside ``gr.Blocks`` / ``gr.Tabs``)."""
+    import gradio as gr
+
+    from emotion2vec_webui.ui import text as ui_text
+
+    settings = service.settings
+    with gr.Tab(bilingual("Train", "训练"), elem_id="train_tab") as tab:
+        gr.Markdown(
+            "用自己的标签训练分类头：每个标签一个文件夹(或 CSV `path,label`、RAVDESS / CREMA-D 文件名)。"
+            "特征按文件内容与模型缓存；训练后可在“识别”和“批量”中选用。  \n"
+            "Train a head on your own labels: a folder per label (or a CSV `path,label`, or RAVDESS / CREMA-D "
+            "names). Features are cached per file and model; the head then appears in the Recognize and Batch "
+            "tabs. Command line: `emotion2vec-webui train-head DATA --name NAME`."
+        )
+        with gr.Row():
+            with gr.Column():
+                folder = gr.Textbox(
+                    label=bilingual("Server folder or CSV (inside E2V_INPUT_DIRS)", "服务器文件夹或 CSV(须在 E2V_INPUT_DIRS 内)"),
+                    placeholder="/data/calls_labelled" if settings.input_dirs else "E2V_INPUT_DIRS is not set",
+                    elem_id="train_folder",
+                )
+                upload = gr.File(
+                    label=bilingual("…or upload a ZIP (a folder per label) / CSV", "…或上传 ZIP(每个标签一个文件夹)/ CSV"),
+                    file_types=[".zip", ".csv", ".tsv"],
+                    type="filepath",
+                    elem_id="train_upload",
+                )
+            with gr.Column():
+                name = gr.Textbox(label=bilingual("Head name", "分类头名称"), placeholder="call_centre", elem_id="train_name")
+                classifier = gr.Radio(
+                    [("自动 / auto (best CV)", "auto"), ("逻辑回归 / logistic regression", "logreg"), ("MLP", "mlp")],
+                    value="auto",
+                    label=bilingual("Classifier", "分类器"),
+                    elem_id="train_classifier",
+                )
+                labels_zh = gr.Textbox(
+                    label=bilingual("Chinese names (optional)", "中文名称(可选)"),
+                    placeholder="satisfied=满意,frustrated=沮丧",
+                    elem_id="train_labels_zh",
+                )
+                baseline = gr.Textbox(
+                    label=bilingual("Nine-class baseline mapping (optional)", "九类基线映射(可选)"),
+                    placeholder="angry=frustrated,happy=satisfied",
+                    elem_id="train_baseline",
+                )
+                overwrite = gr.Checkbox(value=False, label=bilingual("Replace a head of that name", "覆盖同名分类头"),
+                                        elem_id="train_overwrite")  # fmt: skip
+                start = gr.Button(bilingual("Train and save", "训练并保存"), variant="primary", elem_id="train_button")
+        report = gr.HTML(elem_id="train_report")
+        matrix = gr.Image(
+            label=bilingual("Confusion matrix (cross-validated)", "混淆矩阵(交叉验证)"),
+            type="pil",
+            interactive=False,
+            elem_id="train_confusion",
+        )
+        headers = ["名称 / name", "标签 / labels", "n", "CV accuracy", "模型 / model", "创建 / created"]
+        table = gr.Dataframe(headers=headers, value=heads_table(settings) or None, interactive=False,
+                             elem_id="train_heads")  # fmt: skip
+        with gr.Row():
+            to_delete = gr.Textbox(label=bilingual("Delete head", "删除分类头"), scale=4, elem_id="train_delete_name")
+            delete = gr.Button(bilingual("Delete", "删除"), variant="stop", scale=1, elem_id="train_delete")
+
+        def on_train(folder_v, upload_v, name_v, clf_v, zh_v, base_v, over_v, progress=gr.Progress()):
+            try:
+                return run_training(service, folder_v, upload_v, name_v, clf_v, zh_v, base_v, over_v, progress)
+            except E2VError as exc:
+                return ui_text.error_card_html(exc.code, exc.message), None, heads_table(settings)
+            except Exception:  # the page shows a message, the log keeps the trace
+                log.exception("UI training failed")
+                failed = ui_text.error_card_html("internal_error", "Training failed; see the server log.")
+                return failed, None, heads_table(settings)
+
+        start.click(
+            on_train,
+            [folder, upload, name, classifier, labels_zh, baseline, overwrite],
+            [report, matrix, table],
+            api_name="train_head",
+            concurrency_limit=1,
+        )
+
+        def on_delete(name_v):
+            try:
+                delete_head(settings.heads_dir, name_v)
+                return "", heads_table(settings)
+            except E2VError as exc:
+                return ui_text.error_card_html(exc.code, exc.message), heads_table(settings)
+
+        delete.click(on_delete, to_delete, [report, table], api_visibility="private")
+        tab.select(lambda: heads_table(settings), None, table, queue=False, api_visibility="private")
+

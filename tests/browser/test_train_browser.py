@@ -1,0 +1,80 @@
+"""The Train tab in a real browser: train a head from a server folder, see the confusion matrix,
+then pick the head on Recognize and see its labels on the result card."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.head_data import LABELS, make_set
+from tests.server_util import ServerProcess, server_env
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 120_000  # a loaded 2-core machine
+
+
+@pytest.fixture(autouse=True)
+def patient_expect():
+    expect.set_options(timeout=TIMEOUT_MS)
+    yield
+    expect.set_options(timeout=5_000)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_browser")
+    data = make_set(root / "inputs" / "set", per_class=5, seed=2)
+    env = server_env(tiny_model_dir, root, input_dirs=root / "inputs", heads_dir=root / "heads")
+    with ServerProcess(env, log_path=root / "server.log") as srv:
+        srv.data = data
+        srv.root = root
+        yield srv
+
+
+def test_train_tab_then_pick_the_head_on_recognize(server, page, tmp_path):
+    page.set_default_timeout(TIMEOUT_MS)
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.goto(server.url)
+    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
+
+    page.get_by_role("tab", name=re.compile("Train")).click()
+    page.locator("#train_folder textarea, #train_folder input").first.fill(str(server.data))
+    page.locator("#train_name textarea, #train_name input").first.fill("ui_head")
+    page.click("#train_button")
+    done = page.locator("#train_report #train_done[data-head=ui_head]")
+    expect(done).to_be_visible()
+    rows = done.locator("tr[data-label]")
+    expect(rows).to_have_count(3)
+    assert sorted(rows.evaluate_all("els => els.map(e => e.dataset.label)")) == sorted(LABELS)
+    expect(page.locator("#train_confusion img")).to_be_visible()
+    assert (server.root / "heads" / "ui_head" / "confusion_matrix.png").is_file()
+    cv = float(page.locator("#train_cv_accuracy").text_content())
+    api = httpx.get(server.url + "/api/v1/heads", timeout=30).json()["heads"]
+    assert [h["name"] for h in api] == ["ui_head"] and api[0]["cv_accuracy"] == pytest.approx(cv, abs=1e-3)
+    page.screenshot(path=str(tmp_path / "train_tab.png"), full_page=True)
+
+    page.get_by_role("tab", name=re.compile("Recognize")).first.click()
+    clip = next((server.data / "tone").glob("*.wav"))
+    page.locator("#audio_in input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the tab's select event reloads the picker's choices
+        page.locator("#head_pick input").click()
+        option = page.get_by_role("option", name=re.compile("ui_head"))
+        if option.count():
+            option.first.click()
+            break
+        page.keyboard.press("Escape")
+        time.sleep(0.5)
+    page.click("#run_button")
+    block = page.locator("#result_card .e2v-head-block[data-head=ui_head]")
+    expect(block).to_be_visible()
+    shown = block.locator(".e2v-hrow").evaluate_all("els => els.map(e => e.dataset.label)")
+    assert sorted(shown) == sorted(LABELS)
+    expect(page.locator("#result_card .e2v-row")).to_have_count(9)  # the nine classes stay
+    page.screenshot(path=str(tmp_path / "recognize_with_head.png"), full_page=True)
