@@ -51,6 +51,11 @@ class Settings:
     upload_mb_per_min: float = 1024.0  # UI upload bytes per client per minute (token bucket, 429 beyond)
     upload_requests_per_min: int = 600  # UI upload requests per client per minute
     min_free_mb: float = 100.0  # /readyz says storage_full when the outputs disk has less free space
+    url_fetch: bool = True  # E2V_URL_FETCH=off: audio_url is refused (url_forbidden)
+    url_allow: tuple[str, ...] = ()  # E2V_URL_ALLOW: hosts and CIDRs audio_url may reach though not public
+    url_timeout_s: float = 60.0  # E2V_URL_TIMEOUT_S: a whole download, redirects included
+    url_connect_timeout_s: float = 5.0  # E2V_URL_CONNECT_TIMEOUT_S: name lookup plus TCP/TLS connect, per hop
+    url_read_timeout_s: float = 15.0  # E2V_URL_READ_TIMEOUT_S: the longest wait for the next bytes
     heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
     extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
 
@@ -93,6 +98,11 @@ def load_settings() -> Settings:
         upload_mb_per_min=_float("E2V_UPLOAD_MB_PER_MIN", 1024.0),
         upload_requests_per_min=_int("E2V_UPLOAD_REQUESTS_PER_MIN", 600),
         min_free_mb=_float("E2V_MIN_FREE_MB", 100.0),
+        url_fetch=env.get("E2V_URL_FETCH", "on").strip().lower() not in ("off", "0", "false", "no"),
+        url_allow=tuple(x.strip() for x in env.get("E2V_URL_ALLOW", "").replace(";", ",").split(",") if x.strip()),
+        url_timeout_s=_float("E2V_URL_TIMEOUT_S", 60.0),
+        url_connect_timeout_s=_float("E2V_URL_CONNECT_TIMEOUT_S", 5.0),
+        url_read_timeout_s=_float("E2V_URL_READ_TIMEOUT_S", 15.0),
         heads_dir=Path(env.get("E2V_HEADS_DIR", "").strip() or "heads"),
     )
 

@@ -4,10 +4,17 @@ This module knows nothing about models. Choices:
 
 * **soundfile** (libsndfile) for wav/flac/aiff/au: fast and exact for PCM,
   float, u8 and mu-law wav.
-* **PyAV** for everything else (mp3, ogg/vorbis, opus, m4a/aac, webm): its
-  wheels bundle FFmpeg, so no system FFmpeg is needed. We pick the demuxer
-  ourselves from the file's magic bytes, so FFmpeg never auto-detects a
-  playlist or concat format that could open other files or URLs.
+* **PyAV** for everything else (mp3, ogg/vorbis, opus, m4a/aac, webm, wma,
+  amr, 3gp, mp4/mov/mkv video, caf, wavpack, ape, ac3, …: ``format.FORMATS``):
+  its wheels bundle FFmpeg, so no system FFmpeg is needed. We pick the demuxer
+  ourselves from the file's magic bytes, from an allow-list of demuxers that
+  read only the bytes given, so FFmpeg never auto-detects a playlist, concat,
+  HLS, image-sequence or device format that could open other files or URLs.
+  From a video the first audio stream is taken (or ``DecodeOptions.audio_stream``);
+  a file without one is ``audio_no_stream``.
+* ``DecodeOptions.channels`` picks one channel (left, right, an index) instead
+  of the mix; the mix warns when its channels nearly cancel (opposite phase)
+  or differ by more than 20 dB (see ``readers.MonoSink``).
 * Channels are averaged by us (PyAV's resampler mix adds +3 dB and clips).
 * Resampling to 16 kHz with soxr at high quality.
 * Memory is bound by the block, not the file: every soundfile block (at most
@@ -43,7 +50,15 @@ from typing import BinaryIO
 import numpy as np
 
 from emotion2vec_webui.audio import readers
-from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE, AudioLimits, DecodedAudio
+from emotion2vec_webui.audio.format import (
+    FORMAT_BY_KIND,
+    FORMATS,
+    MIN_MODEL_SAMPLES,
+    SAMPLE_RATE,
+    AudioLimits,
+    DecodedAudio,
+    DecodeOptions,
+)
 from emotion2vec_webui.audio.readers import MonoSink, read_pyav, read_soundfile
 from emotion2vec_webui.errors import AudioError
 
@@ -51,7 +66,8 @@ log = logging.getLogger(__name__)
 
 
 # Demuxers we hand FFmpeg explicitly, by magic bytes (see _sniff_format).
-_SOUNDFILE_KINDS = {"wav", "flac", "aiff", "au"}
+_SOUNDFILE_KINDS = {f.kind for f in FORMATS if f.demuxer is None}
+_ACCEPTED = ", ".join(ext.lstrip(".") for f in FORMATS for ext in f.extensions[:3])
 
 
 def decode_audio(
@@ -59,6 +75,7 @@ def decode_audio(
     *,
     source_name: str | None = None,
     limits: AudioLimits | None = None,
+    options: DecodeOptions | None = None,
 ) -> DecodedAudio:
     """Decode a file or its bytes into 16 kHz mono float32.
 
@@ -66,15 +83,18 @@ def decode_audio(
         source: a path, or the file's bytes.
         source_name: the name to report (defaults to the path's file name).
         limits: byte and duration limits; defaults to SPEC.md's.
+        options: which audio stream and channel to take (default: the first stream, channels mixed).
 
     Returns:
         The decoded audio with its metadata and warnings.
 
     Raises:
         AudioError: with code file_too_large, audio_too_long, audio_too_short,
-            audio_empty, audio_undecodable or audio_nonfinite.
+            audio_empty, audio_undecodable, audio_nonfinite, audio_no_stream
+            (no audio stream, or no such stream or channel).
     """
     limits = limits or AudioLimits()
+    options = options or DecodeOptions()
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         name = source_name or "upload"
@@ -102,23 +122,25 @@ def decode_audio(
     if kind is None:
         raise AudioError(
             "audio_undecodable",
-            f"{name} is not a recognised audio file (expected wav, flac, mp3, ogg, opus, m4a/aac, webm, aiff or au).",
+            f"{name} is not a recognised audio or video file (accepted: {_ACCEPTED}; "
+            "`emotion2vec-webui formats` lists them). / 无法识别的音频或视频格式。",
         )
     warnings: list[str] = []
     sink: MonoSink | None = None
     if kind in _SOUNDFILE_KINDS:
         try:
-            sink = read_soundfile(data, name, limits, warnings)
+            sink = read_soundfile(data, name, limits, warnings, options)
         except (AudioError, MemoryError):
             raise
         except Exception as exc:  # libsndfile refuses: let FFmpeg try (e.g. mp3-in-wav)
             log.debug("soundfile could not read %s (%s); trying PyAV", name, exc)
             warnings.clear()
     if sink is None:
-        sink = read_pyav(data, kind, name, limits, warnings)
+        sink = read_pyav(data, FORMAT_BY_KIND[kind].demuxer or kind, name, limits, warnings, options)
     if sink.frames == 0:
         raise AudioError("audio_empty", f"{name} holds no audio samples.")
     mono = sink.finish()
+    warnings.extend(sink.mix_warnings())
     resample_s = sink.resample_s
     decode_s = time.perf_counter() - t0 - resample_s
     rate, channels = sink.rate, sink.channels
@@ -143,6 +165,9 @@ def decode_audio(
         warnings=tuple(warnings),
         decode_s=decode_s,
         resample_s=resample_s,
+        channels=options.channels,
+        channel_index=sink.channel_index,
+        audio_stream=sink.stream_index,
     )
 
 
@@ -180,11 +205,16 @@ def pcm16_from_float(waveform: np.ndarray) -> np.ndarray:
     return out
 
 
+_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+
 def _sniff_format(data: bytes) -> str | None:
-    """Name the container from magic bytes; None when it is not audio we accept."""
+    """Name the container from magic bytes (a kind of ``format.FORMATS``); None when it is not audio we accept."""
     head = data[:16]
     if head[:4] in (b"RIFF", b"RIFX", b"RF64") and data[8:12] == b"WAVE":
         return "wav"
+    if head[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
     if head[:4] == b"fLaC":
         return "flac"
     if head[:4] == b"FORM" and data[8:12] in (b"AIFF", b"AIFC"):
@@ -195,10 +225,26 @@ def _sniff_format(data: bytes) -> str | None:
         return "ogg"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "matroska"  # webm and mka
-    if data[4:8] == b"ftyp":
-        return "mov"  # mp4, m4a, 3gp
+    if data[4:8] == b"ftyp" or (data[4:8] in (b"moov", b"mdat", b"wide", b"free") and len(data) > 16):
+        return "mov"  # mp4, m4a, 3gp, mov (QuickTime files may start without ftyp)
     if head[:4] == b"caff":
         return "caf"
+    if head == _ASF_GUID:
+        return "asf"  # wma, wmv
+    if head[:5] == b"#!AMR":
+        return "amr"  # "#!AMR\n" (narrow band) and "#!AMR-WB\n"
+    if head[:4] == b"wvpk":
+        return "wv"
+    if head[:4] == b"MAC ":
+        return "ape"
+    if head[:3] == b"FLV":
+        return "flv"
+    if head[:4] == b"\x00\x00\x01\xba":
+        return "mpeg"
+    if _looks_like_mpegts(data):
+        return "mpegts"
+    if head[:2] == b"\x0b\x77" and len(head) >= 6:
+        return "eac3" if (head[5] >> 3) > 10 else "ac3"  # bsid 16: E-AC-3
     if head[:3] == b"ID3":
         return "mp3"
     if head[:4] == b"ADIF":
@@ -206,6 +252,14 @@ def _sniff_format(data: bytes) -> str | None:
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
         return "aac" if (head[1] & 0x06) == 0 else "mp3"
     return None
+
+
+def _looks_like_mpegts(data: bytes) -> bool:
+    """Three sync bytes 188 (plain) or 192 (M2TS, a 4-byte time code first) bytes apart."""
+    for first, step in ((0, 188), (4, 192)):
+        if len(data) > first + 2 * step and all(data[first + i * step] == 0x47 for i in range(3)):
+            return True
+    return False
 
 
 def write_wav_pcm16(path: str | os.PathLike | BinaryIO, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

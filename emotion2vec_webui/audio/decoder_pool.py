@@ -24,7 +24,10 @@ with it. :func:`decode_guarded` runs :func:`decode.decode_audio` in one of
 * callers wait for a free worker, so at most ``E2V_DECODE_WORKERS`` decodes
   hold memory at once, whatever the number of requests in flight.
 
-A path is opened by the worker itself; bytes are sent over the pipe. The
+A job is a header (path or None, name, :class:`AudioLimits`,
+:class:`DecodeOptions` — stream and channel choice — and the memory
+allowance), then the bytes when there is no path. A path is opened by the
+worker itself; bytes are sent over the pipe. The
 result comes back over the same pipe: a small pickled header, then the
 float32 samples received straight into a numpy array (``recv_bytes_into``,
 no extra copy). Overhead against :func:`decode.decode_audio` in the calling
@@ -56,6 +59,7 @@ from emotion2vec_webui.errors import AudioError, E2VError
 
 if TYPE_CHECKING:
     from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio
+    from emotion2vec_webui.audio.format import DecodeOptions
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +185,14 @@ class DecoderPool:
             return [w.pid for w in self._idle if w.pid is not None]
 
     def decode(
-        self, source: str | os.PathLike | bytes, *, source_name: str | None = None, limits: AudioLimits | None = None
+        self,
+        source: str | os.PathLike | bytes,
+        *,
+        source_name: str | None = None,
+        limits: AudioLimits | None = None,
+        options: DecodeOptions | None = None,
     ) -> DecodedAudio:
-        """Decode like :func:`decode.decode_audio`, in a worker process.
+        """Decode like :func:`decode.decode_audio` (same ``limits`` and ``options``), in a worker process.
 
         Raises:
             AudioError: every code of ``decode_audio``, plus ``audio_undecodable``
@@ -194,13 +203,13 @@ class DecoderPool:
 
         limits = limits or AudioLimits()
         if self.config.workers <= 0:
-            return decode_audio(source, source_name=source_name, limits=limits)
+            return decode_audio(source, source_name=source_name, limits=limits, options=options)
         if isinstance(source, (bytes, bytearray, memoryview)):
             data, path, name = memoryview(source).cast("B"), None, source_name or "upload"
         else:
             data, path = None, os.path.abspath(source)
             name = source_name or Path(source).name
-        header = {"path": path, "name": name, "limits": limits, "memory_mb": self.config.memory_mb}
+        header = {"path": path, "name": name, "limits": limits, "options": options, "memory_mb": self.config.memory_mb}
         return self._run(header, data)
 
     def _take(self) -> _Worker:
@@ -325,10 +334,14 @@ def prestart() -> None:
 
 
 def decode_guarded(
-    source: str | os.PathLike | bytes, *, source_name: str | None = None, limits: AudioLimits | None = None
+    source: str | os.PathLike | bytes,
+    *,
+    source_name: str | None = None,
+    limits: AudioLimits | None = None,
+    options: DecodeOptions | None = None,
 ) -> DecodedAudio:
     """:func:`decode.decode_audio` for untrusted input, in the process-wide pool (see the module docstring)."""
-    return get_pool().decode(source, source_name=source_name, limits=limits)
+    return get_pool().decode(source, source_name=source_name, limits=limits, options=options)
 
 
 # -- the worker side ------------------------------------------------------------------------------
@@ -397,7 +410,10 @@ def _worker_main(conn) -> None:
         try:
             if hook:
                 _test_action(data if data is not None else _head(header["path"]))
-            decoded = decode_audio(data if data is not None else header["path"], source_name=name, limits=limits)
+            decoded = decode_audio(
+                data if data is not None else header["path"], source_name=name, limits=limits,
+                options=header.get("options"),
+            )  # fmt: skip
             reply = None
         except AudioError as exc:
             reply = ("error", exc.code, exc.message)

@@ -33,10 +33,96 @@ class DecodedAudio:
     warnings: tuple[str, ...] = ()  # e.g. truncation, clipping
     decode_s: float = 0.0  # seconds spent decoding
     resample_s: float = 0.0  # seconds spent resampling
+    channels: str = "mix"  # the channel choice applied: mix, left, right or an index (DecodeOptions.channels)
+    channel_index: int | None = None  # the channel taken (0 = left), None when the channels were mixed
+    audio_stream: int | None = None  # which audio stream was decoded (0 = the first), None for wav/flac/aiff/au
 
     @property
     def duration_s(self) -> float:
         return len(self.waveform) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What to take from a file: which audio stream (PyAV formats) and which channel.
+
+    ``channels``: ``mix`` (the average of all channels, the default), ``left``
+    (channel 0), ``right`` (channel 1) or a channel index counted from 0.
+    ``audio_stream``: the index among the file's audio streams, counted from 0
+    (None: the first).
+    """
+
+    channels: str = "mix"
+    audio_stream: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", normalise_channels(self.channels))
+        if self.audio_stream is not None and not (0 <= int(self.audio_stream) <= 255):
+            raise ValueError("audio_stream must be between 0 and 255")
+
+    def channel_index(self, n_channels: int) -> int | None:
+        """The channel to take from a file with ``n_channels`` (None: mix); ValueError when it has no such channel."""
+        if self.channels == "mix":
+            return None
+        index = {"left": 0, "right": 1}.get(self.channels)
+        index = int(self.channels) if index is None else index
+        if index >= n_channels:
+            raise ValueError(
+                f"channels={self.channels} needs at least {index + 1} channels; the file has {n_channels}. / "
+                f"所选声道 {self.channels} 不存在：文件只有 {n_channels} 个声道。"
+            )
+        return index
+
+
+CHANNEL_CHOICES = ("mix", "left", "right")  # … or a channel index, 0-255
+
+
+def normalise_channels(value) -> str:
+    """``mix``/``left``/``right``/an index (int or digits) → its canonical string; ValueError otherwise."""
+    text = str("mix" if value is None or value == "" else value).strip().lower()
+    if text in CHANNEL_CHOICES:
+        return text
+    if text.isdigit() and int(text) <= 255:
+        return str(int(text))
+    raise ValueError(f"channels must be mix, left, right or a channel index 0-255, not {str(value)[:20]!r}")
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    kind: str  # our name for it, reported as result.json's audio.container
+    demuxer: str | None  # the FFmpeg demuxer we name explicitly (None: read with libsndfile)
+    extensions: tuple[str, ...]  # file name extensions, for batch folders and the UI's upload filter
+    description: str
+
+
+# The accepted formats: the one list (decode.py sniffs them by magic bytes; batch and `formats` read it).
+# Every FFmpeg demuxer here reads only the bytes it is given: no playlists (hls, dash, concat), image
+# sequences, device inputs or external references (mov's data references stay off: enable_drefs=0).
+FORMATS: tuple[AudioFormat, ...] = (
+    AudioFormat("wav", None, (".wav", ".wave", ".rf64", ".bwf"), "WAV / RF64 (PCM, float, u8, mu-law, …)"),
+    AudioFormat("flac", None, (".flac",), "FLAC"),
+    AudioFormat("aiff", None, (".aiff", ".aif", ".aifc"), "AIFF / AIFF-C"),
+    AudioFormat("au", None, (".au", ".snd"), "Sun/NeXT au"),
+    AudioFormat("mp3", "mp3", (".mp3",), "MP3"),
+    AudioFormat("aac", "aac", (".aac",), "AAC (ADTS / ADIF)"),
+    AudioFormat("ogg", "ogg", (".ogg", ".oga", ".opus", ".spx"), "Ogg: Vorbis, Opus, Speex, FLAC"),
+    AudioFormat("mov", "mov", (".mp4", ".m4a", ".m4b", ".m4v", ".mov", ".3gp", ".3g2"),
+                "MP4 / MOV / M4A / 3GP (video files: the first audio stream)"),  # fmt: skip
+    AudioFormat("matroska", "matroska", (".mkv", ".mka", ".webm"), "Matroska / WebM (video files too)"),
+    AudioFormat("asf", "asf", (".wma", ".asf", ".wmv"), "Windows Media (WMA, ASF, WMV)"),
+    AudioFormat("amr", "amr", (".amr",), "AMR-NB / AMR-WB (phone recordings)"),
+    AudioFormat("caf", "caf", (".caf",), "Apple Core Audio Format"),
+    AudioFormat("wv", "wv", (".wv",), "WavPack"),
+    AudioFormat("ape", "ape", (".ape",), "Monkey's Audio"),
+    AudioFormat("ac3", "ac3", (".ac3",), "Dolby Digital AC-3"),
+    AudioFormat("eac3", "eac3", (".eac3", ".ec3"), "Dolby Digital Plus E-AC-3"),
+    AudioFormat("avi", "avi", (".avi",), "AVI video (the first audio stream)"),
+    AudioFormat("flv", "flv", (".flv",), "Flash video (the first audio stream)"),
+    AudioFormat("mpeg", "mpeg", (".mpg", ".mpeg", ".vob"), "MPEG program stream (the first audio stream)"),
+    AudioFormat("mpegts", "mpegts", (".mts", ".m2ts"), "MPEG transport stream (camcorders; .ts too)"),
+)
+FORMAT_BY_KIND = {f.kind: f for f in FORMATS}
+AUDIO_EXTENSIONS = frozenset(ext for f in FORMATS for ext in f.extensions)
 
 
 @dataclass(frozen=True)

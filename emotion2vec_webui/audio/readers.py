@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from emotion2vec_webui.audio.format import SAMPLE_RATE, AudioLimits
+from emotion2vec_webui.audio.format import SAMPLE_RATE, AudioLimits, DecodeOptions
 from emotion2vec_webui.errors import AudioError
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,30 @@ class _ClampedBytesIO(io.BytesIO):
         return super().seek(max(offset, 0) if whence == io.SEEK_SET else offset, whence)
 
 
-def read_soundfile(data: bytes, name: str, limits: AudioLimits, warnings: list[str]) -> MonoSink:
+def _no_stream(name: str, what: str) -> AudioError:
+    return AudioError("audio_no_stream", f"{name}: {what}")
+
+
+def _channel_index(options: DecodeOptions, channels: int, name: str) -> int | None:
+    try:
+        return options.channel_index(channels)
+    except ValueError as exc:
+        raise _no_stream(name, str(exc)) from None
+
+
+def read_soundfile(
+    data: bytes, name: str, limits: AudioLimits, warnings: list[str], options: DecodeOptions = DecodeOptions()
+) -> MonoSink:
     import soundfile as sf
 
     with sf.SoundFile(_ClampedBytesIO(data)) as f:
         rate, channels = int(f.samplerate), int(f.channels)
         _check_rate_channels(rate, channels, name)
-        sink = MonoSink(rate, channels, name, limits)
+        if options.audio_stream not in (None, 0):
+            raise _no_stream(
+                name, f"audio_stream={options.audio_stream}: the file has one audio stream. / 文件只有一个音频流。"
+            )
+        sink = MonoSink(rate, channels, name, limits, _channel_index(options, channels, name))
         block_frames = max(1, BLOCK_SAMPLES // channels)
         while True:
             block = f.read(block_frames, dtype="float32", always_2d=True)
@@ -101,11 +118,24 @@ def _wav_declared_frames(data: bytes, channels: int) -> int | None:
     return None
 
 
-def read_pyav(data: bytes, kind: str, name: str, limits: AudioLimits, warnings: list[str]) -> MonoSink:
+def read_pyav(
+    data: bytes,
+    kind: str,
+    name: str,
+    limits: AudioLimits,
+    warnings: list[str],
+    options: DecodeOptions = DecodeOptions(),
+) -> MonoSink:
+    """Decode with the FFmpeg demuxer ``kind`` (never auto-detected; mov's external data references stay off)."""
     import av
 
     try:
-        container = av.open(io.BytesIO(data), mode="r", format=kind if kind != "wav" else None)
+        container = av.open(
+            io.BytesIO(data),
+            mode="r",
+            format=kind if kind != "wav" else None,
+            options={"enable_drefs": "0"} if kind == "mov" else None,
+        )
     except MemoryError:
         raise
     except Exception as exc:
@@ -113,8 +143,15 @@ def read_pyav(data: bytes, kind: str, name: str, limits: AudioLimits, warnings: 
     with container:
         streams = [s for s in container.streams if s.type == "audio"]
         if not streams:
-            raise AudioError("audio_undecodable", f"{name} contains no audio stream.")
-        stream = streams[0]
+            raise _no_stream(name, "the file has no audio stream (a video without sound?). / 文件中没有音频流。")
+        index = options.audio_stream or 0
+        if index >= len(streams):
+            raise _no_stream(
+                name,
+                f"audio_stream={index} asked for, but the file has {len(streams)} audio stream(s) (counted from 0). "
+                f"/ 文件只有 {len(streams)} 个音频流。",
+            )
+        stream = streams[index]
         if stream.codec_context is None:  # FFmpeg has no decoder for it (e.g. a wav with a bogus format tag)
             raise AudioError("audio_undecodable", f"{name} uses an audio codec that cannot be decoded.")
         rate = int(stream.codec_context.sample_rate or stream.rate or 0)
@@ -131,7 +168,8 @@ def read_pyav(data: bytes, kind: str, name: str, limits: AudioLimits, warnings: 
                 n_ch = frame.layout.nb_channels or 1
                 if sink is None:
                     _check_rate_channels(rate, n_ch, name)
-                    sink = MonoSink(rate, n_ch, name, limits)
+                    sink = MonoSink(rate, n_ch, name, limits, _channel_index(options, n_ch, name))
+                    sink.stream_index = index
                 elif n_ch != sink.channels:
                     raise AudioError("audio_undecodable", f"{name} changes channel count mid-stream.")
                 for block in _frame_blocks(frame, name):
@@ -221,13 +259,23 @@ class MonoSink:
     """Takes float32 ``[frames, channels]`` blocks; keeps only the 16 kHz mono signal.
 
     Each block is checked (finite, duration cap), averaged to mono (float64
-    accumulate, float32 result, as a whole-file mean would give) and pushed
+    accumulate, float32 result, as a whole-file mean would give) — or, with
+    ``channel`` set, reduced to that one channel, unchanged — and pushed
     through a streaming soxr resampler, whose output equals one-shot
     ``soxr.resample`` bit for bit.
+
+    While mixing it also sums each channel's energy and the mix's, for
+    :meth:`mix_warnings`: channels nearly opposite in phase (the mix is over
+    6 dB below the channels' mean energy: a correlation under -0.5) or more
+    than 20 dB apart in level (a quiet voice drowned in the mix).
     """
 
-    def __init__(self, rate: int, channels: int, name: str, limits: AudioLimits) -> None:
+    def __init__(self, rate: int, channels: int, name: str, limits: AudioLimits, channel: int | None = None) -> None:
         self.rate, self.channels, self.name, self.limits = rate, channels, name, limits
+        self.channel_index = channel  # None: mix all channels
+        self.stream_index = 0
+        self._channel_energy = np.zeros(channels, np.float64)
+        self._mix_energy = 0.0
         self.frames = 0
         self.cap = int(limits.max_duration_s * rate)
         self.resample_s = 0.0
@@ -247,8 +295,13 @@ class MonoSink:
             raise _too_long(self.name, self.limits)
         if not np.isfinite(block).all():
             raise AudioError("audio_nonfinite", f"{self.name} contains NaN or infinite sample values.")
-        if block.shape[1] > 1:
-            mono = block.mean(axis=1, dtype=np.float64).astype(np.float32)
+        if self.channel_index is not None:
+            mono = np.array(block[:, self.channel_index], dtype=np.float32)  # exactly that channel, a copy
+        elif block.shape[1] > 1:
+            mix = block.mean(axis=1, dtype=np.float64)
+            self._channel_energy += np.einsum("ij,ij->j", block, block, dtype=np.float64)
+            self._mix_energy += float(np.dot(mix, mix))
+            mono = mix.astype(np.float32)
         else:
             mono = np.array(block[:, 0], dtype=np.float32)  # a copy: the block may view a decoder buffer
         self._push(mono, last=False)
@@ -272,6 +325,36 @@ class MonoSink:
             self._out = grown
         self._out[self._n : end] = chunk
         self._n = end
+
+    def mix_warnings(self) -> list[str]:
+        """Warnings about the mono mix of several channels (none when one channel was chosen or all are silent)."""
+        if self.channel_index is not None or self.channels < 2 or self.frames == 0:
+            return []
+        energy = self._channel_energy / self.frames  # mean square per channel
+        mean = float(energy.mean())
+        if mean <= 1e-10:  # all channels below -100 dBFS: nothing to hide
+            return []
+        out = []
+        ratio = self._mix_energy / self.frames / mean
+        if ratio < 0.25:
+            db = -10 * np.log10(max(ratio, 1e-12))
+            out.append(
+                f"the channels are nearly opposite in phase: the mono mix is {db:.0f} dB quieter than the channels, "
+                "so it can hide a voice; try channels=left or channels=right / "
+                f"各声道相位近乎相反：混合后的单声道比原声道低 {db:.0f} dB，可能掩盖人声；请尝试 channels=left 或 right"
+            )
+        loud, quiet = int(np.argmax(energy)), int(np.argmin(energy))
+        if energy[quiet] * 100 < energy[loud]:
+            if energy[quiet] <= 1e-12:
+                gap, gap_zh = f"is silent, unlike channel {loud}", "无声"
+            else:
+                db = 10 * np.log10(energy[loud] / energy[quiet])
+                gap, gap_zh = f"is {db:.0f} dB quieter than channel {loud}", f"比声道 {loud} 低 {db:.0f} dB"
+            out.append(
+                f"channel {quiet} {gap}: the mix may hide a quieter voice; try channels={quiet} or channels={loud} "
+                f"/ 声道 {quiet} {gap_zh}：混合后可能掩盖较轻的人声；请尝试 channels={quiet} 或 channels={loud}"
+            )
+        return out
 
     def finish(self) -> np.ndarray:
         """The whole 16 kHz mono signal, a fresh array of ours (empty when no frame was added)."""

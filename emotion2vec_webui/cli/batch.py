@@ -11,9 +11,11 @@ from pathlib import Path
 from emotion2vec_webui.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
+    add_channel_args,
     add_model_args,
     add_output_args,
     add_recognition_args,
+    channel_options,
     settings_from_args,
 )
 from emotion2vec_webui.jobs.batch import (
@@ -36,6 +38,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("batch", help="classify a folder, glob or list file; writes summary.csv and summary.jsonl")
     p.add_argument("input", metavar="INPUT", help="folder (recursive), glob pattern, or list file (.txt / .csv)")
     add_recognition_args(p, embedding_default=False)
+    add_channel_args(p)
     add_model_args(p)
     add_output_args(p)
     p.add_argument("--batch-size", type=int, default=8, help="clips per model call (length-bucketed)")
@@ -59,6 +62,7 @@ def run(args) -> int:
         workers=max(1, args.workers),
         label_map=parse_label_map(args.label_map),
         head=args.head or None,
+        **channel_options(args),
     )
     items = discover_inputs(args.input)
     check_labels(items, options.label_map)

@@ -53,6 +53,36 @@ def add_recognition_args(p: argparse.ArgumentParser, embedding_default: bool = T
     )
 
 
+def add_channel_args(p: argparse.ArgumentParser) -> None:
+    """``--channels`` and ``--audio-stream`` (recognize, batch): what to take from a stereo file or a video."""
+    p.add_argument(
+        "--channels",
+        default="mix",
+        metavar="mix|left|right|N",
+        help="mix: average all channels (default); left, right, or a channel index N counted from 0",
+    )
+    p.add_argument(
+        "--audio-stream",
+        type=int,
+        metavar="N",
+        help="which audio stream of a video or multi-track file, counted from 0 (default: the first)",
+    )
+
+
+def channel_options(args: argparse.Namespace) -> dict:
+    """``channels`` and ``audio_stream`` for RecognizeOptions/BatchOptions; E2VError(bad_request) when invalid."""
+    from emotion2vec_webui.audio.format import normalise_channels
+
+    try:
+        channels = normalise_channels(getattr(args, "channels", "mix"))
+    except ValueError as exc:
+        raise E2VError("bad_request", f"--channels: {exc}") from None
+    stream = getattr(args, "audio_stream", None)
+    if stream is not None and not 0 <= stream <= 255:
+        raise E2VError("bad_request", "--audio-stream must be between 0 and 255")
+    return {"channels": channels, "audio_stream": stream}
+
+
 def settings_from_args(args: argparse.Namespace):
     """E2V_* settings with command-line flags applied on top."""
     from emotion2vec_webui.config import load_settings

@@ -12,7 +12,16 @@ import argparse
 import sys
 
 from emotion2vec_webui import __version__
-from emotion2vec_webui.cli import batch, bench, make_test_model, recognize, serve, similarity, train_head
+from emotion2vec_webui.cli import (
+    batch,
+    bench,
+    formats,
+    make_test_model,
+    recognize,
+    serve,
+    similarity,
+    train_head,
+)
 from emotion2vec_webui.cli.common import EXIT_OK, exit_code_for
 from emotion2vec_webui.errors import E2VError
 
@@ -25,6 +34,7 @@ COMMANDS = {
     "train-head": train_head,
     "bench": bench,
     "make-test-model": make_test_model,
+    "formats": formats,
 }
 
 

@@ -9,13 +9,16 @@ from pathlib import Path
 
 from emotion2vec_webui.cli.common import (
     EXIT_OK,
+    add_channel_args,
     add_model_args,
     add_output_args,
     add_recognition_args,
+    channel_options,
     exit_code_for,
     settings_from_args,
 )
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.runs.url_fetch import AudioUrl, is_url
 
 
 def add_parser(sub) -> None:
@@ -26,8 +29,15 @@ def add_parser(sub) -> None:
         description="Classify audio files. A bad file is reported on stderr with its error code; the others are "
         "still processed, and the exit status is 2.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio or video files (`emotion2vec-webui formats` lists the formats), or http(s) URLs "
+        "(E2V_URL_ALLOW, E2V_URL_FETCH)",
+    )
     add_recognition_args(p)
+    add_channel_args(p)
     add_model_args(p)
     add_output_args(p)
     p.add_argument("--json", action="store_true", help="print one result object per line (JSON Lines)")
@@ -49,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
     settings = settings_from_args(args)
-    options = RecognizeOptions(args.granularity, args.embedding, segmentation=args.segments, head=args.head or None)
+    options = RecognizeOptions(
+        args.granularity, args.embedding, segmentation=args.segments, head=args.head or None, **channel_options(args)
+    )
     engine = None
 
     def with_engine(fn):  # the model loads once, after the first file decodes
@@ -61,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for name in args.files:
         try:
-            outcome = Recognition(settings, options).run(name, with_engine, source_name=Path(name).name)
+            if is_url(name):  # downloaded under the same rules as REST's audio_url (runs/url_fetch.py)
+                outcome = Recognition(settings, options).run(AudioUrl(name), with_engine)
+            else:
+                outcome = Recognition(settings, options).run(name, with_engine, source_name=Path(name).name)
         except E2VError as exc:
             if exc.code in ("model_unavailable", "head_mismatch") or (exc.code == "not_found" and args.head):
                 print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)

@@ -25,7 +25,7 @@ from pathlib import Path
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
-from emotion2vec_webui.jobs.inputs import BatchItem
+from emotion2vec_webui.jobs.inputs import BatchItem, item_source
 from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row, row_key
 from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, write_evaluation
 
@@ -45,6 +45,8 @@ class BatchOptions:
     workers: int = 2  # decoding threads (local) or model actors (ray)
     label_map: dict[str, str] = field(default_factory=dict)  # dataset label → our class, before the defaults
     head: str | None = None  # a trained head (heads/<name>): each result.json gets its "head" block
+    channels: str = "mix"  # mix | left | right | a channel index from 0
+    audio_stream: int | None = None  # which audio stream of a video (0 = the first)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,10 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
     """
     from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
-    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding, head=options.head)
+    recognize_options = RecognizeOptions(
+        options.granularity, options.extract_embedding, head=options.head,
+        channels=options.channels, audio_stream=options.audio_stream,
+    )  # fmt: skip
     answers = None
     batched = getattr(engine, "recognize_batch", None)
     if batched is not None and len(pairs) > 1:
@@ -175,7 +180,10 @@ def run_local(
     config = PoolConfig.from_env()
     # One decode process per --workers thread (E2V_DECODE_WORKERS=0 still means in-process, unguarded).
     decoders = DecoderPool(replace(config, workers=max(1, options.workers)) if config.workers else config)
-    recognize_options = RecognizeOptions(options.granularity, options.extract_embedding, head=options.head)
+    recognize_options = RecognizeOptions(
+        options.granularity, options.extract_embedding, head=options.head,
+        channels=options.channels, audio_stream=options.audio_stream,
+    )  # fmt: skip
     batch_name = Path(settings.output_dir).name
 
     def decode(item: BatchItem):  # in a decode worker: a file that crashes the decoder is one error row
@@ -183,7 +191,7 @@ def run_local(
         # the wait in the prefetch queue is not this run's work (count_wait=False).
         rid = item_request_id(batch_name, item.file)
         flow = Recognition(settings, recognize_options, request_id=rid, count_wait=False)
-        return flow.decode(item.file, Path(item.file).name, pool=decoders), flow
+        return flow.decode(*item_source(item), pool=decoders), flow
 
     def record(row: dict) -> None:
         summary.append(row)

@@ -4,7 +4,9 @@
 * A glob (``clips/**/*.wav``) is expanded with ``recursive=True``.
 * A list file is ``.txt``/``.lst`` (one path per line, ``#`` comments) or
   ``.csv`` with a ``path`` column and an optional ``label`` column; relative
-  paths are relative to the list file's folder.
+  paths are relative to the list file's folder. A line (or ``path``) that
+  is a URL (``https://…``) is downloaded when its turn comes, under the
+  same rules as REST's ``audio_url`` (``runs/url_fetch.py``).
 
 Reference labels come, in this order, from a CSV ``label`` column, from the
 file names of two common corpora (anywhere in the name, so a prefixed or
@@ -35,11 +37,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from emotion2vec_webui.audio.format import AUDIO_EXTENSIONS as _ACCEPTED_EXTENSIONS
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.runs.url_fetch import AudioUrl, is_url
 
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".aiff", ".aif", ".au"}
-)
+AUDIO_EXTENSIONS = _ACCEPTED_EXTENSIONS  # every format the decoder accepts (audio/format.py FORMATS)
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".csv", ".tsv"})
 
 # Searched anywhere in the stem: digits may not continue the pattern on either side.
@@ -102,6 +104,20 @@ def label_from_folder(path: Path, root: Path) -> str | None:
     if parent == root or not parent.is_relative_to(root):
         return None
     return parent.name if map_label(parent.name) is not None else None
+
+
+def item_source(item: BatchItem) -> tuple:
+    """``(source, source_name)`` for :meth:`Recognition.decode`: an :class:`AudioUrl` for URL items, else the path."""
+    if is_url(item.file):
+        return AudioUrl(item.file), None
+    return item.file, Path(item.file).name
+
+
+def _list_entry(base: Path, raw: str, label: str | None = None) -> BatchItem:
+    if is_url(raw):  # kept as written (not a path); the label comes from the list or the URL's file name
+        label = (label or "").strip() or label_from_filename(raw.split("?", 1)[0])
+        return BatchItem(raw.strip(), label)
+    return _item(_relative_to(base, raw), label)
 
 
 def is_audio_path(path: str | os.PathLike) -> bool:
@@ -174,13 +190,13 @@ def read_list_file(path: Path) -> list[BatchItem]:
                 raw = (row.get(fields["path"]) or "").strip()
                 if raw:
                     label = row.get(fields["label"]) if "label" in fields else None
-                    items.append(_item(_relative_to(base, raw), label))
+                    items.append(_list_entry(base, raw, label))
             return items
     items = []
     for line in path.read_text("utf-8").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            items.append(_item(_relative_to(base, line)))
+            items.append(_list_entry(base, line))
     return items
 
 

@@ -80,15 +80,20 @@ def start_ray(workers: int) -> bool:
     return True
 
 
-def decode_row(row: dict, limits: AudioLimits) -> dict:
-    """Ray ``map`` stage: one input's path → its decoded samples and metadata, or its error."""
+def decode_row(row: dict, limits: AudioLimits, decode_options=None, fetch_policy=None) -> dict:
+    """Ray ``map`` stage: one input's path or URL → its decoded samples and metadata, or its error."""
     from pathlib import Path
 
     from emotion2vec_webui.audio.decode import decode_audio
+    from emotion2vec_webui.runs.url_fetch import fetch_url, is_url
 
     out = {"file": row["file"], "label": row["label"], "pcm": b"", "meta": "", "error": ""}
     try:
-        d = decode_audio(row["file"], source_name=Path(row["file"]).name, limits=limits)
+        source, name = row["file"], Path(row["file"]).name
+        if is_url(source) and fetch_policy is not None:
+            fetched = fetch_url(source, fetch_policy)
+            source, name = fetched.data, fetched.name
+        d = decode_audio(source, source_name=name, limits=limits, options=decode_options)
     except E2VError as exc:
         out["error"] = json.dumps({"code": exc.code, "message": exc.message})
         return out
@@ -106,6 +111,9 @@ def decode_row(row: dict, limits: AudioLimits) -> dict:
             "warnings": list(d.warnings),
             "decode_s": d.decode_s,
             "resample_s": d.resample_s,
+            "channels": d.channels,
+            "channel_index": d.channel_index,
+            "audio_stream": d.audio_stream,
         }
     )
     return out
@@ -181,7 +189,15 @@ def run_ray(todo: list[BatchItem], summary: BatchSummary, settings: Settings, op
             [{"file": it.file, "label": it.label or ""} for it in todo],
             override_num_blocks=max(1, min(len(todo), 8 * options.workers)),
         )
-        ds = ds.map(decode_row, fn_kwargs={"limits": AudioLimits.from_settings(settings)}, num_cpus=0.25)
+        from emotion2vec_webui.audio.format import DecodeOptions
+        from emotion2vec_webui.runs.url_fetch import FetchPolicy
+
+        decode_kwargs = {
+            "limits": AudioLimits.from_settings(settings),
+            "decode_options": DecodeOptions(options.channels, options.audio_stream),
+            "fetch_policy": FetchPolicy.from_settings(settings),
+        }
+        ds = ds.map(decode_row, fn_kwargs=decode_kwargs, num_cpus=0.25)
         ds = ds.map_batches(
             ClassifyActor,
             fn_constructor_kwargs={"settings": settings, "options": options},

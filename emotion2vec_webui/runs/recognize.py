@@ -24,13 +24,16 @@ import numpy as np
 from emotion2vec_webui import __version__
 from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio
 from emotion2vec_webui.audio.decoder_pool import decode_guarded
+from emotion2vec_webui.audio.format import DecodeOptions
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments, softmax
+from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
 from emotion2vec_webui.runs.frames_csv import round_significant
 from emotion2vec_webui.runs.storage import RunFolder, iso_timestamp, now_local, write_run
+from emotion2vec_webui.runs.url_fetch import AudioUrl, Fetched, FetchPolicy, fetch_url
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,34 @@ class RecognizeOptions:
     granularity: str = "utterance"  # "utterance" or "frame"
     extract_embedding: bool = True  # write embedding.npy
     segmentation: str = "frames"  # "segments" from runs of frame emotions, or "vad": one utterance per speech segment
+    channels: str = "mix"  # mix | left | right | a channel index from 0 (audio.format.DecodeOptions)
+    audio_stream: int | None = None  # which audio stream of a video or multi-stream file (0 = the first)
+
+    def decode_options(self) -> DecodeOptions:
+        """The stream and channel choice; ValueError when ``channels`` is not mix/left/right/an index."""
+        return DecodeOptions(self.channels, self.audio_stream)
     head: str | None = None  # a trained head (E2V_HEADS_DIR/<name>, engine/heads.py): result.json's "head" block
+
+
+def with_channels(options: RecognizeOptions, channels, audio_stream) -> RecognizeOptions:
+    """``options`` with ``channels`` (mix/left/right/an index) and ``audio_stream`` (an index), as a face got them.
+
+    Raises:
+        E2VError: ``bad_request`` when either is not valid.
+    """
+    from emotion2vec_webui.audio.format import normalise_channels
+
+    try:
+        channels = normalise_channels(channels)
+    except ValueError as exc:
+        raise E2VError("bad_request", f"{exc}. / channels 只能是 mix、left、right 或从 0 开始的声道序号。") from None
+    stream = None
+    if audio_stream not in (None, ""):
+        text = str(audio_stream).strip()
+        if not text.isdigit() or int(text) > 255:
+            raise E2VError("bad_request", "audio_stream must be an index from 0 to 255. / audio_stream 必须是 0–255。")
+        stream = int(text)
+    return replace(options, channels=channels, audio_stream=stream)
 
 
 @dataclass(frozen=True)
@@ -107,9 +137,10 @@ class Recognition:
         self.started_at = datetime.now()  # wall clock of ``started``, for run.log
         self.decode_wall_s: float | None = None  # decode call, start to end (a worker's round trip included)
         self.decoded_at: datetime | None = None
+        self.fetched: Fetched | None = None  # set when the input was an AudioUrl
 
     def decode(self, source, source_name: str | None = None, pool=None) -> DecodedAudio:
-        """Decode a path or bytes into the 16 kHz mono signal, within the settings' limits.
+        """Decode a path, bytes or an :class:`AudioUrl` (downloaded first) into the 16 kHz mono signal.
 
         Untrusted bytes are decoded in a guarded worker process (``audio/decoder_pool.py``):
         a decoder crash or a memory or time limit becomes an error for this input only.
@@ -121,14 +152,22 @@ class Recognition:
 
         Raises:
             AudioError: the input cannot be used (nothing is written).
+            E2VError: ``url_*`` / ``file_too_large`` for a URL that cannot be fetched; ``bad_request``.
         """
         self.started = time.perf_counter()
         self.started_at = datetime.now()
         limits = AudioLimits.from_settings(self.settings)
+        try:
+            options = self.options.decode_options()
+        except ValueError as exc:
+            raise E2VError("bad_request", str(exc)) from None
+        if isinstance(source, AudioUrl):  # downloaded here (url_fetch.py), then decoded like an upload
+            self.fetched = fetch_url(source.url, FetchPolicy.from_settings(self.settings))
+            source, source_name = self.fetched.data, source_name or self.fetched.name
         if pool is None:
-            decoded = decode_guarded(source, source_name=source_name, limits=limits)
+            decoded = decode_guarded(source, source_name=source_name, limits=limits, options=options)
         else:
-            decoded = pool.decode(source, source_name=source_name, limits=limits)
+            decoded = pool.decode(source, source_name=source_name, limits=limits, options=options)
         self.decode_wall_s = time.perf_counter() - self.started
         self.decoded_at = datetime.now()
         return decoded
@@ -196,6 +235,12 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
             at=flow.decoded_at,
         )
     runlog(f"audio: {decoded.duration_s:.3f} s at {decoded.sample_rate} Hz mono", at=flow.decoded_at)
+    if flow.fetched is not None:
+        f = flow.fetched
+        runlog(f"fetched {f.url} from {f.address} ({len(f.data)} bytes, {f.redirects} redirect(s), {f.seconds:.2f} s)",
+               at=flow.started_at)  # fmt: skip
+    if decoded.channel_index is not None or decoded.audio_stream:
+        runlog(f"took audio stream {decoded.audio_stream}, channel {decoded.channels} (index {decoded.channel_index})")
     for w in decoded.warnings:
         runlog(f"warning: {w}", logging.WARNING)
     runlog(f"model: {info.name} on {info.device} ({info.dtype}){' — random weights' if info.random_weights else ''}")
@@ -259,6 +304,10 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
             "original_sample_rate": decoded.original_sample_rate,
             "original_channels": decoded.original_channels,
             "sample_rate": decoded.sample_rate,
+            "channels": decoded.channels,
+            "channel_index": decoded.channel_index,
+            "audio_stream": decoded.audio_stream,
+            "source_url": flow.fetched.url if flow.fetched is not None else None,
         },
         "model": {
             "name": info.name,

@@ -28,8 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.input_files import read_input_file
-from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, with_channels
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES, list_runs, read_result, run_path
+from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, wait_or_cancel
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
 from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, RunsPage, RunSummary, SimilarityResponse
@@ -46,12 +47,15 @@ _MEDIA_TYPES = {
 
 API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
 
-* `POST /api/v1/recognize` takes a multipart `file`, JSON with `audio_base64`, or JSON with
-  `audio_path` (inside `E2V_INPUT_DIRS` only) and answers the run's `result.json` plus
-  `run_id` and the artifact URLs.
+* `POST /api/v1/recognize` takes a multipart `file`, JSON with `audio_base64`, JSON with
+  `audio_path` (inside `E2V_INPUT_DIRS` only) or JSON with `audio_url` (http/https; loopback,
+  private and link-local addresses refused unless `E2V_URL_ALLOW` lists them) and answers the
+  run's `result.json` plus `run_id` and the artifact URLs. `channels` = `mix` (default), `left`,
+  `right` or a channel index from 0; `audio_stream` = which audio stream of a video (from 0).
 * Every error is `{"error": {"code": …, "message": …}}`: 413 `file_too_large`,
   415 `audio_undecodable`, 422 `bad_request` / `audio_too_short` / `audio_too_long` /
-  `audio_empty` / `audio_nonfinite`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`,
+  `audio_empty` / `audio_nonfinite` / `audio_no_stream`, 403 `url_forbidden`, 502 `url_unreachable`,
+  504 `url_timeout`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`,
   405 `method_not_allowed`, 408 `request_timeout` (a stalled or too slow body),
   503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`;
   507 `storage_full` / 503 `storage_unavailable` when the output folder is full or cannot be written.
@@ -83,6 +87,8 @@ _RECOGNIZE_BODY = {
                             "default": "frames",
                             "description": "'vad': split at pauses (silero-vad), one utterance per speech segment",
                         },
+                        "channels": {"type": "string", "default": "mix", "description": "mix, left, right or 0, 1, …"},
+                        "audio_stream": {"type": "integer", "minimum": 0},
                         "head": {"type": "string", "description": "a trained head (GET /api/v1/heads) to apply too"},
                     },
                 }
@@ -104,6 +110,7 @@ _RECOGNIZE_BODY = {
         "unauthorized",
         "forbidden",
         "not_found", "head_mismatch",
+        *("url_forbidden", "url_unreachable", "url_timeout", "audio_no_stream"),
         "overloaded",
         "storage_full",
         "storage_unavailable",
@@ -129,7 +136,7 @@ async def _recognize(request: Request):
     else:
         raise E2VError(
             "bad_request",
-            "Send multipart/form-data with a 'file' part, or application/json with 'audio_base64' or 'audio_path'.",
+            "Send multipart/form-data with a 'file' part, or JSON with 'audio_base64', 'audio_path' or 'audio_url'.",
         )
     flow = Recognition(settings, options, request_id=request.state.request_id)
     decoded = await run_in_threadpool(flow.decode, source, name)
@@ -159,7 +166,7 @@ def _parse_bool(value, field: str) -> bool:
     raise E2VError("bad_request", f"{field} must be true or false, not {str(value)[:40]!r}.")
 
 
-def _parse_options(granularity, extract_embedding, segmentation=None, head=None) -> RecognizeOptions:
+def _parse_options(granularity, extract_embedding, segmentation=None, channels=None, stream=None, head=None):
     granularity = (granularity or "utterance").strip().lower() if isinstance(granularity, str) else "utterance"
     if granularity not in ("utterance", "frame"):
         raise E2VError("bad_request", "granularity must be 'utterance' or 'frame'.")
@@ -167,7 +174,7 @@ def _parse_options(granularity, extract_embedding, segmentation=None, head=None)
     if segmentation not in ("frames", "vad"):
         raise E2VError("bad_request", "segmentation must be 'frames' or 'vad'.")
     embedding = True if extract_embedding in (None, "") else _parse_bool(extract_embedding, "extract_embedding")
-    return RecognizeOptions(granularity, embedding, segmentation, head=head or None)
+    return with_channels(RecognizeOptions(granularity, embedding, segmentation, head=head or None), channels, stream)
 
 
 async def _read_upload(form, field: str) -> tuple[bytes, str]:
@@ -196,8 +203,9 @@ async def _from_multipart(request: Request):
     try:
         data, name = await _read_upload(form, "file")
         options = _parse_options(
-            form.get("granularity"), form.get("extract_embedding"), form.get("segmentation"), form.get("head")
-        )
+            form.get("granularity"), form.get("extract_embedding"), form.get("segmentation"),
+            form.get("channels"), form.get("audio_stream"), form.get("head"),
+        )  # fmt: skip
     finally:
         await form.close()
     return data, name, options
@@ -219,8 +227,13 @@ async def _from_json(request: Request, settings):
     except RecursionError:
         raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
     options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation, head=req.head or None)
-    if (req.audio_base64 is None) == (req.audio_path is None):
-        raise E2VError("bad_request", "Give exactly one of 'audio_base64' and 'audio_path'.")
+    options = with_channels(options, req.channels, req.audio_stream)
+    if sum(x is not None for x in (req.audio_base64, req.audio_path, req.audio_url)) != 1:
+        raise E2VError("bad_request", "Give exactly one of 'audio_base64', 'audio_path' and 'audio_url'.")
+    if req.audio_url is not None:
+        # Scheme and E2V_URL_FETCH checked now; fetched and address-checked in Recognition.decode (url_fetch.py).
+        check_url(req.audio_url, FetchPolicy.from_settings(settings))
+        return AudioUrl(req.audio_url), (_safe_name(req.filename) if req.filename else None), options
     if req.audio_path is not None:
         # Opened by walking from the input folder with O_NOFOLLOW at every step, and read from
         # that descriptor: no check-then-open race (input_files.py).

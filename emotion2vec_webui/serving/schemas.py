@@ -35,7 +35,7 @@ class Readiness(BaseModel):
 
 
 class RecognizeJson(BaseModel):
-    """JSON body of ``POST /api/v1/recognize``: exactly one of ``audio_base64`` and ``audio_path``."""
+    """JSON body of ``POST /api/v1/recognize``: exactly one of ``audio_base64``, ``audio_path`` and ``audio_url``."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -44,6 +44,15 @@ class RecognizeJson(BaseModel):
     audio_base64: str | None = Field(None, description="the audio file's bytes, base64 (a data: URL prefix is ok)")
     filename: str | None = Field(None, description="name reported in result.json")
     audio_path: str | None = Field(None, description="a file inside E2V_INPUT_DIRS (refused when unset)")
+    audio_url: str | None = Field(
+        None,
+        description="an http(s) URL the server downloads (E2V_URL_FETCH; private and loopback addresses only "
+        "when E2V_URL_ALLOW lists them)",
+    )
+    channels: str | int = Field(
+        "mix", description="mix (average all channels), left, right, or a channel index counted from 0"
+    )
+    audio_stream: int | None = Field(None, ge=0, le=255, description="the audio stream to decode, from 0 (default 0)")
     granularity: Literal["utterance", "frame"] = "utterance"
     extract_embedding: bool = True
     segmentation: Literal["frames", "vad"] = Field(

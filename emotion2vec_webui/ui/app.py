@@ -152,6 +152,19 @@ def _recognize_tab(service) -> None:
                     label=bilingual("Audio — drop a file, click to upload, or record", "音频：拖放、点击上传或录音"),
                     elem_id="audio_in",
                 )
+                audio_url = gr.Textbox(
+                    label=bilingual("…or an audio/video URL (http/https)", "…或音频/视频链接（http/https）"),
+                    placeholder="https://example.com/clip.mp3",
+                    max_lines=1,
+                    elem_id="audio_url",
+                )
+                channels = gr.Dropdown(
+                    choices=[("混合 / Mix all channels", "mix"), ("左声道 / Left", "left"), ("右声道 / Right", "right")],
+                    value="mix",
+                    label=bilingual("Channels", "声道"),
+                    info="立体声：混合或只取一个声道 / stereo: mix, or take one channel",
+                    elem_id="channels",
+                )
                 granularity = gr.Radio(
                     choices=[
                         ("整句 / Utterance — one emotion for the whole clip", "utterance"),
@@ -188,12 +201,14 @@ def _recognize_tab(service) -> None:
             with gr.Column(scale=7, min_width=320):
                 view = _result_view("", "result_card", ui_text.placeholder_card_html())
 
-        def on_recognize(audio_path, gran, emb, seg, head_name):
-            return _view_updates(ui_handlers.recognize(service, audio_path, gran, emb, seg, head=head_name))
+        def on_recognize(audio_path, gran, emb, seg, url, chans, head_name):
+            return _view_updates(
+                ui_handlers.recognize(service, audio_path, gran, emb, seg, url=url, channels=chans, head=head_name)
+            )
 
         run.click(
             on_recognize,
-            [audio, granularity, embedding, segmentation, head],
+            [audio, granularity, embedding, segmentation, audio_url, channels, head],
             view.outputs(),
             api_name="recognize_ui",
             api_visibility="undocumented",
@@ -202,9 +217,9 @@ def _recognize_tab(service) -> None:
 
         def on_clear():
             empty = ui_handlers.RunView(ui_text.placeholder_card_html(), None, None, (), "")
-            return [None, *_view_updates(empty)]
+            return [None, "", *_view_updates(empty)]
 
-        clear.click(on_clear, None, [audio, *view.outputs()], queue=False, api_visibility="private")
+        clear.click(on_clear, None, [audio, audio_url, *view.outputs()], queue=False, api_visibility="private")
         recognize_tab.select(lambda: refresh_picker(service), None, head, queue=False, api_visibility="private")
 
         # The scripting endpoint: same inputs, the result.json object (plus run_id) out.

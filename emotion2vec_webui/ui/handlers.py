@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from emotion2vec_webui.audio.format import normalise_channels
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.storage import ARTIFACTS, list_runs, read_result, run_path
+from emotion2vec_webui.runs.url_fetch import AudioUrl
 from emotion2vec_webui.ui import text as ui_text
 
 log = logging.getLogger(__name__)
@@ -100,10 +102,17 @@ def _segmentation_error(segmentation) -> str | None:
 
 
 def recognize(
-    service, audio_path: str | None, granularity: str, extract_embedding: bool, segmentation: str = "frames",
-    *, head: str | None = None,
+    service,
+    audio_path: str | None,
+    granularity: str,
+    extract_embedding: bool,
+    segmentation: str = "frames",
+    *,
+    url: str | None = None,
+    channels: str = "mix",
+    head: str | None = None,
 ) -> RunView:
-    """Recognize one uploaded or recorded file; every failure becomes an error card.
+    """Recognize one uploaded or recorded file, or a URL; every failure becomes an error card.
 
     Args:
         service: the server's :class:`service.Service`.
@@ -111,21 +120,30 @@ def recognize(
         granularity: ``utterance`` or ``frame``.
         extract_embedding: write embedding.npy.
         segmentation: ``frames`` (segments from frame emotions) or ``vad`` (one utterance per speech segment).
+        url: an http(s) URL, used when no file is given (downloaded under REST's audio_url rules).
+        channels: ``mix``, ``left``, ``right`` or a channel index.
         head: a trained head's name (E2V_HEADS_DIR), applied beside the nine classes; empty: none.
     """
-    if not audio_path:
-        return error_view("bad_request", "请先上传或录制音频。Upload or record audio first.")
+    url = (url or "").strip()
+    if not audio_path and not url:
+        return error_view("bad_request", "请先上传、录制音频或填写链接。Upload or record audio, or give a URL, first.")
     if granularity not in GRANULARITIES:
         return error_view("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}.")
     if _segmentation_error(segmentation):
         return error_view("bad_request", _segmentation_error(segmentation))
-    path = Path(audio_path)
-    options = RecognizeOptions(
-        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation,
-        head=head or None,
-    )  # fmt: skip
     try:
-        outcome = service.recognize(path, source_name=path.name, options=options)
+        options = RecognizeOptions(
+            granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation,
+            channels=normalise_channels(channels), head=head or None,
+        )  # fmt: skip
+    except ValueError as exc:
+        return error_view("bad_request", str(exc))
+    try:
+        if audio_path:
+            path = Path(audio_path)
+            outcome = service.recognize(path, source_name=path.name, options=options)
+        else:
+            outcome = service.recognize(AudioUrl(url), options=options)
     except E2VError as exc:
         log.info("UI recognition failed: %s", exc)
         return error_view(exc.code, exc.message)

@@ -46,6 +46,10 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "request_timeout": ("上传超时", "Upload timed out"),
     "rate_limited": ("上传过于频繁", "Too many uploads"),
     "internal_error": ("内部错误", "Internal error"),
+    "audio_no_stream": ("没有音频流", "No audio stream"),
+    "url_forbidden": ("禁止访问该地址", "URL not allowed"),
+    "url_unreachable": ("无法下载", "URL unreachable"),
+    "url_timeout": ("下载超时", "URL timed out"),
     "head_mismatch": ("分类头与模型不匹配", "Head trained on another model"),
 }
 
