@@ -30,7 +30,7 @@ from emotion2vec_webui.jobs.batch import (
     run_local,
 )
 from emotion2vec_webui.jobs.inputs import discover_inputs
-from emotion2vec_webui.runs.evaluation import parse_label_map
+from emotion2vec_webui.runs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
 
 
 def add_parser(sub) -> None:
@@ -46,7 +46,12 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-dir", type=Path, help="batch folder to write or resume (default: a new one)")
     p.add_argument("--engine", choices=["local", "ray"], default="local", help="local threads, or Ray Data")
     p.add_argument("--workers", type=int, default=2, help="decoding threads (local) or actors (ray)")
-    p.add_argument("--label-map", help="label mapping, e.g. 'calm=neutral,surprise=surprised'")
+    defaults = ", ".join(f"{k}={v}" for k, v in DEFAULT_LABEL_MAP.items() if len(k) > 3 and not k.startswith("<"))
+    p.add_argument(
+        "--label-map",
+        help=f"dataset label=our class pairs, e.g. 'calm=sad,surprise=surprised'; they override the defaults "
+        f"({defaults}; CREMA-D codes; the report lists every mapping it applied)",
+    )
     p.add_argument("--head", metavar="NAME", help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head)")
 
 

@@ -1,4 +1,7 @@
-"""``emotion2vec-webui similarity A B``: cosine similarity of two clips' utterance embeddings, and both emotions."""
+"""``emotion2vec-webui similarity A B``: embedding cosine, emotion-score similarity, what they mean, both emotions.
+
+The comparison is kept in ``<outputs>/similarity/`` (:func:`runs.similarity.record_similarity`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ from pathlib import Path
 
 from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, exit_code_for, settings_from_args
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.similarity import similarity_decoded
+from emotion2vec_webui.runs.similarity import MEANING, record_similarity, similarity_decoded
 
 
 def add_parser(sub) -> None:
     """Add the ``similarity`` sub-command to ``sub`` (argparse sub-parsers)."""
-    p = sub.add_parser("similarity", help="cosine similarity of two clips' utterance embeddings")
+    p = sub.add_parser(
+        "similarity", help="how alike two clips are: embedding cosine and emotion-score similarity (kept in outputs)"
+    )
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     add_model_args(p)
@@ -41,14 +46,22 @@ def run(args: argparse.Namespace) -> int:
         return status
     engine = EmotionEngine.from_settings(settings)  # model_unavailable: cli.main prints it and exits 3
     out = similarity_decoded(engine, clips[0], clips[1], settings.window_s)
+    out["record"] = record_similarity(settings.output_dir, out, engine.info.name)
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return EXIT_OK
-    print(f"cosine similarity: {out['cosine']:.4f}")
+    print(f"cosine similarity (utterance embeddings) / 余弦相似度: {out['cosine']:.4f}")
+    print(
+        f"emotion score similarity (1 - JSD) / 情绪分布相似度: {out['scores_similarity']:.4f} — "
+        f"{out['verdict']} / {out['verdict_zh']}"
+    )
+    print(MEANING[0])
+    print(MEANING[1])
     for key in ("a", "b"):
         c = out[key]
         print(
             f"{key.upper()}: {c['source_name']}  {EMOJI[c['emotion']]} {c['emotion']} / {EMOTIONS_ZH[c['emotion']]}  "
             f"{c['confidence']:.3f}  ({c['duration_s']:.2f} s)"
         )
+    print(f"kept as / 已保存: {Path(settings.output_dir) / 'similarity' / (out['record'] + '.json')}")
     return EXIT_OK

@@ -27,11 +27,12 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.inputs import BatchItem, item_source
 from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row, row_key
+from emotion2vec_webui.runs.catalog import BATCH_MANIFEST
 from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, write_evaluation
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "batch.json"
+MANIFEST = BATCH_MANIFEST  # what makes a folder a batch (runs/catalog.py lists its runs)
 RowCallback = Callable[[dict], None]
 # Classifies decoded inputs: [(item, DecodedAudio)] → one RunOutcome or E2VError per input.
 GroupRunner = Callable[[list], list]
@@ -275,9 +276,11 @@ def finish_batch(
         extra["label_mapping_applied"] = mapping  # e.g. RAVDESS calm → neutral: said, not silent
         write_evaluation(summary.folder, metrics, {**extra, "label_map": options.label_map})
     processed = len(rows) - skipped
-    return BatchReport(
+    report = BatchReport(
         summary.folder, rows, skipped, processed, audio_s, elapsed_s, metrics, len(labelled), mapping, counts
     )
+    write_atomic(summary.folder / "report.txt", format_report(report) + "\n")  # what the CLI printed, kept
+    return report
 
 
 def label_mapping(rows: list[dict], label_map: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]:

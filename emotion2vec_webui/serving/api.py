@@ -27,9 +27,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # single and batch runs
 from emotion2vec_webui.runs.input_files import read_input_file
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, with_channels
-from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES, list_runs, read_result, run_path
+from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, wait_or_cancel
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
@@ -291,9 +292,10 @@ async def runs(
     request: Request,
     limit: int = Query(20, ge=1, le=200, description="runs per page"),
     offset: int = Query(0, ge=0, description="runs to skip"),
+    batch: str | None = Query(None, max_length=100, description="only the runs of this batch (its folder name)"),
 ) -> RunsPage:
     root = request.app.state.settings.output_dir
-    folders = await run_in_threadpool(list_runs, root)
+    folders = await run_in_threadpool(list_runs, root, None, batch or None)
     page = folders[offset : offset + limit]
     summaries = []
     for folder in page:
@@ -302,6 +304,7 @@ async def runs(
         summaries.append(
             RunSummary(
                 run_id=folder.run_id,
+                batch=folder.batch,
                 timestamp=result.get("timestamp"),
                 emotion=result.get("emotion"),
                 confidence=result.get("confidence"),
@@ -345,7 +348,7 @@ async def run_artifact(request: Request, run_id: str, artifact: str):
 
 @router.post(
     "/similarity",
-    summary="Cosine similarity of two clips' utterance embeddings",
+    summary="How alike two clips are: embedding cosine, emotion-score similarity, both emotions (kept as a record)",
     response_model=SimilarityResponse,
     responses=responses_for("bad_request", "audio_undecodable", "file_too_large", "overloaded", "not_implemented"),
     openapi_extra={

@@ -101,7 +101,8 @@ class RecognizeResponse(BaseModel):
 
 
 class RunSummary(BaseModel):
-    run_id: str
+    run_id: str = Field(description="'outputs_…', or '<batch id>~outputs_…' for a run of a batch")
+    batch: str | None = Field(None, description="the batch folder the run belongs to (None: a single run)")
     timestamp: str | None = None
     emotion: str | None = None
     confidence: float | None = None
@@ -120,6 +121,10 @@ class RunsPage(BaseModel):
 
 class SimilarityResponse(BaseModel):
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"cosine": 0.93}]})
-    cosine: float = Field(description="cosine similarity of the two utterance embeddings, -1…1")
+    cosine: float = Field(description="cosine similarity of the two utterance embeddings, -1…1 (≥ 0.9 is common)")
+    scores_similarity: float | None = Field(
+        None, description="1 − Jensen–Shannon divergence of the two nine-class score distributions, 0…1"
+    )
+    record: str | None = Field(None, description="the kept comparison: <outputs>/similarity/<record>.json")
 
 

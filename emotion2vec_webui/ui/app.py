@@ -245,7 +245,7 @@ def _history_tab(service) -> None:
     import gradio as gr
 
     root = service.settings.output_dir
-    headers = ["run", "时间 / time", "文件 / file", "情绪 / emotion", "置信度 / conf.", "粒度 / granularity"]
+    headers = ["run", "时间 / time", "文件 / file", "情绪 / emotion", "置信度 / conf.", "粒度 / granularity", "批量 / batch"]
     with gr.Tab(bilingual("History", "历史"), id="history") as tab:
         with gr.Row():
             pick = gr.Dropdown(
@@ -257,7 +257,7 @@ def _history_tab(service) -> None:
 
     def on_refresh():
         rows = ui_handlers.history_rows(root)
-        choices = [(f"{r[1]} · {r[3]} {r[4]} · {r[2]}", r[0]) for r in rows]
+        choices = [(f"{'📦 ' + r[6] + ' · ' if r[6] else ''}{r[1]} · {r[3]} {r[4]} · {r[2]}", r[0]) for r in rows]
         return gr.update(value=rows or None), gr.update(choices=choices)
 
     def on_select(data, evt):

@@ -18,8 +18,10 @@ from pathlib import Path
 from emotion2vec_webui.audio.format import normalise_channels
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI
+from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # single and batch runs
 from emotion2vec_webui.runs.recognize import RecognizeOptions
-from emotion2vec_webui.runs.storage import ARTIFACTS, list_runs, read_result, run_path
+from emotion2vec_webui.runs.similarity import RECORD_ID_RE, RECORDS_DIR, list_records, read_record
+from emotion2vec_webui.runs.storage import ARTIFACTS
 from emotion2vec_webui.runs.url_fetch import AudioUrl
 from emotion2vec_webui.ui import text as ui_text
 
@@ -83,6 +85,8 @@ def view_run(root: str | Path, run_id: str, result: dict | None = None, log_text
         result: the result.json object, when the caller has it.
         log_text: the processing log, when the caller has it (else run.log is read).
     """
+    if RECORD_ID_RE.match(run_id or ""):  # a kept similarity comparison (History lists them too)
+        return similarity_view(root, run_id)
     folder = run_path(root, run_id or "")
     if folder is None:
         return error_view("not_found", f"No run named {run_id!r} in the outputs folder.")
@@ -93,6 +97,36 @@ def view_run(root: str | Path, run_id: str, result: dict | None = None, log_text
         log_path = run_path(root, run_id, "run.log")
         log_text = log_path.read_text("utf-8", errors="replace") if log_path else ""
     return RunView(ui_text.result_card_html(result), result, run_id, run_files(root, run_id), log_text)
+
+
+def similarity_view(root: str | Path, record_id: str) -> RunView:
+    """A kept similarity comparison (``<outputs>/similarity/<id>.json``) shown as on the Similarity tab."""
+    from emotion2vec_webui.ui.similarity_tab import similarity_html
+
+    record = read_record(root, record_id)
+    if record is None:
+        return error_view("not_found", f"No similarity record named {record_id!r}. / 没有这条相似度记录。")
+    path = Path(root).resolve() / RECORDS_DIR / f"{record_id}.json"
+    return RunView(similarity_html(record), None, None, (str(path),), "")
+
+
+def _similarity_rows(root: str | Path, limit: int) -> list[list]:
+    rows = []
+    for rec in list_records(root, limit=limit):
+        a, b = rec.get("a") or {}, rec.get("b") or {}
+        emotions = " ↔ ".join(f"{EMOJI.get(c.get('emotion', ''), '')} {ui_text.emotion_name(c.get('emotion', ''))}".strip() for c in (a, b))
+        rows.append(
+            [
+                rec.get("id", ""),
+                str(rec.get("timestamp", ""))[:19].replace("T", " "),
+                f"{a.get('source_name', '')} ↔ {b.get('source_name', '')}",
+                emotions,
+                f"cos {rec.get('cosine', 0):.3f} · JS {rec.get('scores_similarity', 0):.3f}",
+                "相似度 / similarity",
+                "",
+            ]
+        )
+    return rows
 
 
 def _segmentation_error(segmentation) -> str | None:
@@ -189,9 +223,18 @@ def status_banner(service) -> tuple[str, bool]:
 
 
 def history_rows(root: str | Path, limit: int = HISTORY_LIMIT) -> list[list]:
-    """Recent runs, newest first: [run id, time, file, emotion, confidence, granularity]."""
+    """Recent runs, single and batch: [run id, time, file, emotion, confidence, granularity, batch].
+
+    Newest first, grouped by batch: a batch's runs follow each other (newest first) at the place of
+    its newest run. A batch run's id (``<batch>~outputs_…``) opens like a single run's.
+    """
     rows = []
-    for run in list_runs(root, limit=limit):
+    runs = list_runs(root, limit=limit)
+    first = {}
+    for i, run in enumerate(runs):
+        first.setdefault(run.batch or run.run_id, i)
+    runs = sorted(runs, key=lambda r: first[r.batch or r.run_id])  # stable: newest first inside a batch
+    for run in runs:
         res = read_result(root, run.run_id) or {}
         key = str(res.get("emotion", ""))
         emotion = f"{EMOJI.get(key, '')} {ui_text.emotion_name(key)}" if key else "—"
@@ -203,6 +246,10 @@ def history_rows(root: str | Path, limit: int = HISTORY_LIMIT) -> list[list]:
                 emotion.strip(),
                 ui_text.percent(res["confidence"]) if "confidence" in res else "—",
                 str(res.get("granularity", "")),
+                run.batch or "",
             ]
         )
-    return rows
+    for sim in _similarity_rows(root, limit):  # kept comparisons, in time order among the runs
+        at = next((i for i, r in enumerate(rows) if r[1] < sim[1]), len(rows))
+        rows.insert(at, sim)
+    return rows[:limit]

@@ -92,7 +92,7 @@ def test_unlabelled_folder_says_no_labels_found(engine, settings, tmp_path):
     report = _run(discover_inputs(folder), tmp_path / "batch", settings, engine, BatchOptions())
     assert report.metrics is None and not (report.folder / "metrics.json").exists()
     text = format_report(report)
-    assert NO_LABELS in text
+    assert NO_LABELS in text and NO_LABELS in (report.folder / "report.txt").read_text()
     assert "未找到标签（查找了：按标签分文件夹、CSV 的 label 列、RAVDESS/CREMA-D 文件名）" in text
 
 

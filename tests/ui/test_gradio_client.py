@@ -73,6 +73,21 @@ def test_api_lists_recognize_but_not_the_page_internals(client):
     assert not any(name.startswith("/on_") for name in endpoints)
 
 
+def test_similarity_endpoint_returns_data_not_html(server, client, speech_wav, tmp_path):
+    from gradio_client import handle_file
+
+    from emotion2vec_webui.audio.signals import tone, write_audio
+
+    other = write_audio(tmp_path / "tone.wav", tone(1.5, 16000), 16000, "wav")
+    out = client.predict(handle_file(str(speech_wav)), handle_file(str(other)), api_name="/similarity")
+    assert isinstance(out, dict), type(out)
+    assert -1 <= out["cosine"] <= 1 and 0 <= out["scores_similarity"] <= 1 and "#66" in out["meaning"]
+    assert out["a"]["source_name"] == "speech.wav" and out["b"]["source_name"] == "tone.wav"
+    assert (server.root / "outputs" / "similarity" / f"{out['record']}.json").is_file()  # kept, for History
+    endpoint = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/similarity"]
+    assert [p["parameter_name"] for p in endpoint["parameters"]] == ["clip_a", "clip_b"]
+
+
 def test_login_is_required_with_a_token(server):
     from gradio_client import Client
 
