@@ -118,13 +118,13 @@ def test_frame_recognition_end_to_end(server, page, speech_wav, tmp_path):
     assert sorted(k for k, _ in shown) == sorted(EMOTIONS)
     percents = [float(p.rstrip("%")) for _, p in shown]
     assert abs(sum(percents) - 100) < 1.0 and percents == sorted(percents, reverse=True)
-    expect(page.locator("#timeline img")).to_be_visible()
+    expect(page.locator("#timeline .e2v-tl[data-ready='1']")).to_be_visible()  # the interactive timeline
     expect(page.locator("#segments table")).to_be_visible()
 
     links = page.locator("#downloads a[download]")
-    expect(links).to_have_count(3)
+    expect(links).to_have_count(4)
     hrefs = {a.get_attribute("download"): a.get_attribute("href") for a in links.all()}
-    assert set(hrefs) == {"result.json", "processed_audio.wav", "embedding.npy"}
+    assert set(hrefs) == {"result.json", "processed_audio.wav", "embedding.npy", "frames.csv"}
     got = {name: httpx.get(href, timeout=30) for name, href in hrefs.items()}
     assert all(r.status_code == 200 for r in got.values())
     result = json.loads(got["result.json"].content)
@@ -149,7 +149,7 @@ def test_frame_recognition_end_to_end(server, page, speech_wav, tmp_path):
     history_card = page.locator(f"#history_card .e2v-card[data-emotion={result['emotion']}]")
     expect(history_card).to_be_visible()
     expect(page.locator("#history_card .e2v-row")).to_have_count(9)
-    expect(page.locator("#history_downloads a[download]")).to_have_count(3)
+    expect(page.locator("#history_downloads a[download]")).to_have_count(4)
     screenshot(page, tmp_path, "history_laptop")
 
 

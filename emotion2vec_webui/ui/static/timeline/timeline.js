@@ -287,6 +287,7 @@
             sync: { key: syncKey, setSeries: false },
             drag: { x: true, y: false, setScale: true },
             points: { show: false },
+            y: false, // only the vertical (time) line
             bind: { dblclick: () => null },
           },
           scales: { ...common.scales, y: { auto: false, range: [0, 1] } },
@@ -313,6 +314,7 @@
               sync: { key: syncKey, setSeries: false },
               drag: { x: false, y: false, setScale: false },
               points: { show: false },
+              y: false,
               bind: { dblclick: () => null },
             },
             scales: { ...common.scales, y: { auto: false, range: [-1, 1] } },
@@ -682,8 +684,10 @@
   }
 
   function slotOf(node) {
-    const slot = node.closest(".e2v-timeline-slot") || node.closest("[id]");
-    return slot && slot.id ? slot.id : "timeline";
+    // Gradio 6 puts elem_classes on the block (id = elem_id) and on an inner div (id = html-<random>)
+    let slot = node.closest(".e2v-timeline-slot");
+    while (slot && (!slot.id || slot.id.startsWith("html-"))) slot = slot.parentElement && slot.parentElement.closest(".e2v-timeline-slot");
+    return slot ? slot.id : "timeline";
   }
 
   function scan() {
