@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         labels_zh=parse_pairs(args.labels_zh, "--labels-zh"),
         baseline_map=parse_pairs(args.baseline_map, "--baseline-map"),
         overwrite=args.force,
-        command=shlex.join(["emotion2vec-webui", *sys.argv[1:]]),
+        command=command_line(args),
     )
     outcome = train_head(args.data, args.name, backbone, with_engine, settings, options, progress)
     report = summary_json(outcome.report)
@@ -84,6 +84,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report, outcome.folder))
     return EXIT_OK
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (from the parsed flags: also right when called as ``main(argv)``)."""
+    parts = ["emotion2vec-webui", "train-head", str(args.data), "--name", args.name]
+    for flag in ("heads_dir", "classifier", "folds", "holdout", "seed", "labels_zh", "baseline_map",
+                 "model", "hub", "device", "precision"):  # fmt: skip
+        value = getattr(args, flag, None)
+        if value is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    parts += [f"--{flag}" for flag in ("force", "json") if getattr(args, flag, False)]
+    return shlex.join(parts)
 
 
 def format_report(r: dict, folder: Path) -> str:
