@@ -161,8 +161,9 @@ def _recognize_tab(service) -> None:
                 channels = gr.Dropdown(
                     choices=[("混合 / Mix all channels", "mix"), ("左声道 / Left", "left"), ("右声道 / Right", "right")],
                     value="mix",
+                    allow_custom_value=True,  # a channel index (0, 1, 2 …) may be typed
                     label=bilingual("Channels", "声道"),
-                    info="立体声：混合或只取一个声道 / stereo: mix, or take one channel",
+                    info="立体声：混合、取一个声道或输入序号 0、1… / stereo: mix, one channel, or type an index",
                     elem_id="channels",
                 )
                 granularity = gr.Radio(
