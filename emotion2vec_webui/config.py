@@ -57,6 +57,8 @@ class Settings:
     url_connect_timeout_s: float = 5.0  # E2V_URL_CONNECT_TIMEOUT_S: name lookup plus TCP/TLS connect, per hop
     url_read_timeout_s: float = 15.0  # E2V_URL_READ_TIMEOUT_S: the longest wait for the next bytes
     heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
+    asr_model: str = "sensevoice_small"  # conversations' ASR: name, hub id or directory (E2V_ASR_MODEL)
+    speaker_model: str = "campplus"  # conversations' speaker model (CAM++): name, hub id or directory (E2V_SPEAKER_MODEL)
     extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
 
     @property
@@ -104,6 +106,8 @@ def load_settings() -> Settings:
         url_connect_timeout_s=_float("E2V_URL_CONNECT_TIMEOUT_S", 5.0),
         url_read_timeout_s=_float("E2V_URL_READ_TIMEOUT_S", 15.0),
         heads_dir=Path(env.get("E2V_HEADS_DIR", "").strip() or "heads"),
+        asr_model=env.get("E2V_ASR_MODEL", "").strip() or "sensevoice_small",
+        speaker_model=env.get("E2V_SPEAKER_MODEL", "").strip() or "campplus",
     )
 
 

@@ -18,6 +18,7 @@ from emotion2vec_webui.cli.common import (
     channel_options,
     settings_from_args,
 )
+from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
 from emotion2vec_webui.jobs.batch import (
     BatchOptions,
     check_labels,
@@ -39,6 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="folder (recursive), glob pattern, or list file (.txt / .csv)")
     add_recognition_args(p, embedding_default=False)
     add_channel_args(p)
+    add_conversation_args(p)
     add_model_args(p)
     add_output_args(p)
     p.add_argument("--batch-size", type=int, default=8, help="clips per model call (length-bucketed)")
@@ -68,6 +70,7 @@ def run(args) -> int:
         label_map=parse_label_map(args.label_map),
         head=args.head or None,
         **channel_options(args),
+        **conversation_options(args),
     )
     items = discover_inputs(args.input)
     check_labels(items, options.label_map)

@@ -17,6 +17,7 @@ from emotion2vec_webui.cli.common import (
     exit_code_for,
     settings_from_args,
 )
+from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.url_fetch import AudioUrl, is_url
 
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
     )
     add_recognition_args(p)
     add_channel_args(p)
+    add_conversation_args(p)
     add_model_args(p)
     add_output_args(p)
     p.add_argument("--json", action="store_true", help="print one result object per line (JSON Lines)")
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     options = RecognizeOptions(
-        args.granularity, args.embedding, segmentation=args.segments, head=args.head or None, **channel_options(args)
+        args.granularity, args.embedding, segmentation=args.segments, head=args.head or None, **channel_options(args),
+        **conversation_options(args),
     )
     engine = None
 
@@ -97,5 +100,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"{name}: {EMOJI[r['emotion']]} {r['emotion']} / {r['emotion_zh']}  {r['confidence']:.3f}{head}  → {run.path}{warn}"
             )
+            if r.get("turns") is not None:  # a conversation (--speakers)
+                print(f"  {len(r['speakers'])} speaker(s), {len(r['turns'])} turn(s) → transcript.srt, transcript.vtt, turns.csv")
         sys.stdout.flush()
     return status

@@ -48,6 +48,11 @@ class BatchOptions:
     head: str | None = None  # a trained head (heads/<name>): each result.json gets its "head" block
     channels: str = "mix"  # mix | left | right | a channel index from 0
     audio_stream: int | None = None  # which audio stream of a video (0 = the first)
+    # conversations (issue 20): each run gets speakers/turns and turns.csv; the batch gets turns_summary.csv
+    speakers: str = "none"  # none | channels | auto
+    num_speakers: int | None = None  # auto: the number of speakers, when known
+    transcribe: bool = False  # each turn's text (ASR)
+    asr_model: str | None = None  # ASR model (None: E2V_ASR_MODEL)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,8 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
     recognize_options = RecognizeOptions(
         options.granularity, options.extract_embedding, head=options.head,
         channels=options.channels, audio_stream=options.audio_stream,
+        speakers=options.speakers, num_speakers=options.num_speakers, transcribe=options.transcribe,
+        asr_model=options.asr_model,
     )  # fmt: skip
     answers = None
     batched = getattr(engine, "recognize_batch", None)
@@ -184,6 +191,8 @@ def run_local(
     recognize_options = RecognizeOptions(
         options.granularity, options.extract_embedding, head=options.head,
         channels=options.channels, audio_stream=options.audio_stream,
+        speakers=options.speakers, num_speakers=options.num_speakers, transcribe=options.transcribe,
+        asr_model=options.asr_model,
     )  # fmt: skip
     batch_name = Path(settings.output_dir).name
 
@@ -280,6 +289,10 @@ def finish_batch(
         summary.folder, rows, skipped, processed, audio_s, elapsed_s, metrics, len(labelled), mapping, counts
     )
     write_atomic(summary.folder / "report.txt", format_report(report) + "\n")  # what the CLI printed, kept
+    if options.speakers != "none":  # conversations: one row per turn of every input
+        from emotion2vec_webui.jobs.turns_summary import write_turns_summary
+
+        write_turns_summary(summary.folder, rows)
     return report
 
 

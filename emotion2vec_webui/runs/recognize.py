@@ -50,6 +50,11 @@ class RecognizeOptions:
         """The stream and channel choice; ValueError when ``channels`` is not mix/left/right/an index."""
         return DecodeOptions(self.channels, self.audio_stream)
     head: str | None = None  # a trained head (E2V_HEADS_DIR/<name>, engine/heads.py): result.json's "head" block
+    # Conversations (issue 20; runs/conversation_run.py): result.json "speakers"/"turns", transcript.srt/.vtt, turns.csv
+    speakers: str = "none"  # none | channels (one speaker per channel) | auto (diarization)
+    num_speakers: int | None = None  # auto: the number of speakers when known
+    transcribe: bool = False  # each turn's text (ASR)
+    asr_model: str | None = None  # ASR model name, hub id or directory (None: E2V_ASR_MODEL)
 
 
 def with_channels(options: RecognizeOptions, channels, audio_stream) -> RecognizeOptions:
@@ -138,6 +143,7 @@ class Recognition:
         self.decode_wall_s: float | None = None  # decode call, start to end (a worker's round trip included)
         self.decoded_at: datetime | None = None
         self.fetched: Fetched | None = None  # set when the input was an AudioUrl
+        self.channel_waveforms: list | None = None  # speakers=channels: each channel, decoded apart
 
     def decode(self, source, source_name: str | None = None, pool=None) -> DecodedAudio:
         """Decode a path, bytes or an :class:`AudioUrl` (downloaded first) into the 16 kHz mono signal.
@@ -170,6 +176,10 @@ class Recognition:
             decoded = pool.decode(source, source_name=source_name, limits=limits, options=options)
         self.decode_wall_s = time.perf_counter() - self.started
         self.decoded_at = datetime.now()
+        if self.options.speakers == "channels":  # each channel on its own (runs/conversation_run.py)
+            from emotion2vec_webui.runs.conversation_run import decode_channels
+
+            self.channel_waveforms = decode_channels(source, source_name, decoded, limits, options, pool)
         return decoded
 
     def run(self, source, execute: Callable, source_name: str | None = None) -> RunOutcome:
@@ -279,6 +289,11 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         segs = vad_segments(
             engine, decoded.waveform, options.segmentation, runlog, settings.window_s, settings.vad_max_segment_s
         )
+    conversation = None
+    if options.speakers != "none":  # speakers and turns (runs/conversation_run.py)
+        from emotion2vec_webui.runs.conversation_run import converse
+
+        conversation = converse(flow, decoded, engine)
     runlog(f"result: {result.emotion} ({result.confidence:.3f})")
 
     embedding_meta = None
@@ -320,6 +335,8 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         "embedding": embedding_meta,
         "frames": frames,
         "segments": segs,
+        "speakers": conversation.speakers if conversation is not None else None,
+        "turns": conversation.turns if conversation is not None else None,
         "head": head_block,
         "warnings": list(decoded.warnings),
         "processing_time_s": round(processing_s, 4),

@@ -41,11 +41,13 @@ import numpy as np
 
 from emotion2vec_webui.errors import StorageError
 from emotion2vec_webui.runs.frames_csv import FRAMES_CSV, frames_csv_text
+from emotion2vec_webui.runs.transcripts import conversation_files
 
 log = logging.getLogger(__name__)
 
 RUN_ID_RE = re.compile(r"^outputs_\d{8}_\d{6}(_\d+)?$")
 ARTIFACTS = ("result.json", "processed_audio.wav", "embedding.npy", "frames.csv")  # frames.csv: frame runs
+ARTIFACTS += ("transcript.srt", "transcript.vtt", "turns.csv")  # conversation runs (transcripts.py)
 RUN_FILES = ARTIFACTS + ("run.log",)
 _TMP_PREFIX = ".tmp-"
 _TMP_NAME_RE = re.compile(r"^\.tmp-(\d+)-([0-9a-f]{8})-")  # .tmp-<pid>-<host tag>-<uuid>
@@ -158,6 +160,8 @@ def write_run(
         (tmp / "run.log").write_text(log_text, "utf-8")
         if (csv_text := frames_csv_text(result)) is not None:  # frame granularity: the raw scores
             (tmp / FRAMES_CSV).write_text(csv_text, "utf-8")
+        for conv_name, conv_text in conversation_files(result).items():  # transcript.srt/.vtt, turns.csv
+            (tmp / conv_name).write_text(conv_text, "utf-8")
         (tmp / "result.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8")
         return _place(tmp, root_path, when.strftime("outputs_%Y%m%d_%H%M%S"))
     except BaseException as exc:

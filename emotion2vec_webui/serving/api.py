@@ -33,6 +33,7 @@ from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, with
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, wait_or_cancel
+from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES, with_conversation
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
 from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, RunsPage, RunSummary, SimilarityResponse
 
@@ -44,6 +45,7 @@ _MEDIA_TYPES = {
     "embedding.npy": "application/octet-stream",
     "run.log": "text/plain; charset=utf-8",
     "frames.csv": "text/csv; charset=utf-8",
+    **CONVERSATION_MEDIA_TYPES,  # transcript.srt, transcript.vtt, turns.csv (runs/transcripts.py)
 }
 
 API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
@@ -207,6 +209,7 @@ async def _from_multipart(request: Request):
             form.get("granularity"), form.get("extract_embedding"), form.get("segmentation"),
             form.get("channels"), form.get("audio_stream"), form.get("head"),
         )  # fmt: skip
+        options = with_conversation(options, *(form.get(k) for k in ("speakers", "num_speakers", "transcribe", "asr_model")))
     finally:
         await form.close()
     return data, name, options
@@ -229,6 +232,7 @@ async def _from_json(request: Request, settings):
         raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
     options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation, head=req.head or None)
     options = with_channels(options, req.channels, req.audio_stream)
+    options = with_conversation(options, req.speakers, req.num_speakers, req.transcribe, req.asr_model)
     if sum(x is not None for x in (req.audio_base64, req.audio_path, req.audio_url)) != 1:
         raise E2VError("bad_request", "Give exactly one of 'audio_base64', 'audio_path' and 'audio_url'.")
     if req.audio_url is not None:

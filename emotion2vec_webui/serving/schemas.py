@@ -59,6 +59,12 @@ class RecognizeJson(BaseModel):
         "frames", description="'segments' from runs of frame emotions, or 'vad': one utterance per speech segment"
     )
     head: str | None = Field(None, description="a trained head (GET /api/v1/heads) applied beside the nine classes")
+    speakers: Literal["none", "channels", "auto"] = Field(
+        "none", description="conversation: none, channels (one speaker per channel) or auto (diarization)"
+    )
+    num_speakers: int | None = Field(None, ge=1, le=32, description="auto: the number of speakers, when known")
+    transcribe: bool = Field(False, description="conversation: each turn's text (ASR)")
+    asr_model: str | None = Field(None, max_length=300, description="ASR model name, hub id or directory")
 
 
 class RecognizeResponse(BaseModel):

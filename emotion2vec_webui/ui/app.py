@@ -30,6 +30,7 @@ from emotion2vec_webui.labels import bilingual
 from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.batch_tab import build_batch_tab
+from emotion2vec_webui.ui.conversation_tab import build_conversation_tab
 from emotion2vec_webui.ui.live_tab import build_live_tab
 from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
 from emotion2vec_webui.ui.system_tab import build_system_tab
@@ -296,6 +297,7 @@ def build_ui(service):
             build_batch_tab(service)
             build_train_tab(service)
             build_similarity_tab(service)
+            build_conversation_tab(service)  # speakers, transcript and emotion per turn (issue 20)
             _history_tab(service)
             build_system_tab(service)
 

@@ -1,0 +1,213 @@
+"""The Conversation tab: speakers, transcript and emotion per turn.
+
+A recording goes through the one recognise flow with ``speakers`` set
+(``channels``: one speaker per channel; ``auto``: diarization) and, when asked,
+``transcribe``. The view shows:
+
+- the player (the run's ``processed_audio.wav``, served by Gradio's file route);
+- one lane per speaker on a shared time axis, each turn a block coloured by its emotion;
+- the transcript as a list of turns: speaker colour, time, emotion chip, text;
+- a per-speaker summary: speaking share and the share of speaking time per emotion (stacked bars).
+
+Clicking a turn (in a lane or in the list) moves the player there and plays:
+one delegated click listener, installed by the component's ``js_on_load``
+(Gradio does not run ``<script>`` inside ``gr.HTML``), so it survives every
+re-render. Speakers can be renamed for the view (``left=Agent, right=Customer``);
+result.json keeps the ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from html import escape
+from pathlib import Path
+
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
+from emotion2vec_webui.runs.recognize import RecognizeOptions
+from emotion2vec_webui.ui import text as ui_text
+from emotion2vec_webui.ui.timeline import file_url
+
+log = logging.getLogger(__name__)
+
+SPEAKER_COLORS = ("#0b7285", "#c2255c", "#5f3dc4", "#e67700", "#2b8a3e", "#1864ab", "#862e9c", "#a61e4d")
+
+_CLICK_JS = """
+element.addEventListener('click', (ev) => {
+  const turn = ev.target.closest('[data-start]');
+  if (!turn) return;
+  const player = element.querySelector('audio');
+  if (!player) return;
+  player.currentTime = parseFloat(turn.dataset.start);
+  element.querySelectorAll('.e2v-conv-turn.active').forEach((n) => n.classList.remove('active'));
+  element.querySelectorAll(`.e2v-conv-turn[data-index="${turn.dataset.index}"]`).forEach((n) => n.classList.add('active'));
+  const p = player.play(); if (p && p.catch) p.catch(() => {});
+});
+"""
+
+_CSS = """
+.e2v-conv-lanes{position:relative;margin:8px 0}
+.e2v-conv-lane{display:flex;align-items:center;gap:8px;margin:4px 0}
+.e2v-conv-lane-name{width:90px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.e2v-conv-track{position:relative;flex:1;height:26px;background:rgba(128,128,128,.12);border-radius:4px}
+.e2v-conv-block{position:absolute;top:2px;bottom:2px;border-radius:3px;cursor:pointer;opacity:.9;min-width:2px}
+.e2v-conv-list{max-height:420px;overflow:auto;margin-top:8px}
+.e2v-conv-turn.e2v-conv-item{display:flex;gap:10px;align-items:baseline;padding:6px 8px;margin:3px 0;border-left:5px solid;
+  border-radius:4px;cursor:pointer;background:rgba(128,128,128,.06)}
+.e2v-conv-turn.active{outline:2px solid #228be6}
+.e2v-conv-time{font-family:monospace;white-space:nowrap;opacity:.8}
+.e2v-conv-chip{border-radius:10px;padding:0 8px;color:#fff;white-space:nowrap}
+.e2v-conv-bar{display:flex;height:16px;border-radius:3px;overflow:hidden;flex:1}
+"""
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(0.0, seconds), 60)
+    return f"{int(m):02d}:{s:04.1f}"
+
+
+def parse_names(text: str | None) -> dict[str, str]:
+    """``"left=Agent, right=Customer"`` → ``{"left": "Agent", "right": "Customer"}`` (bad pairs ignored)."""
+    out = {}
+    for part in (text or "").replace(";", ",").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() and value.strip():
+            out[key.strip()] = value.strip()[:40]
+    return out
+
+
+def conversation_html(result: dict, audio_url: str | None, names: dict[str, str] | None = None,
+                      files: dict[str, str] | None = None) -> str:  # fmt: skip
+    """The whole view for one conversation result (result.json with ``speakers`` and ``turns``)."""
+    names = names or {}
+    speakers = result.get("speakers") or []
+    turns = result.get("turns") or []
+    duration = max(float(result["audio"]["duration_s"]), 1e-6)
+    color = {s["id"]: SPEAKER_COLORS[i % len(SPEAKER_COLORS)] for i, s in enumerate(speakers)}
+
+    def label(sid: str) -> str:
+        return escape(names.get(sid, sid))
+
+    player = (f'<audio controls preload="auto" id="conversation_player" src="{escape(audio_url)}" '
+              'style="width:100%"></audio>') if audio_url else ""  # fmt: skip
+    lanes = []
+    for s in speakers:
+        blocks = "".join(
+            f'<div class="e2v-conv-block e2v-conv-turn" data-index="{t["index"]}" data-start="{t["start_s"]}" '
+            f'data-speaker="{escape(t["speaker"])}" title="{_clock(t["start_s"])} {escape(t["emotion"])}" '
+            f'style="left:{100 * t["start_s"] / duration:.3f}%;width:{100 * (t["end_s"] - t["start_s"]) / duration:.3f}%;'
+            f'background:{ui_text.EMOTION_COLORS.get(t["emotion"], "#888")}"></div>'
+            for t in turns
+            if t["speaker"] == s["id"]
+        )
+        lanes.append(
+            f'<div class="e2v-conv-lane" data-speaker="{escape(s["id"])}">'
+            f'<div class="e2v-conv-lane-name" style="color:{color[s["id"]]}">{label(s["id"])}</div>'
+            f'<div class="e2v-conv-track">{blocks}</div></div>'
+        )
+    items = []
+    for t in turns:
+        emo = t["emotion"]
+        second = ""
+        if t.get("asr_emotion"):
+            second = (f' <span class="e2v-conv-asr" title="SenseVoice">ASR: {EMOJI[t["asr_emotion"]]} '
+                      f'{escape(t["asr_emotion"])}</span>')  # fmt: skip
+        text = escape(t.get("text") or "")
+        items.append(
+            f'<div class="e2v-conv-turn e2v-conv-item" data-index="{t["index"]}" data-start="{t["start_s"]}" '
+            f'data-speaker="{escape(t["speaker"])}" style="border-color:{color.get(t["speaker"], "#888")}">'
+            f'<b style="color:{color.get(t["speaker"], "#888")}">{label(t["speaker"])}</b>'
+            f'<span class="e2v-conv-time">{_clock(t["start_s"])}–{_clock(t["end_s"])}</span>'
+            f'<span class="e2v-conv-chip" data-emotion="{escape(emo)}" '
+            f'style="background:{ui_text.EMOTION_COLORS.get(emo, "#888")}">{EMOJI[emo]} '
+            f"{escape(ui_text.emotion_name(emo))} {t['confidence']:.2f}</span>{second}"
+            f'<span class="e2v-conv-text">{text}</span></div>'
+        )
+    summary = []
+    for s in speakers:
+        bars = "".join(
+            f'<div title="{k} {v:.0%}" style="width:{100 * v:.2f}%;background:{ui_text.EMOTION_COLORS.get(k, "#888")}"></div>'
+            for k in EMOTIONS
+            if (v := s["emotion_share"].get(k, 0.0)) > 0
+        )
+        dom = s.get("dominant_emotion")
+        summary.append(
+            f'<div class="e2v-conv-lane e2v-conv-summary" data-speaker="{escape(s["id"])}">'
+            f'<div class="e2v-conv-lane-name" style="color:{color[s["id"]]}">{label(s["id"])}</div>'
+            f'<div class="e2v-conv-bar">{bars}</div>'
+            f'<div style="width:260px">{s["speaking_share"]:.0%} · {s["turns"]} '
+            f'{bilingual("turns", "轮")} · {EMOJI.get(dom, "")} {escape(ui_text.emotion_name(dom) if dom else "")}</div></div>'
+        )
+    links = " · ".join(f'<a href="{escape(url)}" download>{escape(name)}</a>' for name, url in (files or {}).items())
+    random_note = ""
+    if result.get("model", {}).get("random_weights"):
+        random_note = ('<div class="e2v-conf-label">随机权重模型：情绪与文字无意义 / random-weight models: emotions and '
+                       "words are meaningless</div>")  # fmt: skip
+    return (
+        f"<style>{_CSS}</style>"
+        f'<div class="e2v-conv" data-turns="{len(turns)}" data-speakers="{len(speakers)}">{random_note}{player}'
+        f'<div class="e2v-section">{bilingual("Speaker lanes", "说话人轨道")}</div>'
+        f'<div class="e2v-conv-lanes" id="conversation_lanes">{"".join(lanes)}</div>'
+        f'<div class="e2v-section">{bilingual("Per-speaker emotions (share of speaking time)", "各说话人情绪（占说话时长）")}</div>'
+        f'<div id="conversation_summary">{"".join(summary)}</div>'
+        f'<div class="e2v-section">{bilingual("Transcript", "转写")} · {len(turns)} {bilingual("turns", "轮")}'
+        f'{" · " + links if links else ""}</div>'
+        f'<div class="e2v-conv-list" id="conversation_turns">{"".join(items)}</div></div>'
+    )
+
+
+def analyse(service, audio_path: str | None, speakers: str, num_speakers, transcribe: bool, names: str = "") -> str:
+    """Run one conversation through the service; every failure becomes an error card."""
+    try:
+        if not audio_path:
+            raise E2VError("bad_request", "Upload a recording first. / 请先上传录音。")
+        count = int(num_speakers) if num_speakers not in (None, "", 0) else None
+        options = RecognizeOptions(extract_embedding=False, speakers=speakers, num_speakers=count,
+                                   transcribe=bool(transcribe))  # fmt: skip
+        outcome = service.recognize(audio_path, source_name=Path(audio_path).name, options=options)
+    except E2VError as exc:
+        return ui_text.error_card_html(exc.code, exc.message)
+    except Exception:  # the page shows a message, the log keeps the trace
+        log.exception("UI conversation failed")
+        return ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。")
+    folder = outcome.run.path if outcome.run is not None else None
+    audio = file_url(folder / "processed_audio.wav") if folder else None
+    files = {n: file_url(folder / n) for n in ("transcript.srt", "transcript.vtt", "turns.csv")} if folder else {}
+    return conversation_html(outcome.result, audio, parse_names(names), files)
+
+
+def build_conversation_tab(service) -> None:
+    """The Conversation tab (call inside ``gr.Blocks``)."""
+    import gradio as gr
+
+    with gr.Tab(bilingual("Conversation", "对话"), elem_id="conversation_tab"):
+        gr.Markdown(
+            "谁在什么时候说了什么、情绪如何：每个声道一位说话人（客服录音），或自动区分说话人；可选转写。点击一轮可跳转播放。  \n"
+            "Who spoke when, what they said and how they felt: one speaker per channel (call recordings) or automatic "
+            "speaker separation; optional transcript. Click a turn to play it."
+        )
+        with gr.Row():
+            audio = gr.Audio(sources=["upload"], type="filepath", label=bilingual("Recording", "录音"),
+                             elem_id="conversation_audio")  # fmt: skip
+            with gr.Column():
+                mode = gr.Radio(
+                    [(bilingual("one speaker per channel", "每声道一位说话人"), "channels"),
+                     (bilingual("automatic (diarization)", "自动区分说话人"), "auto")],
+                    value="channels", label=bilingual("Speakers", "说话人"), elem_id="conversation_speakers",
+                )  # fmt: skip
+                count = gr.Number(value=None, precision=0, minimum=0, maximum=32, elem_id="conversation_num_speakers",
+                                  label=bilingual("Number of speakers (auto; empty: estimate)", "说话人数（自动模式；留空则估计）"))  # fmt: skip
+                transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
+                                         elem_id="conversation_transcribe")  # fmt: skip
+                names = gr.Textbox(label=bilingual("Rename speakers", "重命名说话人"), placeholder="left=Agent, right=Customer",
+                                   elem_id="conversation_names")  # fmt: skip
+        button = gr.Button(bilingual("Analyse conversation", "分析对话"), variant="primary", elem_id="conversation_button")
+        out = gr.HTML(elem_id="conversation_view", js_on_load=_CLICK_JS)
+        button.click(
+            lambda a, m, c, t, n: analyse(service, a, m, c, t, n),
+            inputs=[audio, mode, count, transcribe, names],
+            outputs=out,
+            api_name="conversation_ui",
+            api_visibility="undocumented",
+            concurrency_limit=1,
+        )

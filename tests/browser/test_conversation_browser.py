@@ -1,0 +1,86 @@
+"""The Conversation view in a real browser: upload a stereo call, channels + transcript, two lanes, click → seek.
+
+Random weights: the test checks structure (two lanes, turns, their order) and the player, never a word or emotion.
+Screenshots go to /tmp/e2v_screens/ for people to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.server_util import ServerProcess, server_env
+
+pytestmark = pytest.mark.browser
+
+SCREENS = Path("/tmp/e2v_screens")
+WAIT_MS = 240_000  # a loaded 2-core machine: server start, model loads and the analysis take long
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, conversation_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("conv_browser")
+    env = server_env(tiny_model_dir, root, asr_model=conversation_models["sensevoice"],
+                     speaker_model=conversation_models["campplus"])  # fmt: skip
+    with ServerProcess(env, log_path=root / "server.log") as srv:
+        yield srv
+
+
+def _shot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SCREENS / path.name)
+
+
+def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, tmp_path):
+    expect.set_options(timeout=WAIT_MS)
+    page.set_default_timeout(WAIT_MS)
+    path, spans = stereo_dialogue
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.goto(server.url + "/")
+    page.get_by_role("tab", name=re.compile("Conversation")).click()
+    page.locator("#conversation_audio input[type=file]").set_input_files(str(path))
+    page.locator("#conversation_speakers").get_by_text(re.compile("one speaker per channel")).click()
+    page.locator("#conversation_transcribe input[type=checkbox]").check()
+    page.locator("#conversation_button").click()
+    view = page.locator("#conversation_view .e2v-conv")
+    expect(view).to_be_visible()
+    lanes = page.locator("#conversation_lanes .e2v-conv-lane")
+    expect(lanes).to_have_count(2)
+    assert [lanes.nth(i).get_attribute("data-speaker") for i in range(2)] == ["left", "right"]
+    items = page.locator("#conversation_turns .e2v-conv-item")
+    n = items.count()
+    assert n >= len(spans)
+    starts = [float(items.nth(i).get_attribute("data-start")) for i in range(n)]
+    assert starts == sorted(starts)
+    assert {items.nth(i).get_attribute("data-speaker") for i in range(n)} == {"left", "right"}
+    for lane in ("left", "right"):  # each lane holds blocks of its own speaker only
+        blocks = page.locator(f'#conversation_lanes .e2v-conv-lane[data-speaker="{lane}"] .e2v-conv-block')
+        assert blocks.count() >= 1
+        assert {blocks.nth(i).get_attribute("data-speaker") for i in range(blocks.count())} == {lane}
+    player = page.locator("#conversation_player")
+    page.wait_for_function("() => document.querySelector('#conversation_player').readyState >= 1")
+    _shot(page, tmp_path, "conversation_view")
+    target = items.nth(n - 1)  # the last turn: far from 0, so a jump is unmistakable
+    want = float(target.get_attribute("data-start"))
+    target.click()
+    page.wait_for_function(
+        "(w) => Math.abs(document.querySelector('#conversation_player').currentTime - w) < 0.6", arg=want
+    )
+    got = player.evaluate("(a) => a.currentTime")
+    assert want - 0.01 <= got <= want + 0.6, (got, want)  # it plays on from there
+    expect(target).to_have_class(re.compile("active"))
+    # a lane block seeks too
+    block = page.locator('#conversation_lanes .e2v-conv-lane[data-speaker="right"] .e2v-conv-block').first
+    want = float(block.get_attribute("data-start"))
+    player.evaluate("(a) => a.pause()")
+    block.click()
+    page.wait_for_function(
+        "(w) => Math.abs(document.querySelector('#conversation_player').currentTime - w) < 0.6", arg=want
+    )
+    _shot(page, tmp_path, "conversation_after_click")
