@@ -351,3 +351,33 @@ def test_batch_list_file_takes_urls(tmp_path, origin):
     assert [it.file for it in items] == [f"{origin.base}/clip.wav", str(wav), "ftp://example.com/x.wav"]
     assert isinstance(item_source(items[0])[0], AudioUrl) and item_source(items[1]) == (str(wav), "local.wav")
     assert Path(items[1].file).is_file()
+
+
+def test_batch_runs_urls_beside_files(origin, engine, settings, tmp_path):
+    """A list file mixing a URL (allowed), a forbidden URL and a local file: two runs and one url_forbidden row."""
+    import dataclasses
+
+    from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, open_batch, run_local
+    from emotion2vec_webui.jobs.inputs import discover_inputs
+
+    write_audio(tmp_path / "local.wav", tone(0.8, 16000, channels=2), 16000)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{origin.base}/clip.wav\nhttp://169.254.169.254/x.wav\nlocal.wav\n", "utf-8")
+    items = discover_inputs(listing)
+    options = BatchOptions(batch_size=2, workers=1, channels="left")  # the mono clip has a left channel too
+    summary, todo = open_batch(items, tmp_path / "batch", resume=False, manifest={})
+    s = dataclasses.replace(settings, output_dir=summary.folder, url_allow=("127.0.0.1",))
+    rows: list[dict] = []
+    run_local(todo, summary, s, options, lambda pairs: classify_group(engine, pairs, s, options), rows.append)
+    summary.close()
+    by_file = {r["file"]: r for r in rows}
+    assert by_file["http://169.254.169.254/x.wav"]["error_code"] == "url_forbidden"
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 2, rows
+    import json
+
+    results = [json.loads(p.read_text("utf-8")) for p in summary.folder.rglob("result.json")]
+    assert sorted(r["audio"]["source_url"] or "" for r in results) == ["", f"{origin.base}/clip.wav"]
+    stereo = [r for r in results if r["audio"]["original_channels"] == 2]
+    assert stereo and stereo[0]["audio"]["channels"] == "left" and stereo[0]["audio"]["channel_index"] == 0
+    assert all(r["audio"]["channel_index"] == 0 for r in results)
