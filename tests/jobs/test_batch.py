@@ -190,6 +190,7 @@ def test_ui_batch_folder_uploads_and_refusals(clips, engine, settings, tmp_path)
         )
         assert len(table) == 20 and sum(row[1] == "error" for row in table) == 2
         assert "18 ok, 2 failed" in html and matrix is None
+        assert "no labels found (looked for: folder-per-label" in html and "未找到标签" in html  # said on the page
         assert seen[0] == (0, 20) and seen[-1] == (20, 20)
         with zipfile.ZipFile(zip_path) as zf:
             names = zf.namelist()
