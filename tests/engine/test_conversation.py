@@ -1,0 +1,105 @@
+"""engine/conversation.py without real models: diarization through FunASR's back-end, summaries, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotion2vec_webui.engine.conversation import (
+    ConversationOptions,
+    analyse_conversation,
+    channel_speaker_ids,
+    diarize,
+    speaker_summaries,
+)
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import EMOTIONS
+
+RATE = 16000
+
+
+class TruthSpeaker:
+    """A speaker model that knows the truth: a chunk's embedding is its voice's direction plus a little noise."""
+
+    def __init__(self, voice_of):
+        self.voice_of = voice_of  # chunk -> 0/1
+        self.rng = np.random.default_rng(0)
+
+    def embed(self, chunks):
+        base = np.eye(2, 16)
+        return np.stack([base[self.voice_of(c)] + 0.05 * self.rng.standard_normal(16) for c in chunks]).astype(np.float32)
+
+
+def _two_voices(n_turns=12, turn_s=2.5, gap_s=0.5):
+    """Alternating 'voices': voice 0 is a 200 Hz tone, voice 1 a 900 Hz tone; silence between."""
+    spans, t = [], 0.5
+    for i in range(n_turns):
+        spans.append((i % 2, t, t + turn_s))
+        t += turn_s + gap_s
+    wave = np.zeros(int((t + 0.5) * RATE), np.float32)
+    for v, s, e in spans:
+        n = int((e - s) * RATE)
+        wave[int(s * RATE) : int(s * RATE) + n] = 0.3 * np.sin(2 * np.pi * (200 if v == 0 else 900) * np.arange(n) / RATE)
+    return wave, spans
+
+
+def _voice(chunk):
+    spec = np.abs(np.fft.rfft(chunk))
+    return int(np.argmax(spec) * RATE / len(chunk) > 500)
+
+
+def test_diarize_follows_the_voices_and_never_overlaps():
+    wave, spans = _two_voices()
+    pieces = diarize(wave, [(s, e) for _, s, e in spans], TruthSpeaker(_voice), num_speakers=2)
+    assert {lab for _, _, lab in pieces} == {0, 1}
+    assert pieces[0][2] == 0  # labels by first appearance
+    for v, s, e in spans:  # most of each true span goes to one label, the same for one voice throughout
+        inside = [(max(ps, s), min(pe, e), lab) for ps, pe, lab in pieces if pe > s and ps < e]
+        cover = {}
+        for a, b, lab in inside:
+            cover[lab] = cover.get(lab, 0) + b - a
+        assert max(cover, key=cover.get) == v
+    for a, b in zip(pieces, pieces[1:], strict=False):
+        assert a[1] <= b[0] + 1e-6  # time order, no overlap (across speakers too)
+    for s, e, _ in pieces:  # never outside speech
+        assert any(vs - 1e-6 <= s and e <= ve + 1e-6 for _, vs, ve in spans)
+
+
+class FakeEngine:
+    def recognize(self, chunk, granularity, embedding, window_s=30.0):
+        class R:
+            pass
+
+        r = R()
+        scores = np.full(9, 0.05)
+        scores[len(chunk) % 9] = 0.6
+        r.scores = dict(zip(EMOTIONS, scores / scores.sum(), strict=True))
+        r.emotion = max(r.scores, key=r.scores.get)
+        r.confidence = r.scores[r.emotion]
+        return r
+
+
+def test_channels_mode_with_a_given_vad():
+    a = np.zeros(RATE * 6, np.float32)
+    b = np.zeros(RATE * 6, np.float32)
+    conv = analyse_conversation(
+        FakeEngine(), a, ConversationOptions("channels"), channels=[a, b],
+        vad=lambda sig: [(0.5, 2.0)] if sig is a else [(2.5, 4.0), (4.5, 5.0)],
+    )  # fmt: skip
+    assert [(t["speaker"], t["start_s"], t["end_s"]) for t in conv.turns] == [
+        ("left", 0.5, 2.0), ("right", 2.5, 4.0), ("right", 4.5, 5.0)]  # fmt: skip
+    assert [s["id"] for s in conv.speakers] == ["left", "right"]
+    right = conv.speakers[1]
+    assert right["turns"] == 2 and abs(sum(right["emotion_share"].values()) - 1) < 1e-3
+    assert abs(sum(s["speaking_share"] for s in conv.speakers) - 1) < 1e-3
+    assert set(conv.stage_s) == {"vad", "speaker", "asr", "emotion"}
+
+
+def test_options_and_names():
+    assert channel_speaker_ids(2) == ["left", "right"] and channel_speaker_ids(3) == ["ch1", "ch2", "ch3"]
+    with pytest.raises(E2VError) as err:
+        ConversationOptions("everyone").check()
+    assert err.value.code == "bad_request"
+    with pytest.raises(E2VError):
+        ConversationOptions("auto", 0).check()
+    assert speaker_summaries([], ["S1"], "auto")[0]["dominant_emotion"] is None
