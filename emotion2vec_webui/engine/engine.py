@@ -109,11 +109,11 @@ class EmotionEngine:
         self._onnx = None  # onnx_backend.OnnxFeatures in the onnx* modes
         keep = [i for i, lab in enumerate(labels) if not lab.startswith("unuse")]
         self._keep = keep
-        if [labels[i] for i in keep] != list(EMOTIONS):
-            raise ModelUnavailableError(
-                f"The model's labels {labels} are not the nine emotion2vec+ classes; this tool needs an "
-                "emotion2vec_plus_* model (the base emotion2vec has no classifier head)."
-            )
+        # Head-only mode (emotion2vec_base, or a checkpoint without the nine-class head): features only;
+        # every recognition then needs a trained head (engine/heads.py, runs/recognize.py refuses without).
+        self.head_only = [labels[i] for i in keep] != list(EMOTIONS)
+        if self.head_only:
+            log.warning("no nine-class head (labels %s): head-only mode, recognition needs a trained head", labels)
 
     @classmethod
     def load(
@@ -156,14 +156,8 @@ class EmotionEngine:
                 resolved.path / "model.pt",
                 ", ".join(missing[:5]),
             )
-            if any(name.startswith("proj.") for name in missing):
-                raise ModelUnavailableError(
-                    f"The checkpoint in {resolved.path} does not match its config.yaml (classifier head missing)."
-                )
-        if getattr(module, "proj", None) is None:
-            raise ModelUnavailableError(
-                f"The model in {resolved.path} has no classifier head; use an emotion2vec_plus_* model."
-            )
+        # No nine-class head in the checkpoint (emotion2vec_base) or the module: head-only mode (docs/heads.md).
+        head_only = any(name.startswith("proj.") for name in missing) or getattr(module, "proj", None) is None
         onnx = None
         if mode.startswith("onnx"):  # the feature path runs in ONNX Runtime; the torch module stays fp32
             import torch
@@ -185,7 +179,8 @@ class EmotionEngine:
 
                 module = prepare_for_precision(module, mode, dev, calibrate)
                 automodel.model = module
-        tokens = list(automodel.kwargs["tokenizer"].token_list)
+        tokenizer = automodel.kwargs.get("tokenizer")
+        tokens = [] if head_only or tokenizer is None else list(tokenizer.token_list)
         labels = [lab if lab.startswith("unuse") else english_key(lab) for lab in tokens]
         marker = marker_info(resolved.path)
         display = (
@@ -202,7 +197,7 @@ class EmotionEngine:
             dtype=_DTYPE_NAMES[mode],
             random_weights=resolved.random_weights,
             num_parameters=sum(p.numel() for p in module.parameters()),
-            embedding_dim=int(module.proj.in_features) if hasattr(module.proj, "in_features") else 0,
+            embedding_dim=int(getattr(getattr(module, "proj", None), "in_features", 0) or 0),
             load_s=0.0,
         )
         engine = cls(automodel, info, labels)
@@ -249,7 +244,12 @@ class EmotionEngine:
         return x[0].float()
 
     def head_logits(self, features):
-        """Classifier head on features ``[..., D]`` → logits ``[..., 9]`` with unused classes dropped."""
+        """Classifier head on features ``[..., D]`` → logits ``[..., 9]`` with unused classes dropped.
+
+        Head-only mode: zeros (uniform placeholder scores; recognition then requires a trained head).
+        """
+        if self.head_only:
+            return features.new_zeros((*features.shape[:-1], len(EMOTIONS))).float()
         import torch
 
         with torch.inference_mode():

@@ -47,9 +47,24 @@ _heads_lock = threading.Lock()
 _heads: dict[tuple[str, int], Head] = {}
 
 
+BACKBONE_FILES = ("model.pt", "model.onnx")  # a FunASR directory, or an ``export`` folder (its own identity)
+
+
 def checkpoint_sha256(model_dir: str | os.PathLike) -> str:
-    """SHA-256 of a model directory's ``model.pt`` (the backbone's identity), memoised per (path, size, mtime)."""
-    path = Path(model_dir) / "model.pt"
+    """SHA-256 of a model directory's ``model.pt`` (the backbone's identity), memoised per (path, size, mtime).
+
+    An ONNX ``export`` folder has no ``model.pt``: its ``model.onnx`` identifies it (heads trained on it fit it).
+
+    Raises:
+        E2VError: ``model_unavailable`` when the folder holds neither.
+    """
+    found = [Path(model_dir) / name for name in BACKBONE_FILES if (Path(model_dir) / name).is_file()]
+    if not found:
+        raise E2VError(
+            "model_unavailable",
+            f"{model_dir} holds no model.pt or model.onnx to identify the backbone for a head. / 找不到模型权重文件。",
+        )
+    path = found[0]
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     with _hash_lock:

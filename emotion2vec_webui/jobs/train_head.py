@@ -125,9 +125,8 @@ def _pipeline(kind: str, seed: int):
     if kind == "logreg":
         clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=seed)
     else:
-        clf = MLPClassifier(
-            hidden_layer_sizes=(128,), alpha=1e-2, max_iter=400, early_stopping=False, random_state=seed
-        )
+        # lbfgs: full-batch, converges in a few hundred steps on head-sized data, ~3x faster than adam here
+        clf = MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=seed)
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
 
@@ -343,7 +342,11 @@ def train_head(
     t_train = time.perf_counter()
     fields, final, cv_metrics = train(feats.pooled.astype(np.float64), y, groups, options, say)
     labels = fields["labels"]
-    baseline = _baseline(feats.nine, y, options.baseline_map, labels)
+    if options.baseline_map and np.allclose(feats.nine, 1 / len(EMOTIONS)):  # a head-only model (no nine classes)
+        say("nine-class baseline skipped: the model has no nine-class head")
+        baseline = None
+    else:
+        baseline = _baseline(feats.nine, y, options.baseline_map, labels)
     if baseline:
         say(f"nine-class baseline (mapped): accuracy {baseline['accuracy']:.3f}, macro F1 {baseline['f1_macro']:.3f}")
     report = {

@@ -215,9 +215,26 @@ def recognize_source(
     return flow.run(source, lambda fn: fn(engine), source_name)
 
 
+HEAD_ONLY_WARNING = (
+    "This model has no nine-class head: the nine scores are uniform placeholders; read the \"head\" block. / "
+    "该模型没有九类情感分类头:九类得分仅为占位,请看 head 结果。"
+)
+
+
 def _load_head(options: RecognizeOptions, settings: Settings, engine: EmotionEngine):
-    """The trained head ``options.head`` checked against ``engine``'s backbone, or None."""
+    """The trained head ``options.head`` checked against ``engine``'s backbone, or None.
+
+    Raises:
+        E2VError: ``bad_request`` when the model is head-only (no nine-class head) and no head is given.
+    """
     if not options.head:
+        if getattr(engine, "head_only", False):
+            raise E2VError(
+                "bad_request",
+                f"The model {engine.info.name} has no nine-class head (e.g. emotion2vec_base): pick a trained head "
+                "(--head NAME, \"head\" on the API, the head picker in the UI). / 该模型没有九类情感分类头,"
+                "请选择一个自训练的分类头。",
+            )
         return None
     from emotion2vec_webui.engine.heads import load_for_engine
 
@@ -268,6 +285,8 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         runlog(f"head {head.name}: {head_block['label']} ({head_block['confidence']:.3f})")
         if not options.extract_embedding:
             result = replace(result, embedding=None)
+    if getattr(engine, "head_only", False):
+        runlog("head-only model: the nine-class scores are uniform placeholders", logging.WARNING)
     runlog(f"inference: {result.inference_s * 1000:.1f} ms, {result.num_frames} frames, {options.granularity}")
 
     frames = segs = None
@@ -331,6 +350,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
             "device": info.device,
             "dtype": info.dtype,
             "random_weights": info.random_weights,
+            "head_only": bool(getattr(engine, "head_only", False)),  # no nine-class head: see "head"
         },
         "embedding": embedding_meta,
         "frames": frames,
@@ -338,7 +358,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         "speakers": conversation.speakers if conversation is not None else None,
         "turns": conversation.turns if conversation is not None else None,
         "head": head_block,
-        "warnings": list(decoded.warnings),
+        "warnings": list(decoded.warnings) + ([HEAD_ONLY_WARNING] if getattr(engine, "head_only", False) else []),
         "processing_time_s": round(processing_s, 4),
         "app_version": __version__,
     }

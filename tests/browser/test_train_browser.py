@@ -4,7 +4,9 @@ then pick the head on Recognize and see its labels on the result card."""
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +18,14 @@ from tests.server_util import ServerProcess, server_env
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 120_000  # a loaded 2-core machine
+SCREENS = Path("/tmp/e2v_screens")  # for people to look at, as in test_ui_browser.py
+
+
+def shot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SCREENS / path.name)
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +66,7 @@ def test_train_tab_then_pick_the_head_on_recognize(server, page, tmp_path):
     cv = float(page.locator("#train_cv_accuracy").text_content())
     api = httpx.get(server.url + "/api/v1/heads", timeout=30).json()["heads"]
     assert [h["name"] for h in api] == ["ui_head"] and api[0]["cv_accuracy"] == pytest.approx(cv, abs=1e-3)
-    page.screenshot(path=str(tmp_path / "train_tab.png"), full_page=True)
+    shot(page, tmp_path, "train_tab")
 
     page.get_by_role("tab", name=re.compile("Recognize")).first.click()
     clip = next((server.data / "tone").glob("*.wav"))
@@ -77,4 +87,4 @@ def test_train_tab_then_pick_the_head_on_recognize(server, page, tmp_path):
     shown = block.locator(".e2v-hrow").evaluate_all("els => els.map(e => e.dataset.label)")
     assert sorted(shown) == sorted(LABELS)
     expect(page.locator("#result_card .e2v-row")).to_have_count(9)  # the nine classes stay
-    page.screenshot(path=str(tmp_path / "recognize_with_head.png"), full_page=True)
+    shot(page, tmp_path, "recognize_with_head")
