@@ -43,7 +43,7 @@ def create_app(settings: Settings, service: Service | None = None):
     from fastapi import FastAPI
 
     from emotion2vec_webui import __version__
-    from emotion2vec_webui.serving import api, docs_ui, errors, heads, health, metrics
+    from emotion2vec_webui.serving import api, docs_ui, errors, heads, health, metrics, runs_api
 
     service = service or Service(settings)
 
@@ -71,6 +71,7 @@ def create_app(settings: Settings, service: Service | None = None):
     app.include_router(docs_ui.router)
     docs_ui.mount_static(app)  # Swagger UI's script and style, vendored
     app.include_router(api.router)
+    app.include_router(runs_api.router)  # runs: list (single and batch), one run, its artifacts
     app.include_router(heads.router)  # trained classifier heads (train, list, delete)
 
     app.add_middleware(ApiGuardMiddleware, settings=settings)

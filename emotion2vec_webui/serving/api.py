@@ -1,4 +1,4 @@
-"""The REST API's ``/api/v1`` routes: recognize, runs and their artifacts, similarity, the result.json schema.
+"""The REST API's ``/api/v1`` routes: recognize, similarity, the result.json schema (runs: ``runs_api.py``).
 
 Schemas are in ``schemas.py``, the error table and shape in ``errors.py``,
 health in ``health.py``, admission (slots, body reading, waiting) in
@@ -19,34 +19,24 @@ import json
 import logging
 from pathlib import PurePosixPath
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # single and batch runs
 from emotion2vec_webui.runs.input_files import read_input_file
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, with_channels
-from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, wait_or_cancel
-from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES, with_conversation
+from emotion2vec_webui.serving.conversation_fields import with_conversation
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
-from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, RunsPage, RunSummary, SimilarityResponse
+from emotion2vec_webui.serving.runs_api import with_links
+from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, SimilarityResponse
 
 log = logging.getLogger(__name__)
-
-_MEDIA_TYPES = {
-    "result.json": "application/json",
-    "processed_audio.wav": "audio/wav",
-    "embedding.npy": "application/octet-stream",
-    "run.log": "text/plain; charset=utf-8",
-    "frames.csv": "text/csv; charset=utf-8",
-    **CONVERSATION_MEDIA_TYPES,  # transcript.srt, transcript.vtt, turns.csv (runs/transcripts.py)
-}
 
 API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
 
@@ -148,7 +138,7 @@ async def _recognize(request: Request):
     outcome = await wait_or_cancel(request, future)
     if outcome is None:  # the client went away; nothing was (or will be) half-written
         return JSONResponse({}, status_code=499)
-    return JSONResponse(await run_in_threadpool(_with_links, request, dict(outcome.result), outcome.run.run_id))
+    return JSONResponse(await run_in_threadpool(with_links, request, dict(outcome.result), outcome.run.run_id))
 
 
 def _safe_name(raw: str | None, default: str = "upload") -> str:
@@ -278,76 +268,6 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
-
-
-def _with_links(request: Request, result: dict, run_id: str) -> dict:
-    result["run_id"] = run_id
-    folder = run_path(request.app.state.settings.output_dir, run_id)
-    files = {}
-    for name in RUN_FILES:
-        if folder is not None and (folder / name).is_file():
-            files[name] = str(request.url_for("run_artifact", run_id=run_id, artifact=name))
-    result["files"] = files
-    return result
-
-
-@router.get("/runs", summary="Past runs, newest first", response_model=RunsPage, responses=responses_for("unauthorized"))
-async def runs(
-    request: Request,
-    limit: int = Query(20, ge=1, le=200, description="runs per page"),
-    offset: int = Query(0, ge=0, description="runs to skip"),
-    batch: str | None = Query(None, max_length=100, description="only the runs of this batch (its folder name)"),
-) -> RunsPage:
-    root = request.app.state.settings.output_dir
-    folders = await run_in_threadpool(list_runs, root, None, batch or None)
-    page = folders[offset : offset + limit]
-    summaries = []
-    for folder in page:
-        result = await run_in_threadpool(read_result, root, folder.run_id) or {}
-        audio = result.get("audio") or {}
-        summaries.append(
-            RunSummary(
-                run_id=folder.run_id,
-                batch=folder.batch,
-                timestamp=result.get("timestamp"),
-                emotion=result.get("emotion"),
-                confidence=result.get("confidence"),
-                granularity=result.get("granularity"),
-                source_name=audio.get("source_name"),
-                duration_s=audio.get("duration_s"),
-                url=str(request.url_for("run_detail", run_id=folder.run_id)),
-            )
-        )
-    return RunsPage(runs=summaries, total=len(folders), limit=limit, offset=offset)
-
-
-@router.get(
-    "/runs/{run_id}",
-    name="run_detail",
-    summary="One run: its result.json plus file URLs",
-    response_model=RecognizeResponse,
-    responses=responses_for("not_found", "unauthorized"),
-)
-async def run_detail(request: Request, run_id: str):
-    result = await run_in_threadpool(read_result, request.app.state.settings.output_dir, run_id)
-    if result is None:
-        raise E2VError("not_found", "No such run.")
-    return JSONResponse(await run_in_threadpool(_with_links, request, result, run_id))
-
-
-@router.get(
-    "/runs/{run_id}/{artifact}",
-    name="run_artifact",
-    summary="Download one artifact: result.json, processed_audio.wav, embedding.npy, frames.csv or run.log",
-    responses={200: {"content": {t: {} for t in sorted(set(_MEDIA_TYPES.values()))}}, **responses_for("not_found")},
-)
-async def run_artifact(request: Request, run_id: str, artifact: str):
-    if artifact not in RUN_FILES:
-        raise E2VError("not_found", f"No such artifact; expected one of {', '.join(ARTIFACTS)}.")
-    path = await run_in_threadpool(run_path, request.app.state.settings.output_dir, run_id, artifact)
-    if path is None:
-        raise E2VError("not_found", "No such run or artifact.")
-    return FileResponse(path, media_type=_MEDIA_TYPES[artifact], filename=f"{run_id}_{artifact}")
 
 
 @router.post(
