@@ -27,6 +27,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_export_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model as an ``emotion2vec-webui export`` folder, fp32 and int8 graphs (built once per session)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from emotion2vec_webui.model.export import export_model
+    from emotion2vec_webui.model.resolve import quiet_funasr
+
+    out = tmp_path_factory.mktemp("exports") / "tiny-onnx"
+    with quiet_funasr():
+        export_model(out, str(tiny_model_dir), quantize="int8")
+    return out
+
+
+@pytest.fixture(scope="session")
 def engine(tiny_model_dir):
     """The engine on the tiny model, loaded once (``import funasr`` alone takes ~5 s)."""
     from emotion2vec_webui.engine.engine import EmotionEngine

@@ -15,6 +15,7 @@ from emotion2vec_webui import __version__
 from emotion2vec_webui.cli import (
     batch,
     bench,
+    export,
     formats,
     make_test_model,
     recognize,
@@ -34,6 +35,7 @@ COMMANDS = {
     "train-head": train_head,
     "bench": bench,
     "make-test-model": make_test_model,
+    "export": export,
     "formats": formats,
 }
 

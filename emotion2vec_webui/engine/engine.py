@@ -21,6 +21,12 @@ import numpy as np
 from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.engine.batching import recognize_batch
 from emotion2vec_webui.engine.longform import recognize_windowed
+from emotion2vec_webui.engine.precision import (  # noqa: F401  (PRECISIONS, resolve_precision: imported from here too)
+    _DTYPE_NAMES,
+    PRECISIONS,
+    choose_precision,
+    resolve_precision,
+)
 from emotion2vec_webui.engine.result import EmotionResult, check_waveforms, result_from_features
 from emotion2vec_webui.errors import ModelUnavailableError
 from emotion2vec_webui.labels import EMOTIONS, english_key
@@ -35,51 +41,6 @@ from emotion2vec_webui.model.resolve import (
 )
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8")  # onnx*: onnx_backend.py
-_DTYPE_NAMES = {
-    "fp32": "float32",
-    "bf16": "bfloat16",
-    "fp16": "float16",
-    "int8": "int8",
-    "onnx": "onnx-float32",
-    "onnx-int8": "onnx-int8",
-}
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """The one place that turns ``auto|fp32|bf16|fp16|int8`` into the mode used on ``device``."""
-    import torch
-
-    precision = (precision or "auto").lower()
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    on_cuda = device.startswith("cuda")
-    if precision == "auto":
-        if on_cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and not on_cuda:
-        log.warning("fp16 is not supported on CPU: using bf16 autocast instead")
-        return "bf16"
-    if precision.startswith("onnx"):
-        from emotion2vec_webui.model.onnx_backend import available
-
-        fallback = "int8" if precision == "onnx-int8" else "fp32"
-        if on_cuda:
-            log.warning("%s runs on CPU only: using %s on %s", precision, resolve_precision("auto", device), device)
-            return resolve_precision("auto", device)
-        if not available():
-            log.warning(
-                "%s needs onnxruntime and onnx (pip install 'emotion2vec-webui[onnx]'): using %s", precision, fallback
-            )
-            return fallback
-        return precision
-    if precision == "int8" and on_cuda:
-        log.warning("int8 dynamic quantisation runs on CPU only: using fp16 on %s", device)
-        return "fp16"
-    return precision
-
 
 def _source(module, waveform: np.ndarray, device: str):
     """The model's input for one 16 kHz waveform: a float32 tensor on ``device``, normalised if the config says so."""
@@ -99,14 +60,15 @@ class EmotionEngine:
     so per device); queueing in front of it is the adapters' business.
     """
 
-    def __init__(self, automodel, info: ModelInfo, labels: list[str]) -> None:
-        self.automodel = automodel
-        self.module = automodel.model
+    def __init__(self, automodel, info: ModelInfo, labels: list[str], exported=None) -> None:
+        self.automodel = automodel  # None for an ONNX export (``exported``: model.exported.ExportedModel)
+        self.module = automodel.model if automodel is not None else None
         self.info = info
         self.labels = labels  # model token order, English keys ("unuse…" kept as is)
         self.lock = threading.Lock()  # one inference at a time on this model
         self._precision = {v: k for k, v in _DTYPE_NAMES.items()}[info.dtype]
         self._onnx = None  # onnx_backend.OnnxFeatures in the onnx* modes
+        self.exported = exported  # an export folder run by ONNX Runtime alone (no torch): numpy in, numpy out
         keep = [i for i, lab in enumerate(labels) if not lab.startswith("unuse")]
         self._keep = keep
         # Head-only mode (emotion2vec_base, or a checkpoint without the nine-class head): features only;
@@ -137,9 +99,15 @@ class EmotionEngine:
             ModelUnavailableError: the model cannot be had or loaded.
         """
         t0 = time.perf_counter()
+        from emotion2vec_webui.model.exported import is_export
+
+        if is_export(model):  # ONNX Runtime alone: this branch imports neither torch nor FunASR
+            return cls._load_export(model, device, precision, warmup, t0)
         resolved = resolve_model(model, hub)
         dev = resolve_device(device)
-        mode = resolve_precision(precision, dev)
+        mode, note = choose_precision(precision, dev)
+        if note:
+            log.info("precision %s", note)
         try:
             automodel = load_automodel_lean(resolved, dev)  # FunASR's class and config, weights memory-mapped
         except Exception as exc:  # FunASR raises many types for a broken directory
@@ -199,6 +167,7 @@ class EmotionEngine:
             num_parameters=sum(p.numel() for p in module.parameters()),
             embedding_dim=int(getattr(getattr(module, "proj", None), "in_features", 0) or 0),
             load_s=0.0,
+            precision_note=note,
         )
         engine = cls(automodel, info, labels)
         engine._onnx = onnx
@@ -217,6 +186,61 @@ class EmotionEngine:
         return engine
 
     @classmethod
+    def _load_export(cls, path: str, device: str, precision: str, warmup: bool, t0: float) -> EmotionEngine:
+        """An engine on an ``emotion2vec-webui export`` folder: ONNX Runtime, CPU, fp32 or int8 graph."""
+        import json
+        import os
+        from pathlib import Path
+
+        from emotion2vec_webui.model.exported import INT8_FILE, load_export, onnxruntime_available
+
+        if not onnxruntime_available():
+            raise ModelUnavailableError(
+                f"{path} is an ONNX export; running it needs onnxruntime (pip install onnxruntime). / "
+                "该目录是 ONNX 导出模型，运行需要 onnxruntime。"
+            )
+        precision = (precision or "auto").lower()
+        if device not in ("auto", "cpu"):
+            log.warning("an ONNX export runs on CPU only: ignoring device %s", device)
+        has_int8 = (Path(path).expanduser() / INT8_FILE).is_file()
+        if precision in ("int8", "onnx-int8") and not has_int8:
+            log.warning("%s has no int8 graph (export with --quantize int8): using fp32", path)
+        int8 = precision in ("int8", "onnx-int8") and has_int8
+        if precision not in ("auto", "fp32", "onnx", "int8", "onnx-int8"):
+            log.warning("an ONNX export runs fp32 or int8 graphs, not %s: using fp32", precision)
+        try:
+            exported = load_export(path, int8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        except Exception as exc:  # a broken graph or head file
+            raise ModelUnavailableError(
+                f"The ONNX export in {path} could not be loaded: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from exc
+        config, source = exported.config, exported.config.get("source_model", {})
+        labels = [lab["en"] for lab in json.loads((exported.path / "labels.json").read_text("utf-8"))["labels"]]
+        size = f", {source['size']}" if source.get("size") else ""
+        info = ModelInfo(
+            name=f"{source.get('name', exported.path.name)} (ONNX export{size}"
+            + (", random weights)" if source.get("random_weights") else ")"),
+            hub="local",
+            hub_id=source.get("hub_id"),
+            path=str(exported.path),
+            device="cpu",
+            dtype="onnx-int8" if int8 else "onnx-float32",
+            random_weights=bool(source.get("random_weights")),
+            num_parameters=int(config.get("num_parameters", 0)),
+            embedding_dim=int(config.get("embedding_dim", 0)),
+            load_s=0.0,
+            precision_note="auto: an ONNX export runs its fp32 graph (E2V_PRECISION=int8 for model.int8.onnx)"
+            if precision == "auto"
+            else "",
+        )
+        engine = cls(None, info, labels, exported=exported)
+        if warmup:
+            engine.recognize(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
+        engine.info = replace(info, load_s=time.perf_counter() - t0)
+        log.info("model ready: %s, ONNX Runtime (%s) in %.1f s", info.name, info.dtype, engine.info.load_s)
+        return engine
+
+    @classmethod
     def from_settings(cls, settings, warmup: bool = True) -> EmotionEngine:
         """Load the engine that ``settings`` (``E2V_MODEL``, ``E2V_HUB``, ``E2V_DEVICE``, ``E2V_PRECISION``) name."""
         return cls.load(settings.model, settings.hub, settings.device, settings.precision, warmup=warmup)
@@ -225,6 +249,8 @@ class EmotionEngine:
         """The autocast context of this engine's precision (a no-op in fp32 and int8)."""
         import contextlib
 
+        if self.exported is not None or self._precision not in ("bf16", "fp16"):
+            return contextlib.nullcontext()
         import torch
 
         if self._precision in ("bf16", "fp16"):
@@ -233,7 +259,9 @@ class EmotionEngine:
         return contextlib.nullcontext()
 
     def frame_features(self, waveform: np.ndarray):
-        """Per-frame features ``[T, D]`` (a float32 torch tensor on the model's device)."""
+        """Per-frame features ``[T, D]`` (a float32 torch tensor on the model's device; numpy for an export)."""
+        if self.exported is not None:
+            return self.exported.frame_features(waveform)
         import torch
 
         source = _source(self.module, waveform, self.info.device)
@@ -250,6 +278,8 @@ class EmotionEngine:
         """
         if self.head_only:
             return features.new_zeros((*features.shape[:-1], len(EMOTIONS))).float()
+        if self.exported is not None:  # the export's head already drops them
+            return self.exported.head_logits(features)
         import torch
 
         with torch.inference_mode():
@@ -270,8 +300,8 @@ class EmotionEngine:
         defaults to 8 on CUDA and 1 on CPU, where padded batches do not pay.
         Clips longer than ``window_s`` go through the windowed path, as in :meth:`recognize`.
         """
-        if max_batch is None:
-            max_batch = 8 if self.info.device.startswith("cuda") else 1
+        if max_batch is None or self.exported is not None:  # an export runs clip by clip
+            max_batch = 8 if self.info.device.startswith("cuda") and self.exported is None else 1
         return recognize_batch(self, waveforms, granularity, extract_embedding, max_batch, window_s=window_s)
 
     def recognize(

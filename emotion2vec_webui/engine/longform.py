@@ -30,7 +30,7 @@ import numpy as np
 from emotion2vec_webui.audio.format import FRAME_HOP as HOP
 from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES as RECEPTIVE
 from emotion2vec_webui.audio.format import SAMPLE_RATE, num_frames
-from emotion2vec_webui.engine.result import EmotionResult
+from emotion2vec_webui.engine.result import EmotionResult, softmax
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,11 @@ def plan_windows(
         keep_from = cut
 
 
+def _numpy(x) -> np.ndarray:
+    """A torch tensor's values as numpy (numpy arrays pass through)."""
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
+
+
 def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_embedding: bool, window_s: float):
     """Classify a long waveform window by window with ``engine`` (the caller holds the engine's lock).
 
@@ -111,8 +116,6 @@ def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_e
     Returns:
         An :class:`engine.EmotionResult`, as one pass would give, with frames stitched.
     """
-    import torch
-
     t0 = time.perf_counter()
     windows = plan_windows(len(waveform), window_s, quietness=pause_profile(waveform))
     total = None
@@ -125,20 +128,26 @@ def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_e
         kept = feats[w.keep_from - first : w.keep_to - first]
         if len(kept) != w.keep_to - w.keep_from:
             raise RuntimeError(f"window {w} gave {len(feats)} frames, expected {w.keep_to - first}")
-        part = kept.double().sum(dim=0)
+        part = kept.astype(np.float64).sum(axis=0) if isinstance(kept, np.ndarray) else kept.double().sum(dim=0)
         total = part if total is None else total + part
         count += len(kept)
         if granularity == "frame":
-            logits_parts.append(engine.head_logits(kept).cpu().numpy())
+            logits_parts.append(_numpy(engine.head_logits(kept)))
             if extract_embedding:
                 if embedding is None:
                     embedding = np.empty((windows[-1].keep_to, kept.shape[1]), dtype=np.float32)
-                embedding[w.keep_from : w.keep_to] = kept.cpu().numpy()
+                embedding[w.keep_from : w.keep_to] = _numpy(kept)
         del feats, kept
-    pooled = (total / count).float()
-    probs = torch.softmax(engine.head_logits(pooled), dim=-1).cpu().numpy().astype(np.float64)
+    if isinstance(total, np.ndarray):  # an ONNX export's engine: numpy, no torch
+        pooled = (total / count).astype(np.float32)
+        probs = softmax(engine.head_logits(pooled).astype(np.float64))
+    else:
+        import torch
+
+        pooled = (total / count).float()
+        probs = torch.softmax(engine.head_logits(pooled), dim=-1).cpu().numpy().astype(np.float64)
     if extract_embedding and granularity != "frame":
-        embedding = pooled.cpu().numpy()
+        embedding = _numpy(pooled)
     elapsed = time.perf_counter() - t0
     log.debug("%d windows, %d frames in %.2f s", len(windows), count, elapsed)
     return EmotionResult.from_probs(

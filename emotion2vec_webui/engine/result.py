@@ -60,6 +60,14 @@ def result_from_features(head, feats, granularity: str, extract_embedding: bool,
         extract_embedding: return the embedding.
         elapsed: seconds the model took for this clip.
     """
+    if isinstance(feats, np.ndarray):  # an ONNX export's engine: numpy throughout, no torch
+        pooled = feats.mean(axis=0)
+        probs = softmax(head(pooled).astype(np.float64))
+        frame_logits = head(feats) if granularity == "frame" else None
+        embedding = None
+        if extract_embedding:
+            embedding = (feats if granularity == "frame" else pooled).astype(np.float32)
+        return EmotionResult.from_probs(probs, granularity, embedding, frame_logits, int(feats.shape[0]), elapsed)
     import torch
 
     pooled = feats.mean(dim=0)
@@ -69,6 +77,12 @@ def result_from_features(head, feats, granularity: str, extract_embedding: bool,
     if extract_embedding:
         embedding = (feats if granularity == "frame" else pooled).cpu().numpy().astype(np.float32)
     return EmotionResult.from_probs(probs, granularity, embedding, frame_logits, int(feats.shape[0]), elapsed)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (float64 in, float64 out)."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def check_waveforms(waveforms, granularity: str) -> None:

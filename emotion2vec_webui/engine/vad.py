@@ -57,7 +57,14 @@ _vad_lock = threading.Lock()
 @functools.lru_cache(maxsize=1)
 def _silero():
     """Load silero-vad once: ``(model, get_speech_timestamps)``, keeping torch's thread count."""
-    import torch
+    try:
+        import torch
+    except ImportError as exc:  # an ONNX-only install (E2V_MODEL=<export>) has no torch
+        raise E2VError(
+            "bad_request",
+            "Speech-segment mode (vad) needs PyTorch and silero-vad, which this ONNX-only install lacks; "
+            "use segmentation=frames. / 语音分段模式（vad）需要 PyTorch 和 silero-vad，此纯 ONNX 安装没有；请用 frames。",
+        ) from exc
 
     threads = torch.get_num_threads()
     try:
@@ -94,9 +101,9 @@ def speech_segments(
     Returns:
         Non-overlapping speech segments in seconds (empty when there is no speech).
     """
+    model, get_speech_timestamps = _silero()  # first: where torch is missing it raises a clear bad_request
     import torch
 
-    model, get_speech_timestamps = _silero()
     audio = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
     with _vad_lock, torch.inference_mode(), _one_torch_thread():
         stamps = get_speech_timestamps(

@@ -58,6 +58,7 @@ class ModelInfo:
     num_parameters: int  # parameters of the loaded module
     embedding_dim: int  # width of the embedding
     load_s: float  # seconds to load and warm up
+    precision_note: str = ""  # how ``auto`` chose the precision (CPU flags), empty when a mode was asked for
 
 
 def _is_offline(hub: str) -> bool:

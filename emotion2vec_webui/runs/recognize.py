@@ -351,6 +351,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
             "dtype": info.dtype,
             "random_weights": info.random_weights,
             "head_only": bool(getattr(engine, "head_only", False)),  # no nine-class head: see "head"
+            "precision_note": info.precision_note or None,
         },
         "embedding": embedding_meta,
         "frames": frames,

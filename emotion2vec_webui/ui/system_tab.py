@@ -60,6 +60,7 @@ def model_rows(service) -> list[tuple[str, str]]:
         (bilingual("weights", "权重目录"), i.path),
         (bilingual("device", "设备"), i.device),
         (bilingual("dtype", "精度"), i.dtype),
+        (bilingual("precision choice", "精度选择"), i.precision_note or "–"),
         (bilingual("parameters", "参数量"), f"{i.num_parameters / 1e6:,.1f} M"),
         (bilingual("embedding width", "嵌入维度"), str(i.embedding_dim)),
         (bilingual("load time", "加载耗时"), f"{i.load_s:.1f} s"),

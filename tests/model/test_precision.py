@@ -16,7 +16,7 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "bfloat16", "int8": "in
 
 
 def test_resolution_table(caplog):
-    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu", frozenset()) == "fp32"  # no AMX (tests/engine/test_auto_precision.py)
     assert resolve_precision("fp32", "cpu") == "fp32"
     assert resolve_precision("int8", "cpu") == "int8"
     assert resolve_precision("bf16", "cpu") == "bf16"

@@ -1,0 +1,57 @@
+"""``emotion2vec-webui export OUT``: the model, its head and labels as a self-contained ONNX folder.
+
+The folder runs with ONNX Runtime alone (its ``infer.py`` needs onnxruntime,
+numpy, soundfile and soxr), and ``E2V_MODEL=OUT`` serves it here without
+PyTorch. The writer is :mod:`model.export`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from emotion2vec_webui.cli.common import EXIT_OK
+
+
+def add_parser(sub) -> None:
+    """Add the ``export`` sub-command to ``sub`` (argparse sub-parsers)."""
+    p = sub.add_parser(
+        "export",
+        help="export the model (features, classifier head, labels) to a self-contained ONNX folder",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="folder to write (must be absent or empty)")
+    p.add_argument("--model", help="model name, hub id or local directory (E2V_MODEL; default emotion2vec_plus_large)")
+    p.add_argument("--hub", choices=["ms", "hf"], help="model hub: ms = ModelScope, hf = Hugging Face (E2V_HUB)")
+    p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8 transformer matmuls)")
+    p.add_argument("--head", metavar="NAME", help="put the trained head E2V_HEADS_DIR/NAME in the graph (head_scores)")
+    p.add_argument("--heads-dir", type=Path, help="where heads live (E2V_HEADS_DIR; default ./heads)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from emotion2vec_webui.config import load_settings
+    from emotion2vec_webui.model.export import export_model
+    from emotion2vec_webui.model.resolve import quiet_funasr
+
+    settings = load_settings()
+    head = None
+    if args.head:
+        from emotion2vec_webui.engine.heads import load_head
+
+        loaded = load_head(args.heads_dir or os.environ.get("E2V_HEADS_DIR", "").strip() or "heads", args.head)
+        head = {
+            "name": loaded.name,
+            "labels": loaded.labels,
+            "labels_zh": loaded.labels_zh,
+            "spec": loaded.spec,
+            "mean": loaded.mean,
+            "scale": loaded.scale,
+            "layers": loaded.layers,
+        }
+    with quiet_funasr():
+        config = export_model(args.out, args.model or settings.model, args.hub or settings.hub, args.quantize, head)
+    files = ", ".join(f for f in sorted(p.name for p in args.out.iterdir()))
+    source = config["source_model"]
+    print(f"exported {source['name']} (sha256 {source['checkpoint_sha256'][:12]}…) to {args.out}: {files}")
+    print(f"try: python {args.out / 'infer.py'} clip.wav   ·   serve it: E2V_MODEL={args.out} emotion2vec-webui serve")
+    return EXIT_OK
