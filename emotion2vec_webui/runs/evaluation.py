@@ -184,21 +184,35 @@ def confusion_png(metrics: Metrics) -> bytes:
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     n = len(metrics.labels)
     size = max(4.0, 0.7 * n + 2.0)
-    fig = Figure(figsize=(size, size * 0.9), dpi=110)
-    ax = fig.add_subplot()
-    ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(n), metrics.labels, rotation=45, ha="right")
-    ax.set_yticks(range(n), metrics.labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("reference")
-    ax.set_title(f"accuracy {metrics.accuracy:.3f} · weighted F1 {metrics.weighted_f1:.3f} · n={metrics.count}")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    with matplotlib.rc_context({"font.family": [*_cjk_fonts(), "DejaVu Sans"]}):  # bilingual axis titles
+        fig = Figure(figsize=(size, size * 0.9), dpi=110)
+        ax = fig.add_subplot()
+        ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(n), metrics.labels, rotation=45, ha="right")
+        ax.set_yticks(range(n), metrics.labels)
+        ax.set_xlabel("预测 / predicted")
+        ax.set_ylabel("真实 / reference")
+        ax.set_title(
+            f"准确率 / accuracy {metrics.accuracy:.3f} · 加权 F1 / weighted F1 {metrics.weighted_f1:.3f} "
+            f"· n={metrics.count}"
+        )
+        for i in range(n):
+            for j in range(n):
+                color = "white" if norm[i, j] > 0.5 else "black"
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color=color)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _cjk_fonts() -> list[str]:
+    """Installed font families that draw Chinese (``fonts-noto-cjk``), best first; empty when none is."""
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    preferred = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei")
+    return [name for name in preferred if name in names]
 
 
 def _write(path: Path, data: bytes | str) -> Path:

@@ -144,6 +144,7 @@ class Recognition:
         self.decoded_at: datetime | None = None
         self.fetched: Fetched | None = None  # set when the input was an AudioUrl
         self.channel_waveforms: list | None = None  # speakers=channels: each channel, decoded apart
+        self.progress: Callable[[float, str], None] | None = None  # (fraction done, bilingual step): a UI's bar
 
     def decode(self, source, source_name: str | None = None, pool=None) -> DecodedAudio:
         """Decode a path, bytes or an :class:`AudioUrl` (downloaded first) into the 16 kHz mono signal.
@@ -189,7 +190,17 @@ class Recognition:
         ``lambda fn: fn(engine)`` where the engine is at hand.
         """
         decoded = self.decode(source, source_name)
+        seconds = len(decoded.waveform) / decoded.sample_rate
+        self.report(0.3, f"已解码 {seconds:.1f} 秒，识别中 / decoded {seconds:.1f} s, classifying")
         return execute(lambda engine: self.finish(decoded, engine))
+
+    def report(self, fraction: float, step: str) -> None:
+        """Tell ``progress`` (when set) how far the run is; a failing callback never fails the run."""
+        if self.progress is not None:
+            try:
+                self.progress(fraction, step)
+            except Exception:  # a closed page, say
+                pass
 
     def finish(self, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None = None) -> RunOutcome:
         """Classify ``decoded`` (unless a batched call already gave its ``answer``), assemble and write."""
@@ -366,6 +377,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     run = None
     t_write = time.perf_counter()
     if flow.write:
+        flow.report(0.9, "写入运行目录 / writing the run folder")
         runlog(f"processing time {processing_s:.3f} s; writing run folder")
         run = write_run(settings.output_dir, payload, decoded.waveform, result.embedding, runlog.text(), when)
         runlog(f"wrote {run.run_id}")

@@ -159,13 +159,17 @@ class Service:
         options: RecognizeOptions = RecognizeOptions(),
         request_id: str | None = None,
         write: bool = True,
+        progress: Callable[[float, str], None] | None = None,
     ) -> RunOutcome:
         """Decode (in a decode worker, see :mod:`decoder_pool`), classify (on the worker), write the run folder.
+
+        ``progress(fraction, step)`` hears of each step (decoded, writing), for a UI's progress bar.
 
         Raises:
             E2VError: audio errors, ``model_unavailable``, ``overloaded``.
         """
         flow = Recognition(self.settings, options, request_id=request_id, write=write)
+        flow.progress = progress
         try:
             _ = self.engine  # fail fast (model_unavailable) before decoding
             outcome = flow.run(source, self.call, source_name)

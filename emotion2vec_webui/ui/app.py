@@ -203,9 +203,17 @@ def _recognize_tab(service) -> None:
             with gr.Column(scale=7, min_width=320):
                 view = _result_view("", "result_card", ui_text.placeholder_card_html())
 
-        def on_recognize(audio_path, gran, emb, seg, url, chans, head_name):
+        def on_recognize(audio_path, gran, emb, seg, url, chans, head_name, progress=gr.Progress()):
+            # One bar with the real steps (decoding → classifying → writing), no estimate from an earlier run.
+            progress(0.05, desc="解码中 / decoding")
+
+            def step(fraction: float, what: str) -> None:
+                progress(fraction, desc=what)
+
             return _view_updates(
-                ui_handlers.recognize(service, audio_path, gran, emb, seg, url=url, channels=chans, head=head_name)
+                ui_handlers.recognize(
+                    service, audio_path, gran, emb, seg, url=url, channels=chans, head=head_name, progress=step
+                )
             )
 
         run.click(
@@ -215,6 +223,7 @@ def _recognize_tab(service) -> None:
             api_name="recognize_ui",
             api_visibility="undocumented",
             scroll_to_output=True,  # on a phone the result is below the inputs
+            show_progress_on=[view.card],  # one bar, over the result card
         )
 
         def on_clear():
@@ -228,9 +237,9 @@ def _recognize_tab(service) -> None:
         api_out = gr.JSON(visible=False)
         api_trigger = gr.Button(visible=False)
 
-        def recognize_api(audio_path, gran, emb, seg="frames"):
+        def recognize_api(audio, granularity, extract_embedding, segmentation="frames"):
             try:
-                return ui_handlers.recognize_api(service, audio_path, gran, emb, seg)
+                return ui_handlers.recognize_api(service, audio, granularity, extract_embedding, segmentation)
             except E2VError as exc:
                 raise gr.Error(f"{exc.message} [{exc.code}]") from None
 
@@ -289,7 +298,7 @@ def build_ui(service):
 
     with gr.Blocks(title="语音情感识别 · Emotion2Vec+", delete_cache=(3600, 24 * 3600)) as demo:
         gr.HTML(ui_text.header_html(), elem_id="e2v_header")
-        status = gr.HTML(lambda: ui_handlers.status_banner(service)[0], elem_id="model_status")
+        status = gr.HTML(ui_handlers.status_banner(service)[0], elem_id="model_status")
         timer = gr.Timer(STATUS_POLL_S)
         with gr.Tabs():
             _recognize_tab(service)
@@ -306,5 +315,7 @@ def build_ui(service):
             return html, gr.Timer(active=not done)
 
         timer.tick(on_tick, None, [status, timer], queue=False, show_progress="hidden", api_visibility="private")
+        # The banner as of page load (a callable value would publish an unnamed /lambda API endpoint).
+        demo.load(on_tick, None, [status, timer], queue=False, show_progress="hidden", api_visibility="private")
     demo.queue(default_concurrency_limit=UI_CONCURRENCY, max_size=service.settings.max_queue)
     return demo

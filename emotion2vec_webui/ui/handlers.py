@@ -70,6 +70,16 @@ def error_view(code: str, message: str, log_text: str = "") -> RunView:
     return RunView(ui_text.error_card_html(code, message), None, None, (), log_text, error_code=code)
 
 
+def loading_or_error_view(service, exc: E2VError) -> RunView:
+    """The error card for ``exc``; while the model is still loading, a "loading, retry" card instead of a fix."""
+    status = getattr(service, "status", None)
+    if exc.code == "model_unavailable" and getattr(status, "state", "") == "loading":
+        elapsed = time.time() - getattr(service, "started_at", time.time())
+        html = ui_text.model_loading_card_html(elapsed, getattr(status, "message", ""))
+        return RunView(html, None, None, (), "", error_code=exc.code)
+    return error_view(exc.code, exc.message)
+
+
 def run_files(root: str | Path, run_id: str) -> tuple[str, ...]:
     """The run's downloadable artifacts that exist (embedding.npy only when written)."""
     paths = (run_path(root, run_id, name) for name in ARTIFACTS)
@@ -145,6 +155,7 @@ def recognize(
     url: str | None = None,
     channels: str = "mix",
     head: str | None = None,
+    progress=None,
 ) -> RunView:
     """Recognize one uploaded or recorded file, or a URL; every failure becomes an error card.
 
@@ -157,6 +168,7 @@ def recognize(
         url: an http(s) URL, used when no file is given (downloaded under REST's audio_url rules).
         channels: ``mix``, ``left``, ``right`` or a channel index.
         head: a trained head's name (E2V_HEADS_DIR), applied beside the nine classes; empty: none.
+        progress: ``progress(fraction, step)`` for each step (decoded, writing), e.g. the page's progress bar.
     """
     url = (url or "").strip()
     if not audio_path and not url:
@@ -175,12 +187,12 @@ def recognize(
     try:
         if audio_path:
             path = Path(audio_path)
-            outcome = service.recognize(path, source_name=path.name, options=options)
+            outcome = service.recognize(path, source_name=path.name, options=options, progress=progress)
         else:
-            outcome = service.recognize(AudioUrl(url), options=options)
+            outcome = service.recognize(AudioUrl(url), options=options, progress=progress)
     except E2VError as exc:
         log.info("UI recognition failed: %s", exc)
-        return error_view(exc.code, exc.message)
+        return loading_or_error_view(service, exc)
     except Exception:  # the page shows a message, the log keeps the trace
         log.exception("UI recognition failed")
         return error_view("internal_error", "Unexpected error while processing this file; see the server log.")

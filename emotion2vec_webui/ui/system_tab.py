@@ -165,13 +165,14 @@ def build_system_tab(service) -> None:
     with gr.Tab(bilingual("System", "系统"), id="system") as tab:
         with gr.Row():
             with gr.Column():
-                live = gr.HTML(lambda: resources_html(service), elem_id="system_resources")
+                live = gr.HTML(resources_html(service), elem_id="system_resources")
             with gr.Column():
-                info = gr.HTML(lambda: info_html(service), elem_id="system_info")
+                info = gr.HTML(info_html(service), elem_id="system_info")
         timer = gr.Timer(REFRESH_S)
 
     def refresh() -> tuple[str, str]:
         return resources_html(service), info_html(service)
 
+    # Static first values (a callable value would publish an unnamed /lambda API endpoint); refreshed on view.
     timer.tick(refresh, None, [live, info], queue=False, show_progress="hidden", api_visibility="private")
     tab.select(refresh, None, [live, info], queue=False, show_progress="hidden", api_visibility="private")

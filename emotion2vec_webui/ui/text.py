@@ -53,6 +53,29 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "head_mismatch": ("分类头与模型不匹配", "Head trained on another model"),
 }
 
+# Error code → a Chinese line shown above the (English) detail of an error, unless the detail has Chinese already.
+ERROR_DETAILS_ZH: dict[str, str] = {
+    "file_too_large": "文件超过上传上限（E2V_MAX_UPLOAD_MB）。",
+    "audio_too_long": "音频超过时长上限（E2V_MAX_DURATION_S），请剪短后再试。",
+    "audio_too_short": "音频太短，无法识别（下限 E2V_MIN_DURATION_S）。",
+    "audio_empty": "文件里没有可用的音频。",
+    "audio_undecodable": "无法解码这个文件：格式不支持或文件已损坏。",
+    "audio_nonfinite": "音频样本含有 NaN 或无穷大。",
+    "audio_too_large_decoded": "解码后的音频超出内存上限（E2V_DECODE_MEMORY_MB）。",
+    "bad_request": "请求参数无效。",
+    "forbidden": "不允许访问这个路径或资源。",
+    "not_found": "找不到所请求的内容。",
+    "unauthorized": "需要 API 令牌登录。",
+    "model_unavailable": "模型不可用，见下方说明。",
+    "overloaded": "队列已满，请稍后再试。",
+    "storage_full": "输出磁盘已满，请清理后再试。",
+    "storage_unavailable": "输出文件夹不可写。",
+    "request_timeout": "上传时间过长，已中止。",
+    "rate_limited": "上传过于频繁，请稍后再试。",
+    "internal_error": "处理时出现意外错误，详见服务器日志。",
+    "head_mismatch": "这个分类头是为另一个模型训练的。",
+}
+
 GRANULARITY_NAMES: dict[str, tuple[str, str]] = {
     "utterance": ("整句", "utterance"),
     "frame": ("逐帧", "frame"),
@@ -208,12 +231,28 @@ def error_card_html(code: str, message: str) -> str:
     """A readable error: bilingual title, the message, and the stable code."""
     zh, en = ERROR_TITLES.get(code, ERROR_TITLES["internal_error"])
     hint = _fix_hint(message) if code == "model_unavailable" else ""
+    detail = escape(message)
+    if not any("\u3400" <= ch <= "\u9fff" for ch in message):  # an English-only detail gets a Chinese line
+        detail = f"{escape(ERROR_DETAILS_ZH.get(code, zh + '。'))} {detail}"
     return (
         f'<div class="e2v-card e2v-error" data-error-code="{escape(code)}">'
         f'<div class="e2v-error-title"><span class="e2v-emo">⚠️</span> {escape(zh)} / {escape(en)}</div>'
-        f'<div class="e2v-error-msg">{escape(message)}</div>'
+        f'<div class="e2v-error-msg">{detail}</div>'
         f"{hint}"
         f'<div class="e2v-error-code">error code: <code>{escape(code)}</code></div></div>'
+    )
+
+
+def model_loading_card_html(elapsed_s: float, message: str = "") -> str:
+    """The card for a request made while the model still loads: how long it has loaded, and to retry."""
+    detail = f" ({escape(message)})" if message else ""
+    return (
+        '<div class="e2v-card e2v-error e2v-loading-card" data-error-code="model_unavailable" data-state="loading">'
+        '<div class="e2v-error-title"><span class="e2v-spinner"></span> 模型加载中 / The model is still loading</div>'
+        f'<div class="e2v-error-msg">已加载 {elapsed_s:.0f} 秒{detail}。请等页面顶部显示“模型就绪”后再点一次。'
+        f"Loading for {elapsed_s:.0f} s so far. Press the button again once the banner at the top says "
+        "the model is ready; nothing needs fixing.</div>"
+        '<div class="e2v-error-code">error code: <code>model_unavailable</code></div></div>'
     )
 
 

@@ -55,6 +55,22 @@ def test_utterance_run_without_embedding_has_two_files_and_no_timeline(service, 
     assert not view.is_frame and view.timeline_figure() is None and view.segments_html() == ""
 
 
+def test_the_progress_bar_hears_the_real_steps_in_order(service, tone_wav):
+    steps: list[tuple[float, str]] = []
+    view = ui_handlers.recognize(service, str(tone_wav), "utterance", False, progress=lambda f, s: steps.append((f, s)))
+    assert view.error_code is None, view.card_html
+    assert [f for f, _ in steps] == sorted(f for f, _ in steps) and len(steps) == 2
+    assert "decoded" in steps[0][1] and "已解码" in steps[0][1]
+    assert "writing" in steps[1][1] and "写入" in steps[1][1]
+
+
+def test_error_details_get_a_chinese_line_unless_they_have_one():
+    html = ui_text.error_card_html("audio_too_short", "The audio is 0.05 s long.")
+    assert "音频太短" in html and "0.05 s" in html
+    html = ui_text.error_card_html("bad_request", "请先上传。Upload first.")
+    assert "请求参数无效" not in html
+
+
 def test_vad_run_shows_speech_segments_with_gaps(service, speech_wav):
     view = ui_handlers.recognize(service, str(speech_wav), "utterance", False, "vad")
     assert view.error_code is None, view.card_html
@@ -102,6 +118,9 @@ def test_model_loading_and_unavailable_states(settings, tone_wav):
     assert 'data-state="loading"' in html and not done
     view = ui_handlers.recognize(loading, str(tone_wav), "utterance", True)
     assert view.error_code == "model_unavailable"
+    # While loading: say so, with the time so far, and ask to retry; no "set E2V_MODEL … restart" advice.
+    assert 'data-state="loading"' in view.card_html and "E2V_MODEL" not in view.card_html
+    assert "still loading" in view.card_html and "加载中" in view.card_html and "again" in view.card_html
     missing = Service(dataclasses.replace(settings, model=str(settings.output_dir / "no-such-model")))
     missing.start()
     st = missing.wait_ready(60)
