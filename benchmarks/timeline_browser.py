@@ -6,9 +6,10 @@ of a real server (headless Chromium), then measured in the page:
 * payload: the bytes of the timeline's ``data-timeline`` attribute (what the
   page receives for the chart, besides the audio file it streams);
 * click → ``currentTime``: from the ``mouseup`` event's timestamp (when the
-  browser took the input) to a microtask after the event's listeners ran, where
-  ``audio.currentTime`` already holds the new time — and to the ``seeking``
-  event the media element fires;
+  browser took the input) to a listener on ``window`` in the bubbling phase,
+  which runs after the timeline's own handlers, where ``audio.currentTime``
+  already holds the new time (checked: the seek error column) — and to the
+  ``seeking`` event the media element fires;
 * hover → tooltip: from a ``mousemove`` event's timestamp to the mutation of
   the tooltip's text (a MutationObserver);
 * zoom redraw: milliseconds for one ``setScale`` of both charts.
@@ -47,10 +48,12 @@ PROBE_JS = """
   const audio = ctl.audio, over = ctl.u.over, tip = ctl.tip;
   const rec = (window.__e2vBench = {seek: [], seeking: [], hover: []});
   let lastUp = null, lastMove = null;
+  // bubbling on window: runs after the timeline's and uPlot's own mouseup handlers (a microtask queued
+  // earlier would run between listeners, before the seek)
   window.addEventListener('mouseup', (e) => {
     lastUp = e.timeStamp;
-    queueMicrotask(() => rec.seek.push([performance.now() - e.timeStamp, audio.currentTime]));
-  }, true);
+    rec.seek.push([performance.now() - e.timeStamp, audio.currentTime]);
+  });
   audio.addEventListener('seeking', () => lastUp != null && rec.seeking.push(performance.now() - lastUp));
   window.addEventListener('mousemove', (e) => { lastMove = e.timeStamp; }, true);
   new MutationObserver(() => {
@@ -61,14 +64,19 @@ PROBE_JS = """
 """
 
 ZOOM_JS = """
-(slot) => {
+async (slot) => {
+  // uPlot redraws in a microtask after setScale: awaiting one lets that draw finish first
   const ctl = window.e2vTimelines.get(slot), D = ctl.p.duration, out = [];
   for (let i = 0; i < 10; i++) {
-    const a = (i * 0.37 * D) % (D * 0.8), t0 = performance.now();
+    const a = (i * 0.37 * D) % (D * 0.8);
+    let t0 = performance.now();
     ctl.setView(a, a + D * 0.1);
-    const t1 = performance.now();
+    await null;
+    out.push(performance.now() - t0);
+    t0 = performance.now();
     ctl.setView(0, D);
-    out.push(t1 - t0, performance.now() - t1);
+    await null;
+    out.push(performance.now() - t0);
   }
   return out;
 }
@@ -109,21 +117,27 @@ def measure(page, url: str, clip: Path, seconds: float, repeats: int) -> dict:
     payload = page.evaluate("() => document.querySelector('#timeline .e2v-timeline').getAttribute('data-timeline')")
     page_bytes = len(payload.encode("utf-8"))
     frames = int(tl.get_attribute("data-frames"))
+    page.wait_for_timeout(1500)  # Gradio scrolls to the output (smoothly) when the run finishes
     tl.scroll_into_view_if_needed()
     page.evaluate(PROBE_JS, "timeline")
-    box = page.locator("#timeline .e2v-tl-scores .u-over").bounding_box()
+    over = page.locator("#timeline .e2v-tl-scores .u-over")
     rng = np.random.default_rng(0)
     errors = []
     for _ in range(repeats):
         frac = float(rng.uniform(0.02, 0.98))
+        box = over.bounding_box()  # where it is now
         page.mouse.click(box["x"] + box["width"] * frac, box["y"] + box["height"] / 2)
         page.wait_for_timeout(60)
         errors.append(abs(page.evaluate("() => window.__e2vBench.seek.at(-1)[1]") - frac * seconds))
+    box = over.bounding_box()
     for _ in range(repeats):
         frac = float(rng.uniform(0.02, 0.98))
         page.mouse.move(box["x"] + box["width"] * frac, box["y"] + box["height"] * 0.4)
         page.wait_for_timeout(60)
     rec = page.evaluate("() => window.__e2vBench")
+    shots = Path("/tmp/e2v_screens")
+    shots.mkdir(parents=True, exist_ok=True)
+    tl.screenshot(path=str(shots / f"timeline_{int(seconds)}s.png"))  # for a person to look at
     zoom = page.evaluate(ZOOM_JS, "timeline")
     return {
         "seconds": seconds,
@@ -135,6 +149,7 @@ def measure(page, url: str, clip: Path, seconds: float, repeats: int) -> dict:
         "hover_ms": rec["hover"],
         "zoom_ms": zoom,
         "seek_error_s": max(errors),
+        "seek_errors": errors,
     }
 
 
@@ -208,11 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         ]
     lines += [
         "",
-        "How it is measured: `mouseup`'s `event.timeStamp` (the browser's input time) to a microtask queued "
-        "in a capturing listener, which runs after the timeline's own handler has set `audio.currentTime` "
-        "(the value read there is the new time: the seek error column); `seeking` is the media element's "
+        "How it is measured: `mouseup`'s `event.timeStamp` (the browser's input time) to a listener on "
+        "`window` in the bubbling phase, which runs after the timeline's own handler has set "
+        "`audio.currentTime` (the value read there is the new time: the seek error column, the largest "
+        "distance between the clicked time and `currentTime`); `seeking` is the media element's "
         "event; hover is `mousemove`'s timestamp to the tooltip's DOM mutation. Mouse input comes from "
         "Playwright (CDP), so each figure includes the browser's own input dispatch.",
+        "",
+        "The seek error is the plot's pixel at full view (about 584 px wide here: 0.1 s per pixel for 60 s, "
+        "1 s for 10 min); zoom in to seek finer.",
         "",
     ]
     from emotion2vec_webui.files import write_atomic

@@ -101,7 +101,7 @@ def test_live_timeline_grows_and_stop_writes_a_run(
             if first < 2:
                 _shot(page, tmp_path, "live_failed")
             assert first >= 2, f"no live results after 60 s: {page.locator('#live_status').inner_text()}"
-            expect(page.locator("#live_timeline img")).to_be_visible(timeout=10_000)
+            expect(page.locator("#live_timeline .e2v-tl[data-ready='1']")).to_be_visible(timeout=10_000)
             deadline = time.monotonic() + 30
             while _ticks(page) < first + 2 and time.monotonic() < deadline:
                 page.wait_for_timeout(250)

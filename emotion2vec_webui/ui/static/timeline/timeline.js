@@ -11,6 +11,7 @@
   const SCALE = 10000; // ui/timeline.py SCORE_SCALE
   const C = 9;
   const MIN_SPAN_S = 0.2;
+  const TIP_WIDTH = 230; // timeline.css .e2v-tl-tip width
   const registry = new Map(); // slot id -> controller
   const saved = new Map(); // slot id -> view state kept across re-renders (Live grows by re-rendering)
   window.e2vTimelines = registry;
@@ -88,11 +89,14 @@
       this.slotId = slotId;
       this.p = p;
       this.T = p.text;
+      // toggles carry over to the next run shown here; a zoom only to the same run (or the same live recording)
+      this.key = p.run_id || (p.live ? "live" : "");
       const keep = saved.get(slotId) || {};
       this.mode = keep.mode === "raw" && p.has_raw ? "raw" : "smooth";
       this.only = keep.only != null ? keep.only : null;
-      this.view = keep.zoomed ? [keep.min, keep.max] : [0, p.duration];
-      this.zoomed = !!keep.zoomed;
+      const zoom = keep.zoomed && keep.key === this.key && keep.max <= p.duration + 1e-6;
+      this.view = zoom ? [keep.min, keep.max] : [0, p.duration];
+      this.zoomed = zoom;
       this.t = 0;
       this.u = null; // scores chart
       this.w = null; // waveform chart
@@ -182,6 +186,8 @@
         return { r, val, l };
       });
       stage.append(this.band, this.waveBox, this.scoreBox, this.tip);
+      // reserve the charts' height before they are drawn (Live re-renders every second: no jump)
+      stage.style.minHeight = (p.env_n ? 64 : 0) + (p.segments.length ? 20 : 0) + 230 + "px";
       if (!p.env_n) this.waveBox.hidden = true;
       if (!p.segments.length) this.band.hidden = true;
 
@@ -339,6 +345,7 @@
       if (this.w) this.w.over.addEventListener("mouseleave", () => (this.tip.hidden = true));
       this.setView(this.view[0], this.view[1]);
       this.syncButtons();
+      this.tipTop = this.scoreBox.offsetTop + 8;
       this.root.dataset.ready = "1";
       this.root.dataset.frames = String(p.n);
     }
@@ -369,7 +376,7 @@
     }
 
     state() {
-      return { mode: this.mode, only: this.only, zoomed: this.zoomed, min: this.view[0], max: this.view[1] };
+      return { key: this.key, mode: this.mode, only: this.only, zoomed: this.zoomed, min: this.view[0], max: this.view[1] };
     }
 
     setView(a, b) {
@@ -567,12 +574,11 @@
         this.tip.append(r.r); // sorted: highest first
       }
       this.tip.hidden = false;
-      const overRect = u.over.getBoundingClientRect();
-      const stageRect = this.stage.getBoundingClientRect();
-      const x = overRect.left - stageRect.left + left;
-      const tw = this.tip.offsetWidth || 220;
-      this.tip.style.left = (x + 16 + tw > stageRect.width ? x - 16 - tw : x + 16) + "px";
-      this.tip.style.top = this.scoreBox.offsetTop + 8 + "px";
+      // positions from uPlot's inline styles and sizes cached at build: no layout read per mouse move
+      const x = (parseFloat(u.over.style.left) || 0) + left;
+      const tw = TIP_WIDTH;
+      this.tip.style.left = (x + 16 + tw > this.builtWidth ? x - 16 - tw : x + 16) + "px";
+      this.tip.style.top = this.tipTop + "px";
       this.root.dataset.hoverIndex = String(i);
     }
 
