@@ -192,12 +192,13 @@ def head_section_html(head: dict | None) -> str:
             f'background:#5b6ee1"></span></span><span class="e2v-pct">{percent(value)}</span></div>'
         )
     name = escape(str(head.get("name", "")))
+    top = head.get("label", "")
+    top_zh = head.get("label_zh") or top
     return (
         f'<div class="e2v-head-block" data-head="{name}">'
         f'<div class="e2v-section">自训练分类头 / Trained head: {name}</div>'
-        f'<div class="e2v-head-top" data-label="{escape(str(head.get("label", "")))}"><b>'
-        f"{escape(str(head.get('label_zh') or head.get('label', '')))}</b>"
-        f" {escape(str(head.get('label', '')))} · {percent(float(head.get('confidence', 0.0)))}</div>"
+        f'<div class="e2v-head-top" data-label="{escape(str(head.get("label", "")))}"><b>{escape(str(top_zh))}</b>'
+        f"{'' if top_zh == top else ' ' + escape(str(top))} · {percent(float(head.get('confidence', 0.0)))}</div>"
         f'<div class="e2v-bars">{"".join(rows)}</div></div>'
     )
 
