@@ -78,7 +78,8 @@ def turns_csv_text(turns: list[dict], extra: dict | None = None) -> str:
 def turn_row(turn: dict) -> list:
     """The :data:`TURN_COLUMNS` values of one turn."""
     base = [turn["index"], turn["speaker"], turn["start_s"], turn["end_s"], turn["emotion"], turn["emotion_zh"],
-            turn["confidence"], turn.get("asr_emotion") or "", turn.get("language") or "", turn.get("text") or ""]  # fmt: skip
+            turn["confidence"], turn.get("asr_emotion") or "", turn.get("language") or "",
+            re.sub(r"\s+", " ", turn.get("text") or "").strip()]  # one line per turn  # fmt: skip
     return base + [turn["scores"][k] for k in EMOTIONS]
 
 
