@@ -57,6 +57,7 @@ _CSS = """
 .e2v-conv-turn.active{outline:2px solid #228be6}
 .e2v-conv-time{font-family:monospace;white-space:nowrap;opacity:.8}
 .e2v-conv-chip{border-radius:10px;padding:0 8px;color:#fff;white-space:nowrap}
+.e2v-conv-asr{white-space:nowrap;opacity:.8}
 .e2v-conv-bar{display:flex;height:16px;border-radius:3px;overflow:hidden;flex:1}
 """
 
@@ -196,7 +197,7 @@ def build_conversation_tab(service) -> None:
                     value="channels", label=bilingual("Speakers", "说话人"), elem_id="conversation_speakers",
                 )  # fmt: skip
                 count = gr.Number(value=None, precision=0, minimum=0, maximum=32, elem_id="conversation_num_speakers",
-                                  label=bilingual("Number of speakers (auto; empty: estimate)", "说话人数（自动模式；留空则估计）"))  # fmt: skip
+                                  label=bilingual("Number of speakers (auto; 0: estimate)", "说话人数（自动模式；0 表示自动估计）"))  # fmt: skip
                 transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
                                          elem_id="conversation_transcribe")  # fmt: skip
                 names = gr.Textbox(label=bilingual("Rename speakers", "重命名说话人"), placeholder="left=Agent, right=Customer",
