@@ -11,7 +11,7 @@
   const SCALE = 10000; // ui/timeline.py SCORE_SCALE
   const C = 9;
   const MIN_SPAN_S = 0.2;
-  const TIP_WIDTH = 230; // timeline.css .e2v-tl-tip width
+  const TIP_WIDTH = 260; // timeline.css .e2v-tl-tip width
   const registry = new Map(); // slot id -> controller
   const saved = new Map(); // slot id -> view state kept across re-renders (Live grows by re-rendering)
   window.e2vTimelines = registry;
