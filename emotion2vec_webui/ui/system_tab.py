@@ -86,7 +86,8 @@ def limit_rows(settings) -> list[tuple[str, str]]:
 def version_rows() -> list[tuple[str, str]]:
     from emotion2vec_webui.runs.status import versions
 
-    return [(name, version) for name, version in versions().items()]
+    names = {"app": bilingual("emotion2vec-webui (this app)", "本应用")}  # package names are the same in both
+    return [(names.get(name, name), version) for name, version in versions().items()]
 
 
 def resource_rows(snapshot: dict, uptime_s: float) -> list[tuple[str, str]]:

@@ -1,0 +1,146 @@
+"""Every visible string of every tab speaks both languages (the rule), in a Chinese and an English browser.
+
+The rule: our own strings are bilingual side by side ("中文 / English") whatever
+the browser's language; Gradio's own strings (upload prompt, Record/Stop, the
+footer) follow the browser's language through Gradio's i18n, so a Chinese
+browser shows them in Chinese. So with ``locale="zh-CN"`` no visible text may
+be English only; with ``en-US`` only Gradio's own strings (listed) may be.
+A text counts as bilingual when it, or a short enclosing element (a row, a
+label), has Chinese characters. Brand names, units, code and numbers are
+allowed on their own.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.server_util import ServerProcess, server_env
+
+pytestmark = pytest.mark.browser
+
+CJK = re.compile(r"[\u3400-\u9fff]")
+# Words that are the same in both languages: names, units, formats, identifiers.
+ALLOWED = re.compile(
+    r"(?i)https?://\S+|\b(?:emotion2vec\+?|funasr|gradio|modelscope|hugging ?face|hf|api|rest|cli|csv|zip|json|url|vad|"
+    r"gpu|cpu|cuda|onnx|rss|pid|mb|gib|gb|kb|ms|s|hz|khz|wav|mp3|flac|http|https|e2v_\w+|utf-8|fp32|fp16|bf16|"
+    r"tiny|base|large|ok|id|python|torch|fastapi|numpy|onnxruntime)\b"
+)
+CONTEXT_CHARS = 320  # an enclosing element longer than this is a section, not the string's own label
+# Gradio's own strings: in an English browser they are English (Gradio translates them for a Chinese one).
+GRADIO_OWN = {
+    "Drop Audio Here",
+    "- or -",
+    "Click to Upload",
+    "Record",
+    "Stop",
+    "Use via API",
+    "Settings",
+    "Built with Gradio",
+    "Drop File Here",
+    "Waiting",
+    "Clear",
+    "Upload file",
+}
+# Gradio's own, in any language: an i18n key Gradio 6.31 leaves untranslated in its status tracker.
+GRADIO_ANY_LOCALE = {"common.complete"}
+# Other engineers' tabs and tables (batch, training, conversation, history): found by this test, left to them
+# (issue 17 items 4 and their own issues). Each entry is a string this test found English-only there.
+KNOWN_ELSEWHERE = {
+    "(or",
+    ". One run folder per file plus a summary (CSV / ZIP); RAVDESS / CREMA-D file names also give accuracy and a "
+    "confusion matrix. For thousands of files use",
+    "Analyse many files: upload them, or name a server folder inside",
+    "E2V_INPUT_DIRS is not set",
+    ", or RAVDESS / CREMA-D names). Features are cached per file and model; the head then appears in the Recognize "
+    "and Batch tabs. Command line:",
+    "CV accuracy",
+    "Train a head on your own labels: a folder per label (or a CSV",
+    "angry=frustrated,happy=satisfied",
+    "call_centre",
+    "left=Agent, right=Customer",
+    "run",
+}
+
+VISIBLE_TEXT_JS = """
+(limit) => {
+  const out = [];
+  const seen = new Set();
+  const visible = (el) => el && el.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true })
+    && el.getBoundingClientRect().width > 0 && el.getBoundingClientRect().height > 0;
+  const context = (el) => {
+    let best = "";
+    for (let a = el, i = 0; a && i < 4; a = a.parentElement, i++) {
+      const t = (a.innerText || "").trim();
+      if (t.length > limit) break;
+      best = t;
+    }
+    return best;
+  };
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const text = node.textContent.trim();
+    const el = node.parentElement;
+    if (!text || !el || el.closest("script,style,noscript,code,pre,[aria-hidden=true]") || !visible(el)) continue;
+    const key = text + "|" + context(el);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ text, context: context(el) });
+  }
+  for (const el of document.querySelectorAll("input[placeholder],textarea[placeholder]")) {
+    if (visible(el) && el.placeholder.trim()) out.push({ text: el.placeholder.trim(), context: el.placeholder });
+  }
+  return out;
+}
+"""
+
+
+def english_only(items: list[dict], allowed: set[str] = frozenset()) -> list[str]:
+    """The texts with English words and no Chinese in them or in their short context."""
+    bad = []
+    for item in items:
+        text = item["text"]
+        if text in allowed or CJK.search(text) or CJK.search(item["context"]):
+            continue
+        words = re.sub(r"\S+\.\w{2,4}\b", " ", ALLOWED.sub(" ", text))  # names, units, file names
+        if re.search(r"[A-Za-z]{2,}", words):
+            bad.append(text)
+    return sorted(set(bad))
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bilingual")
+    with ServerProcess(server_env(tiny_model_dir, root), log_path=root / "server.log") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_every_tab_is_bilingual(server, browser, locale):
+    context = browser.new_context(locale=locale, viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(server.url)
+        page.locator("#model_status [data-state='ready']").wait_for()
+        tabs = page.get_by_role("tab")
+        names = [tabs.nth(i).inner_text() for i in range(tabs.count())]
+        assert len(names) >= 6
+        found: dict[str, list[str]] = {}
+        for i, name in enumerate(names):
+            tabs.nth(i).click()
+            page.wait_for_timeout(800)
+            if i == 0:  # an error card too: Recognize with no audio
+                page.locator("#run_button").click()
+                page.locator("#result_card .e2v-error").wait_for()
+            items = page.evaluate(VISIBLE_TEXT_JS, CONTEXT_CHARS)
+            assert len(items) > 5, f"no text collected on tab {name}"
+            allowed = GRADIO_ANY_LOCALE | KNOWN_ELSEWHERE | (GRADIO_OWN if locale.startswith("en") else set())
+            bad = english_only(items, allowed)
+            if bad:
+                found[name] = bad
+    finally:
+        context.close()
+    assert not found, f"English-only text with locale {locale}: {found}"
