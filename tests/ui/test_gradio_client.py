@@ -70,7 +70,10 @@ def test_recognize_endpoint_reports_error_codes(client, tmp_path):
 def test_api_lists_recognize_but_not_the_page_internals(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert "/recognize" in endpoints
-    assert not any(name.startswith("/on_") for name in endpoints)
+    assert not any(name.startswith(("/on_", "/lambda")) for name in endpoints), sorted(endpoints)
+    names = [p["parameter_name"] for p in endpoints["/recognize"]["parameters"]]
+    assert names == ["audio", "granularity", "extract_embedding", "segmentation"]
+    assert all(p["label"] for p in endpoints["/recognize"]["parameters"])
 
 
 def test_similarity_endpoint_returns_data_not_html(server, client, speech_wav, tmp_path):
