@@ -41,6 +41,7 @@ def test_recognize_endpoint_returns_result_json_and_writes_the_run(server, clien
     folder = server.root / "outputs" / result["run_id"]
     assert sorted(p.name for p in folder.iterdir()) == [
         "embedding.npy",
+        "frames.csv",  # frame granularity: one row of nine raw scores per frame
         "processed_audio.wav",
         "result.json",
         "run.log",

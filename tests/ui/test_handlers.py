@@ -32,14 +32,14 @@ def _rows(html: str) -> list[str]:
     return re.findall(r'class="e2v-row[^"]*" data-emotion="(\w+)"', html)
 
 
-def test_frame_run_shows_card_timeline_segments_and_three_files(service, speech_wav):
+def test_frame_run_shows_card_timeline_segments_and_four_files(service, speech_wav):
     view = ui_handlers.recognize(service, str(speech_wav), "frame", True)
     assert view.error_code is None, view.card_html
     result = view.result
     assert sorted(_rows(view.card_html)) == sorted(EMOTIONS)  # all nine scores shown
     assert f'data-emotion="{result["emotion"]}"' in view.card_html
     assert ui_text.percent(result["confidence"]) in view.card_html
-    assert [Path(f).name for f in view.files] == ["result.json", "processed_audio.wav", "embedding.npy"]
+    assert [Path(f).name for f in view.files] == ["result.json", "processed_audio.wav", "embedding.npy", "frames.csv"]
     root = service.settings.output_dir.resolve()
     assert all(Path(f).resolve().parent == root / view.run_id for f in view.files)
     assert view.is_frame and view.timeline_figure() is not None
