@@ -27,7 +27,7 @@ def _int(name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    model: str = "emotion2vec_plus_large"  # name (SPEC.md table) or local directory
+    model: str = "emotion2vec_plus_large"  # name (docs/README.md) or local directory
     hub: str = "ms"  # "ms" (ModelScope) or "hf" (Hugging Face)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8
@@ -67,7 +67,7 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment (``E2V_*``), defaults per SPEC.md."""
+    """Read settings from the environment (``E2V_*``), defaults per docs/settings.md."""
     env = os.environ
     dirs = tuple(Path(p).expanduser() for p in env.get("E2V_INPUT_DIRS", "").split(os.pathsep) if p.strip())
     hub = env.get("E2V_HUB", "ms").strip().lower() or "ms"

@@ -1,4 +1,4 @@
-"""One small error hierarchy with the stable codes of SPEC.md.
+"""One small error hierarchy with the stable codes of docs/errors.md.
 
 Adapters (REST, CLI, UI) map ``code`` to an HTTP status, an exit code or a
 message in one table each; nothing else in the package inspects messages.

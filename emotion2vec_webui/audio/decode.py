@@ -82,7 +82,7 @@ def decode_audio(
     Args:
         source: a path, or the file's bytes.
         source_name: the name to report (defaults to the path's file name).
-        limits: byte and duration limits; defaults to SPEC.md's.
+        limits: byte and duration limits; defaults as in docs/settings.md.
         options: which audio stream and channel to take (default: the first stream, channels mixed).
 
     Returns:

@@ -21,7 +21,7 @@ from emotion2vec_webui.errors import AudioError
 
 log = logging.getLogger(__name__)
 
-MIN_SOURCE_RATE = 8000  # SPEC.md: any rate from 8 kHz …
+MIN_SOURCE_RATE = 8000  # docs/README.md: any rate from 8 kHz …
 
 
 MAX_SOURCE_RATE = 192000  # … to 192 kHz

@@ -89,7 +89,7 @@ class EmotionEngine:
         """Resolve, load and warm up a model.
 
         Args:
-            model: a name from SPEC.md, a hub id, or a local directory.
+            model: a name from docs/README.md, a hub id, or a local directory.
             hub: ``ms`` or ``hf``.
             device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
             precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8``.

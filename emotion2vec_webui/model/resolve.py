@@ -26,7 +26,7 @@ from emotion2vec_webui.model.standins import RANDOM_WEIGHTS_MARKER
 
 log = logging.getLogger(__name__)
 
-# SPEC.md's model table: name → hub → repository id.
+# The model table of docs/README.md: name → hub → repository id.
 MODEL_IDS: dict[str, dict[str, str]] = {
     "emotion2vec_plus_large": {"ms": "iic/emotion2vec_plus_large", "hf": "emotion2vec/emotion2vec_plus_large"},
     "emotion2vec_plus_base": {"ms": "iic/emotion2vec_plus_base", "hf": "emotion2vec/emotion2vec_plus_base"},
