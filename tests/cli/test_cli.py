@@ -59,7 +59,7 @@ def test_recognize_many_formats_good_and_bad(tmp_path, tiny_model_dir):
     for r in lines:
         check_result(r, "frame")
         folder = out_dir / r["run_id"]
-        assert sorted(os.listdir(folder)) == ["embedding.npy", "processed_audio.wav", "result.json", "run.log"]
+        assert sorted(os.listdir(folder)) == ["embedding.npy", "frames.csv", "processed_audio.wav", "result.json", "run.log"]
     assert len(os.listdir(out_dir)) == len(files)  # no folder for the bad ones
     for name, code in [("zero.wav", "audio_empty"), ("text.wav", "audio_undecodable"), ("nan.wav", "audio_nonfinite")]:
         line = next(ln for ln in p.stderr.splitlines() if ln.startswith(str(tmp_path / name)))
