@@ -705,8 +705,11 @@
       }
     }
     document.querySelectorAll(".e2v-timeline[data-timeline]").forEach((holder) => {
-      if (holder.__e2v) return;
-      holder.__e2v = true;
+      // Gradio may patch a slot in place (same element, new data-timeline, children replaced):
+      // a holder is (re)built whenever its payload differs from the one it was built with.
+      const payload = holder.dataset.timeline;
+      if (holder.__e2v === payload && holder.querySelector(".e2v-tl")) return;
+      holder.__e2v = payload;
       let p;
       try {
         p = JSON.parse(holder.dataset.timeline);
@@ -716,7 +719,7 @@
       }
       const id = slotOf(holder);
       const old = registry.get(id);
-      if (old && old.holder !== holder) old.destroy();
+      if (old) old.destroy();
       const ctl = new Timeline(holder, id, p);
       registry.set(id, ctl);
       ctl.load().catch((err) => console.error("e2v timeline:", err));
@@ -732,7 +735,12 @@
       scan();
     }, 0);
   };
-  new MutationObserver(schedule).observe(document.documentElement, { childList: true, subtree: true });
+  new MutationObserver(schedule).observe(document.documentElement, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    attributeFilter: ["data-timeline"],
+  });
   const boot = () => (window.uPlot ? scan() : setTimeout(boot, 50));
   boot();
 
