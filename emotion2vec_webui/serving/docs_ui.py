@@ -1,14 +1,13 @@
 """``/docs``: FastAPI's Swagger UI page, with Swagger UI's script and style served by the app itself.
 
-FastAPI's default ``/docs`` loads ``swagger-ui-dist`` from a CDN
-(cdn.jsdelivr.net) and its favicon from fastapi.tiangolo.com, so on a machine
-without internet the page stays blank. Here Swagger UI 5 (npm
+FastAPI's default ``/docs`` loads ``swagger-ui-dist`` and its favicon from
+remote hosts, so on a machine without internet the page stays blank. Here Swagger UI 5 (npm
 ``swagger-ui-dist``, Apache-2.0; version 5 because FastAPI writes OpenAPI
 3.1, which Swagger UI 4 — the one in the ``swagger-ui-bundle`` pip package —
 cannot read) is vendored in ``serving/static/swagger-ui/`` with its licence,
 mounted at :data:`STATIC_URL` by the composition root, and the page built by
 FastAPI's own :func:`get_swagger_ui_html` points at it. The validator badge
-is off (it would call validator.swagger.io).
+is off (it would call a remote validator).
 """
 
 from __future__ import annotations
