@@ -19,10 +19,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--kind",
-        choices=["emotion", "sensevoice", "campplus", "fsmn-vad"],
+        choices=["emotion", "sensevoice", "paraformer-zh", "campplus", "fsmn-vad"],
         default="emotion",
-        help="emotion: emotion2vec (default); sensevoice / campplus / fsmn-vad: the conversation models' "
-        "stand-ins (ASR, speaker, VAD; FunASR's classes, published configs, a tiny tokenizer for sensevoice)",
+        help="emotion: emotion2vec (default); sensevoice / paraformer-zh / campplus / fsmn-vad: the conversation "
+        "models' stand-ins (ASR, alternative ASR, speaker, VAD; FunASR's classes, published configs, a tiny "
+        "tokenizer for the ASR models)",
     )
     p.add_argument(
         "--checkpoint-form",

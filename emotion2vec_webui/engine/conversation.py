@@ -13,7 +13,9 @@ utterances). Speakers come from one of two sources:
   it (``AutoModel(spk_model="cam++")``): speech segments → 1.5 s chunks with a
   0.75 s shift (``funasr.models.campplus.utils.sv_chunk``) → CAM++ embeddings
   → FunASR's clustering back-end (``ClusterBackend``: spectral clustering,
-  UMAP+HDBSCAN or k-means by size, with an optional number of speakers) →
+  with an optional number of speakers; above :data:`MAX_CLUSTER_CHUNKS`
+  chunks an evenly spaced sample is clustered and the rest join the nearest
+  cluster centre, so the stage stays linear in duration) →
   FunASR's ``postprocess`` (merge, split overlaps at the midpoint, absorb
   sub-0.7 s pieces). Each diarized piece, cut to the speech segments, is a
   turn; speakers are ``S1``, ``S2`` … in order of first appearance.
@@ -21,6 +23,19 @@ utterances). Speakers come from one of two sources:
 With ``transcribe`` each turn's audio also goes through the ASR model
 (SenseVoiceSmall by default); SenseVoice's own coarse emotion tag is kept as
 ``asr_emotion``, a second opinion beside emotion2vec's.
+
+Why text is transcribed per turn, not cut from sentence timestamps: a turn
+already is a sentence-sized unit. Every turn lies inside one speech segment
+(``channels``: a turn *is* a segment; ``auto``: diarized pieces are cut to the
+segments), and the VAD splits segments longer than 10 s at their longest
+pause (``vad.MAX_SEGMENT_S``). That is how FunASR's own pipeline makes
+SenseVoice's sentences (``AutoModel(vad_model=…)``: VAD segment → ASR per
+segment; ``sentence_info`` comes from the punctuation model for Paraformer).
+The finer stamps the ASR models can give — SenseVoice's CTC word stamps
+(``output_timestamp``), Paraformer's CIF token stamps — would only move
+words inside a cue of at most 10 s, and a turn's audio given to the ASR on
+its own cannot pick up words of the neighbouring speaker, which cutting one
+long transcript by time could.
 
 The models come in as objects (``model/conversation_models.py``); this module
 knows nothing of files or hubs. Every stage is timed (``stage_s``: vad,
@@ -44,6 +59,7 @@ MAX_SPEAKER_CHANNELS = 8  # channels mode analyses at most this many channels (e
 MIN_TURN_S = 0.2  # shorter pieces are not turns (too short for an utterance emotion)
 NEGATIVE = ("angry", "disgusted", "fearful", "sad")  # "most negative turns": the largest sum of these scores
 CHUNK_S, CHUNK_SHIFT_S = 1.5, 0.75  # FunASR's sv_chunk defaults, for the speaker embeddings
+MAX_CLUSTER_CHUNKS = 1000  # more chunks (~12.5 min of speech): cluster a sample, the rest join its nearest centre
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class Conversation:
     speakers: list[dict]  # result.json "speakers": one summary per speaker
     turns: list[dict]  # result.json "turns", in time order
     stage_s: dict[str, float] = field(default_factory=dict)  # seconds per stage: vad, speaker, asr, emotion
+    speaker_s: dict[str, float] = field(default_factory=dict)  # auto: the speaker stage split (embed, cluster)
 
 
 def channel_speaker_ids(n_channels: int) -> list[str]:
@@ -105,6 +122,7 @@ def analyse_conversation(
     if vad is None:
         from emotion2vec_webui.engine.vad import speech_segments as vad
     stage = {"vad": 0.0, "speaker": 0.0, "asr": 0.0, "emotion": 0.0}
+    split: dict[str, float] = {}
     pieces: list[tuple[str, float, float, np.ndarray]] = []  # (speaker, start, end, the signal it is cut from)
     if options.speakers == "channels":
         if not channels:
@@ -121,7 +139,7 @@ def analyse_conversation(
         spans = vad(waveform)
         stage["vad"] += time.perf_counter() - t
         t = time.perf_counter()
-        labelled = diarize(waveform, spans, speaker_model, options.num_speakers)
+        labelled = diarize(waveform, spans, speaker_model, options.num_speakers, timing=split)
         stage["speaker"] += time.perf_counter() - t
         pieces = [(f"S{label + 1}", s, e, waveform) for s, e, label in labelled]
         speaker_names = [f"S{i + 1}" for i in range(max((lab for _, _, lab in labelled), default=-1) + 1)]
@@ -156,43 +174,98 @@ def analyse_conversation(
             f"conversation ({options.speakers}): {len(speakers)} speaker(s), {len(turns)} turn(s); "
             + ", ".join(f"{k} {v:.2f} s" for k, v in stage.items())
         )
-    return Conversation(speakers, turns, {k: round(v, 4) for k, v in stage.items()})
+    return Conversation(speakers, turns, {k: round(v, 4) for k, v in stage.items()},
+                        {k: round(v, 4) for k, v in split.items()})  # fmt: skip
 
 
 def diarize(
-    waveform: np.ndarray, spans: list[tuple[float, float]], speaker_model, num_speakers: int | None
+    waveform: np.ndarray, spans: list[tuple[float, float]], speaker_model, num_speakers: int | None,
+    timing: dict[str, float] | None = None,
 ) -> list[tuple[float, float, int]]:
     """``[(start_s, end_s, label), …]`` in time order, labels 0, 1 … by first appearance, cut to ``spans``.
 
     FunASR's recipe (chunks, CAM++ embeddings, ``ClusterBackend``, ``postprocess``); see the module docstring.
+    Linear in the number of chunks: the clustering is bounded (:func:`cluster_chunks`), and the cut to the
+    speech spans walks both time-ordered lists once. ``timing``, when given, gets the seconds spent in
+    ``embed`` (chunking and CAM++) and ``cluster`` (clustering, FunASR's post-processing and the cut).
     """
-    from funasr.models.campplus.cluster_backend import ClusterBackend, KMeansCluster
     from funasr.models.campplus.utils import postprocess, sv_chunk
 
     if not spans:
         return []
     vad_segments = [[s, e, waveform[int(s * SAMPLE_RATE) : int(e * SAMPLE_RATE)]] for s, e in spans]
-    chunks = sv_chunk(vad_segments)
     if speaker_model is None:
         raise E2VError("internal_error", "speakers=auto needs a speaker model. / 自动区分说话人需要说话人模型。")
+    t0 = time.perf_counter()
+    chunks = sv_chunk(vad_segments)
     emb = speaker_model.embed([c[2] for c in chunks])
-    k = int(num_speakers) if num_speakers else None
-    if k is not None and k > 1 and len(chunks) < 20:  # the back-end answers one speaker below 20 chunks
-        labels = np.asarray(KMeansCluster()(emb, min(k, len(chunks))))
-    else:
-        labels = np.asarray(ClusterBackend()(emb, oracle_num=k)) if k else np.asarray(ClusterBackend()(emb))
+    t1 = time.perf_counter()
+    labels = cluster_chunks(emb, num_speakers)
     pieces = postprocess([[c[0], c[1]] for c in chunks], None, labels, emb)
-    out = []
-    for s, e, label in pieces:  # cut to the speech: silence between segments belongs to nobody
-        for vs, ve in spans:
-            lo, hi = max(s, vs), min(e, ve)
-            if hi - lo > 0:
-                out.append((float(lo), float(hi), int(label)))
-    out.sort()
+    out = _cut_to_spans(sorted((float(s), float(e), int(lab)) for s, e, lab in pieces), sorted(spans))
     order: dict[int, int] = {}
     for _, _, label in out:
         order.setdefault(label, len(order))
+    if timing is not None:
+        timing["embed"] = timing.get("embed", 0.0) + t1 - t0
+        timing["cluster"] = timing.get("cluster", 0.0) + time.perf_counter() - t1
     return [(s, e, order[label]) for s, e, label in out]
+
+
+def cluster_chunks(emb: np.ndarray, num_speakers: int | None, cap: int | None = None) -> np.ndarray:
+    """One speaker label per chunk embedding, through FunASR's clustering back-end, in bounded time.
+
+    FunASR's ``ClusterBackend`` clusters every chunk spectrally below 2,048 chunks: an N×N cosine affinity,
+    a sort of every row and a full eigendecomposition, O(N²) memory and O(N³) time in the number of 0.75 s
+    chunks. Up to ``cap`` chunks (:data:`MAX_CLUSTER_CHUNKS`) that is what runs, unchanged. Above it, an
+    evenly spaced sample of ``cap`` chunks is clustered the same way and every other chunk joins the sample
+    cluster whose mean direction is nearest (cosine): O(N·K) for the rest, so the stage stays linear and
+    the back-end's UMAP+HDBSCAN branch (above 2,048 chunks without a speaker count) is never reached.
+    """
+    from funasr.models.campplus.cluster_backend import ClusterBackend, KMeansCluster
+
+    cap = MAX_CLUSTER_CHUNKS if cap is None else cap
+    k = int(num_speakers) if num_speakers else None
+    n = len(emb)
+
+    def backend(x: np.ndarray) -> np.ndarray:
+        if k is not None and k > 1 and len(x) < 20:  # the back-end answers one speaker below 20 chunks
+            return np.asarray(KMeansCluster()(x, min(k, len(x))))
+        return np.asarray(ClusterBackend()(x, oracle_num=k) if k else ClusterBackend()(x))
+
+    if n <= cap:
+        return backend(emb)
+    sample = np.unique(np.linspace(0, n - 1, cap).round().astype(int))
+    sample_labels = backend(emb[sample])
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    ids = np.unique(sample_labels)
+    centres = np.stack([unit[sample][sample_labels == i].mean(0) for i in ids])
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    labels = ids[np.argmax(unit @ centres.T, axis=1)]
+    labels[sample] = sample_labels  # the sample keeps the back-end's own answer
+    return labels
+
+
+def _cut_to_spans(pieces: list[tuple[float, float, int]], spans: list[tuple[float, float]]) -> list[tuple[float, float, int]]:
+    """The parts of time-ordered diarized ``pieces`` inside the time-ordered speech ``spans`` (one merge walk).
+
+    Silence between speech segments belongs to nobody. FunASR's pieces touch but do not overlap (overlaps
+    are split at their midpoint), and the VAD's spans do not overlap, so a span left behind by the walk is
+    never needed again.
+    """
+    out = []
+    j = 0
+    for s, e, label in pieces:
+        while j < len(spans) and spans[j][1] <= s:
+            j += 1
+        i = j
+        while i < len(spans) and spans[i][0] < e:
+            lo, hi = max(s, spans[i][0]), min(e, spans[i][1])
+            if hi - lo > 0:
+                out.append((lo, hi, label))
+            i += 1
+    out.sort()
+    return out
 
 
 def speaker_summaries(turns: list[dict], names: list[str], mode: str) -> list[dict]:

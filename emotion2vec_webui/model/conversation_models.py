@@ -90,7 +90,7 @@ def resolve_conversation_model(name: str, hub: str, table: dict[str, dict[str, s
                 f"Model {name!r} ({resolve.HUB_NAMES[hub]} id {repo}) is not available. Tried: {'; '.join(tried)}. "
                 "How to fix: pre-fill the hub cache on a connected machine (README, 'Conversation models'), "
                 "point --asr-model / E2V_ASR_MODEL or E2V_SPEAKER_MODEL at a local directory, or build stand-ins "
-                "with `emotion2vec-webui make-test-model DIR --kind sensevoice|campplus`. "
+                "with `emotion2vec-webui make-test-model DIR --kind sensevoice|paraformer-zh|campplus`. "
                 f"/ 模型 {name!r} 不可用：请预先填充模型缓存，或指定本地目录。"
             )
     missing = [f for f in REQUIRED if not (path / f).is_file()]

@@ -13,6 +13,13 @@ written as a directory that loads through the same ``funasr.AutoModel`` path
   64 and a tiny SentencePiece BPE tokenizer trained here (the ``sentencepiece``
   package is FunASR's own tokenizer back-end) that also knows SenseVoice's
   ``<|en|>`` / ``<|HAPPY|>`` … tags, so random output can carry them.
+- ``paraformer-zh``: ``SeacoParaformer``, what FunASR's ``paraformer-zh``
+  name resolves to (published: 8,404 tokens; config from FunASR's
+  ``funasr/models/seaco_paraformer/template.yaml``, see the copy's header).
+  The tiny stand-in keeps the graph (SAN-M encoder, CIF predictor with its
+  timestamp head, SAN-M decoder, the SeACo hot-word decoder) at width 64
+  with 2 / 1 / 1 blocks, and a tiny character vocabulary (``tokens.json``,
+  FunASR's ``CharTokenizer``, as the published folder has).
 - ``campplus``: ``CAMPPlus`` at its published size (6.85M parameters,
   192-dim embeddings): it is small, so speaker timing is real.
 - ``fsmn-vad``: ``FsmnVADStreaming`` at its published size. The conversation
@@ -37,7 +44,11 @@ from pathlib import Path
 
 from emotion2vec_webui.model.standins import RANDOM_WEIGHTS_MARKER
 
-KINDS = ("sensevoice", "campplus", "fsmn-vad")
+KINDS = ("sensevoice", "paraformer-zh", "campplus", "fsmn-vad")
+
+# A tiny character vocabulary in the published layout: blank, <s>, </s> first, <unk> last (FunASR's CharTokenizer).
+PARAFORMER_TOKENS = ("<blank>", "<s>", "</s>", *"你好请问有什么可以帮您谢再见明天我的订单到了坏", "hello", "thank",
+                     "you", "order", "please", "<unk>")  # fmt: skip
 
 # SenseVoice's special tokens (its published tokenizer has them as pieces).
 SENSEVOICE_TAGS = (
@@ -62,7 +73,8 @@ def reference_config(kind: str) -> dict:
     """The published config.yaml of ``kind`` (``sensevoice``, ``campplus``, ``fsmn-vad``) as a dict."""
     import yaml
 
-    name = {"sensevoice": "sensevoice_small", "campplus": "campplus", "fsmn-vad": "fsmn_vad"}[kind]
+    name = {"sensevoice": "sensevoice_small", "paraformer-zh": "paraformer_zh", "campplus": "campplus",
+            "fsmn-vad": "fsmn_vad"}[kind]  # fmt: skip
     text = resources.files("emotion2vec_webui.model").joinpath(f"data/conversation/{name}.config.yaml")
     return yaml.safe_load(text.read_text("utf-8"))
 
@@ -110,6 +122,34 @@ def _sensevoice(seed: int, tmp: Path) -> tuple[dict, int, dict]:
     return cfg, model, {"task": "auto-speech-recognition", "model": {"type": "funasr"}, "file_path_metas": metas}
 
 
+def _paraformer(seed: int, tmp: Path):
+    import torch
+    from funasr.register import tables
+
+    cfg = copy.deepcopy(reference_config("paraformer-zh"))
+    width = 64
+    cfg["encoder_conf"].update(output_size=width, attention_heads=2, linear_units=128, num_blocks=2)
+    cfg["decoder_conf"].update(attention_heads=2, linear_units=128, num_blocks=1, att_layer_num=1)
+    cfg["seaco_decoder_conf"].update(attention_heads=2, linear_units=128, num_blocks=1)
+    cfg["predictor_conf"]["idim"] = width
+    # the hot-word encoder reads the decoder's embeddings; the published 8377 lies outside a tiny vocabulary
+    cfg["model_conf"].update(inner_dim=width, NO_BIAS=len(PARAFORMER_TOKENS) - 1)
+    (tmp / "tokens.json").write_text(json.dumps(list(PARAFORMER_TOKENS), ensure_ascii=False), "utf-8")
+    torch.manual_seed(seed)
+    lfr_m = cfg["frontend_conf"]["lfr_m"]
+    parts = ("specaug", "specaug_conf", "encoder", "encoder_conf", "decoder", "decoder_conf", "seaco_decoder",
+             "seaco_decoder_conf", "predictor", "predictor_conf", "ctc_conf")  # fmt: skip
+    model = tables.model_classes["SeacoParaformer"](
+        **{k: cfg[k] for k in parts}, **cfg["model_conf"], vocab_size=len(PARAFORMER_TOKENS), input_size=80 * lfr_m,
+    )  # fmt: skip
+    with torch.no_grad():  # CIF fires about every 4th 60 ms frame (speech-like token rates), so turns get tokens
+        for head, bias in ((model.predictor.cif_output, -1.1), (model.predictor.cif_output2, -0.5)):
+            head.weight.normal_(0.0, 0.01)
+            head.bias.fill_(bias)
+    metas = {"init_param": "model.pt", "config": "config.yaml", "tokenizer_conf": {"token_list": "tokens.json"}}
+    return cfg, model, {"task": "auto-speech-recognition", "model": {"type": "funasr"}, "file_path_metas": metas}
+
+
 def _campplus(seed: int, tmp: Path):
     import torch
     from funasr.register import tables
@@ -152,7 +192,8 @@ def make_conversation_standin(directory: str | os.PathLike, kind: str, seed: int
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".e2v-model-", dir=out.parent))
     try:
-        build = {"sensevoice": _sensevoice, "campplus": _campplus, "fsmn-vad": _fsmn_vad}[kind]
+        build = {"sensevoice": _sensevoice, "paraformer-zh": _paraformer, "campplus": _campplus,
+                 "fsmn-vad": _fsmn_vad}[kind]  # fmt: skip
         cfg, model, configuration = build(seed, tmp)
         model.eval()
         state = {k: v.contiguous() for k, v in model.state_dict().items()}

@@ -1,7 +1,9 @@
 """A conversation's turns as subtitles and a table: ``transcript.srt``, ``transcript.vtt``, ``turns.csv``.
 
 One cue per turn, its text ``[S1 · 😠 angry 0.82] what was said`` (just the
-bracket when there is no transcript). The subtitle files are composed with
+bracket when there is no transcript). The name in the cue is the speaker's
+``label`` in result.json (the id until a rename, :mod:`speaker_names`);
+``turns.csv`` has both (``speaker``: the id, ``speaker_label``: the name). The subtitle files are composed with
 the ``srt`` package (sequence numbers, ``HH:MM:SS,mmm`` stamps, blank lines
 in content are what breaks hand-written SRT) and ``webvtt-py`` (the
 ``WEBVTT`` header, ``.``-millisecond stamps, cue rules); both are small,
@@ -20,13 +22,17 @@ from datetime import timedelta
 from emotion2vec_webui.labels import EMOJI, EMOTIONS
 
 TRANSCRIPT_SRT, TRANSCRIPT_VTT, TURNS_CSV = "transcript.srt", "transcript.vtt", "turns.csv"
-TURN_COLUMNS = ("index", "speaker", "start_s", "end_s", "emotion", "emotion_zh", "confidence", "asr_emotion",
+TURN_COLUMNS = ("index", "speaker", "speaker_label", "start_s", "end_s", "emotion", "emotion_zh", "confidence", "asr_emotion",
                 "language", "text") + tuple(f"score_{k}" for k in EMOTIONS)  # fmt: skip
 
 
-def cue_text(turn: dict) -> str:
-    """``[S1 · 😠 angry 0.82] text`` on one line (no blank line or ``-->`` can break a cue)."""
-    head = f"[{turn['speaker']} · {EMOJI[turn['emotion']]} {turn['emotion']} {turn['confidence']:.2f}]"
+def cue_text(turn: dict, labels: dict[str, str] | None = None) -> str:
+    """``[S1 · 😠 angry 0.82] text`` on one line (no blank line or ``-->`` can break a cue).
+
+    ``labels`` maps speaker ids to display names (result.json ``speakers[].label``); the id when absent.
+    """
+    name = re.sub(r"\s+", " ", (labels or {}).get(turn["speaker"]) or turn["speaker"]).replace("-->", "→")
+    head = f"[{name} · {EMOJI[turn['emotion']]} {turn['emotion']} {turn['confidence']:.2f}]"
     text = re.sub(r"\s+", " ", (turn.get("text") or "")).replace("-->", "→").strip()
     return f"{head} {text}" if text else head
 
@@ -36,12 +42,12 @@ def _span(turn: dict) -> tuple[float, float]:
     return start, max(start + 0.001, float(turn["end_s"]))
 
 
-def srt_text(turns: list[dict]) -> str:
-    """The turns as SubRip (composed by the ``srt`` package)."""
+def srt_text(turns: list[dict], labels: dict[str, str] | None = None) -> str:
+    """The turns as SubRip (composed by the ``srt`` package); ``labels``: speaker names (:func:`cue_text`)."""
     import srt
 
     subs = [
-        srt.Subtitle(index=i + 1, start=timedelta(seconds=s), end=timedelta(seconds=e), content=cue_text(t))
+        srt.Subtitle(index=i + 1, start=timedelta(seconds=s), end=timedelta(seconds=e), content=cue_text(t, labels))
         for i, t in enumerate(turns)
         for s, e in [_span(t)]
     ]
@@ -53,31 +59,32 @@ def _vtt_stamp(seconds: float) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
-def vtt_text(turns: list[dict]) -> str:
+def vtt_text(turns: list[dict], labels: dict[str, str] | None = None) -> str:
     """The turns as WebVTT (composed by ``webvtt-py``), each cue named by its turn (``turn-0`` …)."""
     import webvtt
 
     vtt = webvtt.WebVTT()
     for t in turns:
         s, e = _span(t)
-        vtt.captions.append(webvtt.Caption(_vtt_stamp(s), _vtt_stamp(e), cue_text(t), identifier=f"turn-{t['index']}"))
+        vtt.captions.append(webvtt.Caption(_vtt_stamp(s), _vtt_stamp(e), cue_text(t, labels), identifier=f"turn-{t['index']}"))
     return vtt.content
 
 
-def turns_csv_text(turns: list[dict], extra: dict | None = None) -> str:
+def turns_csv_text(turns: list[dict], extra: dict | None = None, labels: dict[str, str] | None = None) -> str:
     """One row per turn (:data:`TURN_COLUMNS`, after the ``extra`` columns when given, e.g. the file for batch)."""
     out = io.StringIO()
     extra = extra or {}
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(list(extra) + list(TURN_COLUMNS))
     for t in turns:
-        writer.writerow(list(extra.values()) + turn_row(t))
+        writer.writerow(list(extra.values()) + turn_row(t, labels))
     return out.getvalue()
 
 
-def turn_row(turn: dict) -> list:
-    """The :data:`TURN_COLUMNS` values of one turn."""
-    base = [turn["index"], turn["speaker"], turn["start_s"], turn["end_s"], turn["emotion"], turn["emotion_zh"],
+def turn_row(turn: dict, labels: dict[str, str] | None = None) -> list:
+    """The :data:`TURN_COLUMNS` values of one turn (``labels``: speaker names, the id when absent)."""
+    label = (labels or {}).get(turn["speaker"]) or turn["speaker"]
+    base = [turn["index"], turn["speaker"], label, turn["start_s"], turn["end_s"], turn["emotion"], turn["emotion_zh"],
             turn["confidence"], turn.get("asr_emotion") or "", turn.get("language") or "",
             re.sub(r"\s+", " ", turn.get("text") or "").strip()]  # one line per turn  # fmt: skip
     return base + [turn["scores"][k] for k in EMOTIONS]
@@ -88,4 +95,11 @@ def conversation_files(result: dict) -> dict[str, str]:
     turns = result.get("turns")
     if turns is None:
         return {}
-    return {TRANSCRIPT_SRT: srt_text(turns), TRANSCRIPT_VTT: vtt_text(turns), TURNS_CSV: turns_csv_text(turns)}
+    labels = speaker_labels(result)
+    return {TRANSCRIPT_SRT: srt_text(turns, labels), TRANSCRIPT_VTT: vtt_text(turns, labels),
+            TURNS_CSV: turns_csv_text(turns, labels=labels)}  # fmt: skip
+
+
+def speaker_labels(result: dict) -> dict[str, str]:
+    """Speaker id → display name (``speakers[].label``) of a result.json."""
+    return {s["id"]: s.get("label") or s["id"] for s in result.get("speakers") or []}

@@ -5,15 +5,18 @@ A recording goes through the one recognise flow with ``speakers`` set
 ``transcribe``. The view shows:
 
 - the player (the run's ``processed_audio.wav``, served by Gradio's file route);
-- one lane per speaker on a shared time axis, each turn a block coloured by its emotion;
+- one lane per speaker on a shared time axis (time labels below, a playhead
+  that follows the player), each turn a block coloured by its emotion;
 - the transcript as a list of turns: speaker colour, time, emotion chip, text;
 - a per-speaker summary: speaking share and the share of speaking time per emotion (stacked bars).
 
 Clicking a turn (in a lane or in the list) moves the player there and plays:
 one delegated click listener, installed by the component's ``js_on_load``
 (Gradio does not run ``<script>`` inside ``gr.HTML``), so it survives every
-re-render. Speakers can be renamed for the view (``left=Agent, right=Customer``);
-result.json keeps the ids.
+re-render. Speakers can be renamed (``left=Agent, right=Customer``), when
+analysing or afterwards with "Save names": the names are saved into the run
+(result.json ``speakers[].label``, the subtitle files and turns.csv;
+:mod:`runs.speaker_names`); the ids stay.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
 from emotion2vec_webui.runs.recognize import RecognizeOptions
+from emotion2vec_webui.runs.speaker_names import apply_names, parse_names, rename_speakers
+from emotion2vec_webui.runs.storage import run_path
 from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.timeline import file_url
 
@@ -43,6 +48,12 @@ element.addEventListener('click', (ev) => {
   element.querySelectorAll(`.e2v-conv-turn[data-index="${turn.dataset.index}"]`).forEach((n) => n.classList.add('active'));
   const p = player.play(); if (p && p.catch) p.catch(() => {});
 });
+element.addEventListener('timeupdate', (ev) => {  // timeupdate does not bubble: caught on the way down
+  const view = element.querySelector('.e2v-conv');
+  if (!view || ev.target.tagName !== 'AUDIO') return;
+  const x = Math.min(100, 100 * ev.target.currentTime / parseFloat(view.dataset.duration));
+  element.querySelectorAll('.e2v-conv-playhead').forEach((n) => { n.style.left = `${x}%`; });
+}, true);
 """
 
 _CSS = """
@@ -51,6 +62,10 @@ _CSS = """
 .e2v-conv-lane-name{width:90px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .e2v-conv-track{position:relative;flex:1;height:26px;background:rgba(128,128,128,.12);border-radius:4px}
 .e2v-conv-block{position:absolute;top:2px;bottom:2px;border-radius:3px;cursor:pointer;opacity:.9;min-width:2px}
+.e2v-conv-playhead{position:absolute;top:0;bottom:0;width:2px;margin-left:-1px;background:#228be6;pointer-events:none}
+.e2v-conv-axis{display:flex;align-items:center;gap:8px}
+.e2v-conv-ticks{position:relative;flex:1;height:16px;font-size:11px;font-family:monospace;opacity:.7}
+.e2v-conv-ticks span{position:absolute;transform:translateX(-50%);white-space:nowrap}
 .e2v-conv-list{max-height:420px;overflow:auto;margin-top:8px}
 .e2v-conv-turn.e2v-conv-item{display:flex;gap:10px;align-items:baseline;padding:6px 8px;margin:3px 0;border-left:5px solid;
   border-radius:4px;cursor:pointer;background:rgba(128,128,128,.06)}
@@ -62,26 +77,28 @@ _CSS = """
 """
 
 
+def _axis(duration: float) -> str:
+    """Time labels under the lanes, at a round step giving at most ~8 labels."""
+    step = next((s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800) if duration / s <= 8), 3600)
+    ticks = "".join(f'<span style="left:{100 * t / duration:.3f}%">{_clock(t)[:-2]}</span>'
+                    for t in range(0, int(duration) + 1, step) if 0 < t < duration)  # fmt: skip
+    return (f'<div class="e2v-conv-axis"><div class="e2v-conv-lane-name"></div>'
+            f'<div class="e2v-conv-ticks">{ticks}</div></div>')  # fmt: skip
+
+
 def _clock(seconds: float) -> str:
     m, s = divmod(max(0.0, seconds), 60)
     return f"{int(m):02d}:{s:04.1f}"
 
 
-def parse_names(text: str | None) -> dict[str, str]:
-    """``"left=Agent, right=Customer"`` → ``{"left": "Agent", "right": "Customer"}`` (bad pairs ignored)."""
-    out = {}
-    for part in (text or "").replace(";", ",").split(","):
-        key, sep, value = part.partition("=")
-        if sep and key.strip() and value.strip():
-            out[key.strip()] = value.strip()[:40]
-    return out
-
-
 def conversation_html(result: dict, audio_url: str | None, names: dict[str, str] | None = None,
                       files: dict[str, str] | None = None) -> str:  # fmt: skip
-    """The whole view for one conversation result (result.json with ``speakers`` and ``turns``)."""
-    names = names or {}
+    """The whole view for one conversation result (result.json with ``speakers`` and ``turns``).
+
+    A speaker is shown by its ``label`` (its saved name), or by ``names[id]`` when given.
+    """
     speakers = result.get("speakers") or []
+    names = {**{s["id"]: s.get("label") or s["id"] for s in speakers}, **(names or {})}
     turns = result.get("turns") or []
     duration = max(float(result["audio"]["duration_s"]), 1e-6)
     color = {s["id"]: SPEAKER_COLORS[i % len(SPEAKER_COLORS)] for i, s in enumerate(speakers)}
@@ -104,7 +121,7 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
         lanes.append(
             f'<div class="e2v-conv-lane" data-speaker="{escape(s["id"])}">'
             f'<div class="e2v-conv-lane-name" style="color:{color[s["id"]]}">{label(s["id"])}</div>'
-            f'<div class="e2v-conv-track">{blocks}</div></div>'
+            f'<div class="e2v-conv-track">{blocks}<div class="e2v-conv-playhead" style="left:0%"></div></div></div>'
         )
     items = []
     for t in turns:
@@ -146,9 +163,10 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
                        "words are meaningless</div>")  # fmt: skip
     return (
         f"<style>{_CSS}</style>"
-        f'<div class="e2v-conv" data-turns="{len(turns)}" data-speakers="{len(speakers)}">{random_note}{player}'
+        f'<div class="e2v-conv" data-turns="{len(turns)}" data-speakers="{len(speakers)}" data-duration="{duration}">'
+        f"{random_note}{player}"
         f'<div class="e2v-section">{bilingual("Speaker lanes", "说话人轨道")}</div>'
-        f'<div class="e2v-conv-lanes" id="conversation_lanes">{"".join(lanes)}</div>'
+        f'<div class="e2v-conv-lanes" id="conversation_lanes">{"".join(lanes)}{_axis(duration)}</div>'
         f'<div class="e2v-section">{bilingual("Per-speaker emotions (share of speaking time)", "各说话人情绪（占说话时长）")}</div>'
         f'<div id="conversation_summary">{"".join(summary)}</div>'
         f'<div class="e2v-section">{bilingual("Transcript", "转写")} · {len(turns)} {bilingual("turns", "轮")}'
@@ -157,8 +175,13 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
     )
 
 
-def analyse(service, audio_path: str | None, speakers: str, num_speakers, transcribe: bool, names: str = "") -> str:
-    """Run one conversation through the service; every failure becomes an error card."""
+def analyse(service, audio_path: str | None, speakers: str, num_speakers, transcribe: bool,
+            names: str = "") -> tuple[str, str | None]:  # fmt: skip
+    """Run one conversation through the service; every failure becomes an error card.
+
+    Returns:
+        The view, and the run folder (for "Save names"; None when nothing was saved).
+    """
     try:
         if not audio_path:
             raise E2VError("bad_request", "Upload a recording first. / 请先上传录音。")
@@ -166,15 +189,41 @@ def analyse(service, audio_path: str | None, speakers: str, num_speakers, transc
         options = RecognizeOptions(extract_embedding=False, speakers=speakers, num_speakers=count,
                                    transcribe=bool(transcribe))  # fmt: skip
         outcome = service.recognize(audio_path, source_name=Path(audio_path).name, options=options)
+        folder = outcome.run.path if outcome.run is not None else None
+        result = outcome.result
+        ids = {s["id"] for s in result.get("speakers") or []}
+        known = {k: v for k, v in parse_names(names).items() if k in ids}  # names for other modes' ids: ignored
+        if known:
+            result = rename_speakers(folder, known) if folder else apply_names(result, known)
     except E2VError as exc:
-        return ui_text.error_card_html(exc.code, exc.message)
+        return ui_text.error_card_html(exc.code, exc.message), None
     except Exception:  # the page shows a message, the log keeps the trace
         log.exception("UI conversation failed")
-        return ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。")
-    folder = outcome.run.path if outcome.run is not None else None
+        return ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。"), None
+    return _view(result, folder), (str(folder) if folder else None)
+
+
+def _view(result: dict, folder: Path | None) -> str:
     audio = file_url(folder / "processed_audio.wav") if folder else None
     files = {n: file_url(folder / n) for n in ("transcript.srt", "transcript.vtt", "turns.csv")} if folder else {}
-    return conversation_html(outcome.result, audio, parse_names(names), files)
+    return conversation_html(result, audio, None, files)
+
+
+def save_names(service, folder: str | None, names: str) -> str:
+    """Save the names typed in "Rename speakers" into the last analysed run and show it again."""
+    try:
+        if not folder:
+            raise E2VError("bad_request", "Analyse a conversation first. / 请先分析一段对话。")
+        path = run_path(service.settings.output_dir, Path(folder).name)  # only a run folder of this server
+        if path is None:
+            raise E2VError("not_found", "That run is gone. / 该运行已不存在。")
+        result = rename_speakers(path, parse_names(names))
+    except E2VError as exc:
+        return ui_text.error_card_html(exc.code, exc.message)
+    except Exception:
+        log.exception("UI speaker rename failed")
+        return ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。")
+    return _view(result, path)
 
 
 def build_conversation_tab(service) -> None:
@@ -202,12 +251,16 @@ def build_conversation_tab(service) -> None:
                                          elem_id="conversation_transcribe")  # fmt: skip
                 names = gr.Textbox(label=bilingual("Rename speakers", "重命名说话人"), placeholder="left=Agent, right=Customer",
                                    elem_id="conversation_names")  # fmt: skip
+                rename = gr.Button(bilingual("Save names", "保存名称"), size="sm", elem_id="conversation_save_names")
         button = gr.Button(bilingual("Analyse conversation", "分析对话"), variant="primary", elem_id="conversation_button")
         out = gr.HTML(elem_id="conversation_view", js_on_load=_CLICK_JS)
+        run_folder = gr.State(None)
+        rename.click(lambda f, n: save_names(service, f, n), inputs=[run_folder, names], outputs=out,
+                     api_name="conversation_save_names", api_visibility="undocumented", concurrency_limit=1)  # fmt: skip
         button.click(
             lambda a, m, c, t, n: analyse(service, a, m, c, t, n),
             inputs=[audio, mode, count, transcribe, names],
-            outputs=out,
+            outputs=[out, run_folder],
             api_name="conversation_ui",
             api_visibility="undocumented",
             concurrency_limit=1,

@@ -7,8 +7,10 @@ import pytest
 
 from emotion2vec_webui.engine.conversation import (
     ConversationOptions,
+    _cut_to_spans,
     analyse_conversation,
     channel_speaker_ids,
+    cluster_chunks,
     diarize,
     speaker_summaries,
 )
@@ -103,3 +105,45 @@ def test_options_and_names():
     with pytest.raises(E2VError):
         ConversationOptions("auto", 0).check()
     assert speaker_summaries([], ["S1"], "auto")[0]["dominant_emotion"] is None
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to a renaming of the labels."""
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("num_speakers", [None, 3])
+def test_clustering_a_sample_gives_the_full_answer(num_speakers):
+    """Above the cap only a sample is clustered; on separable voices the partition is the one of all chunks."""
+    rng = np.random.default_rng(1)
+    directions = rng.standard_normal((3, 192))
+    truth = np.repeat([0, 1, 2, 0, 1], 60)  # turns of 60 chunks, a voice coming back
+    emb = (directions[truth] + 0.3 * rng.standard_normal((len(truth), 192))).astype(np.float32)
+    full = cluster_chunks(emb, num_speakers, cap=10_000)
+    capped = cluster_chunks(emb, num_speakers, cap=100)
+    assert _same_partition(full, truth) and _same_partition(capped, truth)
+    assert len(capped) == len(emb)
+
+
+def test_clustering_below_the_cap_is_funasrs_backend_unchanged():
+    from funasr.models.campplus.cluster_backend import ClusterBackend
+
+    rng = np.random.default_rng(2)
+    emb = rng.standard_normal((80, 192)).astype(np.float32)
+    np.random.seed(0)  # the back-end's k-means draws from numpy's global generator
+    ours = cluster_chunks(emb, 2)
+    np.random.seed(0)
+    assert np.array_equal(ours, np.asarray(ClusterBackend()(emb.copy(), oracle_num=2)))
+
+
+def test_cut_to_spans_is_the_brute_force_cut():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        edges = np.sort(rng.uniform(0, 100, 40))
+        spans = [(float(a), float(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+        cuts = np.sort(rng.uniform(0, 100, 30))
+        pieces = [(float(a), float(b), int(rng.integers(3))) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        brute = sorted((max(s, vs), min(e, ve), lab) for s, e, lab in pieces for vs, ve in spans
+                       if min(e, ve) - max(s, vs) > 0)  # fmt: skip
+        assert _cut_to_spans(pieces, spans) == brute

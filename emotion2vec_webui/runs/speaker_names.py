@@ -1,0 +1,95 @@
+"""Renaming the speakers of a saved conversation run (``left`` → ``Agent``), so the names stay with the run.
+
+A speaker's ``id`` (``left``, ``S1`` …) never changes: turns, ``most_negative_turns``,
+the VTT cue ids and ``turns.csv``'s ``speaker`` column keep it. The name people
+read is the speaker's ``label`` in result.json (the id until renamed), and the
+files made from the turns show it: the cue heads of ``transcript.srt`` /
+``transcript.vtt`` (``[Agent · 😠 angry 0.82] …``) and ``turns.csv``'s
+``speaker_label`` column.
+
+:func:`rename_speakers` rewrites those files in the run folder, each one
+atomically (:func:`files.write_atomic`), the subtitle files and the table
+first and result.json — the record they are made from — last, under one
+lock per process. A crash in between leaves every file whole; the worst case
+is subtitles already renamed while result.json is not, and renaming again
+repairs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.runs.transcripts import conversation_files
+
+MAX_LABEL_CHARS = 40
+_lock = threading.Lock()
+
+
+def parse_names(text: str | None) -> dict[str, str]:
+    """``"left=Agent, right=Customer"`` → ``{"left": "Agent", "right": "Customer"}`` (pairs without ``=`` ignored)."""
+    out = {}
+    for part in (text or "").replace(";", ",").replace("；", ",").replace("，", ",").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = value.strip()
+    return out
+
+
+def clean_label(value: str) -> str:
+    """One line, at most :data:`MAX_LABEL_CHARS` characters, no ``-->`` (it would end an SRT/VTT cue head)."""
+    return re.sub(r"\s+", " ", str(value)).replace("-->", "→").strip()[:MAX_LABEL_CHARS]
+
+
+def apply_names(result: dict, names: dict[str, str]) -> dict:
+    """``result`` with its speakers' ``label`` set from ``names`` (id → name; an empty name restores the id).
+
+    Raises:
+        E2VError: ``bad_request`` when the result has no speakers or a name is for an unknown speaker id.
+    """
+    speakers = result.get("speakers")
+    if not speakers:
+        raise E2VError("bad_request", "This run has no speakers to rename (speakers=none). / 此运行没有说话人可重命名。")
+    ids = [s["id"] for s in speakers]
+    unknown = [k for k in names if k not in ids]
+    if unknown:
+        raise E2VError(
+            "bad_request",
+            f"Unknown speaker id(s): {', '.join(unknown)}; this run has {', '.join(ids)}. "
+            f"/ 未知的说话人：{', '.join(unknown)}；此运行的说话人为 {', '.join(ids)}。",
+        )
+    out = dict(result)
+    out["speakers"] = [{**s, "label": (clean_label(names[s["id"]]) or s["id"]) if s["id"] in names else s["label"]}
+                       for s in speakers]  # fmt: skip
+    return out
+
+
+def rename_speakers(folder: str | Path, names: dict[str, str]) -> dict:
+    """Rename speakers in a saved run folder: result.json ``speakers[].label``, transcript.srt/.vtt, turns.csv.
+
+    Args:
+        folder: the run folder (holds result.json).
+        names: speaker id → new name (an empty name restores the id); ids not named keep their label.
+
+    Returns:
+        The updated result.json content.
+
+    Raises:
+        E2VError: ``not_found`` (no result.json), ``bad_request`` (no speakers, unknown id).
+    """
+    folder = Path(folder)
+    path = folder / "result.json"
+    with _lock:
+        try:
+            result = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError as exc:
+            raise E2VError("not_found", f"No run at {folder.name}. / 找不到运行 {folder.name}。") from exc
+        updated = apply_names(result, names)
+        for name, text in conversation_files(updated).items():
+            write_atomic(folder / name, text)
+        write_atomic(path, json.dumps(updated, ensure_ascii=False, indent=2) + "\n")
+    return updated
