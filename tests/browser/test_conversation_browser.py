@@ -83,4 +83,17 @@ def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, t
     page.wait_for_function(
         "(w) => Math.abs(document.querySelector('#conversation_player').currentTime - w) < 0.6", arg=want
     )
+    duration = float(view.get_attribute("data-duration"))
+    page.wait_for_function(  # the playhead on the lanes follows the player
+        "(x) => Math.abs(parseFloat(document.querySelector('.e2v-conv-playhead').style.left) - x) < 3",
+        arg=100 * want / duration,
+    )
     _shot(page, tmp_path, "conversation_after_click")
+    # renaming is saved into the run: the lanes and the run's transcript.srt show the names
+    page.locator("#conversation_names textarea").fill("left=Agent, right=客户")
+    page.locator("#conversation_save_names").click()
+    expect(page.locator('#conversation_lanes .e2v-conv-lane[data-speaker="left"] .e2v-conv-lane-name')).to_have_text("Agent")
+    srt_url = page.locator("#conversation_view a", has_text="transcript.srt").get_attribute("href")
+    srt_text = page.request.get(f"{server.url}/{srt_url}").text()
+    assert "[Agent ·" in srt_text and "[客户 ·" in srt_text and "[left ·" not in srt_text
+    _shot(page, tmp_path, "conversation_renamed")
