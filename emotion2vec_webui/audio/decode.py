@@ -183,7 +183,8 @@ def _to_pcm16_grid(mono: np.ndarray, warnings: list[str]) -> np.ndarray:
     if peak > 1.0:
         warnings.append(
             f"samples exceeded full scale (peak {peak:.2f}); scaled down to fit "
-            "(the model normalises level, so results are unaffected)"
+            "(the model normalises level, so results are unaffected) / "
+            f"采样值超出满量程（峰值 {peak:.2f}），已按比例缩小（模型会归一化音量，结果不受影响）"
         )
     for i in range(0, mono.size, readers.BLOCK_SAMPLES):
         block = mono[i : i + readers.BLOCK_SAMPLES]

@@ -99,7 +99,8 @@ def read_soundfile(
     if declared is not None and declared > sink.frames:
         warnings.append(
             f"file appears truncated: header declares {declared / rate:.2f} s, "
-            f"decoded {sink.frames / rate:.2f} s; analysed what was decoded"
+            f"decoded {sink.frames / rate:.2f} s; analysed what was decoded / "
+            f"文件似乎不完整：文件头声明 {declared / rate:.2f} 秒，解码出 {sink.frames / rate:.2f} 秒；已分析解码出的部分"
         )
     return sink
 
@@ -188,13 +189,16 @@ def read_pyav(
         raise AudioError("audio_empty", f"{name} holds no audio samples.")
     decoded_s = sink.frames / rate
     if error is not None:
-        warnings.append(f"decoding stopped at {decoded_s:.2f} s ({_short(error)}); analysed what was decoded")
+        warnings.append(f"decoding stopped at {decoded_s:.2f} s ({_short(error)}); analysed what was decoded / "
+                        f"解码在 {decoded_s:.2f} 秒处中止；已分析解码出的部分")  # fmt: skip
     elif kind == "ogg" and not _ogg_ends_cleanly(data):
-        warnings.append(f"file appears truncated (the Ogg stream has no end page); analysed {decoded_s:.2f} s")
+        warnings.append(f"file appears truncated (the Ogg stream has no end page); analysed {decoded_s:.2f} s / "
+                        f"文件似乎不完整（Ogg 流没有结束页）；已分析 {decoded_s:.2f} 秒")  # fmt: skip
     elif header_s is not None and decoded_s < header_s - max(0.25, 0.02 * header_s):
         warnings.append(
             f"file appears truncated: header says {header_s:.2f} s, decoded {decoded_s:.2f} s; "
-            "analysed what was decoded"
+            f"analysed what was decoded / 文件似乎不完整：文件头为 {header_s:.2f} 秒，解码出 {decoded_s:.2f} 秒；"
+            "已分析解码出的部分"
         )
     return sink
 

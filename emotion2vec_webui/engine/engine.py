@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -310,6 +311,7 @@ class EmotionEngine:
         granularity: str = "utterance",
         extract_embedding: bool = True,
         window_s: float = 30.0,
+        on_window: Callable[[int, int], None] | None = None,
     ) -> EmotionResult:
         """Classify one 16 kHz mono float32 waveform.
 
@@ -319,6 +321,7 @@ class EmotionEngine:
                 (embedding ``[T, D]`` and per-frame logits).
             extract_embedding: return the embedding.
             window_s: longer audio is processed in overlapping windows (E2V_WINDOW_S; see longform.py).
+            on_window: ``on_window(k, n)`` as window ``k`` of ``n`` starts (long audio only), for progress.
 
         Returns:
             The scores of all nine classes and, when asked, the embedding.
@@ -326,7 +329,7 @@ class EmotionEngine:
         check_waveforms([waveform], granularity)
         if window_s > 0 and waveform.size > window_s * SAMPLE_RATE:  # bounded memory, linear time
             with self.lock:
-                return recognize_windowed(self, waveform, granularity, extract_embedding, window_s)
+                return recognize_windowed(self, waveform, granularity, extract_embedding, window_s, on_window)
         with self.lock:
             t0 = time.perf_counter()
             feats = self.frame_features(waveform)  # [T, D]

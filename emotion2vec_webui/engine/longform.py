@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +104,14 @@ def _numpy(x) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else x.cpu().numpy()
 
 
-def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_embedding: bool, window_s: float):
+def recognize_windowed(
+    engine,
+    waveform: np.ndarray,
+    granularity: str,
+    extract_embedding: bool,
+    window_s: float,
+    on_window: Callable[[int, int], None] | None = None,
+):
     """Classify a long waveform window by window with ``engine`` (the caller holds the engine's lock).
 
     Args:
@@ -112,6 +120,7 @@ def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_e
         granularity: ``utterance`` or ``frame``.
         extract_embedding: also return the embedding (``[D]`` or ``[T, D]``).
         window_s: longest window in seconds (``E2V_WINDOW_S``).
+        on_window: ``on_window(k, n)`` as window ``k`` of ``n`` (from 1) starts, e.g. for a progress bar.
 
     Returns:
         An :class:`engine.EmotionResult`, as one pass would give, with frames stitched.
@@ -122,7 +131,9 @@ def recognize_windowed(engine, waveform: np.ndarray, granularity: str, extract_e
     count = 0
     logits_parts: list[np.ndarray] = []
     embedding = None  # [T, D] filled in place at frame granularity: no second copy when stitching
-    for w in windows:
+    for k, w in enumerate(windows, 1):
+        if on_window is not None:
+            on_window(k, len(windows))
         feats = engine.frame_features(waveform[w.start : w.end])  # [t, D]
         first = w.start // HOP
         kept = feats[w.keep_from - first : w.keep_to - first]

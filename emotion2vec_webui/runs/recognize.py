@@ -32,6 +32,7 @@ from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments, sof
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
 from emotion2vec_webui.runs.frames_csv import round_significant
+from emotion2vec_webui.runs.run_log import RunLog, log_input
 from emotion2vec_webui.runs.storage import RunFolder, iso_timestamp, now_local, write_run
 from emotion2vec_webui.runs.url_fetch import AudioUrl, Fetched, FetchPolicy, fetch_url
 
@@ -89,24 +90,6 @@ class RunOutcome:
     write_s: float = 0.0  # seconds writing the run folder
 
 
-class RunLog:
-    """The processing log of one run: timestamped lines, also sent to the module logger."""
-
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-        self.lines: list[str] = []
-
-    def __call__(self, message: str, level: int = logging.INFO, at: datetime | None = None) -> None:
-        # ``at``: when it happened, for a line written later (decode ran before finish).
-        stamp = (at or datetime.now()).strftime("%H:%M:%S.%f")[:-3]
-        self.lines.append(f"{stamp} {message}")
-        # The id goes as a record attribute: the worker thread does not see the request's contextvar.
-        log.log(level, "%s", message, extra={"request_id": self.request_id})
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
 def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -145,6 +128,7 @@ class Recognition:
         self.fetched: Fetched | None = None  # set when the input was an AudioUrl
         self.channel_waveforms: list | None = None  # speakers=channels: each channel, decoded apart
         self.progress: Callable[[float, str], None] | None = None  # (fraction done, bilingual step): a UI's bar
+        self.windows = 0  # long audio: how many windows the engine analysed it in (0: one pass)
 
     def decode(self, source, source_name: str | None = None, pool=None) -> DecodedAudio:
         """Decode a path, bytes or an :class:`AudioUrl` (downloaded first) into the 16 kHz mono signal.
@@ -202,6 +186,11 @@ class Recognition:
             except Exception:  # a closed page, say
                 pass
 
+    def window_started(self, k: int, n: int) -> None:
+        """The engine's ``on_window``: long audio is analysed in windows; window ``k`` of ``n`` starts."""
+        self.windows = n
+        self.report(0.3 + 0.6 * (k - 1) / n, f"分析第 {k}/{n} 个窗口 / window {k} of {n}")
+
     def finish(self, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None = None) -> RunOutcome:
         """Classify ``decoded`` (unless a batched call already gave its ``answer``), assemble and write."""
         return _finish(self, decoded, engine, answer)
@@ -258,34 +247,18 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     when = now_local()
     info = engine.info
     decoded_here = flow.decoded_at is not None  # decoded through this flow: its lines carry their real times
-    # ties run.log to the server log
-    runlog(f"request {request_id} · emotion2vec-webui {__version__}", at=flow.started_at if decoded_here else None)
-    round_trip = f" ({flow.decode_wall_s * 1000:.1f} ms with the worker round trip)" if decoded_here else ""
-    runlog(
-        f"decoded {decoded.source_name} ({decoded.container}, {decoded.original_sample_rate} Hz, "
-        f"{decoded.original_channels} ch) in {decoded.decode_s * 1000:.1f} ms{round_trip}",
-        at=flow.decoded_at,
-    )
-    if decoded.original_sample_rate != decoded.sample_rate or decoded.original_channels != 1:
-        runlog(
-            f"mixed to mono and resampled {decoded.original_sample_rate} → {decoded.sample_rate} Hz (soxr HQ) "
-            f"in {decoded.resample_s * 1000:.1f} ms",
-            at=flow.decoded_at,
-        )
-    runlog(f"audio: {decoded.duration_s:.3f} s at {decoded.sample_rate} Hz mono", at=flow.decoded_at)
-    if flow.fetched is not None:
-        f = flow.fetched
-        runlog(f"fetched {f.url} from {f.address} ({len(f.data)} bytes, {f.redirects} redirect(s), {f.seconds:.2f} s)",
-               at=flow.started_at)  # fmt: skip
-    if decoded.channel_index is not None or decoded.audio_stream:
-        runlog(f"took audio stream {decoded.audio_stream}, channel {decoded.channels} (index {decoded.channel_index})")
-    for w in decoded.warnings:
-        runlog(f"warning: {w}", logging.WARNING)
-    runlog(f"model: {info.name} on {info.device} ({info.dtype}){' — random weights' if info.random_weights else ''}")
+    log_input(runlog, decoded, __version__, started_at=flow.started_at if decoded_here else None,
+              decoded_at=flow.decoded_at, decode_wall_s=flow.decode_wall_s if decoded_here else None,
+              fetched=flow.fetched)  # fmt: skip
+    weights = (" — random weights", "，随机权重") if info.random_weights else ("", "")
+    runlog(f"model: {info.name} on {info.device} ({info.dtype}){weights[0]} / "
+           f"模型：{info.name}，{info.device}（{info.dtype}）{weights[1]}")  # fmt: skip
     head = _load_head(options, settings, engine)  # not_found / head_mismatch before any inference
     want_embedding = options.extract_embedding or head is not None  # a head reads the features
     if answer is None or (head is not None and answer.embedding is None):
-        result = engine.recognize(decoded.waveform, options.granularity, want_embedding, settings.window_s)
+        result = engine.recognize(
+            decoded.waveform, options.granularity, want_embedding, settings.window_s, on_window=flow.window_started
+        )
     else:  # classified in a batched call (jobs/batch.py)
         result = answer
     head_block = None
@@ -293,12 +266,19 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         from emotion2vec_webui.engine.heads import apply_head
 
         head_block = apply_head(head, result.embedding, settings.frame_smoothing_s, decoded.duration_s)
-        runlog(f"head {head.name}: {head_block['label']} ({head_block['confidence']:.3f})")
+        label, confidence = head_block["label"], head_block["confidence"]
+        runlog(f"head {head.name}: {label} ({confidence:.3f}) / 分类头 {head.name}：{label}（{confidence:.3f}）")
         if not options.extract_embedding:
             result = replace(result, embedding=None)
     if getattr(engine, "head_only", False):
-        runlog("head-only model: the nine-class scores are uniform placeholders", logging.WARNING)
-    runlog(f"inference: {result.inference_s * 1000:.1f} ms, {result.num_frames} frames, {options.granularity}")
+        runlog("head-only model: the nine-class scores are uniform placeholders / "
+               "该模型没有九类情感分类头：九类得分仅为占位", logging.WARNING)  # fmt: skip
+    granularity_zh = "逐帧" if options.granularity == "frame" else "整句"
+    runlog(f"inference: {result.inference_s * 1000:.1f} ms, {result.num_frames} frames, {options.granularity} / "
+           f"推理：{result.inference_s * 1000:.1f} 毫秒，{result.num_frames} 帧，{granularity_zh}")  # fmt: skip
+    if flow.windows:
+        runlog(f"long audio: analysed in {flow.windows} windows of at most {settings.window_s:g} s / "
+               f"长音频：分 {flow.windows} 个窗口分析（每个至多 {settings.window_s:g} 秒）")  # fmt: skip
 
     frames = segs = None
     if options.granularity == "frame" and result.frame_logits is not None:
@@ -312,7 +292,9 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
             "raw_scores": round_significant(softmax(np.asarray(result.frame_logits, dtype=np.float64))),
         }
         segs = segments(probs, decoded.duration_s, HOP_S)
-        runlog(f"timeline: {len(probs)} frames, {len(segs)} segments (smoothing {settings.frame_smoothing_s:g} s)")
+        smoothing = settings.frame_smoothing_s
+        runlog(f"timeline: {len(probs)} frames, {len(segs)} segments (smoothing {smoothing:g} s) / "
+               f"时间轴：{len(probs)} 帧，{len(segs)} 段（平滑 {smoothing:g} 秒）")  # fmt: skip
     if options.segmentation != "frames":  # speech segments, at either granularity (vad.py)
         from emotion2vec_webui.engine.vad import vad_segments
 
@@ -324,7 +306,8 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         from emotion2vec_webui.runs.conversation_run import converse
 
         conversation = converse(flow, decoded, engine)
-    runlog(f"result: {result.emotion} ({result.confidence:.3f})")
+    runlog(f"result: {result.emotion} ({result.confidence:.3f}) / "
+           f"结果：{EMOTIONS_ZH[result.emotion]}（{result.confidence:.3f}）")  # fmt: skip
 
     embedding_meta = None
     if result.embedding is not None:
@@ -378,9 +361,9 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     t_write = time.perf_counter()
     if flow.write:
         flow.report(0.9, "写入运行目录 / writing the run folder")
-        runlog(f"processing time {processing_s:.3f} s; writing run folder")
+        runlog(f"processing time {processing_s:.3f} s; writing run folder / 处理用时 {processing_s:.3f} 秒，写入运行目录")
         run = write_run(settings.output_dir, payload, decoded.waveform, result.embedding, runlog.text(), when)
-        runlog(f"wrote {run.run_id}")
+        runlog(f"wrote {run.run_id} / 已写入 {run.run_id}")
     return RunOutcome(
         run=run,
         result=payload,

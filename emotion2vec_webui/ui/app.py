@@ -31,6 +31,7 @@ from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.batch_tab import build_batch_tab
 from emotion2vec_webui.ui.conversation_tab import build_conversation_tab
+from emotion2vec_webui.ui.gradio_strings import gradio_i18n
 from emotion2vec_webui.ui.live_tab import build_live_tab
 from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
 from emotion2vec_webui.ui.system_tab import build_system_tab
@@ -256,7 +257,7 @@ def _history_tab(service) -> None:
     import gradio as gr
 
     root = service.settings.output_dir
-    headers = ["run", "时间 / time", "文件 / file", "情绪 / emotion", "置信度 / conf.", "粒度 / granularity", "批量 / batch"]
+    headers = ["运行 / run", "时间 / time", "文件 / file", "情绪 / emotion", "置信度 / conf.", "粒度 / granularity", "批量 / batch"]
     with gr.Tab(bilingual("History", "历史"), id="history") as tab:
         with gr.Row():
             pick = gr.Dropdown(
@@ -318,4 +319,7 @@ def build_ui(service):
         # The banner as of page load (a callable value would publish an unnamed /lambda API endpoint).
         demo.load(on_tick, None, [status, timer], queue=False, show_progress="hidden", api_visibility="private")
     demo.queue(default_concurrency_limit=UI_CONCURRENCY, max_size=service.settings.max_queue)
+    # Gradio's own strings (upload prompt, Record/Stop, footer) in both languages. Set here, not through
+    # mount_gradio_app(i18n=…): Gradio 6.31 sets that only after computing the config the page embeds.
+    demo.i18n_instance = gradio_i18n()
     return demo

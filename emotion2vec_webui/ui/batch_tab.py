@@ -33,6 +33,7 @@ from emotion2vec_webui.jobs.batch import (
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_path, label_from_filename
 from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
 from emotion2vec_webui.runs.input_files import resolve_input_folder
+from emotion2vec_webui.ui.text import INPUT_DIRS_UNSET
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +184,10 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         nonlocal done
         done += 1
         if progress is not None:
-            progress((done, len(items)), desc=f"{done}/{len(items)}", unit="clips")
+            progress((done, len(items)), desc=f"批量 / batch {done}/{len(items)}", unit="文件 / files")
 
     if progress is not None:
-        progress((0, len(items)), desc=f"0/{len(items)}", unit="clips")
+        progress((0, len(items)), desc=f"批量 / batch 0/{len(items)}", unit="文件 / files")
     t0 = time.perf_counter()
     try:
         audio_s = run_local(
@@ -210,12 +211,15 @@ def build_batch_tab(service) -> None:
     from emotion2vec_webui.ui.train_tab import head_picker, refresh_picker
 
     with gr.Tab(bilingual("Batch", "批量"), elem_id="batch_tab") as tab:
-        gr.Markdown(
-            "一次分析多个文件：上传，或填写服务器上 `E2V_INPUT_DIRS` 之内的文件夹。每个文件一个运行文件夹，"
-            "外加汇总表（CSV / ZIP）。文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵。  \n"
-            "Analyse many files: upload them, or name a server folder inside `E2V_INPUT_DIRS`. One run folder "
-            "per file plus a summary (CSV / ZIP); RAVDESS / CREMA-D file names also give accuracy and a "
-            "confusion matrix. For thousands of files use `emotion2vec-webui batch` (or `--engine ray`)."
+        gr.Markdown(  # a short paragraph per point, each 中文 then English
+            "一次分析多个文件：上传，或填写服务器上 `E2V_INPUT_DIRS` 之内的文件夹；每个文件一个运行文件夹，"
+            "外加汇总表（CSV / ZIP）。  \n"
+            "Analyse many files: upload them, or name a server folder inside `E2V_INPUT_DIRS`; one run folder "
+            "per file plus a summary (CSV / ZIP).\n\n"
+            "文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵；上千个文件请用 `emotion2vec-webui batch`"
+            "（或 `--engine ray`）。  \n"
+            "RAVDESS / CREMA-D file names also give accuracy and a confusion matrix; for thousands of files use "
+            "`emotion2vec-webui batch` (or `--engine ray`)."
         )
         with gr.Row():
             files = gr.File(
@@ -227,7 +231,7 @@ def build_batch_tab(service) -> None:
             with gr.Column():
                 folder = gr.Textbox(
                     label=bilingual("Server folder (inside E2V_INPUT_DIRS)", "服务器文件夹（须在 E2V_INPUT_DIRS 内）"),
-                    placeholder="/data/calls" if service.settings.input_dirs else "E2V_INPUT_DIRS is not set",
+                    placeholder="/data/calls" if service.settings.input_dirs else INPUT_DIRS_UNSET,
                     elem_id="batch_folder",
                 )
                 granularity = gr.Radio(
@@ -253,17 +257,18 @@ def build_batch_tab(service) -> None:
             elem_id="batch_confusion",
         )
 
-        def run(files_value, folder_value, granularity_value, embedding_value, head_value, progress=gr.Progress()):
+        # The parameter names are the /batch endpoint's (gradio_client's view_api shows them).
+        def run(audio_files, server_folder, granularity, save_embeddings, head, progress=gr.Progress()):
             try:
                 html, rows, *rest = run_ui_batch(
-                    service, files_value, folder_value, granularity_value, embedding_value, progress, head_value
+                    service, audio_files, server_folder, granularity, save_embeddings, progress, head
                 )
                 return html, table_value(rows), *rest
             except E2VError as exc:
                 return ui_text.error_card_html(exc.code, exc.message), [], None, None, None
             except Exception:  # the page shows a message, the log keeps the trace
                 log.exception("UI batch failed")
-                failed = ui_text.error_card_html("internal_error", "The batch failed; see the server log.")
+                failed = ui_text.error_card_html("internal_error", "The batch failed; see the server log. / 批量处理失败，详情见服务器日志。")
                 return failed, [], None, None, None
 
         start.click(
@@ -271,6 +276,7 @@ def build_batch_tab(service) -> None:
             inputs=[files, folder, granularity, embedding, head],
             outputs=[report, table, csv_file, zip_file, matrix],
             api_name="batch",
+            api_description="Run a batch over uploaded files or a server folder: report, table, summary.csv, ZIP.",
             concurrency_limit=1,
         )
         tab.select(lambda: refresh_picker(service), None, head, queue=False, api_visibility="private")

@@ -13,6 +13,9 @@ from html import escape
 
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, EMOTIONS_ZH
 
+# A server-folder box's placeholder when no input folder is configured (Batch and Train tabs).
+INPUT_DIRS_UNSET = "未设置 E2V_INPUT_DIRS / E2V_INPUT_DIRS is not set"
+
 # One colour per emotion, shared with the charts (ui_charts.py).
 EMOTION_COLORS: dict[str, str] = {
     "angry": "#e5484d",

@@ -206,18 +206,20 @@ def build_train_tab(service) -> None:
 
     settings = service.settings
     with gr.Tab(bilingual("Train", "训练"), elem_id="train_tab") as tab:
-        gr.Markdown(
-            "用自己的标签训练分类头：每个标签一个文件夹(或 CSV `path,label`、RAVDESS / CREMA-D 文件名)。"
-            "特征按文件内容与模型缓存；训练后可在“识别”和“批量”中选用。  \n"
+        gr.Markdown(  # a short paragraph per point, each 中文 then English
+            "用自己的标签训练分类头：每个标签一个文件夹(或 CSV `path,label`、RAVDESS / CREMA-D 文件名)。  \n"
             "Train a head on your own labels: a folder per label (or a CSV `path,label`, or RAVDESS / CREMA-D "
-            "names). Features are cached per file and model; the head then appears in the Recognize and Batch "
-            "tabs. Command line: `emotion2vec-webui train-head DATA --name NAME`."
+            "names).\n\n"
+            "特征按文件内容与模型缓存；训练后可在“识别”和“批量”中选用。命令行："
+            "`emotion2vec-webui train-head DATA --name NAME`。  \n"
+            "Features are cached per file and model; the head then appears in the Recognize and Batch tabs. "
+            "Command line: `emotion2vec-webui train-head DATA --name NAME`."
         )
         with gr.Row():
             with gr.Column():
                 folder = gr.Textbox(
                     label=bilingual("Server folder or CSV (inside E2V_INPUT_DIRS)", "服务器文件夹或 CSV(须在 E2V_INPUT_DIRS 内)"),
-                    placeholder="/data/calls_labelled" if settings.input_dirs else "E2V_INPUT_DIRS is not set",
+                    placeholder="/data/calls_labelled" if settings.input_dirs else ui_text.INPUT_DIRS_UNSET,
                     elem_id="train_folder",
                 )
                 upload = gr.File(
@@ -227,7 +229,8 @@ def build_train_tab(service) -> None:
                     elem_id="train_upload",
                 )
             with gr.Column():
-                name = gr.Textbox(label=bilingual("Head name", "分类头名称"), placeholder="call_centre", elem_id="train_name")
+                name = gr.Textbox(label=bilingual("Head name", "分类头名称"), placeholder="例如 / e.g. call_centre",
+                                  elem_id="train_name")  # fmt: skip
                 classifier = gr.Radio(
                     [("自动 / auto (best CV)", "auto"), ("逻辑回归 / logistic regression", "logreg"), ("MLP", "mlp")],
                     value="auto",
@@ -236,12 +239,12 @@ def build_train_tab(service) -> None:
                 )
                 labels_zh = gr.Textbox(
                     label=bilingual("Chinese names (optional)", "中文名称(可选)"),
-                    placeholder="satisfied=满意,frustrated=沮丧",
+                    placeholder="例如 / e.g. satisfied=满意,frustrated=沮丧",
                     elem_id="train_labels_zh",
                 )
                 baseline = gr.Textbox(
                     label=bilingual("Nine-class baseline mapping (optional)", "九类基线映射(可选)"),
-                    placeholder="angry=frustrated,happy=satisfied",
+                    placeholder="例如 / e.g. angry=frustrated,happy=satisfied",
                     elem_id="train_baseline",
                 )
                 overwrite = gr.Checkbox(value=False, label=bilingual("Replace a head of that name", "覆盖同名分类头"),
@@ -254,21 +257,24 @@ def build_train_tab(service) -> None:
             interactive=False,
             elem_id="train_confusion",
         )
-        headers = ["名称 / name", "标签 / labels", "n", "CV accuracy", "模型 / model", "创建 / created"]
+        headers = ["名称 / name", "标签 / labels", "n", "交叉验证准确率 / CV accuracy", "模型 / model", "创建 / created"]
         table = gr.Dataframe(headers=headers, value=heads_table(settings) or None, interactive=False,
                              elem_id="train_heads")  # fmt: skip
         with gr.Row():
             to_delete = gr.Textbox(label=bilingual("Delete head", "删除分类头"), scale=4, elem_id="train_delete_name")
             delete = gr.Button(bilingual("Delete", "删除"), variant="stop", scale=1, elem_id="train_delete")
 
-        def on_train(folder_v, upload_v, name_v, clf_v, zh_v, base_v, over_v, progress=gr.Progress()):
+        # The parameter names are the /train_head endpoint's (gradio_client's view_api shows them).
+        def on_train(server_folder, upload, head_name, classifier, labels_zh, baseline_map, overwrite,
+                     progress=gr.Progress()):  # fmt: skip
             try:
-                return run_training(service, folder_v, upload_v, name_v, clf_v, zh_v, base_v, over_v, progress)
+                return run_training(service, server_folder, upload, head_name, classifier, labels_zh, baseline_map,
+                                    overwrite, progress)  # fmt: skip
             except E2VError as exc:
                 return ui_text.error_card_html(exc.code, exc.message), None, heads_table(settings)
             except Exception:  # the page shows a message, the log keeps the trace
                 log.exception("UI training failed")
-                failed = ui_text.error_card_html("internal_error", "Training failed; see the server log.")
+                failed = ui_text.error_card_html("internal_error", "Training failed; see the server log. / 训练失败，详情见服务器日志。")
                 return failed, None, heads_table(settings)
 
         start.click(
@@ -276,6 +282,7 @@ def build_train_tab(service) -> None:
             [folder, upload, name, classifier, labels_zh, baseline, overwrite],
             [report, matrix, table],
             api_name="train_head",
+            api_description="Train a head on a labelled folder, CSV or ZIP: report, confusion matrix, heads table.",
             concurrency_limit=1,
         )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ SCREENS = Path("/tmp/e2v_screens")
 SOURCE_S = 20.0  # the fake microphone's file (played in a loop)
 RATE = 48000
 BURN_S = 150  # upper bound on the CPU burners' life, even if the test is killed
+RECORD, STOP, WAITING = "录制 / Record", "停止 / Stop", "等待中 / Waiting"  # Gradio's buttons (ui/gradio_strings.py)
 SENTENCES = (
     "Good morning. I am really happy to see you today.",
     "Where have you been all this time? I was worried.",
@@ -59,8 +59,9 @@ def _start_recording(page) -> None:
     # The recorder lists the (fake) devices once the permission is in, then opens the stream.
     expect(page.locator("#live_audio select option").nth(1)).to_be_attached(timeout=30_000)
     page.wait_for_timeout(1500)
-    record = page.get_by_role("button", name="Record", exact=True)
-    stop = page.locator("#live_audio").get_by_role("button", name=re.compile("^(Stop|Waiting)$"))
+    record = page.get_by_role("button", name=RECORD, exact=True)
+    buttons = page.locator("#live_audio")
+    stop = buttons.get_by_role("button", name=STOP, exact=True).or_(buttons.get_by_role("button", name=WAITING, exact=True))
     for _ in range(3):
         record.click()
         expect(stop).to_be_visible(timeout=30_000)
@@ -156,7 +157,7 @@ def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launc
                 lag_shown |= page.locator("#live_status .e2v-live-lag").count() > 0
                 page.wait_for_timeout(min(250, int(left * 1000) - 500))
             page.wait_for_function(f"() => performance.now() - window.__e2vTake.t0 >= {SOURCE_S * 1000 - 60}")
-            page.get_by_role("button", name="Stop", exact=True).click()
+            page.get_by_role("button", name=STOP, exact=True).click()
             ticks = _status(page, "ticks")
             expect(page.locator("#live_run_folder")).to_contain_text("outputs_", timeout=60_000)
             expect(page.locator("#live_result .e2v-card")).to_be_visible()

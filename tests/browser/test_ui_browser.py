@@ -195,3 +195,69 @@ def test_microphone_recording_is_recognized(server, browser_type, browser_type_l
         screenshot(page, tmp_path, "microphone_recording")
     finally:
         browser.close()
+
+
+def test_uploaded_mp3_shows_its_duration_before_play(server, page, tmp_path):
+    """The Recognize tab's player shows an mp3's length once it is loaded, not 0:00 until played (issue 17)."""
+    import subprocess
+
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
+    mp3 = tmp_path / "clip.mp3"  # VBR, 22.05 kHz mono: no constant bitrate to read the length from
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=d=12:c=pink:a=0.2",
+                    "-ac", "1", "-ar", "22050", "-q:a", "4", str(mp3)], check=True)  # fmt: skip
+    page.set_viewport_size(LAPTOP)
+    page.goto(server.url)
+    upload(page, mp3)
+    duration = page.locator("#audio_in time#duration")
+    expect(duration).to_be_visible()
+    expect(duration).not_to_have_text("0:00")
+    minutes, seconds = duration.inner_text().split(":")
+    assert abs(int(minutes) * 60 + int(seconds) - 12) <= 1, duration.inner_text()
+    expect(page.locator("#audio_in time#time")).to_have_text("0:00")  # not played
+    expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible()
+
+
+def test_history_groups_a_batch_and_reopens_its_run(server, page, tmp_path):
+    """A batch run on the Batch tab shows in History as one group with its batch id; one of its runs reopens."""
+    from emotion2vec_webui.audio.signals import noise, tone, write_audio
+
+    clips = [
+        write_audio(tmp_path / "batch_a.wav", tone(1.5, 16000), 16000, "wav"),
+        write_audio(tmp_path / "batch_b.wav", noise(1.5, 16000, seed=2), 16000, "wav"),
+    ]
+    outputs = server.root / "outputs"
+    before = {p.name for p in outputs.iterdir()}
+    page.set_viewport_size(LAPTOP)
+    page.goto(server.url)
+    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
+    page.get_by_role("tab", name=re.compile("Batch")).click()
+    page.locator("#batch_files input[type=file]").set_input_files([str(p) for p in clips])
+    expect(page.locator("#batch_files tbody tr")).to_have_count(2)  # both uploaded
+    page.click("#batch_button")
+    expect(page.locator("#batch_summary_text")).to_be_visible()
+    batches = [p for p in outputs.iterdir() if p.name not in before and (p / "batch.json").is_file()]
+    assert len(batches) == 1, sorted(p.name for p in outputs.iterdir())
+    batch = batches[0].name
+    runs = sorted(f"{batch}~{p.name}" for p in batches[0].iterdir() if RUN_ID_RE.match(p.name))
+    assert len(runs) == 2
+
+    page.get_by_role("tab", name=re.compile("History")).click()
+    table = page.locator("#history_table")
+    expect(table).to_contain_text(runs[0])
+    rows = table.locator("div[data-index]").evaluate_all(  # Gradio 6's table: a div per row, a div per cell
+        "rows => rows.map(r => [...r.querySelectorAll('[data-col]')].map(c => c.innerText.trim()))"
+    )
+    ids = [r[0] for r in rows if r]
+    in_batch = [i for i, r in enumerate(rows) if r and r[-1] == batch]  # the batch column names the batch
+    assert sorted(ids[i] for i in in_batch) == runs, rows
+    assert in_batch == list(range(in_batch[0], in_batch[0] + len(runs))), f"the batch's runs are not grouped: {rows}"
+    assert {rows[i][2] for i in in_batch} == {"batch_a.wav", "batch_b.wav"}  # the names the user uploaded
+
+    table.get_by_role("gridcell").filter(has_text=runs[1]).first.click()
+    result = json.loads((batches[0] / runs[1].split("~")[1] / "result.json").read_text("utf-8"))
+    expect(page.locator(f"#history_card .e2v-card[data-emotion={result['emotion']}]")).to_be_visible()
+    expect(page.locator("#history_card .e2v-row")).to_have_count(9)
+    expect(page.locator("#history_run_folder")).to_contain_text(runs[1])
+    expect(page.locator("#history_downloads a[download='result.json']")).to_have_count(1)
+    screenshot(page, tmp_path, "history_batch_group")

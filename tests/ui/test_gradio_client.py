@@ -97,3 +97,18 @@ def test_login_is_required_with_a_token(server):
 
     with pytest.raises(Exception):  # noqa: B017 - gradio_client raises a plain ValueError/HTTP error here
         Client(server.url, auth=("someone", "wrong-token"), verbose=False)
+
+
+def test_public_endpoints_have_descriptive_parameter_names(client):
+    """view_api lists the scripting endpoints only, each parameter named for what it is (no gran/emb/seg)."""
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    internal = [n for n in endpoints if n.endswith("_ui") or n.startswith(("/on_", "/lambda", "/chunk", "/view"))]
+    assert not internal, sorted(endpoints)
+    names = {n: [p["parameter_name"] for p in e["parameters"]] for n, e in endpoints.items()}
+    assert names["/batch"] == ["audio_files", "server_folder", "granularity", "save_embeddings", "head"]
+    assert names["/train_head"] == [
+        "server_folder", "upload", "head_name", "classifier", "labels_zh", "baseline_map", "overwrite",
+    ]  # fmt: skip
+    assert names["/similarity"] == ["clip_a", "clip_b"]
+    terse = [(n, p) for n, ps in names.items() for p in ps if len(p) < 4 or p.endswith(("_v", "_value"))]
+    assert not terse, names
