@@ -249,7 +249,7 @@ def build_conversation_tab(service) -> None:
                                   label=bilingual("Number of speakers (auto; 0: estimate)", "说话人数（自动模式；0 表示自动估计）"))  # fmt: skip
                 transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
                                          elem_id="conversation_transcribe")  # fmt: skip
-                names = gr.Textbox(label=bilingual("Rename speakers", "重命名说话人"), placeholder="left=Agent, right=Customer",
+                names = gr.Textbox(label=bilingual("Rename speakers", "重命名说话人"), placeholder="例如 / e.g. left=Agent, right=Customer",
                                    elem_id="conversation_names")  # fmt: skip
                 rename = gr.Button(bilingual("Save names", "保存名称"), size="sm", elem_id="conversation_save_names")
         button = gr.Button(bilingual("Analyse conversation", "分析对话"), variant="primary", elem_id="conversation_button")
