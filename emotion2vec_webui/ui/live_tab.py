@@ -467,9 +467,11 @@ def on_stop(service, session: LiveSession | None, take_path: str | None = None):
     if len(wave) < max(400, int(service.settings.min_duration_s * SAMPLE_RATE)):
         seconds = len(wave) / SAMPLE_RATE
         return error_view("audio_too_short", f"录音只有 {seconds:.2f} 秒。The recording is only {seconds:.2f} s long.")
-    warnings = ("the page could not record the take itself: saved from the streamed chunks, which may have gaps",)
+    warnings = ("the page could not record the take itself: saved from the streamed chunks, which may have gaps / "
+                "页面未能自行录下本次录音：已由分段上传的音频保存，可能有缺口",)  # fmt: skip
     if session.truncated:
-        warnings += (f"the live recording was cut at {session.max_duration_s:g} s (E2V_MAX_DURATION_S)",)
+        warnings += (f"the live recording was cut at {session.max_duration_s:g} s (E2V_MAX_DURATION_S) / "
+                     f"实时录音在 {session.max_duration_s:g} 秒处被截断（E2V_MAX_DURATION_S）",)  # fmt: skip
     decoded = DecodedAudio(
         waveform=wave,
         sample_rate=SAMPLE_RATE,
