@@ -1,16 +1,28 @@
 """Conversation pipeline cost per stage, in seconds per audio minute, for 1, 5 and 10 minutes of a two-voice call.
 
-    python benchmarks/conversation.py [--minutes 1 5 10] [--out benchmarks/conversation.md]
+    python benchmarks/conversation.py [--minutes 1 5 10] [--repeats 3] [--out table.md]
+    python benchmarks/conversation.py --clustering [--chunks 500 1000 2000 4000 8000]
 
 A mono two-voice espeak-ng dialogue (``audio/dialogue.py``) of each length goes
 through ``engine.conversation.analyse_conversation`` with ``speakers=auto``,
 ``num_speakers=2`` and ``transcribe``, on the random-weight stand-ins
 (``make-test-model --kind sensevoice|campplus`` and the tiny emotion2vec),
 models loaded and warmed first. Stages: VAD (silero), speaker (CAM++ chunks +
-FunASR's clustering), ASR (SenseVoice stand-in, per turn), emotion
-(emotion2vec, per turn). Linear time means the seconds per audio minute stay
-flat as the length grows; the last column is each stage's cost per minute at
-the longest length over the shortest one (1.0 = linear).
+FunASR's clustering; split into ``embed`` and ``cluster`` in its own columns),
+ASR (SenseVoice stand-in, per turn), emotion (emotion2vec, per turn). The
+load average is printed beside each length (a shared machine's load moves
+every figure); with ``--repeats`` each length runs that many times and each
+figure is the minimum over the repeats (the least disturbed run; the lengths
+run interleaved, so a load swing hits every length alike). Linear time means
+the seconds per audio minute stay flat as the length grows; the last rows
+give each stage's cost per minute at each length over the shortest one
+(1.00× = linear).
+
+``--clustering`` times the clustering alone on synthetic two-voice CAM++-sized
+embeddings (192-dim) at chunk counts beyond the dialogue lengths (one chunk
+per 0.75 s of speech: 8,000 chunks ≈ 100 min): FunASR's ``ClusterBackend`` on
+every chunk against ``engine.conversation.cluster_chunks`` (bounded at
+``MAX_CLUSTER_CHUNKS``), with and without a known speaker count.
 
 The stand-ins are tiny (the real SenseVoiceSmall is 234M parameters, the
 tiny emotion2vec 0.2M), so the absolute numbers say nothing about real-model
@@ -20,6 +32,7 @@ speed; the ratios say how each stage grows with the length.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -32,8 +45,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 5, 10])
+    p.add_argument("--clustering", action="store_true", help="time the clustering alone (see the docstring)")
+    p.add_argument("--chunks", type=int, nargs="+", default=[500, 1000, 2000, 4000, 8000])
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's own; 1 is steadier on a shared machine)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per length; each figure is the minimum")
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     args = p.parse_args()
+    if args.clustering:
+        return clustering(args.chunks, max(1, args.repeats))
 
     import torch
 
@@ -45,6 +65,8 @@ def main() -> int:
     from emotion2vec_webui.model.standins import make_test_model
     from emotion2vec_webui.model.standins_asr import make_conversation_standin
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="e2v-conv-bench-"))
     with quiet_funasr():
         emo = make_test_model(tmp / "emo", "tiny")
@@ -55,30 +77,47 @@ def main() -> int:
     options = ConversationOptions("auto", 2, True)
     warm, _, _ = long_dialogue(20)
     analyse_conversation(engine, warm, options, speaker_model=speaker, asr_model=asr)  # loads and warms the models
+    if args.threads:  # again: FunASR's AutoModel sets the process's thread count when it loads a model
+        torch.set_num_threads(args.threads)
 
     stages = ("vad", "speaker", "asr", "emotion")
+    signals = {m: long_dialogue(m * 60)[0] for m in args.minutes}
+    runs: dict[float, list] = {m: [] for m in args.minutes}
+    for _ in range(max(1, args.repeats)):  # lengths interleaved: a load swing hits every length alike
+        for minutes in args.minutes:
+            t = time.perf_counter()
+            conv = analyse_conversation(engine, signals[minutes], options, speaker_model=speaker, asr_model=asr)
+            total = time.perf_counter() - t
+            one = {k: conv.stage_s[k] / minutes for k in stages}
+            one.update({f"speaker:{k}": conv.speaker_s.get(k, 0.0) / minutes for k in ("embed", "cluster")})
+            runs[minutes].append((one, total / minutes, os.getloadavg()[0], len(conv.turns), len(conv.speakers),
+                                  int(conv.speaker_s.get("chunks", 0))))  # fmt: skip
+            print(f"  {minutes:g} min run: {len(conv.turns)} turns, {int(conv.speaker_s.get('chunks', 0))} chunks; "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in one.items())
+                  + f"; total {total / minutes:.2f} s/min; load {runs[minutes][-1][2]:.1f}", flush=True)  # fmt: skip
     rows = []
     for minutes in args.minutes:
-        mono, _, _ = long_dialogue(minutes * 60)
-        t = time.perf_counter()
-        conv = analyse_conversation(engine, mono, options, speaker_model=speaker, asr_model=asr)
-        total = time.perf_counter() - t
-        per_min = {k: conv.stage_s[k] / minutes for k in stages}
-        rows.append((minutes, len(conv.turns), len(conv.speakers), per_min, total / minutes))
-        print(f"{minutes:g} min: {len(conv.turns)} turns, {len(conv.speakers)} speakers; s per audio minute: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in per_min.items()) + f"; total {total / minutes:.2f}", flush=True)
+        got = runs[minutes]
+        per_min = {k: min(r[0][k] for r in got) for k in got[0][0]}
+        rows.append((minutes, got[-1][3], got[-1][4], per_min, min(r[1] for r in got), max(r[2] for r in got),
+                     got[-1][5]))  # fmt: skip
+        print(f"{minutes:g} min (min of {len(got)}): s per audio minute: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in per_min.items()) + f"; total {rows[-1][4]:.2f}", flush=True)
 
-    first, last = rows[0], rows[-1]
+    first = rows[0]
+    cols = (*stages, "speaker:embed", "speaker:cluster")
     lines = [
-        "| audio | turns | speakers | " + " | ".join(f"{k} (s/min)" for k in stages) + " | total (s/min) |",
-        "|---" * (len(stages) + 4) + "|",
+        "| audio | turns | speakers | chunks | " + " | ".join(f"{k} (s/min)" for k in cols)
+        + " | total (s/min) | load (max) |",
+        "|---" * (len(cols) + 6) + "|",
     ]
-    for minutes, n_turns, n_spk, per_min, total in rows:
-        lines.append(f"| {minutes:g} min | {n_turns} | {n_spk} | " + " | ".join(f"{per_min[k]:.2f}" for k in stages)
-                     + f" | {total:.2f} |")  # fmt: skip
-    ratio = {k: last[3][k] / max(first[3][k], 1e-9) for k in stages}
-    lines.append(f"| {last[0]:g} min ÷ {first[0]:g} min (per minute) | | | "
-                 + " | ".join(f"{ratio[k]:.2f}×" for k in stages) + f" | {last[4] / first[4]:.2f}× |")  # fmt: skip
+    for minutes, n_turns, n_spk, per_min, total, load, chunks in rows:
+        lines.append(f"| {minutes:g} min | {n_turns} | {n_spk} | {chunks} | "
+                     + " | ".join(f"{per_min[k]:.3f}" for k in cols) + f" | {total:.2f} | {load:.1f} |")  # fmt: skip
+    for later in rows[1:]:  # each length against the shortest: 1.00× = linear
+        ratio = {k: later[3][k] / max(first[3][k], 1e-9) for k in cols}
+        lines.append(f"| {later[0]:g} min ÷ {first[0]:g} min (per minute) | | | | "
+                     + " | ".join(f"{ratio[k]:.2f}×" for k in cols) + f" | {later[4] / first[4]:.2f}× | |")  # fmt: skip
     table = "\n".join(lines)
     machine = (f"{platform.system()} {platform.release()}, {platform.processor() or platform.machine()}, "
                f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}")  # fmt: skip
@@ -86,6 +125,40 @@ def main() -> int:
     print(machine)
     if args.out:
         args.out.write_text(f"{table}\n\n{machine}\n", "utf-8")
+    return 0
+
+
+def clustering(sizes: list[int], repeats: int) -> int:
+    """Seconds to cluster N chunk embeddings: FunASR's back-end on all of them vs the bounded clustering."""
+    import numpy as np
+    from funasr.models.campplus.cluster_backend import ClusterBackend
+
+    from emotion2vec_webui.engine.conversation import MAX_CLUSTER_CHUNKS, cluster_chunks
+
+    rng = np.random.default_rng(0)
+    voices = rng.standard_normal((2, 192))
+    cap = MAX_CLUSTER_CHUNKS
+    print(f"| chunks (≈ min of speech) | FunASR k=2 (s) | bounded (cap {cap}) k=2 (s) | FunASR k=? (s) | "
+          f"bounded (cap {cap}) k=? (s) | same partition, k=2 |\n|---|---|---|---|---|---|", flush=True)  # fmt: skip
+    for n in sizes:
+        truth = (np.arange(n) // 12) % 2  # 9 s turns
+        emb = (voices[truth] + 0.8 * rng.standard_normal((n, 192))).astype(np.float32)
+        cells, labels = [], {}
+        for name, k in (("funasr2", 2), ("ours2", 2), ("funasr?", None), ("ours?", None)):
+            if name == "funasr?" and n >= 2048:  # UMAP+HDBSCAN (numba) above 2,048 chunks: not timed here
+                cells.append("UMAP branch")
+                continue
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                if name.startswith("funasr"):
+                    labels[name] = np.asarray(ClusterBackend()(emb.copy(), oracle_num=k))
+                else:
+                    labels[name] = cluster_chunks(emb, k)
+                best = min(best, time.perf_counter() - t)
+            cells.append(f"{best:.2f}")
+        agree = max(np.mean(labels["ours2"] == labels["funasr2"]), np.mean(labels["ours2"] != labels["funasr2"]))
+        print(f"| {n} (≈{n * 0.75 / 60:.0f}) | " + " | ".join(cells) + f" | {agree:.1%} |", flush=True)
     return 0
 
 

@@ -82,7 +82,7 @@ class Conversation:
     speakers: list[dict]  # result.json "speakers": one summary per speaker
     turns: list[dict]  # result.json "turns", in time order
     stage_s: dict[str, float] = field(default_factory=dict)  # seconds per stage: vad, speaker, asr, emotion
-    speaker_s: dict[str, float] = field(default_factory=dict)  # auto: the speaker stage split (embed, cluster)
+    speaker_s: dict[str, float] = field(default_factory=dict)  # auto: seconds in embed / cluster, and chunks
 
 
 def channel_speaker_ids(n_channels: int) -> list[str]:
@@ -187,7 +187,8 @@ def diarize(
     FunASR's recipe (chunks, CAM++ embeddings, ``ClusterBackend``, ``postprocess``); see the module docstring.
     Linear in the number of chunks: the clustering is bounded (:func:`cluster_chunks`), and the cut to the
     speech spans walks both time-ordered lists once. ``timing``, when given, gets the seconds spent in
-    ``embed`` (chunking and CAM++) and ``cluster`` (clustering, FunASR's post-processing and the cut).
+    ``embed`` (chunking and CAM++) and ``cluster`` (clustering, FunASR's post-processing and the cut), and
+    the number of ``chunks``.
     """
     from funasr.models.campplus.utils import postprocess, sv_chunk
 
@@ -209,6 +210,7 @@ def diarize(
     if timing is not None:
         timing["embed"] = timing.get("embed", 0.0) + t1 - t0
         timing["cluster"] = timing.get("cluster", 0.0) + time.perf_counter() - t1
+        timing["chunks"] = timing.get("chunks", 0) + len(chunks)
     return [(s, e, order[label]) for s, e, label in out]
 
 
