@@ -1,0 +1,39 @@
+"""The Conversation tab's handlers without a browser: names saved only into this server's runs, names shown."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from emotion2vec_webui.ui.conversation_tab import conversation_html, save_names
+
+
+def _result(**extra):
+    return {
+        "audio": {"duration_s": 75.0}, "model": {},
+        "speakers": [{"id": "left", "label": "left", "emotion_share": {"angry": 1.0}, "speaking_share": 1.0,
+                      "turns": 1, "dominant_emotion": "angry"}],
+        "turns": [{"index": 0, "speaker": "left", "start_s": 1.0, "end_s": 3.0, "emotion": "angry",
+                   "confidence": 0.5}],
+        **extra,
+    }  # fmt: skip
+
+
+def test_save_names_only_touches_a_run_of_this_server(tmp_path):
+    outside = tmp_path / "elsewhere" / "outputs_20260101_000000"
+    outside.mkdir(parents=True)
+    (outside / "result.json").write_text(json.dumps(_result()), "utf-8")
+    service = SimpleNamespace(settings=SimpleNamespace(output_dir=tmp_path / "outputs"))
+    html = save_names(service, str(outside), "left=Agent")
+    assert 'data-error-code="not_found"' in html
+    assert json.loads((outside / "result.json").read_text("utf-8"))["speakers"][0]["label"] == "left"
+    assert 'data-error-code="bad_request"' in save_names(service, None, "left=Agent")  # nothing analysed yet
+
+
+def test_the_view_shows_saved_names_a_time_axis_and_a_playhead():
+    r = _result()
+    r["speakers"][0]["label"] = "Agent"
+    html = conversation_html(r, "x.wav")
+    assert ">Agent</div>" in html and ">left</div>" not in html
+    assert html.count("e2v-conv-playhead") >= 2 and 'data-duration="75.0"' in html
+    assert "01:00</span>" in html and "00:10</span>" in html  # axis labels at a round step
