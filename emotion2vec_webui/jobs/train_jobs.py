@@ -9,6 +9,7 @@ the head folder is what lasts.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ class TrainJob:
     log: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    cleanup: str | None = None  # an unpacked upload the job owns: removed when it ends
 
     def as_dict(self) -> dict:
         return {
@@ -59,20 +61,32 @@ class TrainJobs:
         self._jobs: dict[str, TrainJob] = {}
         self._lock = threading.Lock()
 
-    def start(self, data: str, name: str, options: TrainOptions = TrainOptions()) -> TrainJob:
+    def start(
+        self, data: str, name: str, options: TrainOptions = TrainOptions(), cleanup: str | None = None
+    ) -> TrainJob:
         """Start training ``name`` on ``data`` (a server path the caller has already checked).
+
+        Args:
+            cleanup: a folder the job owns (an unpacked upload), removed when the job ends,
+                or at once when it cannot start.
 
         Raises:
             E2VError: ``overloaded`` when a job is already running; ``model_unavailable``.
         """
-        _ = self.service.engine  # fail fast when the model is not ready
-        with self._lock:
-            if any(j.state in ("queued", "running") for j in self._jobs.values()):
-                raise E2VError(
-                    "overloaded", "A head is already being trained; wait for it to finish. / 已有训练任务在进行,请稍候。"
-                )
-            job = TrainJob(uuid.uuid4().hex[:12], name, data)
-            self._jobs[job.id] = job
+        try:
+            _ = self.service.engine  # fail fast when the model is not ready
+            with self._lock:
+                if any(j.state in ("queued", "running") for j in self._jobs.values()):
+                    raise E2VError(
+                        "overloaded",
+                        "A head is already being trained; wait for it to finish. / 已有训练任务在进行,请稍候。",
+                    )
+                job = TrainJob(uuid.uuid4().hex[:12], name, data, cleanup=cleanup)
+                self._jobs[job.id] = job
+        except BaseException:
+            if cleanup:
+                shutil.rmtree(cleanup, ignore_errors=True)
+            raise
         threading.Thread(target=self._run, args=(job, options), name=f"e2v-train-{job.id}", daemon=True).start()
         return job
 
@@ -107,6 +121,8 @@ class TrainJobs:
             job.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
             job.state = "failed"
         finally:
+            if job.cleanup:
+                shutil.rmtree(job.cleanup, ignore_errors=True)
             job.finished = time.time()
 
     def wait(self, job_id: str, timeout_s: float = 600.0) -> TrainJob:

@@ -62,14 +62,22 @@ def unpack_upload(path: str, settings) -> Path:
     """An uploaded ZIP (a folder per label, or a CSV with audio) or CSV (server paths) as a labelled set.
 
     ZIP members are written below ``<outputs>/.train-uploads/<id>/`` only: no absolute paths, no ``..``,
-    audio and CSV files only, at most ``MAX_ZIP_FILES`` and ``E2V_MAX_BATCH_UPLOAD_MB`` in all.
+    audio and CSV files only, at most ``MAX_ZIP_FILES`` and ``E2V_MAX_BATCH_UPLOAD_MB`` in all. The folder
+    is removed when unpacking fails, and by the training job when it ends (:func:`run_training`).
 
     Raises:
         E2VError: ``bad_request`` for an unusable upload.
     """
-    src = Path(path)
     dest = Path(settings.output_dir).resolve() / UPLOADS / uuid.uuid4().hex[:12]
     dest.mkdir(parents=True)
+    try:
+        return _unpack(Path(path), dest, settings)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _unpack(src: Path, dest: Path, settings) -> Path:
     if src.suffix.lower() in (".csv", ".tsv"):  # lists server files: they must be inside E2V_INPUT_DIRS
         target = dest / src.name
         shutil.copyfile(src, target)
@@ -171,8 +179,11 @@ def run_training(service, folder_text, upload, name, classifier, labels_zh, base
     """
     settings = service.settings
     name = check_name(name)
+    zh_pairs, baseline_pairs = parse_pairs(labels_zh, "labels (中文)"), parse_pairs(baseline_map, "baseline map")
+    owned = None  # an unpacked upload: the job removes it when it ends (jobs.start: also when it cannot start)
     if upload:
         data = unpack_upload(str(getattr(upload, "name", upload)), settings)
+        owned = next(p for p in [data, *data.parents] if p.parent.name == UPLOADS)
     elif folder_text and folder_text.strip():
         data, _ = resolve_training_data(folder_text, settings.input_dirs)
     else:
@@ -182,13 +193,13 @@ def run_training(service, folder_text, upload, name, classifier, labels_zh, base
         )
     options = TrainOptions(
         classifier=classifier or "auto",
-        labels_zh=parse_pairs(labels_zh, "labels (中文)"),
-        baseline_map=parse_pairs(baseline_map, "baseline map"),
+        labels_zh=zh_pairs,
+        baseline_map=baseline_pairs,
         overwrite=bool(overwrite),
         command=f"UI Train tab: data={data} name={name} classifier={classifier}",
     )
     jobs = jobs_for(service)
-    job = jobs.start(str(data), name, options)
+    job = jobs.start(str(data), name, options, cleanup=str(owned) if owned else None)
     deadline = time.monotonic() + 6 * 3600
     while job.state in ("queued", "running") and time.monotonic() < deadline:
         if progress is not None:

@@ -1,0 +1,53 @@
+"""The Train tab's ZIP uploads leave nothing behind under ``outputs/.train-uploads``: not after a job, not after a bad upload."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+
+import pytest
+
+from emotion2vec_webui.config import load_settings
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.ui.train_tab import UPLOADS, run_training
+from tests.head_data import make_set
+
+
+@pytest.fixture(scope="module")
+def service(engine, tiny_model_dir, tmp_path_factory):
+    from emotion2vec_webui.runs.service import Service
+
+    root = tmp_path_factory.mktemp("train_tab")
+    settings = dataclasses.replace(
+        load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root / "outputs", heads_dir=root / "heads"
+    )
+    service = Service(settings, engine)
+    service.start()
+    yield service
+    service.stop()
+
+
+def leftovers(service) -> list:
+    folder = service.settings.output_dir / UPLOADS
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_a_trained_upload_is_removed(service, tmp_path):
+    data = make_set(tmp_path / "set", per_class=4, seed=9)
+    upload = tmp_path / "set.zip"
+    with zipfile.ZipFile(upload, "w") as zf:
+        for wav in sorted(data.rglob("*.wav")):
+            zf.write(wav, wav.relative_to(data).as_posix())
+    report, image, _ = run_training(service, "", str(upload), "zipped", "auto", "", "", False)
+    assert 'id="train_cv_accuracy"' in report and image is not None
+    assert leftovers(service) == []
+
+
+@pytest.mark.parametrize("content", [b"not a zip", b""])
+def test_a_refused_upload_is_removed(service, tmp_path, content):
+    upload = tmp_path / "bad.zip"
+    upload.write_bytes(content)
+    with pytest.raises(E2VError) as refused:
+        run_training(service, "", str(upload), "refused", "auto", "", "", False)
+    assert refused.value.code == "bad_request"
+    assert leftovers(service) == []
