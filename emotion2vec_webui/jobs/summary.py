@@ -39,6 +39,9 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "error_message",
     "run_folder",
     "processing_s",
+    "head",  # a trained head (--head): its name, top label and confidence; empty without one
+    "head_label",
+    "head_confidence",
 )
 
 
@@ -71,7 +74,14 @@ def ok_row(item: BatchItem, result: dict, run_folder: str) -> dict:
         "error_message": None,
         "run_folder": run_folder,
         "processing_s": result.get("processing_time_s"),
+        **_head_columns(result.get("head")),
     }
+
+
+def _head_columns(head: dict | None) -> dict:
+    if not head:
+        return {"head": None, "head_label": None, "head_confidence": None}
+    return {"head": head["name"], "head_label": head["label"], "head_confidence": head["confidence"]}
 
 
 def error_row(item: BatchItem, code: str, message: str) -> dict:

@@ -53,6 +53,19 @@ def test_train_head_then_recognize_with_it(data, tiny_model_dir, tmp_path, capsy
         assert saved["scores"] == line["scores"] and saved["head"]["label"] == line["head"]["label"]
         assert len(saved["head"]["frames"]["scores"]) == len(saved["frames"]["scores"])
 
+        # A batch with the head: summary.csv names the head's answer, the same as each run's result.json.
+        batch_dir = tmp_path / "batch_head"
+        assert main(["batch", str(data / "noise"), "--head", "cli", "--batch-dir", str(batch_dir), *env_heads, *common]) == 0
+        capsys.readouterr()
+        import csv
+
+        rows = list(csv.DictReader((batch_dir / "summary.csv").open(encoding="utf-8")))
+        assert rows and all(r["status"] == "ok" and r["head"] == "cli" for r in rows)
+        for r in rows:
+            run = json.loads((batch_dir / r["run_folder"] / "result.json").read_text())
+            assert r["head_label"] == run["head"]["label"] in LABELS
+            assert float(r["head_confidence"]) == pytest.approx(run["head"]["confidence"])
+
         from emotion2vec_webui.model.standins import make_test_model
 
         other = make_test_model(tmp_path_factory.mktemp("cli_other") / "seed7", "tiny", seed=7)
