@@ -133,6 +133,31 @@ def _candidates(given: PurePosixPath, input_dirs) -> list[tuple[Path, tuple[str,
     return out
 
 
+def _open_first(candidates, root_ok: bool) -> tuple[Path, tuple[str, ...], int | None]:
+    """Open the first candidate that exists: ``(input folder, parts, fd)``.
+
+    ``fd`` is None when the path names an input folder itself and ``root_ok``.
+    Raises the first refusal met (a symlink, ``..``, unopenable), or
+    :class:`_NotHere` when no candidate leads anywhere.
+    """
+    refused: E2VError | None = None
+    for root, parts in candidates:
+        if not parts:  # the input folder itself
+            if root_ok:
+                return root, parts, None
+            refused = refused or E2VError("forbidden", _MSG_BAD)
+            continue
+        try:
+            return root, parts, _open_below(root, parts)
+        except _NotHere:
+            continue
+        except E2VError as exc:
+            refused = refused or exc
+    if refused is not None:
+        raise refused
+    raise _NotHere()
+
+
 def open_input_file(raw: str, input_dirs) -> tuple[int, Path]:
     """Open ``raw`` inside one of ``input_dirs`` safely (see the module docstring).
 
@@ -157,30 +182,21 @@ def open_input_file(raw: str, input_dirs) -> tuple[int, Path]:
     if not candidates:
         raise E2VError("forbidden", _MSG_OUTSIDE)
     roots = [Path(d).resolve() for d in input_dirs]
-    refused: E2VError | None = None
-    for root, parts in candidates:
-        if not parts:  # the input folder itself
-            refused = refused or E2VError("forbidden", _MSG_BAD)
-            continue
-        try:
-            fd = _open_below(root, parts)
-        except _NotHere:
-            continue
-        except E2VError as exc:
-            refused = refused or exc
-            continue
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                name = _display_name(raw)
-                raise E2VError("not_found", f"Not a regular file: {name} / 不是普通文件：{name}")
-            real = _fd_path(fd)
-            if real is not None and not _inside(real, roots):
-                raise E2VError("forbidden", _MSG_OUTSIDE)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, real or root.joinpath(*parts)
-    raise refused or _not_found(raw)
+    try:
+        root, parts, fd = _open_first(candidates, root_ok=False)
+    except _NotHere:
+        raise _not_found(raw) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            name = _display_name(raw)
+            raise E2VError("not_found", f"Not a regular file: {name} / 不是普通文件：{name}")
+        real = _fd_path(fd)
+        if real is not None and not _inside(real, roots):
+            raise E2VError("forbidden", _MSG_OUTSIDE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, real or root.joinpath(*parts)
 
 
 def read_input_file(raw: str, input_dirs, max_bytes: int) -> tuple[bytes, str]:
@@ -240,24 +256,19 @@ def resolve_input_folder(raw: str, input_dirs) -> Path:
         f"{_display_name(text)} is not inside the allowed input folders (E2V_INPUT_DIRS). / "
         f"{_display_name(text)} 不在允许的输入文件夹（E2V_INPUT_DIRS）之内。",
     )
-    refused: E2VError | None = None
-    for root, parts in _candidates(given, input_dirs):
-        if not parts:
-            return root
-        try:
-            fd = _open_below(root, parts)
-        except _NotHere:
-            continue
-        except E2VError as exc:
-            refused = refused or exc
-            continue
-        try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                raise E2VError("bad_request", f"Not a folder on the server: {_display_name(text)} / 不是服务器上的文件夹。")
-            real = _fd_path(fd) or root.joinpath(*parts)
-            if not any(real == r or real.is_relative_to(r) for r in roots):
-                raise outside
-            return real
-        finally:
-            os.close(fd)
-    raise refused or (outside if not _candidates(given, input_dirs) else _not_found(text))
+    candidates = _candidates(given, input_dirs)
+    try:
+        root, parts, fd = _open_first(candidates, root_ok=True)
+    except _NotHere:
+        raise (outside if not candidates else _not_found(text)) from None
+    if fd is None:
+        return root
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise E2VError("bad_request", f"Not a folder on the server: {_display_name(text)} / 不是服务器上的文件夹。")
+        real = _fd_path(fd) or root.joinpath(*parts)
+        if not any(real == r or real.is_relative_to(r) for r in roots):
+            raise outside
+        return real
+    finally:
+        os.close(fd)

@@ -229,17 +229,6 @@ def run_path(root: str | os.PathLike, run_id: str, artifact: str | None = None) 
     return real
 
 
-def read_result(root: str | os.PathLike, run_id: str) -> dict | None:
-    """A run's result.json as a dict, or None."""
-    path = run_path(root, run_id, "result.json")
-    if path is None:
-        return None
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from emotion2vec_webui.runs.catalog import read_result
 from emotion2vec_webui.runs.storage import (
     ARTIFACTS,
     RUN_ID_RE,
     clean_stale_temps,
     list_runs,
-    read_result,
     run_path,
     write_run,
 )
