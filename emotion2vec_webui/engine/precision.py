@@ -41,8 +41,11 @@ def auto_cpu_precision(flags: frozenset[str]) -> tuple[str, str]:
     AMX (``amx_bf16``): bf16 runs on the AMX tiles, about twice fp32's speed on
     the large model (issue 22: 5.39 s against 10.46 s for the clip set) with a
     max score difference of 0.0083 on 20 speech clips (benchmarks/export_onnx.md).
-    Without AMX bf16 is emulated and slower than fp32, so fp32 stays (int8, faster
-    still but a larger change of every user's default, stays a choice).
+    Without AMX it depends on the CPU: on an AVX512-BF16 Xeon bf16 ran slower than
+    fp32, on an AMD EPYC with native AVX512-BF16 faster for short clips (3 s: 0.26
+    against 0.55 s) and no faster at 30 s (benchmarks/engine_vs_funasr.md), so fp32
+    stays (bf16 and int8, faster still but a larger change of every user's default,
+    stay choices).
     """
     if "amx_bf16" in flags:
         return "bf16", "auto: this CPU has AMX (amx_bf16), bf16 is fastest within the 0.01 score bound"
