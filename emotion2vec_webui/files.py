@@ -12,17 +12,43 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 TEMP_PREFIX = ".tmp-"  # hidden, and named with the writer's pid so a sweeper can tell a dead writer's
+TEMP_NAME_RE = re.compile(r"^\.tmp-\d+-[0-9a-f]{12}-.+$")  # what temp_name gives
 
 
 def temp_name(final_name: str) -> str:
     """A hidden temporary name beside ``final_name``: ``.tmp-<pid>-<random>-<final_name>``."""
     return f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}-{final_name}"
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, is_stale: Callable[[str, float], bool]) -> int:
+    """Remove the temporary files this writer left in ``folder`` (a writer killed mid-write) that are stale.
+
+    Only regular files named by :func:`temp_name` count; ``is_stale(name, mtime)`` decides (the outputs'
+    sweeper, ``runs/storage.py``, passes its rule). Entries that vanish or cannot be removed are skipped.
+
+    Returns:
+        How many were removed.
+    """
+    try:
+        temps = [p for p in Path(folder).iterdir() if TEMP_NAME_RE.match(p.name)]
+    except OSError:
+        return 0
+    removed = 0
+    for p in temps:
+        with contextlib.suppress(OSError):  # gone meanwhile (the write finished), or not ours to remove
+            st = p.lstat()
+            if stat.S_ISREG(st.st_mode) and is_stale(p.name, st.st_mtime):
+                p.unlink()
+                removed += 1
+    return removed
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:

@@ -49,6 +49,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -163,13 +164,18 @@ class DecoderPool:
 
         def fill() -> None:
             for _ in range(self.config.workers):
+                if self._closed or _exiting():
+                    return
                 if not self._slots.acquire(blocking=False):
                     return
                 try:
                     worker = _Worker(self._ctx)
                     self._put_back(worker)
                 except Exception:  # a later decode retries and reports it
-                    log.exception("could not pre-start a decode worker")
+                    if self._closed or _exiting():  # the exit killed the worker it was starting: nothing failed
+                        log.debug("decode worker pre-start cut short by shutdown", exc_info=True)
+                    else:
+                        log.exception("could not pre-start a decode worker")
                     return
                 finally:
                     self._slots.release()
@@ -301,6 +307,19 @@ class DecoderPool:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.close()
+
+
+def _exiting() -> bool:
+    """Whether this process is shutting down.
+
+    At exit, multiprocessing's own handler (``multiprocessing.util._exit_function``, which sets
+    ``util.is_exiting()`` first) terminates every daemon child, a worker that the background
+    :meth:`DecoderPool.prestart` is still waiting for included: that worker's start then "fails"
+    with EOF, which is the exit, not a broken install, and is not worth a traceback.
+    """
+    from multiprocessing import util
+
+    return bool(util.is_exiting() or sys.is_finalizing())
 
 
 def _exit_reason(exitcode: int | None) -> str:

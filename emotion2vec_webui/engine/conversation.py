@@ -60,6 +60,8 @@ MIN_TURN_S = 0.2  # shorter pieces are not turns (too short for an utterance emo
 NEGATIVE = ("angry", "disgusted", "fearful", "sad")  # "most negative turns": the largest sum of these scores
 CHUNK_S, CHUNK_SHIFT_S = 1.5, 0.75  # FunASR's sv_chunk defaults, for the speaker embeddings
 MAX_CLUSTER_CHUNKS = 1000  # more chunks (~12.5 min of speech): cluster a sample, the rest join its nearest centre
+KMEANS_SEED = 0  # the spectral clustering's k-means seed (FunASR's own KMeansCluster uses random_state=0 too)
+STAGE_ZH = {"vad": "语音检测", "speaker": "说话人", "asr": "语音识别", "emotion": "情感"}  # run.log's Chinese half
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ def analyse_conversation(
         runlog(
             f"conversation ({options.speakers}): {len(speakers)} speaker(s), {len(turns)} turn(s); "
             + ", ".join(f"{k} {v:.2f} s" for k, v in stage.items())
+            + f" / 对话（{options.speakers}）：{len(speakers)} 位说话人，{len(turns)} 个话轮；"
+            + "，".join(f"{STAGE_ZH.get(k, k)} {v:.2f} 秒" for k, v in stage.items())
         )
     return Conversation(speakers, turns, {k: round(v, 4) for k, v in stage.items()},
                         {k: round(v, 4) for k, v in split.items()})  # fmt: skip
@@ -223,8 +227,10 @@ def cluster_chunks(emb: np.ndarray, num_speakers: int | None, cap: int | None = 
     evenly spaced sample of ``cap`` chunks is clustered the same way and every other chunk joins the sample
     cluster whose mean direction is nearest (cosine): O(N·K) for the rest, so the stage stays linear and
     the back-end's UMAP+HDBSCAN branch (above 2,048 chunks without a speaker count) is never reached.
+    Deterministic: the spectral clustering's k-means is seeded (:func:`_seeded_backend`), so one input
+    always gives the same labels, and numpy's global generator is neither read nor changed.
     """
-    from funasr.models.campplus.cluster_backend import ClusterBackend, KMeansCluster
+    from funasr.models.campplus.cluster_backend import KMeansCluster
 
     cap = MAX_CLUSTER_CHUNKS if cap is None else cap
     k = int(num_speakers) if num_speakers else None
@@ -233,7 +239,7 @@ def cluster_chunks(emb: np.ndarray, num_speakers: int | None, cap: int | None = 
     def backend(x: np.ndarray) -> np.ndarray:
         if k is not None and k > 1 and len(x) < 20:  # the back-end answers one speaker below 20 chunks
             return np.asarray(KMeansCluster()(x, min(k, len(x))))
-        return np.asarray(ClusterBackend()(x, oracle_num=k) if k else ClusterBackend()(x))
+        return np.asarray(_seeded_backend()(x, oracle_num=k) if k else _seeded_backend()(x))
 
     if n <= cap:
         return backend(emb)
@@ -246,6 +252,27 @@ def cluster_chunks(emb: np.ndarray, num_speakers: int | None, cap: int | None = 
     labels = ids[np.argmax(unit @ centres.T, axis=1)]
     labels[sample] = sample_labels  # the sample keeps the back-end's own answer
     return labels
+
+
+def _seeded_backend():
+    """FunASR's ``ClusterBackend`` whose spectral clustering seeds its k-means with :data:`KMEANS_SEED`.
+
+    FunASR's ``SpectralCluster.cluster_embs`` calls ``k_means(emb, k)`` without a ``random_state``, so
+    it draws its initial centres from numpy's global generator: the same file could give other speakers
+    and turn counts from one run to the next. This instance's spectral clustering is a subclass that
+    passes the seed (a local ``RandomState``); nothing global is patched. The rest (affinity, pruning,
+    eigen-gap, ``merge_by_cos``) is FunASR's own.
+    """
+    from funasr.models.campplus.cluster_backend import ClusterBackend, SpectralCluster
+    from sklearn.cluster import k_means
+
+    class SeededSpectralCluster(SpectralCluster):
+        def cluster_embs(self, emb, k):
+            return k_means(emb, k, random_state=KMEANS_SEED)[1]
+
+    backend = ClusterBackend()
+    backend.spectral_cluster = SeededSpectralCluster()
+    return backend
 
 
 def _cut_to_spans(pieces: list[tuple[float, float, int]], spans: list[tuple[float, float]]) -> list[tuple[float, float, int]]:

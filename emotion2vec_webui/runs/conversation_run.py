@@ -70,12 +70,14 @@ def converse(flow, decoded, engine) -> Conversation:
         if channels is None:  # decoded elsewhere (not through Recognition.decode): the mix is one channel
             channels = [decoded.waveform]
         if decoded.original_channels > MAX_SPEAKER_CHANNELS:
-            flow.runlog(f"warning: {decoded.original_channels} channels; the first {MAX_SPEAKER_CHANNELS} are speakers",
+            flow.runlog(f"warning: {decoded.original_channels} channels; the first {MAX_SPEAKER_CHANNELS} are speakers"
+                        f" / 警告：{decoded.original_channels} 个声道，只有前 {MAX_SPEAKER_CHANNELS} 个作为说话人",
                         logging.WARNING)  # fmt: skip
-    for name, m in (("speaker model", speaker), ("ASR model", asr)):
+    for name, name_zh, m in (("speaker model", "说话人模型", speaker), ("ASR model", "语音识别模型", asr)):
         if m is not None:
-            flow.runlog(f"{name}: {m.resolved.path.name} ({m.resolved.hub})"
-                        + (" — random weights" if m.random_weights else ""))  # fmt: skip
+            model = f"{m.resolved.path.name} ({m.resolved.hub})"
+            flow.runlog(f"{name}: {model}" + (" — random weights" if m.random_weights else "")
+                        + f" / {name_zh}：{model}" + ("（随机权重）" if m.random_weights else ""))  # fmt: skip
     return analyse_conversation(
         engine, decoded.waveform, conv, channels=channels, speaker_model=speaker, asr_model=asr,
         window_s=settings.window_s, runlog=flow.runlog,

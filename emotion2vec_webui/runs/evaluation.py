@@ -79,9 +79,11 @@ def parse_label_map(text: str | None) -> dict[str, str]:
         src, sep, dst = pair.partition("=")
         src, dst = src.strip().lower(), dst.strip().lower()
         if not sep or not src or not dst:
-            raise E2VError("bad_request", f"--label-map: {pair.strip()!r} is not of the form dataset_label=class.")
+            raise E2VError("bad_request", f"--label-map: {pair.strip()!r} is not of the form dataset_label=class. "
+                                          f"/ {pair.strip()!r} 不是 数据集标签=类别 的形式。")  # fmt: skip
         if dst not in EMOTIONS:
-            raise E2VError("bad_request", f"--label-map: {dst!r} is not one of the classes {', '.join(EMOTIONS)}.")
+            raise E2VError("bad_request", f"--label-map: {dst!r} is not one of the classes {', '.join(EMOTIONS)}. "
+                                          f"/ {dst!r} 不是可用的类别之一。")  # fmt: skip
         mapping[src] = dst
     return mapping
 

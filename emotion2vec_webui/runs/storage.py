@@ -8,7 +8,8 @@ existing (non-empty) folder fails, and the writer then tries ``_1``, ``_2`` ….
 Temporary folders are named ``.tmp-<pid>-<host>-<uuid>``: a writer removes its
 own on any failure, and :func:`clean_stale_temps` (run when ``serve`` and
 ``batch`` start) removes those whose process is gone — at once when the pid
-on this host is dead, otherwise once they are an hour old.
+on this host is dead, otherwise once they are an hour old; and, inside run
+folders, ``files.py``'s temporary files (a speaker rename cut short).
 
 An output folder that is full or cannot be written raises
 :class:`.errors.StorageError` (``storage_full`` / ``storage_unavailable``)
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion2vec_webui.errors import StorageError
+from emotion2vec_webui.files import remove_stale_temp_files
 from emotion2vec_webui.runs.frames_csv import FRAMES_CSV, frames_csv_text
 from emotion2vec_webui.runs.transcripts import conversation_files
 
@@ -260,6 +262,9 @@ def is_stale_temp(name: str, mtime: float, older_than_s: float = _STALE_TMP_S, n
 def clean_stale_temps(root: str | os.PathLike, older_than_s: float = _STALE_TMP_S) -> int:
     """Remove temporary folders (and files) left by writers that died, e.g. a process killed mid-write.
 
+    In ``root`` every ``.tmp-…`` entry; inside its run folders, the atomic file writer's temporary files
+    (``files.temp_name``: a speaker rename rewrites files there). Both go by :func:`is_stale_temp`.
+
     Args:
         root: an outputs root or a batch folder.
         older_than_s: age after which any temporary entry counts as stale.
@@ -283,7 +288,12 @@ def clean_stale_temps(root: str | os.PathLike, older_than_s: float = _STALE_TMP_
             removed += 1
         except OSError as exc:  # gone meanwhile, or not ours to remove: never fail a start-up for it
             log.debug("could not remove %s: %s", p, exc)
-    return removed
+    try:  # one level down: run folders (not links to elsewhere)
+        runs = [p for p in root_path.iterdir() if RUN_ID_RE.match(p.name) and not p.is_symlink() and p.is_dir()]
+    except OSError:
+        runs = []
+    stale = lambda name, mtime: is_stale_temp(name, mtime, older_than_s, now)  # noqa: E731
+    return removed + sum(remove_stale_temp_files(folder, stale) for folder in runs)
 
 
 def sweep_stale_temps(root: str | os.PathLike, where: str = "outputs") -> int:
@@ -291,7 +301,7 @@ def sweep_stale_temps(root: str | os.PathLike, where: str = "outputs") -> int:
     removed = clean_stale_temps(root)
     if removed:
         log.info(
-            "removed %d stale temporary folder(s) left by interrupted writes in the %s folder %s", removed, where, root
+            "removed %d stale temporary folder(s)/file(s) left by interrupted writes in the %s folder %s", removed, where, root
         )
     return removed
 

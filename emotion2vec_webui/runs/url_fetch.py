@@ -423,7 +423,9 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
                         try:
                             current = check_url(str(current.join(response.headers["location"])), policy)
                         except httpx.InvalidURL as exc:
-                            raise E2VError("url_unreachable", f"A redirect points at a bad URL: {exc}.") from None
+                            raise E2VError(
+                                "url_unreachable", f"A redirect points at a bad URL: {exc}. / 重定向指向无效的 URL。"
+                            ) from None
                         continue
                     if response.status_code != 200:
                         raise E2VError(
@@ -457,7 +459,9 @@ def _read_body(response: httpx.Response, policy: FetchPolicy) -> bytes:
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise E2VError(
-            "url_unreachable", f"The server sent a {encoding[:20]}-compressed body; ask for the file itself."
+            "url_unreachable",
+            f"The server sent a {encoding[:20]}-compressed body; ask for the file itself. "
+            "/ 服务器发送了压缩的内容，请直接请求文件本身。",
         )
     length = response.headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > policy.max_bytes:

@@ -129,7 +129,8 @@ async def _recognize(request: Request):
     else:
         raise E2VError(
             "bad_request",
-            "Send multipart/form-data with a 'file' part, or JSON with 'audio_base64', 'audio_path' or 'audio_url'.",
+            "Send multipart/form-data with a 'file' part, or JSON with 'audio_base64', 'audio_path' or 'audio_url'. "
+            "/ 请发送带 'file' 部分的 multipart/form-data，或带 'audio_base64'、'audio_path' 或 'audio_url' 的 JSON。",
         )
     flow = Recognition(settings, options, request_id=request.state.request_id)
     decoded = await run_in_threadpool(flow.decode, source, name)
@@ -156,16 +157,18 @@ def _parse_bool(value, field: str) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise E2VError("bad_request", f"{field} must be true or false, not {str(value)[:40]!r}.")
+    raise E2VError("bad_request", f"{field} must be true or false, not {str(value)[:40]!r}. "
+                                  f"/ {field} 必须是 true 或 false。")  # fmt: skip
 
 
 def _parse_options(granularity, extract_embedding, segmentation=None, channels=None, stream=None, head=None):
     granularity = (granularity or "utterance").strip().lower() if isinstance(granularity, str) else "utterance"
     if granularity not in ("utterance", "frame"):
-        raise E2VError("bad_request", "granularity must be 'utterance' or 'frame'.")
+        raise E2VError("bad_request", "granularity must be 'utterance' or 'frame'. "
+                                      "/ granularity 必须是 'utterance' 或 'frame'。")  # fmt: skip
     segmentation = (segmentation or "frames").strip().lower() if isinstance(segmentation, str) else "frames"
     if segmentation not in ("frames", "vad"):
-        raise E2VError("bad_request", "segmentation must be 'frames' or 'vad'.")
+        raise E2VError("bad_request", "segmentation must be 'frames' or 'vad'. / segmentation 必须是 'frames' 或 'vad'。")
     embedding = True if extract_embedding in (None, "") else _parse_bool(extract_embedding, "extract_embedding")
     return with_channels(RecognizeOptions(granularity, embedding, segmentation, head=head or None), channels, stream)
 
@@ -173,7 +176,8 @@ def _parse_options(granularity, extract_embedding, segmentation=None, channels=N
 async def _read_upload(form, field: str) -> tuple[bytes, str]:
     upload = form.get(field)
     if upload is None or isinstance(upload, str):
-        raise E2VError("bad_request", f"The multipart body needs a file part named {field!r}.")
+        raise E2VError("bad_request", f"The multipart body needs a file part named {field!r}. "
+                                      f"/ multipart 请求体需要名为 {field!r} 的文件部分。")  # fmt: skip
     data = await upload.read()
     return data, _safe_name(upload.filename)
 
@@ -184,11 +188,11 @@ async def _multipart_form(request: Request, files: int):
     try:
         return await request.form(max_files=files, max_fields=16, max_part_size=64 * 1024)
     except MultiPartException as exc:
-        raise E2VError("bad_request", f"Malformed multipart body: {exc.message}") from None
+        raise E2VError("bad_request", f"Malformed multipart body: {exc.message} / multipart 请求体格式错误。") from None
     except StarletteHTTPException as exc:  # what Starlette raises for a MultiPartException inside an app
         if exc.status_code >= 500:
             raise
-        raise E2VError("bad_request", f"Malformed multipart body: {exc.detail}") from None
+        raise E2VError("bad_request", f"Malformed multipart body: {exc.detail} / multipart 请求体格式错误。") from None
 
 
 async def _from_multipart(request: Request):
@@ -210,21 +214,22 @@ async def _from_json(request: Request, settings):
     try:
         raw = await run_in_threadpool(json.loads, body)
     except (ValueError, UnicodeDecodeError):
-        raise E2VError("bad_request", "The body is not valid JSON.") from None
+        raise E2VError("bad_request", "The body is not valid JSON. / 请求体不是有效的 JSON。") from None
     except RecursionError:  # e.g. "[" * 100_000
-        raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
+        raise E2VError("bad_request", "The JSON body is nested too deeply. / JSON 请求体嵌套过深。") from None
     del body
     try:
         req = RecognizeJson.model_validate(raw)
     except ValidationError as exc:
         raise E2VError("bad_request", describe_validation(exc.errors())) from None
     except RecursionError:
-        raise E2VError("bad_request", "The JSON body is nested too deeply.") from None
+        raise E2VError("bad_request", "The JSON body is nested too deeply. / JSON 请求体嵌套过深。") from None
     options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation, head=req.head or None)
     options = with_channels(options, req.channels, req.audio_stream)
     options = with_conversation(options, req.speakers, req.num_speakers, req.transcribe, req.asr_model)
     if sum(x is not None for x in (req.audio_base64, req.audio_path, req.audio_url)) != 1:
-        raise E2VError("bad_request", "Give exactly one of 'audio_base64', 'audio_path' and 'audio_url'.")
+        raise E2VError("bad_request", "Give exactly one of 'audio_base64', 'audio_path' and 'audio_url'. "
+                       "/ 'audio_base64'、'audio_path'、'audio_url' 三者须且只能给出一个。")  # fmt: skip
     if req.audio_url is not None:
         # Scheme and E2V_URL_FETCH checked now; fetched and address-checked in Recognition.decode (url_fetch.py).
         check_url(req.audio_url, FetchPolicy.from_settings(settings))
@@ -256,7 +261,7 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
     try:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
-        raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
+        raise E2VError("bad_request", "audio_base64 is not valid base64. / audio_base64 不是有效的 base64。") from None
     raw = raw.translate(None, _BASE64_WHITESPACE)  # one copy, the size of the body at most
     if len(raw) * 3 // 4 > max_bytes + 3:
         mb = max_bytes / 1024 / 1024
@@ -267,7 +272,7 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
     try:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
-        raise E2VError("bad_request", "audio_base64 is not valid base64.") from None
+        raise E2VError("bad_request", "audio_base64 is not valid base64. / audio_base64 不是有效的 base64。") from None
 
 
 @router.post(
@@ -297,12 +302,13 @@ async def similarity(request: Request):
     try:
         from emotion2vec_webui.runs.similarity import similarity_from_sources
     except ImportError:
-        return error_response("not_implemented", "Similarity is not available in this build.")
+        return error_response("not_implemented", "Similarity is not available in this build. / 此版本不提供相似度比较。")
     service = request.app.state.service
     admission = admission_of(request)
     admission.check()  # 503 at once, before a byte of the body is read
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'.")
+        raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'. "
+                                      "/ 请发送带文件部分 'a' 和 'b' 的 multipart/form-data。")  # fmt: skip
     request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
     with admission.slot():
         form = await _multipart_form(request, files=2)

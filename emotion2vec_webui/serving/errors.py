@@ -104,7 +104,7 @@ def describe_validation(errors) -> str:
     for err in list(errors)[:5]:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
         parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
-    return "Invalid request: " + "; ".join(parts) if parts else "Invalid request."
+    return "Invalid request: " + "; ".join(parts) + " / 请求无效。" if parts else "Invalid request. / 请求无效。"
 
 
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -128,10 +128,10 @@ def add_api_catch_all(app) -> None:
             )
             return error_response(
                 "method_not_allowed",
-                f"{request.method[:20]} is not allowed on {path}; use {allow}.",
+                f"{request.method[:20]} is not allowed on {path}; use {allow}. / 此路径不支持该请求方法，请使用 {allow}。",
                 headers={"Allow": allow},
             )
-        return error_response("not_found", f"No such API endpoint: {request.method[:20]} {path}")
+        return error_response("not_found", f"No such API endpoint: {request.method[:20]} {path} / 没有这个 API 端点。")
 
     class CatchAll:
         """An ASGI app, not a function: Starlette's Route then matches every method (TRACE, made-up

@@ -67,10 +67,12 @@ async def train(request: Request):
     try:
         req = TrainHeadJson.model_validate(await request.json())
     except (ValueError, ValidationError) as exc:
-        raise E2VError("bad_request", f"Send JSON with 'name' and 'data_path': {str(exc)[:300]}") from None
+        raise E2VError("bad_request", f"Send JSON with 'name' and 'data_path': {str(exc)[:300]} "
+                                      "/ 请发送带 'name' 和 'data_path' 的 JSON。") from None  # fmt: skip
     name = check_name(req.name)
     if req.classifier not in CLASSIFIERS:
-        raise E2VError("bad_request", f"classifier must be one of {', '.join(CLASSIFIERS)}.")
+        raise E2VError("bad_request", f"classifier must be one of {', '.join(CLASSIFIERS)}. "
+                                      f"/ classifier 必须是 {', '.join(CLASSIFIERS)} 之一。")  # fmt: skip
     # The one input-folder policy; every listed file inside E2V_INPUT_DIRS; labels checked.
     data, _items = await run_in_threadpool(resolve_training_data, req.data_path, settings.input_dirs)
     options = TrainOptions(

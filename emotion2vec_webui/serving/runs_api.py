@@ -86,7 +86,7 @@ async def runs(
 async def run_detail(request: Request, run_id: str):
     result = await run_in_threadpool(read_result, request.app.state.settings.output_dir, run_id)
     if result is None:
-        raise E2VError("not_found", "No such run.")
+        raise E2VError("not_found", "No such run. / 没有这个运行。")
     return JSONResponse(await run_in_threadpool(with_links, request, result, run_id))
 
 
@@ -98,8 +98,9 @@ async def run_detail(request: Request, run_id: str):
 )
 async def run_artifact(request: Request, run_id: str, artifact: str):
     if artifact not in RUN_FILES:
-        raise E2VError("not_found", f"No such artifact; expected one of {', '.join(ARTIFACTS)}.")
+        raise E2VError("not_found", f"No such artifact; expected one of {', '.join(ARTIFACTS)}. "
+                                    f"/ 没有这个文件；应为 {', '.join(ARTIFACTS)} 之一。")  # fmt: skip
     path = await run_in_threadpool(run_path, request.app.state.settings.output_dir, run_id, artifact)
     if path is None:
-        raise E2VError("not_found", "No such run or artifact.")
+        raise E2VError("not_found", "No such run or artifact. / 没有这个运行或文件。")
     return FileResponse(path, media_type=_MEDIA_TYPES[artifact], filename=f"{run_id}_{artifact}")

@@ -79,11 +79,13 @@ def collect_items(files: list | None, folder_text: str, input_dirs) -> list[Batc
         # Gradio keeps an upload's original name as the temp file's name: the summary shows that, not the path.
         items = [BatchItem(p, label_from_filename(p), Path(p).name) for p in paths if is_audio_path(p)]
     if not items:
-        raise E2VError("bad_request", "No audio files: upload some, or give a server folder inside E2V_INPUT_DIRS.")
+        raise E2VError("bad_request", "No audio files: upload some, or give a server folder inside E2V_INPUT_DIRS. "
+                       "/ 没有音频文件：请上传，或填写 E2V_INPUT_DIRS 内的服务器文件夹。")  # fmt: skip
     if len(items) > UI_MAX_FILES:
         raise E2VError(
             "bad_request",
-            f"{len(items)} files is more than the page handles ({UI_MAX_FILES}); use `emotion2vec-webui batch`.",
+            f"{len(items)} files is more than the page handles ({UI_MAX_FILES}); use `emotion2vec-webui batch`. "
+            f"/ {len(items)} 个文件超过页面上限（{UI_MAX_FILES}）；请使用 `emotion2vec-webui batch`。",
         )
     return items
 

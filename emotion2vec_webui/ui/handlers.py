@@ -99,10 +99,11 @@ def view_run(root: str | Path, run_id: str, result: dict | None = None, log_text
         return similarity_view(root, run_id)
     folder = run_path(root, run_id or "")
     if folder is None:
-        return error_view("not_found", f"No run named {run_id!r} in the outputs folder.")
+        return error_view("not_found", f"No run named {run_id!r} in the outputs folder. / 输出文件夹中没有名为 {run_id!r} 的运行。")
     result = result if result is not None else read_result(root, run_id)
     if result is None:
-        return error_view("not_found", f"The run {run_id} has no readable result.json.")
+        return error_view("not_found", f"The run {run_id} has no readable result.json. "
+                                       f"/ 运行 {run_id} 没有可读的 result.json。")  # fmt: skip
     if log_text is None:
         log_path = run_path(root, run_id, "run.log")
         log_text = log_path.read_text("utf-8", errors="replace") if log_path else ""
@@ -142,7 +143,11 @@ def _similarity_rows(root: str | Path, limit: int) -> list[list]:
 def _segmentation_error(segmentation) -> str | None:
     if segmentation in SEGMENTATIONS:
         return None
-    return f"segmentation must be 'frames' or 'vad', not {segmentation!r}."
+    return f"segmentation must be 'frames' or 'vad', not {segmentation!r}. / segmentation 必须是 'frames' 或 'vad'。"
+
+
+def _granularity_error(granularity) -> str:
+    return f"granularity must be 'utterance' or 'frame', not {granularity!r}. / granularity 必须是 'utterance' 或 'frame'。"
 
 
 def recognize(
@@ -174,7 +179,7 @@ def recognize(
     if not audio_path and not url:
         return error_view("bad_request", "请先上传、录制音频或填写链接。Upload or record audio, or give a URL, first.")
     if granularity not in GRANULARITIES:
-        return error_view("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}.")
+        return error_view("bad_request", _granularity_error(granularity))
     if _segmentation_error(segmentation):
         return error_view("bad_request", _segmentation_error(segmentation))
     try:
@@ -195,7 +200,10 @@ def recognize(
         return loading_or_error_view(service, exc)
     except Exception:  # the page shows a message, the log keeps the trace
         log.exception("UI recognition failed")
-        return error_view("internal_error", "Unexpected error while processing this file; see the server log.")
+        return error_view(
+            "internal_error",
+            "Unexpected error while processing this file; see the server log. / 处理该文件时出现意外错误，请查看服务器日志。",
+        )
     return view_run(service.settings.output_dir, outcome.run.run_id, outcome.result, outcome.log_text)
 
 
@@ -212,9 +220,9 @@ def recognize_api(
         E2VError: with its code, for the adapter to turn into ``gr.Error``.
     """
     if not audio_path:
-        raise E2VError("bad_request", "No audio file given.")
+        raise E2VError("bad_request", "No audio file given. / 没有提供音频文件。")
     if granularity not in GRANULARITIES:
-        raise E2VError("bad_request", f"granularity must be 'utterance' or 'frame', not {granularity!r}.")
+        raise E2VError("bad_request", _granularity_error(granularity))
     segmentation = segmentation or "frames"
     if _segmentation_error(segmentation):
         raise E2VError("bad_request", _segmentation_error(segmentation))

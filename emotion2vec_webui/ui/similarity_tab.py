@@ -85,7 +85,9 @@ def compare(service, a_path: str | None, b_path: str | None) -> str:
         return ui_text.error_card_html(exc.code, exc.message)
     except Exception:  # the page shows a message, the log keeps the trace
         log.exception("UI similarity failed")
-        return ui_text.error_card_html("internal_error", "Unexpected error while comparing; see the server log.")
+        return ui_text.error_card_html(
+            "internal_error", "Unexpected error while comparing; see the server log. / 比较时出现意外错误，请查看服务器日志。"
+        )
     return similarity_html(out)
 
 

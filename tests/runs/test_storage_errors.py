@@ -26,6 +26,7 @@ from emotion2vec_webui.runs.storage import (
     clean_stale_temps,
     is_stale_temp,
     require_output_dir,
+    sweep_stale_temps,
     temp_name,
     write_run,
 )
@@ -148,6 +149,31 @@ def test_temp_names_tell_dead_writers_from_live_ones(tmp_path):
     assert run.path.is_dir()
     assert clean_stale_temps(tmp_path, older_than_s=-1) == 5  # everything is stale past the age
     assert not is_stale_temp("outputs_20261124_130509", 0.0)
+
+
+def test_stale_atomic_write_temps_inside_run_folders_are_swept(tmp_path):
+    """A crash mid speaker rename leaves files.py's ``.tmp-<pid>-<hex>-<name>`` in a run folder; the sweep takes it."""
+    from emotion2vec_webui.files import temp_name as file_temp_name
+    from emotion2vec_webui.files import write_atomic
+
+    run = _write(tmp_path)
+    write_atomic(run.path / "turns.csv", "index\n")  # the writer itself leaves nothing behind
+    stale = run.path / file_temp_name("result.json")
+    fresh = run.path / file_temp_name("transcript.srt")  # a rename under way right now
+    not_the_writers = run.path / ".tmp-notes"  # not the writer's pattern: never ours to remove
+    folder = run.path / file_temp_name("x")  # the writer makes files only
+    elsewhere = tmp_path / "notes" / file_temp_name("a.json")  # not a run folder
+    elsewhere.parent.mkdir()
+    for p in (stale, fresh, not_the_writers, elsewhere):
+        p.write_text("{")
+    folder.mkdir()
+    for p in (stale, not_the_writers, folder, elsewhere):
+        os.utime(p, (0, 0))
+    assert sweep_stale_temps(tmp_path) == 1
+    assert _hidden(run.path) == sorted([fresh.name, not_the_writers.name, folder.name])
+    assert elsewhere.exists() and (run.path / "result.json").is_file() and (run.path / "turns.csv").is_file()
+    assert clean_stale_temps(tmp_path, older_than_s=-1) == 1  # the fresh one, once past the age
+    assert _hidden(run.path) == sorted([not_the_writers.name, folder.name])
 
 
 _KILLED_WRITER = textwrap.dedent(
