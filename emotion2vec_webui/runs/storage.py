@@ -9,7 +9,8 @@ Temporary folders are named ``.tmp-<pid>-<host>-<uuid>``: a writer removes its
 own on any failure, and :func:`clean_stale_temps` (run when ``serve`` and
 ``batch`` start) removes those whose process is gone — at once when the pid
 on this host is dead, otherwise once they are an hour old; and, inside run
-folders, ``files.py``'s temporary files (a speaker rename cut short).
+folders (also a batch folder's), ``files.py``'s temporary files (a speaker
+rename cut short).
 
 An output folder that is full or cannot be written raises
 :class:`.errors.StorageError` (``storage_full`` / ``storage_unavailable``)
@@ -263,7 +264,8 @@ def clean_stale_temps(root: str | os.PathLike, older_than_s: float = _STALE_TMP_
     """Remove temporary folders (and files) left by writers that died, e.g. a process killed mid-write.
 
     In ``root`` every ``.tmp-…`` entry; inside its run folders, the atomic file writer's temporary files
-    (``files.temp_name``: a speaker rename rewrites files there). Both go by :func:`is_stale_temp`.
+    (``files.temp_name``: a speaker rename rewrites files there); its batch folders the same way.
+    All go by :func:`is_stale_temp`.
 
     Args:
         root: an outputs root or a batch folder.
@@ -275,8 +277,7 @@ def clean_stale_temps(root: str | os.PathLike, older_than_s: float = _STALE_TMP_
     root_path = Path(root)
     if not root_path.is_dir():
         return 0
-    removed = 0
-    now = time.time()
+    removed, now, below = 0, time.time(), []
     for p in root_path.glob(f"{_TMP_PREFIX}*"):
         try:
             if not is_stale_temp(p.name, p.lstat().st_mtime, older_than_s, now):
@@ -288,12 +289,12 @@ def clean_stale_temps(root: str | os.PathLike, older_than_s: float = _STALE_TMP_
             removed += 1
         except OSError as exc:  # gone meanwhile, or not ours to remove: never fail a start-up for it
             log.debug("could not remove %s: %s", p, exc)
-    try:  # one level down: run folders (not links to elsewhere)
-        runs = [p for p in root_path.iterdir() if RUN_ID_RE.match(p.name) and not p.is_symlink() and p.is_dir()]
-    except OSError:
-        runs = []
+    with contextlib.suppress(OSError):  # one level down: run and batch folders, not links to elsewhere
+        below = [p for p in root_path.iterdir() if not p.is_symlink() and p.is_dir()]
     stale = lambda name, mtime: is_stale_temp(name, mtime, older_than_s, now)  # noqa: E731
-    return removed + sum(remove_stale_temp_files(folder, stale) for folder in runs)
+    removed += sum(remove_stale_temp_files(p, stale) for p in below if RUN_ID_RE.match(p.name))
+    batches = [] if (root_path / "batch.json").is_file() else [p for p in below if (p / "batch.json").is_file()]
+    return removed + sum(clean_stale_temps(p, older_than_s) for p in batches)  # (batches hold no batches)
 
 
 def sweep_stale_temps(root: str | os.PathLike, where: str = "outputs") -> int:

@@ -1,4 +1,4 @@
-"""The REST API's runs routes: ``GET /api/v1/runs`` (single and batch runs), one run, one artifact.
+"""The REST API's runs routes: ``GET /api/v1/runs`` (single and batch runs), one run, one artifact, renames.
 
 Run ids are untrusted: :mod:`runs.catalog` accepts ``outputs_…`` and
 ``<batch folder>~outputs_…`` only, and resolves every path inside the
@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs.speaker_names import rename_speakers
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES
 from emotion2vec_webui.serving.errors import responses_for
-from emotion2vec_webui.serving.schemas import RecognizeResponse, RunsPage, RunSummary
+from emotion2vec_webui.serving.schemas import RecognizeResponse, RunsPage, RunSummary, SpeakerNames
 
 _MEDIA_TYPES = {
     "result.json": "application/json",
@@ -87,6 +88,21 @@ async def run_detail(request: Request, run_id: str):
     result = await run_in_threadpool(read_result, request.app.state.settings.output_dir, run_id)
     if result is None:
         raise E2VError("not_found", "No such run. / 没有这个运行。")
+    return JSONResponse(await run_in_threadpool(with_links, request, result, run_id))
+
+
+@router.patch(
+    "/runs/{run_id}/speakers",
+    name="rename_speakers",
+    summary="Rename a conversation run's speakers (result.json labels, transcript.srt/.vtt, turns.csv)",
+    response_model=RecognizeResponse,
+    responses=responses_for("not_found", "bad_request", "unauthorized"),
+)
+async def rename_run_speakers(request: Request, run_id: str, body: SpeakerNames):
+    folder = await run_in_threadpool(run_path, request.app.state.settings.output_dir, run_id)
+    if folder is None:
+        raise E2VError("not_found", "No such run. / 没有这个运行。")
+    result = await run_in_threadpool(rename_speakers, folder, body.names)
     return JSONResponse(await run_in_threadpool(with_links, request, result, run_id))
 
 

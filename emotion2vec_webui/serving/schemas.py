@@ -118,6 +118,13 @@ class RunSummary(BaseModel):
     url: str
 
 
+class SpeakerNames(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"names": {"left": "Agent", "right": "Customer"}}]})
+    names: dict[str, str] = Field(
+        max_length=256, description="speaker id → name (an empty name restores the id); ids not named keep theirs"
+    )
+
+
 class RunsPage(BaseModel):
     runs: list[RunSummary]
     total: int

@@ -252,3 +252,25 @@ def test_batch_start_sweeps_dead_temps(tmp_path):
     assert proc.returncode == 3, proc.stderr[-2000:]  # model_unavailable
     assert "removed 1 stale temporary folder" in proc.stderr
     assert _hidden(batch_dir) == [live.name]
+
+
+def test_the_outputs_sweep_reaches_batch_folders(tmp_path):
+    """At serve start the outputs root is swept, and so is each batch folder in it (its temp runs, its runs' temps)."""
+    from emotion2vec_webui.files import temp_name as file_temp_name
+
+    batch = tmp_path / "batch_20261202_030000"
+    batch.mkdir()
+    (batch / "batch.json").write_text("{}")
+    run = _write(batch)
+    dead_run = batch / f".tmp-{_dead_pid()}-{results._host_tag()}-{'d' * 32}"  # a run folder a dead batch was writing
+    dead_run.mkdir()
+    rename_left = run.path / file_temp_name("transcript.srt")  # a rename cut short inside the batch's run
+    rename_left.write_text("1")
+    os.utime(rename_left, (0, 0))
+    not_a_batch = tmp_path / "notes"  # no batch.json: never looked into
+    not_a_batch.mkdir()
+    kept = not_a_batch / f".tmp-{_dead_pid()}-{results._host_tag()}-{'e' * 32}"
+    kept.mkdir()
+    assert sweep_stale_temps(tmp_path) == 2
+    assert not dead_run.exists() and not rename_left.exists()
+    assert kept.exists() and (run.path / "result.json").is_file()

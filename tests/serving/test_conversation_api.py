@@ -42,6 +42,28 @@ def test_channels_with_transcript_over_multipart_and_json(server, stereo_dialogu
         ]
         assert "text" not in j.json()["turns"][0]
 
+        # Rename the first run's speakers: result.json labels and the subtitles follow; ids stay.
+        run_id = body["run_id"]
+        r = c.patch(f"/api/v1/runs/{run_id}/speakers", json={"names": {"left": "Agent", "right": "客户"}})
+        assert r.status_code == 200, r.text
+        renamed = r.json()
+        check_result(renamed)
+        assert {s["id"]: s["label"] for s in renamed["speakers"]} == {"left": "Agent", "right": "客户"}
+        assert [t["speaker"] for t in renamed["turns"]] == [t["speaker"] for t in body["turns"]]
+        assert c.get(f"/api/v1/runs/{run_id}").json()["speakers"] == renamed["speakers"]
+        srt = c.get(f"/api/v1/runs/{run_id}/transcript.srt").text
+        assert "[Agent · " in srt and "[客户 · " in srt and "[left · " not in srt
+        for bad, status, code in (
+            ({"names": {"nobody": "X"}}, 422, "bad_request"),
+            ({"names": "left=Agent"}, 422, "bad_request"),
+        ):
+            r = c.patch(f"/api/v1/runs/{run_id}/speakers", json=bad)
+            assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+        r = c.patch(f"/api/v1/runs/{j.json()['run_id']}/speakers", json={"names": {"left": ""}})
+        assert r.status_code == 200 and {s["label"] for s in r.json()["speakers"]} == {"left", "right"}
+        r = c.patch("/api/v1/runs/outputs_20000101_000000/speakers", json={"names": {}})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
 
 def test_bad_conversation_fields_are_bad_request(server):
     with httpx.Client(base_url=server.url, timeout=60) as c:
