@@ -7,7 +7,9 @@ labels must not (the pipeline learns from the audio, not from leakage).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +52,21 @@ def shuffled_csv(root: Path, out: Path, seed: int = 0) -> Path:
         w.writerow(["path", "label"])
         w.writerows([str(f), lab] for f, lab in zip(files, labels, strict=True))
     return out
+
+
+@contextlib.contextmanager
+def started_service(engine, model_dir: Path, root: Path):
+    """A started :class:`runs.service.Service` on ``engine`` writing under ``root`` (outputs/, heads/): training
+    jobs queue their feature extraction on its inference worker."""
+    from emotion2vec_webui.config import load_settings
+    from emotion2vec_webui.runs.service import Service
+
+    settings = dataclasses.replace(
+        load_settings(), model=str(model_dir), device="cpu", output_dir=root / "outputs", heads_dir=root / "heads"
+    )
+    service = Service(settings, engine)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import pytest
 
-from emotion2vec_webui.config import load_settings
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.train_head import TrainOptions
 from emotion2vec_webui.jobs.train_jobs import TrainJobs
-from tests.head_data import make_set
+from tests.head_data import make_set, started_service
 
 
 @pytest.fixture(scope="module")
 def jobs(engine, tiny_model_dir, tmp_path_factory):
-    from emotion2vec_webui.runs.service import Service
-
     root = tmp_path_factory.mktemp("train_jobs")
-    settings = dataclasses.replace(
-        load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root / "outputs", heads_dir=root / "heads"
-    )
-    service = Service(settings, engine)
-    service.start()  # the inference worker the jobs' feature extraction queues on
-    yield TrainJobs(service), make_set(root / "set", per_class=4, seed=5)
-    service.stop()
+    with started_service(engine, tiny_model_dir, root) as service:
+        yield TrainJobs(service), make_set(root / "set", per_class=4, seed=5)
 
 
 def test_a_done_job_removes_its_upload(jobs, tmp_path):

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import zipfile
 
 import pytest
 
-from emotion2vec_webui.config import load_settings
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.ui.train_tab import UPLOADS, run_training
-from tests.head_data import make_set
+from tests.head_data import make_set, started_service
 
 
 @pytest.fixture(scope="module")
 def service(engine, tiny_model_dir, tmp_path_factory):
-    from emotion2vec_webui.runs.service import Service
-
-    root = tmp_path_factory.mktemp("train_tab")
-    settings = dataclasses.replace(
-        load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root / "outputs", heads_dir=root / "heads"
-    )
-    service = Service(settings, engine)
-    service.start()
-    yield service
-    service.stop()
+    with started_service(engine, tiny_model_dir, tmp_path_factory.mktemp("train_tab")) as service:
+        yield service
 
 
 def leftovers(service) -> list:
