@@ -104,6 +104,7 @@ class TrainJobs:
             if not message.startswith("features "):
                 job.log.append(message)
 
+        state = "failed"  # set on the job last, after its upload is gone: a waiter sees the end state only then
         try:
             engine = self.service.engine
             backbone = Backbone(engine.info.name, engine.info.path, engine_hash(engine))
@@ -112,18 +113,17 @@ class TrainJobs:
             )
             job.report = summary_json(outcome.report)
             job.log = list(outcome.log_lines)
-            job.state, job.progress = "done", 1.0
+            job.progress, state = 1.0, "done"
         except E2VError as exc:
             job.error = {"code": exc.code, "message": exc.message}
-            job.state = "failed"
         except Exception as exc:  # reported on the job, never kills the server
             log.exception("training job %s failed", job.id)
             job.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
-            job.state = "failed"
         finally:
             if job.cleanup:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
             job.finished = time.time()
+            job.state = state
 
     def wait(self, job_id: str, timeout_s: float = 600.0) -> TrainJob:
         """Block until the job ends (tests; the UI polls)."""
