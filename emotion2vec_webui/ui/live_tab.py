@@ -66,6 +66,7 @@ TAKE_START_JS = """
   const old = window.__e2vTake;
   if (old && old.recorder && old.recorder.state !== "inactive") { old.recorder.stop(); }
   window.__e2vTake = null;
+  window.__e2vTakeSeconds = null;
   if (!window.MediaRecorder || !navigator.mediaDevices) { return; }
   const pick = document.querySelector("#live_audio select");
   const audio = pick && pick.value ? { deviceId: { ideal: pick.value } } : true;
@@ -90,6 +91,7 @@ async () => {
   const take = window.__e2vTake;
   window.__e2vTake = null;
   if (!take) { return null; }
+  window.__e2vTakeSeconds = (performance.now() - take.t0) / 1000;  // how long the take ran (tests read it)
   try {
   if (take.recorder.state !== "inactive") { take.recorder.stop(); }
   await take.done;

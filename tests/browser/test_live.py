@@ -158,6 +158,8 @@ def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launc
                 page.wait_for_timeout(min(250, int(left * 1000) - 500))
             page.wait_for_function(f"() => performance.now() - window.__e2vTake.t0 >= {SOURCE_S * 1000 - 60}")
             page.get_by_role("button", name=STOP, exact=True).click()
+            # How long the take ran: Stop lands a little after 20 s on a loaded machine (the click's own latency).
+            take_s = page.wait_for_function("() => window.__e2vTakeSeconds", timeout=30_000).json_value()
             ticks = _status(page, "ticks")
             expect(page.locator("#live_run_folder")).to_contain_text("outputs_", timeout=60_000)
             expect(page.locator("#live_result .e2v-card")).to_be_visible()
@@ -177,7 +179,8 @@ def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launc
     assert result["granularity"] == "frame" and result["audio"]["source_name"] == "microphone_live.wav"
     assert not result["warnings"], "saved from the streamed chunks, not the page's own recording of the take"
     duration = result["audio"]["duration_s"]
-    assert abs(duration - SOURCE_S) <= 0.02 * SOURCE_S, f"saved {duration:.2f} s of a {SOURCE_S:g} s recording"
+    assert abs(take_s - SOURCE_S) <= 0.1 * SOURCE_S, f"Stop took effect {take_s - SOURCE_S:.2f} s late"
+    assert abs(duration - take_s) <= 0.02 * SOURCE_S, f"saved {duration:.2f} s of a {take_s:.2f} s recording"
     assert abs(len(result["frames"]["scores"]) - duration * 50) <= 2
     assert (folder / "embedding.npy").exists()
 
