@@ -112,7 +112,8 @@ def test_processing_time_is_the_runs_own_and_times_differ(prefixed, engine, sett
         result = json.loads((run / "result.json").read_text())
         assert row["processing_s"] == result["processing_time_s"]
         parts = (decode_ms + inference_ms) / 1000
-        assert parts <= result["processing_time_s"] <= parts * 1.1 + 0.002, (parts, result["processing_time_s"])
+        # run.log rounds each figure to 0.1 ms and result.json to 0.1 ms: allow that rounding on the lower bound.
+        assert parts - 0.0002 <= result["processing_time_s"] <= parts * 1.1 + 0.002, (parts, result["processing_time_s"])
         assert abs(logged - result["processing_time_s"]) < 0.0011
         stamps = [m.group(1) for line in log_text.splitlines() if (m := _STAMP.match(line))]
         assert len(stamps) == len(log_text.splitlines()) and len(set(stamps)) > 1, log_text
