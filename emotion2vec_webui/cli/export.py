@@ -11,7 +11,18 @@ import argparse
 import os
 from pathlib import Path
 
-from emotion2vec_webui.cli.common import EXIT_OK
+from emotion2vec_webui.cli.common import EXIT_BAD_INPUT, EXIT_OK
+
+# What exporting imports beyond the serving install (both are default dependencies; a slim or
+# hand-made environment may lack them, and torch.onnx only says so after the model has loaded).
+EXPORT_NEEDS = ("onnx", "onnxruntime")
+
+
+def missing_export_modules() -> list[str]:
+    """The modules ``export`` needs that this environment lacks (checked before any model loads)."""
+    import importlib.util
+
+    return [name for name in EXPORT_NEEDS if importlib.util.find_spec(name) is None]
 
 
 def add_parser(sub) -> None:
@@ -29,6 +40,16 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    missing = missing_export_modules()
+    if missing:
+        print(
+            f"export needs {' and '.join(missing)}: pip install {' '.join(missing)} / "
+            f"导出需要 {'、'.join(missing)}：pip install {' '.join(missing)}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     from emotion2vec_webui.config import load_settings
     from emotion2vec_webui.model.export import export_model
     from emotion2vec_webui.model.resolve import quiet_funasr

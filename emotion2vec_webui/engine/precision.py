@@ -86,7 +86,7 @@ def resolve_precision(precision: str, device: str, flags: frozenset[str] | None 
             return resolve_precision("auto", device)
         if not available():
             log.warning(
-                "%s needs onnxruntime and onnx (pip install 'emotion2vec-webui[onnx]'): using %s", precision, fallback
+                "%s needs onnxruntime and onnx (pip install onnxruntime onnx): using %s", precision, fallback
             )
             return fallback
         return precision

@@ -1,0 +1,62 @@
+"""README's export command after `run.sh`'s set-up (issue 33): what it needs is installed, and when it is not,
+``export`` says so in one line before loading any model."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from emotion2vec_webui.cli.export import EXPORT_NEEDS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _readme_export_command() -> list[str]:
+    """The ``emotion2vec-webui export …`` line of README's export section, split like a shell would."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [ln.strip() for ln in text.splitlines() if re.match(r"\s*(\.venv/bin/)?emotion2vec-webui export ", ln)]
+    assert lines, "README shows no export command"
+    return shlex.split(lines[0])
+
+
+def test_run_sh_installs_what_export_needs():
+    # run.sh's serving set-up installs "." (the default dependencies) and nothing else.
+    run_sh = (ROOT / "run.sh").read_text()
+    assert 'target="."' in run_sh
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in deps}
+    assert set(EXPORT_NEEDS) <= names
+
+
+def test_readme_export_command_runs(tiny_model_dir, tmp_path):
+    argv = _readme_export_command()
+    assert argv[1] == "export" and "--quantize" in argv
+    out = tmp_path / "e2v-onnx"
+    args = [out if a == "./e2v-onnx" else a for a in argv[2:]]
+    args = [str(tiny_model_dir) if prev == "--model" else str(a) for prev, a in zip([None, *args], args)]
+    ran = subprocess.run(
+        [sys.executable, "-m", "emotion2vec_webui", "export", *args], capture_output=True, text=True, timeout=300
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
+    assert "Traceback" not in ran.stderr
+
+
+def test_export_without_onnx_says_what_to_install(tmp_path):
+    # Hide onnx the way a slim environment lacks it: the command answers in one line, before any model loads.
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "import importlib.util as u; real = u.find_spec\n"
+        "u.find_spec = lambda n, *a: None if n == 'onnx' else real(n, *a)\n"
+        "from emotion2vec_webui.cli.main import main\n"
+        f"sys.exit(main(['export', {str(tmp_path / 'out')!r}, '--model', 'no-such-model-dir']))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 2
+    lines = [ln for ln in ran.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "pip install onnx" in lines[0] and "导出" in lines[0]
+    assert not (tmp_path / "out").exists()
