@@ -196,21 +196,52 @@ def analyse(service, audio_path: str | None, speakers: str, num_speakers, transc
         if known:
             result = rename_speakers(folder, known) if folder else apply_names(result, known)
     except E2VError as exc:
-        return ui_text.error_card_html(exc.code, exc.message), None
+        return ui_text.error_card_html(exc.code, exc.message), None, ""
     except Exception:  # the page shows a message, the log keeps the trace
         log.exception("UI conversation failed")
-        return ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。"), None
-    return _view(result, folder), (str(folder) if folder else None)
+        error = ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。")
+        return error, None, ""
+    return _view(result, folder), (str(folder) if folder else None), run_info_html(result, folder)
+
+
+def run_info_html(result: dict, folder: Path | None) -> str:
+    """What sits above the rename box after an analysis: the run folder, result.json, and the ids to rename."""
+    speakers = result.get("speakers") or []
+    ids = ", ".join(
+        f"<code>{escape(s['id'])}</code>" + (f" ({escape(s['label'])})" if s.get("label") not in (None, s["id"]) else "")
+        for s in speakers
+    )
+    parts = []
+    if folder is not None:
+        link = f'<a href="{escape(file_url(folder / "result.json"))}" download>result.json</a>'
+        parts.append(f'{bilingual("Run folder", "运行文件夹")}: <code>{escape(folder.name)}</code> · {link}')
+    if speakers:
+        example = ", ".join(f"{s['id']}=…" for s in speakers[:2])
+        parts.append(
+            f'{bilingual("Speaker ids", "说话人编号")}: {ids} — '
+            f'{bilingual("rename as", "重命名格式")} <code>{escape(example)}</code>'
+        )
+    return f'<div id="conversation_run_info" class="e2v-conf-label">{"<br>".join(parts)}</div>' if parts else ""
 
 
 def _view(result: dict, folder: Path | None) -> str:
     audio = file_url(folder / "processed_audio.wav") if folder else None
-    files = {n: file_url(folder / n) for n in ("transcript.srt", "transcript.vtt", "turns.csv")} if folder else {}
+    names = ("result.json", "transcript.srt", "transcript.vtt", "turns.csv")
+    files = {n: file_url(folder / n) for n in names if (folder / n).is_file()} if folder else {}
     return conversation_html(result, audio, None, files)
 
 
-def save_names(service, folder: str | None, names: str) -> str:
-    """Save the names typed in "Rename speakers" into the last analysed run and show it again."""
+def save_names(service, folder: str | None, names: str):
+    """Save the names typed in "Rename speakers" into the last analysed run and show it again.
+
+    The names are checked against the run's speaker ids before anything is written; a refusal is shown
+    beside the box and leaves the view (lanes, transcript) as it was.
+
+    Returns:
+        The new view (or ``gr.skip()`` on error: the page keeps what it shows), and the message beside the box.
+    """
+    import gradio as gr
+
     try:
         if not folder:
             raise E2VError("bad_request", "Analyse a conversation first. / 请先分析一段对话。")
@@ -219,11 +250,14 @@ def save_names(service, folder: str | None, names: str) -> str:
             raise E2VError("not_found", "That run is gone. / 该运行已不存在。")
         result = rename_speakers(path, parse_names(names))
     except E2VError as exc:
-        return ui_text.error_card_html(exc.code, exc.message)
+        return gr.skip(), ui_text.error_card_html(exc.code, exc.message)
     except Exception:
         log.exception("UI speaker rename failed")
-        return ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。")
-    return _view(result, path)
+        error = ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。")
+        return gr.skip(), error
+    saved = ", ".join(f"{s['id']}={s.get('label') or s['id']}" for s in result.get("speakers") or [])
+    note = f'<div class="e2v-conf-label" id="conversation_names_saved">✓ {bilingual("Saved", "已保存")}: {escape(saved)}</div>'
+    return _view(result, path), note
 
 
 def build_conversation_tab(service) -> None:
@@ -249,18 +283,22 @@ def build_conversation_tab(service) -> None:
                                   label=bilingual("Number of speakers (auto; 0: estimate)", "说话人数（自动模式；0 表示自动估计）"))  # fmt: skip
                 transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
                                          elem_id="conversation_transcribe")  # fmt: skip
-                names = gr.Textbox(label=bilingual("Rename speakers", "重命名说话人"), placeholder="例如 / e.g. left=Agent, right=Customer",
-                                   elem_id="conversation_names")  # fmt: skip
-                rename = gr.Button(bilingual("Save names", "保存名称"), size="sm", elem_id="conversation_save_names")
         button = gr.Button(bilingual("Analyse conversation", "分析对话"), variant="primary", elem_id="conversation_button")
+        # Renaming comes after the analysis: the ids it needs are listed here once a run exists.
+        info = gr.HTML(elem_id="conversation_info")
+        with gr.Row(equal_height=True):
+            names = gr.Textbox(label=bilingual("Rename speakers", "重命名说话人"), scale=3,
+                               placeholder="例如 / e.g. left=Agent, right=Customer", elem_id="conversation_names")  # fmt: skip
+            rename = gr.Button(bilingual("Save names", "保存名称"), size="sm", scale=1, elem_id="conversation_save_names")
+        names_status = gr.HTML(elem_id="conversation_names_status")
         out = gr.HTML(elem_id="conversation_view", js_on_load=_CLICK_JS)
         run_folder = gr.State(None)
-        rename.click(lambda f, n: save_names(service, f, n), inputs=[run_folder, names], outputs=out,
+        rename.click(lambda f, n: save_names(service, f, n), inputs=[run_folder, names], outputs=[out, names_status],
                      api_name="conversation_save_names", api_visibility="undocumented", concurrency_limit=1)  # fmt: skip
         button.click(
-            lambda a, m, c, t, n: analyse(service, a, m, c, t, n),
+            lambda a, m, c, t, n: (*analyse(service, a, m, c, t, n), ""),
             inputs=[audio, mode, count, transcribe, names],
-            outputs=[out, run_folder],
+            outputs=[out, run_folder, info, names_status],
             api_name="conversation_ui",
             api_visibility="undocumented",
             concurrency_limit=1,

@@ -89,6 +89,18 @@ def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, t
         arg=100 * want / duration,
     )
     _shot(page, tmp_path, "conversation_after_click")
+    # the run folder, result.json and the ids to rename are shown after the analysis
+    info = page.locator("#conversation_run_info")
+    expect(info).to_contain_text("result.json", timeout=10_000)
+    expect(info.locator("code").filter(has_text=re.compile(r"^left$"))).to_have_count(1, timeout=10_000)
+    # a refused rename (an id this run does not have) is shown beside the box; lanes and transcript stay
+    page.locator("#conversation_names textarea").fill("left=Alice, S9=Bob")
+    page.locator("#conversation_save_names").click()
+    expect(page.locator('#conversation_names_status [data-error-code="bad_request"]')).to_contain_text("S9")
+    expect(page.locator("#conversation_lanes .e2v-conv-lane")).to_have_count(2, timeout=10_000)
+    assert page.locator("#conversation_turns .e2v-conv-item").count() == n
+    expect(page.locator('#conversation_lanes .e2v-conv-lane[data-speaker="left"] .e2v-conv-lane-name')).to_have_text("left", timeout=10_000)
+    _shot(page, tmp_path, "conversation_rename_refused")
     # renaming is saved into the run: the lanes and the run's transcript.srt show the names
     page.locator("#conversation_names textarea").fill("left=Agent, right=客户")
     page.locator("#conversation_save_names").click()
@@ -96,4 +108,6 @@ def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, t
     srt_url = page.locator("#conversation_view a", has_text="transcript.srt").get_attribute("href")
     srt_text = page.request.get(f"{server.url}/{srt_url}").text()
     assert "[Agent ·" in srt_text and "[客户 ·" in srt_text and "[left ·" not in srt_text
+    expect(page.locator("#conversation_names_status")).to_contain_text("left=Agent")
+    expect(page.locator("#conversation_names_status [data-error-code]")).to_have_count(0)
     _shot(page, tmp_path, "conversation_renamed")
