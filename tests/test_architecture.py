@@ -2,7 +2,8 @@
 
 The folders are the architecture (docs/architecture.md):
 
-    foundation   errors, config, labels, logs, files      (imports nothing of ours but foundation)
+    foundation   errors, config, labels, logs, files,     (imports nothing of ours but foundation)
+                 archives, user_text
     core         audio → model → engine                     (no files, HTTP or Gradio)
     runs         the one recognise flow, run folders, the service
     jobs         batch over many inputs, local or on Ray     (started by more than one face)
@@ -35,6 +36,8 @@ LAYERS: dict[str, tuple[int, str]] = {
     "labels": (0, "foundation"),
     "logs": (0, "foundation"),
     "files": (0, "foundation"),
+    "archives": (0, "foundation"),
+    "user_text": (0, "foundation"),
     "audio": (1, "audio"),
     "model": (2, "model"),
     "engine": (3, "engine"),

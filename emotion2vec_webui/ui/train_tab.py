@@ -17,17 +17,19 @@ import zipfile
 from html import escape
 from pathlib import Path
 
-from emotion2vec_webui.engine.heads import check_name, delete_head, list_heads
+from emotion2vec_webui.archives import extract_zip
+from emotion2vec_webui.engine.heads import check_name
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.inputs import AUDIO_EXTENSIONS
 from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, parse_pairs
 from emotion2vec_webui.jobs.train_jobs import check_inside, jobs_for, resolve_training_data
 from emotion2vec_webui.labels import bilingual
+from emotion2vec_webui.runs.head_store import delete_head, list_heads
 
 log = logging.getLogger(__name__)
 
 UPLOADS = ".train-uploads"  # under the outputs root
-MAX_ZIP_FILES = 5000
+MAX_ZIP_MEMBERS = 10_000  # entries (files and folders) of an uploaded ZIP
 NO_HEAD = ""
 
 
@@ -61,59 +63,53 @@ def refresh_picker(service):
 def unpack_upload(path: str, settings) -> Path:
     """An uploaded ZIP (a folder per label, or a CSV with audio) or CSV (server paths) as a labelled set.
 
-    ZIP members are written below ``<outputs>/.train-uploads/<id>/`` only: no absolute paths, no ``..``,
-    audio and CSV files only, at most ``MAX_ZIP_FILES`` and ``E2V_MAX_BATCH_UPLOAD_MB`` in all. The folder
-    is removed when unpacking fails, and by the training job when it ends (:func:`run_training`).
+    ZIPs are unpacked by :func:`archives.extract_zip` into ``<outputs>/.train-uploads/<id>/``: a hostile
+    member (absolute, drive, ``..``, a link …) refuses the whole ZIP; at most ``MAX_ZIP_MEMBERS`` entries and
+    ``E2V_MAX_BATCH_UPLOAD_MB`` unpacked; audio and CSV files are kept, hidden ones (``.x``, ``__MACOSX/._x``)
+    skipped. The folder is removed when unpacking fails, and by the training job when it ends (:func:`run_training`).
 
     Raises:
         E2VError: ``bad_request`` for an unusable upload.
     """
-    dest = Path(settings.output_dir).resolve() / UPLOADS / uuid.uuid4().hex[:12]
-    dest.mkdir(parents=True)
+    uploads = Path(settings.output_dir).resolve() / UPLOADS
+    uploads.mkdir(parents=True, exist_ok=True)
+    dest = uploads / uuid.uuid4().hex[:12]
+    src = Path(path)
+    if src.suffix.lower() not in (".csv", ".tsv"):
+        if not zipfile.is_zipfile(src):
+            raise E2VError("bad_request", "Upload a .zip (a folder per label) or a .csv (path,label). / 请上传 ZIP 或 CSV。")
+        budget = int(settings.max_batch_upload_mb * 1024 * 1024)
+        written = extract_zip(src, dest, max_members=MAX_ZIP_MEMBERS, max_bytes=budget, keep=_wanted)
+    else:
+        dest.mkdir()
+        written = None
     try:
-        return _unpack(Path(path), dest, settings)
+        return _labelled_set(src, dest, written, settings)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
 
 
-def _unpack(src: Path, dest: Path, settings) -> Path:
-    if src.suffix.lower() in (".csv", ".tsv"):  # lists server files: they must be inside E2V_INPUT_DIRS
+def _wanted(name: str) -> bool:
+    """ZIP members the Train tab keeps: audio and CSV/TSV lists, nothing hidden."""
+    suffix = Path(name).suffix.lower()
+    hidden = any(p.startswith(".") for p in name.split("/"))
+    return not hidden and (suffix in AUDIO_EXTENSIONS or suffix in (".csv", ".tsv"))
+
+
+def _labelled_set(src: Path, dest: Path, written: list[Path] | None, settings) -> Path:
+    if written is None:  # a CSV lists server files: they must be inside E2V_INPUT_DIRS
         target = dest / src.name
         shutil.copyfile(src, target)
         check_inside(labelled_items(target), settings.input_dirs)
         return target
-    if not zipfile.is_zipfile(src):
-        raise E2VError("bad_request", "Upload a .zip (a folder per label) or a .csv (path,label). / 请上传 ZIP 或 CSV。")
-    budget = int(settings.max_batch_upload_mb * 1024 * 1024)
-    with zipfile.ZipFile(src) as zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_FILES:
-            raise E2VError("bad_request", f"More than {MAX_ZIP_FILES} files in the ZIP. / ZIP 内文件过多。")
-        lists = []
-        for m in members:
-            parts = Path(m.filename.replace("\\", "/")).parts
-            suffix = Path(m.filename).suffix.lower()
-            if m.filename.startswith("/") or ".." in parts or any(p.startswith(".") for p in parts):
-                continue
-            if suffix not in AUDIO_EXTENSIONS and suffix not in (".csv", ".tsv"):
-                continue
-            budget -= m.file_size
-            if budget < 0:
-                raise E2VError("bad_request", "The ZIP unpacks to more than E2V_MAX_BATCH_UPLOAD_MB. / ZIP 解压后过大。")
-            out = dest.joinpath(*parts)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(m) as fin, open(out, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-            if suffix in (".csv", ".tsv"):
-                lists.append(out)
+    lists = [p for p in written if p.suffix.lower() in (".csv", ".tsv")]
     data = lists[0] if len(lists) == 1 else dest
-    root = dest
     if data == dest:  # a single top folder holding the label folders counts as the set itself
         tops = [p for p in dest.iterdir()]
         if len(tops) == 1 and tops[0].is_dir() and all(p.is_dir() for p in tops[0].iterdir()):
             data = tops[0]
-    check_inside(labelled_items(data), [root])
+    check_inside(labelled_items(data), [dest])
     return data
 
 
