@@ -32,6 +32,7 @@ ERROR_CODES: dict[str, str] = {
     "storage_unavailable": "the output folder cannot be created or written",
     "internal_error": "an unexpected error; see the server log",
     "head_mismatch": "the trained head was built on another backbone (checkpoint hash differs)",
+    "head_invalid": "the trained head's folder is malformed (its files, types, shapes or values)",
 }
 
 

@@ -70,3 +70,33 @@ def started_service(engine, model_dir: Path, root: Path):
         yield service
     finally:
         service.stop()
+
+
+TINY_DIM = 64  # the tiny test model's embedding width
+
+
+def write_head(folder: Path, checkpoint: str, dim: int = TINY_DIM, labels=("calm", "tense", "upbeat"), seed: int = 5,
+               **arrays) -> Path:
+    """A head folder in engine/heads.py's format (two dense layers), written by hand: no training.
+
+    ``arrays`` replace the generated ones (``mean``, ``scale``, ``W0``, ``b0``, ``W1``, ``b1``).
+    """
+    import json
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    weights = {
+        "mean": rng.normal(0, 0.1, dim),
+        "scale": rng.uniform(0.5, 2, dim),
+        "W0": rng.normal(0, 0.3, (dim, 16)),
+        "b0": rng.normal(0, 0.1, 16),
+        "W1": rng.normal(0, 0.3, (16, len(labels))),
+        "b1": rng.normal(0, 0.1, len(labels)),
+        **arrays,
+    }
+    np.savez(folder / "weights.npz", **weights)
+    doc = {"labels": list(labels), "labels_zh": {labels[0]: "平静"}}
+    (folder / "labels.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    spec = {"model": "tiny", "checkpoint_sha256": checkpoint, "pooling": "mean", "embedding_dim": dim}
+    (folder / "spec.json").write_text(json.dumps(spec), "utf-8")
+    return folder

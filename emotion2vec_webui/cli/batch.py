@@ -91,8 +91,8 @@ def run(args) -> int:
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("emotion2vec_webui.runs.recognize").setLevel(logging.WARNING)
     engine = EmotionEngine.from_settings(settings) if todo and args.engine == "local" else None
-    if engine is not None and options.head:  # not_found / head_mismatch once, before any input
-        from emotion2vec_webui.engine.heads import load_for_engine
+    if engine is not None and options.head:  # not_found / head_invalid / head_mismatch once, before any input
+        from emotion2vec_webui.runs.head_store import load_for_engine
 
         load_for_engine(settings.heads_dir, options.head, engine)
 

@@ -8,7 +8,6 @@ PyTorch. The writer is :mod:`model.export`.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from emotion2vec_webui.cli.common import EXIT_BAD_INPUT, EXIT_OK
@@ -57,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     head = None
     if args.head:
-        from emotion2vec_webui.engine.heads import load_head
+        from emotion2vec_webui.runs.head_store import load_head
 
-        loaded = load_head(args.heads_dir or os.environ.get("E2V_HEADS_DIR", "").strip() or "heads", args.head)
+        loaded = load_head(args.heads_dir or settings.heads_dir, args.head)  # E2V_HEADS_DIR, read in config.py
         head = {
             "name": loaded.name,
             "labels": loaded.labels,

@@ -1,36 +1,34 @@
 """Trained classifier heads: one's own labels on emotion2vec features, beside the nine built-in classes.
 
-A head is a small folder ``<E2V_HEADS_DIR>/<name>/`` (``jobs/train_head.py`` writes it):
+This module is the math and the rules of a head; it reads no files. The head
+folders (``<E2V_HEADS_DIR>/<name>/``: ``weights.npz``, ``labels.json``,
+``spec.json``, the report) are read, cached and listed by
+:mod:`runs.head_store`, which hands their parsed contents to
+:func:`build_head`.
 
 * ``weights.npz`` — ``mean`` and ``scale`` (the standardisation), then dense
-  layers ``W0, b0, W1, b1, …`` (ReLU between them), softmax at the end. Plain
-  arrays: loading runs no pickle and needs no scikit-learn.
+  layers ``W0, b0, W1, b1, …`` (ReLU between them), softmax at the end.
 * ``labels.json`` — ``{"labels": [...], "labels_zh": {label: 中文}}``.
 * ``spec.json`` — the feature spec: model name, ``checkpoint_sha256`` of the
   backbone's ``model.pt``, ``pooling`` (``mean`` of the frame features),
   ``embedding_dim``, the classifier kind.
-* ``report.json``, ``confusion_matrix.csv`` / ``.png``, ``command.txt`` — the
-  training report and the exact command that built it.
 
-Loading checks the backbone: a head applied to another model's features would
-give confident nonsense, so a checkpoint-hash mismatch is a
-:class:`errors.HeadMismatchError` (``head_mismatch``, HTTP 409), never a
-silent wrong answer. Applying a head is numpy only: the utterance scores come
-from the head on the mean-pooled features (the same pooling the nine-class
-head uses), frame scores from the head on each frame's features, smoothed and
-segmented like the nine-class timeline.
+:func:`build_head` checks every type, shape and value before a head exists
+(a folder anyone may have edited must never crash a request): a broken head
+is ``head_invalid`` (HTTP 422). Applying a head checks the backbone: a head
+applied to another model's features would give confident nonsense, so a
+checkpoint-hash mismatch is :class:`errors.HeadMismatchError`
+(``head_mismatch``, HTTP 409), and a head of the right backbone but the wrong
+feature width is ``head_invalid``. Applying a head is numpy only: the
+utterance scores come from the head on the mean-pooled features (the same
+pooling the nine-class head uses), frame scores from the head on each frame's
+features, smoothed and segmented like the nine-class timeline.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import shutil
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -39,50 +37,10 @@ from emotion2vec_webui.errors import E2VError, HeadMismatchError
 
 FORMAT = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-WEIGHTS, LABELS, SPEC, REPORT, COMMAND = "weights.npz", "labels.json", "spec.json", "report.json", "command.txt"
-
-_hash_lock = threading.Lock()
-_hashes: dict[tuple[str, int, int], str] = {}
-_heads_lock = threading.Lock()
-_heads: dict[tuple[str, int], Head] = {}
-
-
-BACKBONE_FILES = ("model.pt", "model.onnx")  # a FunASR directory, or an ``export`` folder (its own identity)
-
-
-def checkpoint_sha256(model_dir: str | os.PathLike) -> str:
-    """SHA-256 of a model directory's ``model.pt`` (the backbone's identity), memoised per (path, size, mtime).
-
-    An ONNX ``export`` folder has no ``model.pt``: its ``model.onnx`` identifies it (heads trained on it fit it).
-
-    Raises:
-        E2VError: ``model_unavailable`` when the folder holds neither.
-    """
-    found = [Path(model_dir) / name for name in BACKBONE_FILES if (Path(model_dir) / name).is_file()]
-    if not found:
-        raise E2VError(
-            "model_unavailable",
-            f"{model_dir} holds no model.pt or model.onnx to identify the backbone for a head. / 找不到模型权重文件。",
-        )
-    path = found[0]
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _hash_lock:
-        if key in _hashes:
-            return _hashes[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    with _hash_lock:
-        _hashes[key] = value
-    return value
-
-
-def engine_hash(engine) -> str:
-    """The checkpoint hash of a loaded engine's backbone."""
-    return checkpoint_sha256(engine.info.path)
+MAX_LABELS = 1000
+MAX_LABEL_CHARS = 200
+MAX_LAYERS = 16
+_SPEC_TEXT = ("model", "model_path", "classifier", "created", "pooling")  # optional string fields of spec.json
 
 
 def check_name(name: str) -> str:
@@ -91,10 +49,32 @@ def check_name(name: str) -> str:
     if not NAME_RE.match(name) or ".." in name:
         raise E2VError(
             "bad_request",
-            f"Head name {name!r} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit). / "
-            f"分类头名称 {name!r} 只能包含字母、数字、“_”“.”“-”(1-64 个字符)。",
+            f"Head name {name[:80]!r} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or "
+            f"digit). / 分类头名称 {name[:80]!r} 只能包含字母、数字、“_”“.”“-”(1-64 个字符)。",
         )
     return name
+
+
+class HeadContentError(ValueError):
+    """One file of a head folder breaks the head's rules.
+
+    Args:
+        file: which file (``labels.json``, ``spec.json``, ``weights.npz``).
+        en: what is wrong, in English.
+        zh: what is wrong, in Chinese.
+    """
+
+    def __init__(self, file: str, en: str, zh: str) -> None:
+        super().__init__(f"{file}: {en}")
+        self.file, self.en, self.zh = file, en, zh
+
+    def error(self, name: str) -> E2VError:
+        """The ``head_invalid`` error of head ``name`` (named by name, never by path)."""
+        return E2VError(
+            "head_invalid",
+            f"Head {name!r} is invalid: {self.file}: {self.en}. Retrain it (or delete the folder). / "
+            f"分类头 {name!r} 无效:{self.file}:{self.zh}。请重新训练(或删除该文件夹)。",
+        )
 
 
 @dataclass(frozen=True)
@@ -104,8 +84,13 @@ class Head:
     labels_zh: dict[str, str]  # optional Chinese names
     spec: dict  # model, checkpoint_sha256, pooling, embedding_dim, classifier
     mean: np.ndarray  # [D]
-    scale: np.ndarray  # [D]
+    scale: np.ndarray  # [D], no zeros
     layers: list[tuple[np.ndarray, np.ndarray]]  # (W [in, out], b [out]); ReLU between, softmax after
+
+    @property
+    def embedding_dim(self) -> int:
+        """The feature width ``D`` the head takes."""
+        return int(self.mean.shape[0])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Logits ``[..., C]`` for features ``[..., D]``."""
@@ -123,56 +108,112 @@ class Head:
         return self.labels_zh.get(label, label)
 
 
-def head_dir(heads_dir: str | os.PathLike, name: str) -> Path:
-    return Path(heads_dir) / check_name(name)
+def build_head(name: str, labels_doc: object, spec: object, arrays: dict[str, np.ndarray]) -> Head:
+    """A head from a folder's parsed contents, every type, shape and value checked.
 
-
-def load_head(heads_dir: str | os.PathLike, name: str) -> Head:
-    """Read ``<heads_dir>/<name>/`` (memoised until its weights change).
+    Args:
+        name: the head's name.
+        labels_doc: labels.json, parsed.
+        spec: spec.json, parsed.
+        arrays: weights.npz's arrays (numeric; :mod:`model.safe_npz` reads them).
 
     Raises:
-        E2VError: ``not_found`` (no such head) or ``bad_request`` (a broken folder).
+        HeadContentError: the first rule broken, with its file.
     """
-    folder = head_dir(heads_dir, name)
-    weights = folder / WEIGHTS
-    try:
-        st = weights.stat()
-    except OSError:
-        known = ", ".join(h["name"] for h in list_heads(heads_dir)) or "none"
-        raise E2VError(
-            "not_found",
-            f"No trained head {name!r} in {Path(heads_dir)} (known: {known}); train one with "
-            f"`emotion2vec-webui train-head DATA --name {name}`. / 没有名为 {name!r} 的分类头,请先训练。",
-        ) from None
-    key = (str(folder.resolve()), st.st_mtime_ns)
-    with _heads_lock:
-        if key in _heads:
-            return _heads[key]
-    try:
-        labels = json.loads((folder / LABELS).read_text("utf-8"))
-        spec = json.loads((folder / SPEC).read_text("utf-8"))
-        with np.load(weights, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        n = sum(1 for k in arrays if k.startswith("W"))
-        layers = [(arrays[f"W{i}"].astype(np.float64), arrays[f"b{i}"].astype(np.float64)) for i in range(n)]
-        head = Head(
-            name=name,
-            labels=list(labels["labels"]),
-            labels_zh=dict(labels.get("labels_zh") or {}),
-            spec=spec,
-            mean=arrays["mean"].astype(np.float64),
-            scale=arrays["scale"].astype(np.float64),
-            layers=layers,
+    labels, labels_zh = _check_labels(labels_doc)
+    spec = _check_spec(spec)
+    mean, scale, layers = _check_arrays(arrays, len(labels), spec.get("embedding_dim"))
+    return Head(name, labels, labels_zh, spec, mean, scale, layers)
+
+
+def _type(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_labels(doc: object) -> tuple[list[str], dict[str, str]]:
+    def bad(en: str, zh: str) -> HeadContentError:
+        return HeadContentError("labels.json", en, zh)
+
+    if not isinstance(doc, dict):
+        raise bad(f'must be an object {{"labels": [...], "labels_zh": {{...}}}}, not {_type(doc)}',
+                  f'应为 {{"labels": [...], "labels_zh": {{...}}}} 形式的对象,而不是 {_type(doc)}')  # fmt: skip
+    labels = doc.get("labels")
+    if not isinstance(labels, list) or not 2 <= len(labels) <= MAX_LABELS:
+        raise bad(
+            f'"labels" must be a list of 2 to {MAX_LABELS} names', f'"labels" 应为 2 到 {MAX_LABELS} 个名称的列表'
         )
-        if not layers or layers[-1][0].shape[1] != len(head.labels):
-            raise ValueError("the last layer's width differs from the number of labels")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise E2VError(
-            "bad_request", f"Head {name!r} in {folder} is broken: {exc}. / 分类头 {name!r} 已损坏。"
-        ) from exc
-    with _heads_lock:
-        _heads[key] = head
-    return head
+    for label in labels:
+        if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL_CHARS:
+            raise bad(f"label {str(label)[:40]!r} ({_type(label)}) is not a name of 1-{MAX_LABEL_CHARS} characters",
+                      f"标签 {str(label)[:40]!r} 不是 1-{MAX_LABEL_CHARS} 个字符的名称")  # fmt: skip
+    if len(set(labels)) != len(labels):
+        raise bad("a label appears twice", "有重复的标签")
+    zh = doc.get("labels_zh") or {}
+    if not isinstance(zh, dict) or not all(isinstance(v, str) and len(v) <= MAX_LABEL_CHARS for v in zh.values()):
+        raise bad('"labels_zh" must map labels to Chinese names (text)', '"labels_zh" 应为 标签 → 中文名称 的映射')
+    return list(labels), {k: v for k, v in zh.items() if k in labels}
+
+
+def _check_spec(spec: object) -> dict:
+    def bad(en: str, zh: str) -> HeadContentError:
+        return HeadContentError("spec.json", en, zh)
+
+    if not isinstance(spec, dict):
+        raise bad(f"must be an object, not {_type(spec)}", f"应为对象,而不是 {_type(spec)}")
+    checkpoint = spec.get("checkpoint_sha256")
+    if not isinstance(checkpoint, str) or not 0 < len(checkpoint) <= 128:
+        raise bad('"checkpoint_sha256" (the backbone\'s identity) must be text',
+                  '"checkpoint_sha256"(主干模型的标识)应为文本')  # fmt: skip
+    for key in _SPEC_TEXT:
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise bad(f'"{key}" must be text, not {_type(spec[key])}', f'"{key}" 应为文本')
+    if spec.get("pooling", "mean") != "mean":
+        raise bad(f"pooling {spec['pooling'][:40]!r} is not supported (mean only)", "只支持 mean 池化")
+    dim = spec.get("embedding_dim")
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
+        raise bad('"embedding_dim" must be a positive whole number', '"embedding_dim" 应为正整数')
+    version = spec.get("format", FORMAT)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT:
+        raise bad(f"format {str(version)[:20]} is newer than this version reads ({FORMAT})",
+                  f"格式版本 {str(version)[:20]} 比本程序支持的 ({FORMAT}) 更新")  # fmt: skip
+    return dict(spec)
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], n_labels: int, spec_dim: int | None):
+    def bad(en: str, zh: str) -> HeadContentError:
+        return HeadContentError("weights.npz", en, zh)
+
+    n = sum(1 for key in arrays if key.startswith("W"))
+    expected = {"mean", "scale"} | {f"W{i}" for i in range(n)} | {f"b{i}" for i in range(n)}
+    if set(arrays) != expected or not 1 <= n <= MAX_LAYERS:
+        odd = sorted(set(arrays) ^ expected)[:6]
+        raise bad(f"must hold mean, scale and layers W0, b0, … (1-{MAX_LAYERS}); missing or unexpected: "
+                  f"{', '.join(odd) or 'the layers'}", f"应包含 mean、scale 和 W0、b0 等层;缺少或多余:{', '.join(odd)}")  # fmt: skip
+    out = {key: np.asarray(value, dtype=np.float64) for key, value in arrays.items()}
+    mean, scale = out["mean"], out["scale"]
+    if mean.ndim != 1 or not mean.size or scale.shape != mean.shape:
+        raise bad(f"mean {mean.shape} and scale {scale.shape} must be one vector each, of one length",
+                  f"mean {mean.shape} 和 scale {scale.shape} 应为等长的向量")  # fmt: skip
+    if spec_dim is not None and spec_dim != mean.size:
+        raise bad(f"mean has {mean.size} features but spec.json says embedding_dim {spec_dim}",
+                  f"mean 有 {mean.size} 维,但 spec.json 的 embedding_dim 为 {spec_dim}")  # fmt: skip
+    layers, width = [], mean.size
+    for i in range(n):
+        w, b = out[f"W{i}"], out[f"b{i}"]
+        if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],) or not w.shape[1]:
+            raise bad(f"layer {i}: W{i} {w.shape} and b{i} {b.shape} do not take {width} inputs",
+                      f"第 {i} 层:W{i} {w.shape} 与 b{i} {b.shape} 的形状与输入宽度 {width} 不符")  # fmt: skip
+        layers.append((w, b))
+        width = w.shape[1]
+    if width != n_labels:
+        raise bad(f"the last layer has {width} outputs for {n_labels} labels",
+                  f"最后一层有 {width} 个输出,但有 {n_labels} 个标签")  # fmt: skip
+    for key, value in out.items():
+        if not np.isfinite(value).all():
+            raise bad(f"{key} holds NaN or infinite values", f"{key} 含有 NaN 或无穷大")
+    if not np.all(scale != 0):
+        raise bad("scale holds zeros (division by zero)", "scale 含有 0(会除以零)")
+    return mean, scale, layers
 
 
 def check_backbone(head: Head, checkpoint: str, model_name: str) -> None:
@@ -192,51 +233,18 @@ def check_backbone(head: Head, checkpoint: str, model_name: str) -> None:
         )
 
 
-def load_for_engine(heads_dir: str | os.PathLike, name: str, engine) -> Head:
-    """Load a head and check it against ``engine``'s backbone (``not_found`` / ``head_mismatch``)."""
-    head = load_head(heads_dir, name)
-    check_backbone(head, engine_hash(engine), engine.info.name)
-    return head
+def check_width(head: Head, embedding_dim: int) -> None:
+    """Refuse a head whose feature width is not the model's (a head of the right backbone cannot differ).
 
-
-def list_heads(heads_dir: str | os.PathLike) -> list[dict]:
-    """Every head folder under ``heads_dir``: name, labels, spec and the report's headline figures."""
-    root = Path(heads_dir)
-    out = []
-    if not root.is_dir():
-        return out
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
-        if not (folder / WEIGHTS).is_file():
-            continue
-        try:
-            labels = json.loads((folder / LABELS).read_text("utf-8"))
-            spec = json.loads((folder / SPEC).read_text("utf-8"))
-            report = json.loads((folder / REPORT).read_text("utf-8")) if (folder / REPORT).is_file() else {}
-        except (OSError, ValueError):
-            continue
-        out.append(
-            {
-                "name": folder.name,
-                "labels": labels.get("labels", []),
-                "labels_zh": labels.get("labels_zh") or {},
-                "model": spec.get("model"),
-                "checkpoint_sha256": spec.get("checkpoint_sha256"),
-                "classifier": spec.get("classifier"),
-                "n": report.get("n"),
-                "cv_accuracy": report.get("cv_accuracy"),
-                "cv_f1_macro": report.get("cv_f1_macro"),
-                "created": spec.get("created"),
-            }
-        )
-    return out
-
-
-def delete_head(heads_dir: str | os.PathLike, name: str) -> None:
-    """Remove a head folder (``not_found`` when absent)."""
-    folder = head_dir(heads_dir, name)
-    if not (folder / WEIGHTS).is_file():
-        raise E2VError("not_found", f"No trained head {name!r}. / 没有名为 {name!r} 的分类头。")
-    shutil.rmtree(folder)
+    Raises:
+        E2VError: ``head_invalid``.
+    """
+    if embedding_dim and head.embedding_dim != embedding_dim:
+        raise HeadContentError(
+            "weights.npz",
+            f"it takes {head.embedding_dim} features, the model gives {embedding_dim}",
+            f"它需要 {head.embedding_dim} 维特征,而模型输出 {embedding_dim} 维",
+        ).error(head.name)
 
 
 def apply_head(head: Head, features: np.ndarray, smoothing_s: float, duration_s: float) -> dict:
@@ -249,6 +257,7 @@ def apply_head(head: Head, features: np.ndarray, smoothing_s: float, duration_s:
         duration_s: the audio's duration (the last segment ends there).
     """
     features = np.asarray(features)
+    check_width(head, int(features.shape[-1]))  # a head-only model reports no width before this
     frames = features if features.ndim == 2 else None
     pooled = features.mean(axis=0) if frames is not None else features
     probs = head.probs(pooled)

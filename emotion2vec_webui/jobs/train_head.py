@@ -42,13 +42,14 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion2vec_webui.engine.heads import COMMAND, FORMAT, LABELS, REPORT, SPEC, WEIGHTS, check_name
+from emotion2vec_webui.engine.heads import FORMAT, check_name
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import fsync_dir, write_atomic
 from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.evaluation import Metrics, confusion_csv, confusion_png, evaluate
+from emotion2vec_webui.runs.head_store import COMMAND, LABELS, REPORT, SPEC, WEIGHTS
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotion2vec_webui.engine.heads import engine_hash
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone
 from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, summary_json, train_head
+from emotion2vec_webui.runs.head_store import engine_hash
 
 log = logging.getLogger(__name__)
 

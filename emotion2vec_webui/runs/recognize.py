@@ -236,7 +236,7 @@ def _load_head(options: RecognizeOptions, settings: Settings, engine: EmotionEng
                 "请选择一个自训练的分类头。",
             )
         return None
-    from emotion2vec_webui.engine.heads import load_for_engine
+    from emotion2vec_webui.runs.head_store import load_for_engine
 
     return load_for_engine(settings.heads_dir, options.head, engine)
 

@@ -4,7 +4,8 @@
   ``E2V_INPUT_DIRS`` (a folder per label, a CSV ``path,label``, RAVDESS/CREMA-D names); answers 202
   with the job. ``GET /api/v1/heads/jobs/{id}`` — the job's state, progress and, when done, the report.
 * ``GET /api/v1/heads`` — every head with its labels, backbone and headline figures, and whether it fits
-  the loaded model. ``DELETE /api/v1/heads/{name}``.
+  the loaded model; a folder that is not a valid head is left out and named under ``problems`` (never a
+  500: one broken folder must not hide the others). ``DELETE /api/v1/heads/{name}``.
 
 Use a head with ``"head": "NAME"`` on ``POST /api/v1/recognize``.
 """
@@ -17,10 +18,11 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
-from emotion2vec_webui.engine.heads import check_name, delete_head, engine_hash, list_heads
+from emotion2vec_webui.engine.heads import check_name
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.train_head import CLASSIFIERS, TrainOptions
 from emotion2vec_webui.jobs.train_jobs import jobs_for, resolve_training_data
+from emotion2vec_webui.runs.head_store import delete_head, engine_hash, scan_heads
 from emotion2vec_webui.serving.errors import responses_for
 
 _bearer = HTTPBearer(auto_error=False, description="Needed when the server sets E2V_API_TOKEN.")
@@ -39,21 +41,28 @@ class TrainHeadJson(BaseModel):
     overwrite: bool = False
 
 
-def _model_hash(service) -> str | None:
+def _model(service) -> tuple[str | None, int]:
+    """The loaded model's checkpoint hash and feature width; (None, 0) while none is loaded."""
     try:
-        return engine_hash(service.engine)
+        engine = service.engine
+        return engine_hash(engine), int(engine.info.embedding_dim or 0)
     except E2VError:
-        return None
+        return None, 0
+
+
+def _scan(service, heads_dir):
+    current, width = _model(service)
+    found, problems = scan_heads(heads_dir, current, width)
+    return current, found, problems
 
 
 @router.get("/heads", summary="Trained heads", responses=responses_for("unauthorized"))
 async def heads(request: Request):
     service, settings = request.app.state.service, request.app.state.settings
-    found = await run_in_threadpool(list_heads, settings.heads_dir)
-    current = await run_in_threadpool(_model_hash, service)
+    current, found, problems = await run_in_threadpool(_scan, service, settings.heads_dir)
     for h in found:
         h["compatible"] = None if current is None else h["checkpoint_sha256"] == current
-    return {"heads": found, "model_checkpoint_sha256": current}
+    return {"heads": found, "problems": problems, "model_checkpoint_sha256": current}
 
 
 @router.post(

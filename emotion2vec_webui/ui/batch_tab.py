@@ -169,8 +169,8 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
     settings = service.settings
     items = collect_items(files, folder_text, settings.input_dirs)
     engine = service.engine  # model_unavailable before any work
-    if head:  # not_found / head_mismatch before any work
-        from emotion2vec_webui.engine.heads import load_for_engine
+    if head:  # not_found / head_invalid / head_mismatch before any work
+        from emotion2vec_webui.runs.head_store import load_for_engine
 
         load_for_engine(settings.heads_dir, head, engine)
     options = BatchOptions(

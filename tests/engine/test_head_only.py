@@ -27,10 +27,10 @@ def strip_nine_class_head(model_dir):
 
 def test_head_only_backbone(tmp_path_factory):
     from emotion2vec_webui.engine.engine import EmotionEngine
-    from emotion2vec_webui.engine.heads import engine_hash
     from emotion2vec_webui.jobs.head_features import Backbone
     from emotion2vec_webui.jobs.train_head import TrainOptions, train_head
     from emotion2vec_webui.model.standins import make_test_model
+    from emotion2vec_webui.runs.head_store import engine_hash
     from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
     root = tmp_path_factory.mktemp("head_only")
