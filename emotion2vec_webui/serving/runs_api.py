@@ -9,7 +9,7 @@ keeps recognize and similarity; :func:`with_links` is shared with recognize.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +18,7 @@ from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # s
 from emotion2vec_webui.runs.speaker_names import rename_speakers
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES
+from emotion2vec_webui.serving.downloads import open_file_response
 from emotion2vec_webui.serving.errors import responses_for
 from emotion2vec_webui.serving.schemas import RecognizeResponse, RunsPage, RunSummary, SpeakerNames
 
@@ -119,4 +120,5 @@ async def run_artifact(request: Request, run_id: str, artifact: str):
     path = await run_in_threadpool(run_path, request.app.state.settings.output_dir, run_id, artifact)
     if path is None:
         raise E2VError("not_found", "No such run or artifact. / 没有这个运行或文件。")
-    return FileResponse(path, media_type=_MEDIA_TYPES[artifact], filename=f"{run_id}_{artifact}")
+    # One descriptor for the size and the bytes: a rename (PATCH …/speakers) never cuts a download.
+    return await open_file_response(request, path, _MEDIA_TYPES[artifact], f"{run_id}_{artifact}")
