@@ -40,6 +40,7 @@ from pathlib import Path
 from emotion2vec_webui.audio.format import AUDIO_EXTENSIONS as _ACCEPTED_EXTENSIONS
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.url_fetch import AudioUrl, is_url
+from emotion2vec_webui.user_text import clean_name
 
 AUDIO_EXTENSIONS = _ACCEPTED_EXTENSIONS  # every format the decoder accepts (audio/format.py FORMATS)
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".csv", ".tsv"})
@@ -70,6 +71,11 @@ class BatchItem:
     file: str  # absolute path as a string: the item's identity in summaries and on resume
     label: str | None = None  # the reference label as the dataset spells it, if known
     name: str | None = None  # what the user calls the input (an upload's original name); None: ``file``
+
+    def __post_init__(self) -> None:
+        # Labels enter here (list files, folder names, training sets): kept without control or bidi characters.
+        if self.label is not None:
+            object.__setattr__(self, "label", clean_name(self.label))
 
     @property
     def display(self) -> str:

@@ -26,6 +26,7 @@ from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.inputs import BatchItem
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.storage import RUN_ID_RE
+from emotion2vec_webui.user_text import csv_cell
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "file",
@@ -201,10 +202,10 @@ class BatchSummary:
 
 
 def summary_csv(rows: list[dict]) -> str:
-    """Rows as CSV text with the :data:`SUMMARY_FIELDS` header."""
+    """Rows as CSV text with the :data:`SUMMARY_FIELDS` header (formula-like text quoted: :func:`user_text.csv_cell`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in SUMMARY_FIELDS})
+        writer.writerow({k: "" if row.get(k) is None else csv_cell(row.get(k)) for k in SUMMARY_FIELDS})
     return buf.getvalue()

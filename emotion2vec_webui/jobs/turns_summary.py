@@ -2,7 +2,9 @@
 
 Each run folder of a conversation batch (``--speakers channels|auto``) holds
 its own ``turns.csv``; this joins them, with the input's name and run folder
-in front, so a whole batch of calls can be read as one table.
+in front, so a whole batch of calls can be read as one table. Every cell goes
+through :func:`user_text.csv_cell` again: cells quoted in ``turns.csv`` stay as
+they are, and a ``turns.csv`` written before cells were quoted is quoted here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.runs.transcripts import TURN_COLUMNS, TURNS_CSV
+from emotion2vec_webui.user_text import csv_row
 
 TURNS_SUMMARY = "turns_summary.csv"
 
@@ -36,7 +39,7 @@ def write_turns_summary(folder: str | Path, rows: list[dict]) -> Path | None:
             reader = csv.reader(f)
             next(reader, None)
             for values in reader:
-                writer.writerow([row.get("file"), row["run_folder"], *values])
+                writer.writerow(csv_row([row.get("file"), row["run_folder"], *values]))
     if not found:
         return None
     write_atomic(folder / TURNS_SUMMARY, out.getvalue())

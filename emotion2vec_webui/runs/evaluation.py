@@ -23,6 +23,7 @@ import numpy as np
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.user_text import csv_row
 
 # Dataset spellings → our classes. RAVDESS has no "calm" class of ours: calm speech is neutral.
 DEFAULT_LABEL_MAP: dict[str, str] = {
@@ -147,9 +148,9 @@ def confusion_csv(metrics: Metrics) -> str:
     """The confusion matrix as CSV: a header of predicted classes, one row per reference class."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["reference\\predicted", *metrics.labels])
+    writer.writerow(csv_row(["reference\\predicted", *metrics.labels]))
     for lab, row in zip(metrics.labels, metrics.confusion, strict=True):
-        writer.writerow([lab, *row])
+        writer.writerow(csv_row([lab, *row]))
     return buf.getvalue()
 
 

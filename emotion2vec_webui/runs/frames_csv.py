@@ -13,7 +13,12 @@ derived from their logarithms, which a 5-decimal rounding to 0 would destroy.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import numpy as np
+
+from emotion2vec_webui.user_text import csv_row
 
 FRAMES_CSV = "frames.csv"
 RAW_DIGITS = 5  # significant digits of frames.raw_scores
@@ -39,6 +44,8 @@ def frames_csv_text(result: dict) -> str | None:
     if not rows:
         return None
     hop = float(frames["hop_s"])
-    lines = [",".join(["time_s", *frames["labels"]])]
+    header = io.StringIO()  # labels come with the model: quoted like every CSV cell (user_text.csv_cell)
+    csv.writer(header, lineterminator="").writerow(csv_row(["time_s", *frames["labels"]]))
+    lines = [header.getvalue()]
     lines.extend(f"{i * hop:.2f}," + ",".join(repr(float(v)) for v in row) for i, row in enumerate(rows))
     return "\n".join(lines) + "\n"

@@ -18,13 +18,13 @@ repairs it.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.runs.transcripts import conversation_files
+from emotion2vec_webui.user_text import clean_name
 
 MAX_LABEL_CHARS = 40
 _lock = threading.Lock()
@@ -41,8 +41,12 @@ def parse_names(text: str | None) -> dict[str, str]:
 
 
 def clean_label(value: str) -> str:
-    """One line, at most :data:`MAX_LABEL_CHARS` characters, no ``-->`` (it would end an SRT/VTT cue head)."""
-    return re.sub(r"\s+", " ", str(value)).replace("-->", "→").strip()[:MAX_LABEL_CHARS]
+    """One line, at most :data:`MAX_LABEL_CHARS` characters, no ``-->`` (it would end an SRT/VTT cue head).
+
+    Control and bidi formatting characters are removed (:func:`user_text.clean_name`); a name that looks like a
+    spreadsheet formula is kept as written — ``turns.csv`` quotes it (:func:`user_text.csv_cell`).
+    """
+    return clean_name(value).replace("-->", "→")[:MAX_LABEL_CHARS].strip()
 
 
 def apply_names(result: dict, names: dict[str, str]) -> dict:

@@ -20,6 +20,7 @@ import re
 from datetime import timedelta
 
 from emotion2vec_webui.labels import EMOJI, EMOTIONS
+from emotion2vec_webui.user_text import csv_row
 
 TRANSCRIPT_SRT, TRANSCRIPT_VTT, TURNS_CSV = "transcript.srt", "transcript.vtt", "turns.csv"
 TURN_COLUMNS = ("index", "speaker", "speaker_label", "start_s", "end_s", "emotion", "emotion_zh", "confidence", "asr_emotion",
@@ -71,13 +72,16 @@ def vtt_text(turns: list[dict], labels: dict[str, str] | None = None) -> str:
 
 
 def turns_csv_text(turns: list[dict], extra: dict | None = None, labels: dict[str, str] | None = None) -> str:
-    """One row per turn (:data:`TURN_COLUMNS`, after the ``extra`` columns when given, e.g. the file for batch)."""
+    """One row per turn (:data:`TURN_COLUMNS`, after the ``extra`` columns when given, e.g. the file for batch).
+
+    Text cells that look like a formula (``=…``, ``+…``, ``-…``, ``@…``) get a leading ``'`` (:func:`user_text.csv_cell`).
+    """
     out = io.StringIO()
     extra = extra or {}
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(list(extra) + list(TURN_COLUMNS))
+    writer.writerow(csv_row(list(extra) + list(TURN_COLUMNS)))
     for t in turns:
-        writer.writerow(list(extra.values()) + turn_row(t, labels))
+        writer.writerow(csv_row(list(extra.values()) + turn_row(t, labels)))
     return out.getvalue()
 
 

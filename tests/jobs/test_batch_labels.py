@@ -141,3 +141,22 @@ def test_ui_summary_names_uploads_by_their_original_names(engine, settings, tmp_
     frame = table_value(rows)
     assert list(frame.columns) == TABLE_HEADERS + LABEL_HEADERS
     assert list(frame.iloc[:, -2]) == ["", "angry"] and frame.iloc[0, -1] == "" and frame.iloc[1, -1] in ("✓", "✗")
+
+
+def test_list_labels_are_cleaned_and_summary_cells_never_start_a_formula(tmp_path):
+    """Issue 26: a list file's label loses control and bidi characters; summary.csv quotes formula-like cells."""
+    import csv
+    import io
+
+    from emotion2vec_webui.jobs.inputs import read_list_file
+    from emotion2vec_webui.jobs.summary import summary_csv
+
+    lst = tmp_path / "list.csv"
+    lst.write_text('path,label\n"=a.wav","=cmd\x1b|\u202e calc"\n', "utf-8")
+    [item] = read_list_file(lst)
+    assert item.label == "=cmd| calc"
+    row = {"file": "=a.wav", "label": item.label, "status": "error", "confidence": -0.5, "duration_s": "-1.5",
+           "error_code": "bad_request", "error_message": "+x / 中文", "head_label": "@h"}  # fmt: skip
+    [out] = list(csv.DictReader(io.StringIO(summary_csv([row]))))
+    assert (out["file"], out["label"], out["error_message"], out["head_label"]) == ("'=a.wav", "'=cmd| calc", "'+x / 中文", "'@h")
+    assert (out["confidence"], out["duration_s"], out["status"]) == ("-0.5", "-1.5", "error")  # numbers stay numbers

@@ -36,3 +36,22 @@ def test_joins_the_runs_turns(tmp_path):
 def test_no_conversations_no_file(tmp_path):
     assert write_turns_summary(tmp_path, [{"file": "x", "status": "ok", "run_folder": "missing"}]) is None
     assert not (tmp_path / TURNS_SUMMARY).exists()
+
+
+def test_cells_never_start_a_formula(tmp_path):
+    """Names, file names and transcripts that look like formulas are quoted; a turns.csv from before is quoted too."""
+    run = tmp_path / "run0"
+    run.mkdir()
+    turn = {**_turn(0, "left", 0.5), "text": "-1+1 said the caller"}
+    files = conversation_files({"turns": [turn], "speakers": [{"id": "left", "label": "@SUM(A1)"}]})
+    (run / "turns.csv").write_text(files["turns.csv"], "utf-8")
+    old = tmp_path / "run1"  # a run written before cells were quoted
+    old.mkdir()
+    (old / "turns.csv").write_text(files["turns.csv"].replace("'@SUM(A1)", "=HYPERLINK(\"x\")"), "utf-8")
+    rows = [{"file": "=evil.wav", "status": "ok", "run_folder": "run0"}, {"file": "b.wav", "status": "ok", "run_folder": "run1"}]
+    table = list(csv.DictReader(write_turns_summary(tmp_path, rows).open(encoding="utf-8", newline="")))
+    assert [(r["file"], r["speaker_label"], r["text"]) for r in table] == [
+        ("'=evil.wav", "'@SUM(A1)", "'-1+1 said the caller"),  # quoted once, not twice
+        ("b.wav", "'=HYPERLINK(\"x\")", "'-1+1 said the caller"),
+    ]
+    assert table[0]["start_s"] == "0.5" and table[0]["confidence"] == "0.6"

@@ -137,3 +137,11 @@ def test_summary_append_resume_finalize(tmp_path):
         table = list(csv.DictReader(fh))
     assert list(table[0]) == list(SUMMARY_FIELDS) and len(table) == 4
     assert table[3]["emotion"] == "happy" and table[3]["run_folder"] == orphan.name
+
+
+def test_confusion_csv_cells_never_start_a_formula():
+    from emotion2vec_webui.runs.evaluation import Metrics
+
+    m = Metrics(count=2, accuracy=0.5, weighted_f1=0.5, macro_f1=0.5, labels=["+calm", "-x"], confusion=[[1, 0], [1, 0]],
+                per_class=[])  # fmt: skip
+    assert confusion_csv(m).splitlines() == ["reference\\predicted,'+calm,'-x", "'+calm,1,0", "'-x,1,0"]

@@ -55,3 +55,9 @@ def test_no_frames_csv_at_utterance_granularity(engine, settings, tone_wav):
     assert run_path(settings.output_dir, out.run.run_id, FRAMES_CSV) is None
     assert frames_csv_text(out.result) is None
     assert frames_csv_text({"frames": {"hop_s": 0.02, "labels": list(EMOTIONS), "scores": [[1] + [0] * 8]}}) is None
+
+
+def test_frames_csv_header_cells_never_start_a_formula():
+    result = {"frames": {"hop_s": 0.02, "labels": ["=1+1", "@x", "calm"], "raw_scores": [[0.5, 0.25, 0.25]]}}
+    rows = list(csv.reader(frames_csv_text(result).splitlines()))
+    assert rows == [["time_s", "'=1+1", "'@x", "calm"], ["0.00", "0.5", "0.25", "0.25"]]

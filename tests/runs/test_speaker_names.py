@@ -73,3 +73,20 @@ def test_names_are_one_safe_line():
     assert parse_names("a=1；b=2，c=3; bad, =x") == {"a": "1", "b": "2", "c": "3"}
     with pytest.raises(E2VError):
         apply_names({"speakers": None}, {"S1": "x"})
+
+
+def test_hostile_names_are_stored_clean_and_never_run_as_a_formula():
+    """Issue 26: a formula, NUL and RIGHT-TO-LEFT OVERRIDE in a name; turns.csv shows the name as text."""
+    from emotion2vec_webui.labels import EMOTIONS
+    from emotion2vec_webui.runs.speaker_names import apply_names
+    from emotion2vec_webui.runs.transcripts import conversation_files
+
+    scores = {k: 1 / len(EMOTIONS) for k in EMOTIONS}
+    turn = {"index": 0, "speaker": "S1", "start_s": 0.0, "end_s": 1.0, "emotion": "sad", "emotion_zh": "难过",
+            "confidence": 0.6, "scores": scores}  # fmt: skip
+    result = {"speakers": [{"id": "S1", "label": "S1"}, {"id": "S2", "label": "S2"}], "turns": [turn]}
+    out = apply_names(result, {"S1": "=cmd|' /C calc'!A0", "S2": "Ann\x00\u202eeeL\x1b[0m"})
+    assert [s["label"] for s in out["speakers"]] == ["=cmd|' /C calc'!A0", "AnneeL[0m"]  # stored as given, less controls
+    rows = list(csv.DictReader(io.StringIO(conversation_files(out)["turns.csv"])))
+    assert rows[0]["speaker_label"] == "'=cmd|' /C calc'!A0"
+    assert rows[0]["start_s"] == "0.0" and rows[0]["score_sad"] == str(1 / len(EMOTIONS))  # numbers stay numbers
