@@ -50,6 +50,7 @@ from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.evaluation import Metrics, confusion_csv, confusion_png, evaluate
 from emotion2vec_webui.runs.head_store import COMMAND, LABELS, REPORT, SPEC, WEIGHTS
+from emotion2vec_webui.user_text import clean_name
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ class TrainOptions:
     baseline_map: dict[str, str] = field(default_factory=dict)  # nine-class emotion → new label
     overwrite: bool = False  # replace an existing head of that name
     command: str = ""  # the exact command, kept in the head folder
+
+    def __post_init__(self) -> None:
+        # Names from every face (CLI, REST, Train tab) are kept without control or bidi characters, as labels are.
+        for name in ("labels_zh", "baseline_map"):
+            pairs = {clean_name(k): clean_name(v) for k, v in (getattr(self, name) or {}).items()}
+            object.__setattr__(self, name, pairs)
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,13 @@ def test_labelled_sets_and_speakers(tmp_path, data):
     (tmp_path / "flat" / "a.wav").write_bytes((data / "tone" / "tone_000.wav").read_bytes())
     with pytest.raises(E2VError):
         labelled_items(tmp_path / "flat")
+
+
+def test_labels_and_their_names_lose_control_and_bidi_characters(tmp_path):
+    """Issue 26: labels (folder names, CSV labels) and Chinese names / baseline maps from every face."""
+    for label in ("calm\u202e", "lo\x1bud"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "a.wav").write_bytes(b"")
+    assert sorted({it.label for it in labelled_items(tmp_path)}) == ["calm", "loud"]
+    options = TrainOptions(labels_zh={"calm\u2066": "平静\x00\u202e"}, baseline_map={"happy": "lo\x07ud"})
+    assert options.labels_zh == {"calm": "平静"} and options.baseline_map == {"happy": "loud"}
