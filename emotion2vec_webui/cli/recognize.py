@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 outcome = Recognition(settings, options).run(name, with_engine, source_name=Path(name).name)
         except E2VError as exc:
-            if exc.code in ("model_unavailable", "head_mismatch") or (exc.code == "not_found" and args.head):
+            if exc.code in ("model_unavailable", "head_mismatch", "head_invalid") or (
+                exc.code == "not_found" and args.head
+            ):
                 print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
                 return exit_code_for(exc)  # 3 for the model; 2 for a missing or mismatched head
             print(f"{name}: {exc.message} [{exc.code}]", file=sys.stderr)

@@ -189,7 +189,6 @@ class EmotionEngine:
     @classmethod
     def _load_export(cls, path: str, device: str, precision: str, warmup: bool, t0: float) -> EmotionEngine:
         """An engine on an ``emotion2vec-webui export`` folder: ONNX Runtime, CPU, fp32 or int8 graph."""
-        import json
         import os
         from pathlib import Path
 
@@ -211,12 +210,16 @@ class EmotionEngine:
             log.warning("an ONNX export runs fp32 or int8 graphs, not %s: using fp32", precision)
         try:
             exported = load_export(path, int8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-        except Exception as exc:  # a broken graph or head file
+        except ModelUnavailableError:  # a folder that fails a check: the reason says which file and why
+            raise
+        except Exception as exc:  # a broken graph (its text names the folder by name, not by server path)
+            name, reason = Path(path).expanduser().resolve(), str(exc)[:300]
             raise ModelUnavailableError(
-                f"The ONNX export in {path} could not be loaded: {type(exc).__name__}: {str(exc)[:300]}"
+                f"The ONNX export {name.name!r} could not be loaded: {type(exc).__name__}: "
+                f"{reason.replace(str(name), name.name)} / ONNX 导出目录 {name.name!r} 无法加载。"
             ) from exc
         config, source = exported.config, exported.config.get("source_model", {})
-        labels = [lab["en"] for lab in json.loads((exported.path / "labels.json").read_text("utf-8"))["labels"]]
+        labels = list(exported.labels)  # labels.json, checked by load_export
         size = f", {source['size']}" if source.get("size") else ""
         info = ModelInfo(
             name=f"{source.get('name', exported.path.name)} (ONNX export{size}"
