@@ -8,12 +8,17 @@
   ``engine.conversation.MAX_SPEAKER_CHANNELS`` channels are analysed.
 - :func:`converse`: picks the models (the ASR and speaker models are resolved
   and loaded only when a run first asks for them) and runs
-  :func:`engine.conversation.analyse_conversation`.
+  :func:`engine.conversation.analyse_conversation`. On an install without
+  PyTorch (an ONNX export served alone) ``speakers=channels`` runs — its VAD
+  is ONNX (``engine.vad``) — while diarization (CAM++) and transcription
+  (SenseVoice, Paraformer) need PyTorch and FunASR: :func:`check_torch_parts`
+  refuses them first, naming what was asked for.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 
 from emotion2vec_webui.audio.decoder_pool import decode_guarded
@@ -23,6 +28,7 @@ from emotion2vec_webui.engine.conversation import (
     ConversationOptions,
     analyse_conversation,
 )
+from emotion2vec_webui.errors import E2VError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,36 @@ def decode_channels(source, source_name, decoded, limits, options, pool=None) ->
     return out
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None  # finds, does not import
+    except ImportError:  # an import hook that refuses it (the ONNX-only tests) or a broken parent
+        return False
+
+
+def check_torch_parts(conv: ConversationOptions) -> None:
+    """Raise ``bad_request`` naming the part asked for when it needs PyTorch and FunASR and they are missing."""
+    wanted = []
+    if conv.speakers == "auto":
+        wanted.append((
+            "Automatic speaker separation (speakers=auto, the CAM++ speaker model)",
+            "自动区分说话人（speakers=auto，CAM++ 说话人模型）",
+            "use speakers=channels for a recording with one speaker per channel",
+            "每个声道一位说话人的录音可用 speakers=channels",
+        ))  # fmt: skip
+    if conv.transcribe:
+        wanted.append(("Transcription (transcribe, the ASR model)", "转写（transcribe，语音识别模型）",
+                       "analyse without transcription", "请不转写再分析"))  # fmt: skip
+    if not wanted or (_installed("torch") and _installed("funasr")):
+        return
+    what, what_zh, instead, instead_zh = wanted[0]
+    raise E2VError(
+        "bad_request",
+        f"{what} needs PyTorch and FunASR, which this ONNX-only install lacks; {instead}. / "
+        f"{what_zh}需要 PyTorch 与 FunASR，此纯 ONNX 安装没有；{instead_zh}。",
+    )
+
+
 def converse(flow, decoded, engine) -> Conversation:
     """Speakers and turns for one recognition (``flow``: a :class:`recognize.Recognition`)."""
     from emotion2vec_webui.model.conversation_models import asr_model, speaker_model
@@ -59,6 +95,7 @@ def converse(flow, decoded, engine) -> Conversation:
     settings, options = flow.settings, flow.options
     conv = ConversationOptions(options.speakers, options.num_speakers, options.transcribe)
     conv.check()
+    check_torch_parts(conv)
     device = engine.info.device
     speaker = asr = None
     if conv.speakers == "auto":

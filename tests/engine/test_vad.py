@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
 
+ROOT = Path(__file__).resolve().parents[2]
 PHRASES = ["The weather is lovely today.", "I cannot believe you did that!", "Please close the door when you leave."]
 
 
@@ -47,18 +50,17 @@ def test_silence_has_no_speech():
     assert speech_segments(np.zeros(32000, np.float32)) == []
 
 
-def test_loading_silero_keeps_torch_threads():
-    """``import silero_vad`` sets torch to one thread for the whole process; we put it back."""
-    import torch
-
-    from emotion2vec_webui.engine import vad
-
-    before = torch.get_num_threads()
-    vad._silero.cache_clear()
-    for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
-        del sys.modules[name]  # so the import (and its set_num_threads(1)) runs again
-    vad.speech_segments(np.zeros(16000, np.float32))
-    assert torch.get_num_threads() == before
+def test_vad_imports_neither_torch_nor_silero_vad():
+    """The VAD runs silero's ONNX graph: no torch (nor ``import silero_vad``, which sets torch to one thread)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from emotion2vec_webui.engine.vad import speech_segments\n"
+        "speech_segments(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'silero_vad', 'funasr'}))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("granularity", ["utterance", "frame"])
