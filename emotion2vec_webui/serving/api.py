@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import logging
 from pathlib import PurePosixPath
 
@@ -33,6 +32,7 @@ from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, wait_or_cancel
 from emotion2vec_webui.serving.conversation_fields import with_conversation
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
+from emotion2vec_webui.serving.json_body import check_form, read_json
 from emotion2vec_webui.serving.runs_api import with_links
 from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, SimilarityResponse
 
@@ -186,13 +186,19 @@ async def _multipart_form(request: Request, files: int):
     from starlette.formparsers import MultiPartException
 
     try:
-        return await request.form(max_files=files, max_fields=16, max_part_size=64 * 1024)
+        form = await request.form(max_files=files, max_fields=16, max_part_size=64 * 1024)
     except MultiPartException as exc:
         raise E2VError("bad_request", f"Malformed multipart body: {exc.message} / multipart 请求体格式错误。") from None
     except StarletteHTTPException as exc:  # what Starlette raises for a MultiPartException inside an app
         if exc.status_code >= 500:
             raise
         raise E2VError("bad_request", f"Malformed multipart body: {exc.detail} / multipart 请求体格式错误。") from None
+    try:
+        check_form(form)  # a charset=utf-7 part can decode to a lone surrogate (json_body.py)
+    except E2VError:
+        await form.close()
+        raise
+    return form
 
 
 async def _from_multipart(request: Request):
@@ -210,14 +216,7 @@ async def _from_multipart(request: Request):
 
 
 async def _from_json(request: Request, settings):
-    body = await request.body()
-    try:
-        raw = await run_in_threadpool(json.loads, body)
-    except (ValueError, UnicodeDecodeError):
-        raise E2VError("bad_request", "The body is not valid JSON. / 请求体不是有效的 JSON。") from None
-    except RecursionError:  # e.g. "[" * 100_000
-        raise E2VError("bad_request", "The JSON body is nested too deeply. / JSON 请求体嵌套过深。") from None
-    del body
+    raw = await read_json(request, max_bytes=None)  # bounded by the upload cap; depth, values, text (json_body.py)
     try:
         req = RecognizeJson.model_validate(raw)
     except ValidationError as exc:

@@ -24,6 +24,7 @@ from emotion2vec_webui.jobs.train_head import CLASSIFIERS, TrainOptions
 from emotion2vec_webui.jobs.train_jobs import jobs_for, resolve_training_data
 from emotion2vec_webui.runs.head_store import delete_head, engine_hash, scan_heads
 from emotion2vec_webui.serving.errors import responses_for
+from emotion2vec_webui.serving.json_body import read_json
 
 _bearer = HTTPBearer(auto_error=False, description="Needed when the server sets E2V_API_TOKEN.")
 router = APIRouter(prefix="/api/v1", tags=["heads"], dependencies=[Depends(_bearer)])
@@ -74,7 +75,7 @@ async def heads(request: Request):
 async def train(request: Request):
     service, settings = request.app.state.service, request.app.state.settings
     try:
-        req = TrainHeadJson.model_validate(await request.json())
+        req = TrainHeadJson.model_validate(await read_json(request))  # bounded, depth-limited (json_body.py)
     except (ValueError, ValidationError) as exc:
         raise E2VError("bad_request", f"Send JSON with 'name' and 'data_path': {str(exc)[:300]} "
                                       "/ 请发送带 'name' 和 'data_path' 的 JSON。") from None  # fmt: skip

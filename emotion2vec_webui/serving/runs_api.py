@@ -20,6 +20,7 @@ from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES
 from emotion2vec_webui.serving.downloads import open_file_response
 from emotion2vec_webui.serving.errors import responses_for
+from emotion2vec_webui.serving.json_body import json_request_body, read_model
 from emotion2vec_webui.serving.schemas import RecognizeResponse, RunsPage, RunSummary, SpeakerNames
 
 _MEDIA_TYPES = {
@@ -98,8 +99,10 @@ async def run_detail(request: Request, run_id: str):
     summary="Rename a conversation run's speakers (result.json labels, transcript.srt/.vtt, turns.csv)",
     response_model=RecognizeResponse,
     responses=responses_for("not_found", "bad_request", "unauthorized"),
+    openapi_extra=json_request_body(SpeakerNames),
 )
-async def rename_run_speakers(request: Request, run_id: str, body: SpeakerNames):
+async def rename_run_speakers(request: Request, run_id: str):
+    body = await read_model(request, SpeakerNames)  # bounded, depth-limited, no lone surrogates (json_body.py)
     folder = await run_in_threadpool(run_path, request.app.state.settings.output_dir, run_id)
     if folder is None:
         raise E2VError("not_found", "No such run. / 没有这个运行。")
