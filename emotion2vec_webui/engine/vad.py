@@ -246,6 +246,6 @@ def vad_segments(
         cap, cap_zh = (
             (f", at most {max_segment_s:g} s each", f"，每段至多 {max_segment_s:g} 秒") if max_segment_s else ("", "")
         )
-        runlog(f"speech segments (silero-vad, ONNX Runtime): {len(out)} segments, {speech:.1f} s of speech{cap} / "
-               f"语音分段（silero-vad，ONNX Runtime）：{len(out)} 段，语音 {speech:.1f} 秒{cap_zh}")  # fmt: skip
+        runlog(f"speech segments (silero-vad): {len(out)} segments, {speech:.1f} s of speech{cap} / "
+               f"语音分段（silero-vad）：{len(out)} 段，语音 {speech:.1f} 秒{cap_zh}")  # fmt: skip
     return out
