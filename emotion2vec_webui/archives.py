@@ -99,21 +99,33 @@ def _central_directory(fp) -> tuple[int, int]:
     """(entries, bytes) the end record declares for the central directory, read the way :mod:`zipfile` finds it."""
     fp.seek(0, os.SEEK_END)
     size = fp.tell()
-    fp.seek(max(0, size - (22 + 0xFFFF)))
+    start = max(0, size - (1 << 16) - 22)
+    fp.seek(start)
     tail = fp.read()
-    at = len(tail) - 22 if tail[-22:-18] == b"PK\x05\x06" else tail.rfind(b"PK\x05\x06")
+    if tail[-22:-18] == b"PK\x05\x06" and tail[-2:] == b"\0\0":  # no comment: zipfile looks here first
+        at = len(tail) - 22
+    else:  # else the last signature in the last 64 KiB
+        at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < 22:
         raise zipfile.BadZipFile("no end of central directory")
     _sig, _disk, _cd_disk, _n_disk, entries, cd_bytes, _cd_offset, _comment = struct.unpack(
         "<4s4H2LH", tail[at : at + 22]
     )
     locator = tail[at - 20 : at] if at >= 20 else b""
-    if locator[:4] == b"PK\x06\x07":  # ZIP64: the real figures are in the ZIP64 end record
-        fp.seek(struct.unpack("<4sLQL", locator)[2])
-        record = fp.read(56)
-        if len(record) == 56 and record[:4] == b"PK\x06\x06":
-            entries, cd_bytes = struct.unpack("<4sQ2H2L4Q", record)[7:9]
-    return entries, cd_bytes
+    if locator[:4] != b"PK\x06\x07":
+        return entries, cd_bytes
+    # ZIP64: zipfile takes the figures from the ZIP64 end record, found just before the locator (Python 3.11)
+    # or where the locator points (later versions): the larger of the two counts.
+    found = []
+    for where in (start + at - 20 - 56, struct.unpack("<4sLQL", locator)[2]):
+        if where >= 0:
+            fp.seek(where)
+            record = fp.read(56)
+            if len(record) == 56 and record[:4] == b"PK\x06\x06":
+                found.append(struct.unpack("<4sQ2H2L4Q", record)[7:9])
+    if not found:
+        return entries, cd_bytes
+    return max(e for e, _ in found), max(b for _, b in found)
 
 
 def _open_folder(root_fd: int, parts: tuple[str, ...]) -> int:

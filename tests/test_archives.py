@@ -155,9 +155,32 @@ def test_too_many_members(tmp_path, place):
     assert len(extract_zip(src, dest, max_members=4, max_bytes=MiB)) == 4
 
 
-def test_a_huge_central_directory_is_refused_before_it_is_read(tmp_path, place):
+def _as_zip64(path: Path) -> Path:
+    """The same ZIP ending in ZIP64 end records that tell the truth and a classic end record that lies (1 entry)."""
+    data = path.read_bytes()
+    eocd = data.rindex(b"PK\x05\x06")
+    entries, cd_size, cd_offset = struct.unpack_from("<HLL", data, eocd + 10)
+    body = data[: cd_offset + cd_size]
+    record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, cd_size, cd_offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(body), 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, 100, cd_offset, 0)
+    path.write_bytes(body + record + locator + end)
+    return path
+
+
+@pytest.mark.parametrize("zip64", [False, True])
+def test_a_huge_central_directory_is_refused_before_it_is_read(tmp_path, place, monkeypatch, zip64):
     _, dest, _ = place
     src = make_zip(tmp_path / "wide.zip", [(f"{i:05d}" + "n" * 1000 + ".wav", b"") for i in range(50)])
+    if zip64:
+        _as_zip64(src)
+        with zipfile.ZipFile(src) as zf:  # zipfile reads all 50 entries, by the ZIP64 record
+            assert len(zf.infolist()) == 50
+
+    def never(*args, **kwargs):
+        raise AssertionError("zipfile read the central directory")
+
+    monkeypatch.setattr("emotion2vec_webui.archives.zipfile.ZipFile", never)
     refused(src, dest, max_members=10)
 
 
