@@ -3,7 +3,8 @@
 Nothing below imports this module; it is the only place where the REST face
 (``serving/``) and the UI face (``ui/``) meet, over one shared
 :class:`runs.service.Service`. Request handling, outermost first: metrics,
-request ids (``serving/middleware.py``), the API and upload guards
+request ids (``serving/middleware.py``), the upload guard, the throttle of
+wrong tokens and logins (``serving/auth_throttle.py``), the API guard
 (``serving/guards.py``), the routes
 (``serving/api.py``), then the Gradio app, mounted last so it does not swallow
 them.
@@ -20,6 +21,7 @@ import threading
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.logs import log_to_file
 from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.serving.auth_throttle import AuthThrottleMiddleware
 from emotion2vec_webui.serving.guards import ApiGuardMiddleware
 from emotion2vec_webui.serving.http_protocol import guarded_http_protocol
 from emotion2vec_webui.serving.middleware import RequestContextMiddleware
@@ -75,6 +77,8 @@ def create_app(settings: Settings, service: Service | None = None):
     app.include_router(heads.router)  # trained classifier heads (train, list, delete)
 
     app.add_middleware(ApiGuardMiddleware, settings=settings)
+    # Outside the token check and around the UI's /login: wrong credentials, a budget per client (429 beyond).
+    app.add_middleware(AuthThrottleMiddleware, settings=settings)
     app.add_middleware(UploadGuardMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware)
     # GET /metrics, and the metrics middleware added last: outermost, so it also counts the

@@ -38,6 +38,7 @@ class Settings:
     max_queue: int = 32  # waiting requests beyond which the server answers 503
     input_dirs: tuple[Path, ...] = ()  # folders `audio_path` may read from (empty: none)
     api_token: str | None = None  # when set, the API needs `Authorization: Bearer …`
+    auth_failures_per_min: float = 10.0  # wrong tokens/logins per client a minute, a minute's worth saved (0: off)
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
     log_dir: Path = Path("logs")  # rotating server log
@@ -87,6 +88,7 @@ def load_settings() -> Settings:
         max_queue=_int("E2V_MAX_QUEUE", 32),
         input_dirs=dirs,
         api_token=env.get("E2V_API_TOKEN") or None,
+        auth_failures_per_min=max(0.0, _float("E2V_AUTH_FAILURES_PER_MIN", 10.0)),
         log_level=(env.get("E2V_LOG_LEVEL", "INFO").strip() or "INFO").upper(),
         log_format=env.get("E2V_LOG_FORMAT", "text").strip().lower() or "text",
         log_dir=Path(env.get("E2V_LOG_DIR", "").strip() or "logs"),

@@ -53,3 +53,18 @@ def guarded_server(tiny_model_dir, tmp_path_factory):
         srv.root = root
         srv.gradio_tmp = root / "outputs" / ".gradio-tmp"
         yield srv
+
+
+# A token server with a small failure budget: test_auth_throttle.py (wrong tokens and logins).
+API_TOKEN = "reliability-token-5e3a"
+AUTH_FAILURES_PER_MIN = 30  # 30 saved up, then one every 2 s
+
+
+@pytest.fixture(scope="session")
+def token_server(tiny_model_dir, tmp_path_factory):
+    """E2V_API_TOKEN set (the API's bearer token and the UI's login password), E2V_AUTH_FAILURES_PER_MIN=30."""
+    root = tmp_path_factory.mktemp("token-server")
+    env = server_env(tiny_model_dir, root, api_token=API_TOKEN, auth_failures_per_min=AUTH_FAILURES_PER_MIN)
+    with ServerProcess(env) as srv:
+        srv.token = API_TOKEN
+        yield srv
