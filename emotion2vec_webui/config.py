@@ -6,7 +6,9 @@ fields with :func:`dataclasses.replace`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +59,10 @@ class Settings:
     url_timeout_s: float = 60.0  # E2V_URL_TIMEOUT_S: a whole download, redirects included
     url_connect_timeout_s: float = 5.0  # E2V_URL_CONNECT_TIMEOUT_S: name lookup plus TCP/TLS connect, per hop
     url_read_timeout_s: float = 15.0  # E2V_URL_READ_TIMEOUT_S: the longest wait for the next bytes
+    url_min_rate_kb: float = 8.0  # E2V_URL_MIN_RATE_KB: KB/s a download must average once url_read_timeout_s passed
+    url_max_concurrent: int = 8  # E2V_URL_MAX_CONCURRENT: server-side audio_url downloads at once (503 beyond; 0: any)
+    url_max_per_client: int = 2  # E2V_URL_MAX_PER_CLIENT: one client's downloads at once (429 beyond; 0: any)
+    max_per_client: int | None = None  # E2V_MAX_PER_CLIENT: a client's recognitions in flight (see client_slots)
     heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
     asr_model: str = "sensevoice_small"  # conversations' ASR: name, hub id or directory (E2V_ASR_MODEL)
     speaker_model: str = "campplus"  # conversations' speaker model (CAM++): name, hub id or directory (E2V_SPEAKER_MODEL)
@@ -65,6 +71,13 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def client_slots(self) -> int:
+        """Recognitions one client may have in flight: E2V_MAX_PER_CLIENT, else a quarter of max_queue (0: no cap)."""
+        if self.max_per_client is not None:
+            return max(0, self.max_per_client)
+        return max(1, self.max_queue // 4)
 
 
 def load_settings() -> Settings:
@@ -103,10 +116,14 @@ def load_settings() -> Settings:
         upload_requests_per_min=_int("E2V_UPLOAD_REQUESTS_PER_MIN", 600),
         min_free_mb=_float("E2V_MIN_FREE_MB", 100.0),
         url_fetch=env.get("E2V_URL_FETCH", "on").strip().lower() not in ("off", "0", "false", "no"),
-        url_allow=tuple(x.strip() for x in env.get("E2V_URL_ALLOW", "").replace(";", ",").split(",") if x.strip()),
+        url_allow=_url_allow(env.get("E2V_URL_ALLOW", "")),
         url_timeout_s=_float("E2V_URL_TIMEOUT_S", 60.0),
         url_connect_timeout_s=_float("E2V_URL_CONNECT_TIMEOUT_S", 5.0),
         url_read_timeout_s=_float("E2V_URL_READ_TIMEOUT_S", 15.0),
+        url_min_rate_kb=_float("E2V_URL_MIN_RATE_KB", 8.0),
+        url_max_concurrent=_int("E2V_URL_MAX_CONCURRENT", 8),
+        url_max_per_client=_int("E2V_URL_MAX_PER_CLIENT", 2),
+        max_per_client=_int("E2V_MAX_PER_CLIENT", 0) if env.get("E2V_MAX_PER_CLIENT", "").strip() else None,
         heads_dir=Path(env.get("E2V_HEADS_DIR", "").strip() or "heads"),
         asr_model=env.get("E2V_ASR_MODEL", "").strip() or "sensevoice_small",
         speaker_model=env.get("E2V_SPEAKER_MODEL", "").strip() or "campplus",
@@ -117,3 +134,93 @@ def gradio_temp_dir(settings: Settings) -> Path:
     """Where Gradio keeps uploads and served copies: ``GRADIO_TEMP_DIR`` or ``<outputs>/.gradio-tmp``."""
     explicit = os.environ.get("GRADIO_TEMP_DIR", "").strip()
     return Path(explicit) if explicit else Path(settings.output_dir).resolve() / ".gradio-tmp"
+
+
+# -- E2V_URL_ALLOW's grammar (docs/settings.md); runs/url_fetch.py matches the parsed entries -------------------
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    """One ``E2V_URL_ALLOW`` entry."""
+
+    kind: str  # "net": an IP address or CIDR; "name": one DNS name; "suffix": the DNS names under ``target``
+    target: str  # the network ("127.0.0.1/32") or the lower-case ASCII name, without a trailing dot
+    port: int | None = None  # only this port (None: any port but the server's own)
+
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")  # how IPv4 spellings end (127.1, 0x7f.1, 2130706433)
+
+
+def is_address_spelling(host: str) -> bool:
+    """Whether ``host`` is an IP address, however spelled (a name's last label is never a number)."""
+    host = host.strip().strip("[]").lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True
+    except ValueError:
+        return bool(_NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]))
+
+
+def parse_allow_entry(text: str) -> AllowEntry:
+    """Parse one entry: ``name``, ``*.suffix``, an IP or CIDR, each with an optional ``:port`` (IPv6: ``[::1]:80``).
+
+    Raises:
+        ValueError: the entry is malformed (a one-line "English / 中文" message naming it).
+    """
+    raw = text.strip()
+    entry = raw.lower()
+
+    def bad(english: str, chinese: str) -> ValueError:
+        return ValueError(f"E2V_URL_ALLOW entry {raw!r}: {english}. / E2V_URL_ALLOW 的条目 {raw!r} 无效：{chinese}。")
+
+    if "://" in entry:
+        raise bad("write a host, not a URL", "请写主机名，而不是 URL")
+    bracketed, port_text = entry.startswith("["), None
+    if bracketed:
+        host, close, rest = entry[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise bad("write an IPv6 address as [address] or [address]:port", "IPv6 地址请写成 [地址] 或 [地址]:端口")
+        port_text = rest[1:] if rest else None
+    elif entry.count(":") == 1:
+        host, port_text = entry.split(":")
+    else:
+        host = entry
+    port = None
+    if port_text is not None:
+        if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+            raise bad("the port must be a number from 1 to 65535", "端口必须是 1 到 65535 之间的数字")
+        port = int(port_text)
+    try:
+        net = ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        net = None
+    if net is not None and (not bracketed or net.version == 6):
+        return AllowEntry("net", str(net), port)
+    if bracketed or ":" in host or "/" in host:
+        raise bad("not a valid IP address or network (CIDR)", "不是有效的 IP 地址或网段（CIDR）")
+    kind = "suffix" if host.startswith("*.") else "name"
+    host = host[2:] if kind == "suffix" else host
+    try:
+        name = host.rstrip(".").encode("idna").decode("ascii") if not host.isascii() else host.rstrip(".")
+    except UnicodeError:
+        name = ""
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise bad("expected a host name, *.suffix, an IP address or a CIDR, each with an optional :port",
+                  "应为主机名、*.后缀、IP 地址或 CIDR，可加 :端口")  # fmt: skip
+    if is_address_spelling(name):
+        raise bad("an address written as a name: write it as an IP address or CIDR (e.g. 127.0.0.0/8); "
+                  "names and *.suffix match DNS names only",
+                  "这是写成名字的地址，请写成 IP 地址或 CIDR（如 127.0.0.0/8）；主机名和 *.后缀只匹配域名")  # fmt: skip
+    return AllowEntry(kind, name, port)
+
+
+def _url_allow(raw: str) -> tuple[str, ...]:
+    """E2V_URL_ALLOW's entries (comma- or semicolon-separated); a malformed one stops the start with one line."""
+    entries = tuple(x.strip() for x in raw.replace(";", ",").split(",") if x.strip())
+    for entry in entries:
+        try:
+            parse_allow_entry(entry)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+    return entries

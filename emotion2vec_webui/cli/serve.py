@@ -19,5 +19,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.app import serve
+    from emotion2vec_webui.runs.url_fetch import serving_at
 
-    return serve(settings_from_args(args), args.host, args.port, share=args.share)
+    settings = settings_from_args(args)  # a malformed setting stops here, in one line
+    with serving_at(args.host, args.port):  # audio_url never reaches this server itself (E2V_URL_ALLOW)
+        return serve(settings, args.host, args.port, share=args.share)

@@ -137,7 +137,7 @@ class Recognition:
         a decoder crash or a memory or time limit becomes an error for this input only.
 
         Args:
-            source: a path or bytes.
+            source: a path, bytes, an :class:`AudioUrl` or a :class:`Fetched` download.
             source_name: the name for messages and result.json.
             pool: a :class:`DecoderPool` to decode in (batch); None: the shared guarded pool.
 
@@ -153,8 +153,10 @@ class Recognition:
         except ValueError as exc:
             raise E2VError("bad_request", str(exc)) from None
         if isinstance(source, AudioUrl):  # downloaded here (url_fetch.py), then decoded like an upload
-            self.fetched = fetch_url(source.url, FetchPolicy.from_settings(self.settings))
-            source, source_name = self.fetched.data, source_name or self.fetched.name
+            source = fetch_url(source.url, FetchPolicy.from_settings(self.settings))
+        if isinstance(source, Fetched):  # the server's faces download first, under their own bound
+            self.fetched = source
+            source, source_name = source.data, source_name or source.name
         if pool is None:
             decoded = decode_guarded(source, source_name=source_name, limits=limits, options=options)
         else:

@@ -50,12 +50,16 @@ patching SNI and hostname checks in by hand. Environment proxies are ignored
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
 import functools
 import ipaddress
 import logging
+import math
 import re
 import socket
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -64,7 +68,8 @@ import httpcore
 import httpx
 
 from emotion2vec_webui import __version__
-from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.config import is_address_spelling, parse_allow_entry
+from emotion2vec_webui.errors import E2VError, OverloadedError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +100,8 @@ class FetchPolicy:
     max_bytes: int = 100 * 1024 * 1024  # E2V_MAX_UPLOAD_MB
     timeout_s: float = 60.0  # E2V_URL_TIMEOUT_S: the whole download
     connect_timeout_s: float = 5.0  # E2V_URL_CONNECT_TIMEOUT_S
-    read_timeout_s: float = 15.0  # E2V_URL_READ_TIMEOUT_S
+    read_timeout_s: float = 15.0  # E2V_URL_READ_TIMEOUT_S; also the grace before min_rate applies
+    min_rate: float = 8 * 1024  # E2V_URL_MIN_RATE_KB, in bytes/s: the least average once read_timeout_s passed (0: off)
     max_redirects: int = MAX_REDIRECTS
 
     @classmethod
@@ -107,6 +113,7 @@ class FetchPolicy:
             timeout_s=settings.url_timeout_s,
             connect_timeout_s=settings.url_connect_timeout_s,
             read_timeout_s=settings.url_read_timeout_s,
+            min_rate=settings.url_min_rate_kb * 1024,
         )
 
 
@@ -164,43 +171,108 @@ def forbidden_reason(address: str | ipaddress.IPv4Address | ipaddress.IPv6Addres
     return None
 
 
+def _port_matches(entry_port: int | None, port: int, exact: bool) -> bool:
+    return entry_port == port if exact else entry_port in (None, port)
+
+
+def _plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip
+
+
 class _Allow:
+    """``E2V_URL_ALLOW`` (parsed by ``config.parse_allow_entry``), matched against a connection's host and port.
+
+    Names and ``*.suffix`` match DNS names only, never an address however spelled;
+    an entry with a port matches that port only. ``exact``: only entries that name
+    the port count (the server's own port needs one).
+    """
+
     def __init__(self, entries: tuple[str, ...]) -> None:
-        self.hosts: set[str] = set()
-        self.suffixes: list[str] = []
-        self.nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for raw in entries:
-            entry = raw.strip().lower().rstrip(".").strip("[]")
-            if not entry:
-                continue
-            try:
-                self.nets.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                if entry.startswith("*."):
-                    self.suffixes.append(entry[1:])
-                else:
-                    self.hosts.add(entry)
+        parsed = [parse_allow_entry(entry) for entry in entries if entry.strip()]
+        self.nets = [(ipaddress.ip_network(e.target), e.port) for e in parsed if e.kind == "net"]
+        self.names = [(e.kind, e.target, e.port) for e in parsed if e.kind != "net"]
 
-    def host(self, host: str) -> bool:
-        host = host.lower().rstrip(".")
-        return host in self.hosts or any(host.endswith(s) for s in self.suffixes)
+    def host(self, host: str, port: int, exact: bool = False) -> bool:
+        host = host.strip("[]").lower().rstrip(".")
+        if is_address_spelling(host):
+            return False
+        return any(
+            _port_matches(p, port, exact) and (host == name if kind == "name" else host.endswith("." + name))
+            for kind, name, p in self.names
+        )
 
-    def address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        if ip.version == 6 and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip.version == net.version and ip in net for net in self.nets)
+    def address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, exact: bool = False) -> bool:
+        ip = _plain(ip)
+        return any(ip.version == net.version and ip in net and _port_matches(p, port, exact) for net, p in self.nets)
+
+
+# -- the server's own address: never fetched unless an entry names that host:port ------------------------
+_serving: list[tuple[frozenset, int]] = []  # (addresses, port) this process serves on (serving_at)
+
+
+@contextlib.contextmanager
+def serving_at(host: str, port: int):
+    """While the block runs, ``host:port`` is this server's own address (``serve`` wraps the server in it).
+
+    A fetch from that port at that address (at any local address when ``host`` is
+    0.0.0.0 or ::) is refused unless ``E2V_URL_ALLOW`` names the port: an allowed
+    ``localhost`` must not let a URL read the server's own ``/metrics`` or runs.
+    """
+    try:
+        addresses = frozenset({_plain(ipaddress.ip_address(host.strip("[]")))})
+    except ValueError:  # a name (localhost): its addresses now
+        try:
+            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError:
+            infos = []
+        addresses = frozenset(_plain(ipaddress.ip_address(i[4][0].split("%", 1)[0])) for i in infos)
+    entry = (addresses, int(port))
+    _serving.append(entry)
+    try:
+        yield
+    finally:
+        _serving.remove(entry)
+
+
+def _is_own(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bool:
+    ip = _plain(ip)
+    for addresses, own_port in list(_serving):
+        if own_port != port:
+            continue
+        if ip in addresses or (any(a.is_unspecified for a in addresses) and _is_local(ip)):
+            return True
+    return False
+
+
+def _is_local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``ip`` is an address of this machine (binding to it works only then)."""
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(ip), 0))
+        return True
+    except OSError:
+        return False
 
 
 class _Guard:
     """Resolves and checks a host for one fetch; remembers the address it let through."""
 
-    def __init__(self, policy: FetchPolicy, deadline: float) -> None:
-        self.policy, self.deadline = policy, deadline
+    def __init__(self, policy: FetchPolicy, started: float) -> None:
+        self.policy, self.started, self.deadline = policy, started, started + policy.timeout_s
         self.allow = _Allow(policy.allow)
         self.address = ""
+        self.received = 0  # bytes read from the network, headers included
+        self.too_slow = False  # a read was cut by the minimum rate
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def rate_left(self) -> float:
+        """Seconds until the download falls below ``min_rate`` on average (counted after the first ``read_timeout_s``)."""
+        if self.policy.min_rate <= 0:
+            return math.inf
+        return self.started + self.policy.read_timeout_s + self.received / self.policy.min_rate - time.monotonic()
 
     def resolve(self, host: str, port: int) -> list[str]:
         host = host.strip("[]")
@@ -208,16 +280,21 @@ class _Guard:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
             addresses = self._lookup(host, port)
-        host_allowed = self.allow.host(host)
         for ip in addresses:
             reason = forbidden_reason(ip)
-            if reason and not host_allowed and not self.allow.address(ip):
-                where = f"{ip} is" if host == str(ip) else f"{host[:100]} resolves to {ip},"
+            where = f"{ip} is" if host == str(ip) else f"{host[:100]} resolves to {ip},"
+            if reason and not self.allow.host(host, port) and not self.allow.address(ip, port):
                 raise E2VError(
                     "url_forbidden",
-                    f"{where} a {reason} address; the server does not fetch from it "
+                    f"{where} a {reason} address; the server does not fetch from it on port {port} "
                     "(E2V_URL_ALLOW lists hosts and networks that may be reached). / "
-                    f"{host} 指向受限地址 {ip}，服务器拒绝访问。",
+                    f"{host[:100]} 指向受限地址 {ip}，服务器拒绝访问。",
+                )
+            if _is_own(ip, port) and not (self.allow.host(host, port, True) or self.allow.address(ip, port, True)):
+                raise E2VError(
+                    "url_forbidden",
+                    f"{where} this server itself (port {port}); it fetches from itself only when E2V_URL_ALLOW "
+                    f"names that host:port. / {host[:100]}:{port} 是本服务器自身的地址，服务器不会访问自己。",
                 )
         return [str(ip) for ip in addresses]
 
@@ -246,24 +323,36 @@ class _DeadlineStream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream, guard: _Guard) -> None:
         self.inner, self.guard = inner, guard
 
-    def _wait(self, timeout: float | None) -> float:
-        left = self.guard.left()
+    def _wait(self, timeout: float | None) -> tuple[float, bool]:
+        """How long the next socket wait may last, and whether the minimum rate is what bounds it."""
+        left, rate_left = self.guard.left(), self.guard.rate_left()
         if left <= 0:
             raise httpcore.ReadTimeout("the whole download took too long")
-        return left if timeout is None else min(timeout, left)
+        if rate_left <= 0:
+            self.guard.too_slow = True
+            raise httpcore.ReadTimeout("slower than the minimum rate")
+        wait = left if timeout is None else min(timeout, left)
+        return min(wait, rate_left), rate_left < wait
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.inner.read(max_bytes, self._wait(timeout))
+        wait, by_rate = self._wait(timeout)
+        try:
+            data = self.inner.read(max_bytes, wait)
+        except httpcore.ReadTimeout:
+            self.guard.too_slow = self.guard.too_slow or by_rate
+            raise
+        self.guard.received += len(data)
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.inner.write(buffer, self._wait(timeout))
+        self.inner.write(buffer, self._wait(timeout)[0])
 
     def close(self) -> None:
         self.inner.close()
 
     def start_tls(self, ssl_context, server_hostname: str | None = None, timeout: float | None = None):
         # server_hostname is the URL's host (httpcore passes it): the certificate is checked against it, SNI sends it.
-        return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, self._wait(timeout)), self.guard)
+        return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, self._wait(timeout)[0]), self.guard)
 
     def get_extra_info(self, info: str):
         return self.inner.get_extra_info(info)
@@ -393,6 +482,16 @@ def _timeout(policy: FetchPolicy, total: bool, what: str = "") -> E2VError:
     )
 
 
+def _too_slow(guard: _Guard) -> E2VError:
+    kb, grace = guard.policy.min_rate / 1024, guard.policy.read_timeout_s
+    took = time.monotonic() - guard.started
+    return E2VError(
+        "url_timeout",
+        f"The download was slower than {kb:g} KB/s (E2V_URL_MIN_RATE_KB, counted after the first {grace:g} s): "
+        f"{guard.received} bytes in {took:.1f} s. / 下载速度低于 {kb:g} KB/s，已中止。",
+    )
+
+
 def _too_large(policy: FetchPolicy) -> E2VError:
     mb = policy.max_bytes / 1024 / 1024
     return E2VError(
@@ -410,7 +509,7 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
     """
     t0 = time.monotonic()
     current = check_url(url, policy)
-    guard = _Guard(policy, t0 + policy.timeout_s)
+    guard = _Guard(policy, t0)
     timeout = httpx.Timeout(connect=policy.connect_timeout_s, read=policy.read_timeout_s,
                             write=policy.read_timeout_s, pool=policy.connect_timeout_s)  # fmt: skip
     headers = {"User-Agent": f"emotion2vec-webui/{__version__}", "Accept": "*/*", "Accept-Encoding": "identity"}
@@ -420,12 +519,7 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
             for hop in range(policy.max_redirects + 1):
                 with client.stream("GET", current) as response:
                     if response.status_code in _REDIRECTS and response.headers.get("location"):
-                        try:
-                            current = check_url(str(current.join(response.headers["location"])), policy)
-                        except httpx.InvalidURL as exc:
-                            raise E2VError(
-                                "url_unreachable", f"A redirect points at a bad URL: {exc}. / 重定向指向无效的 URL。"
-                            ) from None
+                        current = _redirect_target(current, response.headers["location"], policy)
                         continue
                     if response.status_code != 200:
                         raise E2VError(
@@ -443,16 +537,38 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
                         seconds=time.monotonic() - t0,
                     )
     except httpcore.TimeoutException:
-        raise _timeout(policy, total=guard.left() <= 0) from None
+        raise _too_slow(guard) if guard.too_slow else _timeout(policy, total=guard.left() <= 0) from None
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+        # httpx builds the next request of every redirect itself, and raises InvalidURL on a Location
+        # such as http:\\127.0.0.1:8080\a.wav (issue 26): a bad answer from the remote server.
+        raise _bad_redirect(current, exc) from None
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, httpx.HTTPError) as exc:
         if isinstance(exc, httpx.TimeoutException):
-            raise _timeout(policy, total=guard.left() <= 0) from None
+            raise _too_slow(guard) if guard.too_slow else _timeout(policy, total=guard.left() <= 0) from None
         raise E2VError(
             "url_unreachable", f"Cannot download {redact(url)}: {type(exc).__name__}: {exc}. / 无法下载该 URL。"
         ) from None
     raise E2VError(
         "url_unreachable", f"More than {policy.max_redirects} redirects from {redact(url)}. / 重定向次数过多。"
     )
+
+
+def _bad_redirect(current: httpx.URL, exc: Exception) -> E2VError:
+    return E2VError(
+        "url_unreachable",
+        f"{redact(str(current))} redirected to a malformed URL ({str(exc)[:120]}). / 远程服务器重定向到了无效的 URL。",
+    )
+
+
+def _redirect_target(current: httpx.URL, location: str, policy: FetchPolicy) -> httpx.URL:
+    """The URL a redirect points at, checked like the first (scheme, host, credentials); malformed: ``url_unreachable``."""
+    if any(ch == "\\" or ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in location):
+        raise _bad_redirect(current, ValueError("a backslash, space or control character in Location"))
+    try:
+        target = current.join(location)
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+        raise _bad_redirect(current, exc) from None
+    return check_url(str(target), policy)
 
 
 def _read_body(response: httpx.Response, policy: FetchPolicy) -> bytes:
@@ -478,3 +594,58 @@ def _file_name(url: httpx.URL) -> str:
     segment = urllib.parse.unquote(url.path.rsplit("/", 1)[-1])
     segment = "".join(ch for ch in segment if ch.isprintable() and ch not in "/\\")[:200]
     return segment or url.host or "download"
+
+
+class DownloadSlots:
+    """How many downloads a server runs at once: in all, and per client.
+
+    The REST API and the UI's URL box download before a request takes an
+    admission slot (``serving/admission.py``), so downloads need their own bound:
+    ``E2V_URL_MAX_CONCURRENT`` in all (``503 overloaded`` beyond) and
+    ``E2V_URL_MAX_PER_CLIENT`` per client (``429 rate_limited``); 0 turns either
+    off. Batch and the CLI fetch without it. Thread-safe.
+    """
+
+    def __init__(self, max_concurrent: int, per_client: int) -> None:
+        self.max_concurrent, self.per_client = max_concurrent, per_client
+        self.active = 0
+        self._clients: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, client: str | None = None):
+        """Hold one download slot (``client``: whose, for the per-client bound; None: none applies).
+
+        Raises:
+            E2VError: ``rate_limited`` (the client holds its share) or ``overloaded`` (every slot is taken).
+        """
+        with self._lock:
+            if client is not None and 0 < self.per_client <= self._clients[client]:
+                raise E2VError(
+                    "rate_limited",
+                    f"This client is already downloading {self.per_client} audio_url(s) (E2V_URL_MAX_PER_CLIENT); "
+                    "retry when one is done. / 此客户端同时下载的 audio_url 已达上限，请稍后重试。",
+                )
+            if 0 < self.max_concurrent <= self.active:
+                raise OverloadedError(
+                    f"The server is already downloading {self.max_concurrent} audio_url(s) (E2V_URL_MAX_CONCURRENT); "
+                    "retry shortly. / 服务器同时下载的 audio_url 已达上限，请稍后重试。"
+                )
+            self.active += 1
+            if client is not None:
+                self._clients[client] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
+                if client is not None:
+                    self._clients[client] -= 1
+                    if self._clients[client] <= 0:
+                        del self._clients[client]
+
+
+@functools.lru_cache(maxsize=8)
+def download_slots(max_concurrent: int, per_client: int) -> DownloadSlots:
+    """The process's one :class:`DownloadSlots` for these bounds: the REST API and the UI share it."""
+    return DownloadSlots(max_concurrent, per_client)

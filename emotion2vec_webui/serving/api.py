@@ -29,7 +29,7 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.input_files import read_input_file
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, with_channels
 from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
-from emotion2vec_webui.serving.admission import admission_of, wait_or_cancel
+from emotion2vec_webui.serving.admission import admission_of, client_key, wait_or_cancel
 from emotion2vec_webui.serving.conversation_fields import with_conversation
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
 from emotion2vec_webui.serving.json_body import check_form, read_json
@@ -50,6 +50,7 @@ API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
   `audio_empty` / `audio_nonfinite` / `audio_no_stream`, 403 `url_forbidden`, 502 `url_unreachable`,
   504 `url_timeout`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`,
   405 `method_not_allowed`, 408 `request_timeout` (a stalled or too slow body),
+  429 `rate_limited` (this client holds its share: `E2V_MAX_PER_CLIENT`, `E2V_URL_MAX_PER_CLIENT`),
   503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`;
   507 `storage_full` / 503 `storage_unavailable` when the output folder is full or cannot be written.
 * When `E2V_API_TOKEN` is set, `/api/*` needs `Authorization: Bearer <token>`.
@@ -104,7 +105,7 @@ _RECOGNIZE_BODY = {
         "forbidden",
         "not_found", "head_mismatch",
         *("url_forbidden", "url_unreachable", "url_timeout", "audio_no_stream"),
-        "overloaded",
+        "overloaded", "rate_limited",
         "storage_full",
         "storage_unavailable",
         "internal_error",
@@ -112,26 +113,38 @@ _RECOGNIZE_BODY = {
     openapi_extra=_RECOGNIZE_BODY,
 )
 async def recognize(request: Request):
-    admission = admission_of(request)
-    admission.check()  # 503 at once, before a byte of the body is read
+    admission, client = admission_of(request), client_key(request)
+    admission.check(client)  # 503 (429 for a client over its share) at once, before a byte of the body is read
     request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
-    with admission.slot():
-        return await _recognize(request)
+    with admission.slot(client):
+        source, name, options = await _parse(request)
+        if not isinstance(source, AudioUrl):
+            return await _recognize(request, source, name, options)
+    # An audio_url is downloaded holding a download slot, not this one: a remote server that
+    # trickles its bytes must not keep uploads out (issue 26). The request then queues like an upload.
+    fetched = await admission.download(source.url, client)
+    with admission.slot(client):
+        return await _recognize(request, fetched, name, options)
 
 
-async def _recognize(request: Request):
-    service, settings = request.app.state.service, request.app.state.settings
+async def _parse(request: Request):
+    """The request's input (bytes, or an :class:`AudioUrl` still to download), its name and the options."""
+    settings = request.app.state.settings
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        source, name, options = await _from_multipart(request)
-    elif "json" in content_type:
-        source, name, options = await _from_json(request, settings)
-    else:
-        raise E2VError(
-            "bad_request",
-            "Send multipart/form-data with a 'file' part, or JSON with 'audio_base64', 'audio_path' or 'audio_url'. "
-            "/ 请发送带 'file' 部分的 multipart/form-data，或带 'audio_base64'、'audio_path' 或 'audio_url' 的 JSON。",
-        )
+        return await _from_multipart(request)
+    if "json" in content_type:
+        return await _from_json(request, settings)
+    raise E2VError(
+        "bad_request",
+        "Send multipart/form-data with a 'file' part, or JSON with 'audio_base64', 'audio_path' or 'audio_url'. "
+        "/ 请发送带 'file' 部分的 multipart/form-data，或带 'audio_base64'、'audio_path' 或 'audio_url' 的 JSON。",
+    )
+
+
+async def _recognize(request: Request, source, name: str | None, options: RecognizeOptions):
+    """Decode ``source`` (bytes or a :class:`Fetched` download), queue it for the worker, answer its run."""
+    service, settings = request.app.state.service, request.app.state.settings
     flow = Recognition(settings, options, request_id=request.state.request_id)
     decoded = await run_in_threadpool(flow.decode, source, name)
     del source
@@ -230,7 +243,7 @@ async def _from_json(request: Request, settings):
         raise E2VError("bad_request", "Give exactly one of 'audio_base64', 'audio_path' and 'audio_url'. "
                        "/ 'audio_base64'、'audio_path'、'audio_url' 三者须且只能给出一个。")  # fmt: skip
     if req.audio_url is not None:
-        # Scheme and E2V_URL_FETCH checked now; fetched and address-checked in Recognition.decode (url_fetch.py).
+        # Scheme and E2V_URL_FETCH checked now; fetched (address-checked) by recognize() before it takes a slot.
         check_url(req.audio_url, FetchPolicy.from_settings(settings))
         return AudioUrl(req.audio_url), (_safe_name(req.filename) if req.filename else None), options
     if req.audio_path is not None:
@@ -278,7 +291,9 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
     "/similarity",
     summary="How alike two clips are: embedding cosine, emotion-score similarity, both emotions (kept as a record)",
     response_model=SimilarityResponse,
-    responses=responses_for("bad_request", "audio_undecodable", "file_too_large", "overloaded", "not_implemented"),
+    responses=responses_for(
+        "bad_request", "audio_undecodable", "file_too_large", "overloaded", "rate_limited", "not_implemented"
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -303,13 +318,13 @@ async def similarity(request: Request):
     except ImportError:
         return error_response("not_implemented", "Similarity is not available in this build. / 此版本不提供相似度比较。")
     service = request.app.state.service
-    admission = admission_of(request)
-    admission.check()  # 503 at once, before a byte of the body is read
+    admission, client = admission_of(request), client_key(request)
+    admission.check(client)  # 503 (429 for a client over its share) at once, before a byte of the body is read
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise E2VError("bad_request", "Send multipart/form-data with file parts 'a' and 'b'. "
                                       "/ 请发送带文件部分 'a' 和 'b' 的 multipart/form-data。")  # fmt: skip
     request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
-    with admission.slot():
+    with admission.slot(client):
         form = await _multipart_form(request, files=2)
         try:
             a, a_name = await _read_upload(form, "a")

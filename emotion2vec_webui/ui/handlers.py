@@ -22,7 +22,7 @@ from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # s
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.similarity import RECORD_ID_RE, RECORDS_DIR, list_records, read_record
 from emotion2vec_webui.runs.storage import ARTIFACTS
-from emotion2vec_webui.runs.url_fetch import AudioUrl
+from emotion2vec_webui.runs.url_fetch import Fetched, FetchPolicy, download_slots, fetch_url
 from emotion2vec_webui.ui import text as ui_text
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def recognize(
             path = Path(audio_path)
             outcome = service.recognize(path, source_name=path.name, options=options, progress=progress)
         else:
-            outcome = service.recognize(AudioUrl(url), options=options, progress=progress)
+            outcome = service.recognize(download(service.settings, url), options=options, progress=progress)
     except E2VError as exc:
         log.info("UI recognition failed: %s", exc)
         return loading_or_error_view(service, exc)
@@ -205,6 +205,18 @@ def recognize(
             "Unexpected error while processing this file; see the server log. / 处理该文件时出现意外错误，请查看服务器日志。",
         )
     return view_run(service.settings.output_dir, outcome.run.run_id, outcome.result, outcome.log_text)
+
+
+def download(settings, url: str) -> Fetched:
+    """The URL box: download under REST's rules, holding one of the server's download slots (E2V_URL_MAX_CONCURRENT).
+
+    Gradio's queue already bounds how many UI events run at once, so no per-client bound applies here.
+
+    Raises:
+        E2VError: ``overloaded`` when every download slot is taken, or what ``url_fetch.fetch_url`` raises.
+    """
+    with download_slots(settings.url_max_concurrent, settings.url_max_per_client).hold():
+        return fetch_url(url, FetchPolicy.from_settings(settings))
 
 
 def recognize_api(

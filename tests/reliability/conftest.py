@@ -20,7 +20,8 @@ def reliability_server(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("reliability")
     (root / "inputs").mkdir()
     env = server_env(
-        tiny_model_dir, root, input_dirs=root / "inputs", max_duration_s=MAX_DURATION_S, max_upload_mb=2, max_queue=128
+        tiny_model_dir, root, input_dirs=root / "inputs", max_duration_s=MAX_DURATION_S, max_upload_mb=2, max_queue=128,
+        max_per_client=0,  # every test client is 127.0.0.1: 100 parallel requests from one client must all fit
     )
     env[DECODER_TEST_HOOK] = "1"  # test_decoder_crash.py: uploads starting with b"E2V-TEST:segv" crash a decoder
     with ServerProcess(env) as srv:
@@ -52,6 +53,56 @@ def guarded_server(tiny_model_dir, tmp_path_factory):
     with ServerProcess(env) as srv:
         srv.root = root
         srv.gradio_tmp = root / "outputs" / ".gradio-tmp"
+        yield srv
+
+
+# audio_url against a small server: test_url_fetch.py (slow downloads, per-client caps).
+URL_READ_TIMEOUT_S = 3.0  # also the grace before E2V_URL_MIN_RATE_KB applies
+URL_MAX_CONCURRENT = 6
+URL_DECODE_TIMEOUT_S = 4.0  # an upload of b"E2V-TEST:hang" holds its slot this long
+
+
+@pytest.fixture(scope="session")
+def url_server(tiny_model_dir, tmp_path_factory):
+    """E2V_MAX_QUEUE=4 (5 slots, 1 per client), 127.0.0.1 allowed, the whole-download limit at its 60 s default."""
+    root = tmp_path_factory.mktemp("url-server")
+    env = server_env(
+        tiny_model_dir,
+        root,
+        max_queue=4,
+        url_allow="127.0.0.1",
+        url_read_timeout_s=URL_READ_TIMEOUT_S,
+        url_max_concurrent=URL_MAX_CONCURRENT,
+        max_upload_mb=1,
+        max_duration_s=MAX_DURATION_S,
+        decode_timeout_s=URL_DECODE_TIMEOUT_S,
+    )
+    env[DECODER_TEST_HOOK] = "1"
+    with ServerProcess(env) as srv:
+        yield srv
+
+
+# The decoders under attack: test_decode_budget.py (input-sample budget, bounded wait, memory deaths).
+DECODE_WAIT_S = 3.0
+DECODE_TIMEOUT_S = 8.0  # an upload of b"E2V-TEST:hang" holds a decoder this long
+
+
+@pytest.fixture(scope="session")
+def decode_server(tiny_model_dir, tmp_path_factory):
+    """E2V_MAX_DURATION_S at its 600 s default (the budget of the attack), 2 decoders, 100 MB each, 4 MB uploads."""
+    root = tmp_path_factory.mktemp("decode-server")
+    env = server_env(
+        tiny_model_dir,
+        root,
+        max_upload_mb=4,
+        max_per_client=0,  # attackers and probes all come from 127.0.0.1
+        decode_workers=2,
+        decode_memory_mb=100,
+        decode_timeout_s=DECODE_TIMEOUT_S,
+        decode_wait_s=DECODE_WAIT_S,
+    )
+    env[DECODER_TEST_HOOK] = "1"
+    with ServerProcess(env) as srv:
         yield srv
 
 

@@ -28,6 +28,7 @@ from tests.spec_check import check_result
 
 GB = 1 << 30
 SLOW_BODY_LIMIT_S = 15.0  # the origin stops any one slow body after this (bounds the test if the cap failed)
+DRIP_LIMIT_S = 20.0  # /drip sends 1 byte a second for this long at most
 
 
 class Origin(http.server.BaseHTTPRequestHandler):
@@ -58,6 +59,10 @@ class Origin(http.server.BaseHTTPRequestHandler):
             self._send(404, b"no")
         elif url.path in ("/gigabyte", "/gigabyte-declared", "/trickle"):
             self._slow_body(url.path)
+        elif url.path == "/drip":
+            self._drip()
+        elif url.path == "/backslash":  # a redirect some clients read as http://127.0.0.1:PORT/clip.wav
+            self._send(302, headers={"Location": f"http:\\\\127.0.0.1:{self.server.server_address[1]}\\clip.wav"})
         elif url.path == "/stall":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -66,6 +71,22 @@ class Origin(http.server.BaseHTTPRequestHandler):
             time.sleep(6)
         else:
             self._send(404)
+
+    def _drip(self) -> None:
+        """Headers at once, then one byte a second (for DRIP_LIMIT_S at most): a download that never stalls."""
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < DRIP_LIMIT_S:
+                self.wfile.write(b"\0")
+                self.wfile.flush()
+                time.sleep(1.0)
+        except OSError:
+            pass
+        finally:
+            self.close_connection = True
 
     def _slow_body(self, path: str) -> None:
         """1 GB: 64 KB every 5 ms (/gigabyte; /gigabyte-declared with its Content-Length), or 1 byte every 50 ms."""
@@ -272,6 +293,124 @@ def test_big_or_slow_bodies_are_cut_and_the_server_stays_healthy(allowed_server,
     assert ok.status_code == 200, ok.text
 
 
+def test_backslash_redirect_is_a_typed_error(allowed_server, origin):
+    """``Location: http:\\\\127.0.0.1:PORT\\clip.wav`` made httpx raise InvalidURL, which left as a 500."""
+    r, _ = recognize_url(allowed_server, origin.base + "/backslash")
+    assert_error(r, 502, "url_unreachable")
+    assert "redirect" in r.json()["error"]["message"].lower()
+
+
+def test_the_server_does_not_fetch_itself(allowed_server):
+    """127.0.0.1 is allowed, but not the port the server listens on (its /metrics, its runs)."""
+    for path in ("/metrics", "/api/v1/runs", "/healthz"):
+        r, took = recognize_url(allowed_server, f"http://127.0.0.1:{allowed_server.port}{path}")
+        assert_error(r, 403, "url_forbidden")
+        assert took < 2.0, took
+
+
+# -- slow downloads hold no admission slot; per-client caps (E2V_MAX_QUEUE=4) -----------------------
+
+
+def _client(address: str, timeout: float = 60) -> httpx.Client:
+    """A client whose connections come from ``address`` (127.0.0.x: one loopback address per simulated client)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=timeout)
+
+
+def _post_url(address: str, server, url: str) -> tuple[httpx.Response, float]:
+    t0 = time.monotonic()
+    with _client(address) as c:
+        r = c.post(server.url + "/api/v1/recognize", json={"audio_url": url})
+    return r, time.monotonic() - t0
+
+
+def _upload(address: str, server, data: bytes) -> tuple[httpx.Response, float]:
+    t0 = time.monotonic()
+    with _client(address) as c:
+        r = c.post(
+            server.url + "/api/v1/recognize", files={"file": ("p.wav", data)}, data={"extract_embedding": "false"}
+        )
+    return r, time.monotonic() - t0
+
+
+def _in_threads(calls, stagger_s: float = 0.0):
+    """Start each call in a thread (``stagger_s`` apart: each request's brief parse has its admission slot back)."""
+    results: list = [None] * len(calls)
+
+    def run(i, fn):
+        results[i] = fn()
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+        time.sleep(stagger_s)
+    return threads, results
+
+
+def test_slow_downloads_leave_a_probe_answered(url_server, origin):
+    """Five 1-byte-a-second downloads (five clients) used to hold all 5 slots for the whole download."""
+    threads, drips = _in_threads([lambda a=f"127.0.0.{i}": _post_url(a, url_server, origin.base + "/drip")
+                                  for i in range(2, 7)])  # fmt: skip
+    time.sleep(1.0)  # the five are downloading
+    probe, took = _upload("127.0.0.1", url_server, Origin.clip)
+    assert probe.status_code == 200, probe.text
+    assert took < 5.0, took
+    for t in threads:
+        t.join(60)
+    for r, _ in drips:
+        assert_error(r, 504, "url_timeout")
+
+
+def test_a_trickle_is_cut_by_the_minimum_rate(url_server, origin):
+    """1 byte a second never stalls (E2V_URL_READ_TIMEOUT_S) and would run to E2V_URL_TIMEOUT_S (60 s)."""
+    from tests.reliability.conftest import URL_READ_TIMEOUT_S
+
+    r, took = recognize_url(url_server, origin.base + "/drip")
+    assert_error(r, 504, "url_timeout")
+    assert "E2V_URL_MIN_RATE_KB" in r.json()["error"]["message"]
+    assert took < URL_READ_TIMEOUT_S + 3, took
+
+
+def test_downloads_are_bounded_per_client_and_in_all(url_server, origin):
+    from tests.reliability.conftest import URL_MAX_CONCURRENT
+
+    # One client, three downloads: the third is over E2V_URL_MAX_PER_CLIENT (2) at once.
+    threads, results = _in_threads([lambda: _post_url("127.0.0.20", url_server, origin.base + "/drip")] * 3, 0.3)
+    for t in threads:
+        t.join(60)
+    refused = [(r, took) for r, took in results if r.status_code == 429]
+    assert len(refused) == 1, [r.status_code for r, _ in results]
+    assert_error(refused[0][0], 429, "rate_limited")
+    assert "E2V_URL_MAX_PER_CLIENT" in refused[0][0].json()["error"]["message"]
+    assert refused[0][0].headers.get("retry-after") and refused[0][1] < 2.0
+    # One more client than E2V_URL_MAX_CONCURRENT downloads: one is answered 503 at once.
+    n = URL_MAX_CONCURRENT + 1
+    threads, results = _in_threads([lambda a=f"127.0.0.{30 + i}": _post_url(a, url_server, origin.base + "/drip")
+                                    for i in range(n)], 0.2)  # fmt: skip
+    for t in threads:
+        t.join(60)
+    statuses = sorted(r.status_code for r, _ in results)
+    assert statuses.count(503) == 1 and statuses.count(504) == n - 1, statuses
+    busy = next(r for r, _ in results if r.status_code == 503)
+    assert_error(busy, 503, "overloaded")
+    assert "E2V_URL_MAX_CONCURRENT" in busy.json()["error"]["message"]
+    assert busy.headers.get("retry-after")
+
+
+def test_one_client_cannot_take_every_slot(url_server):
+    """E2V_MAX_QUEUE=4: a client holding its share (1) gets 429 for more; another client is served."""
+    threads, held = _in_threads([lambda: _upload("127.0.0.1", url_server, b"E2V-TEST:hang\n" + b"\0" * 64)])
+    time.sleep(1.0)  # its decode hangs until E2V_DECODE_TIMEOUT_S: it holds a slot
+    greedy, took = _upload("127.0.0.1", url_server, Origin.clip)
+    assert_error(greedy, 429, "rate_limited")
+    assert "E2V_MAX_PER_CLIENT" in greedy.json()["error"]["message"]
+    assert greedy.headers.get("retry-after") and took < 2.0, took
+    other, _ = _upload("127.0.0.2", url_server, Origin.clip)
+    assert other.status_code == 200, other.text
+    for t in threads:
+        t.join(60)
+    assert held[0][0].status_code == 422, held[0][0].text  # the hung decode: audio_too_large_decoded
+
+
 # -- the rules, in process ------------------------------------------------------------------------
 
 
@@ -300,9 +439,11 @@ def test_allow_list_forms():
     allow = _Allow(("127.0.0.1", "10.0.0.0/8", "Media.Example.com", "*.cdn.example", "[::1]"))
     import ipaddress
 
-    assert allow.address(ipaddress.ip_address("10.9.8.7")) and allow.address(ipaddress.ip_address("::ffff:127.0.0.1"))
-    assert allow.address(ipaddress.ip_address("::1")) and not allow.address(ipaddress.ip_address("192.168.0.1"))
-    assert allow.host("media.example.com.") and allow.host("a.cdn.example") and not allow.host("cdn.example.org")
+    ip = ipaddress.ip_address
+    assert allow.address(ip("10.9.8.7"), 80) and allow.address(ip("::ffff:127.0.0.1"), 443)
+    assert allow.address(ip("::1"), 8080) and not allow.address(ip("192.168.0.1"), 80)
+    assert allow.host("media.example.com.", 80) and allow.host("a.cdn.example", 80)
+    assert not allow.host("cdn.example.org", 80) and not allow.host("cdn.example", 80)
 
 
 def test_fetching_off_refuses_everything():

@@ -19,6 +19,12 @@ def origin(tmp_path):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/backslash":  # a malformed redirect: httpx raised InvalidURL, the card said internal_error
+                self.send_response(302)
+                self.send_header("Location", f"http:\\\\127.0.0.1:{self.server.server_address[1]}\\stereo.wav")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(clip)))
             self.end_headers()
@@ -61,6 +67,8 @@ def test_url_box_runs_with_the_chosen_channel(service, origin):
         ("", "mix", "bad_request"),
         ("{origin}/stereo.wav", "sideways", "bad_request"),
         ("{origin}/stereo.wav", "7", "audio_no_stream"),
+        ("{origin}/backslash", "mix", "url_unreachable"),
+        ("http://[::1/a.wav", "mix", "bad_request"),
     ],
 )
 def test_url_box_errors_are_cards(service, origin, url, channels, code):
