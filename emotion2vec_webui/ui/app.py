@@ -33,6 +33,7 @@ from emotion2vec_webui.ui.batch_tab import build_batch_tab
 from emotion2vec_webui.ui.conversation_tab import build_conversation_tab
 from emotion2vec_webui.ui.gradio_strings import gradio_i18n
 from emotion2vec_webui.ui.live_tab import build_live_tab
+from emotion2vec_webui.ui.progress import relay_progress
 from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
 from emotion2vec_webui.ui.system_tab import build_system_tab
 from emotion2vec_webui.ui.timeline import head_html as timeline_head_html
@@ -44,6 +45,11 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CSS_PATH = STATIC_DIR / "ui.css"
 STATUS_POLL_S = 1.0  # model status refresh while loading
+# 50 frames a second × 1,024 float32 values: what embedding.npy costs at frame granularity.
+EMBEDDING_SIZE_INFO = (
+    "逐帧时每 20 ms 一个向量（约每分钟 12 MB），选择逐帧时默认关闭 / at frame granularity one vector every 20 ms "
+    "(about 12 MB per minute of audio): unticked when Frame is chosen"
+)
 UI_CONCURRENCY = 2  # UI events decoding at once; inference itself is serialised by the service
 FONT_STACK = ["Noto Sans", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", "system-ui", "sans-serif"]
 
@@ -180,6 +186,7 @@ def _recognize_tab(service) -> None:
                 embedding = gr.Checkbox(
                     value=True,
                     label=bilingual("Extract embedding (embedding.npy)", "提取特征向量"),
+                    info=EMBEDDING_SIZE_INFO,
                     elem_id="extract_embedding",
                 )
                 segmentation = gr.Radio(
@@ -205,18 +212,22 @@ def _recognize_tab(service) -> None:
                 view = _result_view("", "result_card", ui_text.placeholder_card_html())
 
         def on_recognize(audio_path, gran, emb, seg, url, chans, head_name, progress=gr.Progress()):
-            # One bar with the real steps (decoding → classifying → writing), no estimate from an earlier run.
+            # One bar with the real steps (decoding → window k of n with an ETA → writing), no estimate from an
+            # earlier run. Gradio's Progress only works on the event's own thread, and the windows are reported
+            # from the inference worker: the run goes on a helper thread and this one relays its latest step.
             progress(0.05, desc="解码中 / decoding")
-
-            def step(fraction: float, what: str) -> None:
-                progress(fraction, desc=what)
-
             return _view_updates(
-                ui_handlers.recognize(
-                    service, audio_path, gran, emb, seg, url=url, channels=chans, head=head_name, progress=step
+                relay_progress(
+                    lambda step: ui_handlers.recognize(
+                        service, audio_path, gran, emb, seg, url=url, channels=chans, head=head_name, progress=step
+                    ),
+                    lambda fraction, what: progress(fraction, desc=what),
                 )
             )
 
+        # Frame granularity keeps one vector per 20 ms (~12 MB a minute): the box is unticked when frames are
+        # chosen, so a long file does not silently write a large embedding.npy; utterance ticks it again.
+        granularity.change(lambda g: g != "frame", granularity, embedding, queue=False, api_visibility="private")
         run.click(
             on_recognize,
             [audio, granularity, embedding, segmentation, audio_url, channels, head],

@@ -107,7 +107,11 @@ def test_frame_recognition_end_to_end(server, page, speech_wav, tmp_path):
     expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
     expect(page.locator("#model_status [data-state=random_weights]")).to_be_visible()
     upload(page, speech_wav)
+    embedding_box = page.locator("#extract_embedding input[type=checkbox]")
+    expect(embedding_box).to_be_checked()
     page.locator("#granularity input[value=frame]").check()
+    expect(embedding_box).not_to_be_checked()  # frames: ~12 MB a minute, so the box is unticked (issue 33)
+    embedding_box.check()
     page.click("#run_button")
 
     card = page.locator("#result_card .e2v-card[data-emotion]")
@@ -151,6 +155,29 @@ def test_frame_recognition_end_to_end(server, page, speech_wav, tmp_path):
     expect(page.locator("#history_card .e2v-row")).to_have_count(9)
     expect(page.locator("#history_downloads a[download]")).to_have_count(4)
     screenshot(page, tmp_path, "history_laptop")
+
+
+def test_a_ten_minute_file_shows_window_progress_with_an_eta(server, page, tmp_path):
+    # 600 s in E2V_WINDOW_S (30 s) windows: the bar must move through the windows, with an ETA (issue 33).
+    rng = np.random.default_rng(3)
+    long_wav = tmp_path / "ten_minutes.wav"
+    sf.write(long_wav, (0.05 * rng.standard_normal(600 * 16000)).astype(np.float32), 16000, subtype="PCM_16")
+    page.set_viewport_size(LAPTOP)
+    page.goto(server.url)
+    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
+    upload(page, long_wav)  # utterance granularity: windows all the same, and no 30,000-frame timeline to draw
+    page.evaluate(
+        """() => { window.__e2vSteps = new Set();
+        window.__e2vTimer = setInterval(() => document.querySelectorAll('#result_card .progress-text, '
+          + '#result_card .progress-level-inner').forEach((n) => window.__e2vSteps.add(n.textContent.trim())), 40); }"""
+    )
+    page.click("#run_button")
+    # ~2 min on a quiet 2-core machine; under a full suite's load it can take several times that
+    expect(page.locator("#result_card .e2v-card[data-emotion]")).to_be_visible(timeout=600_000)
+    steps = page.evaluate("() => { clearInterval(window.__e2vTimer); return [...window.__e2vSteps]; }")
+    windows = {s for s in steps if re.search(r"window \d+ of \d+", s)}
+    assert len(windows) >= 10, steps
+    assert any(re.search(r"about \d+:\d\d left", s) for s in windows), steps
 
 
 def test_corrupt_upload_shows_a_readable_error(server, page, tmp_path):
