@@ -129,6 +129,7 @@ class Recognition:
         self.channel_waveforms: list | None = None  # speakers=channels: each channel, decoded apart
         self.progress: Callable[[float, str], None] | None = None  # (fraction done, bilingual step): a UI's bar
         self.windows = 0  # long audio: how many windows the engine analysed it in (0: one pass)
+        self._first_window_at: float | None = None  # when window 1 started (the ETA's pace)
 
     def decode(self, source, source_name: str | None = None, pool=None) -> DecodedAudio:
         """Decode a path, bytes or an :class:`AudioUrl` (downloaded first) into the 16 kHz mono signal.
@@ -189,9 +190,20 @@ class Recognition:
                 pass
 
     def window_started(self, k: int, n: int) -> None:
-        """The engine's ``on_window``: long audio is analysed in windows; window ``k`` of ``n`` starts."""
+        """The engine's ``on_window``: long audio is analysed in windows; window ``k`` of ``n`` starts.
+
+        From the second window on, the step carries an ETA: the windows so far, at their mean pace.
+        """
+        now = time.perf_counter()
+        if k == 1 or self._first_window_at is None:
+            self._first_window_at = now
         self.windows = n
-        self.report(0.3 + 0.6 * (k - 1) / n, f"分析第 {k}/{n} 个窗口 / window {k} of {n}")
+        step = f"分析第 {k}/{n} 个窗口 / window {k} of {n}"
+        if k > 1:
+            left = (now - self._first_window_at) / (k - 1) * (n - k + 1)
+            eta = f"{int(left // 60)}:{int(left % 60):02d}"
+            step = f"分析第 {k}/{n} 个窗口，约剩 {eta} / window {k} of {n}, about {eta} left"
+        self.report(0.3 + 0.6 * (k - 1) / n, step)
 
     def finish(self, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None = None) -> RunOutcome:
         """Classify ``decoded`` (unless a batched call already gave its ``answer``), assemble and write."""
