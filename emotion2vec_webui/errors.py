@@ -26,7 +26,7 @@ ERROR_CODES: dict[str, str] = {
     "model_unavailable": "the model could not be loaded",
     "overloaded": "the server queue is full; retry later",
     "request_timeout": "the request body arrived too slowly or stalled (E2V_BODY_TIMEOUT_S)",
-    "rate_limited": "too many uploads, or wrong tokens and logins, from this client; retry later (Retry-After)",
+    "rate_limited": "too many uploads, wrong tokens and logins, or requests at once from this client; retry later",
     "method_not_allowed": "the path exists but not with this HTTP method",
     "storage_full": "the output folder's disk is full (or over quota)",
     "storage_unavailable": "the output folder cannot be created or written",

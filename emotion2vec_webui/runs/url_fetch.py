@@ -24,8 +24,11 @@ What is refused, and how:
   (``::ffff:127.0.0.1``, 6to4, Teredo, NAT64 ``64:ff9b::/96``) checked as
   the IPv4 address it carries. Odd spellings (``2130706433``, ``0x7f.1``,
   ``017700000001``) resolve to the address they mean, which is what is
-  checked. ``E2V_URL_ALLOW`` (host names, ``*.suffix`` names, IPs and CIDRs)
-  lets chosen hosts or networks through;
+  checked. ``E2V_URL_ALLOW`` (host names, ``*.suffix`` names, IPs and CIDRs,
+  each with an optional ``:port``; parsed by ``config.parse_allow_entry``)
+  lets chosen hosts or networks through; names never match an address
+  however spelled. The server's own listening port (:func:`serving_at`) is
+  refused unless an entry names that port;
 * redirects are followed by hand, at most :data:`MAX_REDIRECTS`, each new URL
   checked again (scheme), and its connection checked again (address);
 * the body streams into memory with a cap of ``E2V_MAX_UPLOAD_MB`` (a larger
@@ -33,10 +36,15 @@ What is refused, and how:
   ``Accept-Encoding: identity`` and raw reads: no decompression bomb;
 * time: ``E2V_URL_CONNECT_TIMEOUT_S`` (lookup and connect, per hop),
   ``E2V_URL_READ_TIMEOUT_S`` (the longest silence), ``E2V_URL_TIMEOUT_S``
-  (the whole download: every socket wait is cut to what is left, so a server
-  trickling one byte a second is stopped on time) → ``url_timeout`` (504);
+  (the whole download: every socket wait is cut to what is left), and
+  ``E2V_URL_MIN_RATE_KB``: once ``E2V_URL_READ_TIMEOUT_S`` has passed the
+  download must average that rate, so a server trickling one byte a second is
+  cut early → ``url_timeout`` (504);
 * anything else (no such host, refused connection, an HTTP error status, a
-  redirect loop) → ``url_unreachable`` (502).
+  redirect loop, a redirect to a malformed URL) → ``url_unreachable`` (502).
+
+How many downloads a server runs at once is :class:`DownloadSlots`' business
+(REST and the UI's URL box; batch and the CLI fetch without it).
 
 Why httpx (already a dependency, through its transport library httpcore):
 httpcore lets a client take a custom *network backend*, the one place where
