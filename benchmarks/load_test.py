@@ -321,7 +321,9 @@ def _server(model: str, outputs: Path, **env):
     sys.path.insert(0, str(ROOT))
     from tests.server_util import ServerProcess
 
-    base = {"E2V_MODEL": model, "E2V_DEVICE": "cpu", "E2V_OUTPUT_DIR": str(outputs), "E2V_API_TOKEN": ""}
+    # Every client here is 127.0.0.1: no per-client share (E2V_MAX_PER_CLIENT), or it would answer 429 first.
+    base = {"E2V_MODEL": model, "E2V_DEVICE": "cpu", "E2V_OUTPUT_DIR": str(outputs), "E2V_API_TOKEN": "",
+            "E2V_MAX_PER_CLIENT": "0"}  # fmt: skip
     base.update({k: str(v) for k, v in env.items()})
     return ServerProcess(base)
 
