@@ -323,7 +323,9 @@ def train_head(
     folder = heads_dir / name
     if folder.exists() and not options.overwrite:
         raise E2VError(
-            "bad_request", f"head {name!r} already exists in {heads_dir}; pass --force to replace it. / 分类头已存在。"
+            "bad_request",
+            f"head {name!r} already exists in the heads folder ({heads_dir.name}); pass --force "
+            '(REST: "overwrite": true) to replace it. / 分类头已存在。',
         )
     if options.classifier not in CLASSIFIERS:
         raise E2VError("bad_request", f"classifier must be one of {', '.join(CLASSIFIERS)}")

@@ -21,6 +21,7 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone
 from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, summary_json, train_head
 from emotion2vec_webui.runs.head_store import engine_hash
+from emotion2vec_webui.runs.shown_paths import shown_paths
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,15 @@ class TrainJobs:
             job.log = list(outcome.log_lines)
             job.progress, state = 1.0, "done"
         except E2VError as exc:
-            job.error = {"code": exc.code, "message": exc.message}
+            # REST and the Train tab show it: files relative to the folders a client knows (runs/shown_paths.py)
+            job.error = {"code": exc.code, "message": shown_paths(exc.message, self.service.settings)}
         except Exception as exc:  # reported on the job, never kills the server
             log.exception("training job %s failed", job.id)
-            job.error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+            reason = shown_paths(f"{type(exc).__name__}: {str(exc)[:300]}", self.service.settings)
+            job.error = {
+                "code": "internal_error",
+                "message": f"{reason} (see the server log) / 训练意外失败，详见服务器日志。",
+            }
         finally:
             if job.cleanup:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
@@ -157,9 +163,10 @@ def check_inside(items, input_dirs) -> None:
     for it in items:
         path = Path(it.file).resolve()
         if not any(path.is_relative_to(r) for r in roots):
-            raise E2VError(
+            raise E2VError(  # named, not placed: where it is on the server is not the client's business
                 "forbidden",
-                f"{it.file} is outside the allowed input folders (E2V_INPUT_DIRS). / 该文件不在允许的输入文件夹内。",
+                f"A listed file ({path.name}) is outside the allowed input folders (E2V_INPUT_DIRS). "
+                f"/ 列出的文件（{path.name}）不在允许的输入文件夹内。",
             )
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.runs.shown_paths import shown_paths
 from emotion2vec_webui.serving.schemas import ErrorBody
 
 # One table: error code → HTTP status.
@@ -69,8 +70,9 @@ def error_response(code: str, message: str, status: int | None = None, headers: 
 def install_error_handlers(app) -> None:
     """Map E2VError, validation errors and Starlette's HTTP errors onto the error shape."""
 
-    async def on_e2v_error(_request: Request, exc: E2VError) -> JSONResponse:
-        return error_response(exc.code, exc.message)
+    async def on_e2v_error(request: Request, exc: E2VError) -> JSONResponse:
+        # files named relative to the folders a client knows, never by absolute server paths (runs/shown_paths.py)
+        return error_response(exc.code, shown_paths(exc.message, getattr(request.app.state, "settings", None)))
 
     async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response("bad_request", describe_validation(exc.errors()))

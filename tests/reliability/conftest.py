@@ -113,9 +113,15 @@ AUTH_FAILURES_PER_MIN = 30  # 30 saved up, then one every 2 s
 
 @pytest.fixture(scope="session")
 def token_server(tiny_model_dir, tmp_path_factory):
-    """E2V_API_TOKEN set (the API's bearer token and the UI's login password), E2V_AUTH_FAILURES_PER_MIN=30."""
+    """E2V_API_TOKEN set (the API's bearer token and the UI's login password), E2V_AUTH_FAILURES_PER_MIN=30;
+    an input folder and a heads folder of its own (test_error_paths.py trains heads)."""
     root = tmp_path_factory.mktemp("token-server")
-    env = server_env(tiny_model_dir, root, api_token=API_TOKEN, auth_failures_per_min=AUTH_FAILURES_PER_MIN)
+    (root / "inputs").mkdir()
+    env = server_env(
+        tiny_model_dir, root, api_token=API_TOKEN, auth_failures_per_min=AUTH_FAILURES_PER_MIN,
+        input_dirs=root / "inputs", heads_dir=root / "heads",
+    )  # fmt: skip
     with ServerProcess(env) as srv:
         srv.token = API_TOKEN
+        srv.root, srv.inputs, srv.heads = root, root / "inputs", root / "heads"
         yield srv
