@@ -63,6 +63,10 @@ class Settings:
     url_max_concurrent: int = 8  # E2V_URL_MAX_CONCURRENT: server-side audio_url downloads at once (503 beyond; 0: any)
     url_max_per_client: int = 2  # E2V_URL_MAX_PER_CLIENT: one client's downloads at once (429 beyond; 0: any)
     max_per_client: int | None = None  # E2V_MAX_PER_CLIENT: a client's recognitions in flight (see client_slots)
+    decode_workers: int = 2  # E2V_DECODE_WORKERS: decode processes (0: decode in the calling process, unguarded)
+    decode_timeout_s: float = 120.0  # E2V_DECODE_TIMEOUT_S: wall-clock limit per file, then the worker is killed
+    decode_memory_mb: float = 0.0  # E2V_DECODE_MEMORY_MB: address space a decode may add to an idle worker (0: per file)
+    decode_wait_s: float = 5.0  # E2V_DECODE_WAIT_S: the longest wait for a free decoder, then 503 overloaded
     heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
     asr_model: str = "sensevoice_small"  # conversations' ASR: name, hub id or directory (E2V_ASR_MODEL)
     speaker_model: str = "campplus"  # conversations' speaker model (CAM++): name, hub id or directory (E2V_SPEAKER_MODEL)
@@ -124,6 +128,10 @@ def load_settings() -> Settings:
         url_max_concurrent=_int("E2V_URL_MAX_CONCURRENT", 8),
         url_max_per_client=_int("E2V_URL_MAX_PER_CLIENT", 2),
         max_per_client=_int("E2V_MAX_PER_CLIENT", 0) if env.get("E2V_MAX_PER_CLIENT", "").strip() else None,
+        decode_workers=max(0, _int("E2V_DECODE_WORKERS", 2)),
+        decode_timeout_s=max(0.1, _float("E2V_DECODE_TIMEOUT_S", 120.0)),
+        decode_memory_mb=max(0.0, _float("E2V_DECODE_MEMORY_MB", 0.0)),
+        decode_wait_s=max(0.0, _float("E2V_DECODE_WAIT_S", 5.0)),
         heads_dir=Path(env.get("E2V_HEADS_DIR", "").strip() or "heads"),
         asr_model=env.get("E2V_ASR_MODEL", "").strip() or "sensevoice_small",
         speaker_model=env.get("E2V_SPEAKER_MODEL", "").strip() or "campplus",

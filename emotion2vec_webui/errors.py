@@ -9,7 +9,7 @@ from __future__ import annotations
 # Every code a user or a script can see, with a one-line meaning.
 ERROR_CODES: dict[str, str] = {
     "file_too_large": "the upload is larger than E2V_MAX_UPLOAD_MB",
-    "audio_too_long": "the audio is longer than E2V_MAX_DURATION_S",
+    "audio_too_long": "the audio is longer than E2V_MAX_DURATION_S, or has more input samples than that of 48 kHz stereo",
     "audio_too_short": "the audio is shorter than E2V_MIN_DURATION_S",
     "audio_empty": "the file holds no audio samples",
     "audio_undecodable": "the file is not audio or is corrupt beyond recovery",
@@ -24,7 +24,7 @@ ERROR_CODES: dict[str, str] = {
     "not_found": "no such run or artifact",
     "unauthorized": "a valid API token is required",
     "model_unavailable": "the model could not be loaded",
-    "overloaded": "the server queue is full; retry later",
+    "overloaded": "the server queue is full, or no decoder was free in time (E2V_DECODE_WAIT_S); retry later",
     "request_timeout": "the request body arrived too slowly or stalled (E2V_BODY_TIMEOUT_S)",
     "rate_limited": "too many uploads, wrong tokens and logins, or requests at once from this client; retry later",
     "method_not_allowed": "the path exists but not with this HTTP method",

@@ -33,10 +33,15 @@ This module decodes in the calling process; :mod:`decoder_pool` runs it in
 guarded worker processes for untrusted input. The two readers are in
 ``readers.py``.
 
-Limits (bytes, duration) are enforced while decoding: a 10-hour file is
-rejected after reading just past the limit, never decoded whole. Header
-durations are never trusted. A file that decodes only in part (truncated) is
-kept as far as it decodes, with a warning.
+Limits (bytes, duration, and the input-sample budget: rate × channels ×
+seconds may not exceed ``E2V_MAX_DURATION_S`` of 48 kHz stereo) are checked
+on the length the container declares, before decoding (a long file is refused
+in milliseconds), and again while decoding, on the samples each block really
+holds: a file that declares nothing, or too little, is rejected after reading
+just past the limit, never decoded whole (``readers.py``). A file that
+decodes only in part (truncated) is kept as far as it decodes, with a warning.
+Messages name the file by ``source_name`` (or the path's last part), never by
+a server path.
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ def decode_audio(
         try:
             size = path.stat().st_size
         except OSError as exc:
-            raise AudioError("audio_undecodable", f"{name}: cannot read the file ({exc.strerror}).") from exc
+            raise _unreadable(name, exc) from exc
         data = None
     if size > limits.max_bytes:
         raise AudioError(
@@ -115,7 +120,10 @@ def decode_audio(
     if size == 0:
         raise AudioError("audio_empty", f"{name} is empty (0 bytes).")
     if data is None:
-        data = Path(source).read_bytes()
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:  # str(exc) holds the absolute path: only its reason is shown
+            raise _unreadable(name, exc) from exc
 
     t0 = time.perf_counter()
     kind = _sniff_format(data)
@@ -168,6 +176,13 @@ def decode_audio(
         channels=options.channels,
         channel_index=sink.channel_index,
         audio_stream=sink.stream_index,
+    )
+
+
+def _unreadable(name: str, exc: OSError) -> AudioError:
+    reason = exc.strerror or type(exc).__name__
+    return AudioError(
+        "audio_undecodable", f"{name}: cannot read the file ({reason}). / 无法读取文件 {name}（{reason}）。"
     )
 
 

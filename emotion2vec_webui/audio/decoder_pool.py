@@ -16,17 +16,31 @@ with it. :func:`decode_guarded` runs :func:`decode.decode_audio` in one of
 * each job runs under an address-space limit (``RLIMIT_AS``): the worker's
   idle size plus ``E2V_DECODE_MEMORY_MB``, or, when that is 0, an allowance
   sized for the job (256 MB + twice the input + four times the longest 16 kHz
-  output the duration cap allows). Hitting it → ``audio_too_large_decoded``;
+  output the duration cap allows). Hitting it → ``audio_too_large_decoded``:
+  a ``MemoryError`` in the worker, or a worker that died while at its limit
+  (FFmpeg segfaults on some failed allocations: a valid MP4 with 300 AC-3
+  streams under 120 MB did). The parent samples the busy worker's address
+  space (``/proc/<pid>/statm``, every 10 ms, every 2 ms past half the
+  allowance); a death within 10 % (at least 2 MB) of the limit is the limit;
+* a limit too small to decode one second of audio is refused when the server
+  starts (:func:`prestart` → :meth:`DecoderPool.check_memory_limit`), with the
+  size that would do, instead of failing every file;
 * the parent enforces a wall-clock limit per job (``E2V_DECODE_TIMEOUT_S``):
   past it the worker is killed and replaced → ``audio_too_large_decoded``;
-* a worker that dies mid-job (a segfault, SIGKILL) → ``audio_undecodable``
-  ("the decoder crashed") for that file only;
+* a worker that dies mid-job (a segfault, SIGKILL) away from its memory limit
+  → ``audio_undecodable`` ("the decoder crashed") for that file only;
 * callers wait for a free worker, so at most ``E2V_DECODE_WORKERS`` decodes
-  hold memory at once, whatever the number of requests in flight.
+  hold memory at once, whatever the number of requests in flight; they wait
+  at most ``E2V_DECODE_WAIT_S`` (then ``overloaded``: the server's 503 with
+  ``Retry-After``), so a burst of slow files cannot queue everyone else behind
+  it without end. What a file may cost is bounded in ``readers.py`` (the
+  input-sample budget).
+
+Settings come from :class:`config.Settings` (``decode_*``), read once in ``config.py``.
 
 A job is a header (path or None, name, :class:`AudioLimits`,
 :class:`DecodeOptions` — stream and channel choice — and the memory
-allowance), then the bytes when there is no path. A path is opened by the
+allowance in bytes), then the bytes when there is no path. A path is opened by the
 worker itself; bytes are sent over the pipe. The
 result comes back over the same pipe: a small pickled header, then the
 float32 samples received straight into a numpy array (``recv_bytes_into``,
@@ -46,6 +60,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -56,11 +71,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emotion2vec_webui.errors import AudioError, E2VError
+from emotion2vec_webui.errors import AudioError, E2VError, OverloadedError
 
 if TYPE_CHECKING:
     from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio
     from emotion2vec_webui.audio.format import DecodeOptions
+    from emotion2vec_webui.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +87,31 @@ _READY_TIMEOUT_S = 60.0  # a worker that has not started by then is a broken ins
 _TEST_HOOK_ENV = "_E2V_DECODER_TEST_HOOK"
 
 
+_SAMPLE_SLOW_S, _SAMPLE_FAST_S = 0.010, 0.002  # how often a busy worker's address space is read (see above)
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     workers: int = 2  # E2V_DECODE_WORKERS: decode processes (0: decode in the calling process, unguarded)
     timeout_s: float = 120.0  # E2V_DECODE_TIMEOUT_S: wall-clock limit per file, then the worker is killed
     memory_mb: float = 0.0  # E2V_DECODE_MEMORY_MB: address space a job may add to an idle worker (0: per job)
+    wait_s: float = 5.0  # E2V_DECODE_WAIT_S: the longest wait for a free worker, then ``overloaded``
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PoolConfig:
+        return cls(
+            workers=settings.decode_workers,
+            timeout_s=settings.decode_timeout_s,
+            memory_mb=settings.decode_memory_mb,
+            wait_s=settings.decode_wait_s,
+        )
 
     @classmethod
     def from_env(cls) -> PoolConfig:
-        def number(name: str, default: float) -> float:
-            raw = os.environ.get(name, "").strip()
-            try:
-                return float(raw) if raw else default
-            except ValueError as exc:
-                raise SystemExit(f"{name}={raw!r} is not a number") from exc
+        """The pool's settings as ``config.load_settings`` reads them from the environment."""
+        from emotion2vec_webui.config import load_settings
 
-        return cls(
-            workers=max(0, int(number("E2V_DECODE_WORKERS", cls.workers))),
-            timeout_s=max(0.1, number("E2V_DECODE_TIMEOUT_S", cls.timeout_s)),
-            memory_mb=max(0.0, number("E2V_DECODE_MEMORY_MB", cls.memory_mb)),
-        )
+        return cls.from_settings(load_settings())
 
 
 def job_allowance(limits: AudioLimits, input_bytes: int) -> int:
@@ -121,16 +142,33 @@ class _Worker:
         except (EOFError, OSError) as exc:
             self.kill()
             raise E2VError("internal_error", "A decode worker failed to start. / 解码进程启动失败。") from exc
+        try:  # its address space, read while it works (Linux; elsewhere a death is always a crash)
+            self._statm: int | None = os.open(f"/proc/{self.process.pid}/statm", os.O_RDONLY)
+        except OSError:
+            self._statm = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    def vm_size(self) -> int | None:
+        """The worker's address-space size in bytes now (None: unknown, or the process is gone)."""
+        if self._statm is None:
+            return None
+        try:
+            pages = int(os.pread(self._statm, 64, 0).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pages * _PAGE or None  # a dead (zombie) process reads 0
 
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
         self.conn.close()
+        statm, self._statm = getattr(self, "_statm", None), None
+        if statm is not None:
+            os.close(statm)
 
     def close(self) -> None:
         try:
@@ -169,6 +207,9 @@ class DecoderPool:
                 if not self._slots.acquire(blocking=False):
                     return
                 try:
+                    with self._lock:
+                        if len(self._idle) >= self.config.workers:  # started already (prestart called twice)
+                            return
                     worker = _Worker(self._ctx)
                     self._put_back(worker)
                 except Exception:  # a later decode retries and reports it
@@ -197,13 +238,19 @@ class DecoderPool:
         source_name: str | None = None,
         limits: AudioLimits | None = None,
         options: DecodeOptions | None = None,
+        wait_s: float | None = None,
     ) -> DecodedAudio:
         """Decode like :func:`decode.decode_audio` (same ``limits`` and ``options``), in a worker process.
+
+        Args:
+            wait_s: the longest wait for a free worker (None: ``E2V_DECODE_WAIT_S``; ``math.inf``: no bound,
+                for work that has no client waiting, such as a training job).
 
         Raises:
             AudioError: every code of ``decode_audio``, plus ``audio_undecodable``
                 when the decoder crashed and ``audio_too_large_decoded`` when it
                 ran past the memory or time allowed.
+            OverloadedError: every worker stayed busy for ``wait_s``.
         """
         from emotion2vec_webui.audio.decode import AudioLimits, decode_audio
 
@@ -212,11 +259,55 @@ class DecoderPool:
             return decode_audio(source, source_name=source_name, limits=limits, options=options)
         if isinstance(source, (bytes, bytearray, memoryview)):
             data, path, name = memoryview(source).cast("B"), None, source_name or "upload"
+            size = data.nbytes
         else:
             data, path = None, os.path.abspath(source)
             name = source_name or Path(source).name
-        header = {"path": path, "name": name, "limits": limits, "options": options, "memory_mb": self.config.memory_mb}
-        return self._run(header, data)
+            size = _file_size(path)
+        allowance = int(self.config.memory_mb * MB) or job_allowance(limits, size)
+        header = {"path": path, "name": name, "limits": limits, "options": options, "allowance": allowance}
+        return self._run(header, data, self.config.wait_s if wait_s is None else wait_s)
+
+    def check_memory_limit(self, limits: AudioLimits) -> None:
+        """Refuse an ``E2V_DECODE_MEMORY_MB`` too small to decode one second of audio (the server's start-up check).
+
+        Decodes one second of 48 kHz stereo in a worker under the limit (that
+        worker is kept for the first request). When it does not fit, the
+        allowance that does is found by doubling, then halving the gap, and
+        named in the message.
+
+        Raises:
+            SystemExit: with a one-line bilingual message (``serve`` prints it and stops).
+        """
+        if self.config.workers <= 0 or self.config.memory_mb <= 0:
+            return
+        data = _one_second_wav()
+        if self._fits(data, limits, int(self.config.memory_mb * MB)):
+            return
+        low, high = self.config.memory_mb, max(8.0, 2 * self.config.memory_mb)
+        while high < 65536 and not self._fits(data, limits, int(high * MB)):
+            low, high = high, 2 * high
+        for _ in range(4):
+            mid = (low + high) / 2
+            low, high = (low, mid) if self._fits(data, limits, int(mid * MB)) else (mid, high)
+        need = int(math.ceil(high / 8) * 8)
+        raise SystemExit(
+            f"E2V_DECODE_MEMORY_MB={self.config.memory_mb:g} is too small: a decode worker cannot decode one second "
+            f"of audio under it (about {need} MB is needed with E2V_MAX_DURATION_S={limits.max_duration_s:g}); "
+            f"set it to at least {need}, or to 0 to size it per file. / E2V_DECODE_MEMORY_MB={self.config.memory_mb:g} "
+            f"过小：解码进程在此限制下无法解码一秒音频（E2V_MAX_DURATION_S={limits.max_duration_s:g} 时约需 {need} MB）；"
+            f"请设为至少 {need}，或设为 0 按文件自动确定。"
+        )
+
+    def _fits(self, data: bytes, limits: AudioLimits, allowance: int) -> bool:
+        header = {"path": None, "name": "one-second check", "limits": limits, "options": None, "allowance": allowance}
+        try:
+            self._run(header, memoryview(data), math.inf)
+        except AudioError as exc:
+            if exc.code != "audio_too_large_decoded":
+                raise
+            return False
+        return True
 
     def _take(self) -> _Worker:
         with self._lock:
@@ -242,9 +333,22 @@ class DecoderPool:
                 return
         worker.close()
 
-    def _run(self, header: dict, data: memoryview | None) -> DecodedAudio:
-        name = header["name"]
-        with self._slots:  # wait for a free worker: this bounds the decodes holding memory at once
+    def _acquire(self, wait_s: float) -> None:
+        """Take a worker slot, waiting at most ``wait_s``: this bounds the decodes holding memory at once."""
+        if wait_s == math.inf:
+            self._slots.acquire()
+            return
+        if not self._slots.acquire(timeout=max(0.0, wait_s)):
+            n = self.config.workers
+            raise OverloadedError(
+                f"All {n} decoders are busy and none was free within {wait_s:g} s (E2V_DECODE_WAIT_S); "
+                f"retry shortly. / 全部 {n} 个解码进程繁忙，{wait_s:g} 秒内没有空闲，请稍后重试。"
+            )
+
+    def _run(self, header: dict, data: memoryview | None, wait_s: float) -> DecodedAudio:
+        name, allowance = header["name"], header["allowance"]
+        self._acquire(wait_s)
+        try:
             worker = self._take()
             timed_out = threading.Event()
 
@@ -255,10 +359,12 @@ class DecoderPool:
             timer = threading.Timer(self.config.timeout_s, on_timeout)
             timer.daemon = True
             timer.start()
+            peak = 0  # the largest address space seen while the worker decoded this job
             try:
                 worker.conn.send(header)
                 if data is not None:
                     worker.conn.send_bytes(data)
+                peak = _watch(worker, allowance)
                 reply = worker.conn.recv()
                 if reply[0] == "ok":
                     meta = reply[1]
@@ -269,17 +375,20 @@ class DecoderPool:
                         worker.conn.recv_bytes_into(waveform)
             except (EOFError, OSError) as exc:
                 timer.cancel()
+                peak = max(peak, getattr(exc, "e2v_peak", 0))
                 self._retire(worker)
                 if timed_out.is_set():
                     raise AudioError(
                         "audio_too_large_decoded",
                         f"{name} took longer than {self.config.timeout_s:g} s to decode (E2V_DECODE_TIMEOUT_S). "
-                        f"/ {name} 解码超时。",
+                        f"/ {name} 解码超时（超过 {self.config.timeout_s:g} 秒）。",
                     ) from exc
+                reason = _exit_reason(worker.process.exitcode)
+                if _at_limit(worker, peak, allowance):
+                    raise _out_of_memory(name, allowance, f"the decoder died at its memory limit: {reason}") from exc
                 raise AudioError(
                     "audio_undecodable",
-                    f"{name} cannot be decoded: the decoder crashed ({_exit_reason(worker.process.exitcode)}). "
-                    f"/ 解码器崩溃，无法解码 {name}。",
+                    f"{name} cannot be decoded: the decoder crashed ({reason}). / 解码器崩溃，无法解码 {name}。",
                 ) from exc
             except BaseException:
                 timer.cancel()
@@ -290,6 +399,8 @@ class DecoderPool:
                 self._retire(worker)
             else:
                 self._put_back(worker)
+        finally:
+            self._slots.release()
         if reply[0] == "error":
             raise AudioError(reply[1], reply[2])
         from emotion2vec_webui.audio.decode import DecodedAudio
@@ -307,6 +418,63 @@ class DecoderPool:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.close()
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _watch(worker: _Worker, allowance: int) -> int:
+    """Wait until the worker answers (or dies), sampling its address space; return the largest seen.
+
+    A worker that dies raises EOFError from here with the peak attached (``e2v_peak``), so that
+    :meth:`DecoderPool._run` can tell a death at the memory limit from a crash.
+    """
+    peak = 0
+    half = (worker.idle_vm or 0) + allowance // 2
+    while True:
+        vm = worker.vm_size()
+        if vm is not None:
+            peak = max(peak, vm)
+        try:
+            if worker.conn.poll(_SAMPLE_FAST_S if peak > half else _SAMPLE_SLOW_S):
+                return peak
+        except (EOFError, OSError) as exc:
+            exc.e2v_peak = peak  # type: ignore[attr-defined]
+            raise
+        if not worker.process.is_alive() and not worker.conn.poll(0):
+            err = EOFError("the decode worker died")
+            err.e2v_peak = peak  # type: ignore[attr-defined]
+            raise err
+
+
+def _at_limit(worker: _Worker, peak: int, allowance: int) -> bool:
+    """Whether a worker that died had reached its address-space limit (within 10 %, at least 2 MB)."""
+    if worker.idle_vm is None or peak <= 0:
+        return False
+    return peak >= worker.idle_vm + allowance - max(2 * MB, allowance // 10)
+
+
+def _out_of_memory(name: str, allowance: int, why: str) -> AudioError:
+    mb = allowance / MB
+    return AudioError(
+        "audio_too_large_decoded",
+        f"{name} needs more than the {mb:.0f} MB a decode may use (E2V_DECODE_MEMORY_MB; {why}). "
+        f"/ {name} 解码所需内存超出 {mb:.0f} MB 的限制。",
+    )
+
+
+def _one_second_wav() -> bytes:
+    """One second of a 48 kHz stereo tone as 16-bit WAV bytes (the start-up check's input)."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(48000) / 48000
+    x = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([x, x], axis=1), 48000, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
 
 
 def _exiting() -> bool:
@@ -348,8 +516,18 @@ def get_pool() -> DecoderPool:
 
 
 def prestart() -> None:
-    """Start the process-wide pool's workers in the background (the server calls this at start-up)."""
-    get_pool().prestart()
+    """Start the process-wide pool's workers in the background (the server calls this at start-up).
+
+    With ``E2V_DECODE_MEMORY_MB`` set, first checks here, in the caller's thread, that one second of
+    audio decodes under it (:meth:`DecoderPool.check_memory_limit`): ``serve`` stops with one line if not.
+    """
+    pool = get_pool()
+    if pool.config.memory_mb > 0 and pool.config.workers > 0:
+        from emotion2vec_webui.audio.format import AudioLimits
+        from emotion2vec_webui.config import load_settings
+
+        pool.check_memory_limit(AudioLimits.from_settings(load_settings()))
+    pool.prestart()
 
 
 def decode_guarded(
@@ -358,9 +536,13 @@ def decode_guarded(
     source_name: str | None = None,
     limits: AudioLimits | None = None,
     options: DecodeOptions | None = None,
+    wait_s: float | None = None,
 ) -> DecodedAudio:
-    """:func:`decode.decode_audio` for untrusted input, in the process-wide pool (see the module docstring)."""
-    return get_pool().decode(source, source_name=source_name, limits=limits, options=options)
+    """:func:`decode.decode_audio` for untrusted input, in the process-wide pool (see the module docstring).
+
+    ``wait_s``: the longest wait for a free decoder (None: ``E2V_DECODE_WAIT_S``, then ``overloaded``).
+    """
+    return get_pool().decode(source, source_name=source_name, limits=limits, options=options, wait_s=wait_s)
 
 
 # -- the worker side ------------------------------------------------------------------------------
@@ -418,9 +600,7 @@ def _worker_main(conn) -> None:
             return
         data = conn.recv_bytes() if header["path"] is None else None
         name, limits = header["name"], header["limits"]
-        allowance = int(header["memory_mb"] * MB) or job_allowance(
-            limits, len(data) if data is not None else _file_size(header["path"])
-        )
+        allowance = header["allowance"]
         limited = resource is not None and idle_vm is not None
         if limited:
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -437,14 +617,11 @@ def _worker_main(conn) -> None:
         except AudioError as exc:
             reply = ("error", exc.code, exc.message)
         except MemoryError:
-            reply = (
-                "error",
-                "audio_too_large_decoded",
-                f"{name} needs more than the {allowance / MB:.0f} MB a decode may use (E2V_DECODE_MEMORY_MB). "
-                f"/ {name} 解码所需内存超出限制。",
-            )
+            error = _out_of_memory(name, allowance, "a memory error")
+            reply = ("error", error.code, error.message)
         except Exception as exc:  # a decoder bug on odd input: this file fails, the worker lives on
-            reply = ("error", "audio_undecodable", f"{name} cannot be decoded: {type(exc).__name__}: {exc}")
+            text = _without_path(f"{type(exc).__name__}: {exc}", header["path"], name)
+            reply = ("error", "audio_undecodable", f"{name} cannot be decoded: {text} / 无法解码 {name}。")
         finally:
             data = None
             if limited:
@@ -459,6 +636,13 @@ def _worker_main(conn) -> None:
         if waveform.size:
             conn.send_bytes(waveform)
         del decoded, waveform
+
+
+def _without_path(text: str, path: str | None, name: str) -> str:
+    """``text`` with the server path of the file replaced by its name (messages never show server paths)."""
+    if not path:
+        return text
+    return text.replace(path, name).replace(os.path.dirname(path) + os.sep, "")
 
 
 def _file_size(path: str) -> int:

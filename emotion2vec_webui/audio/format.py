@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emotion2vec_webui.errors import AudioError
+
 SAMPLE_RATE = 16000  # Hz: decoded audio is always 16 kHz mono float32
 MIN_MODEL_SAMPLES = 400  # the conv front-end's receptive field: fewer samples give no frame
 FRAME_HOP = 320  # samples per feature frame (20 ms)
@@ -134,3 +136,65 @@ class AudioLimits:
     @classmethod
     def from_settings(cls, settings) -> AudioLimits:
         return cls(settings.max_upload_bytes, settings.max_duration_s, settings.min_duration_s)
+
+    @property
+    def max_input_samples(self) -> int:
+        """The decode budget in input samples (frames × channels): ``max_duration_s`` of 48 kHz stereo.
+
+        Decoding costs in proportion to the samples read, not to the seconds
+        kept: 600 s of 8-channel 192 kHz is 16 times 600 s of 48 kHz stereo.
+        A file over this budget is ``audio_too_long`` (readers.py).
+        """
+        return int(self.max_duration_s * BUDGET_RATE * BUDGET_CHANNELS)
+
+
+BUDGET_RATE = 48000  # the decode budget is E2V_MAX_DURATION_S of audio at this rate …
+BUDGET_CHANNELS = 2  # … with this many channels (AudioLimits.max_input_samples)
+
+
+# -- what the limits allow ---------------------------------------------------------------------------
+# Checked twice by both readers (readers.py): on the length the container declares, before decoding
+# (soundfile's frame count is exact: a FLAC's STREAMINFO, a WAV's data size clamped to the bytes present;
+# PyAV's stream or container duration may be an estimate from the bit rate, so it must be 10 % over), and
+# on what each decoded block holds (MonoSink). A silent 8-channel 192 kHz FLAC that declares 900 s is then
+# refused in milliseconds, and one that declares nothing stops after 37.5 s of its audio (600 s cap).
+
+_DECLARED_SLACK = 1.10  # a duration FFmpeg declares may be an estimate: refuse on it only when 10 % over
+
+
+def frame_cap(rate: int, channels: int, limits: AudioLimits) -> int:
+    """Frames a file of ``rate`` × ``channels`` may hold: the duration cap or the input-sample budget, the lower."""
+    return min(int(limits.max_duration_s * rate), limits.max_input_samples // max(1, channels))
+
+
+def over_limit(name: str, limits: AudioLimits, rate: int, channels: int, declared_s: float | None = None) -> AudioError:
+    """``audio_too_long`` for a file over :func:`frame_cap`, naming the limit that binds."""
+    if limits.max_input_samples // max(1, channels) >= int(limits.max_duration_s * rate):
+        return AudioError(
+            "audio_too_long",
+            f"{name} is longer than the {limits.max_duration_s:g} s limit (E2V_MAX_DURATION_S). / "
+            f"{name} 超过 {limits.max_duration_s:g} 秒的时长上限。",
+        )
+    allowed_s = limits.max_input_samples / (rate * channels)
+    what = f"declares {declared_s:.1f} s" if declared_s is not None else "is longer"
+    what_zh = f"声明时长 {declared_s:.1f} 秒" if declared_s is not None else "更长"
+    return AudioError(
+        "audio_too_long",
+        f"{name} {what} at {rate} Hz × {channels} channels; decoding is limited to the samples of "
+        f"{limits.max_duration_s:g} s of 48 kHz stereo (E2V_MAX_DURATION_S), which is {allowed_s:.1f} s "
+        f"at this rate and channel count. / {name} 为 {rate} Hz × {channels} 声道，{what_zh}；解码量上限为 "
+        f"{limits.max_duration_s:g} 秒 48 kHz 立体声的采样数，按此采样率和声道数即 {allowed_s:.1f} 秒。",
+    )
+
+
+def check_declared(name: str, limits: AudioLimits, rate: int, channels: int, seconds: float | None, exact: bool) -> None:
+    """Refuse a file from the length its container declares, before a sample is decoded.
+
+    Args:
+        seconds: the declared length (None or not positive: unknown, nothing to check).
+        exact: the length is counted, not estimated (soundfile); otherwise it must be 10 % over a limit.
+    """
+    if seconds is None or not (0 < seconds < 1e9) or rate <= 0 or channels <= 0:
+        return
+    if seconds * rate * (1.0 if exact else 1 / _DECLARED_SLACK) > frame_cap(rate, channels, limits):
+        raise over_limit(name, limits, rate, channels, seconds)

@@ -2,8 +2,9 @@
 
 Both mix each decoded block to mono at once and stream it through soxr
 (:class:`MonoSink`), so memory is bound by one block, not by the file's
-channels × rate; both enforce the duration limit while reading. Why PyAV's
-planes are read by hand, and the other choices: see ``decode.py``.
+channels × rate; both enforce the limits (duration, input samples) on the
+length the container declares before decoding (``format.check_declared``), and
+on each block while decoding. Why PyAV's planes are read by hand: ``decode.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from emotion2vec_webui.audio.format import SAMPLE_RATE, AudioLimits, DecodeOptions
+from emotion2vec_webui.audio.format import (
+    SAMPLE_RATE,
+    AudioLimits,
+    DecodeOptions,
+    check_declared,
+    frame_cap,
+    over_limit,
+)
 from emotion2vec_webui.errors import AudioError
 
 log = logging.getLogger(__name__)
@@ -44,13 +52,6 @@ def _check_rate_channels(rate: int, channels: int, name: str) -> None:
         )
     if not (1 <= channels <= MAX_CHANNELS):
         raise AudioError("audio_undecodable", f"{name} declares {channels} channels.")
-
-
-def _too_long(name: str, limits: AudioLimits) -> AudioError:
-    return AudioError(
-        "audio_too_long",
-        f"{name} is longer than the {limits.max_duration_s:g} s limit (E2V_MAX_DURATION_S).",
-    )
 
 
 class _ClampedBytesIO(io.BytesIO):
@@ -88,6 +89,8 @@ def read_soundfile(
             raise _no_stream(
                 name, f"audio_stream={options.audio_stream}: the file has one audio stream. / 文件只有一个音频流。"
             )
+        declared = f.frames if 0 < f.frames < 2**62 else None  # 2**63 - 1: a FLAC that does not say
+        check_declared(name, limits, rate, channels, declared / rate if declared else None, exact=True)
         sink = MonoSink(rate, channels, name, limits, _channel_index(options, channels, name))
         block_frames = max(1, BLOCK_SAMPLES // channels)
         while True:
@@ -161,6 +164,9 @@ def read_pyav(
         rate = int(stream.codec_context.sample_rate or stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
         _check_rate_channels(rate, max(channels, 1), name)
+        # A container's duration is its longest stream's (a video's): used only when the audio is all it holds.
+        declared = _header_duration(container, stream, whole=len(container.streams) == 1)
+        check_declared(name, limits, rate, max(channels, 1), declared, exact=False)
         sink: MonoSink | None = None
         error: Exception | None = None
         try:
@@ -285,7 +291,7 @@ class MonoSink:
         self._mix_energy = 0.0
         self._stat_frames = 0  # frames the energies were summed over
         self.frames = 0
-        self.cap = int(limits.max_duration_s * rate)
+        self.cap = frame_cap(rate, channels, limits)  # the duration cap or the input-sample budget, the lower
         self.resample_s = 0.0
         self._out = np.empty(min(int(self.cap * SAMPLE_RATE / rate) + 4096, 3600 * SAMPLE_RATE), np.float32)
         self._n = 0
@@ -300,7 +306,7 @@ class MonoSink:
             return
         self.frames += block.shape[0]
         if self.frames > self.cap:
-            raise _too_long(self.name, self.limits)
+            raise over_limit(self.name, self.limits, self.rate, self.channels)
         if not np.isfinite(block).all():
             raise AudioError("audio_nonfinite", f"{self.name} contains NaN or infinite sample values.")
         if self.channel_index is not None:
@@ -375,11 +381,11 @@ class MonoSink:
         return self._out[: self._n]
 
 
-def _header_duration(container, stream) -> float | None:
+def _header_duration(container, stream, whole: bool = True) -> float | None:
     try:
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
-        if container.duration is not None:
+        if whole and container.duration is not None:
             return container.duration / 1_000_000
     except Exception:
         return None
