@@ -290,13 +290,13 @@ class DecoderPool:
         for _ in range(4):
             mid = (low + high) / 2
             low, high = (low, mid) if self._fits(data, limits, int(mid * MB)) else (mid, high)
-        need = int(math.ceil(high / 8) * 8)
+        needed, advised = math.ceil(high), int(math.ceil(high * 1.25 / 8) * 8)  # a quarter more for other formats
+        mb, cap = f"{self.config.memory_mb:g}", f"{limits.max_duration_s:g}"
         raise SystemExit(
-            f"E2V_DECODE_MEMORY_MB={self.config.memory_mb:g} is too small: a decode worker cannot decode one second "
-            f"of audio under it (about {need} MB is needed with E2V_MAX_DURATION_S={limits.max_duration_s:g}); "
-            f"set it to at least {need}, or to 0 to size it per file. / E2V_DECODE_MEMORY_MB={self.config.memory_mb:g} "
-            f"过小：解码进程在此限制下无法解码一秒音频（E2V_MAX_DURATION_S={limits.max_duration_s:g} 时约需 {need} MB）；"
-            f"请设为至少 {need}，或设为 0 按文件自动确定。"
+            f"E2V_DECODE_MEMORY_MB={mb} is too small: a decode worker cannot decode one second of audio under it "
+            f"(it needed about {needed} MB with E2V_MAX_DURATION_S={cap}); set it to at least {advised}, or to 0 "
+            f"to size it per file. / E2V_DECODE_MEMORY_MB={mb} 过小：解码进程在此限制下无法解码一秒音频"
+            f"（E2V_MAX_DURATION_S={cap} 时约需 {needed} MB）；请设为至少 {advised}，或设为 0 按文件自动确定。"
         )
 
     def _fits(self, data: bytes, limits: AudioLimits, allowance: int) -> bool:
