@@ -147,16 +147,64 @@ def report_html(job) -> str:
     return (
         f'<div class="e2v-card" id="train_done" data-head="{escape(r["name"])}">'
         + "<br>".join(lines)
-        + '<table class="e2v-train-table"><tr><th>标签 / label</th><th>precision</th><th>recall</th><th>F1</th>'
-        f"<th>n</th></tr>{rows}</table></div>"
+        + '<table class="e2v-train-table"><tr><th>标签 / label</th><th>精确率 / precision</th>'
+        "<th>召回率 / recall</th><th>F1 值 / F1</th>"
+        f"<th>样本数 / n</th></tr>{rows}</table></div>"
     )
 
 
+HEADS_HEADERS = [
+    "名称 / name",
+    "标签 / labels",
+    "样本数 / n",
+    "交叉验证准确率 / CV accuracy",
+    "交叉验证宏 F1 / CV macro F1",
+    "分类器 / classifier",
+    "模型 / model",
+    "创建 / created",
+]
+NO_FIGURE = "—"  # a figure report.json does not give
+
+
+def percent(value) -> str:
+    """A fraction as a percentage with one decimal (``0.369048`` → ``36.9%``); ``—`` when there is none."""
+    return NO_FIGURE if value is None else f"{100 * float(value):.1f}%"
+
+
 def heads_table(settings) -> list[list]:
+    """Every saved head (``E2V_HEADS_DIR``) as a row of :data:`HEADS_HEADERS`, figures as percentages."""
     return [
-        [h["name"], ", ".join(h["labels"]), h.get("n"), h.get("cv_accuracy"), h.get("model"), h.get("created")]
+        [
+            h["name"],
+            ", ".join(h["labels"]),
+            NO_FIGURE if h.get("n") is None else h["n"],
+            percent(h.get("cv_accuracy")),
+            percent(h.get("cv_f1_macro")),
+            h.get("classifier") or NO_FIGURE,
+            h.get("model") or NO_FIGURE,
+            h.get("created") or NO_FIGURE,
+        ]
         for h in list_heads(settings.heads_dir)
     ]
+
+
+def heads_value(settings):
+    """The heads table as the Dataframe's value (headers kept when there is no head yet)."""
+    import pandas as pd
+
+    return pd.DataFrame(heads_table(settings), columns=HEADS_HEADERS)
+
+
+def delete_choices(settings) -> list[str]:
+    """The names Delete can act on: the listed heads."""
+    return [h["name"] for h in list_heads(settings.heads_dir)]
+
+
+def heads_update(settings) -> tuple:
+    """The heads table and the Delete picker, both read from the heads folder now."""
+    import gradio as gr
+
+    return heads_value(settings), gr.update(choices=delete_choices(settings), value=None)
 
 
 def confusion_image(settings, name: str):
@@ -171,7 +219,7 @@ def run_training(service, folder_text, upload, name, classifier, labels_zh, base
     """Start a training job from the page and wait for it, reporting progress.
 
     Returns:
-        (report HTML, confusion-matrix image or None, heads table rows).
+        (report HTML, confusion-matrix image or None, the heads table: :func:`heads_value`).
     """
     settings = service.settings
     name = check_name(name)
@@ -202,7 +250,7 @@ def run_training(service, folder_text, upload, name, classifier, labels_zh, base
             progress(job.progress, desc=job.message or "…")
         time.sleep(0.25)
     image = confusion_image(settings, name) if job.state == "done" else None
-    return report_html(job), image, heads_table(settings)
+    return report_html(job), image, heads_value(settings)
 
 
 def build_train_tab(service) -> None:
@@ -264,11 +312,18 @@ def build_train_tab(service) -> None:
             interactive=False,
             elem_id="train_confusion",
         )
-        headers = ["名称 / name", "标签 / labels", "n", "交叉验证准确率 / CV accuracy", "模型 / model", "创建 / created"]
-        table = gr.Dataframe(headers=headers, value=heads_table(settings) or None, interactive=False,
-                             elem_id="train_heads")  # fmt: skip
+        gr.Markdown("已保存的分类头 / Saved heads", elem_id="train_heads_title")
+        # Filled when the page opens and when the tab is selected (a value read at build time would be the
+        # server start's: empty on a fresh page until something was trained in it).
+        table = gr.Dataframe(headers=HEADS_HEADERS, interactive=False, wrap=True, elem_id="train_heads")
         with gr.Row():
-            to_delete = gr.Textbox(label=bilingual("Delete head", "删除分类头"), scale=4, elem_id="train_delete_name")
+            to_delete = gr.Dropdown(
+                choices=[],
+                value=None,
+                label=bilingual("Delete a listed head", "删除列出的分类头"),
+                scale=4,
+                elem_id="train_delete_name",
+            )
             delete = gr.Button(bilingual("Delete", "删除"), variant="stop", scale=1, elem_id="train_delete")
 
         # The parameter names are the /train_head endpoint's (gradio_client's view_api shows them).
@@ -278,13 +333,13 @@ def build_train_tab(service) -> None:
                 return run_training(service, server_folder, upload, head_name, classifier, labels_zh, baseline_map,
                                     overwrite, progress)  # fmt: skip
             except E2VError as exc:
-                return ui_text.error_card_html(exc.code, exc.message), None, heads_table(settings)
+                return ui_text.error_card_html(exc.code, exc.message), None, heads_value(settings)
             except Exception:  # the page shows a message, the log keeps the trace
                 log.exception("UI training failed")
                 failed = ui_text.error_card_html("internal_error", "Training failed; see the server log. / 训练失败，详情见服务器日志。")
-                return failed, None, heads_table(settings)
+                return failed, None, heads_value(settings)
 
-        start.click(
+        trained = start.click(
             on_train,
             [folder, upload, name, classifier, labels_zh, baseline, overwrite],
             [report, matrix, table],
@@ -294,12 +349,27 @@ def build_train_tab(service) -> None:
         )
 
         def on_delete(name_v):
+            if not name_v:
+                error = E2VError("bad_request", "Pick a listed head to delete. / 请先选择要删除的分类头。")
+                return ui_text.error_card_html(error.code, error.message), *heads_update(settings)
             try:
                 delete_head(settings.heads_dir, name_v)
-                return "", heads_table(settings)
+                return "", *heads_update(settings)
             except E2VError as exc:
-                return ui_text.error_card_html(exc.code, exc.message), heads_table(settings)
+                return ui_text.error_card_html(exc.code, exc.message), *heads_update(settings)
 
-        delete.click(on_delete, to_delete, [report, table], api_visibility="private")
-        tab.select(lambda: heads_table(settings), None, table, queue=False, api_visibility="private")
+        delete.click(on_delete, to_delete, [report, table, to_delete], api_visibility="private")
+        refresh = {"fn": lambda: heads_update(settings), "inputs": None, "outputs": [table, to_delete],
+                   "queue": False, "api_visibility": "private"}  # fmt: skip
+        trained.then(**refresh)  # the new head joins the Delete picker too
+        tab.select(**refresh)
+        _on_page_load(refresh)
 
+
+def _on_page_load(event: dict) -> None:
+    """Run ``event`` whenever a page opens (the enclosing ``gr.Blocks``' load event), so lists are current."""
+    from gradio.context import Context
+
+    root = Context.root_block
+    if root is not None:
+        root.load(**event)

@@ -88,3 +88,38 @@ def test_train_tab_then_pick_the_head_on_recognize(server, page, tmp_path):
     assert sorted(shown) == sorted(LABELS)
     expect(page.locator("#result_card .e2v-row")).to_have_count(9)  # the nine classes stay
     shot(page, tmp_path, "recognize_with_head")
+
+
+def test_train_tab_lists_saved_heads_when_opened_and_deletes_a_listed_one(server, page):
+    """Issue 31.7: heads saved before the page opened are listed with their figures as percentages; Delete picks one."""
+    import json
+
+    from tests.head_data import write_head
+
+    heads = server.root / "heads"
+    for name, n, acc, f1 in (("saved_a", 42, 0.369048, 0.287514), ("saved_b", 30, 0.9, 0.875)):
+        write_head(heads / name, checkpoint="0" * 64, labels=("calm", "tense", "upbeat"))
+        report = {"n": n, "cv_accuracy": acc, "cv_f1_macro": f1}
+        (heads / name / "report.json").write_text(json.dumps(report), "utf-8")
+
+    page.set_default_timeout(TIMEOUT_MS)
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.goto(server.url)  # a fresh page: nothing trained in it
+    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
+    page.get_by_role("tab", name=re.compile("Train")).click()
+    table = page.locator("#train_heads")
+    row_a = table.locator("[data-index]").filter(has_text="saved_a")
+    expect(row_a).to_have_count(1)
+    for figure in ("calm, tense, upbeat", "42", "36.9%", "28.8%"):
+        expect(row_a).to_contain_text(figure)
+    expect(table.locator("[data-index]").filter(has_text="saved_b")).to_contain_text("90.0%")
+    assert "0.369048" not in table.inner_text()
+
+    picker = page.locator("#train_delete_name input")
+    picker.click()
+    page.get_by_role("option", name=re.compile("saved_a")).first.click()
+    page.click("#train_delete")
+    expect(table.locator("[data-index]").filter(has_text="saved_a")).to_have_count(0)
+    expect(table.locator("[data-index]").filter(has_text="saved_b")).to_have_count(1)
+    assert not (heads / "saved_a").exists() and (heads / "saved_b").is_dir()
+    (heads / "saved_b").rename(server.root / "saved_b_gone")  # the other test expects only its own head

@@ -41,3 +41,21 @@ def test_a_refused_upload_is_removed(service, tmp_path, content):
         run_training(service, "", str(upload), "refused", "auto", "", "", False)
     assert refused.value.code == "bad_request"
     assert leftovers(service) == []
+
+
+def test_heads_table_lists_every_head_with_percentages(tmp_path):
+    """Issue 31.7: figures as percentages (not 0.369048); a head without report.json shows dashes, not None."""
+    import json
+    from types import SimpleNamespace
+
+    from emotion2vec_webui.ui.train_tab import HEADS_HEADERS, delete_choices, heads_table
+    from tests.head_data import write_head
+
+    write_head(tmp_path / "with_report", checkpoint="0" * 64)
+    (tmp_path / "with_report" / "report.json").write_text(json.dumps({"n": 42, "cv_accuracy": 0.369048, "cv_f1_macro": 1}))
+    write_head(tmp_path / "bare", checkpoint="0" * 64, labels=("a", "b"))
+    settings = SimpleNamespace(heads_dir=tmp_path)
+    rows = heads_table(settings)
+    assert [r[:5] for r in rows] == [["bare", "a, b", "—", "—", "—"], ["with_report", "calm, tense, upbeat", 42, "36.9%", "100.0%"]]
+    assert all(len(r) == len(HEADS_HEADERS) for r in rows)
+    assert delete_choices(settings) == ["bare", "with_report"]
