@@ -15,6 +15,7 @@ from emotion2vec_webui import __version__
 from emotion2vec_webui.cli import (
     batch,
     bench,
+    catalog,
     export,
     formats,
     make_test_model,
@@ -37,6 +38,7 @@ COMMANDS = {
     "make-test-model": make_test_model,
     "export": export,
     "formats": formats,
+    "catalog": catalog,
 }
 
 

@@ -29,6 +29,7 @@ from emotion2vec_webui.jobs.inputs import BatchItem, item_source
 from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row, row_key
 from emotion2vec_webui.runs.catalog import BATCH_MANIFEST
 from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, write_evaluation
+from emotion2vec_webui.runs.run_index import record_batch_folder
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +294,7 @@ def finish_batch(
         from emotion2vec_webui.jobs.turns_summary import write_turns_summary
 
         write_turns_summary(summary.folder, rows)
+    record_batch_folder(summary.folder)  # the catalog's batch row: summary, metrics, reference labels
     return report
 
 

@@ -32,6 +32,7 @@ from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments, sof
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
 from emotion2vec_webui.runs.frames_csv import round_significant
+from emotion2vec_webui.runs.run_index import record_run_folder
 from emotion2vec_webui.runs.run_log import RunLog, log_input
 from emotion2vec_webui.runs.storage import RunFolder, iso_timestamp, now_local, write_run
 from emotion2vec_webui.runs.url_fetch import AudioUrl, Fetched, FetchPolicy, fetch_url
@@ -377,6 +378,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         flow.report(0.9, "写入运行目录 / writing the run folder")
         runlog(f"processing time {processing_s:.3f} s; writing run folder / 处理用时 {processing_s:.3f} 秒，写入运行目录")
         run = write_run(settings.output_dir, payload, decoded.waveform, result.embedding, runlog.text(), when)
+        record_run_folder(run.path, payload)  # the catalog's row, right after the rename (never raises)
         runlog(f"wrote {run.run_id} / 已写入 {run.run_id}")
     return RunOutcome(
         run=run,

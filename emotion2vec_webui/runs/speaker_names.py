@@ -23,6 +23,7 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.runs.run_index import record_run_folder
 from emotion2vec_webui.runs.transcripts import conversation_files
 from emotion2vec_webui.user_text import clean_name
 
@@ -96,4 +97,5 @@ def rename_speakers(folder: str | Path, names: dict[str, str]) -> dict:
         for name, text in conversation_files(updated).items():
             write_atomic(folder / name, text)
         write_atomic(path, json.dumps(updated, ensure_ascii=False, indent=2) + "\n")
+    record_run_folder(folder, updated)  # the catalog's speaker names follow (never raises)
     return updated

@@ -1,0 +1,339 @@
+"""Questions asked of the run catalog (:mod:`runs.run_index`): pages of runs, batches, one batch, counts.
+
+Every listing is newest first, in the order the folder walk used (the run folder's time stamp,
+its ``_N``, then the batch name), and pages with a cursor: the opaque ``next_cursor`` of one
+page fetches the next, and stays right while runs are added or deleted (an offset would skip or
+repeat rows). Filters are plain SQL over indexed columns; user text only ever reaches SQLite
+as a bound parameter (``LIKE`` wildcards in it are escaped).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.runs.run_index import RunIndex
+
+KINDS = ("single", "batch", "live", "conversation")  # "conversation": any run with speakers
+BATCH_ACTIVE_S = 15 * 60  # a batch without report.txt and newer activity than this is still being written
+MAX_STATS_ROWS = 1000  # rows per breakdown in stats (days, batches, speakers)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    q: str | None = None  # part of the source (file) name or run id, case-insensitive
+    emotion: tuple[str, ...] = ()  # top emotion is one of these keys
+    min_confidence: float | None = None  # top emotion's confidence at least this
+    since: float | None = None  # run time ≥ this (seconds since the epoch)
+    until: float | None = None  # run time < this
+    batch: str | None = None  # runs of this batch folder
+    head_label: str | None = None  # a trained head's top label (case-insensitive)
+    speaker: str | None = None  # a conversation speaker's id or name (case-insensitive)
+    kind: str | None = None  # one of KINDS
+
+    def where(self) -> tuple[str, list]:
+        """The SQL condition (``1`` when empty) and its parameters."""
+        terms, params = [], []
+        if self.q:
+            like = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            terms.append("(source_name LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\')")
+            params += [like, like]
+        if self.emotion:
+            terms.append(f"emotion IN ({', '.join('?' * len(self.emotion))})")
+            params += list(self.emotion)
+        if self.min_confidence is not None:
+            terms.append("confidence >= ?")
+            params.append(self.min_confidence)
+        if self.since is not None:
+            terms.append("t >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            terms.append("t < ?")
+            params.append(self.until)
+        if self.batch:
+            terms.append("batch = ?")
+            params.append(self.batch)
+        if self.head_label:
+            terms.append("head_label = ? COLLATE NOCASE")
+            params.append(self.head_label)
+        if self.speaker:
+            terms.append("run_id IN (SELECT run_id FROM speakers WHERE speaker = ? OR label = ? COLLATE NOCASE)")
+            params += [self.speaker, self.speaker]
+        if self.kind == "conversation":
+            terms.append("conversation = 1")
+        elif self.kind:
+            terms.append("kind = ?")
+            params.append(self.kind)
+        return (" AND ".join(terms) or "1"), params
+
+
+def make_filter(
+    q: str | None = None,
+    emotion: str | None = None,
+    min_confidence: float | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    batch: str | None = None,
+    head_label: str | None = None,
+    speaker: str | None = None,
+    kind: str | None = None,
+) -> RunFilter:
+    """A :class:`RunFilter` from what a face got (text), checked.
+
+    ``emotion`` takes one key or several comma-separated; ``since``/``until`` take a date
+    (``2026-12-01``: from its start / through its end, in the server's time zone) or an ISO 8601
+    time (``2026-12-01T09:30:00+08:00``).
+
+    Raises:
+        E2VError: ``bad_request`` naming the value that is wrong.
+    """
+    emotions = tuple(e.strip().lower() for e in (emotion or "").split(",") if e.strip())
+    unknown = [e for e in emotions if e not in EMOTIONS]
+    if unknown:
+        raise E2VError("bad_request", f"emotion must be among {', '.join(EMOTIONS)}, not {unknown[0]!r}. "
+                                      f"/ emotion 应为 {', '.join(EMOTIONS)} 之一。")  # fmt: skip
+    kind = (kind or "").strip().lower() or None
+    if kind is not None and kind not in KINDS:
+        raise E2VError("bad_request", f"kind must be one of {', '.join(KINDS)}. / kind 应为 {', '.join(KINDS)} 之一。")
+    if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
+        raise E2VError("bad_request", "min_confidence must lie in 0…1. / min_confidence 应在 0 到 1 之间。")
+    return RunFilter(
+        q=(q or "").strip() or None, emotion=emotions, min_confidence=min_confidence,
+        since=parse_time(since, end=False), until=parse_time(until, end=True), batch=(batch or "").strip() or None,
+        head_label=(head_label or "").strip() or None, speaker=(speaker or "").strip() or None, kind=kind,
+    )  # fmt: skip
+
+
+def parse_time(text: str | None, end: bool) -> float | None:
+    """A date or an ISO 8601 time → seconds since the epoch (a date's end is the next day's start)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            day = day + timedelta(days=1) if end else day
+            return datetime(day.year, day.month, day.day).astimezone().timestamp()
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise E2VError("bad_request", f"{text!r} is not a date (2026-12-01) or ISO 8601 time. "
+                                      f"/ {text!r} 不是日期（2026-12-01）或 ISO 8601 时间。") from None  # fmt: skip
+    return (when if when.tzinfo else when.astimezone()).timestamp()
+
+
+# -- pages of runs -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunsPage:
+    runs: list[dict]  # rows of the runs table (column → value), speakers as a list of names
+    total: int  # runs matching the filter
+    next_cursor: str | None  # the next page, or None at the end
+
+
+def encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The order key a cursor holds.
+
+    Raises:
+        E2VError: ``bad_request`` for a cursor this server did not give out.
+    """
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        key = ""
+    if not key or len(key) > 400:
+        raise E2VError("bad_request", "The cursor is not one this server gave out. / 游标无效。")
+    return key
+
+
+def list_runs(index: RunIndex, flt: RunFilter = RunFilter(), limit: int = 20, cursor: str | None = None,
+              offset: int = 0) -> RunsPage:  # fmt: skip
+    """One page of runs, newest first.
+
+    Args:
+        index: the catalog.
+        flt: which runs.
+        limit: runs per page.
+        cursor: ``next_cursor`` of the previous page (then ``offset`` is ignored).
+        offset: runs to skip (the older way to page; slower deep down, and shifts as runs arrive).
+    """
+    where, params = flt.where()
+
+    def query(conn: sqlite3.Connection) -> RunsPage:
+        conn.row_factory = sqlite3.Row
+        try:
+            total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
+            if cursor:
+                sql = f"SELECT * FROM runs WHERE okey < ? AND {where} ORDER BY okey DESC LIMIT ?"
+                rows = conn.execute(sql, [decode_cursor(cursor), *params, limit + 1]).fetchall()
+            else:
+                sql = f"SELECT * FROM runs WHERE {where} ORDER BY okey DESC LIMIT ? OFFSET ?"
+                rows = conn.execute(sql, [*params, limit + 1, offset]).fetchall()
+        finally:
+            conn.row_factory = None
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return RunsPage([_run_dict(r) for r in rows], total, encode_cursor(rows[-1]["okey"]) if more else None)
+
+    return index.call(query)
+
+
+def _run_dict(row: sqlite3.Row) -> dict:
+    out = {k: row[k] for k in row.keys() if k != "okey"}
+    out["conversation"] = bool(out["conversation"])
+    out["speakers"] = [s for s in (out["speakers"] or "").split(", ") if s]
+    return out
+
+
+def run_row(index: RunIndex, run_id: str) -> dict | None:
+    """One run's row, or None."""
+
+    def query(conn: sqlite3.Connection):
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        finally:
+            conn.row_factory = None
+
+    row = index.call(query)
+    return None if row is None else _run_dict(row)
+
+
+# -- batches -------------------------------------------------------------------------------------
+def batch_state(row: dict, now: float | None = None) -> str:
+    """``done`` (report.txt written), ``running`` (activity in the last 15 minutes) or ``stopped``."""
+    if row.get("done"):
+        return "done"
+    return "running" if (row.get("activity") or 0) > (now or time.time()) - BATCH_ACTIVE_S else "stopped"
+
+
+def list_batches(index: RunIndex, limit: int = 20, cursor: str | None = None, q: str | None = None) -> dict:
+    """A page of batches, newest first: ``{batches, total, next_cursor}`` (each with its run count)."""
+    terms, params = ["1"], []
+    if q:
+        terms.append("(batch_id LIKE ? ESCAPE '\\' OR input LIKE ? ESCAPE '\\')")
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params += [like, like]
+    where = " AND ".join(terms)
+
+    def query(conn: sqlite3.Connection) -> dict:
+        conn.row_factory = sqlite3.Row
+        try:
+            total = conn.execute(f"SELECT COUNT(*) FROM batches WHERE {where}", params).fetchone()[0]
+            after = [decode_cursor(cursor)] if cursor else []
+            sql = (f"SELECT b.*, (SELECT COUNT(*) FROM runs r WHERE r.batch = b.batch_id) AS runs FROM batches b "
+                   f"WHERE {where}{' AND batch_id < ?' if cursor else ''} ORDER BY batch_id DESC LIMIT ?")  # fmt: skip
+            rows = [dict(r) for r in conn.execute(sql, [*params, *after, limit + 1])]
+        finally:
+            conn.row_factory = None
+        more = len(rows) > limit
+        rows = rows[:limit]
+        for r in rows:
+            r["state"] = batch_state(r)
+            r.pop("sig", None)
+        return {"batches": rows, "total": total, "next_cursor": encode_cursor(rows[-1]["batch_id"]) if more else None}
+
+    return index.call(query)
+
+
+def batch_detail(index: RunIndex, batch: str) -> dict | None:
+    """One batch: its row, emotion counts of its runs, and its metrics with the confusion matrix (metrics.json)."""
+
+    def query(conn: sqlite3.Connection):
+        conn.row_factory = sqlite3.Row
+        try:
+            row = conn.execute("SELECT * FROM batches WHERE batch_id=?", (batch,)).fetchone()
+            if row is None:
+                return None
+            counts = conn.execute(
+                "SELECT emotion, COUNT(*) FROM runs WHERE batch=? GROUP BY emotion ORDER BY COUNT(*) DESC", (batch,)
+            ).fetchall()
+            stats = conn.execute(
+                "SELECT COUNT(*), AVG(confidence), SUM(duration_s), SUM(conversation) FROM runs WHERE batch=?", (batch,)
+            ).fetchone()
+        finally:
+            conn.row_factory = None
+        return dict(row), [tuple(c) for c in counts], tuple(stats)
+
+    found = index.call(query)
+    if found is None:
+        return None
+    row, counts, (runs, mean_conf, audio_s, conversations) = found
+    row.pop("sig", None)
+    row["state"] = batch_state(row)
+    metrics = _read_metrics(index.root / batch / "metrics.json")
+    confusion = None
+    if metrics and isinstance(metrics.get("labels"), list) and isinstance(metrics.get("confusion"), list):
+        confusion = {"labels": metrics["labels"], "matrix": metrics["confusion"]}
+    summary = {
+        "runs": runs, "emotions": {str(k): n for k, n in counts}, "mean_confidence": mean_conf,
+        "audio_s": audio_s, "conversations": conversations or 0,
+    }  # fmt: skip
+    return {**row, "summary": summary, "metrics": metrics, "confusion_matrix": confusion}
+
+
+def _read_metrics(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# -- counts for a dashboard ----------------------------------------------------------------------
+def stats(index: RunIndex, flt: RunFilter = RunFilter()) -> dict:
+    """Emotion counts of the runs ``flt`` selects: in all, by day, by batch, and by speaker (turns).
+
+    Returns:
+        ``{"runs", "emotions": {emotion: n}, "by_day": [{"day", "emotions"}], "by_batch": [{"batch", "emotions"}],
+        "by_speaker": [{"speaker", "emotions"}]}``; days newest first, batches newest first, speakers by
+        turn count. A speaker is counted by name (its label) over the turns of the selected runs.
+    """
+    where, params = flt.where()
+
+    def query(conn: sqlite3.Connection) -> dict:
+        total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
+        overall = conn.execute(f"SELECT emotion, COUNT(*) FROM runs WHERE {where} GROUP BY emotion", params).fetchall()
+        days = conn.execute(
+            f"SELECT day, emotion, COUNT(*) FROM runs WHERE {where} GROUP BY day, emotion ORDER BY day DESC", params
+        ).fetchall()
+        batches = conn.execute(
+            f"SELECT batch, emotion, COUNT(*) FROM runs WHERE batch IS NOT NULL AND {where} "
+            "GROUP BY batch, emotion ORDER BY batch DESC",
+            params,
+        ).fetchall()
+        speakers = conn.execute(
+            "SELECT COALESCE(s.label, t.speaker), t.emotion, COUNT(*) FROM turns t "
+            "LEFT JOIN speakers s ON s.run_id = t.run_id AND s.speaker = t.speaker "
+            f"WHERE t.run_id IN (SELECT run_id FROM runs WHERE conversation = 1 AND {where}) "
+            "GROUP BY 1, 2",
+            params,
+        ).fetchall()
+        return {
+            "runs": total,
+            "emotions": {str(e): n for e, n in overall},
+            "by_day": _grouped(days, "day"),
+            "by_batch": _grouped(batches, "batch"),
+            "by_speaker": sorted(_grouped(speakers, "speaker"), key=lambda g: -g["total"]),
+        }
+
+    return index.call(query)
+
+
+def _grouped(rows: list, key: str) -> list[dict]:
+    groups: dict = {}
+    for name, emotion, n in rows:
+        g = groups.setdefault(name, {key: name, "total": 0, "emotions": {}})
+        g["emotions"][str(emotion)] = n
+        g["total"] += n
+    return list(groups.values())[:MAX_STATS_ROWS]
