@@ -7,9 +7,11 @@ tokens at 600/s). Here each client address has a budget of failures: a token
 bucket of ``E2V_AUTH_FAILURES_PER_MIN`` (10) a minute with a minute's worth
 saved up. A request that carries a credential — an ``Authorization`` header on
 ``/api/*`` or ``/metrics``, a ``POST /login`` — takes one failure from its
-client's budget before the credential is checked, and gets it back when the
-credential was right (any answer but the 401 of a wrong token, or the 400 of
-Gradio's "Incorrect credentials"). A client with no budget left is answered
+client's budget before the credential is checked (so that concurrent guesses
+cannot overdraw it), and gets it back when the credential was right: a bearer
+token is compared here, at once, so a client's own requests in flight hold
+none of its budget; a login when Gradio answers anything but its 400
+"Incorrect credentials". A client with no budget left is answered
 ``429 rate_limited`` with ``Retry-After`` (seconds until its next failure is
 allowed), and its credential is not checked.
 
@@ -37,32 +39,39 @@ import logging
 import math
 
 from emotion2vec_webui.config import Settings
-from emotion2vec_webui.serving.guards import PROTECTED_PREFIXES, answer_error, expects_body, header_value
+from emotion2vec_webui.serving.guards import (
+    PROTECTED_PREFIXES,
+    answer_error,
+    bearer_matches,
+    expects_body,
+    header_value,
+)
 from emotion2vec_webui.serving.upload_guard import ClientBuckets
 
 log = logging.getLogger(__name__)
 
 # Gradio's login form posts here when the UI is mounted at "/" (gradio.routes, Gradio 6.31).
 LOGIN_PATH = "/login"
-API_WRONG = frozenset({401})  # ApiGuardMiddleware's answer to a wrong or malformed token
 LOGIN_WRONG = frozenset({400, 401})  # Gradio's "Incorrect credentials." is a 400
 
 
-def _wrong_statuses(scope) -> frozenset[int] | None:
-    """The statuses that mean "wrong credential" for this request; None when it carries no credential."""
+def _credential(scope) -> str | None:
+    """``"bearer"`` (an ``Authorization`` header on a guarded path), ``"login"`` (the UI's login form) or None."""
     path = scope.get("path", "")
     if path.startswith(PROTECTED_PREFIXES) or path == "/api":
-        return API_WRONG if header_value(scope, b"authorization") else None
+        return "bearer" if header_value(scope, b"authorization") else None
     if scope.get("method") == "POST" and path.rstrip("/") == LOGIN_PATH:
-        return LOGIN_WRONG
+        return "login"
     return None
 
 
 class AuthThrottleMiddleware:
     """Failed bearer tokens and UI logins, a budget per client address; ``429 rate_limited`` beyond it.
 
-    Sits outside :class:`~.guards.ApiGuardMiddleware` (it reads that guard's 401) and the Gradio app
-    (its login's 400). Does nothing when no token is set or ``E2V_AUTH_FAILURES_PER_MIN`` is 0.
+    A bearer token is checked here (as :class:`~.guards.ApiGuardMiddleware` checks it, which then
+    answers the 401): a right one gives its failure back at once, so a client's long recognitions
+    hold none of its budget. A login is checked by Gradio: its failure is given back when the answer
+    starts and is not Gradio's 400. Does nothing when no token is set or the rate is 0.
 
     Args:
         app: the inner ASGI app.
@@ -71,40 +80,54 @@ class AuthThrottleMiddleware:
 
     def __init__(self, app, settings: Settings) -> None:
         self.app = app
+        self.token = settings.api_token
         per_min = settings.auth_failures_per_min
         self.enabled = bool(settings.api_token) and per_min > 0
         self.failures = ClientBuckets(per_min, max(1.0, per_min))  # a minute's worth of failures saved up
 
     async def __call__(self, scope, receive, send) -> None:
-        wrong = _wrong_statuses(scope) if self.enabled and scope["type"] == "http" else None
-        if wrong is None:
+        kind = _credential(scope) if self.enabled and scope["type"] == "http" else None
+        if kind is None:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self.failures.take(client, 1)
+        wait = self.failures.take(client, 1)  # taken before the check: concurrent guesses cannot overdraw
         if wait:
-            retry = max(1, math.ceil(min(wait, 3600)))
-            log.info("client %s: out of failed sign-ins; answering 429 (retry in %d s)", client, retry)
-            message = (
-                f"Too many failed sign-ins from this address; retry in {retry} s (E2V_AUTH_FAILURES_PER_MIN). "
-                f"/ 此地址登录失败次数过多，请 {retry} 秒后重试。"
-            )
-            request_id = scope.get("state", {}).get("request_id")
-            drain = expects_body(scope) and b"100-continue" not in header_value(scope, b"expect").lower()
-            extra = [(b"retry-after", str(retry).encode())]
-            await answer_error(send, receive, 429, "rate_limited", message, request_id, extra, drain=drain)
+            await self._refuse(scope, receive, send, client, wait)
             return
-        failed = False
+        if kind == "bearer":
+            if bearer_matches(scope, self.token):
+                self.failures.give_back(client, 1)
+            else:
+                log.info("client %s: a wrong token on %s", client, scope.get("path"))
+            await self.app(scope, receive, send)  # the API guard answers a wrong token 401
+            return
+        pending = True
 
-        async def watch(message) -> None:
-            nonlocal failed
-            if message["type"] == "http.response.start" and message["status"] in wrong:
-                failed = True
-                log.info("client %s: a wrong credential on %s", client, scope.get("path"))
+        async def settle(message) -> None:
+            nonlocal pending
+            if pending and message["type"] == "http.response.start":
+                pending = False
+                if message["status"] in LOGIN_WRONG:
+                    log.info("client %s: a wrong login", client)
+                else:
+                    self.failures.give_back(client, 1)
             await send(message)
 
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, receive, settle)
         finally:
-            if not failed:  # the right credential (or none was checked): it costs nothing
+            if pending:  # no answer (the client went away before it): nothing was judged
                 self.failures.give_back(client, 1)
+
+    async def _refuse(self, scope, receive, send, client: str, wait: float) -> None:
+        retry = max(1, math.ceil(min(wait, 3600)))
+        log.info("client %s: out of failed sign-ins; answering 429 (retry in %d s)", client, retry)
+        message = (
+            f"Too many failed sign-ins from this address; retry in {retry} s (E2V_AUTH_FAILURES_PER_MIN). "
+            f"/ 此地址登录失败次数过多，请 {retry} 秒后重试。"
+        )
+        request_id = scope.get("state", {}).get("request_id")
+        drain = expects_body(scope) and b"100-continue" not in header_value(scope, b"expect").lower()
+        extra = [(b"retry-after", str(retry).encode())]
+        await answer_error(send, receive, 429, "rate_limited", message, request_id, extra, drain=drain)

@@ -107,6 +107,12 @@ def declared_length(scope) -> int | None:
         return None
 
 
+def bearer_matches(scope, token: str) -> bool:
+    """Whether the request's ``Authorization`` is ``Bearer <token>`` (compared in constant time)."""
+    scheme, _, given = header_value(scope, b"authorization").decode("latin-1").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def expects_body(scope) -> bool:
     """Whether the request announces a body (a non-zero Content-Length, or chunked)."""
     return bool(declared_length(scope)) or b"chunked" in header_value(scope, b"transfer-encoding").lower()
@@ -270,13 +276,7 @@ class ApiGuardMiddleware(_BodyGuard):
         )
 
     def authorized(self, scope) -> bool:
-        if not self.token:
-            return True
-        value = header_value(scope, b"authorization")
-        scheme, _, given = value.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer":
-            return hmac.compare_digest(given.strip().encode(), self.token.encode())
-        return False
+        return not self.token or bearer_matches(scope, self.token)
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""

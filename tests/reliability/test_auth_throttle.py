@@ -9,6 +9,7 @@ apart, as they are for clients on different machines.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
@@ -94,3 +95,24 @@ def test_requests_without_a_credential_spend_nothing(token_server):
         r = c.get("/api/v1/runs", headers={"Authorization": f"Bearer {token_server.token}"})
         assert r.status_code == 200
         assert c.get("/healthz").status_code == 200
+
+
+def test_a_clients_requests_in_flight_hold_none_of_its_budget(token_server):
+    """More requests with the right token in flight than the budget (bodies not sent yet): the next one passes."""
+    address = "127.0.0.15"
+    head = (f"PATCH /api/v1/runs/outputs_20990101_000000/speakers HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token_server.token}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n").encode()  # fmt: skip
+    held = []
+    try:
+        for _ in range(AUTH_FAILURES_PER_MIN + 5):
+            s = socket.create_connection(("127.0.0.1", token_server.port), timeout=10, source_address=(address, 0))
+            s.sendall(head)
+            held.append(s)
+        time.sleep(0.5)  # all of them are now waiting for their bodies
+        with _client(token_server, address) as c:
+            r = c.get("/api/v1/runs", headers={"Authorization": f"Bearer {token_server.token}"})
+            assert r.status_code == 200, r.text
+    finally:
+        for s in held:
+            s.close()
