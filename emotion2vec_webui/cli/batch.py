@@ -21,10 +21,12 @@ from emotion2vec_webui.cli.common import (
 from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
 from emotion2vec_webui.jobs.batch import (
     BatchOptions,
+    batch_manifest,
     check_labels,
     classify_group,
     finish_batch,
     format_report,
+    head_folder_labels,
     latest_batch_dir,
     new_batch_dir,
     open_batch,
@@ -54,7 +56,12 @@ def add_parser(sub) -> None:
         help=f"dataset label=our class pairs, e.g. 'calm=sad,surprise=surprised'; they override the defaults "
         f"({defaults}; CREMA-D codes; the report lists every mapping it applied)",
     )
-    p.add_argument("--head", metavar="NAME", help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head)")
+    p.add_argument(
+        "--head",
+        metavar="NAME",
+        help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head); inputs labelled with its labels "
+        "(list file, folder per label) score it: accuracy, UA, F1, confusion matrix",
+    )
 
 
 def run(args) -> int:
@@ -62,18 +69,23 @@ def run(args) -> int:
     from emotion2vec_webui.engine.engine import EmotionEngine
 
     settings = settings_from_args(args)
+    head_labels: tuple[str, ...] = ()
+    if args.head:  # not_found / head_invalid before any work; its labels can be scored and mapped to
+        from emotion2vec_webui.runs.head_store import load_head
+
+        head_labels = tuple(load_head(settings.heads_dir, args.head).labels)
     options = BatchOptions(
         granularity=args.granularity,
         extract_embedding=args.embedding,
         batch_size=max(1, args.batch_size),
         workers=max(1, args.workers),
-        label_map=parse_label_map(args.label_map),
+        label_map=parse_label_map(args.label_map, head_labels),
         head=args.head or None,
         **channel_options(args),
         **conversation_options(args),
     )
-    items = discover_inputs(args.input)
-    check_labels(items, options.label_map)
+    items = head_folder_labels(discover_inputs(args.input), args.input, head_labels)
+    check_labels(items, options.label_map, head_labels)
     root = Path(settings.output_dir)
     folder = args.batch_dir or (latest_batch_dir(root, args.input) if args.resume else None) or new_batch_dir(root)
     from emotion2vec_webui.runs.storage import require_output_dir, sweep_stale_temps
@@ -81,8 +93,7 @@ def run(args) -> int:
     require_output_dir(folder)  # unwritable or not a folder: one plain line and exit 4, before any work
     for where, path in (("outputs", root), ("batch", Path(folder))):
         sweep_stale_temps(path, where)  # temp run folders of writers that died (a kill mid-write)
-    manifest = {"input": args.input, "granularity": options.granularity, "embedding": options.extract_embedding}
-    summary, todo = open_batch(items, Path(folder), args.resume, {**manifest, "model": settings.model})
+    summary, todo = open_batch(items, Path(folder), args.resume, batch_manifest(args.input, settings, options))
     skipped = len(items) - len(todo)
     batch_settings = replace(settings, output_dir=summary.folder.resolve())  # absolute: Ray workers
     print(f"batch folder: {summary.folder} — {len(items)} inputs, {len(todo)} to do", file=sys.stderr)
@@ -124,6 +135,6 @@ def run(args) -> int:
     finally:
         bar.close()
         summary.close()
-    report = finish_batch(summary, items, options, skipped, audio_s, time.perf_counter() - t0)
+    report = finish_batch(summary, items, options, skipped, audio_s, time.perf_counter() - t0, head_labels)
     print(format_report(report))
     return EXIT_SOME_FAILED if report.failed else EXIT_OK

@@ -1,12 +1,15 @@
-"""Scoring predictions against reference labels: accuracy, weighted F1, confusion matrix.
+"""Scoring predictions against reference labels: accuracy, UA, weighted and macro F1, confusion matrix.
 
 Reference labels arrive as datasets spell them (RAVDESS ``calm``, CREMA-D
 ``disgust``, ``surprise`` …); :func:`map_label` turns them into our nine
 classes with a default table that a ``--label-map 'calm=neutral,…'`` option
-extends. The metrics are computed here with numpy (weighted F1 as
-scikit-learn's ``f1_score(average="weighted")``: per-class F1 over the
-classes seen in either list, weighted by each class's reference count), so
-the package does not depend on scikit-learn.
+extends. :func:`evaluate` scores any label set — the nine classes, or a
+trained head's labels (``classes=head.labels``). The metrics are computed
+here with numpy (weighted F1 as scikit-learn's ``f1_score(average="weighted")``:
+per-class F1 over the classes seen in either list, weighted by each class's
+reference count; UA as ``balanced_accuracy_score``: the mean recall of the
+classes that occur in the reference), so the package does not depend on
+scikit-learn.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,13 +66,18 @@ class Metrics:
     accuracy: float  # fraction predicted right
     weighted_f1: float  # per-class F1 weighted by reference count
     macro_f1: float  # unweighted mean of per-class F1
-    labels: list[str]  # rows/columns of the confusion matrix (EMOTIONS order, classes that occur)
+    labels: list[str]  # rows/columns of the confusion matrix (the classes' order, those that occur)
     confusion: list[list[int]]  # [reference][predicted] counts
     per_class: list[ClassScores]
+    ua: float | None = None  # unweighted accuracy: mean recall over the classes in the reference (balanced accuracy)
 
 
-def parse_label_map(text: str | None) -> dict[str, str]:
+def parse_label_map(text: str | None, extra_classes: Sequence[str] = ()) -> dict[str, str]:
     """Parse ``'calm=neutral,surprise=surprised'`` into a dict (keys lower-cased).
+
+    Args:
+        text: the ``--label-map`` value.
+        extra_classes: more targets allowed beside the nine classes (a trained head's labels, kept as spelled).
 
     Raises:
         E2VError: ``bad_request`` when a pair is malformed or maps to an unknown class.
@@ -78,13 +87,18 @@ def parse_label_map(text: str | None) -> dict[str, str]:
         if not pair.strip():
             continue
         src, sep, dst = pair.partition("=")
-        src, dst = src.strip().lower(), dst.strip().lower()
+        src, dst = src.strip().lower(), dst.strip()
         if not sep or not src or not dst:
             raise E2VError("bad_request", f"--label-map: {pair.strip()!r} is not of the form dataset_label=class. "
                                           f"/ {pair.strip()!r} 不是 数据集标签=类别 的形式。")  # fmt: skip
+        if dst in extra_classes:
+            mapping[src] = dst
+            continue
+        dst = dst.lower()
         if dst not in EMOTIONS:
-            raise E2VError("bad_request", f"--label-map: {dst!r} is not one of the classes {', '.join(EMOTIONS)}. "
-                                          f"/ {dst!r} 不是可用的类别之一。")  # fmt: skip
+            known = ", ".join([*EMOTIONS, *extra_classes])
+            raise E2VError("bad_request", f"--label-map: {dst!r} is not one of the classes {known}. "
+                                          f"/ {dst!r} 不是可用的类别之一（{known}）。")  # fmt: skip
         mapping[src] = dst
     return mapping
 
@@ -104,12 +118,14 @@ def map_label(label: str, extra: dict[str, str] | None = None) -> str | None:
     return DEFAULT_LABEL_MAP.get(key)
 
 
-def evaluate(reference: list[str], predicted: list[str]) -> Metrics:
-    """Accuracy, weighted and macro F1, and the confusion matrix of two label lists.
+def evaluate(reference: list[str], predicted: list[str], classes: Sequence[str] = EMOTIONS) -> Metrics:
+    """Accuracy, UA, weighted and macro F1, and the confusion matrix of two label lists.
 
     Args:
-        reference: true classes (already mapped to EMOTIONS keys).
+        reference: true classes (already mapped to ``classes``).
         predicted: predicted classes, same length.
+        classes: the label set and its order: the nine classes (default), or a head's labels. The matrix
+            has the classes that occur in either list, in this order, then any others sorted.
 
     Raises:
         ValueError: the lists differ in length or are empty.
@@ -117,7 +133,7 @@ def evaluate(reference: list[str], predicted: list[str]) -> Metrics:
     if len(reference) != len(predicted) or not reference:
         raise ValueError("reference and predicted must be non-empty and of the same length")
     present = set(reference) | set(predicted)
-    labels = [e for e in EMOTIONS if e in present] + sorted(present - set(EMOTIONS))
+    labels = [e for e in classes if e in present] + sorted(present - set(classes))
     index = {lab: i for i, lab in enumerate(labels)}
     cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
     for r, p in zip(reference, predicted, strict=True):
@@ -141,6 +157,7 @@ def evaluate(reference: list[str], predicted: list[str]) -> Metrics:
         labels=labels,
         confusion=cm.tolist(),
         per_class=per_class,
+        ua=float(recall[support > 0].mean()),
     )
 
 
@@ -167,16 +184,31 @@ def write_evaluation(folder: str | os.PathLike, metrics: Metrics, extra: dict | 
     """
     folder = Path(folder)
     payload = {**asdict(metrics), **(extra or {})}
-    paths = [
-        _write(folder / "metrics.json", json.dumps(payload, indent=2) + "\n"),
-        _write(folder / "confusion_matrix.csv", confusion_csv(metrics)),
-        _write(folder / "confusion_matrix.png", confusion_png(metrics)),
+    return [_write(folder / "metrics.json", json.dumps(payload, indent=2) + "\n"), *write_confusion(folder, metrics)]
+
+
+def write_confusion(
+    folder: str | os.PathLike, metrics: Metrics, stem: str = "confusion_matrix", title: str | None = None
+) -> list[Path]:
+    """Write ``<stem>.csv`` and ``<stem>.png`` atomically (a head's matrix: ``stem="head_confusion_matrix"``).
+
+    Returns:
+        The paths written.
+    """
+    folder = Path(folder)
+    return [
+        _write(folder / f"{stem}.csv", confusion_csv(metrics)),
+        _write(folder / f"{stem}.png", confusion_png(metrics, title)),
     ]
-    return paths
 
 
-def confusion_png(metrics: Metrics) -> bytes:
-    """A confusion-matrix heat map (rows normalised, counts written in the cells) as PNG bytes."""
+def confusion_png(metrics: Metrics, title: str | None = None) -> bytes:
+    """A confusion-matrix heat map (rows normalised, counts written in the cells) as PNG bytes.
+
+    Args:
+        metrics: from :func:`evaluate`.
+        title: a first title line (e.g. which head), above the figures.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,10 +227,11 @@ def confusion_png(metrics: Metrics) -> bytes:
         ax.set_yticks(range(n), metrics.labels)
         ax.set_xlabel("预测 / predicted")
         ax.set_ylabel("真实 / reference")
-        ax.set_title(
+        figures = (
             f"准确率 / accuracy {metrics.accuracy:.3f} · 加权 F1 / weighted F1 {metrics.weighted_f1:.3f} "
             f"· n={metrics.count}"
         )
+        ax.set_title(f"{title}\n{figures}" if title else figures)
         for i in range(n):
             for j in range(n):
                 color = "white" if norm[i, j] > 0.5 else "black"

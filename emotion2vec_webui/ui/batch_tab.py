@@ -22,11 +22,16 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError, OverloadedError
 from emotion2vec_webui.jobs.batch import (
+    HEAD_MATRIX,
     BatchOptions,
+    batch_manifest,
     classify_group,
     finish_batch,
     format_report,
+    head_folder_labels,
+    head_label_of,
     new_batch_dir,
+    nine_class_of,
     open_batch,
     run_local,
 )
@@ -48,6 +53,8 @@ TABLE_HEADERS = [
     "运行文件夹 / run folder",
 ]
 LABEL_HEADERS = ["真实标签 / true label", "正确 / correct"]  # added when any input carries a label
+HEAD_HEADER = "分类头 / head"  # added when a head answered: its label and confidence
+HEAD_CORRECT_HEADER = "分类头正确 / head correct"  # added when inputs carry the head's labels
 _RETRY_S = 0.5  # wait before retrying a model call the full queue refused
 
 
@@ -60,8 +67,11 @@ def server_folder(text: str, input_dirs) -> Path:
     return resolve_input_folder(text, input_dirs)
 
 
-def collect_items(files: list | None, folder_text: str, input_dirs) -> list[BatchItem]:
+def collect_items(files: list | None, folder_text: str, input_dirs, head_labels=()) -> list[BatchItem]:
     """Batch items from uploaded files, or from a permitted server folder (recursive).
+
+    Args:
+        head_labels: a head's labels: in a server folder, a folder named after one labels its files.
 
     Raises:
         E2VError: ``bad_request`` when there is nothing to do or too much, ``forbidden`` for other folders.
@@ -71,7 +81,7 @@ def collect_items(files: list | None, folder_text: str, input_dirs) -> list[Batc
         roots = [Path(d).expanduser().resolve() for d in input_dirs]
         items = [
             it
-            for it in discover_inputs(folder)
+            for it in head_folder_labels(discover_inputs(folder), str(folder), head_labels)
             if any(Path(it.file).resolve().is_relative_to(r) for r in roots)  # no symlinks out of the roots
         ]
     else:
@@ -114,15 +124,21 @@ def zip_batch(folder: Path) -> Path:
     return target
 
 
-def table_rows(rows: list[dict], label_map: dict[str, str] | None = None) -> list[list]:
-    """Summary rows as the page's table (file name, status, emotion with emoji and Chinese name …).
+def table_value(rows: list[dict], label_map: dict[str, str] | None = None, head_labels=()):
+    """Summary rows as the page's table (a DataFrame): file name, status, emotion with emoji and Chinese name …
 
-    When any input carries a reference label, each row also gets the true label (as our class, with
-    the dataset's spelling when it differs) and whether the prediction is correct (:data:`LABEL_HEADERS`).
+    When any input carries a reference label, each row also gets the true label (as our class, with the
+    dataset's spelling when it differs) and whether the nine-class answer is correct (:data:`LABEL_HEADERS`);
+    when a head answered, its label and confidence (:data:`HEAD_HEADER`), and when inputs carry the head's
+    labels, whether the head is correct (:data:`HEAD_CORRECT_HEADER`).
     """
-    from emotion2vec_webui.runs.evaluation import map_label
+    import pandas as pd
 
     labelled = any(r.get("label") for r in rows)
+    with_head = any(r.get("head_label") for r in rows)
+    head_scored = with_head and any(head_label_of(r.get("label"), head_labels, label_map) for r in rows)
+    headers = TABLE_HEADERS + (LABEL_HEADERS if labelled else [])
+    headers += ([HEAD_HEADER] if with_head else []) + ([HEAD_CORRECT_HEADER] if head_scored else [])
     out = []
     for r in rows:
         emotion = f"{EMOJI[r['emotion']]} {EMOTIONS_ZH[r['emotion']]} / {r['emotion']}" if r.get("emotion") else ""
@@ -130,22 +146,21 @@ def table_rows(rows: list[dict], label_map: dict[str, str] | None = None) -> lis
         conf = f"{r['confidence']:.3f}" if r.get("confidence") is not None else ""
         dur = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else ""
         row = [Path(r["file"]).name, r["status"], emotion, conf, dur, error, r.get("run_folder") or ""]
+        ok = r["status"] == "ok"
         if labelled:
             raw = r.get("label") or ""
-            truth = map_label(raw, label_map) if raw else None
-            shown = "" if not raw else truth if truth == raw.strip().lower() else f"{truth or '?'} ({raw})"
-            correct = "" if not truth or r["status"] != "ok" else ("✓" if truth == r.get("emotion") else "✗")
-            row += [shown, correct]
+            truth = nine_class_of(raw, label_map)
+            shown = raw if not truth else truth if truth == raw.strip().lower() else f"{truth} ({raw})"
+            row += [shown, "" if not truth or not ok else ("✓" if truth == r.get("emotion") else "✗")]
+        if with_head:
+            answer = r.get("head_label")
+            row.append(f"{answer} ({r['head_confidence']:.3f})" if answer else "")
+        if head_scored:
+            theirs = head_label_of(r.get("label"), head_labels, label_map)
+            answer = r.get("head_label")
+            row.append("" if not theirs or not ok or not answer else ("✓" if theirs == answer else "✗"))
         out.append(row)
-    return out
-
-
-def table_value(rows: list[list]):
-    """The Dataframe value for :func:`table_rows`' rows, with the label columns when they are there."""
-    import pandas as pd
-
-    headers = TABLE_HEADERS + (LABEL_HEADERS if rows and len(rows[0]) > len(TABLE_HEADERS) else [])
-    return pd.DataFrame(rows, columns=headers)
+    return pd.DataFrame(out, columns=headers)
 
 
 def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None, head=None) -> tuple:
@@ -161,24 +176,26 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         head: a trained head's name (E2V_HEADS_DIR) applied to every input too; empty: none.
 
     Returns:
-        (report HTML, table rows, summary.csv path, ZIP path, confusion-matrix PNG path or None).
+        (report HTML, the table (:func:`table_value`), summary.csv path, ZIP path, the nine-class
+        confusion-matrix PNG path or None, the head's confusion-matrix PNG path or None).
 
     Raises:
         E2VError: nothing to do, a refused folder, or the model not ready.
     """
     settings = service.settings
-    items = collect_items(files, folder_text, settings.input_dirs)
     engine = service.engine  # model_unavailable before any work
+    head_labels: tuple[str, ...] = ()
     if head:  # not_found / head_invalid / head_mismatch before any work
         from emotion2vec_webui.runs.head_store import load_for_engine
 
-        load_for_engine(settings.heads_dir, head, engine)
+        head_labels = tuple(load_for_engine(settings.heads_dir, head, engine).labels)
+    items = collect_items(files, folder_text, settings.input_dirs, head_labels)
     options = BatchOptions(
         granularity=granularity, extract_embedding=bool(embedding), batch_size=4, workers=2, head=head or None
     )
     folder = new_batch_dir(Path(settings.output_dir).resolve())
-    manifest = {"input": folder_text.strip() if folder_text else "(uploads)", "granularity": granularity, "ui": True}
-    summary, todo = open_batch(items, folder, resume=False, manifest=manifest)
+    source = folder_text.strip() if folder_text else "(uploads)"
+    summary, todo = open_batch(items, folder, resume=False, manifest=batch_manifest(source, settings, options, ui=True))
     batch_settings = dataclasses.replace(settings, output_dir=summary.folder)
     done = 0
 
@@ -197,12 +214,20 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         )
     finally:
         summary.close()
-    report = finish_batch(summary, items, options, 0, audio_s, time.perf_counter() - t0)
+    report = finish_batch(summary, items, options, 0, audio_s, time.perf_counter() - t0, head_labels)
     archive = zip_batch(summary.folder)
     text = format_report(report).replace(str(summary.folder), summary.folder.name)
     html = f'<pre class="e2v-card" id="batch_summary_text">{escape(text)}</pre>'
     matrix = summary.folder / "confusion_matrix.png"
-    return html, table_rows(report.rows), str(summary.csv), str(archive), str(matrix) if report.metrics else None
+    head_matrix = summary.folder / f"{HEAD_MATRIX}.png"
+    return (
+        html,
+        table_value(report.rows, options.label_map, head_labels),
+        str(summary.csv),
+        str(archive),
+        str(matrix) if report.metrics else None,
+        str(head_matrix) if report.head_metrics else None,
+    )
 
 
 def build_batch_tab(service) -> None:
@@ -218,10 +243,11 @@ def build_batch_tab(service) -> None:
             "外加汇总表（CSV / ZIP）。  \n"
             "Analyse many files: upload them, or name a server folder inside `E2V_INPUT_DIRS`; one run folder "
             "per file plus a summary (CSV / ZIP).\n\n"
-            "文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵；上千个文件请用 `emotion2vec-webui batch`"
-            "（或 `--engine ray`）。  \n"
-            "RAVDESS / CREMA-D file names also give accuracy and a confusion matrix; for thousands of files use "
-            "`emotion2vec-webui batch` (or `--engine ray`)."
+            "文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵；选了分类头且文件夹按其标签命名时，"
+            "也给出分类头的准确率、UA、F1 与混淆矩阵。上千个文件请用 `emotion2vec-webui batch`（或 `--engine ray`）。  \n"
+            "RAVDESS / CREMA-D file names also give accuracy and a confusion matrix; with a head picked and folders "
+            "named after its labels, the head's accuracy, UA, F1 and confusion matrix too. For thousands of files "
+            "use `emotion2vec-webui batch` (or `--engine ray`)."
         )
         with gr.Row():
             files = gr.File(
@@ -258,27 +284,31 @@ def build_batch_tab(service) -> None:
             interactive=False,
             elem_id="batch_confusion",
         )
+        head_matrix = gr.Image(
+            label=bilingual("Head's confusion matrix (inputs with its labels)", "分类头的混淆矩阵（带其标签的输入）"),
+            type="filepath",
+            interactive=False,
+            elem_id="batch_head_confusion",
+        )
 
         # The parameter names are the /batch endpoint's (gradio_client's view_api shows them).
         def run(audio_files, server_folder, granularity, save_embeddings, head, progress=gr.Progress()):
             try:
-                html, rows, *rest = run_ui_batch(
-                    service, audio_files, server_folder, granularity, save_embeddings, progress, head
-                )
-                return html, table_value(rows), *rest
+                return run_ui_batch(service, audio_files, server_folder, granularity, save_embeddings, progress, head)
             except E2VError as exc:
-                return ui_text.error_card_html(exc.code, exc.message), [], None, None, None
+                return ui_text.error_card_html(exc.code, exc.message), [], None, None, None, None
             except Exception:  # the page shows a message, the log keeps the trace
                 log.exception("UI batch failed")
                 failed = ui_text.error_card_html("internal_error", "The batch failed; see the server log. / 批量处理失败，详情见服务器日志。")
-                return failed, [], None, None, None
+                return failed, [], None, None, None, None
 
         start.click(
             run,
             inputs=[files, folder, granularity, embedding, head],
-            outputs=[report, table, csv_file, zip_file, matrix],
+            outputs=[report, table, csv_file, zip_file, matrix, head_matrix],
             api_name="batch",
-            api_description="Run a batch over uploaded files or a server folder: report, table, summary.csv, ZIP.",
+            api_description="Run a batch over uploaded files or a server folder: report, table, summary.csv, ZIP, "
+            "confusion matrices (nine classes, head).",
             concurrency_limit=1,
         )
         tab.select(lambda: refresh_picker(service), None, head, queue=False, api_visibility="private")

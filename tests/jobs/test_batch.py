@@ -185,11 +185,11 @@ def test_ui_batch_folder_uploads_and_refusals(clips, engine, settings, tmp_path)
     service.start()
     try:
         seen = []
-        html, table, csv_path, zip_path, matrix = run_ui_batch(
+        html, table, csv_path, zip_path, matrix, head_matrix = run_ui_batch(
             service, None, str(clips), "utterance", False, lambda p, **kw: seen.append(p)
         )
-        assert len(table) == 20 and sum(row[1] == "error" for row in table) == 2
-        assert "18 ok, 2 failed" in html and matrix is None
+        assert len(table) == 20 and sum(status == "error" for status in table.iloc[:, 1]) == 2
+        assert "18 ok, 2 failed" in html and matrix is None and head_matrix is None
         assert "no labels found (looked for: folder-per-label" in html and "未找到标签" in html  # said on the page
         assert seen[0] == (0, 20) and seen[-1] == (20, 20)
         with zipfile.ZipFile(zip_path) as zf:
@@ -200,8 +200,8 @@ def test_ui_batch_folder_uploads_and_refusals(clips, engine, settings, tmp_path)
         upload = tmp_path / "up" / "03-01-05-01-01-01-01.wav"  # RAVDESS name: angry
         upload.parent.mkdir()
         upload.write_bytes((clips / "c00.wav").read_bytes())
-        html, table, *_, matrix = run_ui_batch(service, [str(upload)], "", "frame", True)
-        assert len(table) == 1 and table[0][1] == "ok" and matrix and Path(matrix).exists()
+        html, table, *_, matrix, _head = run_ui_batch(service, [str(upload)], "", "frame", True)
+        assert len(table) == 1 and table.iloc[0, 1] == "ok" and matrix and Path(matrix).exists()
 
         for folder in (str(tmp_path), "/etc", f"{clips}/.."):
             with pytest.raises(E2VError) as err:

@@ -121,7 +121,7 @@ def test_processing_time_is_the_runs_own_and_times_differ(prefixed, engine, sett
 
 def test_ui_summary_names_uploads_by_their_original_names(engine, settings, tmp_path):
     from emotion2vec_webui.runs.service import Service
-    from emotion2vec_webui.ui.batch_tab import LABEL_HEADERS, TABLE_HEADERS, run_ui_batch, table_value
+    from emotion2vec_webui.ui.batch_tab import LABEL_HEADERS, TABLE_HEADERS, run_ui_batch
 
     uploads = []
     for i, name in enumerate(["interview one.wav", "ravdess_03-01-05-02-01-01-03.wav"]):
@@ -131,14 +131,13 @@ def test_ui_summary_names_uploads_by_their_original_names(engine, settings, tmp_
     service = Service(settings, engine)
     service.start()
     try:
-        html, rows, csv_path, _zip, matrix = run_ui_batch(service, uploads, "", "utterance", False)
+        html, frame, csv_path, _zip, matrix, _head = run_ui_batch(service, uploads, "", "utterance", False)
     finally:
         service.stop()
     lines = Path(csv_path).read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["interview one.wav", "ravdess_03-01-05-02-01-01-03.wav"]
     assert ".gradio-tmp" not in Path(csv_path).read_text()
     assert "准确率" in html and matrix
-    frame = table_value(rows)
     assert list(frame.columns) == TABLE_HEADERS + LABEL_HEADERS
     assert list(frame.iloc[:, -2]) == ["", "angry"] and frame.iloc[0, -1] == "" and frame.iloc[1, -1] in ("✓", "✗")
 
