@@ -19,19 +19,9 @@ from emotion2vec_webui.cli.common import (
     settings_from_args,
 )
 from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
-from emotion2vec_webui.jobs.batch import (
-    BatchOptions,
-    batch_manifest,
-    check_labels,
-    classify_group,
-    finish_batch,
-    format_report,
-    head_folder_labels,
-    latest_batch_dir,
-    new_batch_dir,
-    open_batch,
-    run_local,
-)
+from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, format_report, run_local
+from emotion2vec_webui.jobs.batch_folder import batch_manifest, latest_batch_dir, new_batch_dir, open_batch
+from emotion2vec_webui.jobs.batch_scoring import check_labels, head_folder_labels
 from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.runs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
 
@@ -93,7 +83,18 @@ def run(args) -> int:
     require_output_dir(folder)  # unwritable or not a folder: one plain line and exit 4, before any work
     for where, path in (("outputs", root), ("batch", Path(folder))):
         sweep_stale_temps(path, where)  # temp run folders of writers that died (a kill mid-write)
-    summary, todo = open_batch(items, Path(folder), args.resume, batch_manifest(args.input, settings, options))
+    summary, todo = open_batch(
+        items,
+        Path(folder),
+        args.resume,
+        batch_manifest(
+            args.input,
+            settings,
+            granularity=options.granularity,
+            head=options.head,
+            embedding=options.extract_embedding,
+        ),
+    )
     skipped = len(items) - len(todo)
     batch_settings = replace(settings, output_dir=summary.folder.resolve())  # absolute: Ray workers
     print(f"batch folder: {summary.folder} — {len(items)} inputs, {len(todo)} to do", file=sys.stderr)

@@ -1,50 +1,43 @@
 """Batch recognition: many inputs → one batch folder of run folders plus a summary.
 
-``emotion2vec-webui batch INPUT`` expands INPUT (:mod:`batch_inputs`), runs
+``emotion2vec-webui batch INPUT`` expands INPUT (:mod:`inputs`), runs
 every input through the same pipeline as ``recognize`` with the run folders
-written inside the batch folder, and records one summary row per input
-(:mod:`batch_summary`). With the local engine, decoding runs ahead of the
+written inside the batch folder (:mod:`batch_folder`), and records one summary
+row per input (:mod:`summary`). With the local engine, decoding runs ahead of the
 model in a thread pool with a bounded prefetch, so the model (in the main
 thread) never waits on disk or codecs; ``--engine ray`` runs the same job on
-Ray Data (:mod:`batch_ray`). When inputs carry reference labels, the batch
+Ray Data (:mod:`ray_batch`). When inputs carry reference labels, the batch
 ends with accuracy, UA, weighted and macro F1 and a confusion matrix
-(:mod:`evaluation`): for the nine classes when the labels map to them, and
+(:mod:`batch_scoring`): for the nine classes when the labels map to them, and
 for a trained head (``--head``) when they are among the head's labels.
-``batch.json`` records what the batch was started with, and ``--resume``
-refuses another model, precision, granularity or head (:func:`check_resume`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.jobs.batch_folder import open_batch
+from emotion2vec_webui.jobs.batch_scoring import score_batch
 from emotion2vec_webui.jobs.inputs import BatchItem, item_source
-from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row, row_key
-from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.catalog import BATCH_MANIFEST
-from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, write_confusion
+from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row
+from emotion2vec_webui.runs.evaluation import Metrics
 from emotion2vec_webui.runs.run_index import record_batch_folder
 
 log = logging.getLogger(__name__)
 
-MANIFEST = BATCH_MANIFEST  # what makes a folder a batch (runs/catalog.py lists its runs)
+__all__ = ["BatchOptions", "BatchReport", "classify_group", "finish_batch", "format_report", "open_batch", "run_local"]
 RowCallback = Callable[[dict], None]
 # Classifies decoded inputs: [(item, DecodedAudio)] → one RunOutcome or E2VError per input.
 GroupRunner = Callable[[list], list]
-HEAD_MATRIX = "head_confusion_matrix"  # the head's confusion matrix: <stem>.csv and <stem>.png
-# What a batch must be resumed with, as batch.json stores it, and the flag that sets each.
-RESUME_KEYS = {"model": "--model", "precision": "--precision", "granularity": "--granularity", "head": "--head"}
 
 
 @dataclass(frozen=True)
@@ -84,157 +77,6 @@ class BatchReport:
     @property
     def failed(self) -> int:
         return sum(r["status"] != "ok" for r in self.rows)
-
-
-def new_batch_dir(root: Path) -> Path:
-    """A fresh ``batch_YYYYMMDD_HHMMSS[_N]`` folder under the outputs root (not created)."""
-    base = time.strftime("batch_%Y%m%d_%H%M%S")
-    for n in range(10_000):
-        path = root / (base if n == 0 else f"{base}_{n}")
-        if not path.exists():
-            return path
-    raise RuntimeError(f"no free batch folder name under {root}")
-
-
-def latest_batch_dir(root: Path, input_spec: str) -> Path | None:
-    """The newest batch folder under ``root`` that was started on the same INPUT, if any."""
-    candidates = sorted((p for p in root.glob("batch_*") if (p / MANIFEST).is_file()), reverse=True)
-    for path in candidates:
-        try:
-            if json.loads((path / MANIFEST).read_text("utf-8")).get("input") == input_spec:
-                return path
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def nine_class_of(label: str | None, label_map: dict[str, str] | None = None) -> str | None:
-    """A reference label as one of the nine classes (through ``--label-map`` and the defaults), or None."""
-    target = map_label(label, label_map) if label else None
-    return target if target in EMOTIONS else None
-
-
-def head_label_of(label: str | None, head_labels: Sequence[str], label_map: dict[str, str] | None = None) -> str | None:
-    """A reference label as one of a head's labels — as spelled, case ignored, or through ``--label-map`` — or None."""
-    if not label or not head_labels:
-        return None
-    key = label.strip()
-    if key in head_labels:
-        return key
-    folded = {h.casefold(): h for h in head_labels}
-    if key.casefold() in folded:
-        return folded[key.casefold()]
-    target = (label_map or {}).get(key.lower())
-    return target if target in head_labels else None
-
-
-def check_labels(items: list[BatchItem], label_map: dict[str, str], head_labels: Sequence[str] = ()) -> None:
-    """Fail before any work when a reference label is neither a nine-class label nor one of the head's.
-
-    Raises:
-        E2VError: ``bad_request`` naming the labels and the option that fixes them.
-    """
-    unknown = sorted(
-        {
-            it.label
-            for it in items
-            if it.label
-            and nine_class_of(it.label, label_map) is None
-            and head_label_of(it.label, head_labels, label_map) is None
-        }
-    )
-    if not unknown:
-        return
-    names = ", ".join(unknown)
-    if head_labels:
-        theirs = ", ".join(head_labels)
-        raise E2VError(
-            "bad_request",
-            f"labels {names} are neither among our classes nor the head's labels ({theirs}); map them, e.g. "
-            f"--label-map '{unknown[0]}=<class or head label>'. / 标签 {names} 既不是九类之一，也不是分类头的标签"
-            f"（{theirs}）；请用 --label-map 映射，例如 --label-map '{unknown[0]}=<类别或分类头标签>'。",
-        )
-    raise E2VError(
-        "bad_request",
-        f"labels {names} are not among our classes; map them, e.g. --label-map '{unknown[0]}=other'. "
-        f"/ 标签 {names} 不在九类之中；请用 --label-map 映射，例如 --label-map '{unknown[0]}=other'。",
-    )
-
-
-def head_folder_labels(items: list[BatchItem], input_spec: str, head_labels: Sequence[str]) -> list[BatchItem]:
-    """Folder-per-label for a head: an unlabelled input of a folder INPUT whose folder is named after one of the
-    head's labels (``DATA/frustrated/x.wav``, the layout heads are trained from) gets that label."""
-    root = Path(input_spec).expanduser()
-    if not head_labels or not root.is_dir():
-        return items
-    root = root.absolute()
-    out = []
-    for it in items:
-        parent = Path(it.file).parent
-        if not it.label and parent != root and parent.is_relative_to(root):
-            label = head_label_of(parent.name, head_labels)
-            if label:
-                it = replace(it, label=label)
-        out.append(it)
-    return out
-
-
-def _model_key(model: str | None) -> str | None:
-    """A model as batch.json keeps it: a local folder by its absolute path, a hub name as given."""
-    if model and Path(model).expanduser().exists():
-        return str(Path(model).expanduser().resolve())
-    return model
-
-
-def batch_manifest(input_spec: str, settings: Settings, options: BatchOptions, **extra) -> dict:
-    """What ``batch.json`` records: the INPUT and what the batch was started with (``--resume`` must match it)."""
-    return {
-        "input": input_spec,
-        "model": _model_key(settings.model),
-        "precision": settings.precision,
-        "granularity": options.granularity,
-        "head": options.head,
-        "embedding": options.extract_embedding,
-        **extra,
-    }
-
-
-def check_resume(folder: Path, manifest: dict, summary: BatchSummary) -> None:
-    """Refuse to resume a batch with another model, precision, granularity or head than it was started with.
-
-    The stored ``batch.json`` is compared key by key (:data:`RESUME_KEYS`; a key an older batch.json lacks is not
-    compared), and rows already written with another head (or none) count too.
-
-    Raises:
-        E2VError: ``bad_request`` naming each difference and how to go on.
-    """
-    try:
-        stored = json.loads((folder / MANIFEST).read_text("utf-8"))
-    except (OSError, ValueError):
-        stored = {}
-    stored = stored if isinstance(stored, dict) else {}
-    if "model" in stored:
-        stored["model"] = _model_key(stored["model"])
-    if "head" not in stored:  # a batch.json from before heads were recorded: its rows say which head they used
-        heads = {r.get("head") for r in summary.rows() if r.get("status") == "ok"}
-        if len(heads) == 1:
-            stored["head"] = heads.pop()
-    differ = [key for key in RESUME_KEYS if key in stored and stored[key] != manifest.get(key)]
-    if not differ:
-        return
-
-    def shown(value) -> str:
-        return "none / 无" if value in (None, "") else str(value)
-
-    then = ", ".join(f"{RESUME_KEYS[k]} {shown(stored[k])}" for k in differ)
-    now = ", ".join(f"{RESUME_KEYS[k]} {shown(manifest.get(k))}" for k in differ)
-    raise E2VError(
-        "bad_request",
-        f"--resume: {folder.name} was started with {then}, not {now}; its rows would mix two settings. Resume with "
-        f"the same settings, or start a new batch (without --resume, or another --batch-dir). / 无法继续（--resume）："
-        f"{folder.name} 开始时使用 {then}，而本次为 {now}，两种设置的结果会混在一起。请用相同设置继续，"
-        f"或开始新的批量任务（去掉 --resume，或换一个 --batch-dir）。",
-    )
 
 
 def classify_group(engine, pairs: list, settings: Settings, options: BatchOptions) -> list:
@@ -380,26 +222,6 @@ def run_local(
     return audio_s
 
 
-def open_batch(items: list[BatchItem], folder: Path, resume: bool, manifest: dict) -> tuple[BatchSummary, list]:
-    """Open (or start) a batch folder and list the inputs still to do.
-
-    Raises:
-        E2VError: ``bad_request`` when the folder already holds a batch and ``resume`` is off.
-    """
-    summary = BatchSummary(folder)
-    if summary.exists() and not resume:
-        raise E2VError("bad_request", f"{folder} already holds a batch; pass --resume to continue it. "
-                                      f"/ {folder} 已有一个批量任务；要继续它请加 --resume。")  # fmt: skip
-    if resume and (folder / MANIFEST).exists():
-        check_resume(folder, manifest, summary)
-    if not (folder / MANIFEST).exists():
-        write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    done = summary.done()
-    todo = [it for it in items if it.file not in done]
-    adopted = {row_key(r) for r in summary.adopt_orphans(todo)}
-    return summary, [it for it in todo if it.file not in adopted]
-
-
 def finish_batch(
     summary: BatchSummary,
     items: list[BatchItem],
@@ -419,40 +241,13 @@ def finish_batch(
         head_labels: the label set of ``options.head`` (needed to score the head).
     """
     rows = summary.finalize(items)
-    labelled = [r for r in rows if r.get("label")]
-    nine = [r for r in labelled if nine_class_of(r["label"], options.label_map)]
-    scored = [r for r in nine if r["status"] == "ok"]
-    mapping, counts = label_mapping(nine, options.label_map)
-    payload: dict = {}
-    metrics = None
-    if scored:
-        reference = [nine_class_of(r["label"], options.label_map) for r in scored]
-        metrics = evaluate(reference, [r["emotion"] for r in scored])
-        payload = {**asdict(metrics), "labelled_inputs": len(nine), "labelled_failed": len(nine) - len(scored)}
-        payload["label_mapping_applied"] = mapping  # e.g. RAVDESS calm → neutral: said, not silent
-        payload["label_map"] = options.label_map
-        write_confusion(summary.folder, metrics)
     head_labels = tuple(head_labels) if options.head else ()
-    theirs = [r for r in labelled if head_label_of(r["label"], head_labels, options.label_map)]
-    answered = [r for r in theirs if r["status"] == "ok" and r.get("head") == options.head and r.get("head_label")]
-    head_metrics = None
-    if answered:
-        reference = [head_label_of(r["label"], head_labels, options.label_map) for r in answered]
-        head_metrics = evaluate(reference, [r["head_label"] for r in answered], classes=head_labels)
-        payload["head"] = {
-            "name": options.head,
-            "label_set": list(head_labels),
-            **asdict(head_metrics),
-            "labelled_inputs": len(theirs),
-            "labelled_failed": len(theirs) - len(answered),
-        }
-        write_confusion(summary.folder, head_metrics, HEAD_MATRIX, title=f"分类头 / head {options.head}")
-    if payload:
-        write_atomic(summary.folder / "metrics.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    scores = score_batch(summary.folder, rows, options.label_map, options.head, head_labels)
     processed = len(rows) - skipped
     report = BatchReport(
-        summary.folder, rows, skipped, processed, audio_s, elapsed_s, metrics, len(labelled), mapping, counts,
-        head=options.head, head_labels=head_labels, head_metrics=head_metrics, head_labelled=len(theirs),
+        summary.folder, rows, skipped, processed, audio_s, elapsed_s, scores.metrics, scores.labelled,
+        scores.label_mapping, scores.label_counts,
+        head=options.head, head_labels=head_labels, head_metrics=scores.head_metrics, head_labelled=scores.head_labelled,
     )  # fmt: skip
     write_atomic(summary.folder / "report.txt", format_report(report) + "\n")  # what the CLI printed, kept
     if options.speakers != "none":  # conversations: one row per turn of every input
@@ -461,19 +256,6 @@ def finish_batch(
         write_turns_summary(summary.folder, rows)
     record_batch_folder(summary.folder)  # the catalog's batch row: summary, metrics, reference labels
     return report
-
-
-def label_mapping(rows: list[dict], label_map: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]:
-    """The dataset labels of ``rows`` that count as another of our classes (``calm`` → ``neutral``), with counts."""
-    mapping: dict[str, str] = {}
-    counts: dict[str, int] = {}
-    for r in rows:
-        raw = r["label"].strip().lower()
-        target = map_label(raw, label_map)
-        if target is not None and target != raw:
-            mapping[raw] = target
-            counts[raw] = counts.get(raw, 0) + 1
-    return dict(sorted(mapping.items())), dict(sorted(counts.items()))
 
 
 def format_report(report: BatchReport) -> str:

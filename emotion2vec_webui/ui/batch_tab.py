@@ -21,20 +21,9 @@ from html import escape
 from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError, OverloadedError
-from emotion2vec_webui.jobs.batch import (
-    HEAD_MATRIX,
-    BatchOptions,
-    batch_manifest,
-    classify_group,
-    finish_batch,
-    format_report,
-    head_folder_labels,
-    head_label_of,
-    new_batch_dir,
-    nine_class_of,
-    open_batch,
-    run_local,
-)
+from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, format_report, run_local
+from emotion2vec_webui.jobs.batch_folder import batch_manifest, new_batch_dir, open_batch
+from emotion2vec_webui.jobs.batch_scoring import HEAD_MATRIX, head_folder_labels, head_label_of, nine_class_of
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_path, label_from_filename
 from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
 from emotion2vec_webui.runs.input_files import resolve_input_folder
@@ -104,7 +93,8 @@ def _queued_group_runner(service, settings, options):
     def run_group(pairs: list) -> list:
         while True:
             try:
-                return service.call(lambda engine: classify_group(engine, pairs, settings, options))
+                return service.call(lambda engine: classify_group(engine, pairs, settings, options),
+                                    priority="background", client=f"batch:{Path(settings.output_dir).name}")
             except OverloadedError:  # the queue is full of other users' requests: take a turn later
                 time.sleep(_RETRY_S)
 
@@ -195,7 +185,9 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
     )
     folder = new_batch_dir(Path(settings.output_dir).resolve())
     source = folder_text.strip() if folder_text else "(uploads)"
-    summary, todo = open_batch(items, folder, resume=False, manifest=batch_manifest(source, settings, options, ui=True))
+    summary, todo = open_batch(items, folder, resume=False, manifest=batch_manifest(
+        source, settings, granularity=granularity, head=options.head, embedding=options.extract_embedding, ui=True
+    ))
     batch_settings = dataclasses.replace(settings, output_dir=summary.folder)
     done = 0
 

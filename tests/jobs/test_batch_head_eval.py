@@ -16,15 +16,14 @@ import pytest
 from emotion2vec_webui.cli.main import main
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.batch import (
-    HEAD_MATRIX,
     BatchOptions,
-    check_labels,
     classify_group,
     finish_batch,
     format_report,
     open_batch,
     run_local,
 )
+from emotion2vec_webui.jobs.batch_scoring import HEAD_MATRIX, check_labels
 from emotion2vec_webui.jobs.head_features import Backbone
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.jobs.train_head import TrainOptions, train_head
