@@ -20,6 +20,7 @@ import threading
 
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.logs import log_to_file
+from emotion2vec_webui.runs.retention import Maintenance, RetentionPolicy
 from emotion2vec_webui.runs.service import Service
 from emotion2vec_webui.serving.auth_throttle import AuthThrottleMiddleware
 from emotion2vec_webui.serving.guards import ApiGuardMiddleware
@@ -52,9 +53,13 @@ def create_app(settings: Settings, service: Service | None = None):
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         service.start()  # idempotent; the model loads in the background
+        # The run catalog: synced with the folders in the background, then retention (E2V_KEEP_*) hourly.
+        upkeep = app.state.catalog_upkeep = Maintenance(settings.output_dir, RetentionPolicy.from_settings(settings))
+        upkeep.start()
         try:
             yield
         finally:
+            upkeep.stop()
             service.stop()
 
     app = FastAPI(

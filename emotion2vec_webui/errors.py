@@ -33,6 +33,7 @@ ERROR_CODES: dict[str, str] = {
     "internal_error": "an unexpected error; see the server log",
     "head_mismatch": "the trained head was built on another backbone (checkpoint hash differs)",
     "head_invalid": "the trained head's folder is malformed (its files, types, shapes or values)",
+    "run_busy": "the run or batch is being written or read right now, so it was not deleted; retry shortly",
 }
 
 

@@ -44,6 +44,7 @@ HTTP_STATUS: dict[str, int] = {
     "storage_full": 507,
     "head_mismatch": 409,
     "head_invalid": 422,
+    "run_busy": 409,
 }
 RETRY_AFTER_S = {"overloaded": 1, "model_unavailable": 5, "rate_limited": 1}
 

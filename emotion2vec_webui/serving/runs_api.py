@@ -1,9 +1,11 @@
-"""The REST API's runs routes: ``GET /api/v1/runs`` (single and batch runs), one run, one artifact, renames.
+"""The REST API's runs routes: runs (list with filters, one, an artifact, rename, delete), batches, stats.
 
-Run ids are untrusted: :mod:`runs.catalog` accepts ``outputs_…`` and
-``<batch folder>~outputs_…`` only, and resolves every path inside the
-outputs root (no traversal, no symlink out). Split from ``api.py``, which
-keeps recognize and similarity; :func:`with_links` is shared with recognize.
+Listings come from the run catalog (:mod:`runs.run_index`, SQLite beside the runs), not a
+walk of every folder: a page of 20 out of 100,000 runs answers in milliseconds. The folders stay
+the source of truth: a run's detail and its files are read from its folder. Run ids are
+untrusted: :mod:`runs.catalog` accepts ``outputs_…`` and ``<batch folder>~outputs_…`` only,
+and resolves every path inside the outputs root (no traversal, no symlink out). Split from
+``api.py``, which keeps recognize and similarity; :func:`with_links` is shared with recognize.
 """
 
 from __future__ import annotations
@@ -14,14 +16,25 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs import run_query
+from emotion2vec_webui.runs.catalog import batch_folder, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs.retention import delete_batch, delete_run, in_use
+from emotion2vec_webui.runs.run_index import catalog_for
 from emotion2vec_webui.runs.speaker_names import rename_speakers
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES
 from emotion2vec_webui.serving.downloads import open_file_response
 from emotion2vec_webui.serving.errors import responses_for
 from emotion2vec_webui.serving.json_body import json_request_body, read_model
-from emotion2vec_webui.serving.schemas import RecognizeResponse, RunsPage, RunSummary, SpeakerNames
+from emotion2vec_webui.serving.runs_schemas import (
+    BatchDetail,
+    BatchesPage,
+    Deleted,
+    RunsPage,
+    RunSummary,
+    Stats,
+)
+from emotion2vec_webui.serving.schemas import RecognizeResponse, SpeakerNames
 
 _MEDIA_TYPES = {
     "result.json": "application/json",
@@ -49,34 +62,120 @@ def with_links(request: Request, result: dict, run_id: str) -> dict:
     return result
 
 
-@router.get("/runs", summary="Past runs, newest first", response_model=RunsPage, responses=responses_for("unauthorized"))
+SYNC_WAIT_S = 10.0  # a listing right after the start waits this long at most for the start-up sync
+
+
+def _index(request: Request):
+    return catalog_for(request.app.state.settings.output_dir)
+
+
+async def _synced_index(request: Request):
+    """The catalog, once the start-up sync is done (or after SYNC_WAIT_S: then the answer says ``indexing``)."""
+    upkeep = getattr(request.app.state, "catalog_upkeep", None)
+    if upkeep is not None and not upkeep.synced.is_set():
+        await run_in_threadpool(upkeep.synced.wait, SYNC_WAIT_S)
+    return _index(request)
+
+
+def _indexing(request: Request) -> bool:
+    """Whether the catalog is still being built (the start-up sync, or a rebuild): a listing may be short."""
+    upkeep = getattr(request.app.state, "catalog_upkeep", None)
+    return _index(request).syncing or (upkeep is not None and not upkeep.synced.is_set())
+
+
+class _Filters:
+    """The listing filters, shared by ``GET /runs`` and ``GET /stats`` (checked by ``run_query.make_filter``)."""
+
+    def __init__(
+        self,
+        q: str | None = Query(None, max_length=200, description="part of the file name (or run id), any case"),
+        emotion: str | None = Query(None, max_length=200, description="top emotion: a key, or several comma-separated"),
+        min_confidence: float | None = Query(None, ge=0, le=1, description="top emotion's confidence at least this"),
+        since: str | None = Query(None, alias="from", max_length=40, description="from this date or ISO 8601 time"),
+        until: str | None = Query(None, alias="to", max_length=40, description="through this date, or before this time"),
+        batch: str | None = Query(None, max_length=100, description="only the runs of this batch (its folder name)"),
+        head_label: str | None = Query(None, max_length=100, description="a trained head's top label"),
+        speaker: str | None = Query(None, max_length=100, description="a conversation speaker's id or name"),
+        kind: str | None = Query(None, max_length=20, description="single | batch | live | conversation"),
+    ) -> None:
+        self.filter = run_query.make_filter(q, emotion, min_confidence, since, until, batch, head_label, speaker, kind)
+
+
+def _summary(request: Request, row: dict) -> RunSummary:
+    fields = {k: row.get(k) for k in RunSummary.model_fields if k != "url"}
+    return RunSummary(**fields, url=str(request.url_for("run_detail", run_id=row["run_id"])))
+
+
+@router.get(
+    "/runs",
+    summary="Past runs, newest first: search, filters, cursor pages",
+    response_model=RunsPage,
+    responses=responses_for("bad_request", "unauthorized"),
+)
 async def runs(
     request: Request,
     limit: int = Query(20, ge=1, le=200, description="runs per page"),
-    offset: int = Query(0, ge=0, description="runs to skip"),
-    batch: str | None = Query(None, max_length=100, description="only the runs of this batch (its folder name)"),
+    offset: int = Query(0, ge=0, le=1_000_000, description="runs to skip (ignored with cursor; prefer cursor)"),
+    cursor: str | None = Query(None, max_length=600, description="next_cursor of the previous page"),
+    filters: _Filters = Depends(),
 ) -> RunsPage:
+    page = await run_in_threadpool(run_query.list_runs, await _synced_index(request), filters.filter, limit, cursor, offset)
+    return RunsPage(
+        runs=[_summary(request, row) for row in page.runs], total=page.total, limit=limit,
+        offset=0 if cursor else offset, next_cursor=page.next_cursor, indexing=_indexing(request),
+    )  # fmt: skip
+
+
+@router.get("/stats", summary="Emotion counts: in all, by day, by batch, by speaker", response_model=Stats,
+            responses=responses_for("bad_request", "unauthorized"))  # fmt: skip
+async def stats(request: Request, filters: _Filters = Depends()):
+    counts = await run_in_threadpool(run_query.stats, await _synced_index(request), filters.filter)
+    return {**counts, "indexing": _indexing(request)}
+
+
+def _batch_summary(request: Request, row: dict) -> dict:
+    return {**row, "url": str(request.url_for("batch_detail", batch_id=row["batch_id"]))}
+
+
+@router.get("/batches", summary="Batches, newest first", response_model=BatchesPage,
+            responses=responses_for("bad_request", "unauthorized"))  # fmt: skip
+async def batches(
+    request: Request,
+    limit: int = Query(20, ge=1, le=200, description="batches per page"),
+    cursor: str | None = Query(None, max_length=600, description="next_cursor of the previous page"),
+    q: str | None = Query(None, max_length=200, description="part of the batch id or of its input"),
+):
+    page = await run_in_threadpool(run_query.list_batches, await _synced_index(request), limit, cursor, q)
+    return {**page, "batches": [_batch_summary(request, b) for b in page["batches"]]}
+
+
+@router.get(
+    "/batches/{batch_id}",
+    name="batch_detail",
+    summary="One batch: summary, metrics and confusion matrix",
+    response_model=BatchDetail,
+    responses=responses_for("not_found", "unauthorized"),
+)
+async def batch_detail(request: Request, batch_id: str):
     root = request.app.state.settings.output_dir
-    folders = await run_in_threadpool(list_runs, root, None, batch or None)
-    page = folders[offset : offset + limit]
-    summaries = []
-    for folder in page:
-        result = await run_in_threadpool(read_result, root, folder.run_id) or {}
-        audio = result.get("audio") or {}
-        summaries.append(
-            RunSummary(
-                run_id=folder.run_id,
-                batch=folder.batch,
-                timestamp=result.get("timestamp"),
-                emotion=result.get("emotion"),
-                confidence=result.get("confidence"),
-                granularity=result.get("granularity"),
-                source_name=audio.get("source_name"),
-                duration_s=audio.get("duration_s"),
-                url=str(request.url_for("run_detail", run_id=folder.run_id)),
-            )
-        )
-    return RunsPage(runs=summaries, total=len(folders), limit=limit, offset=offset)
+    detail = None
+    if await run_in_threadpool(batch_folder, root, batch_id) is not None:
+        detail = await run_in_threadpool(run_query.batch_detail, await _synced_index(request), batch_id)
+    if detail is None:
+        raise E2VError("not_found", "No such batch. / 没有这个批量。")
+    runs_url = str(request.url_for("runs").include_query_params(batch=batch_id))
+    return {**_batch_summary(request, detail), "runs": detail["summary"]["runs"], "runs_url": runs_url}
+
+
+@router.delete(
+    "/batches/{batch_id}",
+    summary="Delete a batch: its folder, every run in it, its catalog rows",
+    response_model=Deleted,
+    responses=responses_for("not_found", "run_busy", "unauthorized"),
+)
+async def remove_batch(request: Request, batch_id: str):
+    count = await run_in_threadpool(delete_batch, request.app.state.settings.output_dir, batch_id)
+    return {"deleted": batch_id, "runs": count}
 
 
 @router.get(
@@ -87,10 +186,23 @@ async def runs(
     responses=responses_for("not_found", "unauthorized"),
 )
 async def run_detail(request: Request, run_id: str):
-    result = await run_in_threadpool(read_result, request.app.state.settings.output_dir, run_id)
-    if result is None:
-        raise E2VError("not_found", "No such run. / 没有这个运行。")
-    return JSONResponse(await run_in_threadpool(with_links, request, result, run_id))
+    root = request.app.state.settings.output_dir
+    with in_use(await run_in_threadpool(run_path, root, run_id)):  # a deletion meanwhile answers run_busy
+        result = await run_in_threadpool(read_result, root, run_id)
+        if result is None:
+            raise E2VError("not_found", "No such run. / 没有这个运行。")
+        return JSONResponse(await run_in_threadpool(with_links, request, result, run_id))
+
+
+@router.delete(
+    "/runs/{run_id}",
+    summary="Delete a run: its folder and its catalog rows",
+    response_model=Deleted,
+    responses=responses_for("not_found", "run_busy", "unauthorized"),
+)
+async def remove_run(request: Request, run_id: str):
+    await run_in_threadpool(delete_run, request.app.state.settings.output_dir, run_id)
+    return {"deleted": run_id, "runs": 1}
 
 
 @router.patch(
@@ -106,7 +218,8 @@ async def rename_run_speakers(request: Request, run_id: str):
     folder = await run_in_threadpool(run_path, request.app.state.settings.output_dir, run_id)
     if folder is None:
         raise E2VError("not_found", "No such run. / 没有这个运行。")
-    result = await run_in_threadpool(rename_speakers, folder, body.names)
+    with in_use(folder):  # a deletion (or retention) leaves the run alone while it is rewritten
+        result = await run_in_threadpool(rename_speakers, folder, body.names)
     return JSONResponse(await run_in_threadpool(with_links, request, result, run_id))
 
 

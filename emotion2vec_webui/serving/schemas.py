@@ -106,30 +106,11 @@ class RecognizeResponse(BaseModel):
     files: dict[str, str]
 
 
-class RunSummary(BaseModel):
-    run_id: str = Field(description="'outputs_…', or '<batch id>~outputs_…' for a run of a batch")
-    batch: str | None = Field(None, description="the batch folder the run belongs to (None: a single run)")
-    timestamp: str | None = None
-    emotion: str | None = None
-    confidence: float | None = None
-    granularity: str | None = None
-    source_name: str | None = None
-    duration_s: float | None = None
-    url: str
-
-
 class SpeakerNames(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"names": {"left": "Agent", "right": "Customer"}}]})
     names: dict[str, str] = Field(
         max_length=256, description="speaker id → name (an empty name restores the id); ids not named keep theirs"
     )
-
-
-class RunsPage(BaseModel):
-    runs: list[RunSummary]
-    total: int
-    limit: int
-    offset: int
 
 
 class SimilarityResponse(BaseModel):
