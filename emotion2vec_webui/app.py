@@ -46,7 +46,7 @@ def create_app(settings: Settings, service: Service | None = None):
     from fastapi import FastAPI
 
     from emotion2vec_webui import __version__
-    from emotion2vec_webui.serving import api, docs_ui, errors, heads, health, metrics, runs_api
+    from emotion2vec_webui.serving import api, docs_ui, errors, heads, health, metrics, runs_api, stream
 
     service = service or Service(settings)
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings, service: Service | None = None):
     app.include_router(api.router)
     app.include_router(runs_api.router)  # runs: list (single and batch), one run, its artifacts
     app.include_router(heads.router)  # trained classifier heads (train, list, delete)
+    app.include_router(stream.router)  # /api/v1/stream: live audio over a WebSocket (docs/streaming.md)
 
     app.add_middleware(ApiGuardMiddleware, settings=settings)
     # Outside the token check and around the UI's /login: wrong credentials, a budget per client (429 beyond).
@@ -165,6 +166,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: 
     import uvicorn
 
     from emotion2vec_webui.runs.storage import require_output_dir, sweep_stale_temps
+    from emotion2vec_webui.serving.stream import WS_MAX_MESSAGE_BYTES
 
     # An unwritable outputs folder stops the start with one plain line (the CLI prints the
     # StorageError, exit 4), not a traceback from the first run; then temp folders of writers
@@ -190,6 +192,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: 
             timeout_graceful_shutdown=2,
             # Request line and headers within E2V_HEADER_TIMEOUT_S (uvicorn only times out idle keep-alive).
             http=guarded_http_protocol(settings),
+            ws_max_size=WS_MAX_MESSAGE_BYTES,  # /api/v1/stream: a larger message closes the socket unread
         )
     )
     if share:

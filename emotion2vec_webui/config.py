@@ -63,6 +63,9 @@ class Settings:
     url_max_concurrent: int = 8  # E2V_URL_MAX_CONCURRENT: server-side audio_url downloads at once (503 beyond; 0: any)
     url_max_per_client: int = 2  # E2V_URL_MAX_PER_CLIENT: one client's downloads at once (429 beyond; 0: any)
     max_per_client: int | None = None  # E2V_MAX_PER_CLIENT: a client's recognitions in flight (see client_slots)
+    stream_idle_s: float = 10.0  # E2V_STREAM_IDLE_S: a live stream (/api/v1/stream) silent this long is ended
+    stream_max_speed: float = 1.0  # E2V_STREAM_MAX_SPEED: audio seconds a stream may send per second (0: any)
+    stream_buffer_s: float = 10.0  # E2V_STREAM_BUFFER_S: how far ahead of that pace a stream may run, then 429
     decode_workers: int = 2  # E2V_DECODE_WORKERS: decode processes (0: decode in the calling process, unguarded)
     decode_timeout_s: float = 120.0  # E2V_DECODE_TIMEOUT_S: wall-clock limit per file, then the worker is killed
     decode_memory_mb: float = 0.0  # E2V_DECODE_MEMORY_MB: address space a decode may add to an idle worker (0: per file)
@@ -128,6 +131,9 @@ def load_settings() -> Settings:
         url_max_concurrent=_int("E2V_URL_MAX_CONCURRENT", 8),
         url_max_per_client=_int("E2V_URL_MAX_PER_CLIENT", 2),
         max_per_client=_int("E2V_MAX_PER_CLIENT", 0) if env.get("E2V_MAX_PER_CLIENT", "").strip() else None,
+        stream_idle_s=max(1.0, _float("E2V_STREAM_IDLE_S", 10.0)),
+        stream_max_speed=max(0.0, _float("E2V_STREAM_MAX_SPEED", 1.0)),
+        stream_buffer_s=max(1.0, _float("E2V_STREAM_BUFFER_S", 10.0)),
         decode_workers=max(0, _int("E2V_DECODE_WORKERS", 2)),
         decode_timeout_s=max(0.1, _float("E2V_DECODE_TIMEOUT_S", 120.0)),
         decode_memory_mb=max(0.0, _float("E2V_DECODE_MEMORY_MB", 0.0)),

@@ -22,6 +22,7 @@ from emotion2vec_webui.cli import (
     recognize,
     serve,
     similarity,
+    stream,
     train_head,
 )
 from emotion2vec_webui.cli.common import EXIT_OK, exit_code_for
@@ -33,6 +34,7 @@ COMMANDS = {
     "recognize": recognize,
     "batch": batch,
     "similarity": similarity,
+    "stream": stream,
     "train-head": train_head,
     "bench": bench,
     "make-test-model": make_test_model,

@@ -131,6 +131,7 @@ class Recognition:
         self.progress: Callable[[float, str], None] | None = None  # (fraction done, bilingual step): a UI's bar
         self.windows = 0  # long audio: how many windows the engine analysed it in (0: one pass)
         self._first_window_at: float | None = None  # when window 1 started (the ETA's pace)
+        self.extra_result: dict = {}  # more top-level result.json keys (a live stream's "stream" block)
 
     def decode(self, source, source_name: str | None = None, pool=None) -> DecodedAudio:
         """Decode a path, bytes or an :class:`AudioUrl` (downloaded first) into the 16 kHz mono signal.
@@ -371,6 +372,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         "warnings": list(decoded.warnings) + ([HEAD_ONLY_WARNING] if getattr(engine, "head_only", False) else []),
         "processing_time_s": round(processing_s, 4),
         "app_version": __version__,
+        **flow.extra_result,
     }
     run = None
     t_write = time.perf_counter()

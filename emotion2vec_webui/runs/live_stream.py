@@ -1,0 +1,441 @@
+"""A live take analysed as it arrives: interval and utterance events while it runs, a run folder at the end.
+
+One concept: one take's audio, its two analyses and its run, which share the
+take's clock and spools. Face-neutral (asyncio, no HTTP): ``serving/stream.py``
+feeds it the frames of ``/api/v1/stream`` and sends what it emits; the message
+shapes are ``serving/stream_schemas/`` (docs/streaming.md).
+
+* :meth:`LiveStream.feed` takes one frame of PCM (:mod:`runs.stream_audio`):
+  checked, mixed, resampled to 16 kHz and spooled to disk, at once.
+* The analysis (:meth:`LiveStream.start`, one asyncio task) runs beside it:
+
+  - **intervals**: every ``interval_ms`` of audio, the trailing ``window_ms``
+    is classified through the service's inference queue. One interval is in
+    flight at a time; when it comes back the *latest* due interval goes next,
+    so a slow server skips intervals, never audio, and says so (``warning``,
+    reason ``behind``);
+  - **utterances**: speech detection on each speaker's signal as it arrives
+    (:class:`engine.vad_stream.SpeechTracker`; or back-to-back pieces with
+    ``segmentation=fixed``) tells ``utterance_start`` at once; each ended
+    utterance is classified whole (as the model is meant to be used) and told
+    as ``utterance_end``, in order, none skipped. At most
+    :data:`MAX_PENDING_UTTERANCES` wait: beyond, :meth:`LiveStream.room`
+    holds the face's reading (back-pressure on the client).
+* :meth:`LiveStream.finish` ends the take: the last utterances are told, then
+  the whole take is classified and written as a normal run folder through
+  the one recognise flow (``runs/recognize.py``), with a ``stream`` block in
+  result.json (the intervals and utterances sent); :meth:`LiveStream.done`
+  is the final message.
+
+Inference goes through :func:`_infer` only (``service.submit`` of a plain
+function of the engine), so the service's scheduler can change underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE
+from emotion2vec_webui.engine.conversation import channel_speaker_ids
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.stream_audio import FixedSegmenter, Signal16k, mix, pcm_block
+from emotion2vec_webui.runs.stream_options import ENCODINGS, StreamOptions, tag_line
+
+log = logging.getLogger(__name__)
+
+MIN_WINDOW_S = 0.5  # no interval before this much audio
+MAX_PENDING_UTTERANCES = 8  # ended utterances waiting for the model, beyond which reading pauses
+MAX_UNSEGMENTED_S = 5.0  # audio not yet through speech detection, beyond which reading pauses
+WARN_EVERY_S = 1.0  # skipped intervals are told at most this often
+RETRY_S = 0.2  # a full inference queue is tried again after this long …
+UTTERANCE_PATIENCE_S = 30.0  # … for this long for an utterance (then it is told without scores)
+FINAL_PATIENCE_S = 120.0  # … and for this long for the whole take
+DIGITS = 4  # score rounding in messages
+
+Emit = Callable[[dict], Awaitable[None]]
+
+
+def _scores(engine, wave: np.ndarray, head, smoothing_s: float) -> dict:
+    """The nine scores (and the head's) of one piece of audio, as the messages carry them."""
+    result = engine.recognize(wave, "utterance", head is not None)
+    out = {
+        "emotion": result.emotion,
+        "emotion_zh": EMOTIONS_ZH[result.emotion],
+        "confidence": round(float(result.confidence), DIGITS),
+        "scores": {k: round(float(result.scores[k]), DIGITS) for k in EMOTIONS},
+        "head": None,
+    }
+    if head is not None:
+        from emotion2vec_webui.engine.heads import apply_head
+
+        block = apply_head(head, result.embedding, smoothing_s, len(wave) / SAMPLE_RATE)
+        out["head"] = {
+            "name": block["name"],
+            "label": block["label"],
+            "label_zh": block["label_zh"],
+            "confidence": round(float(block["confidence"]), DIGITS),
+            "scores": {k: round(float(v), DIGITS) for k, v in block["scores"].items()},
+        }
+    return out
+
+
+async def _infer(service, fn, patience_s: float = 0.0):
+    """``fn(engine)`` through the service's queue; a full queue is retried for ``patience_s`` (0: not at all)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            future = service.submit(fn)
+        except E2VError as exc:
+            if exc.code != "overloaded" or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(RETRY_S)
+            continue
+        return await asyncio.wrap_future(future)
+
+
+class LiveStream:
+    """One take (see the module docstring). Build it in a worker thread: it loads the head and the VAD graph.
+
+    Args:
+        service: the server's :class:`service.Service`.
+        options: the checked ``start`` message.
+        request_id: ties the run's run.log to the server log.
+
+    Raises:
+        E2VError: ``model_unavailable``; the head's ``not_found`` / ``head_mismatch`` / ``head_invalid``;
+            ``storage_*`` when the spool cannot be made.
+    """
+
+    def __init__(self, service, options: StreamOptions, request_id: str | None = None) -> None:
+        from emotion2vec_webui.engine.vad_stream import SpeechTracker
+
+        self.service, self.options, self.request_id = service, options, request_id
+        settings = self.settings = service.settings
+        engine = service.engine  # model_unavailable before anything else
+        self.head = None
+        if options.head:
+            from emotion2vec_webui.runs.head_store import load_for_engine
+
+            self.head = load_for_engine(settings.heads_dir, options.head, engine)
+        self.dtype = ENCODINGS[options.encoding][0]
+        self.max_frames = int(settings.max_duration_s * options.sample_rate)  # source frames kept at most
+        self.received_frames = 0
+        self.truncated = False
+        self.mix = Signal16k(options.sample_rate, settings.output_dir)
+        per_channel = options.speakers == "channels"
+        self.speakers: list[str | None] = channel_speaker_ids(options.channels) if per_channel else [None]
+        self.channel_signals = (
+            [Signal16k(options.sample_rate, settings.output_dir) for _ in range(options.channels)]
+            if per_channel
+            else []
+        )
+
+        def segmenter():
+            if options.segmentation == "fixed":
+                return FixedSegmenter(int(options.segment_ms * SAMPLE_RATE / 1000))
+            return SpeechTracker(max_segment_s=settings.vad_max_segment_s)
+
+        self.segmenters = [segmenter() for _ in self.speakers]
+        self.unsegmented: list[list[np.ndarray]] = [[] for _ in self.speakers]
+        self.unsegmented_samples = 0
+        self.interval = int(options.interval_ms * SAMPLE_RATE / 1000)  # samples
+        self.window = int(options.window_ms * SAMPLE_RATE / 1000)
+        self.last_k = -(-int(MIN_WINDOW_S * SAMPLE_RATE) // self.interval) - 1  # intervals before the first due
+        self.intervals: list[dict] = []  # what was sent, for result.json
+        self.utterances: list[dict] = []
+        self.pending: collections.deque[tuple[int, int, int, int]] = collections.deque()  # (index, speaker, start, end)
+        self.open_index: dict[int, int] = {}  # speaker → index of its open utterance
+        self.n_utterances = 0
+        self.skipped = self.skipped_untold = 0
+        self.max_lag_s = 0.0
+        self.last_warning = 0.0
+        self.told_clipped = False
+        self.warnings: list[str] = []  # kept in result.json
+        self.input_closed = False
+        self._emit: Emit | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._interval_job: asyncio.Task | None = None
+        self._utterance_job: asyncio.Task | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+
+    # -- the audio ---------------------------------------------------------------------------------
+    @property
+    def received_s(self) -> float:
+        """Seconds of source audio received."""
+        return self.received_frames / self.options.sample_rate
+
+    @property
+    def full(self) -> bool:
+        """The take reached E2V_MAX_DURATION_S: nothing more is kept."""
+        return self.received_frames >= self.max_frames
+
+    def feed(self, data: bytes) -> None:
+        """Take one binary frame: checked, mixed, resampled and spooled now; the analysis is woken.
+
+        Audio past E2V_MAX_DURATION_S is dropped (``truncated``; the face ends the take).
+
+        Raises:
+            E2VError: ``bad_request`` (not whole samples), ``audio_nonfinite``, ``storage_*``.
+        """
+        block = pcm_block(data, self.dtype, self.options.channels)
+        room = self.max_frames - self.received_frames
+        if len(block) > room:
+            block, self.truncated = block[:room], True
+        if not len(block):
+            return
+        self.received_frames += len(block)
+        mono = self.mix.add(mix(block))
+        if self.channel_signals:
+            for i, signal in enumerate(self.channel_signals):
+                self._unsegment(i, signal.add(np.array(block[:, i], dtype=np.float32)))
+        else:
+            self._unsegment(0, mono)
+        self._wake.set()
+
+    def _unsegment(self, speaker: int, samples: np.ndarray) -> None:
+        if samples.size:
+            self.unsegmented[speaker].append(samples)
+            if speaker == 0:
+                self.unsegmented_samples += samples.size
+                if self.unsegmented_samples > MAX_UNSEGMENTED_S * SAMPLE_RATE:
+                    self._room.clear()
+
+    async def room(self) -> None:
+        """Wait until the analysis can take more audio (the face reads the next frame after this)."""
+        await self._room.wait()
+
+    def _update_room(self) -> None:
+        behind = len(self.pending) >= MAX_PENDING_UTTERANCES
+        behind |= self.unsegmented_samples > MAX_UNSEGMENTED_S * SAMPLE_RATE
+        self._room.clear() if behind else self._room.set()
+
+    # -- the analysis ------------------------------------------------------------------------------
+    def start(self, emit: Emit) -> None:
+        """Start the analysis task; ``emit(message)`` sends one server message (it must not raise)."""
+        self._emit = emit
+        self._task = asyncio.ensure_future(self._analyse())
+
+    async def warn(self, reason: str, english: str, chinese: str, keep: bool = False, **extra) -> None:
+        """Send a ``warning`` message (``keep``: also into result.json's warnings)."""
+        message = f"{english} / {chinese}"
+        if keep:
+            self.warnings.append(message)
+        await self._send({"type": "warning", "reason": reason, "message": message, **extra})
+
+    async def _send(self, message: dict) -> None:
+        if self._emit is not None:
+            await self._emit(message)
+
+    async def _analyse(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._segment()
+            self._start_interval()
+            self._start_utterance()
+            await self._tell_skipped()
+            if self.mix.clipped and not self.told_clipped:
+                self.told_clipped = True
+                await self.warn("clipped", "samples over full scale are clipped (send float samples within -1…1)",
+                                "超出满量程的采样被截幅（浮点采样应在 -1…1 之内）")  # fmt: skip
+            busy = self._interval_job is not None or self._utterance_job is not None or self.pending
+            if self.input_closed and not busy and not self.unsegmented_samples and not any(self.unsegmented):
+                return
+
+    async def _segment(self) -> None:
+        """Speech detection (or fixed pieces) over the audio that arrived since the last round."""
+        chunks = [np.concatenate(c) if c else np.zeros(0, np.float32) for c in self.unsegmented]
+        self.unsegmented = [[] for _ in self.speakers]
+        self.unsegmented_samples = 0
+        closing = self.input_closed
+        if not any(c.size for c in chunks) and not closing:
+            self._update_room()
+            return
+
+        def run() -> list[list]:
+            out = []
+            for seg, chunk in zip(self.segmenters, chunks, strict=True):
+                events = seg.push(chunk) if chunk.size else []
+                out.append(events + (seg.flush() if closing else []))
+            return out
+
+        for speaker, events in enumerate(await asyncio.to_thread(run)):
+            for event in events:
+                await self._utterance_event(speaker, event)
+        self._update_room()
+
+    async def _utterance_event(self, speaker: int, event) -> None:
+        if event.kind == "start":
+            index = self.open_index[speaker] = self.n_utterances
+            self.n_utterances += 1
+            await self._send({"type": "utterance_start", "index": index, "start_s": round(event.start / SAMPLE_RATE, 3),
+                              "speaker": self.speakers[speaker]})  # fmt: skip
+        else:
+            self.pending.append((self.open_index.pop(speaker), speaker, event.start, event.end))
+
+    def _start_interval(self) -> None:
+        if self._interval_job is not None:
+            return
+        k = self.mix.spool.samples // self.interval
+        if k <= self.last_k:
+            return
+        self.skipped += k - self.last_k - 1
+        self.skipped_untold += k - self.last_k - 1
+        self.last_k = k
+        self._interval_job = asyncio.ensure_future(self._run_interval(k))
+
+    async def _run_interval(self, k: int) -> None:
+        end = k * self.interval
+        start = max(0, end - self.window)
+        lag = (self.mix.spool.samples - end) / SAMPLE_RATE
+        self.max_lag_s = max(self.max_lag_s, lag)
+        try:
+            wave = self.mix.spool.read(start, end)
+            got = await _infer(
+                self.service, lambda engine: _scores(engine, wave, self.head, self.settings.frame_smoothing_s)
+            )
+        except E2VError as exc:
+            self.skipped += 1
+            await self.warn(exc.code if exc.code == "overloaded" else "analysis_failed",
+                            f"interval {k} was not analysed: {exc.message}", f"第 {k} 个区间未分析",
+                            skipped=1, at_s=round(end / SAMPLE_RATE, 3))  # fmt: skip
+        except Exception:  # never ends the take; the log keeps the trace
+            log.exception("stream interval failed")
+            self.skipped += 1
+        else:
+            message = {"type": "interval", "index": k, "start_s": round(start / SAMPLE_RATE, 3),
+                       "end_s": round(end / SAMPLE_RATE, 3), **got}  # fmt: skip
+            self.intervals.append({key: v for key, v in message.items() if key != "type"})
+            await self._send(message)
+        finally:
+            self._interval_job = None
+            self._wake.set()
+
+    async def _tell_skipped(self) -> None:
+        now = time.monotonic()
+        if self.skipped_untold and (now - self.last_warning >= WARN_EVERY_S or self.input_closed):
+            n, self.skipped_untold, self.last_warning = self.skipped_untold, 0, now
+            lag = max(0.0, (self.mix.spool.samples - self.last_k * self.interval) / SAMPLE_RATE)
+            await self.warn("behind", f"the analysis is {lag:.1f} s behind: {n} interval(s) skipped (all audio is kept)",
+                            f"分析落后 {lag:.1f} 秒：跳过 {n} 个区间（音频完整保存）", skipped=n, lag_s=round(lag, 3))  # fmt: skip
+
+    def _start_utterance(self) -> None:
+        if self._utterance_job is None and self.pending:
+            self._utterance_job = asyncio.ensure_future(self._run_utterance(*self.pending.popleft()))
+            self._update_room()
+
+    async def _run_utterance(self, index: int, speaker: int, start: int, end: int) -> None:
+        signal = self.channel_signals[speaker] if self.channel_signals else self.mix
+        message = {"type": "utterance_end", "index": index, "start_s": round(start / SAMPLE_RATE, 3),
+                   "end_s": round(end / SAMPLE_RATE, 3), "speaker": self.speakers[speaker]}  # fmt: skip
+        got = {"emotion": None, "emotion_zh": None, "confidence": None, "scores": None, "head": None}
+        try:
+            wave = signal.spool.read(start, end)
+            if len(wave) >= MIN_MODEL_SAMPLES:
+                smoothing = self.settings.frame_smoothing_s
+                got = await _infer(self.service, lambda engine: _scores(engine, wave, self.head, smoothing),
+                                   UTTERANCE_PATIENCE_S)  # fmt: skip
+        except E2VError as exc:
+            await self.warn(exc.code if exc.code == "overloaded" else "analysis_failed",
+                            f"utterance {index} was not analysed: {exc.message}", f"第 {index} 句未分析")  # fmt: skip
+        except Exception:
+            log.exception("stream utterance failed")
+        message.update(got)
+        if self.options.tags and got["emotion"] is not None:
+            message["tag"] = tag_line(got["emotion"], got["confidence"], start / SAMPLE_RATE, end / SAMPLE_RATE,
+                                      self.speakers[speaker])  # fmt: skip
+        self.utterances.append({key: v for key, v in message.items() if key != "type"})
+        await self._send(message)
+        self._utterance_job = None
+        self._update_room()
+        self._wake.set()
+
+    # -- the end -------------------------------------------------------------------------------------
+    async def finish(self):
+        """End the take: tell what is left, then classify the whole take and write its run folder.
+
+        Returns:
+            The :class:`recognize.RunOutcome`.
+
+        Raises:
+            E2VError: ``audio_empty`` / ``audio_too_short``; model and storage errors.
+        """
+        if not self.input_closed:
+            self.input_closed = True
+            tail = self.mix.close()  # the resampler's last samples
+            for i, signal in enumerate(self.channel_signals):
+                self._unsegment(i, signal.close())
+            if not self.channel_signals:
+                self._unsegment(0, tail)
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+        return await self._save()
+
+    async def _save(self):
+        from emotion2vec_webui.audio.format import DecodedAudio
+        from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
+
+        total = self.mix.spool.samples
+        if total == 0:
+            raise E2VError("audio_empty", "The stream sent no audio. / 音频流没有发送任何音频。")
+        if total < max(MIN_MODEL_SAMPLES, int(self.settings.min_duration_s * SAMPLE_RATE)):
+            raise E2VError("audio_too_short", f"The take is only {total / SAMPLE_RATE:.2f} s long. / "
+                                              f"录音只有 {total / SAMPLE_RATE:.2f} 秒。")  # fmt: skip
+        opts = self.options
+        warnings = list(self.warnings)
+        if self.mix.clipped:
+            warnings.append(
+                f"{self.mix.clipped} samples over full scale were clipped / {self.mix.clipped} 个超出满量程的采样被截幅"
+            )
+        wave = await asyncio.to_thread(self.mix.spool.read, 0, total)
+        decoded = DecodedAudio(waveform=wave, sample_rate=SAMPLE_RATE, original_sample_rate=opts.sample_rate,
+                               original_channels=opts.channels, source_name=opts.source_name, container="stream",
+                               warnings=tuple(warnings))  # fmt: skip
+        options = RecognizeOptions(granularity=opts.granularity, extract_embedding=opts.embedding,
+                                   segmentation="vad" if opts.segmentation == "vad" else "frames", head=opts.head,
+                                   speakers=opts.speakers)  # fmt: skip
+        flow = Recognition(self.settings, options, request_id=self.request_id)
+        if self.channel_signals:
+            flow.channel_waveforms = [s.spool.read(0, s.spool.samples) for s in self.channel_signals]
+        flow.extra_result = {"stream": self.summary()}
+        return await _infer(self.service, lambda engine: flow.finish(decoded, engine), FINAL_PATIENCE_S)
+
+    def summary(self) -> dict:
+        """result.json's ``stream`` block: how the take came in and what was sent while it ran."""
+        o = self.options
+        return {
+            "encoding": o.encoding, "sample_rate": o.sample_rate, "channels": o.channels, "speakers": o.speakers,
+            "interval_s": o.interval_ms / 1000, "window_s": o.window_ms / 1000, "segmentation": o.segmentation,
+            "received_s": round(self.received_s, 4), "truncated": self.truncated,
+            "skipped_intervals": self.skipped, "max_lag_s": round(self.max_lag_s, 3),
+            "intervals": self.intervals, "utterances": self.utterances,
+        }  # fmt: skip
+
+    def done(self, outcome) -> dict:
+        """The final ``done`` message for a saved take."""
+        result = outcome.result
+        return {
+            "type": "done", "run_id": outcome.run.run_id if outcome.run else None,
+            "duration_s": result["audio"]["duration_s"], "emotion": result["emotion"],
+            "emotion_zh": result["emotion_zh"], "confidence": result["confidence"],
+            "intervals": len(self.intervals), "skipped_intervals": self.skipped,
+            "utterances": len(self.utterances), "warnings": list(result.get("warnings") or []),
+        }  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the analysis (when still running) and drop the spools; the take is not saved."""
+        for task in (self._task, self._interval_job, self._utterance_job):
+            if task is not None and not task.done():
+                task.cancel()
+        for signal in (self.mix, *self.channel_signals):
+            signal.spool.close()

@@ -1,0 +1,125 @@
+"""What a live stream asks for (the ``start`` message of ``/api/v1/stream``), each field's values and bounds once.
+
+:meth:`StreamOptions.from_message` is the one check: every field's type,
+allowed values and bounds, with a message in both languages naming the field,
+before any audio is taken. The WebSocket face, the ``stream`` command and the
+message schemas (``serving/stream_schemas/start.schema.json``, checked
+against this module in tests) follow these definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from emotion2vec_webui.engine.conversation import MAX_SPEAKER_CHANNELS
+from emotion2vec_webui.engine.result import GRANULARITIES
+from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.user_text import clean_name
+
+# encoding → (numpy dtype, bytes per sample)
+ENCODINGS: dict[str, tuple[str, int]] = {"pcm_s16le": ("<i2", 2), "f32le": ("<f4", 4)}
+SEGMENTATIONS = ("vad", "fixed")  # utterances from speech detection, or back-to-back pieces of segment_ms
+SPEAKERS = ("none", "channels")  # channels: one speaker per channel (a stereo call)
+# (low, high) inclusive bounds of the numeric fields
+BOUNDS: dict[str, tuple[int, int]] = {
+    "sample_rate": (8000, 48000),
+    "channels": (1, MAX_SPEAKER_CHANNELS),
+    "interval_ms": (250, 10000),
+    "window_ms": (500, 30000),
+    "segment_ms": (1000, 30000),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "encoding": tuple(ENCODINGS),
+    "granularity": GRANULARITIES,
+    "segmentation": SEGMENTATIONS,
+    "speakers": SPEAKERS,
+}
+MAX_NAME = 200  # characters of head and source_name
+CLIENT_ONLY = ("type", "token")  # start fields that are not options
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    sample_rate: int = 16000  # Hz of the audio frames, 8000-48000
+    encoding: str = "pcm_s16le"  # pcm_s16le | f32le, little-endian, channels interleaved
+    channels: int = 1  # interleaved channels per frame, 1-8 (mixed to mono unless speakers=channels)
+    granularity: str = "frame"  # the saved run: utterance | frame (result.json frames, frames.csv)
+    interval_ms: int = 1000  # an interval message every this much audio
+    window_ms: int = 3000  # each interval classifies the audio of this trailing window
+    segmentation: str = "vad"  # utterance events: vad (speech detection) | fixed (pieces of segment_ms)
+    segment_ms: int = 3000  # fixed segmentation's piece length
+    head: str | None = None  # a trained head (GET /api/v1/heads): its label in intervals, utterances and the run
+    speakers: str = "none"  # none | channels (each channel is a speaker: utterances per channel)
+    tags: bool = False  # utterance_end carries "tag": "[angry 0.71 · right · 12.4–15.0 s]"
+    embedding: bool = False  # the saved run keeps embedding.npy
+    source_name: str = "stream.wav"  # result.json audio.source_name
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample of one channel."""
+        return ENCODINGS[self.encoding][1]
+
+    @property
+    def bytes_per_second(self) -> int:
+        return self.sample_rate * self.channels * self.sample_bytes
+
+    @classmethod
+    def from_message(cls, message: object) -> StreamOptions:
+        """The options of a ``start`` message (``type`` and ``token`` are the face's), checked.
+
+        Raises:
+            E2VError: ``bad_request`` naming the first field that is unknown, of the wrong type or out of bounds.
+        """
+        if not isinstance(message, dict):
+            raise _bad("the start message must be a JSON object", "start 消息必须是 JSON 对象")
+        known = {f.name for f in fields(cls)}
+        for key in message:
+            if key not in known and key not in CLIENT_ONLY:
+                name = str(key)[:40]
+                raise _bad(f"unknown field {name!r} in start (known: {', '.join(sorted(known))})",
+                           f"start 中有未知字段 {name!r}")  # fmt: skip
+        values = {k: v for k, v in message.items() if k in known}
+        for key, (low, high) in BOUNDS.items():
+            if key in values:
+                value = values[key]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise _bad(f"{key} must be an integer", f"{key} 必须是整数")
+                if not low <= value <= high:
+                    raise _bad(
+                        f"{key} must be between {low} and {high}, not {value}", f"{key} 必须在 {low} 到 {high} 之间"
+                    )
+        for key, allowed in CHOICES.items():
+            if key in values and values[key] not in allowed:
+                shown = str(values[key])[:40]
+                raise _bad(f"{key} must be one of {', '.join(allowed)}, not {shown!r}",
+                           f"{key} 必须是 {', '.join(allowed)} 之一")  # fmt: skip
+        for key in ("tags", "embedding"):
+            if key in values and not isinstance(values[key], bool):
+                raise _bad(f"{key} must be true or false", f"{key} 必须是 true 或 false")
+        for key in ("head", "source_name"):
+            value = values.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+                raise _bad(
+                    f"{key} must be a name of 1-{MAX_NAME} characters", f"{key} 必须是 1–{MAX_NAME} 个字符的名称"
+                )
+            values[key] = clean_name(value)
+            if not values[key]:
+                raise _bad(f"{key} has no printable character", f"{key} 没有可显示的字符")
+        options = cls(**values)
+        if options.speakers == "channels" and options.channels < 2:
+            raise _bad("speakers=channels needs channels of 2 or more", "speakers=channels 需要至少 2 个声道")
+        if options.window_ms < options.interval_ms:
+            raise _bad("window_ms must not be shorter than interval_ms", "window_ms 不能短于 interval_ms")
+        return options
+
+
+def _bad(english: str, chinese: str) -> E2VError:
+    return E2VError("bad_request", f"{english}. / {chinese}。")
+
+
+def tag_line(emotion: str, confidence: float, start_s: float, end_s: float, speaker: str | None = None) -> str:
+    """An utterance as one compact line for an LLM's context: ``[angry 0.71 · right · 12.4–15.0 s]``."""
+    who = f" · {speaker}" if speaker else ""
+    return f"[{emotion} {confidence:.2f}{who} · {start_s:.1f}–{end_s:.1f} s]"
