@@ -73,6 +73,8 @@ class Settings:
     heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
     asr_model: str = "sensevoice_small"  # conversations' ASR: name, hub id or directory (E2V_ASR_MODEL)
     speaker_model: str = "campplus"  # conversations' speaker model (CAM++): name, hub id or directory (E2V_SPEAKER_MODEL)
+    keep_days: float = 0.0  # E2V_KEEP_DAYS: serve removes runs (whole batches) older than this many days (0: off)
+    keep_runs: int = 0  # E2V_KEEP_RUNS: serve keeps the newest runs up to this many, removes the rest (0: off)
     extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
 
     @property
@@ -141,6 +143,8 @@ def load_settings() -> Settings:
         heads_dir=Path(env.get("E2V_HEADS_DIR", "").strip() or "heads"),
         asr_model=env.get("E2V_ASR_MODEL", "").strip() or "sensevoice_small",
         speaker_model=env.get("E2V_SPEAKER_MODEL", "").strip() or "campplus",
+        keep_days=max(0.0, _float("E2V_KEEP_DAYS", 0.0)),
+        keep_runs=max(0, _int("E2V_KEEP_RUNS", 0)),
     )
 
 

@@ -34,7 +34,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,12 +249,15 @@ class Maintenance:
         root: the outputs root.
         policy: the retention policy (off: only the sync runs).
         every_s: seconds between two retention passes.
+        clock: the time now, in seconds since the epoch (tests move it).
     """
 
-    def __init__(self, root: str | os.PathLike, policy: RetentionPolicy, every_s: float = RETENTION_EVERY_S) -> None:
+    def __init__(self, root: str | os.PathLike, policy: RetentionPolicy, every_s: float = RETENTION_EVERY_S,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.root = Path(root)
         self.policy = policy
         self.every_s = every_s
+        self.clock = clock
         self.synced = threading.Event()  # the start-up sync is done (or failed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -278,7 +281,7 @@ class Maintenance:
         while not self._stop.is_set():
             if self.policy.active:
                 try:
-                    apply_retention(self.root, self.policy)
+                    apply_retention(self.root, self.policy, now=self.clock())
                 except Exception:
                     log.exception("retention in %s failed; trying again in %.0f s", self.root, self.every_s)
             if self._stop.wait(self.every_s):

@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS runs (
     okey TEXT NOT NULL,           -- the order of the listing: folder time, its _N, then the batch
     folder TEXT NOT NULL,         -- the run folder's own name
     batch TEXT,                   -- the batch folder's name (NULL for a single run)
-    kind TEXT NOT NULL,           -- single | batch | live
+    kind TEXT NOT NULL,           -- single | batch | live | stream
     conversation INTEGER NOT NULL DEFAULT 0,  -- 1 when result.json has speakers
     t REAL,                       -- the run's time, seconds since the epoch
     timestamp TEXT,               -- result.json's ISO 8601 time
@@ -97,6 +97,7 @@ _RUN_COLUMNS = (
     "run_id okey folder batch kind conversation t timestamp day source_name duration_s granularity emotion "
     "confidence head head_label speakers label request_id"
 ).split()
+_KIND_BY_CONTAINER = {"microphone": "live", "stream": "stream"}  # the Live tab; /api/v1/stream (WebSocket)
 _INSERT_RUN = f"INSERT OR REPLACE INTO runs({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
 
 
@@ -479,7 +480,7 @@ def run_row(run_id: str, folder: str, batch: str | None, result: dict | None) ->
     timestamp = res.get("timestamp") if isinstance(res.get("timestamp"), str) else None
     t = _parse_time(timestamp) or _folder_time(folder)
     day = timestamp[:10] if timestamp else (datetime.fromtimestamp(t).strftime("%Y-%m-%d") if t else None)
-    kind = "batch" if batch else ("live" if audio.get("container") == "microphone" else "single")
+    kind = "batch" if batch else _KIND_BY_CONTAINER.get(str(audio.get("container")), "single")
     names = ", ".join(str(s.get("label") or s.get("id") or "") for s in speakers)
     return (
         run_id, order_key(folder, batch), folder, batch, kind, int(bool(speakers)), t, timestamp, day,

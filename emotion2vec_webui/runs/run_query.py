@@ -22,7 +22,7 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.run_index import RunIndex
 
-KINDS = ("single", "batch", "live", "conversation")  # "conversation": any run with speakers
+KINDS = ("single", "batch", "live", "stream", "conversation")  # "conversation": any run with speakers
 BATCH_ACTIVE_S = 15 * 60  # a batch without report.txt and newer activity than this is still being written
 MAX_STATS_ROWS = 1000  # rows per breakdown in stats (days, batches, speakers)
 

@@ -96,7 +96,7 @@ class _Filters:
         batch: str | None = Query(None, max_length=100, description="only the runs of this batch (its folder name)"),
         head_label: str | None = Query(None, max_length=100, description="a trained head's top label"),
         speaker: str | None = Query(None, max_length=100, description="a conversation speaker's id or name"),
-        kind: str | None = Query(None, max_length=20, description="single | batch | live | conversation"),
+        kind: str | None = Query(None, max_length=20, description="single | batch | live | stream | conversation"),
     ) -> None:
         self.filter = run_query.make_filter(q, emotion, min_confidence, since, until, batch, head_label, speaker, kind)
 

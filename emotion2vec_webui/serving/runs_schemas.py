@@ -15,7 +15,7 @@ class RunSummary(BaseModel):
     source_name: str | None = None
     duration_s: float | None = None
     url: str
-    kind: str | None = Field(None, description="single | batch | live")
+    kind: str | None = Field(None, description="single | batch | live | stream")
     conversation: bool = Field(False, description="the run has speakers and turns")
     head: str | None = Field(None, description="a trained head's name, when one was applied")
     head_label: str | None = Field(None, description="that head's top label")

@@ -250,3 +250,14 @@ def test_filters_and_cursor_pages_on_a_hand_built_set(tmp_path):
     with pytest.raises(Exception) as info:
         run_query.list_runs(index, cursor="%%%")
     assert info.value.code == "bad_request"
+
+
+def test_kind_says_where_a_run_came_from():
+    from emotion2vec_webui.runs.run_index import run_row
+
+    def kind(batch=None, **audio) -> str:
+        return run_row("r", "outputs_20261201_100000", batch, {"audio": {"source_name": "x", **audio}})[4]
+
+    assert kind(container="wav") == "single" and kind(container="microphone") == "live"
+    assert kind(container="stream") == "stream" and kind("batch_1", container="microphone") == "batch"
+    assert run_row("r", "outputs_20261201_100000", None, None)[4] == "single"  # an unreadable result.json

@@ -93,10 +93,11 @@ def test_runs_filters(client, built):
     assert set(_ids(client, head_label="URGENT")) == set(batch) and _ids(client, head_label="calm") == []
     assert _ids(client, speaker="right") == [call] and _ids(client, kind="conversation") == [call]
     assert set(_ids(client, kind="batch")) == set(batch) and len(_ids(client, kind="single")) == 11
+    assert _ids(client, kind="live") == [] and _ids(client, kind="stream") == []
     stamp = json.loads((root / singles[3] / "result.json").read_text())["timestamp"]
     assert set(_ids(client, **{"from": stamp, "to": json.loads((root / singles[6] / "result.json").read_text())["timestamp"]})) == set(singles[3:6])
     assert len(_ids(client, **{"from": "2026-12-01", "to": "2026-12-01"})) == 15 and _ids(client, **{"from": "2026-12-02"}) == []
-    for bad in ({"emotion": "joy"}, {"kind": "stream"}, {"from": "last week"}, {"min_confidence": 3}, {"cursor": "!!"}):
+    for bad in ({"emotion": "joy"}, {"kind": "odd"}, {"from": "last week"}, {"min_confidence": 3}, {"cursor": "!!"}):
         r = client.get("/api/v1/runs", params=bad)
         assert r.status_code == 422 and r.json()["error"]["code"] == "bad_request", (bad, r.text)
 
