@@ -1,11 +1,9 @@
-"""``emotion2vec-webui batch INPUT``: a folder, glob or list file → a batch folder (jobs/batch.py does the work)."""
+"""``emotion2vec-webui batch INPUT``: a folder, glob or list file → a batch folder (jobs/batch_job.py does the work)."""
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 from emotion2vec_webui.cli.common import (
@@ -19,9 +17,8 @@ from emotion2vec_webui.cli.common import (
     settings_from_args,
 )
 from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
-from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, format_report, run_local
-from emotion2vec_webui.jobs.batch_folder import batch_manifest, latest_batch_dir, new_batch_dir, open_batch
-from emotion2vec_webui.jobs.batch_scoring import check_labels, head_folder_labels
+from emotion2vec_webui.jobs.batch import BatchOptions, format_report
+from emotion2vec_webui.jobs.batch_job import batch_head_labels, prepare_batch
 from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.runs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
 
@@ -56,57 +53,30 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """The ``batch`` sub-command. Returns 0 when every input is ok, 1 when any failed."""
-    from emotion2vec_webui.engine.engine import EmotionEngine
-
     settings = settings_from_args(args)
-    head_labels: tuple[str, ...] = ()
-    if args.head:  # not_found / head_invalid before any work; its labels can be scored and mapped to
-        from emotion2vec_webui.runs.head_store import load_head
-
-        head_labels = tuple(load_head(settings.heads_dir, args.head).labels)
+    head_labels = batch_head_labels(settings, args.head)  # not_found / head_invalid before any work
     options = BatchOptions(
         granularity=args.granularity,
         extract_embedding=args.embedding,
         batch_size=max(1, args.batch_size),
         workers=max(1, args.workers),
-        label_map=parse_label_map(args.label_map, head_labels),
+        label_map=parse_label_map(args.label_map, head_labels),  # dataset labels → classes or the head's labels
         head=args.head or None,
         **channel_options(args),
         **conversation_options(args),
     )
-    items = head_folder_labels(discover_inputs(args.input), args.input, head_labels)
-    check_labels(items, options.label_map, head_labels)
-    root = Path(settings.output_dir)
-    folder = args.batch_dir or (latest_batch_dir(root, args.input) if args.resume else None) or new_batch_dir(root)
-    from emotion2vec_webui.runs.storage import require_output_dir, sweep_stale_temps
-
-    require_output_dir(folder)  # unwritable or not a folder: one plain line and exit 4, before any work
-    for where, path in (("outputs", root), ("batch", Path(folder))):
-        sweep_stale_temps(path, where)  # temp run folders of writers that died (a kill mid-write)
-    summary, todo = open_batch(
-        items,
-        Path(folder),
-        args.resume,
-        batch_manifest(
-            args.input,
-            settings,
-            granularity=options.granularity,
-            head=options.head,
-            embedding=options.extract_embedding,
-        ),
-    )
-    skipped = len(items) - len(todo)
-    batch_settings = replace(settings, output_dir=summary.folder.resolve())  # absolute: Ray workers
-    print(f"batch folder: {summary.folder} — {len(items)} inputs, {len(todo)} to do", file=sys.stderr)
+    batch = prepare_batch(
+        discover_inputs(args.input), settings, options, args.input,
+        batch_dir=args.batch_dir, resume=args.resume, engine=args.engine,
+    )  # fmt: skip
+    items, skipped = batch.items, batch.skipped
+    print(f"batch folder: {batch.folder} — {len(items)} inputs, {len(batch.todo)} to do", file=sys.stderr)
 
     # Each input's processing log is in its run.log; the console shows the progress bar and failures.
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("emotion2vec_webui.runs.recognize").setLevel(logging.WARNING)
-    engine = EmotionEngine.from_settings(settings) if todo and args.engine == "local" else None
-    if engine is not None and options.head:  # not_found / head_invalid / head_mismatch once, before any input
-        from emotion2vec_webui.runs.head_store import load_for_engine
-
-        load_for_engine(settings.heads_dir, options.head, engine)
+    if batch.todo and args.engine == "local":
+        batch.load_engine()  # before the bar: head_mismatch once, before any input
 
     from tqdm import tqdm
 
@@ -121,21 +91,9 @@ def run(args) -> int:
         bar.set_postfix(failed=failed, refresh=False)
         bar.update(1)
 
-    t0 = time.perf_counter()
-    audio_s = 0.0
     try:
-        if todo and args.engine == "ray":
-            from emotion2vec_webui.jobs.ray_batch import run_ray
-
-            audio_s = run_ray(todo, summary, batch_settings, options, on_row)
-        elif todo:
-            audio_s = run_local(
-                todo, summary, batch_settings, options,
-                lambda pairs: classify_group(engine, pairs, batch_settings, options), on_row,
-            )  # fmt: skip
+        report = batch.run(on_row)
     finally:
         bar.close()
-        summary.close()
-    report = finish_batch(summary, items, options, skipped, audio_s, time.perf_counter() - t0, head_labels)
     print(format_report(report))
     return EXIT_SOME_FAILED if report.failed else EXIT_OK

@@ -1,18 +1,19 @@
 """The Batch tab: many uploads or a server-side folder → run folders, a summary table, CSV and ZIP downloads.
 
-It runs the same local batch as the ``batch`` command (:func:`batch.run_local`:
-decoding ahead in threads, one summary row per input), but every model call
-goes through the service's bounded queue, so a batch takes turns with other
-users instead of holding the model. A server-side folder must lie inside
-``E2V_INPUT_DIRS`` (resolved, so a symlink cannot lead out); with the
-variable unset, only uploads are accepted. Large jobs belong to the CLI
+It runs the same batch as the ``batch`` command — one orchestration,
+:func:`batch_job.prepare_batch` then :meth:`~batch_job.PreparedBatch.run`:
+the same checks before any work (head, labels, the output folder, stale
+temporary folders swept), decoding ahead in guarded workers, one summary row
+per input — but every model call goes through the service's bounded queue,
+so a batch takes turns with other users instead of holding the model. A
+server-side folder must lie inside ``E2V_INPUT_DIRS`` (resolved, so a symlink
+cannot lead out); with the variable unset, only uploads are accepted. Large jobs belong to the CLI
 (``batch``) or Ray (``--engine ray``): the tab caps a job at
 :data:`UI_MAX_FILES` inputs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -21,9 +22,9 @@ from html import escape
 from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError, OverloadedError
-from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, format_report, run_local
-from emotion2vec_webui.jobs.batch_folder import batch_manifest, new_batch_dir, open_batch
-from emotion2vec_webui.jobs.batch_scoring import HEAD_MATRIX, head_folder_labels, head_label_of, nine_class_of
+from emotion2vec_webui.jobs.batch import BatchOptions, format_report
+from emotion2vec_webui.jobs.batch_job import prepare_batch
+from emotion2vec_webui.jobs.batch_scoring import HEAD_MATRIX, head_label_of, nine_class_of
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_path, label_from_filename
 from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
 from emotion2vec_webui.runs.input_files import resolve_input_folder
@@ -56,11 +57,8 @@ def server_folder(text: str, input_dirs) -> Path:
     return resolve_input_folder(text, input_dirs)
 
 
-def collect_items(files: list | None, folder_text: str, input_dirs, head_labels=()) -> list[BatchItem]:
+def collect_items(files: list | None, folder_text: str, input_dirs) -> list[BatchItem]:
     """Batch items from uploaded files, or from a permitted server folder (recursive).
-
-    Args:
-        head_labels: a head's labels: in a server folder, a folder named after one labels its files.
 
     Raises:
         E2VError: ``bad_request`` when there is nothing to do or too much, ``forbidden`` for other folders.
@@ -70,7 +68,7 @@ def collect_items(files: list | None, folder_text: str, input_dirs, head_labels=
         roots = [Path(d).expanduser().resolve() for d in input_dirs]
         items = [
             it
-            for it in head_folder_labels(discover_inputs(folder), str(folder), head_labels)
+            for it in discover_inputs(folder)
             if any(Path(it.file).resolve().is_relative_to(r) for r in roots)  # no symlinks out of the roots
         ]
     else:
@@ -89,16 +87,17 @@ def collect_items(files: list | None, folder_text: str, input_dirs, head_labels=
     return items
 
 
-def _queued_group_runner(service, settings, options):
-    def run_group(pairs: list) -> list:
+def _queued(service):
+    """``execute(fn)`` through the service's queue: a full queue (other users' requests) means wait a turn."""
+
+    def execute(fn):
         while True:
             try:
-                return service.call(lambda engine: classify_group(engine, pairs, settings, options),
-                                    priority="background", client=f"batch:{Path(settings.output_dir).name}")
+                return service.call(fn)
             except OverloadedError:  # the queue is full of other users' requests: take a turn later
                 time.sleep(_RETRY_S)
 
-    return run_group
+    return execute
 
 
 def zip_batch(folder: Path) -> Path:
@@ -173,40 +172,29 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         E2VError: nothing to do, a refused folder, or the model not ready.
     """
     settings = service.settings
-    engine = service.engine  # model_unavailable before any work
-    head_labels: tuple[str, ...] = ()
-    if head:  # not_found / head_invalid / head_mismatch before any work
-        from emotion2vec_webui.runs.head_store import load_for_engine
-
-        head_labels = tuple(load_for_engine(settings.heads_dir, head, engine).labels)
-    items = collect_items(files, folder_text, settings.input_dirs, head_labels)
+    _ = service.engine  # model_unavailable before any work
     options = BatchOptions(
         granularity=granularity, extract_embedding=bool(embedding), batch_size=4, workers=2, head=head or None
     )
-    folder = new_batch_dir(Path(settings.output_dir).resolve())
-    source = folder_text.strip() if folder_text else "(uploads)"
-    summary, todo = open_batch(items, folder, resume=False, manifest=batch_manifest(
-        source, settings, granularity=granularity, head=options.head, embedding=options.extract_embedding, ui=True
-    ))
-    batch_settings = dataclasses.replace(settings, output_dir=summary.folder)
+    items = collect_items(files, folder_text, settings.input_dirs)
+    from_folder = bool(folder_text and folder_text.strip())
+    source = str(server_folder(folder_text, settings.input_dirs)) if from_folder else "(uploads)"
+    # The same checks and steps as the `batch` command (jobs/batch_job.py); model calls take turns in the queue.
+    batch = prepare_batch(
+        items, settings, options, source, execute=_queued(service), manifest_extra={"ui": True}
+    )  # not_found / head_invalid / head_mismatch, the output folder: before any work
+    summary, total = batch.summary, len(batch.items)
     done = 0
 
     def on_row(_row: dict) -> None:
         nonlocal done
         done += 1
         if progress is not None:
-            progress((done, len(items)), desc=f"批量 / batch {done}/{len(items)}", unit="文件 / files")
+            progress((done, total), desc=f"批量 / batch {done}/{total}", unit="文件 / files")
 
     if progress is not None:
-        progress((0, len(items)), desc=f"批量 / batch 0/{len(items)}", unit="文件 / files")
-    t0 = time.perf_counter()
-    try:
-        audio_s = run_local(
-            todo, summary, batch_settings, options, _queued_group_runner(service, batch_settings, options), on_row
-        )
-    finally:
-        summary.close()
-    report = finish_batch(summary, items, options, 0, audio_s, time.perf_counter() - t0, head_labels)
+        progress((0, total), desc=f"批量 / batch 0/{total}", unit="文件 / files")
+    report = batch.run(on_row)
     archive = zip_batch(summary.folder)
     text = format_report(report).replace(str(summary.folder), summary.folder.name)
     html = f'<pre class="e2v-card" id="batch_summary_text">{escape(text)}</pre>'
@@ -214,7 +202,7 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
     head_matrix = summary.folder / f"{HEAD_MATRIX}.png"
     return (
         html,
-        table_value(report.rows, options.label_map, head_labels),
+        table_value(report.rows, options.label_map, batch.head_labels),
         str(summary.csv),
         str(archive),
         str(matrix) if report.metrics else None,
