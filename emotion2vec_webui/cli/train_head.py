@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 
 from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, settings_from_args
@@ -63,10 +62,6 @@ def run(args: argparse.Namespace) -> int:
             engine = EmotionEngine.from_settings(settings)
         return fn(engine)
 
-    def progress(fraction: float, message: str) -> None:
-        if not message.startswith("features "):
-            print(message, file=sys.stderr)
-
     options = TrainOptions(
         classifier=args.classifier,
         folds=max(2, args.folds),
@@ -77,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.force,
         command=command_line(args),
     )
-    outcome = train_head(args.data, args.name, backbone, with_engine, settings, options, progress)
+    # Each step is logged once by train_head (the terminal shows the log); printing it here too doubled every line.
+    outcome = train_head(args.data, args.name, backbone, with_engine, settings, options)
     report = summary_json(outcome.report)
     if args.json:
         print(json.dumps({**report, "folder": str(outcome.folder)}, ensure_ascii=False))

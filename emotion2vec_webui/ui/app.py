@@ -32,6 +32,7 @@ from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.batch_tab import build_batch_tab
 from emotion2vec_webui.ui.conversation_tab import build_conversation_tab
 from emotion2vec_webui.ui.gradio_strings import gradio_i18n
+from emotion2vec_webui.ui.gradio_strings import head_html as gradio_strings_head_html
 from emotion2vec_webui.ui.live_tab import build_live_tab
 from emotion2vec_webui.ui.progress import relay_progress
 from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
@@ -52,6 +53,20 @@ EMBEDDING_SIZE_INFO = (
 )
 UI_CONCURRENCY = 2  # UI events decoding at once; inference itself is serialised by the service
 FONT_STACK = ["Noto Sans", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", "system-ui", "sans-serif"]
+
+
+def segmentation_choices(granularity: str) -> list[tuple[str, str]]:
+    """The Segments choices as they apply at ``granularity`` (the values stay ``frames`` / ``vad``).
+
+    ``frames`` cuts segments from runs of frame emotions, which only frame granularity has: at utterance
+    granularity it means one result for the whole clip, and the choice says that (runs/recognize.py).
+    ``vad`` classifies each spoken phrase at either granularity.
+    """
+    if granularity == "frame":
+        first = "按帧情绪分段 / From the frame emotions"
+    else:
+        first = "不分段 / None — one result for the whole clip"
+    return [(first, "frames"), ("按语音分句 / Split by speech (VAD)", "vad")]
 
 
 def configure_gradio_env(settings: Settings) -> Path:
@@ -88,7 +103,8 @@ def mount_kwargs(settings: Settings) -> dict:
         "theme": gr.themes.Default(primary_hue="indigo", neutral_hue="slate", font=FONT_STACK),
         "css_paths": [CSS_PATH],
         "footer_links": ["api", "settings"],
-        "head": timeline_head_html(),  # the interactive timeline's script and styles, served by the app
+        # the interactive timeline's script and styles (served by the app); Gradio's own aria-labels bilingual
+        "head": timeline_head_html() + gradio_strings_head_html(),
     }
     if settings.api_token:
         kwargs["auth"] = token_auth(settings.api_token)
@@ -149,7 +165,7 @@ def _view_updates(view: ui_handlers.RunView) -> list:
 def _recognize_tab(service) -> None:
     import gradio as gr
 
-    from emotion2vec_webui.ui.examples.make_examples import example_paths
+    from emotion2vec_webui.ui.examples.make_examples import example_label, example_paths
 
     with gr.Tab(bilingual("Recognize", "识别"), id="recognize") as recognize_tab:
         with gr.Row(equal_height=False):
@@ -190,7 +206,7 @@ def _recognize_tab(service) -> None:
                     elem_id="extract_embedding",
                 )
                 segmentation = gr.Radio(
-                    choices=[("按帧 / Frames", "frames"), ("按语音分句 / Split by speech (VAD)", "vad")],
+                    choices=segmentation_choices("utterance"),  # relabelled when the granularity changes
                     value="frames",
                     label=bilingual("Segments", "分段"),
                     info="VAD：在停顿处切分，每句话单独识别 / split at pauses, one emotion per phrase",
@@ -206,7 +222,7 @@ def _recognize_tab(service) -> None:
                         examples=[[str(p), "frame" if i % 2 else "utterance"] for i, p in enumerate(examples)],
                         inputs=[audio, granularity],
                         label=bilingual("Examples (synthetic speech)", "示例（合成语音）"),
-                        example_labels=[p.stem.replace("_", " ") for p in examples],
+                        example_labels=[example_label(p) for p in examples],
                     )
             with gr.Column(scale=7, min_width=320):
                 view = _result_view("", "result_card", ui_text.placeholder_card_html())
@@ -227,7 +243,14 @@ def _recognize_tab(service) -> None:
 
         # Frame granularity keeps one vector per 20 ms (~12 MB a minute): the box is unticked when frames are
         # chosen, so a long file does not silently write a large embedding.npy; utterance ticks it again.
-        granularity.change(lambda g: g != "frame", granularity, embedding, queue=False, api_visibility="private")
+        # The Segments choice says what it does at this granularity (utterance: none or one per phrase).
+        granularity.change(
+            lambda g: (g != "frame", gr.update(choices=segmentation_choices(g))),
+            granularity,
+            [embedding, segmentation],
+            queue=False,
+            api_visibility="private",
+        )
         run.click(
             on_recognize,
             [audio, granularity, embedding, segmentation, audio_url, channels, head],

@@ -254,6 +254,12 @@ def status_banner(service) -> tuple[str, bool]:
     return html, st.state != "loading"
 
 
+def _granularity_name(value: str) -> str:
+    """``逐帧 / frame`` for the History table (an unknown value as it is)."""
+    zh, en = ui_text.GRANULARITY_NAMES.get(value, ("", value))
+    return f"{zh} / {en}" if zh else en
+
+
 def history_rows(root: str | Path, limit: int = HISTORY_LIMIT) -> list[list]:
     """Recent runs, single and batch: [run id, time, file, emotion, confidence, granularity, batch].
 
@@ -277,7 +283,7 @@ def history_rows(root: str | Path, limit: int = HISTORY_LIMIT) -> list[list]:
                 str((res.get("audio") or {}).get("source_name", "")),
                 emotion.strip(),
                 ui_text.percent(res["confidence"]) if "confidence" in res else "—",
-                str(res.get("granularity", "")),
+                _granularity_name(str(res.get("granularity", ""))),
                 run.batch or "",
             ]
         )

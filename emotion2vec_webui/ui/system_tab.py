@@ -95,8 +95,16 @@ def resource_rows(snapshot: dict, uptime_s: float) -> list[tuple[str, str]]:
     rows = [
         (bilingual("CPU (this process)", "CPU（本进程）"), f"{snapshot['cpu_percent']:.0f} %"),
         (bilingual("CPU (machine)", "CPU（整机）"), f"{snapshot['system_cpu_percent']:.0f} %"),
-        (bilingual("memory (RSS)", "内存 (RSS)"), _mb(snapshot["rss_bytes"])),
     ]
+    load = snapshot.get("load_average")
+    if load is not None:
+        rows.append(
+            (
+                bilingual("load average (1 / 5 / 15 min)", "平均负载（1 / 5 / 15 分钟）"),
+                f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} · {snapshot.get('cpu_count', '?')} CPU",
+            )
+        )
+    rows.append((bilingual("memory (RSS)", "内存 (RSS)"), _mb(snapshot["rss_bytes"])))
     for gpu in snapshot["gpus"]:
         rows.append(
             (
@@ -106,8 +114,13 @@ def resource_rows(snapshot: dict, uptime_s: float) -> list[tuple[str, str]]:
         )
     if not snapshot["gpus"]:
         rows.append((bilingual("GPU memory", "显存"), "no CUDA device in use"))
+    running = snapshot.get("running_s")
     rows += [
-        (bilingual("queue", "队列"), f"{snapshot['queue_depth']} / {snapshot['max_queue']}"),
+        (  # what runs now: a 10-minute file is no longer in the queue while the model works on it
+            bilingual("model (inference worker)", "模型（推理）"),
+            "空闲 / idle" if running is None else f"运行中 {_duration(running)} / running for {_duration(running)}",
+        ),
+        (bilingual("queue (waiting)", "队列（等待中）"), f"{snapshot['queue_depth']} / {snapshot['max_queue']}"),
         (bilingual("recognitions served", "已完成识别"), str(snapshot["served"])),
     ]
     if snapshot.get("errors") is not None:
@@ -160,9 +173,10 @@ def build_system_tab(service) -> None:
     """Add the System tab to the ``gr.Tabs`` being built (call inside ``gr.Blocks``)."""
     import gradio as gr
 
-    from emotion2vec_webui.runs.status import recent_runs
+    from emotion2vec_webui.runs.status import cpu_meter, recent_runs
 
     recent_runs(service)  # start counting now, not at the first look at the tab
+    cpu_meter.prime()  # the first CPU figure covers the time since start, not nothing (psutil's first 0 %)
     with gr.Tab(bilingual("System", "系统"), id="system") as tab:
         with gr.Row():
             with gr.Column():

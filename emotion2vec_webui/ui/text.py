@@ -147,7 +147,7 @@ def result_card_html(result: dict) -> str:
     model = result.get("model") or {}
     gran_zh, gran_en = GRANULARITY_NAMES.get(result.get("granularity", ""), ("", str(result.get("granularity", ""))))
     meta = [
-        f'<span title="source">🎧 {escape(str(audio.get("source_name", "")))}</span>',
+        f'<span title="音频来源 / source">🎧 {escape(str(audio.get("source_name", "")))}</span>',
         f"<span>⏱ {float(audio.get('duration_s', 0.0)):.2f} s</span>",
         f"<span>{escape(gran_zh)} / {escape(gran_en)}</span>",
         f"<span>⚙ {float(result.get('processing_time_s', 0.0)):.2f} s</span>",
@@ -155,7 +155,7 @@ def result_card_html(result: dict) -> str:
     emb = result.get("embedding") or {}
     if emb.get("shape"):
         shape = " × ".join(str(int(n)) for n in emb["shape"])
-        meta.append(f'<span title="embedding.npy">🧬 embedding [{escape(shape)}]</span>')
+        meta.append(f'<span title="embedding.npy">🧬 特征向量 / embedding [{escape(shape)}]</span>')
     if model.get("random_weights"):
         meta.append('<span class="e2v-badge-warn">随机权重 / random weights</span>')
     warnings = "".join(f"<li>{escape(str(w))}</li>" for w in result.get("warnings") or [])

@@ -8,6 +8,11 @@ visible text may be English only. A text counts as bilingual when it, or a
 short enclosing element (a row, a label), has Chinese characters. Brand
 names, units, code and numbers are allowed on their own; nothing else is
 (a fresh server shows no user data: file names, run ids).
+
+What a screen reader reads and a tooltip shows counts too: the ``aria-label``
+and ``title`` of every visible element, each on its own (no enclosing text
+excuses it) — Gradio's "Record audio", "Copy table data", "Fullscreen" …
+included (``ui/gradio_strings.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,14 @@ VISIBLE_TEXT_JS = """
   for (const el of document.querySelectorAll("input[placeholder],textarea[placeholder]")) {
     if (visible(el) && el.placeholder.trim()) out.push({ text: el.placeholder.trim(), context: el.placeholder });
   }
+  // aria-labels and tooltips: read out or shown on their own, so their own text is their only context
+  for (const el of document.querySelectorAll("[aria-label],[title]")) {
+    if (el.closest("[aria-hidden=true]") || !visible(el)) continue;
+    for (const attr of ["aria-label", "title"]) {
+      const value = (el.getAttribute(attr) || "").trim();
+      if (value) out.push({ text: value, context: value, attribute: attr });
+    }
+  }
   return out;
 }
 """
@@ -89,6 +102,10 @@ def test_the_check_finds_english_only_text():
         {"text": "16 kHz · 320 ms · JSON", "context": ""},
     ]
     assert english_only(items) == ["Drop Audio Here", "common.complete"]
+    # an attribute is its own context: "Fullscreen" is caught even on a bilingual toolbar
+    attributes = [{"text": "Fullscreen", "context": "Fullscreen", "attribute": "title"},
+                  {"text": "全屏 / Fullscreen", "context": "全屏 / Fullscreen", "attribute": "aria-label"}]  # fmt: skip
+    assert english_only(attributes) == ["Fullscreen"]
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +135,8 @@ def test_every_tab_is_bilingual(server, browser, locale):
                 page.locator("#result_card .e2v-error").wait_for()
             items = page.evaluate(VISIBLE_TEXT_JS, CONTEXT_CHARS)
             assert len(items) > 5, f"no text collected on tab {name}"
+            labels = [item for item in items if item.get("attribute")]
+            assert labels, f"no aria-label or title collected on tab {name}"  # every tab has some (the footer)
             bad = english_only(items, USER_DATA)
             if bad:
                 found[name] = bad

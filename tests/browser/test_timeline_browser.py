@@ -88,6 +88,13 @@ def _check_timeline(page, slot: str, duration: float, name: str) -> None:
     tl.scroll_into_view_if_needed()
     audio = page.locator(f"#{slot} audio.e2v-tl-audio")
     expect(audio).to_have_count(1)
+    # One player: the ▶ button with its clock; the <audio> element plays without a bar of its own.
+    expect(audio).to_be_hidden()
+    assert audio.evaluate("a => a.controls") is False
+    expect(page.locator(f"#{slot} audio[controls], #{slot} .e2v-tl-play")).to_have_count(1)
+    smooth = page.locator(f"#{slot} .e2v-tl-btn[data-mode=smooth]").bounding_box()
+    raw = page.locator(f"#{slot} .e2v-tl-btn[data-mode=raw]").bounding_box()
+    assert raw["x"] - (smooth["x"] + smooth["width"]) >= 3, (smooth, raw)  # "Smoothed" and "Raw" apart
     over = page.locator(f"#{slot} .e2v-tl-scores .u-over")
     box = over.bounding_box()
     y = box["y"] + box["height"] / 2
@@ -143,8 +150,42 @@ def _check_timeline(page, slot: str, duration: float, name: str) -> None:
         page.locator(f"#{slot} .e2v-tl-png").click()
     png = Path(download.value.path()).read_bytes()
     assert download.value.suggested_filename.endswith(".png") and png[:8] == b"\x89PNG\r\n\x1a\n"
+    # The PNG shows what the page shows: happy alone, and its legend names happy alone (it listed all nine).
+    expect(tl).to_have_attribute("data-png-legend", "happy")
+    assert _legend_colours(png) == {"happy"}
     page.locator(f"#{slot} .e2v-tl-reset").click()
     expect(tl).to_have_attribute("data-view-max", f"{duration:.3f}")
+
+    # A double click shows the whole recording again and leaves the playhead where it was.
+    page.mouse.click(at(15), y)
+    assert abs(float(tl.get_attribute("data-playhead")) - 15) < 0.5
+    page.mouse.move(at(30), y)
+    page.mouse.down()
+    page.mouse.move(at(35), y, steps=4)
+    page.mouse.move(at(40), y, steps=4)
+    page.mouse.up()
+    expect(tl).not_to_have_attribute("data-view-max", f"{duration:.3f}")
+    box = over.bounding_box()  # the zoomed chart: its middle is 35 s
+    page.mouse.dblclick(box["x"] + box["width"] / 2, y)
+    expect(tl).to_have_attribute("data-view-max", f"{duration:.3f}")
+    assert abs(float(tl.get_attribute("data-playhead")) - 15) < 0.5, tl.get_attribute("data-playhead")
+    assert abs(audio.evaluate("a => a.currentTime") - 15) < 0.5
+
+
+def _legend_colours(png: bytes) -> set[str]:
+    """The emotions whose colour swatch is in the PNG's legend (its bottom strip, below the charts)."""
+    from PIL import Image
+
+    from emotion2vec_webui.ui.text import EMOTION_COLORS
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    strip = np.asarray(image)[-44:]  # the legend and the bottom margin
+    found = set()
+    for key, colour in EMOTION_COLORS.items():
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        if (np.abs(strip.astype(int) - rgb).sum(axis=2) < 6).sum() >= 60:  # a 12 x 12 swatch, not a stray pixel
+            found.add(key)
+    return found
 
 
 def test_recognized_clip_timeline_seeks_plays_hovers_zooms(server, page, clip60):
@@ -152,7 +193,13 @@ def test_recognized_clip_timeline_seeks_plays_hovers_zooms(server, page, clip60)
     expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
     page.locator("#audio_in input[type=file]").set_input_files(str(clip60))
     expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible()
+    # Segments says what it does at each granularity: at utterance, not "Frames" (one result for the clip).
+    segmentation = page.locator("#segmentation")
+    expect(segmentation).to_contain_text("whole clip")
+    expect(segmentation).not_to_contain_text("Frames")
     page.locator("#granularity input[value=frame]").check()
+    expect(segmentation).to_contain_text("frame emotions")
+    expect(segmentation).not_to_contain_text("whole clip")
     page.click("#run_button")
     _check_timeline(page, "timeline", 60.0, "timeline_recognize")
     page.locator("#timeline").scroll_into_view_if_needed()
@@ -176,6 +223,33 @@ def test_history_run_reopened_after_a_restart(server, page):
     expect(table).to_contain_text("clip60.wav")
     table.get_by_role("gridcell").filter(has_text=re.compile(r"outputs_\d{8}")).first.click()
     _check_timeline(page, "history_timeline", 60.0, "timeline_history")
+
+
+def test_similarity_and_result_headings_keep_their_case(server, page, tmp_path):
+    """Section headings are not upper-cased: file names and units read as written ("tone_a.wav", "2.50 s")."""
+    from emotion2vec_webui.audio.signals import tone
+
+    a = write_audio(tmp_path / "tone_a.wav", tone(2.5, 16000, freq=220.0), 16000, "wav")
+    b = write_audio(tmp_path / "Tone_B.wav", tone(2.0, 16000, freq=440.0), 16000, "wav")
+    page.goto(server.url)
+    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
+    page.get_by_role("tab", name=re.compile("Similarity")).click()
+    page.locator("#similarity_a input[type=file]").set_input_files(str(a))
+    page.locator("#similarity_b input[type=file]").set_input_files(str(b))
+    expect(page.locator("#similarity_a button[aria-label=Play]")).to_be_visible()
+    expect(page.locator("#similarity_b button[aria-label=Play]")).to_be_visible()
+    page.click("#similarity_button")
+    headings = page.locator("#similarity_result .e2v-sim-clip .e2v-section")
+    expect(headings).to_have_count(2)
+    texts = headings.all_inner_texts()  # innerText is what the page shows, text-transform applied
+    assert "tone_a.wav" in texts[0] and "2.50 s" in texts[0], texts
+    assert "Tone_B.wav" in texts[1] and "2.00 s" in texts[1], texts
+    transforms = page.evaluate(
+        "() => [...document.querySelectorAll('.e2v-section')].map(e => getComputedStyle(e).textTransform)"
+    )
+    assert transforms and set(transforms) == {"none"}, transforms
+    page.locator("#similarity_result").scroll_into_view_if_needed()
+    _shot(page, "similarity_headings")
 
 
 def test_docs_page_works_offline(server, page):

@@ -141,7 +141,7 @@ def test_history_lists_newest_first_and_reopens_the_same_view(service, tone_wav,
     root = service.settings.output_dir
     rows = ui_handlers.history_rows(root)
     assert [r[0] for r in rows] == [second.run_id, first.run_id]
-    assert rows[0][2] == "speech.wav" and rows[0][5] == "frame"
+    assert rows[0][2] == "speech.wav" and rows[0][5] == "逐帧 / frame" and rows[1][5] == "整句 / utterance"
     again = ui_handlers.view_run(root, second.run_id)  # as after a restart: read from disk
     assert again.card_html == second.card_html and again.files == second.files
     assert again.segments_html() == second.segments_html()

@@ -20,6 +20,19 @@ CLIPS: dict[str, tuple[str, str, int, int]] = {
     "en_sad.opus": ("I waited all evening, but nobody came. I guess it does not matter anymore.", "en-us", 120, 25),
 }
 
+# file name → the chip's label under the Recognize tab, both languages (the file name is no label).
+LABELS: dict[str, str] = {
+    "en_excited.opus": "兴奋（英语）/ excited (English)",
+    "en_calm.opus": "平静（英语）/ calm (English)",
+    "zh_greeting.opus": "问候（中文）/ greeting (Chinese)",
+    "en_sad.opus": "伤心（英语）/ sad (English)",
+}
+
+
+def example_label(path: Path) -> str:
+    """The chip label of an example clip (its file name when it has none)."""
+    return LABELS.get(Path(path).name, Path(path).stem.replace("_", " "))
+
 
 def example_paths() -> list[Path]:
     """The example clips that exist, in display order."""

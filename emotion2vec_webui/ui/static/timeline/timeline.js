@@ -119,8 +119,11 @@
       this.clock = el("span", "e2v-tl-clock", fmt(0) + " / " + fmt(p.duration));
       bar.append(this.playBtn, this.clock);
       if (p.audio) {
+        // One player: the ▶ button, the clock and the chart itself (click, scrub, keys). The <audio> element
+        // only plays; the browser's own bar beside it was a second player with its own play and seek (issue 33).
         this.audio = el("audio", "e2v-tl-audio");
-        this.audio.controls = true;
+        this.audio.controls = false;
+        this.audio.hidden = true;
         this.audio.preload = "auto";
         this.audio.src = p.audio;
         bar.append(this.audio);
@@ -512,6 +515,23 @@
       else this.audio.pause();
     }
 
+    // A click seeks; a double click shows the whole recording and leaves the playhead where it was. The
+    // double click's first click has already seeked when the browser says it was a double one, so that
+    // click keeps where the playhead stood (and when) to put it back; its second click does not seek.
+    clickSeek(t) {
+      const playing = !!(this.audio && !this.audio.paused);
+      this.beforeClick = { t: this.now(), at: performance.now(), playing };
+      this.seek(t);
+    }
+
+    undoClickSeek() {
+      const b = this.beforeClick;
+      if (!b || performance.now() - b.at > 1500) return;
+      const rate = (this.audio && this.audio.playbackRate) || 1;
+      this.seek(b.t + (b.playing ? ((performance.now() - b.at) / 1000) * rate : 0));
+      this.beforeClick = null;
+    }
+
     bindPointer(u, scrub) {
       const over = u.over;
       let down = null;
@@ -519,8 +539,9 @@
         if (e.button !== 0) return;
         down = { x: e.clientX, y: e.clientY };
         lastActive = this;
+        if (scrub && e.detail > 1) return; // a double click's second press: the dblclick resets the view
         if (scrub) {
-          this.seek(u.posToVal(e.offsetX, "x"));
+          this.clickSeek(u.posToVal(e.offsetX, "x"));
           const move = (ev) => this.seek(u.posToVal(ev.clientX - over.getBoundingClientRect().left, "x"));
           const up = () => {
             document.removeEventListener("mousemove", move);
@@ -534,9 +555,12 @@
         if (!down || scrub) return;
         const moved = Math.abs(e.clientX - down.x) + Math.abs(e.clientY - down.y);
         down = null;
-        if (moved < 4) this.seek(u.posToVal(e.clientX - over.getBoundingClientRect().left, "x"));
+        if (moved < 4 && e.detail <= 1) this.clickSeek(u.posToVal(e.clientX - over.getBoundingClientRect().left, "x"));
       });
-      over.addEventListener("dblclick", () => this.setView(0, this.p.duration));
+      over.addEventListener("dblclick", () => {
+        this.setView(0, this.p.duration);
+        this.undoClickSeek();
+      });
       over.addEventListener(
         "wheel",
         (e) => {
@@ -622,7 +646,8 @@
       const W = this.width();
       const charts = [this.w, this.u].filter(Boolean);
       const bandH = this.band.hidden ? 0 : 18;
-      const legendH = 44;
+      const shown = this.only != null ? [this.p.labels[this.only]] : this.p.labels; // one emotion alone, or all
+      const legendH = shown.length > 1 ? 44 : 26;
       const H = pad + 24 + bandH + 4 + charts.reduce((s, u) => s + u.height, 0) + legendH + pad;
       const r = window.devicePixelRatio || 1;
       const cv = document.createElement("canvas");
@@ -634,7 +659,8 @@
       g.fillRect(0, 0, W, H);
       g.fillStyle = "#111";
       g.font = "bold 14px 'Noto Sans', 'Noto Sans CJK SC', sans-serif";
-      g.fillText(this.T.title + " · " + (this.mode === "raw" ? this.T.raw : this.T.smoothed) + (this.p.run_id ? " · " + this.p.run_id : ""), pad, pad + 14);
+      const what = this.only != null ? " · " + shown[0].zh + " " + shown[0].key : "";
+      g.fillText(this.T.title + " · " + (this.mode === "raw" ? this.T.raw : this.T.smoothed) + what + (this.p.run_id ? " · " + this.p.run_id : ""), pad, pad + 14);
       let y = pad + 24;
       if (bandH) {
         const left = parseFloat(this.u.over.style.left) || 0;
@@ -657,7 +683,7 @@
       g.font = "12px 'Noto Sans', 'Noto Sans CJK SC', sans-serif";
       let x = pad;
       let ly = y + 16;
-      for (const l of this.p.labels) {
+      for (const l of shown) {
         const txt = l.zh + " " + l.key;
         const w = g.measureText(txt).width + 26;
         if (x + w > W - pad) {
@@ -670,6 +696,7 @@
         g.fillText(txt, x + 16, ly);
         x += w;
       }
+      this.root.dataset.pngLegend = shown.map((l) => l.key).join(",");
       const link = document.createElement("a");
       link.download = "emotion_timeline_" + (this.p.run_id || "live") + ".png";
       link.href = cv.toDataURL("image/png");
