@@ -277,7 +277,11 @@ def test_hostile_flacs_leave_one_second_probes_answered(decode_server, hostile, 
     latencies = [s for _, _, s in probes]
     assert all(status == 200 for status, _, _ in probes), probes
     assert statistics.median(latencies) <= 3.0 and max(latencies) <= 10.0, latencies
-    assert hostile_answers and all(a == (422, "audio_too_long") for a in hostile_answers), hostile_answers[:8]
+    # Refused (the budget); on a very busy machine the undeclared one may also run past E2V_DECODE_TIMEOUT_S
+    # (audio_too_large_decoded) or wait past E2V_DECODE_WAIT_S for a decoder (overloaded).
+    typed = ((422, "audio_too_long"), (422, "audio_too_large_decoded"), (503, "overloaded"))
+    others = [a for a in hostile_answers if a not in typed]
+    assert (422, "audio_too_long") in hostile_answers and not others, others
 
 
 def test_a_request_that_waits_too_long_for_a_decoder_gets_503(decode_server, tone_wav):
