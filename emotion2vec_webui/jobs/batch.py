@@ -79,6 +79,18 @@ class BatchReport:
         return sum(r["status"] != "ok" for r in self.rows)
 
 
+def recognize_options(options: BatchOptions):
+    """What each input of the batch gets, as the one recognise flow's :class:`recognize.RecognizeOptions`."""
+    from emotion2vec_webui.runs.recognize import RecognizeOptions
+
+    return RecognizeOptions(
+        options.granularity, options.extract_embedding, head=options.head,
+        channels=options.channels, audio_stream=options.audio_stream,
+        speakers=options.speakers, num_speakers=options.num_speakers, transcribe=options.transcribe,
+        asr_model=options.asr_model,
+    )  # fmt: skip
+
+
 def classify_group(engine, pairs: list, settings: Settings, options: BatchOptions) -> list:
     """Classify decoded inputs and write their run folders into ``settings.output_dir``.
 
@@ -97,14 +109,8 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
     Returns:
         One :class:`pipeline.RunOutcome` or :class:`E2VError` per input, in order.
     """
-    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
+    from emotion2vec_webui.runs.recognize import Recognition
 
-    recognize_options = RecognizeOptions(
-        options.granularity, options.extract_embedding, head=options.head,
-        channels=options.channels, audio_stream=options.audio_stream,
-        speakers=options.speakers, num_speakers=options.num_speakers, transcribe=options.transcribe,
-        asr_model=options.asr_model,
-    )  # fmt: skip
     answers = None
     batched = getattr(engine, "recognize_batch", None)
     if batched is not None and len(pairs) > 1:
@@ -127,7 +133,7 @@ def classify_group(engine, pairs: list, settings: Settings, options: BatchOption
         if began:
             flow = began[0]
         else:  # decoded elsewhere (Ray, tests): its own processing time is the decode it reports
-            flow = Recognition(settings, recognize_options, request_id=rid, count_wait=False)
+            flow = Recognition(settings, recognize_options(options), request_id=rid, count_wait=False)
             flow.decode_wall_s = decoded.decode_s + decoded.resample_s
         try:
             out.append(flow.finish(decoded, engine, None if answers is None else answers[i]))
@@ -153,24 +159,19 @@ def run_local(
         Seconds of audio classified.
     """
     from emotion2vec_webui.audio.decoder_pool import DecoderPool, PoolConfig
-    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
+    from emotion2vec_webui.runs.recognize import Recognition
 
     config = PoolConfig.from_env()
     # One decode process per --workers thread (E2V_DECODE_WORKERS=0 still means in-process, unguarded).
     decoders = DecoderPool(replace(config, workers=max(1, options.workers)) if config.workers else config)
-    recognize_options = RecognizeOptions(
-        options.granularity, options.extract_embedding, head=options.head,
-        channels=options.channels, audio_stream=options.audio_stream,
-        speakers=options.speakers, num_speakers=options.num_speakers, transcribe=options.transcribe,
-        asr_model=options.asr_model,
-    )  # fmt: skip
+    each = recognize_options(options)
     batch_name = Path(settings.output_dir).name
 
     def decode(item: BatchItem):  # in a decode worker: a file that crashes the decoder is one error row
         # The input's flow starts with its decode, so its run.log times and processing_time_s cover it;
         # the wait in the prefetch queue is not this run's work (count_wait=False).
         rid = item_request_id(batch_name, item.file)
-        flow = Recognition(settings, recognize_options, request_id=rid, count_wait=False)
+        flow = Recognition(settings, each, request_id=rid, count_wait=False)
         return flow.decode(*item_source(item), pool=decoders), flow
 
     def record(row: dict) -> None:

@@ -1,9 +1,11 @@
 """``batch --engine ray``: the same batch on Ray Data, from one machine to a cluster.
 
 The dataset is the list of inputs. A ``map`` stage of light tasks decodes
-each file (our own :func:`audio.decode_audio`, with the same limits), and a
+each input the way the local engine does (:func:`decode_row`: its recognise
+flow's decode, in the guarded decoder pool, each channel apart for
+``--speakers channels``, URLs through the same fetcher), and a
 ``map_batches`` stage runs :class:`ClassifyActor`, a callable class that
-loads the engine once per actor and classifies with the same
+loads the engine once per actor and finishes each flow with the same
 :func:`batch.classify_group` as the local engine, writing run folders into
 the batch folder. Ray's streaming executor overlaps the two stages, so the
 actors do not wait on decoding. The driver (this process) appends each
@@ -21,14 +23,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+from pathlib import Path
 
 import numpy as np
 
-from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.jobs.inputs import BatchItem
-from emotion2vec_webui.jobs.summary import BatchSummary, error_row, ok_row
+from emotion2vec_webui.jobs.inputs import BatchItem, item_source
+from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row
 
 log = logging.getLogger(__name__)
 
@@ -80,43 +83,42 @@ def start_ray(workers: int) -> bool:
     return True
 
 
-def decode_row(row: dict, limits: AudioLimits, decode_options=None, fetch_policy=None) -> dict:
-    """Ray ``map`` stage: one input's path or URL → its decoded samples and metadata, or its error."""
-    from pathlib import Path
+def decode_row(row: dict, settings: Settings, options) -> dict:
+    """Ray ``map`` stage: one input decoded exactly as the local engine decodes it, or its error.
 
-    from emotion2vec_webui.audio.decode import decode_audio
-    from emotion2vec_webui.runs.url_fetch import fetch_url, is_url
+    The input's recognise flow (:class:`recognize.Recognition`) starts here with its decode: in the guarded
+    decoder pool of this worker process (``audio/decoder_pool.py``: a file that crashes the decoder is this
+    input's error), each channel decoded on its own for ``speakers=channels``, a URL downloaded by the same
+    fetcher under the same rules (``runs/url_fetch.py``; ``audio.source_url`` kept). The decoded audio and the
+    flow go to the actor together (pickled: Ray's own wire format), so run.log and ``processing_time_s`` cover
+    the decode as with the local engine.
 
-    out = {"file": row["file"], "label": row["label"], "pcm": b"", "meta": "", "error": ""}
+    Args:
+        row: ``file``, ``label``, ``name`` of a :class:`inputs.BatchItem`.
+        settings: settings whose ``output_dir`` is the batch folder.
+        options: a :class:`batch.BatchOptions`.
+    """
+    from emotion2vec_webui.jobs.batch import recognize_options
+    from emotion2vec_webui.runs.recognize import Recognition
+
+    item = _item(row)
+    out = {"file": row["file"], "label": row["label"], "name": row["name"], "flow": b"", "error": ""}
+    rid = item_request_id(Path(settings.output_dir).name, item.file)
+    flow = Recognition(settings, recognize_options(options), request_id=rid, count_wait=False)
     try:
-        source, name = row["file"], Path(row["file"]).name
-        if is_url(source) and fetch_policy is not None:
-            fetched = fetch_url(source, fetch_policy)
-            source, name = fetched.data, fetched.name
-        d = decode_audio(source, source_name=name, limits=limits, options=decode_options)
+        decoded = flow.decode(*item_source(item))  # pool None: this process's guarded decoder pool
     except E2VError as exc:
         out["error"] = json.dumps({"code": exc.code, "message": exc.message})
         return out
     except Exception as exc:  # a decoder crash is this input's problem only
         out["error"] = json.dumps({"code": "audio_undecodable", "message": f"{type(exc).__name__}: {exc}"})
         return out
-    out["pcm"] = np.ascontiguousarray(d.waveform, dtype=np.float32).tobytes()
-    out["meta"] = json.dumps(
-        {
-            "sample_rate": d.sample_rate,
-            "original_sample_rate": d.original_sample_rate,
-            "original_channels": d.original_channels,
-            "source_name": d.source_name,
-            "container": d.container,
-            "warnings": list(d.warnings),
-            "decode_s": d.decode_s,
-            "resample_s": d.resample_s,
-            "channels": d.channels,
-            "channel_index": d.channel_index,
-            "audio_stream": d.audio_stream,
-        }
-    )
+    out["flow"] = pickle.dumps((decoded, flow), protocol=pickle.HIGHEST_PROTOCOL)
     return out
+
+
+def _item(row: dict) -> BatchItem:
+    return BatchItem(str(row["file"]), str(row["label"]) or None, str(row["name"]) or None)
 
 
 class ClassifyActor:
@@ -141,24 +143,21 @@ class ClassifyActor:
         from emotion2vec_webui.jobs.batch import classify_group
 
         rows: list[dict | None] = []
-        pairs, slots = [], []
-        for i, (file, label, pcm, meta, error) in enumerate(
-            zip(batch["file"], batch["label"], batch["pcm"], batch["meta"], batch["error"], strict=True)
+        triples, slots = [], []
+        for i, (file, label, name, flow, error) in enumerate(
+            zip(batch["file"], batch["label"], batch["name"], batch["flow"], batch["error"], strict=True)
         ):
-            item = BatchItem(str(file), str(label) or None)
+            item = _item({"file": file, "label": label, "name": name})
             if error:
                 e = json.loads(error)
                 rows.append(error_row(item, e["code"], e["message"]))
                 continue
-            m = json.loads(meta)
-            m["warnings"] = tuple(m["warnings"])
-            decoded = DecodedAudio(waveform=np.frombuffer(pcm, dtype=np.float32).copy(), **m)
+            decoded, began = pickle.loads(flow)  # written by decode_row in this same job
             rows.append(None)
-            pairs.append((item, decoded))
+            triples.append((item, decoded, began))
             slots.append(i)
-        for i, (item, _), answer in zip(
-            slots, pairs, classify_group(self.engine, pairs, self.settings, self.options), strict=True
-        ):
+        answers = classify_group(self.engine, triples, self.settings, self.options)
+        for i, (item, _, _), answer in zip(slots, triples, answers, strict=True):
             if isinstance(answer, E2VError):
                 rows[i] = error_row(item, answer.code, answer.message)
             else:
@@ -186,18 +185,10 @@ def run_ray(todo: list[BatchItem], summary: BatchSummary, settings: Settings, op
         ctx.enable_progress_bars = False  # the CLI draws its own bar
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and not settings.device.startswith("cpu") else 0
         ds = ray.data.from_items(
-            [{"file": it.file, "label": it.label or ""} for it in todo],
+            [{"file": it.file, "label": it.label or "", "name": it.name or ""} for it in todo],
             override_num_blocks=max(1, min(len(todo), 8 * options.workers)),
         )
-        from emotion2vec_webui.audio.format import DecodeOptions
-        from emotion2vec_webui.runs.url_fetch import FetchPolicy
-
-        decode_kwargs = {
-            "limits": AudioLimits.from_settings(settings),
-            "decode_options": DecodeOptions(options.channels, options.audio_stream),
-            "fetch_policy": FetchPolicy.from_settings(settings),
-        }
-        ds = ds.map(decode_row, fn_kwargs=decode_kwargs, num_cpus=0.25)
+        ds = ds.map(decode_row, fn_kwargs={"settings": settings, "options": options}, num_cpus=0.25)
         ds = ds.map_batches(
             ClassifyActor,
             fn_constructor_kwargs={"settings": settings, "options": options},

@@ -79,3 +79,59 @@ def test_missing_ray_gives_the_install_line(monkeypatch):
     with pytest.raises(E2VError) as err:
         batch_ray.import_ray()
     assert err.value.code == "bad_request" and "emotion2vec-webui[ray]" in err.value.message
+
+
+def test_ray_engine_gives_the_local_engines_turns_by_channel(ray_or_skip, engine, settings, stereo_dialogue, tmp_path):
+    """Issue 27: on Ray each input is decoded through the guarded decoder, each channel on its own for
+    ``--speakers channels``, and a URL through the same fetcher: the same speakers and turns as the local
+    engine (not the mix as one speaker), and ``audio.source_url`` kept."""
+    import functools
+    import http.server
+    import threading
+
+    from emotion2vec_webui.jobs.ray_batch import run_ray
+
+    path, _spans = stereo_dialogue
+    clips = tmp_path / "calls"
+    clips.mkdir()
+    (clips / "call.wav").write_bytes(path.read_bytes())
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(clips)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/call.wav"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{clips / 'call.wav'}\n{url}\n", "utf-8")
+    items = discover_inputs(listing)
+    options = BatchOptions(batch_size=2, workers=1, speakers="channels")
+    settings = dataclasses.replace(settings, url_allow=("127.0.0.1",))
+    try:
+        local = _batch(
+            items, tmp_path / "local", settings, options,
+            lambda todo, summary, s, o: run_local(todo, summary, s, o, lambda pairs: classify_group(engine, pairs, s, o)),
+        )  # fmt: skip
+        ray_rows = _batch(items, tmp_path / "ray", settings, options, run_ray)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    def result(folder, row) -> dict:
+        return json.loads((tmp_path / folder / row["run_folder"] / "result.json").read_text())
+
+    assert [r["status"] for r in local] == [r["status"] for r in ray_rows] == ["ok", "ok"], (local, ray_rows)
+    turns = 0
+    for a, b in zip(local, ray_rows, strict=True):
+        mine, theirs = result("local", a), result("ray", b)
+        assert [s["id"] for s in theirs["speakers"]] == [s["id"] for s in mine["speakers"]] == ["left", "right"]
+        assert theirs["audio"]["source_url"] == mine["audio"]["source_url"]
+        assert len(theirs["turns"]) == len(mine["turns"]) > 1
+        for t, u in zip(mine["turns"], theirs["turns"], strict=True):
+            assert (t["speaker"], t["emotion"]) == (u["speaker"], u["emotion"])
+            assert abs(t["start_s"] - u["start_s"]) < 1e-6 and abs(t["end_s"] - u["end_s"]) < 1e-6
+            assert all(abs(t["scores"][k] - u["scores"][k]) <= 1e-5 for k in EMOTIONS)
+        turns += len(mine["turns"])
+    assert [result("ray", b)["audio"]["source_url"] for b in ray_rows] == [None, url]
+    assert (tmp_path / "ray" / "turns_summary.csv").read_text().count("\n") == turns + 1
