@@ -27,6 +27,14 @@ def _int(name: str, default: int) -> int:
     return int(_float(name, float(default)))
 
 
+def _optional_float(name: str, minimum: float) -> float | None:
+    """A number of at least ``minimum``, or None when the variable is unset or ``auto``."""
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    return max(minimum, _float(name, minimum))
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str = "emotion2vec_plus_large"  # name (docs/README.md) or local directory
@@ -70,6 +78,8 @@ class Settings:
     decode_timeout_s: float = 120.0  # E2V_DECODE_TIMEOUT_S: wall-clock limit per file, then the worker is killed
     decode_memory_mb: float = 0.0  # E2V_DECODE_MEMORY_MB: address space a decode may add to an idle worker (0: per file)
     decode_wait_s: float = 5.0  # E2V_DECODE_WAIT_S: the longest wait for a free decoder, then 503 overloaded
+    batch_wait_ms: float | None = None  # E2V_BATCH_WAIT_MS: a request's wait for batch companions (None: per device; 0: off)
+    batch_max_audio_s: float | None = None  # E2V_BATCH_MAX_AUDIO_S: padded audio per batched call (None: per device)
     heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
     asr_model: str = "sensevoice_small"  # conversations' ASR: name, hub id or directory (E2V_ASR_MODEL)
     speaker_model: str = "campplus"  # conversations' speaker model (CAM++): name, hub id or directory (E2V_SPEAKER_MODEL)
@@ -140,6 +150,8 @@ def load_settings() -> Settings:
         decode_timeout_s=max(0.1, _float("E2V_DECODE_TIMEOUT_S", 120.0)),
         decode_memory_mb=max(0.0, _float("E2V_DECODE_MEMORY_MB", 0.0)),
         decode_wait_s=max(0.0, _float("E2V_DECODE_WAIT_S", 5.0)),
+        batch_wait_ms=_optional_float("E2V_BATCH_WAIT_MS", 0.0),
+        batch_max_audio_s=_optional_float("E2V_BATCH_MAX_AUDIO_S", 1.0),
         heads_dir=Path(env.get("E2V_HEADS_DIR", "").strip() or "heads"),
         asr_model=env.get("E2V_ASR_MODEL", "").strip() or "sensevoice_small",
         speaker_model=env.get("E2V_SPEAKER_MODEL", "").strip() or "campplus",

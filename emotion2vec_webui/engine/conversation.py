@@ -151,10 +151,12 @@ def analyse_conversation(
     pieces.sort(key=lambda p: (p[1], p[2]))
     audio = [sig[int(s * SAMPLE_RATE) : int(e * SAMPLE_RATE)] for _, s, e, sig in pieces]
 
+    from emotion2vec_webui.engine.batching import recognize_each
+
     turns = []
     t = time.perf_counter()
-    for (speaker, s, e, _), chunk in zip(pieces, audio, strict=True):
-        r = engine.recognize(chunk, "utterance", False, window_s=window_s)
+    # every turn at once: a server job's engine queues them together and the scheduler batches them by length
+    for (speaker, s, e, _), r in zip(pieces, recognize_each(engine, audio, window_s=window_s), strict=True):
         turns.append({
             "index": len(turns), "speaker": speaker, "start_s": round(s, 3), "end_s": round(e, 3),
             "emotion": r.emotion, "emotion_zh": EMOTIONS_ZH[r.emotion], "confidence": round(r.confidence, 6),

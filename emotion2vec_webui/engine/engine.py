@@ -308,6 +308,24 @@ class EmotionEngine:
             max_batch = 8 if self.info.device.startswith("cuda") and self.exported is None else 1
         return recognize_batch(self, waveforms, granularity, extract_embedding, max_batch, window_s=window_s)
 
+    @property
+    def batchable(self) -> bool:
+        """Whether :meth:`features_batch` runs one padded pass (a PyTorch module); ONNX paths run clip by clip."""
+        return self.exported is None and self._onnx is None and self.module is not None
+
+    def features_batch(self, waveforms: list[np.ndarray]) -> list:
+        """Frame features of several short clips (each under ``E2V_WINDOW_S``) in one padded, masked pass.
+
+        Each item equals :meth:`frame_features` of its clip (to ~1e-6 in fp32; see batching.py); an engine that
+        is not :attr:`batchable` runs them one by one. The scheduler's batching entry point (runs/scheduler.py).
+        """
+        from emotion2vec_webui.engine.batching import padded_features
+
+        with self.lock:
+            if len(waveforms) == 1 or not self.batchable:
+                return [self.frame_features(w) for w in waveforms]
+            return padded_features(self, waveforms)
+
     def recognize(
         self,
         waveform: np.ndarray,

@@ -224,13 +224,15 @@ def vad_segments(
     """
     if segmentation != "vad":
         raise E2VError("bad_request", f"segmentation must be one of {', '.join(SEGMENTATIONS)}, not {segmentation!r}")
+    from emotion2vec_webui.engine.batching import recognize_each
+
     spans = speech_segments(waveform, max_segment_s=max_segment_s)
+    cut = [((s, e), waveform[int(s * SAMPLE_RATE) : int(e * SAMPLE_RATE)]) for s, e in spans]
+    kept = [span for span, chunk in cut if len(chunk) >= MIN_MODEL_SAMPLES]
+    chunks = [chunk for _, chunk in cut if len(chunk) >= MIN_MODEL_SAMPLES]
     out = []
-    for start_s, end_s in spans:
-        chunk = waveform[int(start_s * SAMPLE_RATE) : int(end_s * SAMPLE_RATE)]
-        if len(chunk) < MIN_MODEL_SAMPLES:
-            continue
-        r = engine.recognize(chunk, "utterance", False, window_s=window_s)
+    # every segment at once: a server job's engine queues them together and the scheduler batches them by length
+    for (start_s, end_s), r in zip(kept, recognize_each(engine, chunks, window_s=window_s), strict=True):
         out.append(
             {
                 "start_s": round(start_s, 3),

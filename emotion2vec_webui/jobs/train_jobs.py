@@ -109,9 +109,11 @@ class TrainJobs:
         try:
             engine = self.service.engine
             backbone = Backbone(engine.info.name, engine.info.path, engine_hash(engine))
-            outcome = train_head(
-                job.data, job.name, backbone, self.service.call, self.service.settings, options, progress
-            )
+            # feature extraction queues behind interactive work (background priority, this job's own share)
+            with self.service.job_engine("background", f"train:{job.id}") as queued:
+                outcome = train_head(
+                    job.data, job.name, backbone, lambda fn: fn(queued), self.service.settings, options, progress
+                )
             job.report = summary_json(outcome.report)
             job.log = list(outcome.log_lines)
             job.progress, state = 1.0, "done"

@@ -209,8 +209,10 @@ class LiveAnalyzer(threading.Thread):
             window, end_s = session.tail(WINDOW_S)
             if len(window) < int(MIN_WINDOW_S * SAMPLE_RATE):
                 continue
-            try:
-                result = self.service.call(lambda engine, w=window: engine.recognize(w, "utterance", False))
+            try:  # ahead of every other request; dropped (None) when it went stale: the next round is newer
+                result = self.service.live_window(window, client=f"live:{id(session):x}")
+                if result is None:
+                    continue
             except E2VError as exc:
                 session.error = f"{exc.message} [{exc.code}]"
                 session.next_tick_s = session.duration_s + TICK_S  # retry a second later

@@ -1,28 +1,51 @@
 """The server-side service shared by the UI and the REST API.
 
 It loads the model in the background (the page and ``/healthz`` answer at
-once), and runs every model call on one inference worker per device, fed by
-a bounded queue: beyond ``E2V_MAX_QUEUE`` waiting jobs a call fails at once
-with ``overloaded`` instead of piling up.
+once) and owns the one inference worker per device, fed by the scheduler
+(:mod:`scheduler`): typed :class:`InferenceRequest` s, batched by length,
+interactive work ahead of background jobs, each client its share. Only the
+model runs on the worker; a job's other work (decode, heads, assembly,
+conversation models, the run-folder write, training's bookkeeping) runs in
+the caller's thread (:meth:`Service.call`, :meth:`Service.recognize`) or a job
+thread (:meth:`Service.submit`), reaching the model through a
+:class:`QueuedEngine`. Beyond ``E2V_MAX_QUEUE`` jobs waiting for the worker a
+new job fails at once with ``overloaded`` instead of piling up.
+
+The escape hatch, for code that must hold the engine itself (a closure
+``fn(engine)`` that calls the module directly): :meth:`Service.call_on_worker`
+runs it on the worker, alone, in its priority's turn. No face needs it today.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
+
+import numpy as np
 
 from emotion2vec_webui.audio.decoder_pool import prestart
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.engine import EmotionEngine
+from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError, OverloadedError
 from emotion2vec_webui.model.resolve import ModelInfo
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, RunOutcome
+from emotion2vec_webui.runs.scheduler import (
+    LIVE_MAX_AGE_S,
+    PRIORITIES,
+    InferenceRequest,
+    QueuedEngine,
+    Scheduler,
+    StaleWindow,
+    policy_for,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,10 +59,10 @@ class ModelStatus:
 
 
 class Service:
-    """Model lifecycle plus the bounded inference queue.
+    """Model lifecycle, the scheduler in front of the model, and the jobs that use it.
 
     Args:
-        settings: the server's settings.
+        settings: the server's settings (``E2V_MAX_QUEUE``, ``E2V_BATCH_*``).
         engine: an already loaded engine (tests); when None, :meth:`start` loads one.
     """
 
@@ -51,12 +74,16 @@ class Service:
             if engine
             else ModelStatus("loading", f"loading model {settings.model} …")
         )
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, settings.max_queue))
-        self._worker: threading.Thread | None = None
+        self.scheduler = Scheduler(lambda: self.engine)
+        if engine is not None:
+            self.scheduler.policy = policy_for(engine, settings)
         self._loader: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._started = False
+        self._jobs = ThreadPoolExecutor(max_workers=max(4, settings.max_queue + 2), thread_name_prefix="e2v-job")
+        self._jobs_waiting = 0  # submitted jobs not yet started (they count in the queue)
+        self._count_lock = threading.Lock()
         self.started_at = time.time()
-        # Metrics and UI stats: told of every RunOutcome the worker produces (whoever queued it),
+        # Metrics and UI stats: told of every RunOutcome a job produces (whoever started it),
         # and of the exception when recognize() fails.
         self.observers: list[Callable[[RunOutcome | BaseException], None]] = []
 
@@ -64,15 +91,18 @@ class Service:
     def start(self) -> None:
         """Start the inference worker, the decode workers and, if needed, load the model in the background."""
         prestart()  # the decode workers start in the background, so the first request does not wait for them
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._work, name="e2v-inference", daemon=True)
-            self._worker.start()
+        if not self._started:
+            self._started = True
+            self.scheduler.start()
+            if self._engine is not None:
+                log.info("batching: %s", self.scheduler.policy.reason)
         if self._engine is None and self._loader is None:
             self._loader = threading.Thread(target=self._load, name="e2v-model-loader", daemon=True)
             self._loader.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.scheduler.stop()
+        self._jobs.shutdown(wait=False, cancel_futures=True)
 
     def _load(self) -> None:
         s = self.settings
@@ -86,6 +116,8 @@ class Service:
             log.exception("model failed to load")
             self._status = ModelStatus("unavailable", f"The model failed to load: {type(exc).__name__}: {exc}")
             return
+        self.scheduler.policy = policy_for(engine, s)
+        log.info("batching: %s", self.scheduler.policy.reason)
         self._engine = engine
         self._status = ModelStatus("ready", "model ready", engine.info)
 
@@ -112,43 +144,128 @@ class Service:
     # -- the queue ---------------------------------------------------------
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        """Jobs waiting for the worker: queued model calls (a job's many segments count once) and jobs not started."""
+        return self.scheduler.depth + self._jobs_waiting
 
-    def submit(self, fn: Callable[[EmotionEngine], T]) -> Future:
-        """Queue ``fn(engine)`` for the inference worker.
+    @property
+    def busy_since(self) -> float | None:
+        """When the inference worker took what it runs now (wall clock; None when idle), for the System tab."""
+        return self.scheduler.busy_since
+
+    def _admit(self) -> None:
+        """Raise ``overloaded`` when ``E2V_MAX_QUEUE`` jobs already wait (a job's own later calls never do)."""
+        if self.queue_depth >= max(1, self.settings.max_queue):
+            raise OverloadedError()
+
+    def engine_for(self, priority: str = "interactive", client: str | None = None, job: int | None = None):
+        """A :class:`QueuedEngine`: the engine as a job sees it, its model calls queued at ``priority``."""
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+        return QueuedEngine(self.engine, self.scheduler, priority, client or f"{priority}:{threading.get_ident()}", job)
+
+    def infer(self, request: InferenceRequest) -> Future:
+        """Queue one typed model call; the future gives its :class:`EmotionResult` (features when ``frames``).
 
         Raises:
             ModelUnavailableError: the model is not ready.
             OverloadedError: the queue is full (answer 503 at once).
         """
-        engine = self.engine
-        fut: Future = Future()
+        _ = self.engine
+        self._admit()
+        return self.scheduler.submit(request)
+
+    def classify(self, waveform: np.ndarray, *, granularity: str = "utterance", embedding: bool = False,
+                 priority: str = "interactive", client: str | None = None) -> EmotionResult:  # fmt: skip
+        """One waveform's result through the queue (long audio in windows, each its own request)."""
+        _ = self.engine
+        self._admit()
+        with self.scheduler.job(priority) as job:
+            engine = self.engine_for(priority, client, job)
+            return engine.recognize(waveform, granularity, embedding, self.settings.window_s)
+
+    def live_window(self, waveform: np.ndarray, *, client: str, max_age_s: float = LIVE_MAX_AGE_S):
+        """A live window's utterance result, ahead of everything else; None when it was dropped as stale (a newer
+        window of ``client`` arrived, or it was not started within ``max_age_s``): the next round takes a newer one.
+
+        Raises:
+            E2VError: ``model_unavailable``, ``audio_too_short``.
+        """
+        _ = self.engine
+        request = InferenceRequest(waveform, "utterance", False, window_s=self.settings.window_s, priority="live",
+                                   client=client, max_age_s=max_age_s)  # fmt: skip
         try:
-            self._queue.put_nowait((fn, engine, fut))
-        except queue.Full:
+            return self.scheduler.submit(request).result()
+        except StaleWindow:
+            return None
+
+    def call(self, fn: Callable[..., T], *, priority: str = "interactive", client: str | None = None) -> T:
+        """Run ``fn(engine)`` here, in the caller's thread; only its model calls go to the worker (queued at
+        ``priority`` for ``client``'s share, see :class:`QueuedEngine`). A :class:`RunOutcome` it returns is
+        told to the observers.
+
+        Raises:
+            ModelUnavailableError: the model is not ready.
+            OverloadedError: ``E2V_MAX_QUEUE`` jobs already wait.
+        """
+        _ = self.engine
+        self._admit()
+        return self._run_job(fn, priority, client)
+
+    def submit(self, fn: Callable[..., T], *, priority: str = "interactive", client: str | None = None) -> Future:
+        """:meth:`call` on a job thread: the future gives ``fn(engine)``'s result; cancelling it before the job
+        starts drops the job (a client that went away)."""
+        _ = self.engine
+        self._admit()
+        with self._count_lock:
+            self._jobs_waiting += 1
+        started = threading.Event()
+
+        def job():
+            with self._count_lock:
+                self._jobs_waiting -= 1
+            started.set()
+            return self._run_job(fn, priority, client)
+
+        try:
+            future = self._jobs.submit(job)
+        except RuntimeError:  # shut down
+            with self._count_lock:
+                self._jobs_waiting -= 1
             raise OverloadedError() from None
-        return fut
+        future.add_done_callback(lambda f: self._uncount(f, started))
+        return future
 
-    def call(self, fn: Callable[[EmotionEngine], T]) -> T:
-        """Run ``fn(engine)`` on the worker and wait for its result (re-raising its error)."""
-        return self.submit(fn).result()
+    def _uncount(self, future: Future, started: threading.Event) -> None:
+        if future.cancelled() and not started.is_set():
+            with self._count_lock:
+                self._jobs_waiting -= 1
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            try:
-                fn, engine, fut = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if not fut.set_running_or_notify_cancel():
-                continue  # cancelled while waiting (e.g. the client went away)
-            try:
-                result = fn(engine)
-            except BaseException as exc:  # delivered to the caller, never kills the worker
-                fut.set_exception(exc)
-                continue
-            if isinstance(result, RunOutcome):
-                self._notify(result)  # before the caller wakes: its next /metrics read sees this run
-            fut.set_result(result)
+    def _run_job(self, fn: Callable[..., T], priority: str, client: str | None) -> T:
+        with self.scheduler.job(priority) as job:
+            result = fn(self.engine_for(priority, client, job))
+        if isinstance(result, RunOutcome):
+            self._notify(result)  # before the caller wakes: its next /metrics read sees this run
+        return result
+
+    @contextlib.contextmanager
+    def job_engine(self, priority: str = "background", client: str | None = None):
+        """A long job's engine (a training job's feature extraction): admitted once (``overloaded`` only here),
+        registered while the block runs; its model calls are queued at ``priority`` for ``client``'s share."""
+        _ = self.engine
+        self._admit()
+        with self.scheduler.job(priority) as job:
+            yield self.engine_for(priority, client, job)
+
+    def call_on_worker(self, fn: Callable[[EmotionEngine], T], *, priority: str = "interactive",
+                       client: str | None = None) -> T:  # fmt: skip
+        """The escape hatch: ``fn(engine)`` on the inference worker itself, alone, in its priority's turn.
+
+        For code that must hold the engine (its module, its lock) rather than make model calls; everything it
+        does holds the model, so keep it short. No face uses it today.
+        """
+        _ = self.engine
+        self._admit()
+        return self.scheduler.submit_call(fn, priority, client or f"{priority}:{threading.get_ident()}").result()
 
     # -- the common operation ---------------------------------------------
     def recognize(
@@ -160,8 +277,11 @@ class Service:
         request_id: str | None = None,
         write: bool = True,
         progress: Callable[[float, str], None] | None = None,
+        priority: str = "interactive",
+        client: str | None = None,
     ) -> RunOutcome:
-        """Decode (in a decode worker, see :mod:`decoder_pool`), classify (on the worker), write the run folder.
+        """Decode (in a decode worker, see :mod:`decoder_pool`), classify (its model calls on the worker),
+        assemble and write the run folder (here).
 
         ``progress(fraction, step)`` hears of each step (decoded, writing), for a UI's progress bar.
 
@@ -172,7 +292,7 @@ class Service:
         flow.progress = progress
         try:
             _ = self.engine  # fail fast (model_unavailable) before decoding
-            outcome = flow.run(source, self.call, source_name)
+            outcome = flow.run(source, functools.partial(self.call, priority=priority, client=client), source_name)
         except Exception as exc:
             self._notify(exc)
             raise
@@ -186,4 +306,4 @@ class Service:
                 log.exception("service observer failed")
 
 
-__all__ = ["E2VError", "ModelStatus", "Service"]
+__all__ = ["E2VError", "InferenceRequest", "ModelStatus", "Service"]

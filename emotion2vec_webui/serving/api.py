@@ -148,7 +148,8 @@ async def _recognize(request: Request, source, name: str | None, options: Recogn
     flow = Recognition(settings, options, request_id=request.state.request_id)
     decoded = await run_in_threadpool(flow.decode, source, name)
     del source
-    future = service.submit(functools.partial(flow.finish, decoded))
+    # assembly and writing run on a job thread; only the model calls queue for the worker (runs/scheduler.py)
+    future = service.submit(functools.partial(flow.finish, decoded), client=client_key(request))
     outcome = await wait_or_cancel(request, future)
     if outcome is None:  # the client went away; nothing was (or will be) half-written
         return JSONResponse({}, status_code=499)

@@ -90,10 +90,10 @@ def collect_items(files: list | None, folder_text: str, input_dirs) -> list[Batc
 def _queued(service):
     """``execute(fn)`` through the service's queue: a full queue (other users' requests) means wait a turn."""
 
-    def execute(fn):
+    def execute(fn):  # behind interactive work (background priority), this batch its own share
         while True:
             try:
-                return service.call(fn)
+                return service.call(fn, priority="background", client=f"batch:{id(execute):x}")
             except OverloadedError:  # the queue is full of other users' requests: take a turn later
                 time.sleep(_RETRY_S)
 
