@@ -227,7 +227,7 @@ def _due(index: RunIndex, policy: RetentionPolicy, now: float) -> list[tuple[str
 
 def _batch_key(batch: str) -> str:
     stamp = batch.split("_", 1)[-1]
-    return f"{stamp[:15]}_00000~{batch}~"
+    return f"{stamp[:15]}_00000 {batch} "
 
 
 def _too_new(path: Path, newest_t: float, now: float) -> bool:

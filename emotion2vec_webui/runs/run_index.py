@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 CATALOG_FILE = ".catalog.sqlite3"  # hidden: never mistaken for a run or batch folder
 LOCK_FILE = ".catalog.lock"  # held while a corrupt catalog is replaced (across processes)
-SCHEMA_VERSION = 1  # PRAGMA user_version; another value means: rebuild from the folders
+SCHEMA_VERSION = 2  # PRAGMA user_version; another value means: rebuild from the folders
 BUSY_TIMEOUT_MS = 15_000  # how long a writer waits for another's commit before giving up
 CHUNK = 500  # runs per write transaction while syncing (other writers get the lock in between)
 _CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
@@ -493,7 +493,7 @@ def run_row(run_id: str, folder: str, batch: str | None, result: dict | None) ->
 def order_key(folder: str, batch: str | None) -> str:
     """Sorts like the folder walk did: the folder's time stamp, then its ``_N``, then the batch name."""
     n = int(folder[24:]) if len(folder) > 23 and folder[24:].isdigit() else 0
-    return f"{folder[8:23]}_{n:05d}~{batch or ''}~{folder}"
+    return f"{folder[8:23]}_{n:05d} {batch or ''} {folder}"  # ' ' sorts below any name character
 
 
 def _write_runs(conn: sqlite3.Connection, items: list) -> None:

@@ -209,6 +209,61 @@ def run_row(index: RunIndex, run_id: str) -> dict | None:
     return None if row is None else _run_dict(row)
 
 
+@dataclass(frozen=True)
+class ItemsPage:
+    items: list[dict]  # a run's row (``is_batch`` False), or a batch: {item, is_batch, runs, emotions, newest, batch}
+    total: int  # single runs plus batches with a matching run
+    next_cursor: str | None
+
+
+def list_items(index: RunIndex, flt: RunFilter = RunFilter(), limit: int = 20, cursor: str | None = None) -> ItemsPage:
+    """One page of what History shows as rows: single runs, and each batch as one item, newest first.
+
+    A batch is placed by its newest matching run and carries how many of its runs match and their
+    top emotions; batches without a matching run are left out.
+    """
+    where, params = flt.where()
+    union = (f"SELECT run_id AS item, okey, 0 AS is_batch, 1 AS n FROM runs WHERE batch IS NULL AND {where} "
+             f"UNION ALL SELECT batch, MAX(okey), 1, COUNT(*) FROM runs WHERE batch IS NOT NULL AND {where} "
+             "GROUP BY batch")  # fmt: skip
+
+    def query(conn: sqlite3.Connection) -> ItemsPage:
+        total = conn.execute(
+            f"SELECT (SELECT COUNT(*) FROM runs WHERE batch IS NULL AND {where}) + "
+            f"(SELECT COUNT(DISTINCT batch) FROM runs WHERE batch IS NOT NULL AND {where})",
+            params * 2,
+        ).fetchone()[0]
+        after = [decode_cursor(cursor)] if cursor else []
+        sql = f"SELECT item, okey, is_batch, n FROM ({union}){' WHERE okey < ?' if cursor else ''} ORDER BY okey DESC LIMIT ?"
+        found = conn.execute(sql, [*params, *params, *after, limit + 1]).fetchall()
+        more = len(found) > limit
+        found = found[:limit]
+        conn.row_factory = sqlite3.Row
+        try:
+            singles = [i for i, _o, b, _n in found if not b]
+            rows = {r["run_id"]: _run_dict(r) for r in conn.execute(
+                f"SELECT * FROM runs WHERE run_id IN ({', '.join('?' * len(singles))})", singles)} if singles else {}  # fmt: skip
+            items = []
+            for item, okey, is_batch, n in found:
+                if not is_batch:
+                    items.append({**rows[item], "item": item, "is_batch": False})
+                    continue
+                emotions = conn.execute(
+                    f"SELECT emotion, COUNT(*) FROM runs WHERE batch = ? AND {where} GROUP BY emotion ORDER BY 2 DESC",
+                    [item, *params],
+                ).fetchall()
+                newest = conn.execute("SELECT * FROM runs WHERE okey = ?", (okey,)).fetchone()
+                batch = conn.execute("SELECT * FROM batches WHERE batch_id = ?", (item,)).fetchone()
+                items.append({"item": item, "is_batch": True, "runs": n, "emotions": {str(e): c for e, c in emotions},
+                              "newest": _run_dict(newest) if newest else {},
+                              "batch": dict(batch) if batch else {"batch_id": item}})  # fmt: skip
+        finally:
+            conn.row_factory = None
+        return ItemsPage(items, total, encode_cursor(found[-1][1]) if more else None)
+
+    return index.call(query)
+
+
 # -- batches -------------------------------------------------------------------------------------
 def batch_state(row: dict, now: float | None = None) -> str:
     """``done`` (report.txt written), ``running`` (activity in the last 15 minutes) or ``stopped``."""

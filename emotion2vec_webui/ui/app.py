@@ -13,7 +13,7 @@ outputs only point at artifacts of run folders we wrote, and when
 as password.
 
 Each tab is built by its own module (``live_tab``, ``batch_tab``,
-``similarity_tab``, ``system_tab``); Recognize and History are built here.
+``similarity_tab``, ``system_tab``, ``history_tab``); Recognize is built here.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from emotion2vec_webui.ui.batch_tab import build_batch_tab
 from emotion2vec_webui.ui.conversation_tab import build_conversation_tab
 from emotion2vec_webui.ui.gradio_strings import gradio_i18n
 from emotion2vec_webui.ui.gradio_strings import head_html as gradio_strings_head_html
+from emotion2vec_webui.ui.history_tab import build_history_tab
 from emotion2vec_webui.ui.live_tab import build_live_tab
 from emotion2vec_webui.ui.progress import relay_progress
 from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
@@ -287,45 +288,6 @@ def _recognize_tab(service) -> None:
         )
 
 
-def _history_tab(service) -> None:
-    import gradio as gr
-
-    root = service.settings.output_dir
-    headers = ["运行 / run", "时间 / time", "文件 / file", "情绪 / emotion", "置信度 / conf.", "粒度 / granularity", "批量 / batch"]
-    with gr.Tab(bilingual("History", "历史"), id="history") as tab:
-        with gr.Row():
-            pick = gr.Dropdown(
-                label=bilingual("Open a run", "打开运行记录"), choices=[], scale=5, elem_id="history_pick"
-            )
-            refresh = gr.Button(bilingual("Refresh", "刷新"), scale=1, size="sm", elem_id="history_refresh")
-        table = gr.Dataframe(headers=headers, interactive=False, wrap=True, elem_id="history_table", max_height=320)
-        view = _result_view("history_", "history_card", ui_text.history_placeholder_html())
-
-    def on_refresh():
-        rows = ui_handlers.history_rows(root)
-        choices = [(f"{'📦 ' + r[6] + ' · ' if r[6] else ''}{r[1]} · {r[3]} {r[4]} · {r[2]}", r[0]) for r in rows]
-        return gr.update(value=rows or None), gr.update(choices=choices)
-
-    def on_select(data, evt):
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        try:
-            return gr.update(value=data.iloc[row, 0])
-        except (IndexError, AttributeError, TypeError):
-            return gr.update()
-
-    on_select.__annotations__["evt"] = gr.SelectData  # a real class: the module's annotations are strings
-
-    def on_open(run_id):
-        if not run_id:
-            return _view_updates(ui_handlers.RunView(ui_text.history_placeholder_html(), None, None, (), ""))
-        return _view_updates(ui_handlers.view_run(root, run_id))
-
-    tab.select(on_refresh, None, [table, pick], queue=False, api_visibility="private")
-    refresh.click(on_refresh, None, [table, pick], queue=False, api_visibility="private")
-    table.select(on_select, table, pick, queue=False, api_visibility="private")
-    pick.change(on_open, pick, view.outputs(), api_visibility="private")
-
-
 def build_ui(service):
     """The whole web app as a queued ``gr.Blocks`` (see the module docstring for mounting)."""
     configure_gradio_env(service.settings)
@@ -342,7 +304,7 @@ def build_ui(service):
             build_train_tab(service)
             build_similarity_tab(service)
             build_conversation_tab(service)  # speakers, transcript and emotion per turn (issue 20)
-            _history_tab(service)
+            build_history_tab(service, _result_view, _view_updates)  # search, batches, conversations (issue 30)
             build_system_tab(service)
 
         def on_tick():

@@ -148,8 +148,9 @@ def test_frame_recognition_end_to_end(server, page, speech_wav, tmp_path):
     page.set_viewport_size(LAPTOP)
     page.get_by_role("tab", name=re.compile("History")).click()
     table = page.locator("#history_table")
-    expect(table).to_contain_text(run_id)
-    table.get_by_role("gridcell").filter(has_text=run_id).first.click()
+    expect(table).to_contain_text("speech.wav")  # the newest run (the run id is a column on demand)
+    table.get_by_role("gridcell").filter(has_text="speech.wav").first.click()
+    expect(page.locator("#history_run_folder")).to_contain_text(run_id)
     history_card = page.locator(f"#history_card .e2v-card[data-emotion={result['emotion']}]")
     expect(history_card).to_be_visible()
     expect(page.locator("#history_card .e2v-row")).to_have_count(9)
@@ -245,8 +246,8 @@ def test_uploaded_mp3_shows_its_duration_before_play(server, page, tmp_path):
     expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible()
 
 
-def test_history_groups_a_batch_and_reopens_its_run(server, page, tmp_path):
-    """A batch run on the Batch tab shows in History as one group with its batch id; one of its runs reopens."""
+def test_history_batch_row_expands_to_its_summary_and_runs(server, page, tmp_path):
+    """A batch made on the Batch tab is one History row; clicked, it shows its summary and its runs, which reopen."""
     from emotion2vec_webui.audio.signals import noise, tone, write_audio
 
     clips = [
@@ -271,20 +272,147 @@ def test_history_groups_a_batch_and_reopens_its_run(server, page, tmp_path):
 
     page.get_by_role("tab", name=re.compile("History")).click()
     table = page.locator("#history_table")
-    expect(table).to_contain_text(runs[0])
-    rows = table.locator("div[data-index]").evaluate_all(  # Gradio 6's table: a div per row, a div per cell
-        "rows => rows.map(r => [...r.querySelectorAll('[data-col]')].map(c => c.innerText.trim()))"
-    )
-    ids = [r[0] for r in rows if r]
-    in_batch = [i for i, r in enumerate(rows) if r and r[-1] == batch]  # the batch column names the batch
-    assert sorted(ids[i] for i in in_batch) == runs, rows
-    assert in_batch == list(range(in_batch[0], in_batch[0] + len(runs))), f"the batch's runs are not grouped: {rows}"
-    assert {rows[i][2] for i in in_batch} == {"batch_a.wav", "batch_b.wav"}  # the names the user uploaded
-
-    table.get_by_role("gridcell").filter(has_text=runs[1]).first.click()
-    result = json.loads((batches[0] / runs[1].split("~")[1] / "result.json").read_text("utf-8"))
+    batch_row = table.locator("[data-index]").filter(has_text=batch)
+    expect(batch_row).to_have_count(1)  # one row for the batch, not one per file
+    expect(batch_row).to_contain_text("· 2")
+    expect(table.locator("[data-index]").filter(has_text="batch_a.wav")).to_have_count(0)
+    table.get_by_role("gridcell").filter(has_text=batch).first.click()
+    panel = page.locator(f"#history_batch #history_batch_panel[data-batch='{batch}']")
+    expect(panel).to_be_visible()
+    expect(page.locator("#history_batch_summary")).to_contain_text("2")
+    children = table.locator("[data-index]").filter(has_text="↳")
+    expect(children).to_have_count(2)
+    expect(children.filter(has_text="batch_a.wav")).to_have_count(1)
+    expect(children.filter(has_text="batch_b.wav")).to_have_count(1)
+    screenshot(page, tmp_path, "history_batch_expanded")
+    table.get_by_role("gridcell").filter(has_text="batch_b.wav").first.click()
+    run_b = next(r for r in runs if json.loads((outputs / r.replace("~", "/") / "result.json").read_text())["audio"]["source_name"] == "batch_b.wav")
+    result = json.loads((outputs / run_b.replace("~", "/") / "result.json").read_text("utf-8"))
     expect(page.locator(f"#history_card .e2v-card[data-emotion={result['emotion']}]")).to_be_visible()
     expect(page.locator("#history_card .e2v-row")).to_have_count(9)
-    expect(page.locator("#history_run_folder")).to_contain_text(runs[1])
+    expect(page.locator("#history_run_folder")).to_contain_text(run_b)
     expect(page.locator("#history_downloads a[download='result.json']")).to_have_count(1)
-    screenshot(page, tmp_path, "history_batch_group")
+    table.get_by_role("gridcell").filter(has_text=batch).first.click()  # folds again
+    expect(children).to_have_count(0)
+
+
+def _history(page, server) -> None:
+    page.set_viewport_size(LAPTOP)
+    page.goto(server.url)
+    page.get_by_role("tab", name=re.compile("History")).click()
+    expect(page.locator("#history_status_line")).to_be_visible()
+
+
+def _search(page, text: str) -> None:
+    box = page.locator("#history_q").get_by_role("textbox")
+    box.fill(text)
+    box.press("Enter")
+
+
+def _pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=re.compile(option)).first.click()
+
+
+def _files(table) -> list[str]:
+    rows = table.locator("[data-index]").evaluate_all(  # Gradio 6's table: a div per row, a div per cell
+        "rows => rows.map(r => [...r.querySelectorAll('[data-col]')].map(c => c.innerText.trim()))"
+    )
+    return [r[1] for r in rows if len(r) > 1]
+
+
+def test_history_search_by_file_name_and_by_emotion(server, page):
+    from tests.catalog_data import write_single
+
+    outputs = server.root / "outputs"
+    # written by this process into the server's catalog (two writers on one file)
+    write_single(outputs, 3, "zebra_meeting_1.wav", emotion="happy")
+    write_single(outputs, 4, "zebra_meeting_2.wav", emotion="angry")
+    write_single(outputs, 5, "yak_call.wav", emotion="angry")
+    _history(page, server)
+    table = page.locator("#history_table")
+    _search(page, "ZEBRA_meet")
+    expect(table.locator("[data-index]")).to_have_count(2)
+    assert sorted(_files(table)) == ["zebra_meeting_1.wav", "zebra_meeting_2.wav"]
+    expect(page.locator("#history_status_line")).to_have_attribute("data-total", "2")
+    _pick(page, "history_emotion", "angry")  # the search stays: zebra and angry
+    expect(table.locator("[data-index]")).to_have_count(1)
+    assert _files(table) == ["zebra_meeting_2.wav"]
+    _search(page, "")  # every angry run: ours, and any the random model called angry
+    expect(table.locator("[data-index]").filter(has_text="yak_call.wav")).to_have_count(1)
+    cells = table.locator("[data-index]").evaluate_all("rows => rows.map(r => r.innerText)")
+    assert all("angry" in c for c in cells) and not any("zebra_meeting_1" in c for c in cells), cells
+
+
+def test_history_reopens_a_conversation_with_lanes_and_transcript(server, page, tmp_path):
+    from tests.catalog_data import conversation, result, write_single
+
+    outputs = server.root / "outputs"
+    call = write_single(outputs, 6, "zz_call_center.wav", **conversation(6),
+                        audio={**result(6, "zz_call_center.wav")["audio"], "duration_s": 6.0})  # fmt: skip
+    _history(page, server)
+    _search(page, "zz_call_center")
+    table = page.locator("#history_table")
+    expect(table.locator("[data-index]")).to_have_count(1)
+    expect(table).to_contain_text("conversation")
+    table.get_by_role("gridcell").filter(has_text="zz_call_center.wav").first.click()
+    view = page.locator("#history_conversation .e2v-conv")
+    expect(view).to_be_visible()
+    lanes = page.locator("#history_conversation .e2v-conv-lane[data-speaker]").filter(has=page.locator(".e2v-conv-track"))
+    expect(lanes).to_have_count(2)
+    turns = page.locator("#history_conversation .e2v-conv-item")
+    expect(turns).to_have_count(6)
+    expect(turns.nth(5)).to_contain_text("turn 5 words")
+    assert [turns.nth(i).get_attribute("data-speaker") for i in range(3)] == ["left", "right", "left"]
+    expect(page.locator("#history_conversation audio#conversation_player")).to_be_attached()
+    expect(page.locator("#history_run_folder")).to_contain_text(call)
+    screenshot(page, tmp_path, "history_conversation")
+
+
+def test_history_table_fits_1280_and_deletes_after_asking(server, page, tmp_path):
+    from tests.catalog_data import write_single
+
+    outputs = server.root / "outputs"
+    doomed = write_single(outputs, 7, "a_rather_long_recording_name_from_the_call_centre_0042.wav")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(server.url)
+    page.get_by_role("tab", name=re.compile("History")).click()
+    table = page.locator("#history_table")
+    expect(table.locator("[data-index]").first).to_be_visible()
+
+    def fits() -> dict:
+        """The page's width, the table's right edge, horizontal scrollbars in it, cells past its edge."""
+        return page.evaluate("""() => {
+            const t = document.querySelector('#history_table');
+            const right = t.getBoundingClientRect().right;
+            const scrollers = [...t.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1 &&
+                ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
+            const cut = [...t.querySelectorAll('[data-col], th')].filter(c => c.getBoundingClientRect().right > right + 1);
+            return {page: document.documentElement.scrollWidth, table: right, scrollers: scrollers.length,
+                    cut: cut.length};
+        }""")
+
+    box = fits()
+    assert box["page"] <= 1280 and box["table"] <= 1280 and box["scrollers"] == 0 and box["cut"] == 0, box
+    screenshot(page, tmp_path, "history_1280")
+    page.locator("#history_more").get_by_text(re.compile("More filters")).click()
+    page.locator("#history_columns").get_by_text(re.compile("duration")).click()
+    page.locator("#history_columns").get_by_text(re.compile("run$")).click()
+    expect(table).to_contain_text(doomed)  # the run id, on demand
+    box = fits()
+    assert box["page"] <= 1280 and box["scrollers"] == 0 and box["cut"] == 0, box
+
+    _search(page, "a_rather_long_recording")
+    expect(table.locator("[data-index]")).to_have_count(1)
+    table.get_by_role("gridcell").filter(has_text="a_rather_long").first.click()
+    expect(page.locator("#history_run_folder")).to_contain_text(doomed)
+    page.click("#history_delete")
+    expect(page.locator("#history_confirm_text")).to_contain_text(doomed)
+    page.click("#history_delete_no")  # not yet
+    expect(page.locator("#history_confirm_text")).to_be_hidden()
+    assert (outputs / doomed).is_dir()
+    page.click("#history_delete")
+    page.click("#history_delete_yes")
+    expect(page.locator("#history_deleted")).to_contain_text(doomed)
+    expect(table).to_contain_text("no matching runs")
+    assert not (outputs / doomed).exists()
