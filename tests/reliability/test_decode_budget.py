@@ -176,22 +176,15 @@ def test_waiting_for_a_busy_decoder_is_bounded(hooked, tone_wav):
         pool.shutdown()
 
 
-def test_a_worker_killed_at_its_memory_limit_is_audio_too_large_decoded(many_streams_mp4, tone_wav):
+def test_a_worker_killed_at_its_memory_limit_is_audio_too_large_decoded(hooked, many_streams_mp4, tone_wav):
     pool = DecoderPool(PoolConfig(workers=1, timeout_s=30.0, memory_mb=100))
     try:
-        with pytest.raises(AudioError) as err:
+        with pytest.raises(AudioError) as err:  # FFmpeg segfaults opening the 300 decoders under 100 MB
             pool.decode(many_streams_mp4, source_name="streams.mp4")
         assert err.value.code == "audio_too_large_decoded", err.value
         assert "E2V_DECODE_MEMORY_MB" in err.value.message and " / " in err.value.message
         assert pool.decode(tone_wav).duration_s > 0.5
-    finally:
-        pool.shutdown()
-
-
-def test_a_real_crash_is_still_a_crash(hooked):
-    pool = DecoderPool(PoolConfig(workers=1, timeout_s=10.0, memory_mb=100))
-    try:
-        with pytest.raises(AudioError) as err:
+        with pytest.raises(AudioError) as err:  # a crash away from the limit is still a crash
             pool.decode(b"E2V-TEST:segv", source_name="bad.opus")
         assert err.value.code == "audio_undecodable" and "SIGSEGV" in err.value.message
     finally:
