@@ -3,7 +3,7 @@
 The folders are the architecture (docs/architecture.md):
 
     foundation   errors, config, labels, logs, files,     (imports nothing of ours but foundation)
-                 archives, user_text
+                 archives, user_text, options
     core         audio → model → engine                     (no files, HTTP or Gradio)
     runs         the one recognise flow, run folders, the service
     jobs         batch over many inputs, local or on Ray     (started by more than one face)
@@ -38,6 +38,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "files": (0, "foundation"),
     "archives": (0, "foundation"),
     "user_text": (0, "foundation"),
+    "options": (0, "foundation"),
     "audio": (1, "audio"),
     "model": (2, "model"),
     "engine": (3, "engine"),

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotion2vec_webui.errors import AudioError
+from emotion2vec_webui.errors import AudioError, E2VError
+from emotion2vec_webui.options import AUDIO_STREAM
+from emotion2vec_webui.options import normalise_channels as _normalise_channels
 
 SAMPLE_RATE = 16000  # Hz: decoded audio is always 16 kHz mono float32
 MIN_MODEL_SAMPLES = 400  # the conv front-end's receptive field: fewer samples give no frame
@@ -59,8 +61,10 @@ class DecodeOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", normalise_channels(self.channels))
-        if self.audio_stream is not None and not (0 <= int(self.audio_stream) <= 255):
-            raise ValueError("audio_stream must be between 0 and 255")
+        try:
+            AUDIO_STREAM.check(self.audio_stream)
+        except E2VError as exc:
+            raise ValueError(exc.message) from None
 
     def channel_index(self, n_channels: int) -> int | None:
         """The channel to take from a file with ``n_channels`` (None: mix); ValueError when it has no such channel."""
@@ -76,17 +80,15 @@ class DecodeOptions:
         return index
 
 
-CHANNEL_CHOICES = ("mix", "left", "right")  # … or a channel index, 0-255
-
-
 def normalise_channels(value) -> str:
-    """``mix``/``left``/``right``/an index (int or digits) → its canonical string; ValueError otherwise."""
-    text = str("mix" if value is None or value == "" else value).strip().lower()
-    if text in CHANNEL_CHOICES:
-        return text
-    if text.isdigit() and int(text) <= 255:
-        return str(int(text))
-    raise ValueError(f"channels must be mix, left, right or a channel index 0-255, not {str(value)[:20]!r}")
+    """``mix``/``left``/``right``/an index (int or digits) → its canonical string; ValueError otherwise.
+
+    The rule and its text are :func:`emotion2vec_webui.options.normalise_channels` (one definition).
+    """
+    try:
+        return _normalise_channels(value)
+    except E2VError as exc:
+        raise ValueError(exc.message) from None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from emotion2vec_webui.bench.benchmark import (
     parse_durations,
     score_dataset,
 )
-from emotion2vec_webui.cli.common import settings_from_args
+from emotion2vec_webui.cli.common import add_model_args, settings_from_args
 from emotion2vec_webui.errors import E2VError
 
 
@@ -31,9 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--durations", default="3,10,30", help="clip lengths in seconds (comma-separated)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dataset", type=Path, help="labelled clips: RAVDESS/CREMA-D folder or CSV of path,label")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8"])
-    p.add_argument("--hub", choices=["ms", "hf"])
+    add_model_args(p, model=False)  # --hub, --device, --precision as every command spells them
     p.add_argument("--output", type=Path, help="write the JSON results here (Markdown goes to stdout)")
 
 

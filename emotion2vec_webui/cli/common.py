@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.options import GRANULARITY, HUB, PRECISION
 
 # Exit codes, one table: 0 ok, 1 some batch items failed, 2 bad input, 3 model unavailable,
 # 4 the output folder is full or cannot be written.
@@ -23,15 +24,24 @@ def exit_code_for(error: E2VError) -> int:
     return EXIT_CODES.get(error.code, EXIT_BAD_INPUT)
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model name, hub id or local directory (E2V_MODEL; default emotion2vec_plus_large)")
-    p.add_argument("--hub", choices=["ms", "hf"], help="model hub: ms = ModelScope, hf = Hugging Face (E2V_HUB)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (E2V_DEVICE; default auto)")
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8"],
-        help="compute precision (E2V_PRECISION; auto = bf16/fp16 on GPU, fp32 on CPU; int8 = the fast CPU mode)",
-    )
+def add_model_args(
+    p: argparse.ArgumentParser, *, model: bool = True, device: bool = True, precision: bool = True
+) -> None:
+    """``--model``, ``--hub``, ``--device``, ``--precision``: one spelling for every command (choices: options.py)."""
+    if model:
+        p.add_argument(
+            "--model", help="model name, hub id or local directory (E2V_MODEL; default emotion2vec_plus_large)"
+        )
+    p.add_argument("--hub", choices=HUB.values, help="model hub: ms = ModelScope, hf = Hugging Face (E2V_HUB)")
+    if device:
+        p.add_argument("--device", help="auto | cpu | cuda | cuda:N (E2V_DEVICE; default auto)")
+    if precision:
+        p.add_argument(
+            "--precision",
+            choices=PRECISION.values,
+            help="compute precision (E2V_PRECISION; auto = bf16/fp16 on GPU, on CPU bf16 with AMX else fp32; "
+            "int8 = the fast CPU mode)",
+        )
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -41,16 +51,35 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 def add_recognition_args(p: argparse.ArgumentParser, embedding_default: bool = True) -> None:
     p.add_argument(
         "--granularity",
-        choices=["utterance", "frame"],
-        default="utterance",
+        choices=GRANULARITY.values,
+        default=GRANULARITY.default,
         help="utterance: one result per file; frame: also scores every 20 ms (timeline, segments)",
     )
     p.add_argument(
-        "--embedding",
+        "--extract-embedding",
+        dest="embedding",
         action=argparse.BooleanOptionalAction,
         default=embedding_default,
-        help="write embedding.npy ([D] per utterance, [T, D] per frame)",
+        help="write embedding.npy ([D] per utterance, [T, D] per frame); REST's extract_embedding",
     )
+    # the old spelling, kept working (hidden): --embedding / --no-embedding
+    p.add_argument("--embedding", dest="embedding", action=argparse.BooleanOptionalAction,
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # fmt: skip
+
+
+def add_segmentation_arg(p: argparse.ArgumentParser) -> None:
+    """``--segmentation`` (REST's ``segmentation``; the old ``--segments`` kept as a hidden alias)."""
+    from emotion2vec_webui.options import SEGMENTATION
+
+    p.add_argument(
+        "--segmentation",
+        choices=SEGMENTATION.values,
+        default=SEGMENTATION.default,
+        help="frames: segments are runs of the frame emotions (frame granularity); "
+        "vad: one emotion per speech segment (silero-vad), at either granularity",
+    )
+    p.add_argument("--segments", dest="segmentation", choices=SEGMENTATION.values, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # fmt: skip
 
 
 def add_channel_args(p: argparse.ArgumentParser) -> None:
@@ -71,16 +100,12 @@ def add_channel_args(p: argparse.ArgumentParser) -> None:
 
 def channel_options(args: argparse.Namespace) -> dict:
     """``channels`` and ``audio_stream`` for RecognizeOptions/BatchOptions; E2VError(bad_request) when invalid."""
-    from emotion2vec_webui.audio.format import normalise_channels
+    from emotion2vec_webui.options import AUDIO_STREAM, normalise_channels
 
-    try:
-        channels = normalise_channels(getattr(args, "channels", "mix"))
-    except ValueError as exc:
-        raise E2VError("bad_request", f"--channels: {exc}") from None
-    stream = getattr(args, "audio_stream", None)
-    if stream is not None and not 0 <= stream <= 255:
-        raise E2VError("bad_request", "--audio-stream must be between 0 and 255")
-    return {"channels": channels, "audio_stream": stream}
+    return {
+        "channels": normalise_channels(getattr(args, "channels", "mix")),
+        "audio_stream": AUDIO_STREAM.check(getattr(args, "audio_stream", None)),
+    }
 
 
 def settings_from_args(args: argparse.Namespace):

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from emotion2vec_webui.options import NUM_SPEAKERS, SPEAKERS
+
 
 def add_conversation_args(p: argparse.ArgumentParser) -> None:
     """Add the conversation flags to a sub-command's parser."""
     g = p.add_argument_group("conversation (speakers, transcript and emotion per turn)")
     g.add_argument(
         "--speakers",
-        choices=["none", "channels", "auto"],
-        default="none",
+        choices=SPEAKERS.values,
+        default=SPEAKERS.default,
         help="none: one result for the clip (default); channels: each channel is a speaker (left/right, ch1 …); "
         "auto: diarization (CAM++ speaker model, E2V_SPEAKER_MODEL). Adds result.json speakers/turns, "
         "transcript.srt, transcript.vtt and turns.csv",
     )
-    g.add_argument("--num-speakers", type=int, metavar="N", help="auto: the number of speakers, when known")
+    g.add_argument("--num-speakers", type=int, metavar="N",
+                   help=f"auto: the number of speakers, when known ({NUM_SPEAKERS.low}-{NUM_SPEAKERS.high})")  # fmt: skip
     g.add_argument("--transcribe", action="store_true", help="add each turn's text (ASR: E2V_ASR_MODEL)")
     g.add_argument(
         "--asr-model",

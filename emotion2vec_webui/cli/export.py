@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emotion2vec_webui.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from emotion2vec_webui.cli.common import EXIT_BAD_INPUT, EXIT_OK, add_model_args
 
 # What exporting imports beyond the serving install (both are default dependencies; a slim or
 # hand-made environment may lack them, and torch.onnx only says so after the model has loaded).
@@ -31,8 +31,7 @@ def add_parser(sub) -> None:
         help="export the model (features, classifier head, labels) to a self-contained ONNX folder",
     )
     p.add_argument("out", metavar="OUT", type=Path, help="folder to write (must be absent or empty)")
-    p.add_argument("--model", help="model name, hub id or local directory (E2V_MODEL; default emotion2vec_plus_large)")
-    p.add_argument("--hub", choices=["ms", "hf"], help="model hub: ms = ModelScope, hf = Hugging Face (E2V_HUB)")
+    add_model_args(p, device=False, precision=False)  # --model, --hub as every command spells them
     p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8 transformer matmuls)")
     p.add_argument("--head", metavar="NAME", help="put the trained head E2V_HEADS_DIR/NAME in the graph (head_scores)")
     p.add_argument("--heads-dir", type=Path, help="where heads live (E2V_HEADS_DIR; default ./heads)")

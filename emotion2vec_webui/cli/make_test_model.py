@@ -19,9 +19,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--kind",
-        choices=["emotion", "sensevoice", "paraformer-zh", "campplus", "fsmn-vad"],
+        choices=("emotion", *STANDIN_KINDS),
+        type=lambda text: OLD_KINDS.get(text, text),  # sensevoice, paraformer-zh: the old spellings, still taken
         default="emotion",
-        help="emotion: emotion2vec (default); sensevoice / paraformer-zh / campplus / fsmn-vad: the conversation "
+        help="emotion: emotion2vec (default); sensevoice_small / paraformer_zh / campplus / fsmn-vad (the names "
+        "--asr-model and E2V_ASR_MODEL take): the conversation "
         "models' stand-ins (ASR, alternative ASR, speaker, VAD; FunASR's classes, published configs, a tiny "
         "tokenizer for the ASR models)",
     )
@@ -33,6 +35,12 @@ def add_parser(sub) -> None:
     )
 
 
+# --kind's names (those of --asr-model / E2V_ASR_MODEL) → model/standins_asr.py's kinds
+STANDIN_KINDS = {"sensevoice_small": "sensevoice", "paraformer_zh": "paraformer-zh", "campplus": "campplus",
+                 "fsmn-vad": "fsmn-vad"}  # fmt: skip
+OLD_KINDS = {"sensevoice": "sensevoice_small", "paraformer-zh": "paraformer_zh"}
+
+
 def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.model.resolve import quiet_funasr
     from emotion2vec_webui.model.standins import make_test_model
@@ -41,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         from emotion2vec_webui.model.standins_asr import make_conversation_standin
 
         with quiet_funasr():
-            out = make_conversation_standin(args.directory, args.kind, args.seed)
+            out = make_conversation_standin(args.directory, STANDIN_KINDS[args.kind], args.seed)
         info = json.loads((out / "e2v_random_weights.json").read_text("utf-8"))
         print(f"wrote a random-weight {args.kind} stand-in to {out} ({info['parameters'] / 1e6:.2f}M parameters)")
         return EXIT_OK

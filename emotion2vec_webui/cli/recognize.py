@@ -13,6 +13,7 @@ from emotion2vec_webui.cli.common import (
     add_model_args,
     add_output_args,
     add_recognition_args,
+    add_segmentation_arg,
     channel_options,
     exit_code_for,
     settings_from_args,
@@ -47,13 +48,7 @@ def add_parser(sub) -> None:
         "--head", metavar="NAME", help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head); "
         "result.json gets a 'head' block beside the nine classes"
     )
-    p.add_argument(
-        "--segments",
-        choices=["frames", "vad"],
-        default="frames",
-        help="frames: segments are runs of the frame emotions (frame granularity); "
-        "vad: one emotion per speech segment (silero-vad), at either granularity",
-    )
+    add_segmentation_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     options = RecognizeOptions(
-        args.granularity, args.embedding, segmentation=args.segments, head=args.head or None, **channel_options(args),
+        args.granularity, args.embedding, segmentation=args.segmentation, head=args.head or None, **channel_options(args),
         **conversation_options(args),
     )
     engine = None

@@ -53,8 +53,9 @@ import numpy as np
 from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.options import NUM_SPEAKERS, SPEAKERS
 
-SPEAKER_MODES = ("none", "channels", "auto")
+SPEAKER_MODES = SPEAKERS.values  # options.py, the one definition
 MAX_SPEAKER_CHANNELS = 8  # channels mode analyses at most this many channels (each one is a speaker)
 MIN_TURN_S = 0.2  # shorter pieces are not turns (too short for an utterance emotion)
 NEGATIVE = ("angry", "disgusted", "fearful", "sad")  # "most negative turns": the largest sum of these scores
@@ -72,11 +73,8 @@ class ConversationOptions:
 
     def check(self) -> None:
         """Raise ``bad_request`` for an unknown mode or a bad speaker count."""
-        if self.speakers not in SPEAKER_MODES:
-            raise E2VError("bad_request", f"speakers must be one of {', '.join(SPEAKER_MODES)}, not {self.speakers!r}. "
-                           f"/ speakers 必须是 {', '.join(SPEAKER_MODES)} 之一。")  # fmt: skip
-        if self.num_speakers is not None and not (1 <= int(self.num_speakers) <= 32):
-            raise E2VError("bad_request", "num_speakers must be between 1 and 32. / num_speakers 必须在 1 到 32 之间。")
+        SPEAKERS.check(self.speakers)  # the texts of options.py
+        NUM_SPEAKERS.check(self.num_speakers)
 
 
 @dataclass(frozen=True)

@@ -98,10 +98,13 @@ class EmotionEngine:
 
         Raises:
             ModelUnavailableError: the model cannot be had or loaded.
+            E2VError: ``bad_request`` for a precision not in options.PRECISION (before anything is resolved).
         """
         t0 = time.perf_counter()
         from emotion2vec_webui.model.exported import is_export
+        from emotion2vec_webui.options import PRECISION
 
+        precision = PRECISION.check(precision)  # bad_request before resolve_model, which may start a 2 GB download
         if is_export(model):  # ONNX Runtime alone: this branch imports neither torch nor FunASR
             return cls._load_export(model, device, precision, warmup, t0)
         resolved = resolve_model(model, hub)

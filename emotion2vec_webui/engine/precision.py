@@ -9,9 +9,11 @@ from __future__ import annotations
 import functools
 import logging
 
+from emotion2vec_webui.options import PRECISION
+
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx", "onnx-int8")  # onnx*: onnx_backend.py
+PRECISIONS = PRECISION.values  # options.py, the one definition; onnx*: onnx_backend.py
 _DTYPE_NAMES = {
     "fp32": "float32",
     "bf16": "bfloat16",

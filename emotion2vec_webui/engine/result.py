@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.options import GRANULARITY
 
-GRANULARITIES = ("utterance", "frame")
+GRANULARITIES = GRANULARITY.values  # options.py, the one definition
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,11 @@ import numpy as np
 from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.options import SEGMENTATION
 
 log = logging.getLogger(__name__)
 
-SEGMENTATIONS = ("frames", "vad")  # result.json "segments" from runs of frame emotions, or from speech segments
+SEGMENTATIONS = SEGMENTATION.values  # options.py; result.json "segments" from runs of frame emotions, or from speech segments
 THRESHOLD = 0.5  # silero speech probability threshold
 MIN_SPEECH_S = 0.25  # shorter speech bursts are ignored
 MIN_SILENCE_S = 0.3  # pauses shorter than this do not split a phrase

@@ -22,6 +22,7 @@ from datetime import datetime
 import numpy as np
 
 from emotion2vec_webui import __version__
+from emotion2vec_webui import options as opt
 from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio
 from emotion2vec_webui.audio.decoder_pool import decode_guarded
 from emotion2vec_webui.audio.format import DecodeOptions
@@ -42,42 +43,44 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RecognizeOptions:
-    granularity: str = "utterance"  # "utterance" or "frame"
-    extract_embedding: bool = True  # write embedding.npy
-    segmentation: str = "frames"  # "segments" from runs of frame emotions, or "vad": one utterance per speech segment
-    channels: str = "mix"  # mix | left | right | a channel index from 0 (audio.format.DecodeOptions)
-    audio_stream: int | None = None  # which audio stream of a video or multi-stream file (0 = the first)
+    """What one recognition is asked for, checked when built (``__post_init__``): before any decode, download or model.
 
-    def decode_options(self) -> DecodeOptions:
-        """The stream and channel choice; ValueError when ``channels`` is not mix/left/right/an index."""
-        return DecodeOptions(self.channels, self.audio_stream)
+    Each field's values and bounds are defined once in :mod:`emotion2vec_webui.options`; text from a form is
+    accepted (``"frame"``, ``" 2 "``, ``"true"``) and normalised, anything else raises ``bad_request``.
+    """
+
+    granularity: str = opt.GRANULARITY.default  # options.GRANULARITY
+    extract_embedding: bool = True  # write embedding.npy
+    segmentation: str = opt.SEGMENTATION.default  # options.SEGMENTATION: runs of frame emotions, or one utterance per speech segment
+    channels: str = opt.CHANNEL_NAMES.default  # mix | left | right | a channel index 0-255 (options.normalise_channels)
+    audio_stream: int | None = None  # which audio stream of a video or multi-stream file (options.AUDIO_STREAM; None: the first)
     head: str | None = None  # a trained head (E2V_HEADS_DIR/<name>, engine/heads.py): result.json's "head" block
     # Conversations (issue 20; runs/conversation_run.py): result.json "speakers"/"turns", transcript.srt/.vtt, turns.csv
-    speakers: str = "none"  # none | channels (one speaker per channel) | auto (diarization)
-    num_speakers: int | None = None  # auto: the number of speakers when known
+    speakers: str = opt.SPEAKERS.default  # options.SPEAKERS: none | channels (one speaker per channel) | auto (diarization)
+    num_speakers: int | None = None  # auto: the number of speakers when known (options.NUM_SPEAKERS)
     transcribe: bool = False  # each turn's text (ASR)
     asr_model: str | None = None  # ASR model name, hub id or directory (None: E2V_ASR_MODEL)
 
+    def __post_init__(self) -> None:
+        """The one check of every option (whisper's ``_verify_options``); ``bad_request`` naming the field."""
+        checked = {
+            "granularity": opt.GRANULARITY.check(self.granularity),
+            "extract_embedding": opt.parse_bool(self.extract_embedding, "extract_embedding", True),
+            "segmentation": opt.SEGMENTATION.check(self.segmentation),
+            "channels": opt.normalise_channels(self.channels),
+            "audio_stream": opt.AUDIO_STREAM.check(self.audio_stream),
+            "head": opt.check_head_name(self.head),
+            "speakers": opt.SPEAKERS.check(self.speakers),
+            "num_speakers": opt.NUM_SPEAKERS.check(self.num_speakers),
+            "transcribe": opt.parse_bool(self.transcribe, "transcribe", False),
+            "asr_model": opt.check_model_name(self.asr_model),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
-def with_channels(options: RecognizeOptions, channels, audio_stream) -> RecognizeOptions:
-    """``options`` with ``channels`` (mix/left/right/an index) and ``audio_stream`` (an index), as a face got them.
-
-    Raises:
-        E2VError: ``bad_request`` when either is not valid.
-    """
-    from emotion2vec_webui.audio.format import normalise_channels
-
-    try:
-        channels = normalise_channels(channels)
-    except ValueError as exc:
-        raise E2VError("bad_request", f"{exc}. / channels 只能是 mix、left、right 或从 0 开始的声道序号。") from None
-    stream = None
-    if audio_stream not in (None, ""):
-        text = str(audio_stream).strip()
-        if not text.isdigit() or int(text) > 255:
-            raise E2VError("bad_request", "audio_stream must be an index from 0 to 255. / audio_stream 必须是 0–255。")
-        stream = int(text)
-    return replace(options, channels=channels, audio_stream=stream)
+    def decode_options(self) -> DecodeOptions:
+        """The stream and channel choice (already checked)."""
+        return DecodeOptions(self.channels, self.audio_stream)
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,7 @@ class Recognition:
         self.started = time.perf_counter()
         self.started_at = datetime.now()
         limits = AudioLimits.from_settings(self.settings)
-        try:
-            options = self.options.decode_options()
-        except ValueError as exc:
-            raise E2VError("bad_request", str(exc)) from None
+        options = self.options.decode_options()
         if isinstance(source, AudioUrl):  # downloaded here (url_fetch.py), then decoded like an upload
             source = fetch_url(source.url, FetchPolicy.from_settings(self.settings))
         if isinstance(source, Fetched):  # the server's faces download first, under their own bound

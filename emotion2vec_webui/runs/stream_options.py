@@ -14,12 +14,14 @@ from dataclasses import dataclass, fields
 from emotion2vec_webui.engine.conversation import MAX_SPEAKER_CHANNELS
 from emotion2vec_webui.engine.result import GRANULARITIES
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.options import SPEAKERS as SPEAKER_OPTION
 from emotion2vec_webui.user_text import clean_name
 
 # encoding → (numpy dtype, bytes per sample)
 ENCODINGS: dict[str, tuple[str, int]] = {"pcm_s16le": ("<i2", 2), "f32le": ("<f4", 4)}
 SEGMENTATIONS = ("vad", "fixed")  # utterances from speech detection, or back-to-back pieces of segment_ms
-SPEAKERS = ("none", "channels")  # channels: one speaker per channel (a stereo call)
+# options.SPEAKERS but auto (a stream has no diarization): channels = one speaker per channel (a stereo call)
+SPEAKERS = tuple(v for v in SPEAKER_OPTION.values if v != "auto")
 # (low, high) inclusive bounds of the numeric fields
 BOUNDS: dict[str, tuple[int, int]] = {
     "sample_rate": (8000, 48000),

@@ -27,14 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.input_files import read_input_file
-from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, with_channels
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, client_key, wait_or_cancel
-from emotion2vec_webui.serving.conversation_fields import with_conversation
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
 from emotion2vec_webui.serving.json_body import check_form, read_json
 from emotion2vec_webui.serving.runs_api import with_links
-from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, SimilarityResponse
+from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, SimilarityResponse, form_properties
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +72,7 @@ _RECOGNIZE_BODY = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "an audio file"},
-                        "granularity": {"type": "string", "enum": ["utterance", "frame"], "default": "utterance"},
-                        "extract_embedding": {"type": "boolean", "default": True},
-                        "segmentation": {
-                            "type": "string",
-                            "enum": ["frames", "vad"],
-                            "default": "frames",
-                            "description": "'vad': split at pauses (silero-vad), one utterance per speech segment",
-                        },
-                        "channels": {"type": "string", "default": "mix", "description": "mix, left, right or 0, 1, …"},
-                        "audio_stream": {"type": "integer", "minimum": 0},
-                        "head": {"type": "string", "description": "a trained head (GET /api/v1/heads) to apply too"},
+                        **form_properties(),  # the JSON body's option fields, from the one definition (options.py)
                     },
                 }
             },
@@ -163,28 +152,21 @@ def _safe_name(raw: str | None, default: str = "upload") -> str:
     return name or default
 
 
-def _parse_bool(value, field: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise E2VError("bad_request", f"{field} must be true or false, not {str(value)[:40]!r}. "
-                                  f"/ {field} 必须是 true 或 false。")  # fmt: skip
+# The form fields of a multipart request: each is a RecognizeOptions field, checked there (options.py).
+FORM_FIELDS = ("granularity", "extract_embedding", "segmentation", "channels", "audio_stream", "head",
+               "speakers", "num_speakers", "transcribe", "asr_model")  # fmt: skip
 
 
-def _parse_options(granularity, extract_embedding, segmentation=None, channels=None, stream=None, head=None):
-    granularity = (granularity or "utterance").strip().lower() if isinstance(granularity, str) else "utterance"
-    if granularity not in ("utterance", "frame"):
-        raise E2VError("bad_request", "granularity must be 'utterance' or 'frame'. "
-                                      "/ granularity 必须是 'utterance' 或 'frame'。")  # fmt: skip
-    segmentation = (segmentation or "frames").strip().lower() if isinstance(segmentation, str) else "frames"
-    if segmentation not in ("frames", "vad"):
-        raise E2VError("bad_request", "segmentation must be 'frames' or 'vad'. / segmentation 必须是 'frames' 或 'vad'。")
-    embedding = True if extract_embedding in (None, "") else _parse_bool(extract_embedding, "extract_embedding")
-    return with_channels(RecognizeOptions(granularity, embedding, segmentation, head=head or None), channels, stream)
+def _parse_options(form) -> RecognizeOptions:
+    """The options of a multipart form: text as sent (an empty field is the default), checked by RecognizeOptions."""
+    values = {}
+    for key in FORM_FIELDS:
+        value = form.get(key)
+        if value is not None and not isinstance(value, str):
+            raise E2VError("bad_request", f"{key} must be a text field, not a file. / {key} 必须是文本字段，不能是文件。")
+        if value is not None and value.strip():
+            values[key] = value
+    return RecognizeOptions(**values)
 
 
 async def _read_upload(form, field: str) -> tuple[bytes, str]:
@@ -219,11 +201,7 @@ async def _from_multipart(request: Request):
     form = await _multipart_form(request, files=1)
     try:
         data, name = await _read_upload(form, "file")
-        options = _parse_options(
-            form.get("granularity"), form.get("extract_embedding"), form.get("segmentation"),
-            form.get("channels"), form.get("audio_stream"), form.get("head"),
-        )  # fmt: skip
-        options = with_conversation(options, *(form.get(k) for k in ("speakers", "num_speakers", "transcribe", "asr_model")))
+        options = _parse_options(form)  # checked here: a bad option answers 422 before any decode (issue 27)
     finally:
         await form.close()
     return data, name, options
@@ -237,9 +215,7 @@ async def _from_json(request: Request, settings):
         raise E2VError("bad_request", describe_validation(exc.errors())) from None
     except RecursionError:
         raise E2VError("bad_request", "The JSON body is nested too deeply. / JSON 请求体嵌套过深。") from None
-    options = RecognizeOptions(req.granularity, req.extract_embedding, req.segmentation, head=req.head or None)
-    options = with_channels(options, req.channels, req.audio_stream)
-    options = with_conversation(options, req.speakers, req.num_speakers, req.transcribe, req.asr_model)
+    options = RecognizeOptions(**req.model_dump(include=set(FORM_FIELDS)))
     if sum(x is not None for x in (req.audio_base64, req.audio_path, req.audio_url)) != 1:
         raise E2VError("bad_request", "Give exactly one of 'audio_base64', 'audio_path' and 'audio_url'. "
                        "/ 'audio_base64'、'audio_path'、'audio_url' 三者须且只能给出一个。")  # fmt: skip

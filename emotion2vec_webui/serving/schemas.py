@@ -6,6 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emotion2vec_webui.options import AUDIO_STREAM, GRANULARITY, MAX_MODEL_NAME, NUM_SPEAKERS, SEGMENTATION, SPEAKERS
+
+# The option fields' enums and bounds come from options.py (the one definition); RecognizeOptions checks them again.
+Granularity = Literal[GRANULARITY.values]  # type: ignore[valid-type]
+Segmentation = Literal[SEGMENTATION.values]  # type: ignore[valid-type]
+Speakers = Literal[SPEAKERS.values]  # type: ignore[valid-type]
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable code", examples=["audio_undecodable"])
@@ -52,19 +59,34 @@ class RecognizeJson(BaseModel):
     channels: str | int = Field(
         "mix", description="mix (average all channels), left, right, or a channel index counted from 0"
     )
-    audio_stream: int | None = Field(None, ge=0, le=255, description="the audio stream to decode, from 0 (default 0)")
-    granularity: Literal["utterance", "frame"] = "utterance"
+    audio_stream: int | None = Field(
+        None, ge=AUDIO_STREAM.low, le=AUDIO_STREAM.high, description="the audio stream to decode, from 0 (default 0)"
+    )
+    granularity: Granularity = GRANULARITY.default
     extract_embedding: bool = True
-    segmentation: Literal["frames", "vad"] = Field(
-        "frames", description="'segments' from runs of frame emotions, or 'vad': one utterance per speech segment"
+    segmentation: Segmentation = Field(
+        SEGMENTATION.default,
+        description="'segments' from runs of frame emotions, or 'vad': one utterance per speech segment",
     )
     head: str | None = Field(None, description="a trained head (GET /api/v1/heads) applied beside the nine classes")
-    speakers: Literal["none", "channels", "auto"] = Field(
-        "none", description="conversation: none, channels (one speaker per channel) or auto (diarization)"
+    speakers: Speakers = Field(
+        SPEAKERS.default, description="conversation: none, channels (one speaker per channel) or auto (diarization)"
     )
-    num_speakers: int | None = Field(None, ge=1, le=32, description="auto: the number of speakers, when known")
+    num_speakers: int | None = Field(
+        None, ge=NUM_SPEAKERS.low, le=NUM_SPEAKERS.high, description="auto: the number of speakers, when known"
+    )
     transcribe: bool = Field(False, description="conversation: each turn's text (ASR)")
-    asr_model: str | None = Field(None, max_length=300, description="ASR model name, hub id or directory")
+    asr_model: str | None = Field(None, max_length=MAX_MODEL_NAME, description="ASR model name, hub id or directory")
+
+
+INPUT_FIELDS = ("audio_base64", "filename", "audio_path", "audio_url")  # the JSON body's input; the rest are options
+
+
+def form_properties() -> dict:
+    """The multipart form's option fields for OpenAPI: the JSON body's, as text fields take them (booleans as
+    ``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off``; an empty field is the default)."""
+    props = RecognizeJson.model_json_schema()["properties"]
+    return {k: v for k, v in props.items() if k not in INPUT_FIELDS}
 
 
 class RecognizeResponse(BaseModel):

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emotion2vec_webui.audio.format import normalise_channels
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI
 from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # single and batch runs
@@ -27,8 +26,6 @@ from emotion2vec_webui.ui import text as ui_text
 
 log = logging.getLogger(__name__)
 
-GRANULARITIES = ("utterance", "frame")
-SEGMENTATIONS = ("frames", "vad")  # pipeline.RecognizeOptions.segmentation
 HISTORY_LIMIT = 50  # runs listed in the History tab
 
 
@@ -140,16 +137,6 @@ def _similarity_rows(root: str | Path, limit: int) -> list[list]:
     return rows
 
 
-def _segmentation_error(segmentation) -> str | None:
-    if segmentation in SEGMENTATIONS:
-        return None
-    return f"segmentation must be 'frames' or 'vad', not {segmentation!r}. / segmentation 必须是 'frames' 或 'vad'。"
-
-
-def _granularity_error(granularity) -> str:
-    return f"granularity must be 'utterance' or 'frame', not {granularity!r}. / granularity 必须是 'utterance' 或 'frame'。"
-
-
 def recognize(
     service,
     audio_path: str | None,
@@ -178,17 +165,13 @@ def recognize(
     url = (url or "").strip()
     if not audio_path and not url:
         return error_view("bad_request", "请先上传、录制音频或填写链接。Upload or record audio, or give a URL, first.")
-    if granularity not in GRANULARITIES:
-        return error_view("bad_request", _granularity_error(granularity))
-    if _segmentation_error(segmentation):
-        return error_view("bad_request", _segmentation_error(segmentation))
-    try:
+    try:  # every option checked here, before any download or decode (options.py)
         options = RecognizeOptions(
             granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation,
-            channels=normalise_channels(channels), head=head or None,
+            channels=channels, head=head or None,
         )  # fmt: skip
-    except ValueError as exc:
-        return error_view("bad_request", str(exc))
+    except E2VError as exc:
+        return error_view(exc.code, exc.message)
     try:
         if audio_path:
             path = Path(audio_path)
@@ -225,24 +208,28 @@ def recognize_api(
     granularity: str = "utterance",
     extract_embedding: bool = True,
     segmentation: str = "frames",
+    channels: str = "mix",
+    head: str | None = None,
+    audio_url: str | None = None,
 ) -> dict:
     """The scripting endpoint (``/recognize`` for gradio_client): result.json plus ``run_id``.
+
+    The options are REST's, checked by :class:`RecognizeOptions` before any download or decode; ``audio_url``
+    is used when no file is given (downloaded under REST's rules).
 
     Raises:
         E2VError: with its code, for the adapter to turn into ``gr.Error``.
     """
-    if not audio_path:
-        raise E2VError("bad_request", "No audio file given. / 没有提供音频文件。")
-    if granularity not in GRANULARITIES:
-        raise E2VError("bad_request", _granularity_error(granularity))
-    segmentation = segmentation or "frames"
-    if _segmentation_error(segmentation):
-        raise E2VError("bad_request", _segmentation_error(segmentation))
-    path = Path(audio_path)
-    options = RecognizeOptions(
-        granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation
-    )
-    outcome = service.recognize(path, source_name=path.name, options=options)
+    url = (audio_url or "").strip()
+    if not audio_path and not url:
+        raise E2VError("bad_request", "No audio file or audio_url given. / 没有提供音频文件或 audio_url。")
+    options = RecognizeOptions(granularity=granularity, extract_embedding=extract_embedding,
+                               segmentation=segmentation, channels=channels, head=head or None)  # fmt: skip
+    if audio_path:
+        path = Path(audio_path)
+        outcome = service.recognize(path, source_name=path.name, options=options)
+    else:
+        outcome = service.recognize(download(service.settings, url), options=options)
     return {**outcome.result, "run_id": outcome.run.run_id}
 
 
