@@ -103,7 +103,7 @@ def load_settings() -> Settings:
     """Read settings from the environment (``E2V_*``), defaults per docs/settings.md."""
     env = os.environ
     dirs = tuple(Path(p).expanduser() for p in env.get("E2V_INPUT_DIRS", "").split(os.pathsep) if p.strip())
-    hub = env.get("E2V_HUB", "ms").strip().lower() or "ms"
+    hub = env_hub()
     if hub in ("modelscope",):
         hub = "ms"
     if hub in ("huggingface", "hugging_face"):
@@ -254,3 +254,29 @@ def _url_allow(raw: str) -> tuple[str, ...]:
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
     return entries
+
+
+# -- variables read at the point of use (not by load_settings), still read here only ----------------------------
+_TRUTHY = ("1", "true", "yes", "on")
+
+
+def onnx_cache_dir() -> Path:
+    """``E2V_ONNX_CACHE``: where the ``onnx``/``onnx-int8`` precision keeps its exported feature graphs."""
+    return Path(os.environ.get("E2V_ONNX_CACHE") or Path.home() / ".cache" / "emotion2vec-webui" / "onnx")
+
+
+def bench_cache_dir() -> Path:
+    """``E2V_BENCH_CACHE``: where ``bench`` keeps its offline Hugging Face stand-ins (``hf-random:…``)."""
+    return Path(os.environ.get("E2V_BENCH_CACHE") or Path.home() / ".cache" / "emotion2vec-webui" / "hf-random")
+
+
+def hub_offline(hub: str) -> bool:
+    """Offline mode for ``hub``: ``HF_HUB_OFFLINE`` for hf; ``MODELSCOPE_OFFLINE``, else ``E2V_OFFLINE``, for ms."""
+    if hub == "hf":
+        return os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUTHY
+    return os.environ.get("MODELSCOPE_OFFLINE", os.environ.get("E2V_OFFLINE", "")).lower() in _TRUTHY
+
+
+def env_hub() -> str:
+    """``E2V_HUB`` as ``load_settings`` reads it (``ms`` when unset), for messages that name the other hub."""
+    return os.environ.get("E2V_HUB", "ms").strip().lower() or "ms"

@@ -124,8 +124,9 @@ def _from_hub(tf, repo: str):
 
 def random_peer_dir(name: str) -> Path:
     """Where the stand-in ``name`` is saved (``E2V_BENCH_CACHE``, default ``~/.cache/emotion2vec-webui/hf-random``)."""
-    root = os.environ.get("E2V_BENCH_CACHE") or Path.home() / ".cache" / "emotion2vec-webui" / "hf-random"
-    return Path(root) / name
+    from emotion2vec_webui.config import bench_cache_dir
+
+    return bench_cache_dir() / name
 
 
 def prepare_random_peer(name: str) -> Path:

@@ -43,8 +43,9 @@ def available() -> bool:
 
 def cache_dir() -> Path:
     """Where exported graphs live (``E2V_ONNX_CACHE``)."""
-    default = Path.home() / ".cache" / "emotion2vec-webui" / "onnx"
-    return Path(os.environ.get("E2V_ONNX_CACHE") or default)
+    from emotion2vec_webui.config import onnx_cache_dir
+
+    return onnx_cache_dir()
 
 
 def _cache_key(model_dir: Path) -> str:

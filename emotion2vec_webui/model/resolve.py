@@ -62,10 +62,9 @@ class ModelInfo:
 
 
 def _is_offline(hub: str) -> bool:
-    truthy = {"1", "true", "yes", "on"}
-    if hub == "hf":
-        return os.environ.get("HF_HUB_OFFLINE", "").lower() in truthy
-    return os.environ.get("MODELSCOPE_OFFLINE", os.environ.get("E2V_OFFLINE", "")).lower() in truthy
+    from emotion2vec_webui.config import hub_offline
+
+    return hub_offline(hub)
 
 
 def _hub_endpoint(hub: str) -> str:
@@ -87,7 +86,9 @@ def _reachable(endpoint: str) -> str | None:
 
 
 def _fixes(name: str) -> str:
-    other = "E2V_HUB=hf" if os.environ.get("E2V_HUB", "ms") != "hf" else "E2V_HUB=ms"
+    from emotion2vec_webui.config import env_hub
+
+    other = "E2V_HUB=hf" if env_hub() != "hf" else "E2V_HUB=ms"
     return (
         "How to fix: (1) point E2V_MODEL (or --model) at a local directory holding config.yaml, "
         "model.pt and tokens.txt, e.g. one copied from a machine that has the model; "
