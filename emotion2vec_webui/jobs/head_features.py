@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import time
@@ -125,7 +126,8 @@ def extract_features(
         hit = cache.get(key)
         if hit is None:
             try:
-                decoded = decode_guarded(item.file, source_name=Path(item.file).name, limits=limits)
+                # a background job waits its turn for a decoder instead of failing `overloaded` at a busy moment
+                decoded = decode_guarded(item.file, source_name=Path(item.file).name, limits=limits, wait_s=math.inf)
             except E2VError as exc:
                 raise E2VError(exc.code, f"{item.file}: {exc.message}") from exc
 
