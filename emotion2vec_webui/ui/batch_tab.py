@@ -223,11 +223,12 @@ def build_batch_tab(service) -> None:
             "外加汇总表（CSV / ZIP）。  \n"
             "Analyse many files: upload them, or name a server folder inside `E2V_INPUT_DIRS`; one run folder "
             "per file plus a summary (CSV / ZIP).\n\n"
-            "文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵；选了分类头且文件夹按其标签命名时，"
-            "也给出分类头的准确率、UA、F1 与混淆矩阵。上千个文件请用 `emotion2vec-webui batch`（或 `--engine ray`）。  \n"
-            "RAVDESS / CREMA-D file names also give accuracy and a confusion matrix; with a head picked and folders "
-            "named after its labels, the head's accuracy, UA, F1 and confusion matrix too. For thousands of files "
-            "use `emotion2vec-webui batch` (or `--engine ray`)."
+            "文件名符合 RAVDESS / CREMA-D 规则时给出准确率与混淆矩阵；上千个文件请用 `emotion2vec-webui batch`"
+            "（或 `--engine ray`）。  \n"
+            "RAVDESS / CREMA-D file names also give accuracy and a confusion matrix; for thousands of files use "
+            "`emotion2vec-webui batch` (or `--engine ray`).\n\n"
+            "选了分类头、且文件夹按其标签命名时，也给出分类头的准确率、UA、F1 与混淆矩阵。  \n"
+            "With a head picked and folders named after its labels: the head's accuracy, UA, F1 and confusion matrix."
         )
         with gr.Row():
             files = gr.File(
