@@ -223,3 +223,34 @@ def test_the_env_scan_sees_a_read():
                      'd = "E2V_W" in os.environ\ne = os.environ.get("HOME")\nf = env.get(f"E2V_{k}")\n'
                      'g = "E2V_MODEL" in message\nh = d.get("E2V_NOT_ENV")')  # fmt: skip
     assert sorted(n for _, n in e2v_reads(tree)) == ["E2V_", "E2V_W", "E2V_X", "E2V_Y", "E2V_Z"]
+
+
+# -- the Gradio scripting endpoint takes REST's options, checked before the service is called ---------------------
+class _Service:
+    def __init__(self):
+        self.calls = []
+
+    def recognize(self, source, source_name=None, options=None, progress=None):
+        self.calls.append((source, options))
+        run = type("Run", (), {"run_id": "r1"})()
+        return type("Outcome", (), {"result": {"emotion": "happy"}, "run": run})()
+
+
+def test_gradio_recognize_endpoint_takes_channels_and_head_and_checks_first(tmp_path):
+    from emotion2vec_webui.ui import handlers
+
+    service = _Service()
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    out = handlers.recognize_api(service, str(clip), "frame", False, "vad", channels="right", head="myhead")
+    assert out == {"emotion": "happy", "run_id": "r1"}
+    options = service.calls[0][1]
+    assert (options.granularity, options.segmentation, options.channels, options.head) == ("frame", "vad", "right",
+                                                                                            "myhead")  # fmt: skip
+    for bad in ({"channels": "999"}, {"head": "../x"}, {"segmentation": "words"}):
+        with pytest.raises(E2VError) as err:
+            handlers.recognize_api(service, str(clip), **{"granularity": "utterance", **bad})
+        assert err.value.code == "bad_request"
+    with pytest.raises(E2VError):  # neither a file nor a URL
+        handlers.recognize_api(service, None, audio_url="  ")
+    assert len(service.calls) == 1

@@ -13,6 +13,7 @@ from emotion2vec_webui.cli.common import (
     add_model_args,
     add_output_args,
     add_recognition_args,
+    add_segmentation_arg,
     channel_options,
     settings_from_args,
 )
@@ -21,6 +22,7 @@ from emotion2vec_webui.jobs.batch import BatchOptions, format_report
 from emotion2vec_webui.jobs.batch_job import batch_head_labels, prepare_batch
 from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.runs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
+from emotion2vec_webui.runs.recognize import RecognizeOptions
 
 
 def add_parser(sub) -> None:
@@ -28,6 +30,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("batch", help="classify a folder, glob or list file; writes summary.csv and summary.jsonl")
     p.add_argument("input", metavar="INPUT", help="folder (recursive), glob pattern, or list file (.txt / .csv)")
     add_recognition_args(p, embedding_default=False)
+    add_segmentation_arg(p)
     add_channel_args(p)
     add_conversation_args(p)
     add_model_args(p)
@@ -55,15 +58,15 @@ def run(args) -> int:
     """The ``batch`` sub-command. Returns 0 when every input is ok, 1 when any failed."""
     settings = settings_from_args(args)
     head_labels = batch_head_labels(settings, args.head)  # not_found / head_invalid before any work
+    each = RecognizeOptions(  # every option checked here, before any input is read
+        args.granularity, args.embedding, args.segmentation, head=args.head or None, **channel_options(args),
+        **conversation_options(args),
+    )
     options = BatchOptions(
-        granularity=args.granularity,
-        extract_embedding=args.embedding,
+        each,
         batch_size=max(1, args.batch_size),
         workers=max(1, args.workers),
         label_map=parse_label_map(args.label_map, head_labels),  # dataset labels → classes or the head's labels
-        head=args.head or None,
-        **channel_options(args),
-        **conversation_options(args),
     )
     batch = prepare_batch(
         discover_inputs(args.input), settings, options, args.input,

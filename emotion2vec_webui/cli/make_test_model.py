@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         with quiet_funasr():
             out = make_conversation_standin(args.directory, STANDIN_KINDS[args.kind], args.seed)
         info = json.loads((out / "e2v_random_weights.json").read_text("utf-8"))
-        print(f"wrote a random-weight {args.kind} stand-in to {out} ({info['parameters'] / 1e6:.2f}M parameters)")
+        print(f"wrote a random-weight {STANDIN_KINDS[args.kind]} stand-in to {out} ({info['parameters'] / 1e6:.2f}M parameters)")
         return EXIT_OK
     with quiet_funasr():
         out = make_test_model(args.directory, args.size, args.seed, args.checkpoint_form)

@@ -30,6 +30,7 @@ from emotion2vec_webui.jobs.batch_scoring import score_batch
 from emotion2vec_webui.jobs.inputs import BatchItem, item_source
 from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row
 from emotion2vec_webui.runs.evaluation import Metrics
+from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.run_index import record_batch_folder
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,20 @@ GroupRunner = Callable[[list], list]
 
 @dataclass(frozen=True)
 class BatchOptions:
-    granularity: str = "utterance"  # "utterance" or "frame"
-    extract_embedding: bool = False  # write embedding.npy in each run folder
+    """A batch: what each input gets (the one recognise flow's options, checked when built) and how the batch runs."""
+
+    # granularity, embedding, segmentation, channels, audio_stream, head; speakers/num_speakers/transcribe/asr_model
+    # (conversations: each run gets speakers/turns and turns.csv; the batch gets turns_summary.csv)
+    recognize: RecognizeOptions = RecognizeOptions(extract_embedding=False)
     batch_size: int = 8  # inputs per model call (when the engine batches)
     workers: int = 2  # decoding threads (local) or model actors (ray)
     label_map: dict[str, str] = field(default_factory=dict)  # dataset label → our class, before the defaults
-    head: str | None = None  # a trained head (heads/<name>): each result.json gets its "head" block
-    channels: str = "mix"  # mix | left | right | a channel index from 0
-    audio_stream: int | None = None  # which audio stream of a video (0 = the first)
-    # conversations (issue 20): each run gets speakers/turns and turns.csv; the batch gets turns_summary.csv
-    speakers: str = "none"  # none | channels | auto
-    num_speakers: int | None = None  # auto: the number of speakers, when known
-    transcribe: bool = False  # each turn's text (ASR)
-    asr_model: str | None = None  # ASR model (None: E2V_ASR_MODEL)
+
+    # what the batch itself reads of them
+    granularity = property(lambda self: self.recognize.granularity)
+    extract_embedding = property(lambda self: self.recognize.extract_embedding)
+    head = property(lambda self: self.recognize.head)  # a trained head (heads/<name>): each result.json's "head"
+    speakers = property(lambda self: self.recognize.speakers)
 
 
 @dataclass(frozen=True)
@@ -79,16 +81,9 @@ class BatchReport:
         return sum(r["status"] != "ok" for r in self.rows)
 
 
-def recognize_options(options: BatchOptions):
+def recognize_options(options: BatchOptions) -> RecognizeOptions:
     """What each input of the batch gets, as the one recognise flow's :class:`recognize.RecognizeOptions`."""
-    from emotion2vec_webui.runs.recognize import RecognizeOptions
-
-    return RecognizeOptions(
-        options.granularity, options.extract_embedding, head=options.head,
-        channels=options.channels, audio_stream=options.audio_stream,
-        speakers=options.speakers, num_speakers=options.num_speakers, transcribe=options.transcribe,
-        asr_model=options.asr_model,
-    )  # fmt: skip
+    return options.recognize
 
 
 def classify_group(engine, pairs: list, settings: Settings, options: BatchOptions) -> list:

@@ -27,6 +27,7 @@ from pathlib import Path
 from emotion2vec_webui.config import Settings, gradio_temp_dir
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import bilingual
+from emotion2vec_webui.options import CHANNEL_NAMES, GRANULARITY, SEGMENTATION
 from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.batch_tab import build_batch_tab
@@ -63,11 +64,20 @@ def segmentation_choices(granularity: str) -> list[tuple[str, str]]:
     granularity it means one result for the whole clip, and the choice says that (runs/recognize.py).
     ``vad`` classifies each spoken phrase at either granularity.
     """
-    if granularity == "frame":
-        first = "按帧情绪分段 / From the frame emotions"
-    else:
-        first = "不分段 / None — one result for the whole clip"
-    return [(first, "frames"), ("按语音分句 / Split by speech (VAD)", "vad")]
+    labels = {
+        "frames": "按帧情绪分段 / From the frame emotions" if granularity == "frame"
+        else "不分段 / None — one result for the whole clip",
+        "vad": "按语音分句 / Split by speech (VAD)",
+    }  # fmt: skip
+    return [(labels[v], v) for v in SEGMENTATION.values]  # the values: options.SEGMENTATION
+
+
+# The Recognize tab's longer labels; the values come from options.py.
+GRANULARITY_LABELS = {
+    "utterance": "整句 / Utterance — one emotion for the whole clip",
+    "frame": "逐帧 / Frame — emotion every 20 ms: timeline and segments",
+}
+CHANNEL_LABELS = {"mix": "混合 / Mix all channels", "left": "左声道 / Left", "right": "右声道 / Right"}
 
 
 def configure_gradio_env(settings: Settings) -> Path:
@@ -184,19 +194,16 @@ def _recognize_tab(service) -> None:
                     elem_id="audio_url",
                 )
                 channels = gr.Dropdown(
-                    choices=[("混合 / Mix all channels", "mix"), ("左声道 / Left", "left"), ("右声道 / Right", "right")],
-                    value="mix",
+                    choices=[(CHANNEL_LABELS[v], v) for v in CHANNEL_NAMES.values],
+                    value=CHANNEL_NAMES.default,
                     allow_custom_value=True,  # a channel index (0, 1, 2 …) may be typed
                     label=bilingual("Channels", "声道"),
                     info="立体声：混合、取一个声道或输入序号 0、1… / stereo: mix, one channel, or type an index",
                     elem_id="channels",
                 )
                 granularity = gr.Radio(
-                    choices=[
-                        ("整句 / Utterance — one emotion for the whole clip", "utterance"),
-                        ("逐帧 / Frame — emotion every 20 ms: timeline and segments", "frame"),
-                    ],
-                    value="utterance",
+                    choices=[(GRANULARITY_LABELS[v], v) for v in GRANULARITY.values],
+                    value=GRANULARITY.default,
                     label=bilingual("Granularity", "粒度"),
                     elem_id="granularity",
                 )
@@ -207,8 +214,8 @@ def _recognize_tab(service) -> None:
                     elem_id="extract_embedding",
                 )
                 segmentation = gr.Radio(
-                    choices=segmentation_choices("utterance"),  # relabelled when the granularity changes
-                    value="frames",
+                    choices=segmentation_choices(GRANULARITY.default),  # relabelled when the granularity changes
+                    value=SEGMENTATION.default,
                     label=bilingual("Segments", "分段"),
                     info="VAD：在停顿处切分，每句话单独识别 / split at pauses, one emotion per phrase",
                     elem_id="segmentation",
@@ -269,22 +276,26 @@ def _recognize_tab(service) -> None:
         clear.click(on_clear, None, [audio, audio_url, *view.outputs()], queue=False, api_visibility="private")
         recognize_tab.select(lambda: refresh_picker(service), None, head, queue=False, api_visibility="private")
 
-        # The scripting endpoint: same inputs, the result.json object (plus run_id) out.
-        api_out = gr.JSON(visible=False)
+        # The scripting endpoint: REST's options (checked by RecognizeOptions), the result.json object
+        # (plus run_id) out, named "result" for gradio_client (not value_N).
+        api_out = gr.JSON(visible=False, label="result")
         api_trigger = gr.Button(visible=False)
 
-        def recognize_api(audio, granularity, extract_embedding, segmentation="frames"):
+        def recognize_api(audio, granularity, extract_embedding, segmentation="frames", channels="mix", head=None,
+                          audio_url=""):  # fmt: skip
             try:
-                return ui_handlers.recognize_api(service, audio, granularity, extract_embedding, segmentation)
+                return ui_handlers.recognize_api(service, audio, granularity, extract_embedding, segmentation,
+                                                 channels=channels, head=head, audio_url=audio_url)  # fmt: skip
             except E2VError as exc:
                 raise gr.Error(f"{exc.message} [{exc.code}]") from None
 
         api_trigger.click(
             recognize_api,
-            [audio, granularity, embedding, segmentation],
+            [audio, granularity, embedding, segmentation, channels, head, audio_url],
             api_out,
             api_name="recognize",
-            api_description="Recognize one audio file: returns result.json plus run_id.",
+            api_description="Recognize one audio file (or audio_url when no file): granularity, extract_embedding, "
+            "segmentation, channels, head as REST takes them; returns result.json plus run_id.",
         )
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
+from emotion2vec_webui.options import NUM_SPEAKERS
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.speaker_names import apply_names, parse_names, rename_speakers
 from emotion2vec_webui.runs.storage import run_path
@@ -185,7 +186,7 @@ def analyse(service, audio_path: str | None, speakers: str, num_speakers, transc
     try:
         if not audio_path:
             raise E2VError("bad_request", "Upload a recording first. / 请先上传录音。")
-        count = int(num_speakers) if num_speakers not in (None, "", 0) else None
+        count = num_speakers if num_speakers not in (None, "", 0) else None  # 0: estimate; checked by the options
         options = RecognizeOptions(extract_embedding=False, speakers=speakers, num_speakers=count,
                                    transcribe=bool(transcribe))  # fmt: skip
         outcome = service.recognize(audio_path, source_name=Path(audio_path).name, options=options)
@@ -279,7 +280,8 @@ def build_conversation_tab(service) -> None:
                      (bilingual("automatic (diarization)", "自动区分说话人"), "auto")],
                     value="channels", label=bilingual("Speakers", "说话人"), elem_id="conversation_speakers",
                 )  # fmt: skip
-                count = gr.Number(value=None, precision=0, minimum=0, maximum=32, elem_id="conversation_num_speakers",
+                count = gr.Number(value=None, precision=0, minimum=0, maximum=NUM_SPEAKERS.high,
+                                  elem_id="conversation_num_speakers",
                                   label=bilingual("Number of speakers (auto; 0: estimate)", "说话人数（自动模式；0 表示自动估计）"))  # fmt: skip
                 transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
                                          elem_id="conversation_transcribe")  # fmt: skip

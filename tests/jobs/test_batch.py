@@ -18,6 +18,7 @@ from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, open_batch, run_local
 from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.storage import RUN_FILES, RUN_ID_RE
 
 CORRUPT = {"c06.wav": b"RIFF\x10\x00\x00\x00WAVEjunk" * 8, "c13.flac": b"not audio at all\n" * 20}
@@ -160,7 +161,7 @@ def test_batched_calls_give_the_same_results(clips, engine, settings, tmp_path):
 
     items = [it for it in discover_inputs(clips) if Path(it.file).name not in CORRUPT][:5]
     pairs = [(it, decode_audio(it.file)) for it in items]
-    options = BatchOptions(granularity="frame", extract_embedding=True, batch_size=5)
+    options = BatchOptions(RecognizeOptions("frame", True), batch_size=5)
     one = classify_group(engine, pairs, settings, options)
     batching = _BatchingEngine(engine)
     many = classify_group(batching, pairs, settings, options)

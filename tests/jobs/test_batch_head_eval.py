@@ -29,6 +29,7 @@ from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.jobs.train_head import TrainOptions, train_head
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.head_store import engine_hash
+from emotion2vec_webui.runs.recognize import RecognizeOptions
 from tests.head_data import LABELS, make_set, shuffled_csv, write_head
 
 HEAD_ORDER = sorted(LABELS)  # a trained head keeps its labels sorted
@@ -148,7 +149,7 @@ def test_nine_class_and_head_scores_side_by_side(root, engine, settings, tmp_pat
     head_labels = tuple(load_head(root / "heads", "sts").labels)
     items = discover_inputs(listing)
     check_labels(items, label_map, head_labels)  # SPEECH, TONE, NOISE: the head's labels, case aside
-    options = BatchOptions(batch_size=4, workers=2, label_map=label_map, head="sts")
+    options = BatchOptions(RecognizeOptions(extract_embedding=False, head="sts"), batch_size=4, workers=2, label_map=label_map)
     s = dataclasses.replace(settings, heads_dir=root / "heads")
     summary, todo = open_batch(items, tmp_path / "batch", resume=False, manifest={})
     s = dataclasses.replace(s, output_dir=summary.folder)

@@ -11,6 +11,7 @@ from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, finish_batch, open_batch, run_local
 from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.storage import RUN_ID_RE
 
 pytestmark = pytest.mark.ray
@@ -106,7 +107,7 @@ def test_ray_engine_gives_the_local_engines_turns_by_channel(ray_or_skip, engine
     listing = tmp_path / "list.txt"
     listing.write_text(f"{clips / 'call.wav'}\n{url}\n", "utf-8")
     items = discover_inputs(listing)
-    options = BatchOptions(batch_size=2, workers=1, speakers="channels")
+    options = BatchOptions(RecognizeOptions(extract_embedding=False, speakers="channels"), batch_size=2, workers=1)
     settings = dataclasses.replace(settings, url_allow=("127.0.0.1",))
     try:
         local = _batch(

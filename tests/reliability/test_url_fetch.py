@@ -500,12 +500,13 @@ def test_batch_runs_urls_beside_files(origin, engine, settings, tmp_path):
 
     from emotion2vec_webui.jobs.batch import BatchOptions, classify_group, open_batch, run_local
     from emotion2vec_webui.jobs.inputs import discover_inputs
+    from emotion2vec_webui.runs.recognize import RecognizeOptions
 
     write_audio(tmp_path / "local.wav", tone(0.8, 16000, channels=2), 16000)
     listing = tmp_path / "list.txt"
     listing.write_text(f"{origin.base}/clip.wav\nhttp://169.254.169.254/x.wav\nlocal.wav\n", "utf-8")
     items = discover_inputs(listing)
-    options = BatchOptions(batch_size=2, workers=1, channels="left")  # the mono clip has a left channel too
+    options = BatchOptions(RecognizeOptions(extract_embedding=False, channels="left"), batch_size=2, workers=1)  # the mono clip has a left channel too
     summary, todo = open_batch(items, tmp_path / "batch", resume=False, manifest={})
     s = dataclasses.replace(settings, output_dir=summary.folder, url_allow=("127.0.0.1",))
     rows: list[dict] = []
