@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from emotion2vec_webui.audio.signals import espeak_available, speech, tone, write_audio
 from emotion2vec_webui.config import load_settings
+from tests.server_util import SHARED_API_TOKEN
 
 CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -123,3 +126,68 @@ def stereo_dialogue(tmp_path_factory):
     stereo, rate, spans = dialogue(LINES[:4])
     path = write_audio(tmp_path_factory.mktemp("dialogue") / "call.wav", stereo, rate)
     return path, spans
+
+
+@pytest.fixture(scope="session")
+def shared_server(tiny_model_dir, tmp_path_factory):
+    """A real server per configuration, shared by every module of the run that asks for the same one.
+
+    ``shared_server(inputs=False, heads=False, **settings)`` returns a running
+    ``ServerProcess`` (``/readyz`` answered) on the tiny model; ``settings`` are
+    ``server_env``'s ``E2V_*`` suffixes. ``inputs=True`` sets ``E2V_INPUT_DIRS``
+    to the server's own ``inputs/`` folder, ``heads=True`` ``E2V_HEADS_DIR`` to
+    ``heads/``. The same arguments give the same process; all stop at the end of
+    the session. A module on a shared server must not assume it alone wrote the
+    runs, heads or input files it sees: it filters by its own run ids and uses a
+    sub-folder of ``srv.inputs`` of its own. ``srv.healthz_s`` / ``srv.ready_s``:
+    seconds from the start until ``/healthz`` (the page is served) and until
+    ``/readyz`` (the model is loaded).
+    """
+    from tests.server_util import ServerProcess, server_env
+
+    servers: dict[tuple, ServerProcess] = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(inputs: bool = False, heads: bool = False, **settings) -> ServerProcess:
+            key = (inputs, heads, *sorted((k, str(v)) for k, v in settings.items()))
+            if key not in servers:
+                root = tmp_path_factory.mktemp("shared-server")
+                (root / "inputs").mkdir()
+                if inputs:
+                    settings["input_dirs"] = root / "inputs"
+                if heads:
+                    settings["heads_dir"] = root / "heads"
+                started = time.monotonic()
+                srv = stack.enter_context(
+                    ServerProcess(
+                        server_env(tiny_model_dir, root, **settings), wait_ready=False, log_path=root / "server.log"
+                    )
+                )
+                srv.healthz_s = time.monotonic() - started
+                srv.wait("/readyz", 180)
+                srv.ready_s = time.monotonic() - started
+                srv.root, srv.outputs, srv.inputs, srv.heads = root, root / "outputs", root / "inputs", root / "heads"
+                srv.token = settings.get("api_token", "")
+                servers[key] = srv
+            return servers[key]
+
+        yield get
+
+
+@pytest.fixture(scope="session")
+def ui_server(shared_server, conversation_models):
+    """The one server of the UI tests and the conversation API: an input folder, a heads folder, the
+    conversation stand-ins (ASR, speaker embeddings), no token (tests/browser, tests/serving)."""
+    return shared_server(
+        inputs=True,
+        heads=True,
+        asr_model=conversation_models["sensevoice"],
+        speaker_model=conversation_models["campplus"],
+    )
+
+
+@pytest.fixture(scope="session")
+def token_api_server(shared_server):
+    """The one token server of the REST and gradio_client tests: a bearer token (also the UI's login password),
+    an input folder, 1 MB uploads (413 is cheap), a queue of 2 and no per-client cap (overload from 127.0.0.1)."""
+    return shared_server(inputs=True, api_token=SHARED_API_TOKEN, max_upload_mb=1, max_queue=2, max_per_client=0)

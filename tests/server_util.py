@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+SHARED_API_TOKEN = "s3cret-token-for-tests"  # tests/conftest.py's token_api_server
+
 
 def server_env(model_dir, root, **settings) -> dict[str, str]:
     """Environment for a test server: the model, outputs and logs under ``root``, no token.

@@ -21,8 +21,6 @@ import re
 
 import pytest
 
-from tests.server_util import ServerProcess, server_env
-
 pytestmark = pytest.mark.browser
 
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -109,10 +107,10 @@ def test_the_check_finds_english_only_text():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("bilingual")
-    with ServerProcess(server_env(tiny_model_dir, root), log_path=root / "server.log") as srv:
-        yield srv
+def server(shared_server):
+    """A server in the default configuration (tests/conftest.py's shared_server): no input or heads folder,
+    no conversation models (with them, the Batch and Train tabs show folder paths and head names)."""
+    return shared_server()
 
 
 @pytest.mark.parametrize("locale", ["zh-CN", "en-US"])

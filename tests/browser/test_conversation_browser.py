@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.server_util import ServerProcess, server_env
-
 pytestmark = pytest.mark.browser
 
 SCREENS = Path("/tmp/e2v_screens")
@@ -22,12 +20,9 @@ WAIT_MS = 240_000  # a loaded 2-core machine: server start, model loads and the 
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, conversation_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("conv_browser")
-    env = server_env(tiny_model_dir, root, asr_model=conversation_models["sensevoice"],
-                     speaker_model=conversation_models["campplus"])  # fmt: skip
-    with ServerProcess(env, log_path=root / "server.log") as srv:
-        yield srv
+def server(ui_server):
+    """The UI server with the conversation stand-ins (tests/conftest.py), shared with the other UI tests."""
+    return ui_server
 
 
 def _shot(page, tmp_path: Path, name: str) -> None:

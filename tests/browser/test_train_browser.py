@@ -13,7 +13,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.head_data import LABELS, make_set
-from tests.server_util import ServerProcess, server_env
 
 pytestmark = pytest.mark.browser
 
@@ -36,14 +35,11 @@ def patient_expect():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_browser")
-    data = make_set(root / "inputs" / "set", per_class=5, seed=2)
-    env = server_env(tiny_model_dir, root, input_dirs=root / "inputs", heads_dir=root / "heads")
-    with ServerProcess(env, log_path=root / "server.log") as srv:
-        srv.data = data
-        srv.root = root
-        yield srv
+def server(ui_server):
+    """The shared UI server (tests/conftest.py: input and heads folders); the training set in a sub-folder of its own.
+    No other module trains or saves heads there, so the heads listed are this module's."""
+    ui_server.data = make_set(ui_server.inputs / "train_browser_set", per_class=5, seed=2)
+    return ui_server
 
 
 def test_train_tab_then_pick_the_head_on_recognize(server, page, tmp_path):

@@ -1,8 +1,9 @@
 """The REST API over loopback against a real server process (tiny random-weight model).
 
-One server for the module, started with a token (so auth is exercised on every
-call), a 1 MB upload cap (so 413 is cheap to provoke), a queue of 2 (so overload
-is too) and an input folder.
+One server (``token_api_server`` in tests/conftest.py, shared with
+tests/ui/test_gradio_client.py), started with a token (so auth is exercised on
+every call), a 1 MB upload cap (so 413 is cheap to provoke), a queue of 2 (so
+overload is too) and an input folder.
 """
 
 from __future__ import annotations
@@ -21,23 +22,16 @@ import pytest
 from benchmarks.load_test import overload_burst
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.runs.storage import RUN_ID_RE
-from tests.server_util import ServerProcess, server_env
+from tests.server_util import SHARED_API_TOKEN as TOKEN
 from tests.spec_check import check_result
 
-TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    (root / "inputs").mkdir()
-    # The tests here are sequential; the overload test fills the queue of 2.
-    env = server_env(tiny_model_dir, root, api_token=TOKEN, input_dirs=root / "inputs", max_upload_mb=1, max_queue=2,
-                     max_per_client=0)  # the overload test fills the queue from one client (127.0.0.1)  # fmt: skip
-    with ServerProcess(env) as srv:
-        srv.root = root
-        yield srv
+def server(token_api_server):
+    # The tests here are sequential; the overload test fills the queue of 2 (from 127.0.0.1: no per-client cap).
+    return token_api_server
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,13 @@ import base64
 import httpx
 import pytest
 
-from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, conversation_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("conv-api")
-    env = server_env(tiny_model_dir, root, asr_model=conversation_models["sensevoice"],
-                     speaker_model=conversation_models["campplus"])  # fmt: skip
-    with ServerProcess(env) as srv:
-        yield srv
+def server(ui_server):
+    """The conversation stand-ins' server, shared with the browser tests (tests/conftest.py)."""
+    return ui_server
 
 
 def test_channels_with_transcript_over_multipart_and_json(server, stereo_dialogue):

@@ -9,19 +9,14 @@ from __future__ import annotations
 import pytest
 
 from emotion2vec_webui.runs.storage import RUN_ID_RE
-from tests.server_util import ServerProcess, server_env
+from tests.server_util import SHARED_API_TOKEN as TOKEN
 from tests.spec_check import check_result
-
-TOKEN = "ui-client-token"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ui_client")
-    env = server_env(tiny_model_dir, root, api_token=TOKEN)
-    with ServerProcess(env, log_path=root / "server.log") as srv:
-        srv.root = root
-        yield srv
+def server(token_api_server):
+    """The token server shared with tests/serving/test_api.py (tests/conftest.py)."""
+    return token_api_server
 
 
 @pytest.fixture(scope="module")
