@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from emotion2vec_webui.engine.conversation import MAX_SPEAKER_CHANNELS
-from emotion2vec_webui.engine.result import GRANULARITIES
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.options import GRANULARITY, check_head_name
 from emotion2vec_webui.options import SPEAKERS as SPEAKER_OPTION
 from emotion2vec_webui.user_text import clean_name
 
@@ -32,11 +32,11 @@ BOUNDS: dict[str, tuple[int, int]] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "encoding": tuple(ENCODINGS),
-    "granularity": GRANULARITIES,
+    "granularity": GRANULARITY.values,
     "segmentation": SEGMENTATIONS,
     "speakers": SPEAKERS,
 }
-MAX_NAME = 200  # characters of head and source_name
+MAX_NAME = 200  # characters of source_name
 CLIENT_ONLY = ("type", "token")  # start fields that are not options
 
 
@@ -98,17 +98,16 @@ class StreamOptions:
         for key in ("tags", "embedding"):
             if key in values and not isinstance(values[key], bool):
                 raise _bad(f"{key} must be true or false", f"{key} 必须是 true 或 false")
-        for key in ("head", "source_name"):
-            value = values.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-                raise _bad(
-                    f"{key} must be a name of 1-{MAX_NAME} characters", f"{key} 必须是 1–{MAX_NAME} 个字符的名称"
-                )
-            values[key] = clean_name(value)
-            if not values[key]:
-                raise _bad(f"{key} has no printable character", f"{key} 没有可显示的字符")
+        if values.get("head") is not None:
+            if not isinstance(values["head"], str) or not values["head"].strip():
+                raise _bad("head must be a head's name", "head 必须是分类头的名称")
+            values["head"] = check_head_name(values["head"])  # as every face checks it (options.py)
+        if values.get("source_name") is not None:
+            value = values["source_name"]
+            if not isinstance(value, str) or len(value) > MAX_NAME or not clean_name(value):
+                raise _bad(f"source_name must be a name of 1-{MAX_NAME} printable characters",
+                           f"source_name 必须是 1–{MAX_NAME} 个可显示字符的名称")  # fmt: skip
+            values["source_name"] = clean_name(value)
         options = cls(**values)
         if options.speakers == "channels" and options.channels < 2:
             raise _bad("speakers=channels needs channels of 2 or more", "speakers=channels 需要至少 2 个声道")

@@ -278,3 +278,25 @@ def test_a_take_past_the_duration_limit_ends_there_and_is_saved(reliability_serv
     assert reasons.count("limit") == 1 and "idle" not in reasons, reasons  # ("behind" may come too, at 4x)
     done = take.messages[-1]
     assert done["type"] == "done" and done["duration_s"] == 5.0, take.messages
+
+
+def _doc_block(language: str, starts: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "streaming.md").read_text("utf-8")
+    blocks = [b.split("\n", 1)[1] for b in text.split("```")[1::2] if b.startswith(language)]
+    return next(b for b in blocks if b.lstrip().startswith(starts))
+
+
+def test_the_python_client_in_the_docs_runs(token_server, tmp_path):
+    code = _doc_block("python", '"""Play a WAV file')
+    assert len(code.strip().splitlines()) <= 35
+    url = ws_url(token_server.url)
+    code = code.replace('"ws://127.0.0.1:7860/api/v1/stream", None', f'"{url}", "{token_server.token}"')
+    (tmp_path / "client.py").write_text(code, "utf-8")
+    data, rate = speech(SENTENCES[1]) if espeak_available() else (tone(3.0, 22050)[:, 0], 22050)
+    clip = write_audio(tmp_path / "clip.wav", np.concatenate([np.zeros(rate // 2, np.float32), data]), rate, "wav")
+    proc = subprocess.run([sys.executable, str(tmp_path / "client.py"), str(clip)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("[") and line.endswith(" s]") for line in lines), lines  # a tag line
+    assert "'type': 'done'" in lines[-1] and "outputs_" in lines[-1]

@@ -23,6 +23,7 @@ import soundfile as sf
 from emotion2vec_webui.audio.decode import decode_audio
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.errors import ERROR_CODES, E2VError
+from emotion2vec_webui.options import HEAD_NAME_RE
 from emotion2vec_webui.runs.live_stream import LiveStream
 from emotion2vec_webui.runs.schema import validate_result
 from emotion2vec_webui.runs.stream_audio import Signal16k, mix, pcm_block
@@ -207,7 +208,7 @@ def test_frames_of_partial_samples_and_non_finite_floats_are_refused():
         {"sample_rate": 7999}, {"sample_rate": 48001}, {"sample_rate": 16000.0}, {"sample_rate": True},
         {"encoding": "opus"}, {"channels": 0}, {"channels": 9}, {"interval_ms": 100}, {"window_ms": 60000},
         {"segmentation": "frames"}, {"granularity": "word"}, {"speakers": "auto"}, {"speakers": "channels"},
-        {"tags": "yes"}, {"head": ""}, {"head": "x" * 201}, {"source_name": "\u202e"}, {"samplerate": 16000},
+        {"tags": "yes"}, {"head": ""}, {"head": "x" * 65}, {"head": "../up"}, {"head": 3}, {"source_name": "\u202e"}, {"samplerate": 16000},
         {"interval_ms": 4000, "window_ms": 3000},
     ],
 )  # fmt: skip
@@ -231,9 +232,10 @@ def test_the_start_schema_is_the_options_and_the_error_schema_the_codes():
         assert start[key]["enum"] == list(allowed) and start[key]["default"] == getattr(defaults, key)
     option_fields = {f.name for f in dataclasses.fields(StreamOptions)}
     assert set(start) == option_fields | {"type", "token"}
+    assert HEAD_NAME_RE.pattern.strip("^$") in start["head"]["pattern"]  # head names as options.py has them
     assert set(SCHEMAS["error"]["properties"]["code"]["enum"]) == set(ERROR_CODES)
     assert set(SCHEMAS) == {"start", "stop", "interval", "utterance_start", "utterance_end", "warning", "error", "done"}
     options = StreamOptions.from_message({"type": "start", "token": "t", "sample_rate": 8000, "speakers": "channels",
-                                          "channels": 2, "head": " my head "})  # fmt: skip
-    assert (options.sample_rate, options.channels, options.head) == (8000, 2, "my head")
+                                          "channels": 2, "head": " my_head "})  # fmt: skip
+    assert (options.sample_rate, options.channels, options.head) == (8000, 2, "my_head")
     jsonschema.validate({"type": "start", "sample_rate": 8000, "channels": 2, "speakers": "channels"}, SCHEMAS["start"])
