@@ -154,15 +154,15 @@ def normalise_channels(value) -> str:
     )
 
 
-def check_head_name(name) -> str | None:
-    """A head name usable as a folder name (letters, digits, ``_ . -``; 1–64), None for none.
+def check_head_name(name, required: bool = False) -> str | None:
+    """A head name usable as a folder name (letters, digits, ``_ . -``; 1–64), None for none (unless ``required``).
 
     Raises:
         E2VError: ``bad_request``.
     """
-    if name is None or not str(name).strip():
+    text = "" if name is None else str(name).strip()
+    if not text and not required:
         return None
-    text = str(name).strip()
     if not HEAD_NAME_RE.match(text) or ".." in text:
         raise E2VError(
             "bad_request",

@@ -99,13 +99,8 @@ def add_channel_args(p: argparse.ArgumentParser) -> None:
 
 
 def channel_options(args: argparse.Namespace) -> dict:
-    """``channels`` and ``audio_stream`` for RecognizeOptions/BatchOptions; E2VError(bad_request) when invalid."""
-    from emotion2vec_webui.options import AUDIO_STREAM, normalise_channels
-
-    return {
-        "channels": normalise_channels(getattr(args, "channels", "mix")),
-        "audio_stream": AUDIO_STREAM.check(getattr(args, "audio_stream", None)),
-    }
+    """``channels`` and ``audio_stream`` for RecognizeOptions, as typed (RecognizeOptions checks them)."""
+    return {"channels": getattr(args, "channels", "mix"), "audio_stream": getattr(args, "audio_stream", None)}
 
 
 def settings_from_args(args: argparse.Namespace):

@@ -27,16 +27,16 @@ features, smoothed and segmented like the nine-class timeline.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from emotion2vec_webui.engine.timeline import HOP_S, MIN_SEGMENT_S, frame_scores, merge_short_runs, softmax
 from emotion2vec_webui.errors import E2VError, HeadMismatchError
+from emotion2vec_webui.options import HEAD_NAME_RE, check_head_name
 
 FORMAT = 1
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = HEAD_NAME_RE  # options.py: a head's name, defined once
 MAX_LABELS = 1000
 MAX_LABEL_CHARS = 200
 MAX_LAYERS = 16
@@ -45,14 +45,7 @@ _SPEC_TEXT = ("model", "model_path", "classifier", "created", "pooling")  # opti
 
 def check_name(name: str) -> str:
     """A head name usable as a folder name (letters, digits, ``_ . -``; at most 64), else ``bad_request``."""
-    name = str(name or "").strip()
-    if not NAME_RE.match(name) or ".." in name:
-        raise E2VError(
-            "bad_request",
-            f"Head name {name[:80]!r} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or "
-            f"digit). / 分类头名称 {name[:80]!r} 只能包含字母、数字、“_”“.”“-”(1-64 个字符)。",
-        )
-    return name
+    return check_head_name(name, required=True)
 
 
 class HeadContentError(ValueError):
