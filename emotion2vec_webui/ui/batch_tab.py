@@ -28,6 +28,7 @@ from emotion2vec_webui.jobs.batch_scoring import HEAD_MATRIX, head_label_of, nin
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_path, label_from_filename
 from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
 from emotion2vec_webui.runs.input_files import resolve_input_folder
+from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.ui.text import INPUT_DIRS_UNSET
 
 log = logging.getLogger(__name__)
@@ -173,9 +174,10 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
     """
     settings = service.settings
     _ = service.engine  # model_unavailable before any work
-    options = BatchOptions(
-        granularity=granularity, extract_embedding=bool(embedding), batch_size=4, workers=2, head=head or None
-    )
+    options = BatchOptions(  # the options checked (bad_request) before any input is read
+        RecognizeOptions(granularity=granularity, extract_embedding=bool(embedding), head=head or None),
+        batch_size=4, workers=2,
+    )  # fmt: skip
     items = collect_items(files, folder_text, settings.input_dirs)
     from_folder = bool(folder_text and folder_text.strip())
     source = str(server_folder(folder_text, settings.input_dirs)) if from_folder else "(uploads)"
