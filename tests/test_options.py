@@ -254,3 +254,19 @@ def test_gradio_recognize_endpoint_takes_channels_and_head_and_checks_first(tmp_
     with pytest.raises(E2VError):  # neither a file nor a URL
         handlers.recognize_api(service, None, audio_url="  ")
     assert len(service.calls) == 1
+
+
+def test_named_model_lists_agree_with_options():
+    from emotion2vec_webui.cli.main import build_parser
+    from emotion2vec_webui.model.conversation_models import ASR_MODEL_IDS
+    from emotion2vec_webui.model.resolve import HUB_NAMES
+
+    assert tuple(ASR_MODEL_IDS) == opts.ASR_MODEL_NAMES and set(opts.HUB.values) <= set(HUB_NAMES)
+    parser = build_parser()
+    args = parser.parse_args(["make-test-model", "d", "--kind", "paraformer-zh"])  # the old spelling, still taken
+    assert args.kind == "paraformer_zh" and args.kind in opts.ASR_MODEL_NAMES
+    old = parser.parse_args(["recognize", "a.wav", "--segments", "vad", "--no-embedding"])
+    new = parser.parse_args(["recognize", "a.wav", "--segmentation", "vad", "--no-extract-embedding"])
+    assert (old.segmentation, old.embedding) == (new.segmentation, new.embedding) == ("vad", False)
+    for command in ("export", "bench"):  # --hub/--precision spelled as every command spells them
+        assert parser.parse_args([command, *(["o"] if command == "export" else []), "--hub", "hf"]).hub == "hf"

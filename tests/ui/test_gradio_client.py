@@ -47,10 +47,15 @@ def test_recognize_endpoint_takes_an_optional_segmentation_last(client, speech_w
     from gradio_client import handle_file
 
     params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/recognize"]["parameters"]
-    assert len(params) == 4 and params[-1]["parameter_has_default"] and params[-1]["parameter_default"] == "frames"
+    segmentation = params[3]
+    assert segmentation["parameter_has_default"] and segmentation["parameter_default"] == "frames"
+    assert all(p["parameter_has_default"] for p in params[3:])  # segmentation, channels, head, audio_url
     result = client.predict(handle_file(str(speech_wav)), "utterance", False, "vad", api_name="/recognize")
     check_result(result, "utterance")
     assert result["segments"] and all(seg["source"] == "vad" for seg in result["segments"])
+    # REST's other options by name (issue 27): channels taken, a bad one refused with its code
+    result = client.predict(handle_file(str(speech_wav)), "utterance", False, channels="left", api_name="/recognize")
+    assert result["audio"]["channel_index"] == 0
 
 
 def test_recognize_endpoint_reports_error_codes(client, tmp_path):
@@ -61,6 +66,8 @@ def test_recognize_endpoint_reports_error_codes(client, tmp_path):
     broken.write_bytes(b"\x00\x01 not audio " * 100)
     with pytest.raises(AppError, match="audio_undecodable"):
         client.predict(handle_file(str(broken)), "utterance", False, api_name="/recognize")
+    with pytest.raises(AppError, match="bad_request"):  # checked before the file is decoded
+        client.predict(handle_file(str(broken)), "utterance", False, channels="centre", api_name="/recognize")
 
 
 def test_api_lists_recognize_but_not_the_page_internals(client):
@@ -68,8 +75,9 @@ def test_api_lists_recognize_but_not_the_page_internals(client):
     assert "/recognize" in endpoints
     assert not any(name.startswith(("/on_", "/lambda")) for name in endpoints), sorted(endpoints)
     names = [p["parameter_name"] for p in endpoints["/recognize"]["parameters"]]
-    assert names == ["audio", "granularity", "extract_embedding", "segmentation"]
+    assert names == ["audio", "granularity", "extract_embedding", "segmentation", "channels", "head", "audio_url"]
     assert all(p["label"] for p in endpoints["/recognize"]["parameters"])
+    assert [r["label"] for r in endpoints["/recognize"]["returns"]] == ["result"]  # not value_N
 
 
 def test_similarity_endpoint_returns_data_not_html(server, client, speech_wav, tmp_path):
