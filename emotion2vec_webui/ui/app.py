@@ -281,8 +281,9 @@ def _recognize_tab(service) -> None:
         api_out = gr.JSON(visible=False, label="result")
         api_trigger = gr.Button(visible=False)
 
+        # None defaults: gradio_client treats those parameters as optional
         def recognize_api(audio, granularity, extract_embedding, segmentation="frames", channels="mix", head=None,
-                          audio_url=""):  # fmt: skip
+                          audio_url=None):  # fmt: skip
             try:
                 return ui_handlers.recognize_api(service, audio, granularity, extract_embedding, segmentation,
                                                  channels=channels, head=head, audio_url=audio_url)  # fmt: skip
