@@ -1,4 +1,10 @@
-"""The CLI end to end, in subprocesses, as a user runs it."""
+"""The CLI end to end, as a user runs it.
+
+Real subprocesses where the process itself is under test (``--help``'s speed with no
+heavy import, the exit code of a failed model load); the rest calls the entry point
+in-process (``cli.main.main(argv)``, what ``python -m emotion2vec_webui`` runs), which
+saves a torch/FunASR import per test.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
 from emotion2vec_webui.audio.signals import extension, tone, write_audio
+from emotion2vec_webui.cli.main import main
 from tests.spec_check import check_result
 
 
@@ -24,6 +32,16 @@ def run_cli(*args, env=None, timeout=240):
     )
 
 
+def run_main(capsys, monkeypatch, *args, env=None) -> SimpleNamespace:
+    """``main(args)`` in this process, with ``env`` set for the call: its exit code, stdout and stderr."""
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+
 def test_help_is_fast_and_lists_every_command():
     t0 = time.monotonic()
     p = run_cli("--help")
@@ -35,7 +53,7 @@ def test_help_is_fast_and_lists_every_command():
     print(f"--help took {elapsed:.2f} s")
 
 
-def test_recognize_many_formats_good_and_bad(tmp_path, tiny_model_dir):
+def test_recognize_many_formats_good_and_bad(tmp_path, tiny_model_dir, capsys, monkeypatch):
     files = []
     for fmt, rate, ch in [("mp3", 44100, 2), ("wav", 8000, 1), ("flac", 48000, 6), ("ogg", 22050, 2),
                           ("opus", 48000, 1), ("m4a", 16000, 2), ("webm", 48000, 2)]:
@@ -49,7 +67,8 @@ def test_recognize_many_formats_good_and_bad(tmp_path, tiny_model_dir):
     nan_wav = write_audio(tmp_path / "nan.wav", nan, 16000, "wavf32")
     order = [files[0], zero, files[1], text, nan_wav, *files[2:]]
     out_dir = tmp_path / "outputs"
-    p = run_cli(
+    p = run_main(
+        capsys, monkeypatch,
         "recognize", *map(str, order), "--granularity", "frame", "--json", "--output-dir", str(out_dir),
         env={"E2V_MODEL": str(tiny_model_dir)},
     )
@@ -66,10 +85,10 @@ def test_recognize_many_formats_good_and_bad(tmp_path, tiny_model_dir):
         assert code in line
 
 
-def test_plain_output_and_no_embedding(tmp_path, tiny_model_dir):
+def test_plain_output_and_no_embedding(tmp_path, tiny_model_dir, capsys, monkeypatch):
     wav = write_audio(tmp_path / "a.wav", tone(1.0, 16000), 16000, "wav")
-    p = run_cli("recognize", str(wav), "--no-embedding", "--output-dir", str(tmp_path / "o"),
-                env={"E2V_MODEL": str(tiny_model_dir)})
+    p = run_main(capsys, monkeypatch, "recognize", str(wav), "--no-embedding", "--output-dir", str(tmp_path / "o"),
+                 env={"E2V_MODEL": str(tiny_model_dir)})
     assert p.returncode == 0, p.stderr
     assert "a.wav" in p.stdout and "outputs_" in p.stdout
     (run,) = [p for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")]  # beside it: .catalog.sqlite3
@@ -93,8 +112,8 @@ def test_model_unavailable_is_quick_and_clear(tmp_path):
     print(f"model_unavailable after {elapsed:.1f} s")
 
 
-def test_make_test_model_command(tmp_path):
-    p = run_cli("make-test-model", str(tmp_path / "m"), "--size", "tiny", "--seed", "3")
+def test_make_test_model_command(tmp_path, capsys, monkeypatch):
+    p = run_main(capsys, monkeypatch, "make-test-model", str(tmp_path / "m"), "--size", "tiny", "--seed", "3")
     assert p.returncode == 0, p.stderr
     assert "random-weight tiny model" in p.stdout
     assert (tmp_path / "m" / "model.pt").is_file()
