@@ -27,14 +27,18 @@ shapes are ``serving/stream_schemas/`` (docs/streaming.md).
   result.json (the intervals and utterances sent); :meth:`LiveStream.done`
   is the final message.
 
-Inference goes through :func:`_infer` only (``service.submit`` of a plain
-function of the engine), so the service's scheduler can change underneath.
+Inference goes through the service's scheduler (``runs/scheduler.py``) as
+typed requests (:meth:`LiveStream._classify`): intervals at ``live`` priority,
+ahead of other work and dropped unanswered when they wait too long (a newer
+one comes), utterances at ``interactive`` priority, each stream its own share;
+the whole take at the end through ``service.submit`` like an upload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -62,9 +66,8 @@ DIGITS = 4  # score rounding in messages
 Emit = Callable[[dict], Awaitable[None]]
 
 
-def _scores(engine, wave: np.ndarray, head, smoothing_s: float) -> dict:
-    """The nine scores (and the head's) of one piece of audio, as the messages carry them."""
-    result = engine.recognize(wave, "utterance", head is not None)
+def _scores(result, head, smoothing_s: float, duration_s: float) -> dict:
+    """An :class:`EmotionResult`'s nine scores (and the head's answer) as the messages carry them."""
     out = {
         "emotion": result.emotion,
         "emotion_zh": EMOTIONS_ZH[result.emotion],
@@ -75,7 +78,7 @@ def _scores(engine, wave: np.ndarray, head, smoothing_s: float) -> dict:
     if head is not None:
         from emotion2vec_webui.engine.heads import apply_head
 
-        block = apply_head(head, result.embedding, smoothing_s, len(wave) / SAMPLE_RATE)
+        block = apply_head(head, result.embedding, smoothing_s, duration_s)
         out["head"] = {
             "name": block["name"],
             "label": block["label"],
@@ -86,12 +89,12 @@ def _scores(engine, wave: np.ndarray, head, smoothing_s: float) -> dict:
     return out
 
 
-async def _infer(service, fn, patience_s: float = 0.0):
-    """``fn(engine)`` through the service's queue; a full queue is retried for ``patience_s`` (0: not at all)."""
+async def _retrying(submit, patience_s: float):
+    """``submit()`` (a future), tried again while the queue is full, for ``patience_s`` (0: once); its result."""
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            future = service.submit(fn)
+            future = submit()
         except E2VError as exc:
             if exc.code != "overloaded" or time.monotonic() >= deadline:
                 raise
@@ -117,6 +120,7 @@ class LiveStream:
         from emotion2vec_webui.engine.vad_stream import SpeechTracker
 
         self.service, self.options, self.request_id = service, options, request_id
+        self.client = f"stream:{request_id or id(self)}"  # the scheduler's share: each stream its own
         settings = self.settings = service.settings
         engine = service.engine  # model_unavailable before anything else
         self.head = None
@@ -239,6 +243,7 @@ class LiveStream:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._start_interval()  # first: an interval does not wait for this round's speech detection
             await self._segment()
             self._start_interval()
             self._start_utterance()
@@ -299,10 +304,11 @@ class LiveStream:
         lag = (self.mix.spool.samples - end) / SAMPLE_RATE
         self.max_lag_s = max(self.max_lag_s, lag)
         try:
-            wave = self.mix.spool.read(start, end)
-            got = await _infer(
-                self.service, lambda engine: _scores(engine, wave, self.head, self.settings.frame_smoothing_s)
-            )
+            got = await self._classify(self.mix.spool.read(start, end), "live")
+            if got is None:  # not started in time: dropped, the next interval is newer
+                self.skipped += 1
+                self.skipped_untold += 1
+                return
         except E2VError as exc:
             self.skipped += 1
             await self.warn(exc.code if exc.code == "overloaded" else "analysis_failed",
@@ -341,9 +347,7 @@ class LiveStream:
         try:
             wave = signal.spool.read(start, end)
             if len(wave) >= MIN_MODEL_SAMPLES:
-                smoothing = self.settings.frame_smoothing_s
-                got = await _infer(self.service, lambda engine: _scores(engine, wave, self.head, smoothing),
-                                   UTTERANCE_PATIENCE_S)  # fmt: skip
+                got = await self._classify(wave, "interactive", UTTERANCE_PATIENCE_S)
         except E2VError as exc:
             await self.warn(exc.code if exc.code == "overloaded" else "analysis_failed",
                             f"utterance {index} was not analysed: {exc.message}", f"第 {index} 句未分析")  # fmt: skip
@@ -358,6 +362,19 @@ class LiveStream:
         self._utterance_job = None
         self._update_room()
         self._wake.set()
+
+    async def _classify(self, wave: np.ndarray, priority: str, patience_s: float = 0.0) -> dict | None:
+        """One piece of audio through the scheduler; None when a live request was dropped as stale."""
+        from emotion2vec_webui.runs.scheduler import LIVE_MAX_AGE_S, InferenceRequest, StaleWindow
+
+        max_age = max(LIVE_MAX_AGE_S, self.interval / SAMPLE_RATE) if priority == "live" else None
+        request = InferenceRequest(wave, "utterance", self.head is not None, window_s=self.settings.window_s,
+                                   priority=priority, client=self.client, max_age_s=max_age)  # fmt: skip
+        try:
+            result = await _retrying(functools.partial(self.service.infer, request), patience_s)
+        except StaleWindow:
+            return None
+        return _scores(result, self.head, self.settings.frame_smoothing_s, len(wave) / SAMPLE_RATE)
 
     # -- the end -------------------------------------------------------------------------------------
     async def finish(self):
@@ -378,7 +395,10 @@ class LiveStream:
                 self._unsegment(0, tail)
             self._wake.set()
         if self._task is not None:
-            await self._task
+            try:
+                await self._task
+            except Exception:  # the events stop there; the take itself is still saved
+                log.exception("stream analysis failed")
         return await self._save()
 
     async def _save(self):
@@ -408,7 +428,8 @@ class LiveStream:
         if self.channel_signals:
             flow.channel_waveforms = [s.spool.read(0, s.spool.samples) for s in self.channel_signals]
         flow.extra_result = {"stream": self.summary()}
-        return await _infer(self.service, lambda engine: flow.finish(decoded, engine), FINAL_PATIENCE_S)
+        submit = functools.partial(self.service.submit, functools.partial(flow.finish, decoded), client=self.client)
+        return await _retrying(submit, FINAL_PATIENCE_S)
 
     def summary(self) -> dict:
         """result.json's ``stream`` block: how the take came in and what was sent while it ran."""

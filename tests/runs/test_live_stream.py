@@ -14,6 +14,7 @@ import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from types import SimpleNamespace
 
 import jsonschema
 import numpy as np
@@ -45,20 +46,26 @@ def check_message(message: dict) -> None:
 
 
 class SlowService:
-    """The service's ``submit`` on one worker thread, each model call ``delay`` seconds longer."""
+    """The service's ``infer`` (typed requests) and ``submit`` (a job) on one worker thread, each model call
+    ``delay`` seconds longer: a loaded machine. What each request asked for is kept (not its audio)."""
 
     def __init__(self, settings, engine, delay: float = 0.0) -> None:
         self.settings, self.engine, self.delay = settings, engine, delay
         self.pool = ThreadPoolExecutor(1)
-        self.calls = 0
+        self.requests = []
 
-    def submit(self, fn):
+    def infer(self, request):
+        self.requests.append(SimpleNamespace(priority=request.priority, client=request.client,
+                                             max_age_s=request.max_age_s))  # fmt: skip
+
         def job():
-            self.calls += 1
             time.sleep(self.delay)
-            return fn(self.engine)
+            return self.engine.recognize(request.waveform, request.granularity, request.embedding)
 
         return self.pool.submit(job)
+
+    def submit(self, fn, client=None):
+        return self.pool.submit(fn, self.engine)
 
 
 @pytest.fixture
@@ -129,6 +136,10 @@ def test_a_slow_server_skips_intervals_never_utterances_and_saves_the_take(setti
     assert result["granularity"] == "frame" and result["audio"]["container"] == "stream"
     assert abs(result["audio"]["duration_s"] - len(samples) / rate) < 0.01
     assert len(result["segments"]) == len(ends)  # the run's own speech segments: the same utterances, found offline
+    # intervals ahead of everything else and dropped when stale; utterances in their turn; each stream its share
+    live = [r for r in service.requests if r.priority == "live"]
+    assert len(live) == len(intervals) and all(r.max_age_s and r.client == stream.client for r in live)
+    assert [r.priority for r in service.requests if r.priority != "live"] == ["interactive"] * len(ends)
 
 
 def test_memory_does_not_grow_with_the_take(settings, engine):
