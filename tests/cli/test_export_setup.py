@@ -7,8 +7,9 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from emotion2vec_webui.cli.export import EXPORT_NEEDS
 
@@ -37,7 +38,7 @@ def test_readme_export_command_runs(tiny_model_dir, tmp_path):
     assert argv[1] == "export" and "--quantize" in argv
     out = tmp_path / "e2v-onnx"
     args = [out if a == "./e2v-onnx" else a for a in argv[2:]]
-    args = [str(tiny_model_dir) if prev == "--model" else str(a) for prev, a in zip([None, *args], args)]
+    args = [str(tiny_model_dir) if prev == "--model" else str(a) for prev, a in zip([None, *args[:-1]], args, strict=True)]
     ran = subprocess.run(
         [sys.executable, "-m", "emotion2vec_webui", "export", *args], capture_output=True, text=True, timeout=300
     )
