@@ -72,7 +72,7 @@ def build_history_tab(service, result_view: Callable, view_updates: Callable) ->
     root = service.settings.output_dir
     with gr.Tab(bilingual("History", "历史"), id="history") as tab:
         with gr.Row(equal_height=True):
-            q = gr.Textbox(label=bilingual("Search file name", "搜索文件名"), placeholder="meeting, call_0042 …",
+            q = gr.Textbox(label=bilingual("Search file name", "搜索文件名"), placeholder="例如 / e.g. meeting, call_0042 …",
                            max_lines=1, scale=4, elem_id="history_q")  # fmt: skip
             emotion = gr.Dropdown(history.EMOTION_CHOICES, value="", label=bilingual("Emotion", "情绪"), scale=2,
                                   elem_id="history_emotion")  # fmt: skip
