@@ -13,7 +13,8 @@ from emotion2vec_webui.engine.longform import pause_profile, plan_windows
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
 WINDOW_S = 2.0  # a short window so a 7 s clip needs several
-STEP = re.compile(r"^分析第 (\d+)/(\d+) 个窗口 / window (\d+) of (\d+)$")
+# from the second window on, each step carries an ETA (issue 33)
+STEP = re.compile(r"^分析第 (\d+)/(\d+) 个窗口(?:，约剩 \d+:\d\d)? / window (\d+) of (\d+)(?:, about \d+:\d\d left)?$")
 
 
 @pytest.fixture
