@@ -22,9 +22,12 @@ back, fall back one by one) are one decision.
   of each other share one padded, masked call (``engine.features_batch``,
   equal to one-by-one calls, see ``engine/batching.py``) under ``max_batch``
   clips and ``max_audio_s`` seconds of padded audio. The first request waits
-  at most ``wait_s`` for companions, and only while another job of its class
-  is busy elsewhere (decoding, assembling) and so may send one: a lone client
-  never waits. ``wait_s = 0`` is one request at a time, as before batching.
+  at most ``wait_s`` for companions, and only while more are expected: a job
+  of its class is busy elsewhere (decoding, assembling), or fewer of its
+  class are in flight than were in the last few seconds (clients that send
+  again as soon as they are answered); the wait ends as soon as they are in.
+  A lone client never waits. ``wait_s = 0`` is one request at a time, as
+  before batching.
 - **Per device and precision** (:func:`batch_policy`), from measurements on
   the large model (issue 28; ``benchmarks/serving_throughput.md``): a 2-core
   CPU in fp32 ran batches of 4/8/16 equal 3 s clips 1.16x/1.20x/1.09x faster
@@ -56,11 +59,13 @@ log = logging.getLogger(__name__)
 
 PRIORITIES = ("live", "interactive", "background")  # served in this order
 LIVE_MAX_AGE_S = 2.0  # a live window not started within this is dropped (the next one is newer)
-CPU_FP32_WAIT_MS = 15.0  # CPU fp32's wait for companions (benchmarks/serving_throughput.md)
+CPU_FP32_WAIT_MS = 200.0  # CPU fp32's longest wait for companions (ends once the expected ones are in)
 CUDA_WAIT_MS = 5.0  # a GPU's wait: a few ms, as Triton's dynamic batcher is usually set
 CPU_FP32_MAX_BATCH = 8  # 8 clips paid best on the 2-core CPU (1.20x); 16 less (1.09x)
 CPU_MAX_AUDIO_S = 40.0  # padded audio per CPU batch
 CUDA_MAX_BATCH = 128
+WAIT_SHARE = 0.25  # the wait for companions is at most this share of the last model call's time
+PEAK_MEMORY_S = 2.0  # how long requests in flight at once are remembered (from their arrival, and their answer)
 
 
 class StaleWindow(Exception):
@@ -102,6 +107,7 @@ class BatchPolicy:
     max_audio_s: float = 40.0  # most padded audio per call (clips x longest), seconds
     max_padding: float = 0.25  # most padding in a batch, as a fraction of its longest clip
     background_batches: bool = False  # background requests share batches too (GPU), or run one at a time (CPU)
+    wait_share: float | None = WAIT_SHARE  # the wait is at most this share of the last model call's time (None: no cap)
     reason: str = ""  # why, for the log
 
     @property
@@ -137,16 +143,16 @@ def batch_policy(
     if cuda:
         audio = max_audio_s if max_audio_s else bucket_audio_s(free_bytes or 0, embedding_dim, dtype)
         wait = CUDA_WAIT_MS if wait_ms is None else wait_ms
-        return BatchPolicy(wait / 1000, CUDA_MAX_BATCH, audio, 0.25, True,
-                           f"{device} {dtype}: batches up to {CUDA_MAX_BATCH} clips / {audio:.0f} s of audio")  # fmt: skip
+        return BatchPolicy(wait_s=wait / 1000, max_batch=CUDA_MAX_BATCH, max_audio_s=audio, background_batches=True,
+                           reason=f"{device} {dtype}: batches up to {CUDA_MAX_BATCH} clips / {audio:.0f} s of audio")
     audio = max_audio_s if max_audio_s else CPU_MAX_AUDIO_S
     if wait_ms is None and dtype != "float32":
         return BatchPolicy(reason=f"cpu {dtype}: batches measured no faster than one by one (int8 0.75-0.99x); "
                                   "one request at a time (E2V_BATCH_WAIT_MS sets a wait to batch anyway)")  # fmt: skip
     wait = CPU_FP32_WAIT_MS if wait_ms is None else wait_ms
-    return BatchPolicy(wait / 1000, CPU_FP32_MAX_BATCH, audio, 0.25, False,
-                       f"cpu {dtype}: interactive batches up to {CPU_FP32_MAX_BATCH} clips / {audio:.0f} s of audio "
-                       "(fp32 measured 1.1-1.2x); background one at a time")  # fmt: skip
+    return BatchPolicy(wait_s=wait / 1000, max_batch=CPU_FP32_MAX_BATCH, max_audio_s=audio, background_batches=False,
+                       reason=f"cpu {dtype}: interactive batches up to {CPU_FP32_MAX_BATCH} clips / {audio:.0f} s of "
+                       "audio (fp32 measured 1.1-1.2x); background one at a time")
 
 
 def policy_for(engine, settings) -> BatchPolicy:
@@ -189,6 +195,9 @@ class Scheduler:
         }
         self._jobs: dict[int, str] = {}  # active job → its priority
         self._busy: collections.Counter[int] = collections.Counter()  # job → its items queued or running
+        self._inflight: collections.Counter[str] = collections.Counter()  # priority → its items queued or running
+        self._peaks = {p: collections.deque() for p in PRIORITIES}  # priority → (time, items in flight) samples
+        self._last_call_s = 0.0  # how long the last model call took (a wait longer than a share of it cannot pay)
         self._job_ids = itertools.count(1)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,37 +211,63 @@ class Scheduler:
             self._thread.start()
 
     def stop(self) -> None:
+        if not self._stop.is_set():
+            st = self.stats
+            log.info("scheduler: %d model calls for %d requests (%d of them in batches), %d stale live windows dropped",
+                     st["calls"], st["requests"], st["batched"], st["stale"])  # fmt: skip
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            with self._cond:
-                group, sleep = self._pick(time.monotonic())
-                while not group:
-                    if self._stop.is_set():
-                        return
-                    self._cond.wait(sleep)
-                    group, sleep = self._pick(time.monotonic())
-            group = [it for it in group if it.future.set_running_or_notify_cancel()]  # drop the cancelled
-            if not group:
-                self._done(group)
-                continue
-            self.busy_since = time.time()  # the System tab shows what runs, not only what waits
             try:
-                self._execute(group)
+                group = self._next()
+            except Exception:  # a bug in picking must never stop the worker: run the oldest request alone
+                log.exception("scheduler: picking the next batch failed; running one request alone")
+                group = self._oldest()
+                if not group:
+                    time.sleep(0.05)
+                    continue
+            if group is None:
+                return
+            live = [it for it in group if it.future.set_running_or_notify_cancel()]  # drop the cancelled
+            self.busy_since = time.time() if live else None  # the System tab shows what runs, not only what waits
+            try:
+                if live:
+                    self._execute(live)
             finally:
                 self.busy_since = None
                 self._done(group)
 
+    def _next(self) -> list[_Item] | None:
+        """Wait for the next group to run (None: stopping)."""
+        with self._cond:
+            group, sleep = self._pick(time.monotonic())
+            while not group:
+                if self._stop.is_set():
+                    return None
+                self._cond.wait(sleep)
+                group, sleep = self._pick(time.monotonic())
+            return group
+
+    def _oldest(self) -> list[_Item]:
+        """The longest-waiting item, taken off its queue (after a failed pick)."""
+        with self._cond:
+            items = [(it.arrival, lanes, it) for lanes in self._queues.values() for lane in lanes.values() for it in lane]
+            if not items:
+                return []
+            _, lanes, item = min(items, key=lambda x: x[0])
+            lanes[item.client].remove(item)
+            return [item]
+
     def _done(self, group: list[_Item]) -> None:
         with self._cond:
+            now = time.monotonic()
+            for priority in {it.priority for it in group}:  # how many were in flight as they were answered:
+                self._peaks[priority].append((now, self._inflight[priority]))  # as many may come straight back
             for it in group:
-                if it.job is not None:
-                    self._busy[it.job] -= 1
-                    if self._busy[it.job] <= 0:
-                        del self._busy[it.job]
+                self._release(it)
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(self, request: InferenceRequest, job: int | None = None) -> Future:
@@ -258,10 +293,13 @@ class Scheduler:
             lane.append(item)
             if item.job is not None:
                 self._busy[item.job] += 1
+            self._inflight[item.priority] += 1
+            self._peaks[item.priority].append((time.monotonic(), self._inflight[item.priority]))
             self._cond.notify_all()
         return item.future
 
-    def _release(self, item: _Item) -> None:  # under the lock: an item leaves without running
+    def _release(self, item: _Item) -> None:  # under the lock: an item is answered, or leaves without running
+        self._inflight[item.priority] -= 1
         if item.job is not None:
             self._busy[item.job] -= 1
             if self._busy[item.job] <= 0:
@@ -290,9 +328,22 @@ class Scheduler:
         return len(waiting)
 
     # -- picking ----------------------------------------------------------------------------------
-    def _expect_more(self, priority: str) -> bool:
-        """Whether a job of ``priority`` is busy off the worker (decoding, assembling) and may send a request."""
-        return any(p == priority and not self._busy.get(j) for j, p in self._jobs.items())
+    def _expect_more(self, priority: str, now: float) -> bool:
+        """Whether another request of ``priority`` is likely to come soon: a job of that class is busy off the
+        worker (decoding, assembling), or fewer of its requests are in flight than were lately (clients that
+        send again as soon as they are answered: REST, the UI). A lone client never sees either, never waits."""
+        if any(p == priority and not self._busy.get(j) for j, p in self._jobs.items()):
+            return True
+        return self._recent_peak(priority, now) > self._inflight[priority]
+
+    def _recent_peak(self, priority: str, now: float) -> int:
+        """Most requests of ``priority`` in flight at once in the last :data:`PEAK_MEMORY_S` (counted as they
+        arrive and as they are answered: a closed-loop client comes back soon after its answer)."""
+        samples = self._peaks[priority]
+        horizon = now - PEAK_MEMORY_S
+        while samples and samples[0][0] < horizon:
+            samples.popleft()
+        return max((n for _, n in samples), default=0)
 
     def _next_stale(self, now: float) -> float:
         """Seconds until the next live window goes stale (0.5 when none is queued)."""
@@ -331,8 +382,11 @@ class Scheduler:
                 policy.background_batches or priority != "background"
             ):
                 group = self._gather(lanes, first, policy)
-                due = min(it.arrival for it in group) + policy.wait_s
-                if len(group) < policy.max_batch and now < due and self._expect_more(priority):
+                wait = policy.wait_s
+                if policy.wait_share is not None and self._last_call_s:
+                    wait = min(wait, policy.wait_share * self._last_call_s)
+                due = min(it.arrival for it in group) + wait
+                if len(group) < policy.max_batch and now < due and self._expect_more(priority, now):
                     # wait for companions: until the wait ends, or a request (or a job's end) wakes the worker
                     return [], max(0.001, min(due - now, self._next_stale(now)))
             for it in group:
@@ -363,6 +417,13 @@ class Scheduler:
 
     # -- running ----------------------------------------------------------------------------------
     def _execute(self, group: list[_Item]) -> None:
+        t_call = time.perf_counter()
+        try:
+            self._run(group)
+        finally:
+            self._last_call_s = time.perf_counter() - t_call
+
+    def _run(self, group: list[_Item]) -> None:
         engine = self._engine()
         self.stats["calls"] += 1
         self.stats["requests"] += len(group)

@@ -39,6 +39,7 @@ class FakeEngine:
         self.gate.set()
         self.entered = threading.Event()
         self.fail_batches = False
+        self.delay = 0.0  # seconds per model call
 
     @staticmethod
     def head_logits(x):
@@ -53,6 +54,7 @@ class FakeEngine:
         self.entered.set()
         self.gate.wait(10)
         self.calls.append([int(w[0]) for w in waves])
+        time.sleep(self.delay)
         if self.fail_batches and len(waves) > 1:
             raise RuntimeError("the padded call failed")
         return [self._features(w) for w in waves]
@@ -191,20 +193,64 @@ def test_background_is_batched_on_a_gpu_but_not_on_a_cpu(rig):
 
 def test_a_lone_job_never_waits_for_companions_and_a_busy_one_is_waited_for(rig):
     engine, scheduler = rig
-    scheduler.policy = BatchPolicy(wait_s=3.0, max_batch=8, max_audio_s=100.0)
+    scheduler.policy = BatchPolicy(wait_s=3.0, max_batch=8, max_audio_s=100.0, wait_share=None)
     t0 = time.perf_counter()
     with scheduler.job() as job:
         QueuedEngine(engine, scheduler, client="solo", job=job).recognize(clip(1))
     assert time.perf_counter() - t0 < 1.5  # nobody else could send one: no 3 s wait
 
     engine.calls.clear()
-    scheduler.policy = BatchPolicy(wait_s=1.0, max_batch=8, max_audio_s=100.0)
+    scheduler.policy = BatchPolicy(wait_s=1.0, max_batch=8, max_audio_s=100.0, wait_share=None)
     with scheduler.job() as busy_elsewhere:  # a second job, still decoding: its request comes soon
         first = scheduler.submit(InferenceRequest(clip(1), client="a"))
         time.sleep(0.2)
         second = scheduler.submit(InferenceRequest(clip(2), client="b"), busy_elsewhere)
         first.result(5), second.result(5)
     assert engine.calls == [[1, 2]]
+
+
+def test_after_a_burst_a_request_waits_for_as_many_as_were_in_flight_and_no_longer(rig):
+    """Clients that send again as soon as they are answered (REST, UI): the next round is waited for, briefly."""
+    engine, scheduler = rig
+    scheduler.policy = BatchPolicy(wait_s=3.0, max_batch=8, max_audio_s=100.0, wait_share=None)
+    held = hold(engine, scheduler)
+    burst = [scheduler.submit(InferenceRequest(clip(i), client=f"c{i}")) for i in (1, 2, 3)]
+    engine.gate.set()
+    held.result(5)
+    for f in burst:
+        f.result(5)
+    engine.calls.clear()
+    t0 = time.perf_counter()
+    first = scheduler.submit(InferenceRequest(clip(4), client="c1"))
+    time.sleep(0.3)
+    rest = [scheduler.submit(InferenceRequest(clip(t), client=f"c{t}")) for t in (5, 6)]
+    for f in [first, *rest]:
+        f.result(5)
+    assert engine.calls == [[4, 5, 6]]  # one call: the first waited for the other two
+    assert time.perf_counter() - t0 < 2.0  # and not for the whole 3 s: all three were in
+
+
+def test_the_wait_is_capped_at_a_share_of_the_last_model_calls_time(rig):
+    engine, scheduler = rig
+    engine.delay = 0.2
+    scheduler.policy = BatchPolicy(wait_s=3.0, max_batch=8, max_audio_s=100.0, wait_share=0.25)
+    scheduler.submit(InferenceRequest(clip(1), client="a")).result(5)  # a 0.2 s call: waits of 0.05 s at most
+    with scheduler.job():  # another job busy elsewhere: a companion is expected, but never comes
+        t0 = time.perf_counter()
+        scheduler.submit(InferenceRequest(clip(2), client="b")).result(5)
+        assert time.perf_counter() - t0 < 1.0
+
+
+def test_a_failure_in_picking_never_stops_the_worker(rig, monkeypatch):
+    engine, scheduler = rig
+
+    def broken(*args):
+        raise TypeError("a bug in the pick")
+
+    monkeypatch.setattr(scheduler, "_gather", broken)
+    futures = [scheduler.submit(InferenceRequest(clip(i), client=f"c{i}")) for i in (1, 2, 3)]
+    assert all(f.result(5).num_frames == 50 for f in futures)  # each ran alone, oldest first
+    assert engine.calls == [[1], [2], [3]] and scheduler._inflight["interactive"] == 0
 
 
 def test_a_failed_batch_is_run_one_by_one_so_a_bad_clip_fails_alone(rig):
@@ -233,6 +279,7 @@ def test_cancelled_requests_never_run_and_a_jobs_segments_count_once(rig):
         for f in segments:
             f.result(5)
     assert all(50 not in tags for tags in engine.calls)
+    assert scheduler._inflight["interactive"] == 0  # the cancelled request left no count behind
 
 
 def test_queued_engine_runs_long_audio_window_by_window_each_its_own_request(rig):
@@ -248,6 +295,8 @@ def test_queued_engine_runs_long_audio_window_by_window_each_its_own_request(rig
 def test_the_policy_per_device_and_precision():
     cpu32 = batch_policy("cpu", "float32")
     assert cpu32.batching and not cpu32.background_batches and cpu32.max_batch == 8
+    for policy in (cpu32, batch_policy("cuda:0", "bfloat16", free_bytes=1 << 30), batch_policy("cpu", "int8")):
+        assert isinstance(policy.wait_share, float) and isinstance(policy.reason, str) and policy.reason
     for dtype in ("int8", "bfloat16"):
         assert not batch_policy("cpu", dtype).batching  # measured (int8) or not shown (bf16) to pay on CPU
     assert batch_policy("cpu", "int8", wait_ms=10).batching  # asked for explicitly
