@@ -296,7 +296,24 @@ class Scheduler:
             self._inflight[item.priority] += 1
             self._peaks[item.priority].append((time.monotonic(), self._inflight[item.priority]))
             self._cond.notify_all()
+        if item.request is not None and item.request.max_age_s is not None:
+            # dropped when it goes stale even while the worker is busy: its client can send a fresher window at once,
+            # which is then waiting when the worker is free (a check at that moment only would starve live windows)
+            timer = threading.Timer(item.request.max_age_s, self._expire, args=(item,))
+            timer.daemon = True
+            timer.start()
         return item.future
+
+    def _expire(self, item: _Item) -> None:
+        with self._cond:
+            lane = self._queues[item.priority].get(item.client)
+            if lane is None or item not in lane:
+                return  # already running, answered or replaced
+            lane.remove(item)
+            self._release(item)
+        if item.future.set_running_or_notify_cancel():
+            item.future.set_exception(StaleWindow(f"not started within {item.request.max_age_s:g} s"))
+            self.stats["stale"] += 1
 
     def _release(self, item: _Item) -> None:  # under the lock: an item is answered, or leaves without running
         self._inflight[item.priority] -= 1

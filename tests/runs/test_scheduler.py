@@ -148,6 +148,23 @@ def test_stale_live_windows_are_dropped_never_queued(rig):
     assert all(3 not in tags and 1 not in tags for tags in engine.calls) and scheduler.stats["stale"] == 2
 
 
+def test_a_stale_live_window_is_dropped_while_the_worker_is_busy_so_a_fresher_one_is_next(rig):
+    """Dropped at its age, not when the worker frees up: its client's next window is then already waiting."""
+    engine, scheduler = rig
+    held = hold(engine, scheduler)
+    t0 = time.perf_counter()
+    stale = scheduler.submit(InferenceRequest(clip(1), priority="live", client="mic", max_age_s=0.2))
+    with pytest.raises(StaleWindow):
+        stale.result(5)
+    assert time.perf_counter() - t0 < 1.0 and not engine.gate.is_set()  # the worker is still busy
+    fresh = scheduler.submit(InferenceRequest(clip(2), priority="live", client="mic", max_age_s=5.0))
+    queued = scheduler.submit(InferenceRequest(clip(3), client="rest"))
+    engine.gate.set()
+    held.result(5)
+    fresh.result(5), queued.result(5)
+    assert [tags[0] for tags in engine.calls[1:]] == [2, 3]
+
+
 def test_requests_are_bucketed_by_length_within_the_audio_budget(rig):
     engine, scheduler = rig
     scheduler.policy = BatchPolicy(0.05, 8, max_audio_s=6.0, max_padding=0.25)

@@ -132,3 +132,22 @@ def outcome_decoded(path):
     from emotion2vec_webui.audio.decode import decode_audio
 
     return decode_audio(path)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precisions_batch_close_to_one_at_a_time(tiny_model_dir, precision):
+    """bf16 runs the batch under autocast (the GPU's path, here on CPU); int8's dynamic quantisation scales each
+    batch's activations together. Measured on the tiny model: bf16 ~1e-6, int8 ~6e-5 on scores; the large model's
+    figures are in benchmarks/serving_throughput.md."""
+    from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.engine.result import result_from_features
+
+    engine = EmotionEngine.load(str(tiny_model_dir), device="cpu", precision=precision)
+    rng = np.random.default_rng(9)
+    clips = sorted(((0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in rng.uniform(1, 10, 8)),
+                   key=len)  # fmt: skip
+    single = [engine.recognize(c, "utterance", False) for c in clips]
+    batched = [result_from_features(engine.head_logits, f, "utterance", False, 0.0)
+               for group in (clips[:4], clips[4:]) for f in engine.features_batch(group)]  # fmt: skip
+    worst = max(max(abs(a.scores[k] - b.scores[k]) for k in a.scores) for a, b in zip(batched, single, strict=True))
+    assert worst <= 1e-3, worst
