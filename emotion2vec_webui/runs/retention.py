@@ -7,7 +7,7 @@ reader or writer either:
 - a run read or rewritten in this process right now (a REST detail or rename, History opening
   it) is marked with :func:`in_use`; removal skips it (retention) or answers ``run_busy`` (409);
 - a batch still being written — no ``report.txt`` yet and activity in the last 15 minutes
-  (``run_query.BATCH_ACTIVE_S``), possibly by another process (a ``batch`` CLI) — is left alone;
+  (``run_stats.BATCH_ACTIVE_S``), possibly by another process (a ``batch`` CLI) — is left alone;
 - a run newer than :data:`GRACE_S` is never removed by retention (a speaker rename may follow
   its recognition);
 - a download already started goes on: it reads from one open descriptor, which outlives the
@@ -42,7 +42,7 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs import storage
 from emotion2vec_webui.runs.catalog import BATCH_ID_RE, batch_folder, run_path, split_run_id
 from emotion2vec_webui.runs.run_index import RunIndex, catalog_for, read_batch_folder
-from emotion2vec_webui.runs.run_query import batch_state
+from emotion2vec_webui.runs.run_stats import batch_state
 
 log = logging.getLogger(__name__)
 

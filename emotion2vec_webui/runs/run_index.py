@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 CATALOG_FILE = ".catalog.sqlite3"  # hidden: never mistaken for a run or batch folder
 LOCK_FILE = ".catalog.lock"  # held while a corrupt catalog is replaced (across processes)
-SCHEMA_VERSION = 2  # PRAGMA user_version; another value means: rebuild from the folders
+SCHEMA_VERSION = 4  # PRAGMA user_version; another value means: rebuild from the folders
 BUSY_TIMEOUT_MS = 15_000  # how long a writer waits for another's commit before giving up
 CHUNK = 500  # runs per write transaction while syncing (other writers get the lock in between)
 _CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_okey ON runs(okey);
 CREATE INDEX IF NOT EXISTS runs_batch ON runs(batch, okey);
 CREATE INDEX IF NOT EXISTS runs_emotion ON runs(emotion, okey);
+CREATE INDEX IF NOT EXISTS runs_emotion_t ON runs(emotion, t);  -- counts by emotion and time from the index alone
 CREATE INDEX IF NOT EXISTS runs_t ON runs(t);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY, t REAL, created TEXT, input TEXT, granularity TEXT, model TEXT,
@@ -93,12 +94,32 @@ CREATE TABLE IF NOT EXISTS turns (
     emotion TEXT, confidence REAL, text TEXT, PRIMARY KEY (run_id, idx)
 );
 """
+# Search by part of a file name without reading every row: a trigram index of the names (FTS5, in every
+# CPython build we know of; where it is missing, searches scan the table with LIKE instead). It follows
+# the runs table through triggers; rows are upserted (never REPLACEd, which would skip the delete trigger).
+_TEXT_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS runs_text USING fts5(
+    source_name, content='runs', content_rowid='rowid', tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS runs_text_ai AFTER INSERT ON runs BEGIN
+    INSERT INTO runs_text(rowid, source_name) VALUES (new.rowid, new.source_name);
+END;
+CREATE TRIGGER IF NOT EXISTS runs_text_ad AFTER DELETE ON runs BEGIN
+    INSERT INTO runs_text(runs_text, rowid, source_name) VALUES ('delete', old.rowid, old.source_name);
+END;
+CREATE TRIGGER IF NOT EXISTS runs_text_au AFTER UPDATE OF source_name ON runs BEGIN
+    INSERT INTO runs_text(runs_text, rowid, source_name) VALUES ('delete', old.rowid, old.source_name);
+    INSERT INTO runs_text(rowid, source_name) VALUES (new.rowid, new.source_name);
+END;
+"""
 _RUN_COLUMNS = (
     "run_id okey folder batch kind conversation t timestamp day source_name duration_s granularity emotion "
     "confidence head head_label speakers label request_id"
 ).split()
 _KIND_BY_CONTAINER = {"microphone": "live", "stream": "stream"}  # the Live tab; /api/v1/stream (WebSocket)
-_INSERT_RUN = f"INSERT OR REPLACE INTO runs({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
+_INSERT_RUN = (
+    f"INSERT INTO runs({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) ON CONFLICT(run_id) "
+    f"DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _RUN_COLUMNS[1:])}"
+)
 
 
 @dataclass(frozen=True)
@@ -149,7 +170,28 @@ class RunIndex:
             conn.close()
             raise
         self._local.conn, self._local.key = conn, (os.getpid(), _inode(self.path))
+        self._local.counts = {}
         return conn
+
+    def count(self, conn: sqlite3.Connection, sql: str, params: list) -> int:
+        """``sql`` (a ``SELECT COUNT…``) answered, or its answer from before when nothing was written since.
+
+        A listing's ``total`` counts every matching row, which for a broad search means reading many;
+        pages of one search (and a list polled again) ask the same count. "Nothing written since" is
+        this connection's own changes (``total_changes``) plus any other connection's commits
+        (``PRAGMA data_version``), so a cached count is never stale.
+        """
+        token = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        counts = self._local.__dict__.setdefault("counts", {})
+        key = (sql, tuple(params))
+        hit = counts.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        value = conn.execute(sql, params).fetchone()[0]
+        if len(counts) >= 64:
+            counts.clear()
+        counts[key] = (token, value)
+        return value
 
     def _ensure_schema(self, conn: sqlite3.Connection, existed: bool) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -160,7 +202,7 @@ class RunIndex:
             if version == SCHEMA_VERSION:
                 return
             if version:  # an older (or newer) layout: rebuilt from the folders
-                for table in ("runs", "batches", "speakers", "turns"):
+                for table in ("runs_text", "runs", "batches", "speakers", "turns"):
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
             _create(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -525,9 +567,28 @@ def _delete_runs(conn: sqlite3.Connection, ids: list[str]) -> None:
 
 
 def _create(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
+    for statement in _statements(_SCHEMA):
+        conn.execute(statement)
+    try:
+        for statement in _statements(_TEXT_SCHEMA):
             conn.execute(statement)
+    except sqlite3.OperationalError as exc:  # an SQLite without FTS5: searches fall back to LIKE
+        log.warning("no full-text index for the run catalog (%s): searching by name scans every row", exc)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of ``script`` (a trigger's body holds semicolons: complete_statement decides)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+
+
+def has_text_index(conn: sqlite3.Connection) -> bool:
+    """Whether the catalog has its trigram index of names (FTS5)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs_text'").fetchone() is not None
 
 
 # -- small helpers --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Questions asked of the run catalog (:mod:`runs.run_index`): pages of runs, batches, one batch, counts.
+"""Questions asked of the run catalog (:mod:`runs.run_index`): filters and pages of runs (batches and counts:
+:mod:`runs.run_stats`).
 
 Every listing is newest first, in the order the folder walk used (the run folder's time stamp,
 its ``_N``, then the batch name), and pages with a cursor: the opaque ``next_cursor`` of one
@@ -11,25 +12,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import sqlite3
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.run_index import RunIndex
+from emotion2vec_webui.runs.run_index import RunIndex, has_text_index
 
 KINDS = ("single", "batch", "live", "stream", "conversation")  # "conversation": any run with speakers
-BATCH_ACTIVE_S = 15 * 60  # a batch without report.txt and newer activity than this is still being written
-MAX_STATS_ROWS = 1000  # rows per breakdown in stats (days, batches, speakers)
+DENSE_MATCHES = 2000  # a name search matching more runs pages along the listing's order instead of sorting them
 
 
 @dataclass(frozen=True)
 class RunFilter:
-    q: str | None = None  # part of the source (file) name or run id, case-insensitive
+    q: str | None = None  # part of the source (file) name, case-insensitive
     emotion: tuple[str, ...] = ()  # top emotion is one of these keys
     min_confidence: float | None = None  # top emotion's confidence at least this
     since: float | None = None  # run time ≥ this (seconds since the epoch)
@@ -39,13 +36,28 @@ class RunFilter:
     speaker: str | None = None  # a conversation speaker's id or name (case-insensitive)
     kind: str | None = None  # one of KINDS
 
-    def where(self) -> tuple[str, list]:
-        """The SQL condition (``1`` when empty) and its parameters."""
+    @property
+    def phrase(self) -> str:
+        """``q`` as one FTS5 phrase: the text as a substring of the name, any case; quotes cannot change the query."""
+        return '"' + (self.q or "").replace('"', '""') + '"'
+
+    def where(self, text_index: bool = False, drive: bool = True) -> tuple[str, list]:
+        """The SQL condition (``1`` when empty) and its parameters.
+
+        Args:
+            text_index: the catalog has its trigram index of names (``run_index.has_text_index``): a
+                ``q`` of three characters or more is looked up there instead of scanning every row.
+            drive: let SQLite start from the names that match ``q`` (few matches); False keeps it to the
+                listing's order and checks each row against them (many matches: the page fills early).
+        """
         terms, params = [], []
-        if self.q:
+        if self.q and text_index and len(self.q) >= 3:
+            terms.append(f"{'' if drive else '+'}rowid IN (SELECT rowid FROM runs_text WHERE runs_text MATCH ?)")
+            params.append(self.phrase)
+        elif self.q:
             like = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            terms.append("(source_name LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\')")
-            params += [like, like]
+            terms.append("source_name LIKE ? ESCAPE '\\'")
+            params.append(like)
         if self.emotion:
             terms.append(f"emotion IN ({', '.join('?' * len(self.emotion))})")
             params += list(self.emotion)
@@ -167,12 +179,21 @@ def list_runs(index: RunIndex, flt: RunFilter = RunFilter(), limit: int = 20, cu
         cursor: ``next_cursor`` of the previous page (then ``offset`` is ignored).
         offset: runs to skip (the older way to page; slower deep down, and shifts as runs arrive).
     """
-    where, params = flt.where()
-
     def query(conn: sqlite3.Connection) -> RunsPage:
+        text_index = has_text_index(conn)
+        where, params = flt.where(text_index)
+        hits = None
+        if flt.q and text_index and len(flt.q) >= 3:
+            hits = conn.execute("SELECT COUNT(*) FROM runs_text WHERE runs_text MATCH ?", [flt.phrase]).fetchone()[0]
+            if hits <= DENSE_MATCHES and not offset:
+                return _searched(conn, where, params)
+            where, params = flt.where(text_index, drive=False)  # many matches: walk the listing, stop at a page
         conn.row_factory = sqlite3.Row
         try:
-            total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
+            if hits is not None and flt == RunFilter(q=flt.q):
+                total = hits  # the names alone decide: their count is the total
+            else:
+                total = index.count(conn, f"SELECT COUNT(*) FROM runs WHERE {where}", params)
             if cursor:
                 sql = f"SELECT * FROM runs WHERE okey < ? AND {where} ORDER BY okey DESC LIMIT ?"
                 rows = conn.execute(sql, [decode_cursor(cursor), *params, limit + 1]).fetchall()
@@ -184,6 +205,25 @@ def list_runs(index: RunIndex, flt: RunFilter = RunFilter(), limit: int = 20, cu
         more = len(rows) > limit
         rows = rows[:limit]
         return RunsPage([_run_dict(r) for r in rows], total, encode_cursor(rows[-1]["okey"]) if more else None)
+
+    def _searched(conn: sqlite3.Connection, where: str, params: list) -> RunsPage:
+        # A name search reads its matches once (the trigram index, then the other filters), and takes both
+        # the count and the page from them: the separate COUNT and page queries would each read them again.
+        after = decode_cursor(cursor) if cursor else "\U0010ffff"
+        sql = (f"WITH m AS MATERIALIZED (SELECT okey FROM runs WHERE {where}) "
+               "SELECT (SELECT COUNT(*) FROM m) AS total_matches, r.* FROM "
+               "(SELECT okey FROM m WHERE okey < ? ORDER BY okey DESC LIMIT ?) p JOIN runs r ON r.okey = p.okey "
+               "ORDER BY r.okey DESC")  # fmt: skip
+        conn.row_factory = sqlite3.Row
+        try:
+            rows = conn.execute(sql, [*params, after, limit + 1]).fetchall()
+        finally:
+            conn.row_factory = None
+        total = rows[0]["total_matches"] if rows else index.count(conn, f"SELECT COUNT(*) FROM runs WHERE {where}", params)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        page = [{k: v for k, v in _run_dict(r).items() if k != "total_matches"} for r in rows]
+        return RunsPage(page, total, encode_cursor(rows[-1]["okey"]) if more else None)
 
     return index.call(query)
 
@@ -222,17 +262,17 @@ def list_items(index: RunIndex, flt: RunFilter = RunFilter(), limit: int = 20, c
     A batch is placed by its newest matching run and carries how many of its runs match and their
     top emotions; batches without a matching run are left out.
     """
-    where, params = flt.where()
-    union = (f"SELECT run_id AS item, okey, 0 AS is_batch, 1 AS n FROM runs WHERE batch IS NULL AND {where} "
-             f"UNION ALL SELECT batch, MAX(okey), 1, COUNT(*) FROM runs WHERE batch IS NOT NULL AND {where} "
-             "GROUP BY batch")  # fmt: skip
-
     def query(conn: sqlite3.Connection) -> ItemsPage:
-        total = conn.execute(
+        where, params = flt.where(has_text_index(conn))
+        union = (f"SELECT run_id AS item, okey, 0 AS is_batch, 1 AS n FROM runs WHERE batch IS NULL AND {where} "
+                 f"UNION ALL SELECT batch, MAX(okey), 1, COUNT(*) FROM runs WHERE batch IS NOT NULL AND {where} "
+                 "GROUP BY batch")  # fmt: skip
+        total = index.count(
+            conn,
             f"SELECT (SELECT COUNT(*) FROM runs WHERE batch IS NULL AND {where}) + "
             f"(SELECT COUNT(DISTINCT batch) FROM runs WHERE batch IS NOT NULL AND {where})",
             params * 2,
-        ).fetchone()[0]
+        )
         after = [decode_cursor(cursor)] if cursor else []
         sql = f"SELECT item, okey, is_batch, n FROM ({union}){' WHERE okey < ?' if cursor else ''} ORDER BY okey DESC LIMIT ?"
         found = conn.execute(sql, [*params, *params, *after, limit + 1]).fetchall()
@@ -262,133 +302,3 @@ def list_items(index: RunIndex, flt: RunFilter = RunFilter(), limit: int = 20, c
         return ItemsPage(items, total, encode_cursor(found[-1][1]) if more else None)
 
     return index.call(query)
-
-
-# -- batches -------------------------------------------------------------------------------------
-def batch_state(row: dict, now: float | None = None) -> str:
-    """``done`` (report.txt written), ``running`` (activity in the last 15 minutes) or ``stopped``."""
-    if row.get("done"):
-        return "done"
-    return "running" if (row.get("activity") or 0) > (now or time.time()) - BATCH_ACTIVE_S else "stopped"
-
-
-def list_batches(index: RunIndex, limit: int = 20, cursor: str | None = None, q: str | None = None) -> dict:
-    """A page of batches, newest first: ``{batches, total, next_cursor}`` (each with its run count)."""
-    terms, params = ["1"], []
-    if q:
-        terms.append("(batch_id LIKE ? ESCAPE '\\' OR input LIKE ? ESCAPE '\\')")
-        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        params += [like, like]
-    where = " AND ".join(terms)
-
-    def query(conn: sqlite3.Connection) -> dict:
-        conn.row_factory = sqlite3.Row
-        try:
-            total = conn.execute(f"SELECT COUNT(*) FROM batches WHERE {where}", params).fetchone()[0]
-            after = [decode_cursor(cursor)] if cursor else []
-            sql = (f"SELECT b.*, (SELECT COUNT(*) FROM runs r WHERE r.batch = b.batch_id) AS runs FROM batches b "
-                   f"WHERE {where}{' AND batch_id < ?' if cursor else ''} ORDER BY batch_id DESC LIMIT ?")  # fmt: skip
-            rows = [dict(r) for r in conn.execute(sql, [*params, *after, limit + 1])]
-        finally:
-            conn.row_factory = None
-        more = len(rows) > limit
-        rows = rows[:limit]
-        for r in rows:
-            r["state"] = batch_state(r)
-            r.pop("sig", None)
-        return {"batches": rows, "total": total, "next_cursor": encode_cursor(rows[-1]["batch_id"]) if more else None}
-
-    return index.call(query)
-
-
-def batch_detail(index: RunIndex, batch: str) -> dict | None:
-    """One batch: its row, emotion counts of its runs, and its metrics with the confusion matrix (metrics.json)."""
-
-    def query(conn: sqlite3.Connection):
-        conn.row_factory = sqlite3.Row
-        try:
-            row = conn.execute("SELECT * FROM batches WHERE batch_id=?", (batch,)).fetchone()
-            if row is None:
-                return None
-            counts = conn.execute(
-                "SELECT emotion, COUNT(*) FROM runs WHERE batch=? GROUP BY emotion ORDER BY COUNT(*) DESC", (batch,)
-            ).fetchall()
-            stats = conn.execute(
-                "SELECT COUNT(*), AVG(confidence), SUM(duration_s), SUM(conversation) FROM runs WHERE batch=?", (batch,)
-            ).fetchone()
-        finally:
-            conn.row_factory = None
-        return dict(row), [tuple(c) for c in counts], tuple(stats)
-
-    found = index.call(query)
-    if found is None:
-        return None
-    row, counts, (runs, mean_conf, audio_s, conversations) = found
-    row.pop("sig", None)
-    row["state"] = batch_state(row)
-    metrics = _read_metrics(index.root / batch / "metrics.json")
-    confusion = None
-    if metrics and isinstance(metrics.get("labels"), list) and isinstance(metrics.get("confusion"), list):
-        confusion = {"labels": metrics["labels"], "matrix": metrics["confusion"]}
-    summary = {
-        "runs": runs, "emotions": {str(k): n for k, n in counts}, "mean_confidence": mean_conf,
-        "audio_s": audio_s, "conversations": conversations or 0,
-    }  # fmt: skip
-    return {**row, "summary": summary, "metrics": metrics, "confusion_matrix": confusion}
-
-
-def _read_metrics(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-# -- counts for a dashboard ----------------------------------------------------------------------
-def stats(index: RunIndex, flt: RunFilter = RunFilter()) -> dict:
-    """Emotion counts of the runs ``flt`` selects: in all, by day, by batch, and by speaker (turns).
-
-    Returns:
-        ``{"runs", "emotions": {emotion: n}, "by_day": [{"day", "emotions"}], "by_batch": [{"batch", "emotions"}],
-        "by_speaker": [{"speaker", "emotions"}]}``; days newest first, batches newest first, speakers by
-        turn count. A speaker is counted by name (its label) over the turns of the selected runs.
-    """
-    where, params = flt.where()
-
-    def query(conn: sqlite3.Connection) -> dict:
-        total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
-        overall = conn.execute(f"SELECT emotion, COUNT(*) FROM runs WHERE {where} GROUP BY emotion", params).fetchall()
-        days = conn.execute(
-            f"SELECT day, emotion, COUNT(*) FROM runs WHERE {where} GROUP BY day, emotion ORDER BY day DESC", params
-        ).fetchall()
-        batches = conn.execute(
-            f"SELECT batch, emotion, COUNT(*) FROM runs WHERE batch IS NOT NULL AND {where} "
-            "GROUP BY batch, emotion ORDER BY batch DESC",
-            params,
-        ).fetchall()
-        speakers = conn.execute(
-            "SELECT COALESCE(s.label, t.speaker), t.emotion, COUNT(*) FROM turns t "
-            "LEFT JOIN speakers s ON s.run_id = t.run_id AND s.speaker = t.speaker "
-            f"WHERE t.run_id IN (SELECT run_id FROM runs WHERE conversation = 1 AND {where}) "
-            "GROUP BY 1, 2",
-            params,
-        ).fetchall()
-        return {
-            "runs": total,
-            "emotions": {str(e): n for e, n in overall},
-            "by_day": _grouped(days, "day"),
-            "by_batch": _grouped(batches, "batch"),
-            "by_speaker": sorted(_grouped(speakers, "speaker"), key=lambda g: -g["total"]),
-        }
-
-    return index.call(query)
-
-
-def _grouped(rows: list, key: str) -> list[dict]:
-    groups: dict = {}
-    for name, emotion, n in rows:
-        g = groups.setdefault(name, {key: name, "total": 0, "emotions": {}})
-        g["emotions"][str(emotion)] = n
-        g["total"] += n
-    return list(groups.values())[:MAX_STATS_ROWS]

@@ -16,7 +16,7 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs import run_query
+from emotion2vec_webui.runs import run_query, run_stats
 from emotion2vec_webui.runs.catalog import batch_folder, read_result, run_path  # single and batch runs
 from emotion2vec_webui.runs.retention import delete_batch, delete_run, in_use
 from emotion2vec_webui.runs.run_index import catalog_for
@@ -88,7 +88,7 @@ class _Filters:
 
     def __init__(
         self,
-        q: str | None = Query(None, max_length=200, description="part of the file name (or run id), any case"),
+        q: str | None = Query(None, max_length=200, description="part of the file name, any case"),
         emotion: str | None = Query(None, max_length=200, description="top emotion: a key, or several comma-separated"),
         min_confidence: float | None = Query(None, ge=0, le=1, description="top emotion's confidence at least this"),
         since: str | None = Query(None, alias="from", max_length=40, description="from this date or ISO 8601 time"),
@@ -129,7 +129,7 @@ async def runs(
 @router.get("/stats", summary="Emotion counts: in all, by day, by batch, by speaker", response_model=Stats,
             responses=responses_for("bad_request", "unauthorized"))  # fmt: skip
 async def stats(request: Request, filters: _Filters = Depends()):
-    counts = await run_in_threadpool(run_query.stats, await _synced_index(request), filters.filter)
+    counts = await run_in_threadpool(run_stats.stats, await _synced_index(request), filters.filter)
     return {**counts, "indexing": _indexing(request)}
 
 
@@ -145,7 +145,7 @@ async def batches(
     cursor: str | None = Query(None, max_length=600, description="next_cursor of the previous page"),
     q: str | None = Query(None, max_length=200, description="part of the batch id or of its input"),
 ):
-    page = await run_in_threadpool(run_query.list_batches, await _synced_index(request), limit, cursor, q)
+    page = await run_in_threadpool(run_stats.list_batches, await _synced_index(request), limit, cursor, q)
     return {**page, "batches": [_batch_summary(request, b) for b in page["batches"]]}
 
 
@@ -160,7 +160,7 @@ async def batch_detail(request: Request, batch_id: str):
     root = request.app.state.settings.output_dir
     detail = None
     if await run_in_threadpool(batch_folder, root, batch_id) is not None:
-        detail = await run_in_threadpool(run_query.batch_detail, await _synced_index(request), batch_id)
+        detail = await run_in_threadpool(run_stats.batch_detail, await _synced_index(request), batch_id)
     if detail is None:
         raise E2VError("not_found", "No such batch. / 没有这个批量。")
     runs_url = str(request.url_for("runs").include_query_params(batch=batch_id))

@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
-from emotion2vec_webui.runs import run_query
+from emotion2vec_webui.runs import run_query, run_stats
 from emotion2vec_webui.runs.catalog import run_path
 from emotion2vec_webui.runs.retention import delete_item, in_use
 from emotion2vec_webui.runs.run_index import catalog_for
@@ -183,7 +183,7 @@ def status_html(page_no: int, total: int, indexing: bool, note: str = "") -> str
 
 def batch_panel_html(root: str | Path, batch: str) -> str:
     """A batch's summary, metrics and confusion matrix (what ``GET /api/v1/batches/{id}`` returns), as HTML."""
-    detail = run_query.batch_detail(catalog_for(root), batch)
+    detail = run_stats.batch_detail(catalog_for(root), batch)
     if detail is None:
         return ui_text.error_card_html("not_found", f"No batch {batch}. / 没有批量 {batch}。")
     summary = detail["summary"]

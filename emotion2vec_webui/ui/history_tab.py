@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import bilingual
-from emotion2vec_webui.runs import run_query
+from emotion2vec_webui.runs import run_stats
 from emotion2vec_webui.runs.run_index import catalog_for
 from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import history
@@ -171,7 +171,7 @@ def build_history_tab(service, result_view: Callable, view_updates: Callable) ->
             return gr.update(visible=False), ""
         runs = None
         if selected[0] == "batch":
-            detail = run_query.batch_detail(catalog_for(root), selected[1])
+            detail = run_stats.batch_detail(catalog_for(root), selected[1])
             runs = detail["summary"]["runs"] if detail else 0
         return gr.update(visible=True), history.confirm_html(selected[0], selected[1], runs)
 

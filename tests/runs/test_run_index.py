@@ -19,7 +19,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs import run_query
+from emotion2vec_webui.runs import run_query, run_stats
 from emotion2vec_webui.runs.catalog import BATCH_MANIFEST, batch_run_id
 from emotion2vec_webui.runs.run_index import CATALOG_FILE, SCHEMA_VERSION, RunIndex, catalog_for, record_run_folder
 from emotion2vec_webui.runs.storage import RUN_ID_RE, write_run
@@ -161,7 +161,7 @@ def test_speaker_renames_and_conversation_turns_reach_the_catalog(tmp_path):
     assert row["run_id"] == run_id and row["conversation"] and row["speakers"] == ["Agent", "right"]
     assert run_query.list_runs(index, run_query.make_filter(speaker="left")).total == 1  # the id still finds it
     assert run_query.list_runs(index, run_query.make_filter(kind="conversation")).total == 1
-    by_speaker = {g["speaker"]: g["emotions"] for g in run_query.stats(index)["by_speaker"]}
+    by_speaker = {g["speaker"]: g["emotions"] for g in run_stats.stats(index)["by_speaker"]}
     assert by_speaker == {"Agent": {"happy": 3}, "right": {"angry": 2}}
 
 
@@ -197,7 +197,7 @@ def test_threads_and_a_batch_process_leave_every_run_once(tmp_path, tiny_model_d
     rows, folders = _rows(root), _folders(root)
     assert rows == folders and len(folders) == 100 + 6 and len(set(rows)) == len(rows)
     (batch_id,) = {f.split("~")[0] for f in folders if "~" in f}
-    detail = run_query.batch_detail(catalog_for(root), batch_id)
+    detail = run_stats.batch_detail(catalog_for(root), batch_id)
     assert detail["state"] == "done" and detail["summary"]["runs"] == 6 and detail["labelled"] == 6
     assert detail["confusion_matrix"]["matrix"] and sum(map(sum, detail["confusion_matrix"]["matrix"])) == 6
     labels = {r["source_name"]: r["label"] for r in run_query.list_runs(catalog_for(root), run_query.make_filter(batch=batch_id)).runs}
@@ -231,7 +231,9 @@ def test_filters_and_cursor_pages_on_a_hand_built_set(tmp_path):
         return {r["run_id"] for r in run_query.list_runs(index, run_query.make_filter(**kw), limit=100).runs}
 
     assert ids(q="meeting") == {singles[i] for i in (0, 3, 6, 9)}  # case-insensitive, part of the name
-    assert ids(q="50%") == set() and ids(q="_") == set(order)  # wildcards in the text are text
+    assert ids(q="ETING_") == {singles[i] for i in (0, 3, 6, 9)} and ids(q="g_9") == {singles[9]}
+    assert ids(q="50%") == set() and ids(q="_") == set(singles)  # wildcards in the text are text (LIKE path)
+    assert ids(q='" OR "') == set() and ids(q="b1") == {members[1]}  # quotes cannot change the query
     assert ids(emotion="happy") == {r for i, r in enumerate(singles) if i % 2} | {members[1], members[3]}
     assert ids(emotion="happy,sad") == set(order)
     assert ids(min_confidence=0.65) == {members[i] for i in range(0, 5) if 0.1 + 0.01 * (60 + i) >= 0.65}
@@ -250,6 +252,25 @@ def test_filters_and_cursor_pages_on_a_hand_built_set(tmp_path):
     with pytest.raises(Exception) as info:
         run_query.list_runs(index, cursor="%%%")
     assert info.value.code == "bad_request"
+    # totals are cached per filter until something is written, by this connection or another process
+    assert run_query.list_runs(index, run_query.make_filter(q="meeting")).total == 4
+    _write(root, 20, "meeting_new.wav")
+    assert run_query.list_runs(index, run_query.make_filter(q="meeting")).total == 5
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from tests.runs.test_run_index import _write; "
+            "from pathlib import Path; _write(Path(sys.argv[1]), 21, 'meeting_other.wav')")
+    subprocess.run([sys.executable, "-c", code, str(root), str(Path(__file__).resolve().parents[2])], check=True)
+    assert run_query.list_runs(index, run_query.make_filter(q="meeting")).total == 6
+
+
+def test_search_finds_chinese_names_long_and_short(tmp_path):
+    root = tmp_path / "outputs"
+    ids = [_write(root, 0, "客服会议录音_第一段.wav"), _write(root, 1, "会议.wav"), _write(root, 2, "other.wav")]
+    index = catalog_for(root)
+
+    def found(q: str) -> set[str]:
+        return {r["run_id"] for r in run_query.list_runs(index, run_query.make_filter(q=q)).runs}
+
+    assert found("会议录") == {ids[0]} and found("会议") == {ids[0], ids[1]} and found("第一段.WAV") == {ids[0]}
 
 
 def test_kind_says_where_a_run_came_from():
@@ -261,3 +282,26 @@ def test_kind_says_where_a_run_came_from():
     assert kind(container="wav") == "single" and kind(container="microphone") == "live"
     assert kind(container="stream") == "stream" and kind("batch_1", container="microphone") == "batch"
     assert run_row("r", "outputs_20261201_100000", None, None)[4] == "single"  # an unreadable result.json
+
+
+def test_name_search_gives_the_same_page_either_way(tmp_path, monkeypatch):
+    """Few matches start from the names, many walk the listing: both plans answer the same rows and totals."""
+    root = tmp_path / "outputs"
+    for i in range(40):
+        _write(root, i, f"{'meeting' if i % 3 else 'call'}_{i:03d}.wav")
+    index = catalog_for(root)
+    queries = [{"q": "meeting"}, {"q": "meeting", "emotion": "happy"}, {"q": "_01", "min_confidence": 0.2},
+               {"q": "call_0"}, {"q": "nothing"}]  # fmt: skip
+
+    def pages(flt) -> list:
+        out, cursor = [], None
+        while True:
+            page = run_query.list_runs(index, flt, limit=7, cursor=cursor)
+            out.append(([r["run_id"] for r in page.runs], page.total))
+            if not (cursor := page.next_cursor):
+                return out
+
+    driven = [pages(run_query.make_filter(**q)) for q in queries]
+    monkeypatch.setattr(run_query, "DENSE_MATCHES", 0)
+    walked = [pages(run_query.make_filter(**q)) for q in queries]
+    assert driven == walked and driven[0][0][1] == 26 and driven[-1] == [([], 0)]

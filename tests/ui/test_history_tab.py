@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from emotion2vec_webui.runs.retention import in_use
 from emotion2vec_webui.runs.similarity import record_similarity
 from emotion2vec_webui.ui import history, history_tab
 from tests.catalog_data import conversation, make_batch, write_single
@@ -106,6 +107,9 @@ def test_delete_asks_then_removes_runs_and_batches(root):
     kind, run_id = state["items"][1]
     question = history.confirm_html(kind, run_id)
     assert run_id in question and "删除" in question and "Delete" in question
+    with in_use(root / run_id):  # being read elsewhere (a REST detail, another tab): refused, said so
+        card = history.delete(root, kind, run_id)
+    assert 'data-error-code="run_busy"' in card and "In use right now" in card and (root / run_id).is_dir()
     assert 'id="history_deleted"' in history.delete(root, kind, run_id) and not (root / run_id).exists()
     assert "not_found" in history.delete(root, kind, run_id)
     assert "bad_request" in history.delete(root, "similarity", "x")
