@@ -117,7 +117,9 @@ class StreamOptions:
 
 
 def _bad(english: str, chinese: str) -> E2VError:
-    return E2VError("bad_request", f"{english}. / {chinese}。")
+    """A refused start field, in both languages (every caller passes the two halves)."""
+    message = f"{english}. / {chinese}。"
+    return E2VError("bad_request", message)
 
 
 def tag_line(emotion: str, confidence: float, start_s: float, end_s: float, speaker: str | None = None) -> str:

@@ -31,6 +31,27 @@ from emotion2vec_webui.runs.stream_audio import Signal16k, mix, pcm_block
 from emotion2vec_webui.runs.stream_options import BOUNDS, CHOICES, StreamOptions, tag_line
 
 
+def run_async(coro):
+    """``asyncio.run`` on a thread of its own: a browser test earlier in the session (Playwright's sync API)
+    can leave an event loop running on the main thread, where ``asyncio.run`` refuses to start."""
+    import threading
+
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = asyncio.run(coro)
+        except BaseException as exc:  # raised again on the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def schemas() -> dict[str, dict]:
     folder = resources.files("emotion2vec_webui.serving").joinpath("stream_schemas")
     return {
@@ -109,7 +130,7 @@ def test_a_slow_server_skips_intervals_never_utterances_and_saves_the_take(setti
         stream.close()
         return stream, outcome
 
-    stream, outcome = asyncio.run(main())
+    stream, outcome = run_async(main())
     for message in got:
         check_message(message)
     kinds = [m["type"] for m in got]
@@ -172,7 +193,7 @@ def test_memory_does_not_grow_with_the_take(settings, engine):
         stream.close()
         return peak, held, sent
 
-    peak, held, sent = asyncio.run(main())
+    peak, held, sent = run_async(main())
     assert 0 <= seconds * 16000 - held < 400  # all of it kept (on disk; the resampler holds back a few samples) …
     assert peak < 6 * 2**20, f"the connection held {peak / 2**20:.1f} MB while streaming"  # … but not in memory
     assert any(m["type"] == "utterance_end" for m in sent)

@@ -12,6 +12,27 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.serving.downloads import RangeNotSatisfiable, byte_range, open_file_response
 
 
+def run_async(coro):
+    """``asyncio.run`` on a thread of its own: a browser test earlier in the session (Playwright's sync API)
+    can leave an event loop running on the main thread, where ``asyncio.run`` refuses to start."""
+    import threading
+
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = asyncio.run(coro)
+        except BaseException as exc:  # raised again on the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def _request(**headers) -> Request:
     raw = [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()]
     return Request({"type": "http", "method": "GET", "path": "/", "headers": raw, "query_string": b""})
@@ -31,7 +52,7 @@ def test_a_file_replaced_after_the_answer_began_is_sent_whole_as_it_was(tmp_path
         os.replace(tmp_path / "new", path)  # what files.write_atomic does
         return response, await _body(response)
 
-    response, body = asyncio.run(go())
+    response, body = run_async(go())
     assert body == b"old version\n" * 100
     assert int(response.headers["content-length"]) == len(body)
 
@@ -44,12 +65,12 @@ def test_one_range(tmp_path):
         response = await open_file_response(_request(**headers), path, "audio/wav", "a.wav")
         return response, (await _body(response) if response.status_code < 400 else response.body)
 
-    r, body = asyncio.run(go(range="bytes=10-19"))
+    r, body = run_async(go(range="bytes=10-19"))
     assert r.status_code == 206 and body == (bytes(range(256)) * 4)[10:20]
     assert r.headers["content-range"] == "bytes 10-19/1024" and r.headers["content-length"] == "10"
-    r, body = asyncio.run(go(range="bytes=0-1,5-6"))  # several: the whole file
+    r, body = run_async(go(range="bytes=0-1,5-6"))  # several: the whole file
     assert r.status_code == 200 and len(body) == 1024
-    r, _ = asyncio.run(go(range="bytes=2000-"))
+    r, _ = run_async(go(range="bytes=2000-"))
     assert r.status_code == 416 and r.headers["content-range"] == "bytes */1024"
 
 
@@ -74,5 +95,5 @@ def test_a_vanished_file_or_a_symlink_is_not_found(tmp_path):
     (tmp_path / "link").symlink_to("/etc/passwd")
     for path in (tmp_path / "gone", tmp_path / "link", tmp_path):
         with pytest.raises(E2VError) as err:
-            asyncio.run(open_file_response(_request(), path, "text/plain", "x"))
+            run_async(open_file_response(_request(), path, "text/plain", "x"))
         assert err.value.code == "not_found"
