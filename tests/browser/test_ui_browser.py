@@ -206,7 +206,7 @@ def test_microphone_recording_is_recognized(server, browser_type, browser_type_l
         page = browser.new_context(viewport=LAPTOP, permissions=["microphone"]).new_page()
         page.set_default_timeout(BUSY_MACHINE_TIMEOUT_MS)
         page.goto(server.url)
-        page.locator("#audio_in button[aria-label='Record audio']").click()
+        page.locator("#audio_in button[aria-label$='Record audio']").click()
         page.locator("#audio_in button.record-button").click()
         page.wait_for_timeout(2000)
         page.locator("#audio_in button.stop-button").click()
