@@ -29,27 +29,7 @@ from emotion2vec_webui.runs.live_stream import LiveStream
 from emotion2vec_webui.runs.schema import validate_result
 from emotion2vec_webui.runs.stream_audio import Signal16k, mix, pcm_block
 from emotion2vec_webui.runs.stream_options import BOUNDS, CHOICES, StreamOptions, tag_line
-
-
-def run_async(coro):
-    """``asyncio.run`` on a thread of its own: a browser test earlier in the session (Playwright's sync API)
-    can leave an event loop running on the main thread, where ``asyncio.run`` refuses to start."""
-    import threading
-
-    out: dict = {}
-
-    def target():
-        try:
-            out["value"] = asyncio.run(coro)
-        except BaseException as exc:  # raised again on the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+from tests.async_util import run_async
 
 
 def schemas() -> dict[str, dict]:

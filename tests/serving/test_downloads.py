@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
@@ -10,27 +9,7 @@ from starlette.requests import Request
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.serving.downloads import RangeNotSatisfiable, byte_range, open_file_response
-
-
-def run_async(coro):
-    """``asyncio.run`` on a thread of its own: a browser test earlier in the session (Playwright's sync API)
-    can leave an event loop running on the main thread, where ``asyncio.run`` refuses to start."""
-    import threading
-
-    out: dict = {}
-
-    def target():
-        try:
-            out["value"] = asyncio.run(coro)
-        except BaseException as exc:  # raised again on the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+from tests.async_util import run_async
 
 
 def _request(**headers) -> Request:
