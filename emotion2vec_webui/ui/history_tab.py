@@ -88,7 +88,7 @@ def build_history_tab(service, result_view: Callable, view_updates: Callable) ->
                 min_conf = gr.Slider(0, 1, value=0, step=0.05, label=bilingual("Min. confidence", "最低置信度"),
                                      elem_id="history_min_conf")  # fmt: skip
             with gr.Row():
-                batch = gr.Textbox(label=bilingual("Batch", "批量"), placeholder="batch_20261201_…", max_lines=1,
+                batch = gr.Textbox(label=bilingual("Batch", "批量"), placeholder="例如 / e.g. batch_20261201_…", max_lines=1,
                                    elem_id="history_batch")  # fmt: skip
                 speaker = gr.Textbox(label=bilingual("Speaker (id or name)", "说话人（编号或名称）"), max_lines=1,
                                      elem_id="history_speaker")  # fmt: skip
