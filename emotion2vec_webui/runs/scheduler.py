@@ -25,7 +25,8 @@ back, fall back one by one) are one decision.
   at most ``wait_s`` for companions, and only while more are expected: a job
   of its class is busy elsewhere (decoding, assembling), or fewer of its
   class are in flight than were in the last few seconds (clients that send
-  again as soon as they are answered); the wait ends as soon as they are in.
+  again as soon as they are answered); the wait ends as soon as they are in,
+  and never starts while requests of other lengths wait (the worker has work).
   A lone client never waits. ``wait_s = 0`` is one request at a time, as
   before batching.
 - **Per device and precision** (:func:`batch_policy`), from measurements on
@@ -403,8 +404,12 @@ class Scheduler:
                 if policy.wait_share is not None and self._last_call_s:
                     wait = min(wait, policy.wait_share * self._last_call_s)
                 due = min(it.arrival for it in group) + wait
-                if len(group) < policy.max_batch and now < due and self._expect_more(priority, now):
-                    # wait for companions: until the wait ends, or a request (or a job's end) wakes the worker
+                queued = sum(len(lane) for lane in lanes.values())
+                if len(group) < policy.max_batch and len(group) == queued and now < due and self._expect_more(
+                    priority, now
+                ):
+                    # wait for companions: until the wait ends, or a request (or a job's end) wakes the worker;
+                    # never while other requests of the class wait (lengths that do not fit): the worker has work
                     return [], max(0.001, min(due - now, self._next_stale(now)))
             for it in group:
                 lanes[it.client].remove(it)

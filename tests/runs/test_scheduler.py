@@ -247,6 +247,22 @@ def test_after_a_burst_a_request_waits_for_as_many_as_were_in_flight_and_no_long
     assert time.perf_counter() - t0 < 2.0  # and not for the whole 3 s: all three were in
 
 
+def test_no_wait_while_requests_of_other_lengths_are_queued(rig):
+    """Waiting could only add companions to this batch; the worker has other work now: it runs at once."""
+    engine, scheduler = rig
+    scheduler.policy = BatchPolicy(wait_s=3.0, max_batch=8, max_audio_s=100.0, max_padding=0.1, wait_share=None)
+    with scheduler.job():  # a job busy elsewhere: a companion is expected
+        held = hold(engine, scheduler)
+        short = scheduler.submit(InferenceRequest(clip(1, 1.0), client="a"))
+        long = scheduler.submit(InferenceRequest(clip(2, 8.0), client="b"))
+        t0 = time.perf_counter()
+        engine.gate.set()
+        held.result(5), short.result(5)
+        assert time.perf_counter() - t0 < 1.5  # not held back for a companion: the long one was waiting
+        long.result(10)  # alone in the queue now, it may wait for the expected companion (up to wait_s)
+    assert engine.calls[1:] == [[1], [2]]
+
+
 def test_the_wait_is_capped_at_a_share_of_the_last_model_calls_time(rig):
     engine, scheduler = rig
     engine.delay = 0.2
