@@ -181,7 +181,7 @@ def table(cells: list[Cell]) -> list[str]:
     return out
 
 
-def parity(model: str) -> list[str]:
+def parity(model: str, precisions=("fp32", "bf16", "int8")) -> list[str]:
     """Engine level: padded batches of 8 mixed-length clips (1-10 s, sorted, batches of 4) against one at a time."""
     from emotion2vec_webui.engine.engine import EmotionEngine
     from emotion2vec_webui.engine.result import result_from_features
@@ -190,7 +190,7 @@ def parity(model: str) -> list[str]:
     clips = sorted(((0.1 * rng.standard_normal(int(RATE * s))).astype(np.float32) for s in rng.uniform(1, 10, 8)),
                    key=len)  # fmt: skip
     out = ["| precision | max score difference, batched vs one at a time | max embedding difference |", "|---|---|---|"]
-    for precision in ("fp32", "bf16", "int8"):
+    for precision in precisions:
         engine = EmotionEngine.load(model, device="cpu", precision=precision)
         single = [engine.recognize(c, "utterance", True) for c in clips]
         batched = []
@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--requests", type=int, default=16, help="requests per cell, round and server (at least 1 a client)")
     p.add_argument("--single-requests", type=int, default=8, help="requests per round at concurrency 1")
-    p.add_argument("--parity", action="store_true", help="also the engine-level parity figures (fp32, bf16, int8)")
+    p.add_argument("--parity", default="", help="also the engine-level parity figures for these precisions "
+                   "(e.g. fp32,bf16,int8)")
     p.add_argument("--note", default="", help="a line about the machine (shared, loaded, …)")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "serving_throughput.md"), help="markdown file, or -")
     args = p.parse_args(argv)
@@ -263,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         *(f"- {precision} {mode}: {line}" for precision, by in logs.items() for mode, line in by.items()),
     ]
     if args.parity:
-        lines += ["", "Parity (engine level, 8 clips of 1-10 s in two padded batches of 4):", "", *parity(model)]
+        lines += ["", "Parity (engine level, 8 clips of 1-10 s in two padded batches of 4):", "",
+                  *parity(model, [x for x in args.parity.split(",") if x])]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output != "-":
