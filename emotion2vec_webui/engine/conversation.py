@@ -20,6 +20,12 @@ utterances). Speakers come from one of two sources:
   sub-0.7 s pieces). Each diarized piece, cut to the speech segments, is a
   turn; speakers are ``S1``, ``S2`` … in order of first appearance.
 
+With ``turn_frames`` each turn also keeps its frame-level scores (``frames``:
+the nine classes every 20 ms, smoothed like the whole file's timeline). They
+come from the same forward pass as the turn's emotion: the utterance result is
+the head on the mean of the turn's frame features, the track is the same head
+on each frame (``granularity="frame"``), so no second model pass is needed.
+
 With ``transcribe`` each turn's audio also goes through the ASR model
 (SenseVoiceSmall by default); SenseVoice's own coarse emotion tag is kept as
 ``asr_emotion``, a second opinion beside emotion2vec's.
@@ -51,6 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emotion2vec_webui.audio.format import SAMPLE_RATE
+from emotion2vec_webui.engine.timeline import HOP_S, frame_scores
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
 from emotion2vec_webui.options import NUM_SPEAKERS, SPEAKERS
@@ -70,6 +77,7 @@ class ConversationOptions:
     speakers: str = "none"  # none | channels | auto
     num_speakers: int | None = None  # auto: the number of speakers when known (None: estimated)
     transcribe: bool = False  # add each turn's text (ASR)
+    turn_frames: bool = False  # keep each turn's frame-level scores (turns[].frames; the run's granularity=frame)
 
     def check(self) -> None:
         """Raise ``bad_request`` for an unknown mode or a bad speaker count."""
@@ -101,6 +109,7 @@ def analyse_conversation(
     window_s: float = 30.0,
     runlog: Callable[[str], None] | None = None,
     vad: Callable[[np.ndarray], list[tuple[float, float]]] | None = None,
+    smoothing_s: float = 0.5,
 ) -> Conversation:
     """Split a recording into speaker turns and classify each turn.
 
@@ -114,6 +123,7 @@ def analyse_conversation(
         window_s: turns longer than this are classified in windows.
         runlog: the run's processing log, if any.
         vad: speech segmenter (default: silero-vad, :func:`vad.speech_segments`).
+        smoothing_s: the moving average of the turns' frame tracks (``turn_frames``; ``E2V_FRAME_SMOOTHING_S``).
 
     Raises:
         E2VError: ``bad_request`` (unknown mode; ``channels`` without channels).
@@ -154,12 +164,15 @@ def analyse_conversation(
     turns = []
     t = time.perf_counter()
     # every turn at once: a server job's engine queues them together and the scheduler batches them by length
-    for (speaker, s, e, _), r in zip(pieces, recognize_each(engine, audio, window_s=window_s), strict=True):
+    granularity = "frame" if options.turn_frames else "utterance"  # frame: the head on each frame too, same pass
+    for (speaker, s, e, _), r in zip(pieces, recognize_each(engine, audio, granularity, window_s=window_s), strict=True):
         turns.append({
             "index": len(turns), "speaker": speaker, "start_s": round(s, 3), "end_s": round(e, 3),
             "emotion": r.emotion, "emotion_zh": EMOTIONS_ZH[r.emotion], "confidence": round(r.confidence, 6),
             "scores": {k: round(r.scores[k], 6) for k in EMOTIONS},
         })  # fmt: skip
+        if options.turn_frames and getattr(r, "frame_logits", None) is not None:
+            turns[-1]["frames"] = turn_frames(r.frame_logits, smoothing_s)
     stage["emotion"] += time.perf_counter() - t
     if options.transcribe:
         if asr_model is None:
@@ -180,6 +193,15 @@ def analyse_conversation(
         )
     return Conversation(speakers, turns, {k: round(v, 4) for k, v in stage.items()},
                         {k: round(v, 4) for k, v in split.items()})  # fmt: skip
+
+
+def turn_frames(frame_logits: np.ndarray, smoothing_s: float) -> dict:
+    """result.json ``turns[].frames``: a turn's smoothed frame scores (``[T, 9]``, 4 decimals) and their hop.
+
+    Frame ``i`` covers ``start_s + i * hop_s`` onwards; the rows are the nine classes in ``labels.EMOTIONS`` order.
+    """
+    probs = frame_scores(np.asarray(frame_logits, dtype=np.float64), smoothing_s, HOP_S)
+    return {"hop_s": HOP_S, "smoothing_s": smoothing_s, "scores": np.round(probs, 4).tolist()}
 
 
 def diarize(

@@ -93,7 +93,8 @@ def converse(flow, decoded, engine) -> Conversation:
     from emotion2vec_webui.model.conversation_models import asr_model, speaker_model
 
     settings, options = flow.settings, flow.options
-    conv = ConversationOptions(options.speakers, options.num_speakers, options.transcribe)
+    conv = ConversationOptions(options.speakers, options.num_speakers, options.transcribe,
+                               turn_frames=options.granularity == "frame")  # fmt: skip
     conv.check()
     check_torch_parts(conv)
     device = engine.info.device
@@ -117,5 +118,5 @@ def converse(flow, decoded, engine) -> Conversation:
                         + f" / {name_zh}：{model}" + ("（随机权重）" if m.random_weights else ""))  # fmt: skip
     return analyse_conversation(
         engine, decoded.waveform, conv, channels=channels, speaker_model=speaker, asr_model=asr,
-        window_s=settings.window_s, runlog=flow.runlog,
+        window_s=settings.window_s, runlog=flow.runlog, smoothing_s=settings.frame_smoothing_s,
     )  # fmt: skip

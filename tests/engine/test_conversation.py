@@ -167,3 +167,23 @@ def test_cut_to_spans_is_the_brute_force_cut():
         brute = sorted((max(s, vs), min(e, ve), lab) for s, e, lab in pieces for vs, ve in spans
                        if min(e, ve) - max(s, vs) > 0)  # fmt: skip
         assert _cut_to_spans(pieces, spans) == brute
+
+
+def test_turn_frames_come_from_the_same_pass_as_the_turn_emotion(engine):
+    """turn_frames: each turn keeps a frame track (~50 frames a second, nine rows summing to 1) while its
+    utterance emotion and scores stay what they are without it."""
+    rng = np.random.default_rng(4)
+    a = (0.1 * rng.standard_normal(RATE * 5)).astype(np.float32)
+    b = (0.1 * rng.standard_normal(RATE * 5)).astype(np.float32)
+    spans = {id(a): [(0.5, 2.0)], id(b): [(2.5, 4.5)]}
+    kwargs = {"channels": [a, b], "vad": lambda sig: spans[id(sig)]}
+    plain = analyse_conversation(engine, a, ConversationOptions("channels"), **kwargs)
+    framed = analyse_conversation(engine, a, ConversationOptions("channels", turn_frames=True), smoothing_s=0.3, **kwargs)
+    assert all("frames" not in t for t in plain.turns)
+    for p, f in zip(plain.turns, framed.turns, strict=True):
+        assert (p["emotion"], p["scores"]) == (f["emotion"], f["scores"])
+        track = np.asarray(f["frames"]["scores"])
+        assert f["frames"]["hop_s"] == 0.02 and f["frames"]["smoothing_s"] == 0.3
+        assert track.shape[1] == len(EMOTIONS)
+        assert abs(len(track) * 0.02 - (f["end_s"] - f["start_s"])) <= 0.06  # one frame per 20 ms of the turn
+        assert np.allclose(track.sum(axis=1), 1, atol=1e-3)
