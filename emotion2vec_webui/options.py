@@ -113,6 +113,8 @@ BOUNDS: dict[str, Bounds] = {b.name: b for b in (NUM_SPEAKERS, AUDIO_STREAM)}
 
 MAX_MODEL_NAME = 300  # characters of asr_model (a name, hub id or directory)
 HEAD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a head's folder name under E2V_HEADS_DIR
+# (a calibration's name too: <E2V_HEADS_DIR>/.calibrations/<name>, runs/calibration_store.py)
+MIN_CONFIDENCE = (0.0, 1.0)  # min_confidence's bounds: below it a result is "uncertain" / 不确定 (abstention)
 BOOL_TRUE = ("1", "true", "yes", "on")
 BOOL_FALSE = ("0", "false", "no", "off")
 
@@ -181,3 +183,44 @@ def check_model_name(value, field_name: str = "asr_model") -> str | None:
         raise E2VError("bad_request", f"{field_name} must be a name of at most {MAX_MODEL_NAME} printable "
                                       f"characters. / {field_name} 必须是至多 {MAX_MODEL_NAME} 个可显示字符的名称。")  # fmt: skip
     return text
+
+
+def check_calibration_name(name, required: bool = False) -> str | None:
+    """A calibration name (the head-name rule: letters, digits, ``_ . -``; 1–64), None for none (unless ``required``).
+
+    Raises:
+        E2VError: ``bad_request``.
+    """
+    text = "" if name is None else str(name).strip()
+    if not text and not required:
+        return None
+    if not HEAD_NAME_RE.match(text) or ".." in text:
+        raise E2VError(
+            "bad_request",
+            f"Calibration name {text[:80]!r} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter "
+            f"or digit). / 校准名称 {text[:80]!r} 只能包含字母、数字、“_”“.”“-”(1-64 个字符)。",
+        )
+    return text
+
+
+def check_min_confidence(value, field_name: str = "min_confidence") -> float | None:
+    """The abstention threshold: a number from 0 to 1 (text from a form accepted); None or "" → None (no abstention).
+
+    Raises:
+        E2VError: ``bad_request`` naming the field and its bounds.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    low, high = MIN_CONFIDENCE
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and len(value) <= 40:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not low <= number <= high:  # NaN fails the comparison too
+        raise E2VError("bad_request", f"{field_name} must be a number from {low:g} to {high:g}, not "
+                                      f"{str(value)[:40]!r}. / {field_name} 必须是 {low:g} 到 {high:g} 之间的数。")  # fmt: skip
+    return number
