@@ -5,7 +5,8 @@ the VTT cue ids and ``turns.csv``'s ``speaker`` column keep it. The name people
 read is the speaker's ``label`` in result.json (the id until renamed), and the
 files made from the turns show it: the cue heads of ``transcript.srt`` /
 ``transcript.vtt`` (``[Agent · 😠 angry 0.82] …``) and ``turns.csv``'s
-``speaker_label`` column.
+``speaker_label`` column, and result.json's ``summary`` (its speakers' labels and the
+agent/customer comparison, which depends on the names: ``engine/call_summary.py``).
 
 :func:`rename_speakers` rewrites those files in the run folder, each one
 atomically (:func:`files.write_atomic`), the subtitle files and the table
@@ -21,6 +22,7 @@ import json
 import threading
 from pathlib import Path
 
+from emotion2vec_webui.engine.call_summary import summary_for_result
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.runs.run_index import record_run_folder
@@ -70,6 +72,8 @@ def apply_names(result: dict, names: dict[str, str]) -> dict:
     out = dict(result)
     out["speakers"] = [{**s, "label": (clean_label(names[s["id"]]) or s["id"]) if s["id"] in names else s["label"]}
                        for s in speakers]  # fmt: skip
+    if out.get("summary") is not None:  # its labels and the agent/customer comparison follow the names
+        out["summary"] = summary_for_result(out)
     return out
 
 
