@@ -23,12 +23,16 @@ def add_parser(sub) -> None:
         "regression and a small MLP, and write E2V_HEADS_DIR/NAME/ with the weights, labels, feature spec, report "
         "and confusion matrix. Use the head with recognize/batch --head NAME or \"head\" on the API.",
     )
-    p.add_argument("data", metavar="DATA", help="folder with a sub-folder per label, a CSV (path,label), or "
-                   "a folder of RAVDESS/CREMA-D files")  # fmt: skip
+    p.add_argument("data", metavar="DATA", help="folder with a sub-folder per label, a CSV (path,label), "
+                   "a folder of RAVDESS/CREMA-D files, or a CSV of numeric targets (path[,speaker],arousal,valence,…: "
+                   "a regression head)")  # fmt: skip
     p.add_argument("--name", required=True, help="the head's name (its folder under E2V_HEADS_DIR)")
     p.add_argument("--heads-dir", type=Path, help="where heads live (E2V_HEADS_DIR; default ./heads)")
-    p.add_argument("--classifier", choices=["auto", "logreg", "mlp"], default="auto",
-                   help="auto: cross-validate both, keep the better macro F1")  # fmt: skip
+    p.add_argument("--classifier", choices=["auto", "logreg", "mlp", "ridge"], default="auto",
+                   help="auto: cross-validate both, keep the better macro F1 (regression: ridge and mlp, the better "
+                   "mean CCC; logreg means ridge there)")  # fmt: skip
+    p.add_argument("--targets", help="numeric columns of a targets CSV to learn, e.g. 'arousal,valence,dominance' "
+                   "(default: every numeric column but path/speaker)")  # fmt: skip
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (fewer when the data are few)")
     p.add_argument("--holdout", type=float, default=0.2, help="fraction held out for the held-out score (0: none)")
     p.add_argument("--seed", type=int, default=0, help="random seed (splits, MLP)")
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         labels_zh=parse_pairs(args.labels_zh, "--labels-zh"),
         baseline_map=parse_pairs(args.baseline_map, "--baseline-map"),
         overwrite=args.force,
+        targets=tuple(t.strip() for t in (args.targets or "").split(",") if t.strip()),
         command=command_line(args),
     )
     # Each step is logged once by train_head (the terminal shows the log); printing it here too doubled every line.
@@ -85,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run (from the parsed flags: also right when called as ``main(argv)``)."""
     parts = ["emotion2vec-webui", "train-head", str(args.data), "--name", args.name]
-    for flag in ("heads_dir", "classifier", "folds", "holdout", "seed", "labels_zh", "baseline_map",
+    for flag in ("heads_dir", "classifier", "targets", "folds", "holdout", "seed", "labels_zh", "baseline_map",
                  "model", "hub", "device", "precision"):  # fmt: skip
         value = getattr(args, flag, None)
         if value is not None:
@@ -96,6 +101,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def format_report(r: dict, folder: Path) -> str:
     """The report as a person reads it."""
+    if r.get("kind") == "regression":
+        return format_regression_report(r, folder)
     lines = [
         f"head {r['name']}: {r['n']} clips, labels {', '.join(r['labels'])}; classifier {r['classifier']}"
         f" ({r['folds']}-fold CV{', speaker-grouped' if r['grouped_by_speaker'] else ''})",
@@ -114,4 +121,21 @@ def format_report(r: dict, folder: Path) -> str:
     for label, c in r["cv"]["per_class"].items():
         lines.append(f"{label:<16}{c['precision']:>10.3f}{c['recall']:>10.3f}{c['support']:>9}")
     lines.append(f"head folder: {folder} (confusion_matrix.png, report.json)")
+    return "\n".join(lines)
+
+
+def format_regression_report(r: dict, folder: Path) -> str:
+    """A regression head's report: CCC, Pearson's r and MAE per target, cross-validated and held out."""
+    lines = [
+        f"regression head {r['name']}: {r['n']} clips, targets {', '.join(r['targets'])}; regressor "
+        f"{r['classifier']} ({r['folds']}-fold CV{', speaker-grouped' if r['grouped_by_speaker'] else ''})",
+        f"cross-validated: mean CCC {r['cv']['ccc']:.3f}  Pearson {r['cv']['pearson']:.3f}  MAE {r['cv']['mae']:.3f}",
+    ]
+    if r.get("holdout"):
+        h = r["holdout"]
+        lines.append(f"held-out ({h['n']} clips): mean CCC {h['ccc']:.3f}  MAE {h['mae']:.3f}")
+    lines.append(f"{'target':<16}{'CCC':>10}{'Pearson':>10}{'MAE':>10}")
+    for target, c in r["cv"]["targets"].items():
+        lines.append(f"{target:<16}{c['ccc']:>10.3f}{c['pearson']:>10.3f}{c['mae']:>10.4g}")
+    lines.append(f"head folder: {folder} (report.json)")
     return "\n".join(lines)

@@ -23,6 +23,12 @@ feature width is ``head_invalid``. Applying a head is numpy only: the
 utterance scores come from the head on the mean-pooled features (the same
 pooling the nine-class head uses), frame scores from the head on each frame's
 features, smoothed and segmented like the nine-class timeline.
+
+A **regression** head (``spec.json`` ``"kind": "regression"``, format 2; a
+format-1 reader refuses it rather than softmax its values) has the same
+arrays with no softmax at the end: its outputs are the values of its targets
+(``labels.json`` ``labels``: ``arousal``, ``valence`` … — one or more).
+:mod:`engine.dimensions` applies it.
 """
 
 from __future__ import annotations
@@ -33,9 +39,13 @@ import numpy as np
 
 from emotion2vec_webui.engine.timeline import HOP_S, MIN_SEGMENT_S, frame_scores, merge_short_runs, softmax
 from emotion2vec_webui.errors import E2VError, HeadMismatchError
+from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.options import HEAD_NAME_RE, check_head_name
 
-FORMAT = 1
+FORMAT = 1  # a classification head's spec.json format
+REGRESSION_FORMAT = 2  # a regression head's (the newest this version reads)
+KINDS = ("classification", "regression")
+RESERVED_TARGETS = frozenset({*EMOTIONS, "time_s"})  # frames.csv's columns: a target may not take one
 NAME_RE = HEAD_NAME_RE  # options.py: a head's name, defined once
 MAX_LABELS = 1000
 MAX_LABEL_CHARS = 200
@@ -79,6 +89,7 @@ class Head:
     mean: np.ndarray  # [D]
     scale: np.ndarray  # [D], no zeros
     layers: list[tuple[np.ndarray, np.ndarray]]  # (W [in, out], b [out]); ReLU between, softmax after
+    kind: str = "classification"  # or "regression": labels are targets, outputs their values (no softmax)
 
     @property
     def embedding_dim(self) -> int:
@@ -113,17 +124,18 @@ def build_head(name: str, labels_doc: object, spec: object, arrays: dict[str, np
     Raises:
         HeadContentError: the first rule broken, with its file.
     """
-    labels, labels_zh = _check_labels(labels_doc)
     spec = _check_spec(spec)
+    kind = spec.get("kind", "classification")
+    labels, labels_zh = _check_labels(labels_doc, kind)
     mean, scale, layers = _check_arrays(arrays, len(labels), spec.get("embedding_dim"))
-    return Head(name, labels, labels_zh, spec, mean, scale, layers)
+    return Head(name, labels, labels_zh, spec, mean, scale, layers, kind)
 
 
 def _type(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _check_labels(doc: object) -> tuple[list[str], dict[str, str]]:
+def _check_labels(doc: object, kind: str = "classification") -> tuple[list[str], dict[str, str]]:
     def bad(en: str, zh: str) -> HeadContentError:
         return HeadContentError("labels.json", en, zh)
 
@@ -131,10 +143,14 @@ def _check_labels(doc: object) -> tuple[list[str], dict[str, str]]:
         raise bad(f'must be an object {{"labels": [...], "labels_zh": {{...}}}}, not {_type(doc)}',
                   f'应为 {{"labels": [...], "labels_zh": {{...}}}} 形式的对象,而不是 {_type(doc)}')  # fmt: skip
     labels = doc.get("labels")
-    if not isinstance(labels, list) or not 2 <= len(labels) <= MAX_LABELS:
-        raise bad(
-            f'"labels" must be a list of 2 to {MAX_LABELS} names', f'"labels" 应为 2 到 {MAX_LABELS} 个名称的列表'
-        )
+    least = 1 if kind == "regression" else 2  # one target is a regression head; one class is no classifier
+    if not isinstance(labels, list) or not least <= len(labels) <= MAX_LABELS:
+        raise bad(f'"labels" must be a list of {least} to {MAX_LABELS} names',
+                  f'"labels" 应为 {least} 到 {MAX_LABELS} 个名称的列表')  # fmt: skip
+    if kind == "regression" and RESERVED_TARGETS & set(map(str, labels)):
+        taken = ", ".join(sorted(RESERVED_TARGETS & set(map(str, labels))))
+        raise bad(f"target {taken} is a frames.csv column of the nine classes: rename it",
+                  f"目标 {taken} 与 frames.csv 中九类情感的列重名,请改名")  # fmt: skip
     for label in labels:
         if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL_CHARS:
             raise bad(f"label {str(label)[:40]!r} ({_type(label)}) is not a name of 1-{MAX_LABEL_CHARS} characters",
@@ -166,9 +182,13 @@ def _check_spec(spec: object) -> dict:
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
         raise bad('"embedding_dim" must be a positive whole number', '"embedding_dim" 应为正整数')
     version = spec.get("format", FORMAT)
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT:
-        raise bad(f"format {str(version)[:20]} is newer than this version reads ({FORMAT})",
-                  f"格式版本 {str(version)[:20]} 比本程序支持的 ({FORMAT}) 更新")  # fmt: skip
+    if not isinstance(version, int) or isinstance(version, bool) or version > REGRESSION_FORMAT:
+        raise bad(f"format {str(version)[:20]} is newer than this version reads ({REGRESSION_FORMAT})",
+                  f"格式版本 {str(version)[:20]} 比本程序支持的 ({REGRESSION_FORMAT}) 更新")  # fmt: skip
+    kind = spec.get("kind", "classification")
+    if kind not in KINDS or (kind == "regression" and version < REGRESSION_FORMAT):
+        raise bad(f'"kind" must be {" or ".join(KINDS)} (regression from format {REGRESSION_FORMAT})',
+                  f'"kind" 应为 {" 或 ".join(KINDS)}(regression 需格式 {REGRESSION_FORMAT})')  # fmt: skip
     return dict(spec)
 
 

@@ -31,8 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -44,17 +42,17 @@ import numpy as np
 
 from emotion2vec_webui.engine.heads import FORMAT, check_name
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.files import fsync_dir, write_atomic
+from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.evaluation import Metrics, confusion_csv, confusion_png, evaluate
-from emotion2vec_webui.runs.head_store import COMMAND, LABELS, REPORT, SPEC, WEIGHTS
+from emotion2vec_webui.runs.head_store import COMMAND, LABELS, REPORT, SPEC, write_head_folder
 from emotion2vec_webui.user_text import clean_name
 
 log = logging.getLogger(__name__)
 
-CLASSIFIERS = ("auto", "logreg", "mlp")
+CLASSIFIERS = ("auto", "logreg", "mlp", "ridge")  # ridge: regression heads (logreg means ridge there)
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,7 @@ class TrainOptions:
     labels_zh: dict[str, str] = field(default_factory=dict)  # label → Chinese name
     baseline_map: dict[str, str] = field(default_factory=dict)  # nine-class emotion → new label
     overwrite: bool = False  # replace an existing head of that name
+    targets: tuple[str, ...] = ()  # numeric target columns of a targets CSV (a regression head; jobs/train_regression.py)
     command: str = ""  # the exact command, kept in the head folder
 
     def __post_init__(self) -> None:
@@ -84,11 +83,16 @@ class TrainOutcome:
 
 def labelled_items(spec: str | os.PathLike) -> list[BatchItem]:
     """A labelled set: a folder per label (the first folder under DATA names it), a CSV ``path,label``,
-    or RAVDESS/CREMA-D file names. Every item must end up with a label.
+    or RAVDESS/CREMA-D file names. Every item must end up with a label — except in a targets CSV (numeric
+    columns, :mod:`jobs.train_regression`), whose clips are returned without labels.
 
     Raises:
         E2VError: ``bad_request`` when a file has no label or there are fewer than two labels.
     """
+    if regression_data(spec, TrainOptions()):  # a targets CSV: its clips (for the faces' folder checks)
+        from emotion2vec_webui.jobs.train_regression import read_targets
+
+        return read_targets(spec).items
     items = discover_inputs(spec)
     root = Path(spec).expanduser()
     out = []
@@ -328,7 +332,12 @@ def train_head(
             '(REST: "overwrite": true) to replace it. / 分类头已存在。',
         )
     if options.classifier not in CLASSIFIERS:
-        raise E2VError("bad_request", f"classifier must be one of {', '.join(CLASSIFIERS)}")
+        raise E2VError("bad_request", f"classifier must be one of {', '.join(CLASSIFIERS)} / 分类器应为其中之一")
+    if regression_data(data, options):
+        return _train_regression(data, name, folder, backbone, execute, settings, options, say, progress, lines)
+    if options.classifier == "ridge":
+        raise E2VError("bad_request", "ridge is for numeric targets (a targets CSV); classify with auto, logreg or "
+                                      "mlp. / ridge 仅用于数值目标(目标 CSV);分类请用 auto、logreg 或 mlp。")  # fmt: skip
     items = labelled_items(data)
     counts = Counter(it.label for it in items)
     say(f"{len(items)} clips, {len(counts)} labels: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), 0.0)
@@ -394,28 +403,32 @@ def train_head(
 
 
 def _write_folder(folder: Path, arrays, labels_doc, spec, report, metrics: Metrics, command: str) -> None:
-    """Write the head into a temporary folder, then swap it in (a reader never sees half a head)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        with open(tmp / WEIGHTS, "wb") as fh:
-            np.savez(fh, **arrays)
-        (tmp / LABELS).write_text(json.dumps(labels_doc, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        (tmp / SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        (tmp / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        (tmp / "confusion_matrix.csv").write_text(confusion_csv(metrics), "utf-8")
-        (tmp / "confusion_matrix.png").write_bytes(confusion_png(metrics))
-        (tmp / COMMAND).write_text(command + "\n", "utf-8")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-        fsync_dir(folder.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Write the head folder (swapped in whole: :func:`runs.head_store.write_head_folder`)."""
+    files = {
+        LABELS: json.dumps(labels_doc, indent=2, ensure_ascii=False) + "\n",
+        SPEC: json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
+        REPORT: json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+        "confusion_matrix.csv": confusion_csv(metrics),
+        "confusion_matrix.png": confusion_png(metrics),
+        COMMAND: command + "\n",
+    }
+    write_head_folder(folder, arrays, files)
+
+
+def regression_data(data: str | os.PathLike, options: TrainOptions) -> bool:
+    """Whether ``data`` is a targets CSV (numeric columns, no labels): a regression head is trained on it."""
+    from emotion2vec_webui.jobs.train_regression import is_targets_csv
+
+    return is_targets_csv(data, options.targets)
+
+
+def _train_regression(data, name, folder, backbone, execute, settings, options, say, progress, lines) -> TrainOutcome:
+    from emotion2vec_webui.jobs.train_regression import train_regression_head
+
+    report = train_regression_head(data, name, folder, backbone, execute, settings, options, say, progress)
+    report["log"] = lines
+    write_atomic(folder / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return TrainOutcome(folder, report, lines)
 
 
 def summary_json(report: dict) -> dict:

@@ -26,8 +26,11 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
+
+import numpy as np
 
 from emotion2vec_webui.engine.heads import (
     NAME_RE,
@@ -39,6 +42,7 @@ from emotion2vec_webui.engine.heads import (
     check_width,
 )
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.files import fsync_dir
 from emotion2vec_webui.model.safe_npz import NpzRefused, read_npz
 
 log = logging.getLogger(__name__)
@@ -268,3 +272,33 @@ def delete_head(heads_dir: str | os.PathLike, name: str) -> None:
     if not _is_head(folder):
         raise E2VError("not_found", f"No trained head {name!r}. / 没有名为 {name!r} 的分类头。")
     shutil.rmtree(folder)
+
+
+def write_head_folder(folder: Path, arrays: dict[str, np.ndarray], files: dict[str, str | bytes]) -> None:
+    """Write a head into a temporary folder beside ``folder``, then swap it in (a reader never sees half a head).
+
+    Args:
+        folder: ``<heads_dir>/<name>``.
+        arrays: ``weights.npz``'s arrays.
+        files: every other file by name (text or bytes): labels.json, spec.json, report.json, command.txt, …
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with open(tmp / WEIGHTS, "wb") as fh:
+            np.savez(fh, **arrays)
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                (tmp / name).write_text(content, "utf-8")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+        fsync_dir(folder.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
