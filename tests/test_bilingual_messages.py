@@ -89,9 +89,10 @@ def test_conversation_run_log_lines_are_bilingual(monkeypatch):
     monkeypatch.setattr(conversation_models, "speaker_model", lambda *args: fake)
     monkeypatch.setattr(conversation_models, "asr_model", lambda *args: fake)
     monkeypatch.setattr(conversation_run, "analyse_conversation", lambda *args, **kwargs: None)
-    settings = SimpleNamespace(speaker_model="s", asr_model="a", hub="modelscope", window_s=30.0)
+    settings = SimpleNamespace(speaker_model="s", asr_model="a", hub="modelscope", window_s=30.0, frame_smoothing_s=0.5)
     for speakers, channels in (("auto", 1), ("channels", 12)):
-        options = SimpleNamespace(speakers=speakers, num_speakers=None, transcribe=True, asr_model=None)
+        options = SimpleNamespace(speakers=speakers, num_speakers=None, transcribe=True, asr_model=None,
+                                  granularity="utterance")
         flow = SimpleNamespace(settings=settings, options=options, channel_waveforms=None, runlog=runlog)
         conversation_run.converse(flow, SimpleNamespace(waveform=a, original_channels=channels), _Engine())
     text = "\n".join(line.split(" ", 1)[1] for line in runlog.lines)

@@ -8,7 +8,10 @@ A recording goes through the one recognise flow with ``speakers`` set
 - one lane per speaker on a shared time axis (time labels below, a playhead
   that follows the player), each turn a block coloured by its emotion;
 - the transcript as a list of turns: speaker colour, time, emotion chip, text;
-- a per-speaker summary: speaking share and the share of speaking time per emotion (stacked bars).
+- a per-speaker summary: speaking share and the share of speaking time per emotion (stacked bars);
+- with frame tracks (granularity ``frame``, what this tab asks for) each turn's emotion over time inside its
+  block, and with result.json's ``summary`` the arc under the lanes, turning points and escalations that play
+  from their time, the per-speaker table, a speaker filter and the report link (:mod:`ui.conversation_view`).
 
 Clicking a turn (in a lane or in the list) moves the player there and plays:
 one delegated click listener, installed by the component's ``js_on_load``
@@ -31,6 +34,7 @@ from emotion2vec_webui.options import NUM_SPEAKERS
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.speaker_names import apply_names, parse_names, rename_speakers
 from emotion2vec_webui.runs.storage import run_path
+from emotion2vec_webui.ui import conversation_view
 from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.timeline import file_url
 
@@ -46,7 +50,7 @@ element.addEventListener('click', (ev) => {
   if (!player) return;
   player.currentTime = parseFloat(turn.dataset.start);
   element.querySelectorAll('.e2v-conv-turn.active').forEach((n) => n.classList.remove('active'));
-  element.querySelectorAll(`.e2v-conv-turn[data-index="${turn.dataset.index}"]`).forEach((n) => n.classList.add('active'));
+  if (turn.dataset.index) element.querySelectorAll(`.e2v-conv-turn[data-index="${turn.dataset.index}"]`).forEach((n) => n.classList.add('active'));
   const p = player.play(); if (p && p.catch) p.catch(() => {});
 });
 element.addEventListener('timeupdate', (ev) => {  // timeupdate does not bubble: caught on the way down
@@ -55,7 +59,7 @@ element.addEventListener('timeupdate', (ev) => {  // timeupdate does not bubble:
   const x = Math.min(100, 100 * ev.target.currentTime / parseFloat(view.dataset.duration));
   element.querySelectorAll('.e2v-conv-playhead').forEach((n) => { n.style.left = `${x}%`; });
 }, true);
-"""
+""" + conversation_view.FILTER_JS
 
 _CSS = """
 .e2v-conv-lanes{position:relative;margin:8px 0}
@@ -109,13 +113,17 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
 
     player = (f'<audio controls preload="auto" id="conversation_player" src="{escape(audio_url)}" '
               'style="width:100%"></audio>') if audio_url else ""  # fmt: skip
+    tracked = any(t.get("frames") for t in turns)  # granularity=frame: each turn's own emotion track
     lanes = []
     for s in speakers:
         blocks = "".join(
-            f'<div class="e2v-conv-block e2v-conv-turn" data-index="{t["index"]}" data-start="{t["start_s"]}" '
-            f'data-speaker="{escape(t["speaker"])}" title="{_clock(t["start_s"])} {escape(t["emotion"])}" '
+            f'<div class="e2v-conv-block e2v-conv-turn{" e2v-conv-has-track" if t.get("frames") else ""}" '
+            f'data-index="{t["index"]}" data-start="{t["start_s"]}" data-speaker="{escape(t["speaker"])}" '
+            f'title="{_clock(t["start_s"])}–{_clock(t["end_s"])} {escape(ui_text.emotion_name(t["emotion"]))} '
+            f'{t["confidence"]:.2f} — {bilingual("click to play", "点击播放")}" '
             f'style="left:{100 * t["start_s"] / duration:.3f}%;width:{100 * (t["end_s"] - t["start_s"]) / duration:.3f}%;'
-            f'background:{ui_text.EMOTION_COLORS.get(t["emotion"], "#888")}"></div>'
+            f'background:{(c := ui_text.EMOTION_COLORS.get(t["emotion"], "#888"))};border-color:{c}">'
+            f'{conversation_view.track_svg(t.get("frames") or {}, (t["end_s"] - t["start_s"]) / duration)}</div>'
             for t in turns
             if t["speaker"] == s["id"]
         )
@@ -143,7 +151,8 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
             f'<span class="e2v-conv-text">{text}</span></div>'
         )
     summary = []
-    for s in speakers:
+    table = conversation_view.summary_table_html(result.get("summary"), label, color)
+    for s in speakers if not table else ():  # without a summary block (older runs): the shares only
         bars = "".join(
             f'<div title="{k} {v:.0%}" style="width:{100 * v:.2f}%;background:{ui_text.EMOTION_COLORS.get(k, "#888")}"></div>'
             for k in EMOTIONS
@@ -157,19 +166,29 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
             f'<div style="width:260px">{s["speaking_share"]:.0%} · {s["turns"]} '
             f'{bilingual("turns", "轮")} · {EMOJI.get(dom, "")} {escape(ui_text.emotion_name(dom) if dom else "")}</div></div>'
         )
-    links = " · ".join(f'<a href="{escape(url)}" download>{escape(name)}</a>' for name, url in (files or {}).items())
+    files = dict(files or {})
+    report = conversation_view.report_link_html(files.pop("report.html", None))
+    links = " · ".join(f'<a href="{escape(url)}" download>{escape(name)}</a>' for name, url in files.items())
     random_note = ""
     if result.get("model", {}).get("random_weights"):
         random_note = ('<div class="e2v-conf-label">随机权重模型：情绪与文字无意义 / random-weight models: emotions and '
                        "words are meaningless</div>")  # fmt: skip
+    lanes_title = bilingual("Speaker lanes", "说话人轨道")
+    if tracked:
+        lanes_title += " · " + bilingual("inside each turn: its emotion over time (nine scores stacked)",
+                                         "每轮内：该轮情绪随时间变化（九类得分堆叠）")  # fmt: skip
+    arc, moments = conversation_view.arc_html(result.get("summary"), duration, label)
+    summary_title = (bilingual("Per-speaker summary", "各说话人摘要") if table else
+                     bilingual("Per-speaker emotions (share of speaking time)", "各说话人情绪（占说话时长）"))  # fmt: skip
     return (
-        f"<style>{_CSS}</style>"
+        f"<style>{_CSS}{conversation_view.CSS}</style>"
         f'<div class="e2v-conv" data-turns="{len(turns)}" data-speakers="{len(speakers)}" data-duration="{duration}">'
-        f"{random_note}{player}"
-        f'<div class="e2v-section">{bilingual("Speaker lanes", "说话人轨道")}</div>'
-        f'<div class="e2v-conv-lanes" id="conversation_lanes">{"".join(lanes)}{_axis(duration)}</div>'
-        f'<div class="e2v-section">{bilingual("Per-speaker emotions (share of speaking time)", "各说话人情绪（占说话时长）")}</div>'
-        f'<div id="conversation_summary">{"".join(summary)}</div>'
+        f"{random_note}{player}{report}"
+        f'<div class="e2v-section">{lanes_title}</div>{conversation_view.filter_html(speakers, label)}'
+        f'<div class="e2v-conv-lanes{" e2v-conv-tracks" if tracked else ""}" id="conversation_lanes">{"".join(lanes)}'
+        f"{arc}{_axis(duration)}{moments}</div>"
+        f'<div class="e2v-section">{summary_title}</div>'
+        f'<div id="conversation_summary">{table}{"".join(summary)}</div>'
         f'<div class="e2v-section">{bilingual("Transcript", "转写")} · {len(turns)} {bilingual("turns", "轮")}'
         f'{" · " + links if links else ""}</div>'
         f'<div class="e2v-conv-list" id="conversation_turns">{"".join(items)}</div></div>'
@@ -187,8 +206,9 @@ def analyse(service, audio_path: str | None, speakers: str, num_speakers, transc
         if not audio_path:
             raise E2VError("bad_request", "Upload a recording first. / 请先上传录音。")
         count = num_speakers if num_speakers not in (None, "", 0) else None  # 0: estimate; checked by the options
+        # granularity=frame: each turn keeps its frame track (drawn inside the turn), from the same model pass
         options = RecognizeOptions(extract_embedding=False, speakers=speakers, num_speakers=count,
-                                   transcribe=bool(transcribe))  # fmt: skip
+                                   transcribe=bool(transcribe), granularity="frame")  # fmt: skip
         outcome = service.recognize(audio_path, source_name=Path(audio_path).name, options=options)
         folder = outcome.run.path if outcome.run is not None else None
         result = outcome.result
@@ -227,7 +247,7 @@ def run_info_html(result: dict, folder: Path | None) -> str:
 
 def _view(result: dict, folder: Path | None) -> str:
     audio = file_url(folder / "processed_audio.wav") if folder else None
-    names = ("result.json", "transcript.srt", "transcript.vtt", "turns.csv")
+    names = ("result.json", "transcript.srt", "transcript.vtt", "turns.csv", "report.html")
     files = {n: file_url(folder / n) for n in names if (folder / n).is_file()} if folder else {}
     return conversation_html(result, audio, None, files)
 
