@@ -45,7 +45,7 @@ def make_clips(folder: Path, count: int, seconds: float) -> float:
 def machine() -> str:
     import torch
 
-    from emotion2vec_webui.model.resolve import cpu_model
+    from emotion2vec_webui.bench.benchmark import cpu_model
 
     cpu = cpu_model()
 

@@ -67,7 +67,7 @@ def make_seeds(work: Path) -> list[Path]:
 
     from emotion2vec_webui.config import load_settings
     from emotion2vec_webui.engine.engine import EmotionEngine
-    from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
     model = work / "tiny-model"
     done = cli("make-test-model", str(model), "--size", "tiny")
@@ -81,7 +81,7 @@ def make_seeds(work: Path) -> list[Path]:
     engine = EmotionEngine.load(str(model), device="cpu", precision="fp32")
     for granularity, files in (("utterance", paths), ("frame", paths[:1])):
         for path in files:
-            recognize_source(path, engine, settings, RecognizeOptions(granularity, False), source_name=path.name)
+            Recognition(settings, RecognizeOptions(granularity, False)).run(path, lambda fn: fn(engine), path.name)
     seeds = sorted(p for p in out.iterdir() if p.name.startswith("outputs_"))
     assert len(seeds) == 4, seeds
     return seeds

@@ -119,7 +119,7 @@ class RssSampler:
 def machine() -> str:
     import psutil
 
-    from emotion2vec_webui.model.resolve import cpu_model
+    from emotion2vec_webui.bench.benchmark import cpu_model
 
     return (
         f"{platform.system()} {platform.release()}, {cpu_model()}, {os.cpu_count()} CPUs, "

@@ -399,7 +399,8 @@ def http_section(model: str, engine, repeats: int, out: list[str], rows: list[tu
 def machine() -> str:
     import torch
 
-    from emotion2vec_webui.model.resolve import cpu_model, cpu_threads
+    from emotion2vec_webui.bench.benchmark import cpu_model
+    from emotion2vec_webui.model.resolve import cpu_threads
 
     cpu = cpu_model()
     return f"{cpu}, {cpu_threads()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"

@@ -264,8 +264,9 @@ def main() -> int:
     args = p.parse_args()
     import torch
 
+    from emotion2vec_webui.bench.benchmark import cpu_model
     from emotion2vec_webui.model.export import export_model
-    from emotion2vec_webui.model.resolve import cpu_model, quiet_funasr
+    from emotion2vec_webui.model.resolve import quiet_funasr
 
     work = Path(args.exports or tempfile.mkdtemp(prefix="e2v-export-bench-"))
     exports = {"large": work / "large", "base": work / "base"}

@@ -306,7 +306,7 @@ def parallel_burst(url: str, outputs: Path, clip: Path, n: int = 100, token: str
 def machine() -> str:
     import psutil
 
-    from emotion2vec_webui.model.resolve import cpu_model
+    from emotion2vec_webui.bench.benchmark import cpu_model
 
     cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -58,13 +58,13 @@ def child(args: argparse.Namespace) -> None:
 
     from emotion2vec_webui.config import load_settings
     from emotion2vec_webui.engine.engine import EmotionEngine
-    from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
     settings = dataclasses.replace(load_settings(), output_dir=Path(args.out))
     engine = EmotionEngine.load(args.model, device=args.device, precision="fp32")
     after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    outcome = recognize_source(args.wav, engine, settings, RecognizeOptions(args.granularity, args.embedding))
+    outcome = Recognition(settings, RecognizeOptions(args.granularity, args.embedding)).run(args.wav, lambda fn: fn(engine))
     seconds = time.perf_counter() - t0
     frames = outcome.result["frames"]
     print(

@@ -334,7 +334,7 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        from emotion2vec_webui.model.resolve import cpu_model
+        from emotion2vec_webui.bench.benchmark import cpu_model
 
         cpu = cpu_model()
     except Exception:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -40,7 +40,7 @@ class Settings:
     model: str = "emotion2vec_plus_large"  # name (docs/README.md) or local directory
     hub: str = "ms"  # "ms" (ModelScope) or "hf" (Hugging Face)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8
+    precision: str = "auto"  # options.PRECISION (E2V_PRECISION; engine/precision.py resolves auto)
     output_dir: Path = Path("outputs")  # root of the run folders
     max_upload_mb: float = 100.0  # bytes cap on an input file
     max_duration_s: float = 600.0  # longest audio accepted
@@ -85,7 +85,6 @@ class Settings:
     speaker_model: str = "campplus"  # conversations' speaker model (CAM++): name, hub id or directory (E2V_SPEAKER_MODEL)
     keep_days: float = 0.0  # E2V_KEEP_DAYS: serve removes runs (whole batches) older than this many days (0: off)
     keep_runs: int = 0  # E2V_KEEP_RUNS: serve keeps the newest runs up to this many, removes the rest (0: off)
-    extra: dict[str, str] = field(default_factory=dict)  # unused; keeps replace() simple
 
     @property
     def max_upload_bytes(self) -> int:

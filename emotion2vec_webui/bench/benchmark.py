@@ -91,6 +91,20 @@ def bench_clip(seconds: float) -> np.ndarray:
     return (tone(seconds, SAMPLE_RATE)[:, 0] + noise(seconds, SAMPLE_RATE)[:, 0])[:n].astype(np.float32)
 
 
+def cpu_model() -> str:
+    """The processor's name (for benchmark records: ``bench``'s machine line, the scripts in benchmarks/), from /proc/cpuinfo where there is one."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process (VmHWM).
 

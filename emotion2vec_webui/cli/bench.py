@@ -11,6 +11,7 @@ from pathlib import Path
 from emotion2vec_webui.bench.benchmark import (
     _measure_in_subprocess,
     _write_json_atomic,
+    cpu_model,
     dataset_items,
     markdown_table,
     parse_durations,
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if items:
         results = score_dataset(results, [c for _, c in items])
     print(markdown_table(results, durations, bool(items)))
-    machine = f"{os.uname().machine}, {cpu_threads()} CPU cores"
+    machine = f"{cpu_model()} ({os.uname().machine}), {cpu_threads()} CPU cores"
     print(f"\n{machine}; latency over {args.repeats} repeats after one warm-up call; RTF = p50 / clip length.")
     if any(r.random_weights for r in results):
         print("Random-weight models: speed and memory are the real architectures'; accuracy is chance.")

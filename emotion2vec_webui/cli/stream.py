@@ -83,8 +83,9 @@ def file_frames(path: Path, chunk_ms: int) -> tuple[dict, Iterator[bytes]]:
         info = sf.info(str(path))
     except Exception:  # not a libsndfile format: decode it (16 kHz mono float32)
         from emotion2vec_webui.audio.decode import decode_audio
+        from emotion2vec_webui.audio.format import SAMPLE_RATE
 
-        data, rate, encoding = decode_audio(path).waveform[:, None], 16000, "f32le"
+        data, rate, encoding = decode_audio(path).waveform[:, None], SAMPLE_RATE, "f32le"
     else:
         encoding = "pcm_s16le" if info.subtype in ("PCM_16", "PCM_U8", "PCM_S8") else "f32le"
         data, rate = sf.read(str(path), dtype="int16" if encoding == "pcm_s16le" else "float32", always_2d=True)

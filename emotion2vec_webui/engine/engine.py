@@ -93,7 +93,8 @@ class EmotionEngine:
             model: a name from docs/README.md, a hub id, or a local directory.
             hub: ``ms`` or ``hf``.
             device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-            precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8``.
+            precision: one of ``options.PRECISION`` (``auto``, ``fp32``, ``bf16``, ``fp16``, ``int8``, ``onnx``,
+                ``onnx-int8``); :func:`resolve_precision` picks the mode ``auto`` means here.
             warmup: run one short inference so the first request is not slow.
 
         Raises:
@@ -176,7 +177,7 @@ class EmotionEngine:
         engine = cls(automodel, info, labels)
         engine._onnx = onnx
         if warmup:
-            engine.recognize(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
+            engine.recognize(np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32))
         engine.info = replace(info, load_s=time.perf_counter() - t0)
         log.info(
             "model ready: %s from %s on %s (%s) in %.1f s%s",
@@ -242,7 +243,7 @@ class EmotionEngine:
         )
         engine = cls(None, info, labels, exported=exported)
         if warmup:
-            engine.recognize(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
+            engine.recognize(np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32))
         engine.info = replace(info, load_s=time.perf_counter() - t0)
         log.info("model ready: %s, ONNX Runtime (%s) in %.1f s", info.name, info.dtype, engine.info.load_s)
         return engine

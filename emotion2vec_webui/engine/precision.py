@@ -62,7 +62,7 @@ def choose_precision(precision: str, device: str, flags: frozenset[str] | None =
 
 
 def resolve_precision(precision: str, device: str, flags: frozenset[str] | None = None) -> str:
-    """The one place that turns ``auto|fp32|bf16|fp16|int8`` into the mode used on ``device``.
+    """The one place that turns ``options.PRECISION`` (``auto|fp32|bf16|fp16|int8|onnx|onnx-int8``) into the mode used on ``device``.
 
     ``flags``: the CPU's feature flags for ``auto`` on CPU (default: this CPU's, :func:`cpu_flags`).
     """

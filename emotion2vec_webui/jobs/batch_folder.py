@@ -20,7 +20,6 @@ from emotion2vec_webui.jobs.inputs import BatchItem
 from emotion2vec_webui.jobs.summary import BatchSummary, row_key
 from emotion2vec_webui.runs.catalog import BATCH_MANIFEST
 
-MANIFEST = BATCH_MANIFEST  # what makes a folder a batch (runs/catalog.py lists its runs)
 # What a batch must be resumed with, as batch.json stores it, and the flag that sets each.
 RESUME_KEYS = {"model": "--model", "precision": "--precision", "granularity": "--granularity", "head": "--head"}
 
@@ -37,10 +36,10 @@ def new_batch_dir(root: Path) -> Path:
 
 def latest_batch_dir(root: Path, input_spec: str) -> Path | None:
     """The newest batch folder under ``root`` that was started on the same INPUT, if any."""
-    candidates = sorted((p for p in root.glob("batch_*") if (p / MANIFEST).is_file()), reverse=True)
+    candidates = sorted((p for p in root.glob("batch_*") if (p / BATCH_MANIFEST).is_file()), reverse=True)
     for path in candidates:
         try:
-            if json.loads((path / MANIFEST).read_text("utf-8")).get("input") == input_spec:
+            if json.loads((path / BATCH_MANIFEST).read_text("utf-8")).get("input") == input_spec:
                 return path
         except (OSError, ValueError):
             continue
@@ -84,7 +83,7 @@ def check_resume(folder: Path, manifest: dict, summary: BatchSummary) -> None:
         E2VError: ``bad_request`` naming each difference and how to go on.
     """
     try:
-        stored = json.loads((folder / MANIFEST).read_text("utf-8"))
+        stored = json.loads((folder / BATCH_MANIFEST).read_text("utf-8"))
     except (OSError, ValueError):
         stored = {}
     stored = stored if isinstance(stored, dict) else {}
@@ -122,10 +121,10 @@ def open_batch(items: list[BatchItem], folder: Path, resume: bool, manifest: dic
     if summary.exists() and not resume:
         raise E2VError("bad_request", f"{folder} already holds a batch; pass --resume to continue it. "
                                       f"/ {folder} 已有一个批量任务；要继续它请加 --resume。")  # fmt: skip
-    if resume and (folder / MANIFEST).exists():
+    if resume and (folder / BATCH_MANIFEST).exists():
         check_resume(folder, manifest, summary)
-    if not (folder / MANIFEST).exists():
-        write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    if not (folder / BATCH_MANIFEST).exists():
+        write_atomic(folder / BATCH_MANIFEST, json.dumps(manifest, indent=2) + "\n")
     done = summary.done()
     todo = [it for it in items if it.file not in done]
     adopted = {row_key(r) for r in summary.adopt_orphans(todo)}

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import FRAME_HOP, MIN_MODEL_SAMPLES, SAMPLE_RATE
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
 from emotion2vec_webui.model.exported import (
     CONFIG_FILE,
@@ -292,10 +293,10 @@ def export_model(
         config = {
             "format": EXPORT_FORMAT,
             "format_version": EXPORT_VERSION,
-            "sample_rate": 16000,
-            "frame_rate": 50,
-            "frame_hop_samples": 320,
-            "receptive_field_samples": 400,
+            "sample_rate": SAMPLE_RATE,
+            "frame_rate": SAMPLE_RATE // FRAME_HOP,
+            "frame_hop_samples": FRAME_HOP,
+            "receptive_field_samples": MIN_MODEL_SAMPLES,
             "waveform_normalization": "layer_norm over each clip's samples, eps 1e-5, inside the graph"
             if normalize
             else "none",

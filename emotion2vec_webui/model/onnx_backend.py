@@ -12,9 +12,9 @@ The module FunASR loaded is exported once (``torch.onnx.export``, dynamic
 time axis) and cached under ``E2V_ONNX_CACHE`` (default
 ``~/.cache/emotion2vec-webui/onnx``), keyed by the checkpoint's path, size
 and mtime and the torch version; the classifier head stays in torch (fp32).
-When ``onnxruntime`` is not installed, :func:`available` is false and the
-engine falls back to torch with a logged warning (``pip install
-emotion2vec-webui[onnx]``).
+``onnx`` and ``onnxruntime`` are default dependencies (pyproject.toml); where
+they are missing anyway, :func:`available` is false and the engine falls back
+to torch with a logged warning (``pip install onnx onnxruntime``).
 """
 
 from __future__ import annotations

@@ -227,20 +227,6 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def cpu_model() -> str:
-    """The processor's name (for benchmark records), from /proc/cpuinfo where there is one."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def load_automodel(resolved: ResolvedModel, device: str):
     """Load the model directory with ``funasr.AutoModel``, offline.
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def speech_probabilities(waveform: np.ndarray, graph: Path | None = None) -> np.
             out[first : first + count] = probs.reshape(-1)
         return out
     state = np.zeros((2, 1, 128), np.float32)
-    rate = np.array(16000, np.int64)
+    rate = np.array(SAMPLE_RATE, np.int64)
     for first in range(0, total, BLOCK_FRAMES):
         count = min(BLOCK_FRAMES, total - first)
         for i, frame in enumerate(_frames(wave, first, count)):

@@ -1,4 +1,4 @@
-"""Charts drawn from a result.json dict: the nine scores, and emotion over time.
+"""Charts drawn from a result.json dict: emotion over time.
 
 Matplotlib's object API (``Figure`` without pyplot: no global state, safe in
 Gradio's worker threads), returned as figures for ``gr.Plot``. Labels use
@@ -15,6 +15,7 @@ import functools
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import FRAME_HOP_S
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
 from emotion2vec_webui.ui.text import EMOTION_COLORS
 
@@ -54,30 +55,6 @@ def _label(key: str) -> str:
     return f"{EMOTIONS_ZH.get(key, key)} {key}"
 
 
-def scores_figure(scores: dict[str, float]):
-    """A horizontal bar chart of the nine class scores, highest on top.
-
-    Args:
-        scores: class key → probability (result.json ``scores``).
-
-    Returns:
-        A matplotlib ``Figure``.
-    """
-    from matplotlib.figure import Figure
-
-    keys = sorted(scores, key=lambda k: -float(scores[k]))[::-1]
-    values = [100.0 * float(scores[k]) for k in keys]
-    with _style():
-        fig = Figure(figsize=(6.4, 3.4), dpi=110, layout="constrained")
-        ax = fig.add_subplot()
-        bars = ax.barh([_label(k) for k in keys], values, color=[EMOTION_COLORS.get(k, "#888") for k in keys])
-        ax.bar_label(bars, labels=[f"{v:.1f}%" for v in values], padding=3, fontsize=9)
-        ax.set_xlim(0, max(100.0, max(values, default=0) * 1.15))
-        ax.set_xlabel("得分 / score (%)")
-        ax.grid(axis="x", alpha=0.25)
-    return fig
-
-
 def _downsample(x: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return x
@@ -102,7 +79,7 @@ def timeline_figure(result: dict):
     if scores.ndim != 2 or len(scores) == 0:
         return None
     labels = list(frames.get("labels") or EMOTIONS)
-    hop = float(frames.get("hop_s", 0.02))
+    hop = float(frames.get("hop_s", FRAME_HOP_S))
     factor = max(1, int(np.ceil(len(scores) / _MAX_POINTS)))
     t = _downsample((np.arange(len(scores)) + 0.5) * hop, factor)
     y = _downsample(scores, factor)

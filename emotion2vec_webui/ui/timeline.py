@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion2vec_webui.audio.format import FRAME_HOP_S, SAMPLE_RATE
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, EMOTIONS_ZH, bilingual
 from emotion2vec_webui.ui.text import EMOTION_COLORS
 
@@ -121,7 +122,7 @@ def timeline_payload(
     *,
     audio_url: str | None = None,
     waveform: np.ndarray | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     run_id: str | None = None,
     live: bool = False,
 ) -> dict | None:
@@ -144,7 +145,7 @@ def timeline_payload(
         return None
     raw_rows = frames.get("raw_scores")
     raw = np.asarray(raw_rows, dtype=np.float64) if raw_rows else smooth
-    hop = float(frames.get("hop_s", 0.02))
+    hop = float(frames.get("hop_s", FRAME_HOP_S))
     duration = float((result.get("audio") or {}).get("duration_s") or len(smooth) * hop)
     parts = [_quantise(smooth).tobytes(), _quantise(raw).tobytes()]
     env_n = 0
@@ -249,6 +250,6 @@ def run_timeline_html(result: dict | None, files: Sequence[str] = (), run_id: st
         result,
         audio_url=file_url(wav) if wav is not None else None,
         waveform=wave[0] if wave else None,
-        sample_rate=wave[1] if wave else 16000,
+        sample_rate=wave[1] if wave else SAMPLE_RATE,
         run_id=run_id,
     )

@@ -17,7 +17,7 @@ from emotion2vec_webui.engine.timeline import (
     softmax,
 )
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
 
 def _wave(seconds: float, seed: int = 0) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_long_runs_become_their_own_segments():
 
 def test_frame_result_has_timeline_covering_the_audio(engine, settings, tmp_path):
     wav = write_audio(tmp_path / "a.wav", _wave(4.0)[:, None], 16000, "wav")
-    r = recognize_source(wav, engine, settings, RecognizeOptions("frame", False)).result
+    r = Recognition(settings, RecognizeOptions("frame", False)).run(wav, lambda fn: fn(engine)).result
     assert r["frames"]["hop_s"] == HOP_S and r["frames"]["labels"] == list(EMOTIONS)
     assert abs(len(r["frames"]["scores"]) - 4.0 * 50) <= 1
     _check_tiling(r["segments"], r["audio"]["duration_s"], 0.3)

@@ -13,7 +13,7 @@ from emotion2vec_webui.audio.signals import espeak_available, speech, write_audi
 from emotion2vec_webui.engine.vad import speech_segments, vad_segments
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 PHRASES = ["The weather is lovely today.", "I cannot believe you did that!", "Please close the door when you leave."]
@@ -67,7 +67,7 @@ def test_vad_imports_neither_torch_nor_silero_vad():
 def test_vad_mode_in_the_pipeline(engine, settings, phrases, tmp_path, granularity):
     wave, spans = phrases
     wav = write_audio(tmp_path / "phrases.wav", wave, 16000, "wav")
-    r = recognize_source(wav, engine, settings, RecognizeOptions(granularity, False, segmentation="vad")).result
+    r = Recognition(settings, RecognizeOptions(granularity, False, segmentation="vad")).run(wav, lambda fn: fn(engine)).result
     segs = r["segments"]
     assert len(segs) == len(spans)
     for s in segs:

@@ -9,7 +9,7 @@ import numpy as np
 
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.frames_csv import FRAMES_CSV, frames_csv_text
-from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 from emotion2vec_webui.runs.storage import run_path
 from tests.spec_check import check_result
 
@@ -29,7 +29,7 @@ def _smoothed_from_raw(raw: np.ndarray, smoothing_s: float, hop_s: float) -> np.
 
 def test_frame_run_keeps_raw_scores_and_writes_frames_csv(engine, settings, speech_wav):
     settings = dataclasses.replace(settings, frame_smoothing_s=0.5)
-    out = recognize_source(speech_wav, engine, settings, RecognizeOptions("frame", False))
+    out = Recognition(settings, RecognizeOptions("frame", False)).run(speech_wav, lambda fn: fn(engine))
     check_result(out.result, "frame")
     frames = out.result["frames"]
     raw, smoothed = np.asarray(frames["raw_scores"]), np.asarray(frames["scores"])
@@ -51,7 +51,7 @@ def test_frame_run_keeps_raw_scores_and_writes_frames_csv(engine, settings, spee
 
 
 def test_no_frames_csv_at_utterance_granularity(engine, settings, tone_wav):
-    out = recognize_source(tone_wav, engine, settings, RecognizeOptions("utterance", False))
+    out = Recognition(settings, RecognizeOptions("utterance", False)).run(tone_wav, lambda fn: fn(engine))
     assert run_path(settings.output_dir, out.run.run_id, FRAMES_CSV) is None
     assert frames_csv_text(out.result) is None
     assert frames_csv_text({"frames": {"hop_s": 0.02, "labels": list(EMOTIONS), "scores": [[1] + [0] * 8]}}) is None

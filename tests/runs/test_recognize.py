@@ -11,13 +11,13 @@ import soundfile as sf
 
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.errors import AudioError
-from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 from tests.spec_check import check_result
 
 
 @pytest.mark.parametrize("granularity", ["utterance", "frame"])
 def test_result_and_run_folder(engine, settings, speech_wav, granularity):
-    out = recognize_source(speech_wav, engine, settings, RecognizeOptions(granularity, True))
+    out = Recognition(settings, RecognizeOptions(granularity, True)).run(speech_wav, lambda fn: fn(engine))
     check_result(out.result, granularity)
     folder = out.run.path
     on_disk = json.loads((folder / "result.json").read_text("utf-8"))
@@ -34,7 +34,7 @@ def test_result_and_run_folder(engine, settings, speech_wav, granularity):
 
 def test_processed_audio_is_exactly_what_the_model_saw(engine, settings, tmp_path):
     src = write_audio(tmp_path / "a.ogg", tone(2.0, 44100, channels=2), 44100, "ogg")
-    out = recognize_source(src, engine, settings, RecognizeOptions("utterance", True))
+    out = Recognition(settings, RecognizeOptions("utterance", True)).run(src, lambda fn: fn(engine))
     wav, _ = sf.read(out.run.path / "processed_audio.wav", dtype="float32")
     again = engine.recognize(wav, "utterance", True)
     assert again.scores == out.engine_result.scores
@@ -43,17 +43,17 @@ def test_processed_audio_is_exactly_what_the_model_saw(engine, settings, tmp_pat
 
 def test_bad_audio_writes_no_run_folder(engine, settings):
     with pytest.raises(AudioError):
-        recognize_source(b"not audio at all", engine, settings, source_name="x.wav")
+        Recognition(settings).run(b"not audio at all", lambda fn: fn(engine), "x.wav")
     assert not settings.output_dir.exists() or not any(settings.output_dir.iterdir())
 
 
 def test_truncated_input_carries_its_warning_into_result(engine, settings, tmp_path):
     data = write_audio(tmp_path / "t.wav", tone(2.0, 16000), 16000, "wav").read_bytes()
-    out = recognize_source(data[: len(data) // 2], engine, settings, source_name="t.wav")
+    out = Recognition(settings).run(data[: len(data) // 2], lambda fn: fn(engine), "t.wav")
     assert any("truncated" in w for w in out.result["warnings"])
 
 
 def test_output_dir_setting_is_respected(engine, settings, tone_wav, tmp_path):
     other = dataclasses.replace(settings, output_dir=tmp_path / "elsewhere")
-    out = recognize_source(tone_wav, engine, other)
+    out = Recognition(other).run(tone_wav, lambda fn: fn(engine))
     assert out.run.path.parent == (tmp_path / "elsewhere").resolve()

@@ -54,10 +54,10 @@ def _folders(root: Path) -> list[str]:
 
 
 def test_a_recognition_writes_its_row_with_what_people_search_by(settings, engine, speech_wav):
-    from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+    from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
     options = RecognizeOptions(extract_embedding=False)
-    outcome = recognize_source(speech_wav, engine, settings, options, source_name="meeting 1.wav", request_id="rq-1")
+    outcome = Recognition(settings, options, request_id="rq-1").run(speech_wav, lambda fn: fn(engine), "meeting 1.wav")
     (row,) = run_query.list_runs(catalog_for(settings.output_dir)).runs  # no sync: the flow wrote the row
     result = outcome.result
     assert row["run_id"] == outcome.run.run_id and row["kind"] == "single" and row["batch"] is None

@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from emotion2vec_webui.audio.signals import tone, write_audio
-from emotion2vec_webui.runs.recognize import RecognizeOptions, recognize_source
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 STAMP = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} ")
@@ -30,7 +30,7 @@ def test_every_line_is_english_then_chinese(engine, settings, tmp_path):
     loud = tone(5.0, 44100, channels=2) * 6.0  # peaks near 1.8: a float wav over full scale
     clip = write_audio(tmp_path / "loud.wav", loud, 44100, "wavf32")
     settings = dataclasses.replace(settings, window_s=2.0)
-    out = recognize_source(clip, engine, settings, RecognizeOptions("frame", True))
+    out = Recognition(settings, RecognizeOptions("frame", True)).run(clip, lambda fn: fn(engine))
     lines = _check_bilingual((out.run.path / "run.log").read_text("utf-8"))
     text = "\n".join(lines)
     for english in ("decoded loud.wav", "mixed to mono and resampled 44100 → 16000 Hz", "warning / 警告: samples",
@@ -44,7 +44,7 @@ def test_every_line_is_english_then_chinese(engine, settings, tmp_path):
 def test_vad_and_channel_lines_are_bilingual(engine, settings, tmp_path):
     stereo = np.concatenate([tone(3.0, 16000, channels=2), np.zeros((16000, 2), np.float32)])
     clip = write_audio(tmp_path / "two.wav", stereo.astype(np.float32), 16000, "wav")
-    out = recognize_source(clip, engine, settings, RecognizeOptions("utterance", False, "vad", channels="left"))
+    out = Recognition(settings, RecognizeOptions("utterance", False, "vad", channels="left")).run(clip, lambda fn: fn(engine))
     lines = _check_bilingual(out.log_text)
     assert any("took audio stream" in line for line in lines)
     assert any("speech segments (silero-vad)" in line for line in lines)

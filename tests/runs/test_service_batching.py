@@ -13,7 +13,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import noise, write_audio
 from emotion2vec_webui.runs import recognize as recognize_module
-from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, recognize_source
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 from emotion2vec_webui.runs.scheduler import BatchPolicy
 from emotion2vec_webui.runs.service import Service
 from tests.engine.test_vad import phrases  # noqa: F401  (a fixture)
@@ -75,7 +75,7 @@ def test_vad_segments_are_batched_and_equal_one_at_a_time(engine, settings, serv
     wave, spans = phrases
     wav = write_audio(tmp_path / "phrases.wav", wave, 16000, "wav")
     options = RecognizeOptions("utterance", False, segmentation="vad")
-    want = recognize_source(wav, engine, settings, options, write=False).result["segments"]
+    want = Recognition(settings, options, write=False).run(wav, lambda fn: fn(engine)).result["segments"]
     got = service.recognize(wav, options=options, write=False).result["segments"]
     assert len(got) == len(want) == len(spans)
     for g, w in zip(got, want, strict=True):
@@ -100,7 +100,7 @@ def test_a_long_recording_goes_window_by_window_and_equals_the_engines_windowed_
     settings = dataclasses.replace(settings, window_s=2.0)
     wav = write_audio(tmp_path / "long.wav", noise(9.0, 16000, seed=3), 16000, "wav")
     options = RecognizeOptions("frame", True)
-    want = recognize_source(wav, engine, settings, options, write=False)
+    want = Recognition(settings, options, write=False).run(wav, lambda fn: fn(engine))
     svc = Service(settings, engine)
     svc.start()
     try:

@@ -155,11 +155,8 @@ def test_history_refuses_unknown_or_escaping_run_ids(service, run_id):
 
 
 def test_charts_draw_from_result_json():
-    from emotion2vec_webui.ui.charts import scores_figure, timeline_figure
+    from emotion2vec_webui.ui.charts import timeline_figure
 
-    scores = {k: 1 / 9 for k in EMOTIONS}
-    fig = scores_figure(scores)
-    assert len(fig.axes[0].patches) == 9
     frames = np.random.default_rng(0).dirichlet(np.ones(9), size=3000)
     result = {
         "audio": {"duration_s": 60.0},
