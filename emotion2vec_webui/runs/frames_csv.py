@@ -4,7 +4,10 @@ One header row (``time_s`` and the nine English class keys, model order), then
 one row per frame: the frame's start time (index × ``hop_s``) and the nine
 unsmoothed scores from result.json ``frames.raw_scores`` (rows sum to 1 up to
 the rounding). The smoothed series stays in result.json ``frames.scores``;
-see docs/result-json.md for how one follows from the other.
+see docs/result-json.md for how one follows from the other. With a
+dimensional (regression) head, its targets follow the nine classes as more
+columns (``arousal``, ``valence`` …: ``dimensions.frames.raw_values``,
+unsmoothed too; a target may not be named like a class or ``time_s``).
 
 Raw scores are rounded to significant digits, not decimals: a random-weight
 (or very confident) model gives scores like 1e-9, and the smoothed series is
@@ -44,8 +47,21 @@ def frames_csv_text(result: dict) -> str | None:
     if not rows:
         return None
     hop = float(frames["hop_s"])
+    targets, values = _dimension_columns(result, len(rows))
     header = io.StringIO()  # labels come with the model: quoted like every CSV cell (user_text.csv_cell)
-    csv.writer(header, lineterminator="").writerow(csv_row(["time_s", *frames["labels"]]))
+    csv.writer(header, lineterminator="").writerow(csv_row(["time_s", *frames["labels"], *targets]))
     lines = [header.getvalue()]
-    lines.extend(f"{i * hop:.2f}," + ",".join(repr(float(v)) for v in row) for i, row in enumerate(rows))
+    lines.extend(
+        f"{i * hop:.2f}," + ",".join(repr(float(v)) for v in (row if values is None else [*row, *values[i]]))
+        for i, row in enumerate(rows)
+    )
     return "\n".join(lines) + "\n"
+
+
+def _dimension_columns(result: dict, count: int) -> tuple[list[str], list[list[float]] | None]:
+    """A regression head's target names and per-frame raw values, when it has one per nine-class frame."""
+    dims = ((result.get("dimensions") or {}).get("frames")) or {}
+    values = dims.get("raw_values")
+    if not values or len(values) != count:
+        return [], None
+    return list(dims["targets"]), values

@@ -225,6 +225,8 @@ def _entry(head: Head, folder: Path) -> dict:
         "cv_accuracy": _figure(report, "cv_accuracy", (int, float)),
         "cv_f1_macro": _figure(report, "cv_f1_macro", (int, float)),
         "created": head.spec.get("created"),
+        "kind": head.kind,  # classification | regression (labels are then its targets)
+        "cv_ccc": _figure(report, "cv_ccc", (int, float)),  # a regression head's mean cross-validated CCC
     }
 
 
@@ -239,7 +241,7 @@ def scan_heads(heads_dir: str | os.PathLike, checkpoint: str | None = None, embe
 
     Returns:
         ``(heads, problems)``: ``heads`` as in ``GET /api/v1/heads`` (name, labels, labels_zh, model,
-        checkpoint_sha256, classifier, n, cv_accuracy, cv_f1_macro, created); ``problems`` as
+        checkpoint_sha256, classifier, n, cv_accuracy, cv_f1_macro, created, kind, cv_ccc); ``problems`` as
         ``{"name", "code", "message"}``.
     """
     root = Path(heads_dir)

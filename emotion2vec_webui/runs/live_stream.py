@@ -128,6 +128,10 @@ class LiveStream:
             from emotion2vec_webui.runs.head_store import load_for_engine
 
             self.head = load_for_engine(settings.heads_dir, options.head, engine)
+            if self.head.kind == "regression":  # messages carry a label and scores (docs/streaming.md)
+                raise E2VError("bad_request", f"Head {options.head!r} is a regression (dimensional) head: live "
+                               "streams take classification heads; use recognize for its values and curves. / "
+                               "实时流只支持分类头;回归(维度)头请用 recognize。")  # fmt: skip
         self.dtype = ENCODINGS[options.encoding][0]
         self.max_frames = int(settings.max_duration_s * options.sample_rate)  # source frames kept at most
         self.received_frames = 0

@@ -257,6 +257,16 @@ def _load_head(options: RecognizeOptions, settings: Settings, engine: EmotionEng
     return load_for_engine(settings.heads_dir, options.head, engine)
 
 
+def _dimensions(head, result: EmotionResult, settings: Settings, runlog) -> dict:
+    """The ``dimensions`` block of a regression head (engine/dimensions.py), logged."""
+    from emotion2vec_webui.engine.dimensions import apply_dimensions
+
+    block = apply_dimensions(head, result.embedding, settings.frame_smoothing_s)
+    values = ", ".join(f"{k} {v:.3f}" for k, v in block["values"].items())
+    runlog(f"regression head {head.name}: {values} / 回归头 {head.name}：{values}")
+    return block
+
+
 def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None) -> RunOutcome:
     settings, options, runlog, request_id = flow.settings, flow.options, flow.runlog, flow.request_id
     finish_started = time.perf_counter()
@@ -277,8 +287,12 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         )
     else:  # classified in a batched call (jobs/batch.py)
         result = answer
-    head_block = None
-    if head is not None:
+    head_block = dimensions = None
+    if head is not None and head.kind == "regression":  # a dimensional head: values and curves, no label
+        dimensions = _dimensions(head, result, settings, runlog)
+        if not options.extract_embedding:
+            result = replace(result, embedding=None)
+    elif head is not None:
         from emotion2vec_webui.engine.heads import apply_head
 
         head_block = apply_head(head, result.embedding, settings.frame_smoothing_s, decoded.duration_s)
@@ -369,6 +383,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         "speakers": conversation.speakers if conversation is not None else None,
         "turns": conversation.turns if conversation is not None else None,
         "head": head_block,
+        "dimensions": dimensions,
         "warnings": list(decoded.warnings) + ([HEAD_ONLY_WARNING] if getattr(engine, "head_only", False) else []),
         "processing_time_s": round(processing_s, 4),
         "app_version": __version__,

@@ -122,6 +122,8 @@ def report_html(job) -> str:
     r = job.report
     if not r:
         return f'<div class="e2v-card" id="train_progress">{escape(job.message)} ({job.progress:.0%})</div>'
+    if r.get("kind") == "regression":
+        return regression_report_html(r)
     cv, hold = r["cv"], r.get("holdout")
     rows = "".join(
         f'<tr data-label="{escape(lab)}"><td>{escape(lab)}</td><td>{c["precision"]:.3f}</td>'
@@ -153,6 +155,28 @@ def report_html(job) -> str:
     )
 
 
+def regression_report_html(r: dict) -> str:
+    """A regression head's report: CCC, Pearson's r and MAE per target (jobs/train_regression.py)."""
+    cv, hold = r["cv"], r.get("holdout")
+    rows = "".join(f'<tr data-label="{escape(t)}"><td>{escape(t)}</td><td>{c["ccc"]:.3f}</td><td>{c["pearson"]:.3f}'
+                   f'</td><td>{c["mae"]:.4g}</td></tr>' for t, c in cv["targets"].items())  # fmt: skip
+    grouped = " (按说话人分组 / speaker-grouped)" if r["grouped_by_speaker"] else ""
+    lines = [
+        f"<b>{escape(r['name'])}</b>: 回归 / regression · {r['n']} 条 / clips · {', '.join(map(escape, r['targets']))}"
+        f" · {escape(r['classifier'])} · {r['folds']}-fold CV{grouped}",
+        f'交叉验证 / cross-validated: mean CCC <span id="train_cv_ccc">{cv["ccc"]:.3f}</span> · '
+        f"Pearson {cv['pearson']:.3f} · MAE {cv['mae']:.4g}",
+    ]
+    if hold:
+        lines.append(f"留出集 / held-out ({hold['n']}): mean CCC {hold['ccc']:.3f} · MAE {hold['mae']:.4g}")
+    return (
+        f'<div class="e2v-card" id="train_done" data-head="{escape(r["name"])}">'
+        + "<br>".join(lines)
+        + '<table class="e2v-train-table"><tr><th>目标 / target</th><th>CCC</th><th>皮尔逊 / Pearson</th>'
+        f"<th>平均绝对误差 / MAE</th></tr>{rows}</table></div>"
+    )
+
+
 HEADS_HEADERS = [
     "名称 / name",
     "标签 / labels",
@@ -176,7 +200,7 @@ def heads_table(settings) -> list[list]:
     return [
         [
             h["name"],
-            ", ".join(h["labels"]),
+            ("回归 / regression: " if h.get("kind") == "regression" else "") + ", ".join(h["labels"]),
             NO_FIGURE if h.get("n") is None else h["n"],
             percent(h.get("cv_accuracy")),
             percent(h.get("cv_f1_macro")),

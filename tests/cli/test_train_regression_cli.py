@@ -1,0 +1,77 @@
+"""``train-head`` on a CSV of numeric targets (a regression head), then ``recognize --head`` with it, in-process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from emotion2vec_webui.cli.main import main
+from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.runs.head_store import list_heads
+from tests.head_data import make_set
+from tests.spec_check import check_result
+
+
+def last_json(out: str) -> dict:
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+@pytest.fixture(scope="module")
+def targets_csv(tmp_path_factory):
+    root = make_set(tmp_path_factory.mktemp("dims") / "data", per_class=4, seed=4)
+    rng = np.random.default_rng(0)
+    out = root / "dims.csv"
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "speaker", "arousal", "valence"])
+        for i, f in enumerate(sorted(root.rglob("*.wav"))):
+            w.writerow([f.relative_to(root), f"spk{i % 4}", round(float(rng.uniform(1, 7)), 3), round(float(rng.normal()), 3)])
+    return out
+
+
+def test_train_regression_head_then_recognize(targets_csv, tiny_model_dir, tmp_path, capsys):
+    heads = tmp_path / "heads"
+    common = ["--model", str(tiny_model_dir), "--device", "cpu"]
+    argv = ["train-head", str(targets_csv), "--name", "dims", "--heads-dir", str(heads), "--classifier", "ridge"]
+    assert main([*argv, "--holdout", "0", "--json", *common]) == 0
+    report = last_json(capsys.readouterr().out)
+    assert report["kind"] == "regression" and report["targets"] == ["arousal", "valence"] and report["n"] == 12
+    assert report["grouped_by_speaker"] and report["folds"] == 4 and report["classifier"] == "ridge"
+    assert set(report["cv"]["targets"]["arousal"]) == {"ccc", "pearson", "mae"} and -1 <= report["cv_ccc"] <= 1
+    spec = json.loads((heads / "dims" / "spec.json").read_text())
+    assert spec["kind"] == "regression" and spec["format"] == 2
+    listed = {h["name"]: h for h in list_heads(heads)}
+    assert listed["dims"]["kind"] == "regression" and listed["dims"]["cv_ccc"] == report["cv_ccc"]
+
+    # the plain report names the scores
+    assert main([*argv, "--force", *common]) == 0
+    out = capsys.readouterr().out
+    assert "mean CCC" in out and "held-out" in out and "arousal" in out
+
+    clip = next(targets_csv.parent.rglob("tone_*.wav"))
+    os.environ["E2V_HEADS_DIR"] = str(heads)
+    try:
+        run = ["recognize", str(clip), "--head", "dims", "--json", "--granularity", "frame",
+               "--output-dir", str(tmp_path / "out"), *common]  # fmt: skip
+        assert main(run) == 0
+        line = last_json(capsys.readouterr().out)
+    finally:
+        del os.environ["E2V_HEADS_DIR"]
+    check_result(line, "frame")  # validates against result.schema.json, the dimensions block included
+    dims = line["dimensions"]
+    assert line["head"] is None and dims["name"] == "dims" and dims["kind"] == "regression"
+    assert list(dims["values"]) == ["arousal", "valence"] and all(np.isfinite(list(dims["values"].values())))
+    frames = dims["frames"]
+    assert len(frames["values"]) == len(frames["raw_values"]) == len(line["frames"]["scores"])
+    assert all(len(row) == 2 for row in frames["values"])
+    folder = tmp_path / "out" / line["run_id"]
+    rows = list(csv.reader((folder / "frames.csv").open(encoding="utf-8")))
+    assert rows[0] == ["time_s", *EMOTIONS, "arousal", "valence"]
+    assert len(rows) == 1 + len(frames["raw_values"])
+    assert [float(v) for v in rows[1][-2:]] == frames["raw_values"][0]
+    saved = json.loads((folder / "result.json").read_text())
+    assert saved["dimensions"]["values"] == dims["values"]
