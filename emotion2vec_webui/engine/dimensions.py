@@ -57,3 +57,9 @@ def apply_dimensions(head: Head, features: np.ndarray, smoothing_s: float) -> di
             "raw_values": np.round(raw, DIGITS).tolist(),  # frames.csv's columns
         }
     return block
+
+
+def describe(block: dict) -> str:
+    """The run log's line for a ``dimensions`` block (bilingual)."""
+    values = ", ".join(f"{k} {v:.3f}" for k, v in block["values"].items())
+    return f"regression head {block['name']}: {values} / 回归头 {block['name']}：{values}"

@@ -257,16 +257,6 @@ def _load_head(options: RecognizeOptions, settings: Settings, engine: EmotionEng
     return load_for_engine(settings.heads_dir, options.head, engine)
 
 
-def _dimensions(head, result: EmotionResult, settings: Settings, runlog) -> dict:
-    """The ``dimensions`` block of a regression head (engine/dimensions.py), logged."""
-    from emotion2vec_webui.engine.dimensions import apply_dimensions
-
-    block = apply_dimensions(head, result.embedding, settings.frame_smoothing_s)
-    values = ", ".join(f"{k} {v:.3f}" for k, v in block["values"].items())
-    runlog(f"regression head {head.name}: {values} / 回归头 {head.name}：{values}")
-    return block
-
-
 def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None) -> RunOutcome:
     settings, options, runlog, request_id = flow.settings, flow.options, flow.runlog, flow.request_id
     finish_started = time.perf_counter()
@@ -289,17 +279,18 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         result = answer
     head_block = dimensions = None
     if head is not None and head.kind == "regression":  # a dimensional head: values and curves, no label
-        dimensions = _dimensions(head, result, settings, runlog)
-        if not options.extract_embedding:
-            result = replace(result, embedding=None)
+        from emotion2vec_webui.engine.dimensions import apply_dimensions, describe
+
+        dimensions = apply_dimensions(head, result.embedding, settings.frame_smoothing_s)
+        runlog(describe(dimensions))
     elif head is not None:
         from emotion2vec_webui.engine.heads import apply_head
 
         head_block = apply_head(head, result.embedding, settings.frame_smoothing_s, decoded.duration_s)
         label, confidence = head_block["label"], head_block["confidence"]
         runlog(f"head {head.name}: {label} ({confidence:.3f}) / 分类头 {head.name}：{label}（{confidence:.3f}）")
-        if not options.extract_embedding:
-            result = replace(result, embedding=None)
+    if head is not None and not options.extract_embedding:
+        result = replace(result, embedding=None)
     if getattr(engine, "head_only", False):
         runlog("head-only model: the nine-class scores are uniform placeholders / "
                "该模型没有九类情感分类头：九类得分仅为占位", logging.WARNING)  # fmt: skip
