@@ -10,11 +10,13 @@ from emotion2vec_webui.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     add_channel_args,
+    add_confidence_args,
     add_model_args,
     add_output_args,
     add_recognition_args,
     add_segmentation_arg,
     channel_options,
+    confidence_options,
     settings_from_args,
 )
 from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
@@ -52,6 +54,7 @@ def add_parser(sub) -> None:
         help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head); inputs labelled with its labels "
         "(list file, folder per label) score it: accuracy, UA, F1, confusion matrix",
     )
+    add_confidence_args(p)
 
 
 def run(args) -> int:
@@ -60,7 +63,7 @@ def run(args) -> int:
     head_labels = batch_head_labels(settings, args.head)  # not_found / head_invalid before any work
     each = RecognizeOptions(  # every option checked here, before any input is read
         args.granularity, args.embedding, args.segmentation, head=args.head or None, **channel_options(args),
-        **conversation_options(args),
+        **conversation_options(args), **confidence_options(args),
     )
     options = BatchOptions(
         each,

@@ -98,6 +98,20 @@ def add_channel_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_confidence_args(p: argparse.ArgumentParser) -> None:
+    """``--calibration`` and ``--min-confidence`` (recognize, batch; REST's ``calibration``, ``min_confidence``)."""
+    p.add_argument("--calibration", metavar="NAME", help="calibrated confidence: the saved calibration NAME "
+                   "(see calibrate; of the nine classes, or of the --head it was fitted for)")  # fmt: skip
+    p.add_argument("--min-confidence", type=float, metavar="X", help="abstain below X (0-1): such results are "
+                   "'uncertain / 不确定', their top emotion kept beside; batch metrics add coverage and accuracy "
+                   "on the answered part")  # fmt: skip
+
+
+def confidence_options(args: argparse.Namespace) -> dict:
+    """``calibration`` and ``min_confidence`` for RecognizeOptions, as typed (RecognizeOptions checks them)."""
+    return {"calibration": getattr(args, "calibration", None), "min_confidence": getattr(args, "min_confidence", None)}
+
+
 def channel_options(args: argparse.Namespace) -> dict:
     """``channels`` and ``audio_stream`` for RecognizeOptions, as typed (RecognizeOptions checks them)."""
     return {"channels": getattr(args, "channels", "mix"), "audio_stream": getattr(args, "audio_stream", None)}

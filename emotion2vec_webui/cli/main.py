@@ -15,6 +15,7 @@ from emotion2vec_webui import __version__
 from emotion2vec_webui.cli import (
     batch,
     bench,
+    calibrate,
     catalog,
     export,
     formats,
@@ -36,6 +37,7 @@ COMMANDS = {
     "similarity": similarity,
     "stream": stream,
     "train-head": train_head,
+    "calibrate": calibrate,
     "bench": bench,
     "make-test-model": make_test_model,
     "export": export,

@@ -10,11 +10,13 @@ from pathlib import Path
 from emotion2vec_webui.cli.common import (
     EXIT_OK,
     add_channel_args,
+    add_confidence_args,
     add_model_args,
     add_output_args,
     add_recognition_args,
     add_segmentation_arg,
     channel_options,
+    confidence_options,
     exit_code_for,
     settings_from_args,
 )
@@ -49,6 +51,7 @@ def add_parser(sub) -> None:
         "result.json gets a 'head' block beside the nine classes"
     )
     add_segmentation_arg(p)
+    add_confidence_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     options = RecognizeOptions(
         args.granularity, args.embedding, segmentation=args.segmentation, head=args.head or None, **channel_options(args),
-        **conversation_options(args),
+        **conversation_options(args), **confidence_options(args),
     )
     engine = None
 
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 outcome = Recognition(settings, options).run(name, with_engine, source_name=Path(name).name)
         except E2VError as exc:
             if exc.code in ("model_unavailable", "head_mismatch", "head_invalid") or (
-                exc.code == "not_found" and args.head
+                exc.code == "not_found" and (args.head or args.calibration)
             ):
                 print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
                 return exit_code_for(exc)  # 3 for the model; 2 for a missing or mismatched head
@@ -90,13 +93,17 @@ def run(args: argparse.Namespace) -> int:
         else:
             r = outcome.result
             from emotion2vec_webui.labels import EMOJI
+            from emotion2vec_webui.runs.confidence import shown
 
             warn = f"  ({len(r['warnings'])} warning(s))" if r["warnings"] else ""
             h = r.get("head")
-            head = f"  [{h['name']}: {h['label']} {h['confidence']:.3f}]" if h else ""
-            print(
-                f"{name}: {EMOJI[r['emotion']]} {r['emotion']} / {r['emotion_zh']}  {r['confidence']:.3f}{head}  → {run.path}{warn}"
-            )
+            head = ""
+            if h:
+                h_answer = f"{h['label']} {h['confidence']:.3f}"
+                head = f"  [{h['name']}: {shown(h_answer, h.get('uncertain', False))}]"
+            answer = shown(f"{r['emotion']} / {r['emotion_zh']}  {r['confidence']:.3f}", r.get("uncertain", False))
+            calibrated = f"  (calibration {r['calibration']['name']})" if r.get("calibration") else ""
+            print(f"{name}: {EMOJI[r['emotion']]} {answer}{calibrated}{head}  → {run.path}{warn}")
             if r.get("turns") is not None:  # a conversation (--speakers)
                 print(f"  {len(r['speakers'])} speaker(s), {len(r['turns'])} turn(s) → transcript.srt, transcript.vtt, turns.csv")
         sys.stdout.flush()

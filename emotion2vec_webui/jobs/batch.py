@@ -75,6 +75,7 @@ class BatchReport:
     head_labels: tuple[str, ...] = ()  # that head's label set
     head_metrics: Metrics | None = None  # the head scored, when inputs carry its labels
     head_labelled: int = 0  # inputs whose reference label is one of the head's labels
+    abstention: dict = field(default_factory=dict)  # --min-confidence: "nine"/"head" coverage and accuracy answered
 
     @property
     def failed(self) -> int:
@@ -244,6 +245,7 @@ def finish_batch(
         summary.folder, rows, skipped, processed, audio_s, elapsed_s, scores.metrics, scores.labelled,
         scores.label_mapping, scores.label_counts,
         head=options.head, head_labels=head_labels, head_metrics=scores.head_metrics, head_labelled=scores.head_labelled,
+        abstention=scores.abstention,
     )  # fmt: skip
     write_atomic(summary.folder / "report.txt", format_report(report) + "\n")  # what the CLI printed, kept
     if options.speakers != "none":  # conversations: one row per turn of every input
@@ -300,7 +302,15 @@ def format_report(report: BatchReport) -> str:
             f"准确率 {m.accuracy:.4f}，UA {m.ua:.4f}，加权 F1 {m.weighted_f1:.4f}，宏 F1 {m.macro_f1:.4f}"
             f"（{m.count} 个带其标签的输入）"
         )
-    elif report.head and report.labelled:
+    for key, a in report.abstention.items():  # --min-confidence
+        who, who_zh = ("nine classes", "九类") if key == "nine" else (f"head {report.head!r}", f"分类头 {report.head!r}")
+        on = f"{a['accuracy_answered']:.4f}" if a["accuracy_answered"] is not None else "-"
+        lines.append(
+            f"{who}, abstaining below the threshold: coverage {a['coverage']:.4f} ({a['answered']} of {a['n']} "
+            f"answered), accuracy on the answered {on} (all: {a['accuracy_all']:.4f}) / {who_zh}（低于阈值不作答）："
+            f"覆盖率 {a['coverage']:.4f}（{a['n']} 个中作答 {a['answered']} 个），作答部分准确率 {on}"
+        )
+    if report.head and not report.head_metrics and report.labelled:
         theirs = ", ".join(report.head_labels)
         lines.append(
             f"head {report.head!r} not scored: no input that it answered carries one of its labels ({theirs}) / "

@@ -33,6 +33,7 @@ class BatchScores:
     label_counts: dict[str, int] = field(default_factory=dict)  # inputs per dataset label that was mapped
     head_metrics: Metrics | None = None  # the head, when labels are among its labels
     head_labelled: int = 0  # inputs whose reference label is one of the head's labels
+    abstention: dict = field(default_factory=dict)  # --min-confidence: coverage, accuracy answered ("nine", "head")
 
 
 def nine_class_of(label: str | None, label_map: dict[str, str] | None = None) -> str | None:
@@ -140,6 +141,7 @@ def score_batch(
     scored = [r for r in nine if r["status"] == "ok"]
     mapping, counts = label_mapping(nine, label_map)
     payload: dict = {}
+    abstention: dict = {}
     metrics = None
     if scored:
         reference = [nine_class_of(r["label"], label_map) for r in scored]
@@ -148,6 +150,7 @@ def score_batch(
         payload["label_mapping_applied"] = mapping  # e.g. RAVDESS calm → neutral: said, not silent
         payload["label_map"] = label_map
         write_confusion(folder, metrics)
+        abstention["nine"] = _answered(scored, reference, "emotion", "uncertain")
     head_labels = tuple(head_labels) if head else ()
     theirs = [r for r in labelled if head_label_of(r["label"], head_labels, label_map)]
     answered = [r for r in theirs if r["status"] == "ok" and r.get("head") == head and r.get("head_label")]
@@ -163,6 +166,19 @@ def score_batch(
             "labelled_failed": len(theirs) - len(answered),
         }
         write_confusion(folder, head_metrics, HEAD_MATRIX, title=f"分类头 / head {head}")
+        abstention["head"] = _answered(answered, reference, "head_label", "head_uncertain")
+    abstention = {k: v for k, v in abstention.items() if v is not None}
+    if abstention:  # with --min-confidence: the answered part's coverage and accuracy (runs/confidence.py)
+        payload["abstention"] = abstention
     if payload:
         write_atomic(folder / "metrics.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    return BatchScores(metrics, len(labelled), mapping, counts, head_metrics, len(theirs))
+    return BatchScores(metrics, len(labelled), mapping, counts, head_metrics, len(theirs), abstention)
+
+
+def _answered(rows: list[dict], reference: list[str], answer: str, mark: str) -> dict | None:
+    """Coverage and accuracy on the answered part, when the rows carry an abstention mark (else None)."""
+    if not rows or any(r.get(mark) is None for r in rows):
+        return None
+    from emotion2vec_webui.runs.confidence import selective
+
+    return selective(reference, [r[answer] for r in rows], [bool(r[mark]) for r in rows])

@@ -43,6 +43,8 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "head",  # a trained head (--head): its name, top label and confidence; empty without one
     "head_label",
     "head_confidence",
+    "uncertain",  # --min-confidence: true when the answer abstained (its top emotion kept above); empty without
+    "head_uncertain",
 )
 
 
@@ -76,7 +78,16 @@ def ok_row(item: BatchItem, result: dict, run_folder: str) -> dict:
         "run_folder": run_folder,
         "processing_s": result.get("processing_time_s"),
         **_head_columns(result.get("head")),
+        **_abstention_columns(result),
     }
+
+
+def _abstention_columns(result: dict) -> dict:
+    """``uncertain`` and ``head_uncertain`` when the run had a threshold (runs/confidence.py), else empty."""
+    if result.get("min_confidence") is None:
+        return {"uncertain": None, "head_uncertain": None}
+    head = result.get("head") or {}
+    return {"uncertain": bool(result.get("uncertain")), "head_uncertain": head.get("uncertain")}
 
 
 def _head_columns(head: dict | None) -> dict:

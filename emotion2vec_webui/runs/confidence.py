@@ -41,7 +41,7 @@ class CalibratedEngine:
         return [calibrate_result(r, self._calibration) for r in batched(*args, **kwargs)]
 
 
-def load(options, settings, engine, head):
+def load_calibration(options, settings, engine, head):
     """The calibration ``options.calibration`` asks for (None without one) and the head, calibrated if it is the head's.
 
     Raises:
@@ -81,9 +81,8 @@ def mark_uncertain(payload: dict, min_confidence: float | None) -> None:
         head["uncertain"] = is_uncertain(head["confidence"], min_confidence)
 
 
-def shown(label: str, label_zh: str, confidence: float, uncertain: bool) -> str:
-    """One answer for people: ``happy / 开心 0.812``, or ``uncertain / 不确定 (happy / 开心 0.412)``."""
-    answer = f"{label} / {label_zh} {confidence:.3f}"
+def shown(answer: str, uncertain: bool) -> str:
+    """An answer for people as it is (``happy / 开心 0.812``), or, abstained, ``uncertain / 不确定 (happy / 开心 0.412)``."""
     return f"{UNCERTAIN} / {UNCERTAIN_ZH} ({answer})" if uncertain else answer
 
 

@@ -27,11 +27,13 @@ from emotion2vec_webui.audio.decode import AudioLimits, DecodedAudio
 from emotion2vec_webui.audio.decoder_pool import decode_guarded
 from emotion2vec_webui.audio.format import DecodeOptions
 from emotion2vec_webui.config import Settings
+from emotion2vec_webui.engine.calibration import calibrate_result
 from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments, softmax
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.confidence import CalibratedEngine, load_calibration, mark_uncertain, nine_class
 from emotion2vec_webui.runs.frames_csv import round_significant
 from emotion2vec_webui.runs.run_index import record_run_folder
 from emotion2vec_webui.runs.run_log import RunLog, log_input
@@ -60,6 +62,8 @@ class RecognizeOptions:
     num_speakers: int | None = None  # auto: the number of speakers when known (options.NUM_SPEAKERS)
     transcribe: bool = False  # each turn's text (ASR)
     asr_model: str | None = None  # ASR model name, hub id or directory (None: E2V_ASR_MODEL)
+    calibration: str | None = None  # a saved calibration (calibrate; runs/confidence.py): calibrated scores
+    min_confidence: float | None = None  # abstention: below it a result is "uncertain" (options.MIN_CONFIDENCE)
 
     def __post_init__(self) -> None:
         """The one check of every option (whisper's ``_verify_options``); ``bad_request`` naming the field."""
@@ -74,6 +78,8 @@ class RecognizeOptions:
             "num_speakers": opt.NUM_SPEAKERS.check(self.num_speakers),
             "transcribe": opt.parse_bool(self.transcribe, "transcribe", False),
             "asr_model": opt.check_model_name(self.asr_model),
+            "calibration": opt.check_calibration_name(self.calibration),
+            "min_confidence": opt.check_min_confidence(self.min_confidence),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -252,9 +258,10 @@ def _load_head(options: RecognizeOptions, settings: Settings, engine: EmotionEng
                 "请选择一个自训练的分类头。",
             )
         return None
+    from emotion2vec_webui.runs.exported_extras import exported_head
     from emotion2vec_webui.runs.head_store import load_for_engine
 
-    return load_for_engine(settings.heads_dir, options.head, engine)
+    return exported_head(engine, options.head) or load_for_engine(settings.heads_dir, options.head, engine)
 
 
 def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None) -> RunOutcome:
@@ -270,6 +277,13 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
     runlog(f"model: {info.name} on {info.device} ({info.dtype}){weights[0]} / "
            f"模型：{info.name}，{info.device}（{info.dtype}）{weights[1]}")  # fmt: skip
     head = _load_head(options, settings, engine)  # not_found / head_mismatch before any inference
+    calibration, head = load_calibration(options, settings, engine, head)  # a head's calibration: folded into it
+    if nine_class(calibration) is not None:  # the nine classes' answers, segments and turns: calibrated
+        engine = CalibratedEngine(engine, calibration)
+        answer = calibrate_result(answer, calibration) if answer is not None else None
+    if calibration is not None:
+        runlog(f"calibration {calibration.name} ({calibration.target}, T {calibration.temperature:.3f}) / "
+               f"校准 {calibration.name}（{calibration.target}，T {calibration.temperature:.3f}）")  # fmt: skip
     want_embedding = options.extract_embedding or head is not None  # a head reads the features
     if answer is None or (head is not None and answer.embedding is None):
         result = engine.recognize(
@@ -375,11 +389,13 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         "turns": conversation.turns if conversation is not None else None,
         "head": head_block,
         "dimensions": dimensions,
+        "calibration": calibration.describe() if calibration is not None else None,  # what made the confidence
         "warnings": list(decoded.warnings) + ([HEAD_ONLY_WARNING] if getattr(engine, "head_only", False) else []),
         "processing_time_s": round(processing_s, 4),
         "app_version": __version__,
         **flow.extra_result,
     }
+    mark_uncertain(payload, options.min_confidence)  # "uncertain" below --min-confidence
     run = None
     t_write = time.perf_counter()
     if flow.write:

@@ -154,7 +154,7 @@ def _safe_name(raw: str | None, default: str = "upload") -> str:
 
 # The form fields of a multipart request: each is a RecognizeOptions field, checked there (options.py).
 FORM_FIELDS = ("granularity", "extract_embedding", "segmentation", "channels", "audio_stream", "head",
-               "speakers", "num_speakers", "transcribe", "asr_model")  # fmt: skip
+               "speakers", "num_speakers", "transcribe", "asr_model", "calibration", "min_confidence")  # fmt: skip
 
 
 def _parse_options(form) -> RecognizeOptions:

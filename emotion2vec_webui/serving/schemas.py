@@ -6,7 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from emotion2vec_webui.options import AUDIO_STREAM, GRANULARITY, MAX_MODEL_NAME, NUM_SPEAKERS, SEGMENTATION, SPEAKERS
+from emotion2vec_webui.options import (
+    AUDIO_STREAM,
+    GRANULARITY,
+    MAX_MODEL_NAME,
+    MIN_CONFIDENCE,
+    NUM_SPEAKERS,
+    SEGMENTATION,
+    SPEAKERS,
+)
 
 # The option fields' enums and bounds come from options.py (the one definition); RecognizeOptions checks them again.
 Granularity = Literal[GRANULARITY.values]  # type: ignore[valid-type]
@@ -77,6 +85,12 @@ class RecognizeJson(BaseModel):
     )
     transcribe: bool = Field(False, description="conversation: each turn's text (ASR)")
     asr_model: str | None = Field(None, max_length=MAX_MODEL_NAME, description="ASR model name, hub id or directory")
+    calibration: str | None = Field(None, max_length=64, description="a saved calibration (emotion2vec-webui "
+                                    "calibrate): calibrated confidence; result.json's \"calibration\" names it")  # fmt: skip
+    min_confidence: float | None = Field(
+        None, ge=MIN_CONFIDENCE[0], le=MIN_CONFIDENCE[1],
+        description="abstention: a result below this confidence is marked \"uncertain\" (its top emotion kept)",
+    )  # fmt: skip
 
 
 INPUT_FIELDS = ("audio_base64", "filename", "audio_path", "audio_url")  # the JSON body's input; the rest are options
