@@ -30,6 +30,11 @@ random weights give, which do not compress (the issue's bound is 2 MB;
 ``benchmarks/timeline_browser.py`` measures it). The audio itself is the
 run's ``processed_audio.wav``, streamed by Gradio's file route (ranged
 requests, so seeking does not download the file first).
+
+A dimensional (regression) head's curves (result.json ``dimensions.frames``:
+arousal, valence …) travel in the same block after the envelope, each target
+quantised to 16 bits over the range of its values, and are drawn as lines in
+a panel of their own under the nine scores, on the same time axis.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ STATIC_URL = "/e2v-static/timeline"  # app.py mounts STATIC_DIR here
 ENVELOPE_RATE = 100  # envelope buckets per second of audio
 PAYLOAD_VERSION = 1
 SCORE_SCALE = 10000  # scores travel as integers of 1/10000 (0.01 %; the tooltip shows 0.1 %)
+DIMENSION_COLORS = ("#111827", "#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed")  # a regression head's lines
 
 
 def head_html() -> str:
@@ -153,6 +159,9 @@ def timeline_payload(
         lo, hi = envelope(waveform, sample_rate)
         env_n = len(lo)
         parts += [lo.tobytes(), hi.tobytes()]
+    dims = _dimension_series(result, len(smooth))
+    if dims is not None:
+        parts.append(dims.pop("bytes"))
     blob = base64.b64encode(zlib.compress(b"".join(parts), 6)).decode("ascii")
     segments = [
         {"s": float(s["start_s"]), "e": float(s["end_s"]), "k": str(s.get("emotion", "unknown"))}
@@ -176,7 +185,35 @@ def timeline_payload(
             {"key": k, "zh": EMOTIONS_ZH[k], "emoji": EMOJI.get(k, ""), "color": EMOTION_COLORS.get(k, "#888")}
             for k in EMOTIONS
         ],
+        "dims": dims,
     }
+
+
+def _dimension_series(result: dict, count: int) -> dict | None:
+    """A regression head's curves for the payload: ``{"name", "targets", "lo", "hi", "bytes"}``, or None.
+
+    ``bytes`` holds the smoothed then the raw values, ``[2, K, T]`` uint16 deltas over ``[lo, hi]`` (one
+    range for all targets, so they share the panel's y axis).
+    """
+    dims = result.get("dimensions") or {}
+    frames = dims.get("frames") or {}
+    smooth = np.asarray(frames.get("values") or [], dtype=np.float64)
+    raw = np.asarray(frames.get("raw_values") or smooth, dtype=np.float64)
+    names = frames.get("targets") or []
+    if smooth.ndim != 2 or len(smooth) != count or raw.shape != smooth.shape or len(names) != smooth.shape[1]:
+        return None
+    if not (np.isfinite(raw).all() and np.isfinite(smooth).all()):
+        return None
+    lo, hi = float(min(smooth.min(), raw.min())), float(max(smooth.max(), raw.max()))
+    hi = hi if hi > lo else lo + 1.0
+    q = np.rint((np.stack([smooth.T, raw.T]) - lo) / (hi - lo) * 65535).astype(np.uint16)
+    q[..., 1:] = q[..., 1:] - q[..., :-1]  # deltas, wrapping like the scores'
+    zh = dict(zip(dims.get("targets") or [], dims.get("targets_zh") or [], strict=False))
+    targets = [
+        {"key": str(t), "zh": str(zh.get(t, t)), "color": DIMENSION_COLORS[i % len(DIMENSION_COLORS)]}
+        for i, t in enumerate(names)
+    ]
+    return {"name": str(dims.get("name", "")), "targets": targets, "lo": lo, "hi": hi, "bytes": q.tobytes()}
 
 
 TEXT = {  # the component's strings, bilingual (timeline.js reads them from the payload)
@@ -198,6 +235,7 @@ TEXT = {  # the component's strings, bilingual (timeline.js reads them from the 
     "Shift+wheel pan · Space play/pause",
     "recording": bilingual("recording…", "录音中…"),
     "no_audio": bilingual("no audio for this run", "此记录没有音频"),
+    "dims": bilingual("Regression head", "回归头"),
 }
 
 

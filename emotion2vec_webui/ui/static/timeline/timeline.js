@@ -12,6 +12,7 @@
   const C = 9;
   const MIN_SPAN_S = 0.2;
   const TIP_WIDTH = 260; // timeline.css .e2v-tl-tip width
+  const DIM_H = 110; // the regression head's panel
   const registry = new Map(); // slot id -> controller
   const saved = new Map(); // slot id -> view state kept across re-renders (Live grows by re-rendering)
   window.e2vTimelines = registry;
@@ -76,7 +77,30 @@
       }
       env = [t, b, a];
     }
-    return { x, smooth: sets[0], raw: sets[1], env };
+    return { x, smooth: sets[0], raw: sets[1], env, dims: decodeDims(p, bytes, 2 * C * n * 2 + 2 * p.env_n) };
+  }
+
+  // A regression head's curves (ui/timeline.py _dimension_series): [2, K, n] uint16 deltas over [lo, hi].
+  function decodeDims(p, bytes, base) {
+    if (!p.dims) return null;
+    const n = p.n;
+    const K = p.dims.targets.length;
+    const u16 = new Uint16Array(bytes.buffer, base, 2 * K * n);
+    const span = (p.dims.hi - p.dims.lo) / 65535;
+    const sets = [[], []];
+    for (let s = 0; s < 2; s++) {
+      for (let k = 0; k < K; k++) {
+        const out = new Float32Array(n);
+        const off = (s * K + k) * n;
+        let v = 0;
+        for (let i = 0; i < n; i++) {
+          v = (v + u16[off + i]) & 0xffff;
+          out[i] = p.dims.lo + v * span;
+        }
+        sets[s].push(out);
+      }
+    }
+    return { smooth: sets[0], raw: sets[1] };
   }
 
   function label(l) {
@@ -100,6 +124,7 @@
       this.t = 0;
       this.u = null; // scores chart
       this.w = null; // waveform chart
+      this.v = null; // a regression head's curves (dimensions), under the scores
       this.raf = 0;
       this.syncing = false;
       this.layout();
@@ -174,6 +199,7 @@
       this.band.append(this.bandHead);
       this.waveBox = el("div", "e2v-tl-wave");
       this.scoreBox = el("div", "e2v-tl-scores");
+      this.dimBox = el("div", "e2v-tl-dims");
       this.tip = el("div", "e2v-tl-tip");
       this.tip.hidden = true;
       this.tipHead = el("div", "e2v-tl-tip-time");
@@ -188,9 +214,20 @@
         this.tip.append(r);
         return { r, val, l };
       });
-      stage.append(this.band, this.waveBox, this.scoreBox, this.tip);
+      this.dimRows = p.dims
+        ? p.dims.targets.map((d) => {
+            const r = el("div", "e2v-tl-tip-row e2v-tl-tip-dim");
+            const sw = el("span", "e2v-tl-sw e2v-tl-sw-line");
+            sw.style.background = d.color;
+            const val = el("span", "e2v-tl-tip-val");
+            r.append(sw, el("span", "e2v-tl-tip-name", d.zh === d.key ? d.key : d.zh + " " + d.key), val);
+            return { r, val, d };
+          })
+        : [];
+      stage.append(this.band, this.waveBox, this.scoreBox, this.dimBox, this.tip);
       // reserve the charts' height before they are drawn (Live re-renders every second: no jump)
-      stage.style.minHeight = (p.env_n ? 64 : 0) + (p.segments.length ? 20 : 0) + 230 + "px";
+      stage.style.minHeight = (p.env_n ? 64 : 0) + (p.segments.length ? 20 : 0) + 230 + (p.dims ? DIM_H : 0) + "px";
+      if (!p.dims) this.dimBox.hidden = true;
       if (!p.env_n) this.waveBox.hidden = true;
       if (!p.segments.length) this.band.hidden = true;
 
@@ -205,8 +242,20 @@
         this.legend.append(b);
         return b;
       });
+      if (p.dims) {
+        const dl = (this.dimLegend = el("div", "e2v-tl-legend e2v-tl-dim-legend"));
+        dl.append(el("span", "e2v-tl-dim-title", T.dims + " " + p.dims.name + ":"));
+        for (const d of p.dims.targets) {
+          const c = el("span", "e2v-tl-chip e2v-tl-dim-chip");
+          c.dataset.target = d.key;
+          const sw = el("span", "e2v-tl-sw e2v-tl-sw-line");
+          sw.style.background = d.color;
+          c.append(sw, document.createTextNode(d.zh === d.key ? d.key : d.zh + " " + d.key));
+          dl.append(c);
+        }
+      }
       const hint = el("div", "e2v-tl-hint", T.hint);
-      root.append(el("div", "e2v-tl-title", T.title), bar, stage, this.legend, hint);
+      root.append(el("div", "e2v-tl-title", T.title), bar, stage, this.legend, ...(p.dims ? [this.dimLegend] : []), hint);
       this.holder.replaceChildren(root);
       this.bindGlobal();
     }
@@ -232,6 +281,7 @@
         this.builtWidth = w;
         this.u.setSize({ width: w, height: this.u.height });
         if (this.w) this.w.setSize({ width: w, height: this.w.height });
+        if (this.v) this.v.setSize({ width: w, height: this.v.height });
         this.afterScale();
       }
     }
@@ -258,7 +308,8 @@
       const w = (this.builtWidth = this.width());
       if (this.u) this.u.destroy();
       if (this.w) this.w.destroy();
-      this.u = this.w = null;
+      if (this.v) this.v.destroy();
+      this.u = this.w = this.v = null;
       const syncKey = "e2v-" + this.slotId;
       const yAxisSize = 52;
       const { data, bands } = this.seriesData();
@@ -337,20 +388,56 @@
           this.waveBox,
         );
       }
-      this.heads = [this.u, this.w].filter(Boolean).map((u) => {
+      if (this.d.dims) this.v = this.buildDims(common, syncKey, yAxisSize);
+      this.heads = this.charts().map((u) => {
         const h = el("div", "e2v-tl-playhead");
         u.over.append(h);
         return h;
       });
       this.bindPointer(this.u, false);
       if (this.w) this.bindPointer(this.w, true);
-      this.u.over.addEventListener("mouseleave", () => (this.tip.hidden = true));
-      if (this.w) this.w.over.addEventListener("mouseleave", () => (this.tip.hidden = true));
+      if (this.v) this.bindPointer(this.v, false);
+      for (const u of this.charts()) u.over.addEventListener("mouseleave", () => (this.tip.hidden = true));
       this.setView(this.view[0], this.view[1]);
       this.syncButtons();
       this.tipTop = this.scoreBox.offsetTop + 8;
       this.root.dataset.ready = "1";
       this.root.dataset.frames = String(p.n);
+    }
+
+    charts() {
+      return [this.u, this.w, this.v].filter(Boolean);
+    }
+
+    // The regression head's targets as lines on their own y axis (their values, not probabilities).
+    buildDims(common, syncKey, yAxisSize) {
+      const p = this.p;
+      const src = this.mode === "raw" ? this.d.dims.raw : this.d.dims.smooth;
+      const pad = 0.05 * (p.dims.hi - p.dims.lo);
+      const self = this;
+      const series = [{}].concat(p.dims.targets.map((d) => ({ label: d.key, stroke: d.color, width: 1.5, points: { show: false } })));
+      return new uPlot(
+        {
+          ...common,
+          height: DIM_H,
+          series,
+          cursor: {
+            sync: { key: syncKey, setSeries: false },
+            drag: { x: true, y: false, setScale: true },
+            points: { show: false },
+            y: false,
+            bind: { dblclick: () => null },
+          },
+          scales: { ...common.scales, y: { auto: false, range: [p.dims.lo - pad, p.dims.hi + pad] } },
+          axes: [
+            { show: false },
+            { size: yAxisSize, values: (u, ticks) => ticks.map((v) => +v.toPrecision(3)), ticks: { show: false } },
+          ],
+          hooks: { setScale: [(u, key) => key === "x" && self.onScale(u)], setCursor: [(u) => self.hover(u)] },
+        },
+        [this.d.x, ...src],
+        this.dimBox,
+      );
     }
 
     onScale(u) {
@@ -361,7 +448,7 @@
       this.view = [min, max];
       this.zoomed = !(min <= 1e-6 && max >= this.p.duration - 1e-6);
       this.syncing = true;
-      for (const o of [this.u, this.w]) {
+      for (const o of [this.u, this.w, this.v]) {
         if (o && o !== u) o.setScale("x", { min, max });
         if (o) o.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false); // the synced drag box, once zoomed
       }
@@ -472,7 +559,7 @@
       const t = (this.t = this.now());
       const [a, b] = this.view;
       const inView = t >= a && t <= b;
-      for (const [i, u] of [this.u, this.w].filter(Boolean).entries()) {
+      for (const [i, u] of this.charts().entries()) {
         const h = this.heads[i];
         h.style.display = inView ? "" : "none";
         if (inView) h.style.transform = "translateX(" + u.valToPos(t, "x") + "px)";
@@ -597,6 +684,11 @@
         r.r.classList.toggle("e2v-tl-only-row", this.only != null && r.l === this.p.labels[this.only]);
         this.tip.append(r.r); // sorted: highest first
       }
+      const dsrc = this.d.dims && (this.mode === "raw" ? this.d.dims.raw : this.d.dims.smooth);
+      this.dimRows.forEach((r, k) => {
+        r.val.textContent = (+dsrc[k][i].toPrecision(3)).toString();
+        this.tip.append(r.r); // after the nine scores, in the head's order
+      });
       this.tip.hidden = false;
       // positions from uPlot's inline styles and sizes cached at build: no layout read per mouse move
       const x = (parseFloat(u.over.style.left) || 0) + left;
@@ -644,10 +736,10 @@
       if (!this.u) return;
       const pad = 12;
       const W = this.width();
-      const charts = [this.w, this.u].filter(Boolean);
+      const charts = [this.w, this.u, this.v].filter(Boolean);
       const bandH = this.band.hidden ? 0 : 18;
       const shown = this.only != null ? [this.p.labels[this.only]] : this.p.labels; // one emotion alone, or all
-      const legendH = shown.length > 1 ? 44 : 26;
+      const legendH = (shown.length > 1 ? 44 : 26) + (this.p.dims ? 18 : 0);
       const H = pad + 24 + bandH + 4 + charts.reduce((s, u) => s + u.height, 0) + legendH + pad;
       const r = window.devicePixelRatio || 1;
       const cv = document.createElement("canvas");
@@ -683,15 +775,21 @@
       g.font = "12px 'Noto Sans', 'Noto Sans CJK SC', sans-serif";
       let x = pad;
       let ly = y + 16;
-      for (const l of shown) {
-        const txt = l.zh + " " + l.key;
+      const dims = this.p.dims ? this.p.dims.targets.map((d) => ({ zh: d.zh === d.key ? "" : d.zh, key: d.key, color: d.color, line: 1 })) : [];
+      for (const l of [...shown, ...dims]) {
+        if (l.line && l === dims[0]) {
+          x = pad; // the head's lines on a row of their own
+          ly += 18;
+        }
+        const txt = (l.zh ? l.zh + " " : "") + l.key;
         const w = g.measureText(txt).width + 26;
         if (x + w > W - pad) {
           x = pad;
           ly += 18;
         }
         g.fillStyle = l.color;
-        g.fillRect(x, ly - 10, 12, 12);
+        if (l.line) g.fillRect(x, ly - 5, 12, 3);
+        else g.fillRect(x, ly - 10, 12, 12);
         g.fillStyle = "#333";
         g.fillText(txt, x + 16, ly);
         x += w;
@@ -712,6 +810,7 @@
       }
       if (this.u) this.u.destroy();
       if (this.w) this.w.destroy();
+      if (this.v) this.v.destroy();
       if (lastActive === this) lastActive = null;
     }
   }
