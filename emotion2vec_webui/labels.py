@@ -45,6 +45,20 @@ EMOJI: dict[str, str] = {
 }
 
 
+# One colour per emotion: the UI's cards and charts (ui/text.py, ui/charts.py) and the HTML report (runs/report.py).
+EMOTION_COLORS: dict[str, str] = {
+    "angry": "#e5484d",
+    "disgusted": "#7c9a2d",
+    "fearful": "#8e4ec6",
+    "happy": "#f5a524",
+    "neutral": "#8b8d98",
+    "other": "#12a594",
+    "sad": "#3e63dd",
+    "surprised": "#e54da3",
+    "unknown": "#b9bbc6",
+}
+
+
 def english_key(token: str) -> str:
     """Map one FunASR label (``'生气/angry'``, ``'<unk>'``, ``'angry'``) to its English key.
 

@@ -234,7 +234,7 @@ def turning_points(values: Sequence[float], step_s: float) -> list[dict]:
     bounds = [0, len(x)]
     while len(bounds) - 2 < TURN_MAX:
         best = None  # (gain, split)
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in zip(bounds, bounds[1:], strict=False):
             for k in range(a + min_len, b - min_len + 1):
                 if abs(mean(a, k) - mean(k, b)) < TURN_MIN_CHANGE:
                     continue
@@ -245,7 +245,7 @@ def turning_points(values: Sequence[float], step_s: float) -> list[dict]:
             break
         bounds = sorted([*bounds, best[1]])
     out = []
-    for a, k, b in zip(bounds, bounds[1:], bounds[2:]):
+    for a, k, b in zip(bounds, bounds[1:], bounds[2:], strict=False):
         before, after = mean(a, k), mean(k, b)
         if abs(after - before) >= TURN_MIN_CHANGE:
             out.append({"time_s": _r(k * step_s), "before": _r(before), "after": _r(after),

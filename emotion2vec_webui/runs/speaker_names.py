@@ -25,6 +25,7 @@ from pathlib import Path
 from emotion2vec_webui.engine.call_summary import summary_for_result
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.runs.report import REPORT_HTML, report_html
 from emotion2vec_webui.runs.run_index import record_run_folder
 from emotion2vec_webui.runs.transcripts import conversation_files
 from emotion2vec_webui.user_text import clean_name
@@ -78,7 +79,8 @@ def apply_names(result: dict, names: dict[str, str]) -> dict:
 
 
 def rename_speakers(folder: str | Path, names: dict[str, str]) -> dict:
-    """Rename speakers in a saved run folder: result.json ``speakers[].label``, transcript.srt/.vtt, turns.csv.
+    """Rename speakers in a saved run folder: result.json ``speakers[].label`` and ``summary``, transcript.srt/.vtt,
+    turns.csv, turns.jsonl, and report.html when the folder has one.
 
     Args:
         folder: the run folder (holds result.json).
@@ -100,6 +102,8 @@ def rename_speakers(folder: str | Path, names: dict[str, str]) -> dict:
         updated = apply_names(result, names)
         for name, text in conversation_files(updated).items():
             write_atomic(folder / name, text)
+        if (folder / REPORT_HTML).is_file():  # a report written by recognize --report shows the new names too
+            write_atomic(folder / REPORT_HTML, report_html(updated))
         write_atomic(path, json.dumps(updated, ensure_ascii=False, indent=2) + "\n")
     record_run_folder(folder, updated)  # the catalog's speaker names follow (never raises)
     return updated

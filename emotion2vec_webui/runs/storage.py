@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 RUN_ID_RE = re.compile(r"^outputs_\d{8}_\d{6}(_\d+)?$")
 ARTIFACTS = ("result.json", "processed_audio.wav", "embedding.npy", "frames.csv")  # frames.csv: frame runs
-ARTIFACTS += ("transcript.srt", "transcript.vtt", "turns.csv")  # conversation runs (transcripts.py)
+ARTIFACTS += ("transcript.srt", "transcript.vtt", "turns.csv", "turns.jsonl")  # conversation runs (transcripts.py)
+ARTIFACTS += ("report.html",)  # recognize --report, or made on request from result.json (runs/report.py)
 RUN_FILES = ARTIFACTS + ("run.log",)
 _TMP_PREFIX = ".tmp-"
 _TMP_NAME_RE = re.compile(r"^\.tmp-(\d+)-([0-9a-f]{8})-")  # .tmp-<pid>-<host tag>-<uuid>

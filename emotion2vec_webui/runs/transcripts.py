@@ -1,4 +1,4 @@
-"""A conversation's turns as subtitles and a table: ``transcript.srt``, ``transcript.vtt``, ``turns.csv``.
+"""A conversation's turns as subtitles and tables: ``transcript.srt``, ``transcript.vtt``, ``turns.csv``, ``turns.jsonl``.
 
 One cue per turn, its text ``[S1 · 😠 angry 0.82] what was said`` (just the
 bracket when there is no transcript). The name in the cue is the speaker's
@@ -8,6 +8,10 @@ the ``srt`` package (sequence numbers, ``HH:MM:SS,mmm`` stamps, blank lines
 in content are what breaks hand-written SRT) and ``webvtt-py`` (the
 ``WEBVTT`` header, ``.``-millisecond stamps, cue rules); both are small,
 pure-Python and well kept, and the tests parse the files back with them.
+``turns.jsonl`` is for programs (a voice-agent pipeline handing turns to an
+LLM): one compact JSON object per turn, with its speaker's name, text, emotion,
+confidence, the turn's own balance and the call's arc at its middle
+(``engine/call_summary.py``).
 The run folder writer (``storage.write_run``) writes these texts inside its
 temporary folder, so they appear atomically with the rest of the run.
 """
@@ -16,13 +20,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import timedelta
 
+from emotion2vec_webui.engine.call_summary import arc_at, balance, summary_for_result
 from emotion2vec_webui.labels import EMOJI, EMOTIONS
 from emotion2vec_webui.user_text import csv_row
 
-TRANSCRIPT_SRT, TRANSCRIPT_VTT, TURNS_CSV = "transcript.srt", "transcript.vtt", "turns.csv"
+TRANSCRIPT_SRT, TRANSCRIPT_VTT, TURNS_CSV, TURNS_JSONL = "transcript.srt", "transcript.vtt", "turns.csv", "turns.jsonl"
 TURN_COLUMNS = ("index", "speaker", "speaker_label", "start_s", "end_s", "emotion", "emotion_zh", "confidence", "asr_emotion",
                 "language", "text") + tuple(f"score_{k}" for k in EMOTIONS)  # fmt: skip
 
@@ -101,7 +107,31 @@ def conversation_files(result: dict) -> dict[str, str]:
         return {}
     labels = speaker_labels(result)
     return {TRANSCRIPT_SRT: srt_text(turns, labels), TRANSCRIPT_VTT: vtt_text(turns, labels),
-            TURNS_CSV: turns_csv_text(turns, labels=labels)}  # fmt: skip
+            TURNS_CSV: turns_csv_text(turns, labels=labels), TURNS_JSONL: turns_jsonl_text(result)}  # fmt: skip
+
+
+def turn_records(result: dict) -> list[dict]:
+    """One compact record per turn: ``index, speaker, label, start_s, end_s, text, emotion, confidence, balance, arc``.
+
+    ``balance`` is the turn's own (happy − angry − disgusted − fearful − sad); ``arc`` is the call's smoothed
+    balance at the turn's middle (result.json ``summary.arc``; recomputed for a run written before it). ``text``
+    is null without a transcript.
+    """
+    turns = result.get("turns") or []
+    summary = result.get("summary") or summary_for_result(result)
+    labels = speaker_labels(result)
+    return [{
+        "index": t["index"], "speaker": t["speaker"], "label": labels.get(t["speaker"]) or t["speaker"],
+        "start_s": t["start_s"], "end_s": t["end_s"],
+        "text": re.sub(r"\s+", " ", t["text"]).strip() if t.get("text") is not None else None,
+        "emotion": t["emotion"], "confidence": t["confidence"], "balance": round(balance(t["scores"]), 4),
+        "arc": arc_at(summary, (t["start_s"] + t["end_s"]) / 2) if summary else None,
+    } for t in turns]  # fmt: skip
+
+
+def turns_jsonl_text(result: dict) -> str:
+    """``turns.jsonl``: :func:`turn_records`, one JSON object per line (UTF-8, not ASCII-escaped)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in turn_records(result))
 
 
 def speaker_labels(result: dict) -> dict[str, str]:

@@ -12,4 +12,5 @@ CONVERSATION_MEDIA_TYPES = {
     "transcript.srt": "application/x-subrip; charset=utf-8",
     "transcript.vtt": "text/vtt; charset=utf-8",
     "turns.csv": "text/csv; charset=utf-8",
+    "turns.jsonl": "application/jsonl; charset=utf-8",
 }

@@ -76,7 +76,8 @@ def _etag(st: os.stat_result) -> str:
     return '"' + hashlib.md5(key, usedforsecurity=False).hexdigest() + '"'
 
 
-def _content_disposition(filename: str) -> str:
+def content_disposition(filename: str) -> str:
+    """``attachment`` with ``filename`` (RFC 6266; RFC 5987 encoding when it is not plain ASCII)."""
     quoted = quote(filename)
     return f"attachment; filename*=utf-8''{quoted}" if quoted != filename else f'attachment; filename="{filename}"'
 
@@ -143,7 +144,7 @@ async def open_file_response(request: Request, path: Path, media_type: str, file
         "accept-ranges": "bytes",
         "etag": _etag(st),
         "last-modified": formatdate(st.st_mtime, usegmt=True),
-        "content-disposition": _content_disposition(filename),
+        "content-disposition": content_disposition(filename),
     }
     start, end, status = 0, st.st_size - 1, 200
     if_range = request.headers.get("if-range")

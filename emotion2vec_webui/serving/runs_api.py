@@ -11,19 +11,20 @@ and resolves every path inside the outputs root (no traversal, no symlink out). 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs import run_query, run_stats
 from emotion2vec_webui.runs.catalog import batch_folder, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs.report import REPORT_HTML, report_html
 from emotion2vec_webui.runs.retention import delete_batch, delete_run, in_use
 from emotion2vec_webui.runs.run_index import catalog_for
 from emotion2vec_webui.runs.speaker_names import rename_speakers
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES
-from emotion2vec_webui.serving.downloads import open_file_response
+from emotion2vec_webui.serving.downloads import content_disposition, open_file_response
 from emotion2vec_webui.serving.errors import responses_for
 from emotion2vec_webui.serving.json_body import json_request_body, read_model
 from emotion2vec_webui.serving.runs_schemas import (
@@ -42,7 +43,8 @@ _MEDIA_TYPES = {
     "embedding.npy": "application/octet-stream",
     "run.log": "text/plain; charset=utf-8",
     "frames.csv": "text/csv; charset=utf-8",
-    **CONVERSATION_MEDIA_TYPES,  # transcript.srt, transcript.vtt, turns.csv (runs/transcripts.py)
+    **CONVERSATION_MEDIA_TYPES,  # transcript.srt, transcript.vtt, turns.csv, turns.jsonl (runs/transcripts.py)
+    REPORT_HTML: "text/html; charset=utf-8",  # runs/report.py
 }
 
 # Documents the token in OpenAPI; ApiGuardMiddleware enforces it before the body is read.
@@ -223,10 +225,41 @@ async def rename_run_speakers(request: Request, run_id: str):
     return JSONResponse(await run_in_threadpool(with_links, request, result, run_id))
 
 
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"  # report.html: no script, nothing fetched
+
+
+@router.get(
+    "/runs/{run_id}/report.html",
+    name="run_report",
+    summary="The run's self-contained HTML report (summary, arc, lanes, transcript, settings); made from result.json "
+    "when the run folder has none",
+    responses={200: {"content": {"text/html": {}}}, **responses_for("not_found", "unauthorized")},
+)
+async def run_report(request: Request, run_id: str):
+    root = request.app.state.settings.output_dir
+    folder = await run_in_threadpool(run_path, root, run_id)
+    if folder is None:
+        raise E2VError("not_found", "No such run. / 没有这个运行。")
+    with in_use(folder):
+        stored = await run_in_threadpool(run_path, root, run_id, REPORT_HTML)
+        if stored is not None:  # written by recognize --report (kept up to date by a speaker rename)
+            response = await open_file_response(request, stored, _MEDIA_TYPES[REPORT_HTML], f"{run_id}_{REPORT_HTML}")
+        else:
+            result = await run_in_threadpool(read_result, root, run_id)
+            if result is None:
+                raise E2VError("not_found", "No such run. / 没有这个运行。")
+            html = await run_in_threadpool(report_html, result)
+            response = Response(html, media_type=_MEDIA_TYPES[REPORT_HTML],
+                                headers={"content-disposition": content_disposition(f"{run_id}_{REPORT_HTML}")})  # fmt: skip
+    response.headers["content-security-policy"] = REPORT_CSP
+    return response
+
+
 @router.get(
     "/runs/{run_id}/{artifact}",
     name="run_artifact",
-    summary="Download one artifact: result.json, processed_audio.wav, embedding.npy, frames.csv or run.log",
+    summary="Download one artifact: result.json, processed_audio.wav, embedding.npy, frames.csv, run.log, "
+    "transcript.srt/.vtt, turns.csv, turns.jsonl",
     responses={200: {"content": {t: {} for t in sorted(set(_MEDIA_TYPES.values()))}}, **responses_for("not_found")},
 )
 async def run_artifact(request: Request, run_id: str, artifact: str):

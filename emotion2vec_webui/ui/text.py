@@ -11,23 +11,11 @@ from __future__ import annotations
 
 from html import escape
 
-from emotion2vec_webui.labels import EMOJI, EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.labels import EMOJI, EMOTION_COLORS, EMOTIONS, EMOTIONS_ZH
 
 # A server-folder box's placeholder when no input folder is configured (Batch and Train tabs).
 INPUT_DIRS_UNSET = "未设置 E2V_INPUT_DIRS / E2V_INPUT_DIRS is not set"
 
-# One colour per emotion, shared with the charts (ui_charts.py).
-EMOTION_COLORS: dict[str, str] = {
-    "angry": "#e5484d",
-    "disgusted": "#7c9a2d",
-    "fearful": "#8e4ec6",
-    "happy": "#f5a524",
-    "neutral": "#8b8d98",
-    "other": "#12a594",
-    "sad": "#3e63dd",
-    "surprised": "#e54da3",
-    "unknown": "#b9bbc6",
-}
 
 # Error code → bilingual title shown above the message (one table for the UI).
 ERROR_TITLES: dict[str, tuple[str, str]] = {
@@ -176,7 +164,26 @@ def result_card_html(result: dict) -> str:
         f"{warn_html}"
         '<div class="e2v-section">九类得分 / All 9 scores</div>'
         f"{score_bars_html(result.get('scores') or {}, key)}"
-        f"{head_section_html(result.get('head'))}</div>"
+        f"{head_section_html(result.get('head'))}{dimensions_section_html(result.get('dimensions'))}</div>"
+    )
+
+
+def dimensions_section_html(dims: dict | None) -> str:
+    """A regression head's block of result.json (``"dimensions"``) as a card section: each target's value."""
+    if not dims or not isinstance(dims.get("values"), dict):
+        return ""
+    names_zh = dict(zip(dims.get("targets") or [], dims.get("targets_zh") or [], strict=False))
+    rows = "".join(
+        f'<div class="e2v-hrow" data-target="{escape(str(t))}"><span class="e2v-lab"><span class="e2v-zh-s">'
+        f"{escape(str(names_zh.get(t, t)))}</span>"
+        + (f'<span class="e2v-en-s">{escape(str(t))}</span>' if names_zh.get(t, t) != t else "")
+        + f'</span><span class="e2v-pct">{float(v):.3g}</span></div>'
+        for t, v in dims["values"].items()
+    )
+    name = escape(str(dims.get("name", "")))
+    return (
+        f'<div class="e2v-head-block e2v-dims-block" data-head="{name}">'
+        f'<div class="e2v-section">回归头 / Regression head: {name}</div><div class="e2v-bars">{rows}</div></div>'
     )
 
 

@@ -35,7 +35,10 @@ def test_rename_is_saved_into_the_run(call_run):
     check_result(saved)
     assert [(s["id"], s["label"]) for s in saved["speakers"]] == [("left", "Agent 小王"), ("right", "Customer")]
     assert saved["turns"] == before["turns"]  # turns keep the ids; nothing else moved
-    assert {k: v for k, v in saved.items() if k != "speakers"} == {k: v for k, v in before.items() if k != "speakers"}
+    moved = ("speakers", "summary")  # the summary's labels and agent/customer comparison follow the names
+    assert {k: v for k, v in saved.items() if k not in moved} == {k: v for k, v in before.items() if k not in moved}
+    assert [s["label"] for s in saved["summary"]["speakers"]] == ["Agent 小王", "Customer"]
+    assert saved["summary"]["comparison"]["agent"] == "left" and saved["summary"]["comparison"]["customer"] == "right"
     name = {"left": "Agent 小王", "right": "Customer"}
     cues = list(srt.parse((folder / "transcript.srt").read_text("utf-8")))
     assert [c.content.split(" · ")[0] for c in cues] == [f"[{name[t['speaker']]}" for t in saved["turns"]]

@@ -123,6 +123,29 @@ def test_batches_batch_detail_and_stats(client, built):
     assert client.get("/api/v1/stats", params={"batch": "batch_20261201_100100"}).json()["runs"] == 4
 
 
+def test_report_html_is_made_from_result_json_or_served_from_the_folder(client, built):
+    from emotion2vec_webui.runs.report import SECTIONS, write_report
+
+    root, singles, batch, call = built
+    r = client.get(f"/api/v1/runs/{call}/report.html")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "attachment" in r.headers["content-disposition"] and "default-src 'none'" in r.headers["content-security-policy"]
+    assert all(f'<section id="{s}">' in r.text for s in SECTIONS) and "turn 3 words" in r.text
+    assert not (root / call / "report.html").exists()  # made on request, not stored
+    assert client.get(f"/api/v1/runs/{batch[0]}/report.html").status_code == 200  # a batch run's id
+    for bad in ("outputs_20990101_000000", "..%2F..%2Fetc", "not-a-run"):
+        r = client.get(f"/api/v1/runs/{bad}/report.html")
+        assert r.status_code == 404 and " / " in r.json()["error"]["message"]
+    result = json.loads((root / call / "result.json").read_text("utf-8"))
+    write_report(root / call, {**result, "warnings": ["stored copy"]})
+    r = client.get(f"/api/v1/runs/{call}/report.html")
+    assert r.status_code == 200 and "stored copy" in r.text
+    assert "report.html" in client.get(f"/api/v1/runs/{call}").json()["files"]
+    (root / call / "report.html").unlink()
+    jsonl = client.get(f"/api/v1/runs/{call}/turns.jsonl")
+    assert jsonl.status_code == 200 and [json.loads(x)["index"] for x in jsonl.text.splitlines()] == list(range(5))
+
+
 def test_a_run_being_read_or_a_batch_being_written_is_not_deleted(client, built):
     root, singles, batch, call = built
     with retention.in_use(root / singles[1]):  # e.g. a speaker rename or a detail read in flight
