@@ -11,7 +11,7 @@ A folder is untrusted input, as a head's is: ``calibration.json`` is read bounde
 checked (:func:`engine.calibration.build_calibration`); a broken one is ``head_invalid`` for that
 calibration only; a calibration fitted on another backbone or head is ``head_mismatch``. Messages name a
 calibration by its name, never by a path. An ONNX export carries its calibration inside the export folder
-(:mod:`runs.exported_extras`), found first when the engine runs that export.
+(:mod:`runs.exported_extras`), found first when the engine runs that export (:mod:`runs.confidence`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ import tempfile
 from pathlib import Path
 
 from emotion2vec_webui.engine.calibration import (
-    NINE,
     Calibration,
     CalibrationContentError,
     build_calibration,
-    calibrate_head,
     to_document,
 )
 from emotion2vec_webui.errors import E2VError
@@ -134,38 +132,15 @@ def check_backbone(calibration: Calibration, engine) -> None:
         )
 
 
-def load_for_engine(heads_dir: str | os.PathLike, name: str, engine, head=None):
-    """The calibration ``name`` for ``engine`` (and ``head``), and the head with it folded in.
-
-    An export's own calibration (``runs.exported_extras``) is found first. A calibration of a head needs that
-    head; a nine-class one leaves ``head`` as it is.
-
-    Returns:
-        ``(calibration, head)``: ``head`` calibrated when the calibration is the head's.
+def load_for_engine(heads_dir: str | os.PathLike, name: str, engine) -> Calibration:
+    """The saved calibration ``name``, checked against ``engine``'s backbone.
 
     Raises:
-        E2VError: ``not_found``, ``head_invalid``, ``head_mismatch`` (another backbone or head), ``bad_request``
-            (a head's calibration without that head).
+        E2VError: ``not_found``, ``head_invalid``, ``head_mismatch`` (another backbone).
     """
-    from emotion2vec_webui.runs.exported_extras import exported_calibration
-
-    calibration = exported_calibration(engine, name)
-    if calibration is None:
-        calibration = load_calibration(heads_dir, name)
-        check_backbone(calibration, engine)
-    if calibration.target == NINE:
-        if getattr(engine, "head_only", False):
-            raise E2VError("bad_request", f"Calibration {name!r} is for the nine classes, which this model does not "
-                                          "have. / 该模型没有九类情感分类头,此校准不适用。")  # fmt: skip
-        return calibration, head
-    if head is None:
-        raise E2VError(
-            "bad_request",
-            f"Calibration {name!r} is for head {calibration.target!r}: pick that head too (--head "
-            f"{calibration.target}, \"head\" on the API). / 校准 {name!r} 属于分类头 {calibration.target!r},"
-            "请同时选择该分类头。",
-        )
-    return calibration, calibrate_head(head, calibration)
+    calibration = load_calibration(heads_dir, name)
+    check_backbone(calibration, engine)
+    return calibration
 
 
 def list_calibrations(heads_dir: str | os.PathLike) -> list[dict]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from emotion2vec_webui.engine.calibration import NINE, Calibration, calibrate_result
+from emotion2vec_webui.engine.calibration import NINE, Calibration, calibrate_head, calibrate_result
+from emotion2vec_webui.errors import E2VError
 
 UNCERTAIN, UNCERTAIN_ZH = "uncertain", "不确定"
 
@@ -44,14 +45,33 @@ class CalibratedEngine:
 def load_calibration(options, settings, engine, head):
     """The calibration ``options.calibration`` asks for (None without one) and the head, calibrated if it is the head's.
 
+    An export's own calibration (:mod:`runs.exported_extras`) is found first, then the saved ones. A calibration
+    of a head needs that head (it is folded into it); a nine-class one leaves ``head`` as it is.
+
     Raises:
-        E2VError: ``not_found``, ``head_invalid``, ``head_mismatch``, ``bad_request`` (runs.calibration_store).
+        E2VError: ``not_found``, ``head_invalid``, ``head_mismatch`` (another backbone or head), ``bad_request``
+            (a head's calibration without that head; a nine-class one on a model without the nine classes).
     """
-    if not options.calibration:
+    name = options.calibration
+    if not name:
         return None, head
     from emotion2vec_webui.runs.calibration_store import load_for_engine
+    from emotion2vec_webui.runs.exported_extras import exported_calibration
 
-    return load_for_engine(settings.heads_dir, options.calibration, engine, head)
+    calibration = exported_calibration(engine, name) or load_for_engine(settings.heads_dir, name, engine)
+    if calibration.target == NINE:
+        if getattr(engine, "head_only", False):
+            raise E2VError("bad_request", f"Calibration {name!r} is for the nine classes, which this model does not "
+                                          "have. / 该模型没有九类情感分类头,此校准不适用。")  # fmt: skip
+        return calibration, head
+    if head is None:
+        raise E2VError(
+            "bad_request",
+            f"Calibration {name!r} is for head {calibration.target!r}: pick that head too (--head "
+            f"{calibration.target}, \"head\" on the API). / 校准 {name!r} 属于分类头 {calibration.target!r},"
+            "请同时选择该分类头。",
+        )
+    return calibration, calibrate_head(head, calibration)
 
 
 def nine_class(calibration: Calibration | None) -> Calibration | None:
