@@ -12,6 +12,8 @@ Use a head with ``"head": "NAME"`` on ``POST /api/v1/recognize``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -22,6 +24,7 @@ from emotion2vec_webui.engine.heads import check_name
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.train_head import CLASSIFIERS, TrainOptions
 from emotion2vec_webui.jobs.train_jobs import jobs_for, resolve_training_data
+from emotion2vec_webui.jobs.train_regression import read_targets
 from emotion2vec_webui.runs.head_store import delete_head, engine_hash, scan_heads
 from emotion2vec_webui.serving.errors import responses_for
 from emotion2vec_webui.serving.json_body import read_json
@@ -33,13 +36,17 @@ router = APIRouter(prefix="/api/v1", tags=["heads"], dependencies=[Depends(_bear
 class TrainHeadJson(BaseModel):
     name: str = Field(description="the head's name (its folder under E2V_HEADS_DIR)")
     data_path: str = Field(description="a labelled folder or CSV inside E2V_INPUT_DIRS")
-    classifier: str = Field("auto", description="auto (the better of the two by CV macro F1), logreg or mlp")
+    classifier: str = Field("auto", description="auto (the better of the two by CV macro F1), logreg or mlp; for a "
+                            "targets CSV (a regression head) auto (better mean CCC), ridge or mlp")  # fmt: skip
     folds: int = Field(5, ge=2, le=20)
     holdout: float = Field(0.2, ge=0.0, le=0.5)
     seed: int = 0
     labels_zh: dict[str, str] = Field(default_factory=dict, description="label → Chinese name")
     baseline_map: dict[str, str] = Field(default_factory=dict, description="nine-class emotion → your label")
     overwrite: bool = False
+    targets: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=64, description="numeric columns of a targets CSV to learn (a regression head)"
+    )
 
 
 def _model(service) -> tuple[str | None, int]:
@@ -85,6 +92,8 @@ async def train(request: Request):
                                       f"/ classifier 必须是 {', '.join(CLASSIFIERS)} 之一。")  # fmt: skip
     # The one input-folder policy; every listed file inside E2V_INPUT_DIRS; labels checked.
     data, _items = await run_in_threadpool(resolve_training_data, req.data_path, settings.input_dirs)
+    if req.targets:  # the columns are checked now, not when the job starts (jobs/train_regression.py)
+        await run_in_threadpool(read_targets, data, tuple(req.targets))
     options = TrainOptions(
         classifier=req.classifier,
         folds=req.folds,
@@ -93,6 +102,7 @@ async def train(request: Request):
         labels_zh=req.labels_zh,
         baseline_map=req.baseline_map,
         overwrite=req.overwrite,
+        targets=tuple(req.targets),
         command=f"POST /api/v1/heads {req.model_dump_json()}",
     )
     job = jobs_for(service).start(str(data), name, options)
