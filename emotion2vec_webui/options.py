@@ -44,9 +44,9 @@ class Choice:
                                       f"/ {name} 必须是 {allowed} 之一。")  # fmt: skip
 
     def label(self, value: str) -> str:
-        """``"English / 中文"`` for a menu (the value itself when it has no label)."""
+        """``"中文 / English"`` for a menu, as ``labels.bilingual`` writes UI labels (the value when it has none)."""
         en, zh = self.labels.get(value, (value, value))
-        return f"{en} / {zh}" if en != zh else en
+        return f"{zh} / {en}" if en != zh else en
 
     def menu(self) -> list[tuple[str, str]]:
         """``[(label, value)]`` for a Gradio radio or dropdown."""

@@ -29,6 +29,7 @@ from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_p
 from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
 from emotion2vec_webui.runs.input_files import resolve_input_folder
 from emotion2vec_webui.runs.recognize import RecognizeOptions
+from emotion2vec_webui.ui.option_controls import speaker_count
 from emotion2vec_webui.ui.text import INPUT_DIRS_UNSET
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,9 @@ def table_value(rows: list[dict], label_map: dict[str, str] | None = None, head_
     return pd.DataFrame(out, columns=headers)
 
 
-def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None, head=None) -> tuple:
+def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None, head=None, *,
+                 segmentation=None, channels=None, audio_stream=None, speakers=None, num_speakers=None,
+                 transcribe=False, asr_model=None) -> tuple:  # fmt: skip
     """Run a batch from the page.
 
     Args:
@@ -164,6 +167,8 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         embedding: write embedding.npy files.
         progress: a ``gr.Progress`` (or any ``callable((done, total), desc=…)``).
         head: a trained head's name (E2V_HEADS_DIR) applied to every input too; empty: none.
+        segmentation, channels, audio_stream, speakers, num_speakers, transcribe, asr_model: as REST takes them
+            (options.py; empty: the default), checked by RecognizeOptions before any input is read.
 
     Returns:
         (report HTML, the table (:func:`table_value`), summary.csv path, ZIP path, the nine-class
@@ -175,7 +180,10 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
     settings = service.settings
     _ = service.engine  # model_unavailable before any work
     options = BatchOptions(  # the options checked (bad_request) before any input is read
-        RecognizeOptions(granularity=granularity, extract_embedding=bool(embedding), head=head or None),
+        RecognizeOptions(granularity=granularity, extract_embedding=bool(embedding), head=head or None,
+                         segmentation=segmentation, channels=channels, audio_stream=audio_stream, speakers=speakers,
+                         num_speakers=speaker_count(num_speakers), transcribe=bool(transcribe),
+                         asr_model=asr_model or None),
         batch_size=4, workers=2,
     )  # fmt: skip
     items = collect_items(files, folder_text, settings.input_dirs)
@@ -216,6 +224,7 @@ def build_batch_tab(service) -> None:
     """The Batch tab (call inside ``gr.Blocks`` / ``gr.Tabs``)."""
     import gradio as gr
 
+    from emotion2vec_webui.ui import option_controls as controls
     from emotion2vec_webui.ui import text as ui_text
     from emotion2vec_webui.ui.train_tab import head_picker, refresh_picker
 
@@ -245,16 +254,22 @@ def build_batch_tab(service) -> None:
                     placeholder="/data/calls" if service.settings.input_dirs else INPUT_DIRS_UNSET,
                     elem_id="batch_folder",
                 )
-                granularity = gr.Radio(
-                    [(bilingual("Utterance", "整句"), "utterance"), (bilingual("Frame", "逐帧"), "frame")],
-                    value="utterance",
-                    label=bilingual("Granularity", "粒度"),
-                    elem_id="batch_granularity",
-                )
+                granularity = controls.granularity_radio("batch_granularity")
                 embedding = gr.Checkbox(
                     value=False, label=bilingual("Save embeddings", "保存嵌入向量"), elem_id="batch_embedding"
                 )
                 head = head_picker(service, "batch_head_pick")
+                with gr.Accordion(bilingual("More options (as the REST API)", "更多选项（与 REST API 相同）"),
+                                  open=False, elem_id="batch_more"):  # fmt: skip
+                    segmentation = controls.segmentation_radio("batch_segmentation")
+                    channels = controls.channels_dropdown("batch_channels")
+                    audio_stream = controls.audio_stream_number("batch_audio_stream")
+                    speakers = controls.speakers_radio("batch_speakers")
+                    num_speakers = controls.num_speakers_number("batch_num_speakers")
+                    transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
+                                             elem_id="batch_transcribe")  # fmt: skip
+                    asr_model = controls.asr_model_dropdown("batch_asr_model", service.settings.asr_model)
+                more = [segmentation, channels, audio_stream, speakers, num_speakers, transcribe, asr_model]
                 start = gr.Button(bilingual("Run batch", "开始批量"), variant="primary", elem_id="batch_button")
         report = gr.HTML(elem_id="batch_report")
         table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="batch_table", max_height=420)
@@ -275,9 +290,13 @@ def build_batch_tab(service) -> None:
         )
 
         # The parameter names are the /batch endpoint's (gradio_client's view_api shows them).
-        def run(audio_files, server_folder, granularity, save_embeddings, head, progress=gr.Progress()):
+        def run(audio_files, server_folder, granularity, save_embeddings, head, segmentation, channels, audio_stream,
+                speakers, num_speakers, transcribe, asr_model, progress=gr.Progress()):  # fmt: skip
             try:
-                return run_ui_batch(service, audio_files, server_folder, granularity, save_embeddings, progress, head)
+                return run_ui_batch(service, audio_files, server_folder, granularity, save_embeddings, progress, head,
+                                    segmentation=segmentation, channels=channels, audio_stream=audio_stream,
+                                    speakers=speakers, num_speakers=num_speakers, transcribe=transcribe,
+                                    asr_model=asr_model)  # fmt: skip
             except E2VError as exc:
                 return ui_text.error_card_html(exc.code, exc.message), [], None, None, None, None
             except Exception:  # the page shows a message, the log keeps the trace
@@ -287,7 +306,7 @@ def build_batch_tab(service) -> None:
 
         start.click(
             run,
-            inputs=[files, folder, granularity, embedding, head],
+            inputs=[files, folder, granularity, embedding, head, *more],
             outputs=[report, table, csv_file, zip_file, matrix, head_matrix],
             api_name="batch",
             api_description="Run a batch over uploaded files or a server folder: report, table, summary.csv, ZIP, "

@@ -108,7 +108,8 @@ def test_public_endpoints_have_descriptive_parameter_names(client):
     internal = [n for n in endpoints if n.endswith("_ui") or n.startswith(("/on_", "/lambda", "/chunk", "/view"))]
     assert not internal, sorted(endpoints)
     names = {n: [p["parameter_name"] for p in e["parameters"]] for n, e in endpoints.items()}
-    assert names["/batch"] == ["audio_files", "server_folder", "granularity", "save_embeddings", "head"]
+    assert names["/batch"] == ["audio_files", "server_folder", "granularity", "save_embeddings", "head", "segmentation",
+                               "channels", "audio_stream", "speakers", "num_speakers", "transcribe", "asr_model"]  # fmt: skip
     assert names["/train_head"] == [
         "server_folder", "upload", "head_name", "classifier", "labels_zh", "baseline_map", "overwrite",
     ]  # fmt: skip
