@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8 transformer matmuls)")
     p.add_argument("--head", metavar="NAME", help="put the trained head E2V_HEADS_DIR/NAME in the graph (head_scores)")
     p.add_argument("--heads-dir", type=Path, help="where heads live (E2V_HEADS_DIR; default ./heads)")
+    p.add_argument("--calibration", metavar="NAME", help="put the saved calibration NAME (see calibrate) in the "
+                   "folder: infer.py and E2V_MODEL=OUT apply it (a head's calibration needs --head of that head)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.model.resolve import quiet_funasr
 
     settings = load_settings()
-    head = None
+    head = loaded = None
     if args.head:
         from emotion2vec_webui.runs.head_store import load_head
 
@@ -67,10 +69,35 @@ def run(args: argparse.Namespace) -> int:
             "scale": loaded.scale,
             "layers": loaded.layers,
         }
+    calibration = None
+    if args.calibration:
+        calibration = calibration_document(args.heads_dir or settings.heads_dir, args.calibration, loaded)
     with quiet_funasr():
-        config = export_model(args.out, args.model or settings.model, args.hub or settings.hub, args.quantize, head)
+        config = export_model(args.out, args.model or settings.model, args.hub or settings.hub, args.quantize, head,
+                              calibration)  # fmt: skip
     files = ", ".join(f for f in sorted(p.name for p in args.out.iterdir()))
     source = config["source_model"]
     print(f"exported {source['name']} (sha256 {source['checkpoint_sha256'][:12]}…) to {args.out}: {files}")
     print(f"try: python {args.out / 'infer.py'} clip.wav   ·   serve it: E2V_MODEL={args.out} emotion2vec-webui serve")
     return EXIT_OK
+
+
+def calibration_document(heads_dir, name: str, head) -> dict:
+    """The saved calibration ``name`` as ``calibration.json`` holds it, checked against the exported ``head``.
+
+    Raises:
+        E2VError: ``not_found``, ``head_invalid``; ``bad_request`` (a head's calibration without ``--head`` of that
+            head); ``head_mismatch`` (fitted on another version of the head).
+    """
+    from emotion2vec_webui.engine.calibration import NINE, calibrate_head, to_document
+    from emotion2vec_webui.errors import E2VError
+    from emotion2vec_webui.runs.calibration_store import load_calibration
+
+    calibration = load_calibration(heads_dir, name)
+    if calibration.target != NINE:
+        if head is None or head.name != calibration.target:
+            raise E2VError("bad_request", f"Calibration {name!r} is for head {calibration.target!r}: export with --head "
+                                          f"{calibration.target}. / 校准 {name!r} 属于分类头 {calibration.target!r},"
+                                          "请同时用 --head 导出该分类头。")  # fmt: skip
+        calibrate_head(head, calibration)  # head_mismatch when fitted on another version of the head
+    return to_document(calibration)

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 OPSET = 17
 OUTPUTS = ["scores", "frame_logits", "embedding", "frame_embeddings"]
 CUSTOM_HEAD_FILE = "custom_head.npz"
+CALIBRATION_FILE = "calibration.json"  # export --calibration: runs/exported_extras.py reads it back
 # the transformer blocks' MLP matmuls (2/3 of their matmul work). On the large test model (20 speech clips, max
 # score difference against fp32): every transformer matmul 0.0219, attention projection + MLP 0.0231, MLP only
 # 0.0051 (benchmarks/export_onnx.md). ONNX Runtime's dynamic int8 has one activation scale per call; the
@@ -191,6 +192,10 @@ print(labels[best]["en"], labels[best]["zh"], float(scores[0, best]))
   its labels under `labels.json`'s `"head"`.
 - `head.npz`: the head's weights, for stitching recordings longer than ~30 s window by window
   (attention memory grows with the square of the length).
+- `calibration.json` (only when exported with `--calibration NAME`): calibrated confidence,
+  `softmax(logits / temperature + bias)` on the nine classes' logits (`target` `"nine"`) or on the trained
+  head's (`target` = its name); `infer.py` applies it and says so in its `"calibration"` field. The graph's
+  `scores` and `head_scores` are the uncalibrated ones.
 """
 
 
@@ -200,6 +205,7 @@ def export_model(
     hub: str = "ms",
     quantize: str | None = None,
     head: dict | None = None,
+    calibration: dict | None = None,
 ) -> dict:
     """Write the export folder ``out`` (created; must be empty or absent). Returns its ``config.json``.
 
@@ -207,6 +213,10 @@ def export_model(
     ``engine/heads.py`` loads it: ``name``, ``labels``, ``labels_zh``, ``spec``
     (its ``checkpoint_sha256`` must be this model's), ``mean``, ``scale``,
     ``layers`` (``[(W [in, out], b [out]), …]``). The faces load it (model/ is below engine/).
+
+    ``calibration``: a saved calibration's ``calibration.json`` document (``engine/calibration.py``), written
+    beside the graph as ``calibration.json``: ``infer.py`` and ``E2V_MODEL=<export>`` apply it. Its
+    ``checkpoint_sha256`` must be this model's; a head's calibration needs that head (the face checks it).
     """
     import torch
 
@@ -238,6 +248,13 @@ def export_model(
             f"Head {head['name']!r} was trained on another model (checkpoint "
             f"{str(head['spec'].get('checkpoint_sha256'))[:12]}…), not {resolved.path} ({checkpoint_hash[:12]}…). / "
             f"分类头 {head['name']!r} 是在另一个模型上训练的，与 {resolved.path} 不匹配。",
+        )
+    if calibration is not None and calibration.get("checkpoint_sha256") != checkpoint_hash:
+        raise E2VError(
+            "head_mismatch",
+            f"Calibration {calibration.get('name')!r} was fitted on another model (checkpoint "
+            f"{str(calibration.get('checkpoint_sha256'))[:12]}…), not {resolved.path} ({checkpoint_hash[:12]}…). / "
+            f"校准 {calibration.get('name')!r} 是在另一个模型上拟合的，与 {resolved.path} 不匹配。",
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -289,6 +306,9 @@ def export_model(
                 "labels_zh": [head["labels_zh"].get(lab, lab) for lab in head["labels"]],
             }
         (staging / "labels.json").write_text(json.dumps(labels, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        if calibration is not None:  # applied by infer.py and by the engine on E2V_MODEL=<export>
+            text = json.dumps(calibration, ensure_ascii=False, indent=2) + "\n"
+            (staging / CALIBRATION_FILE).write_text(text, "utf-8")
         marker = marker_info(resolved.path)
         config = {
             "format": EXPORT_FORMAT,
@@ -324,6 +344,9 @@ def export_model(
                 "classifier": head["spec"].get("classifier"),
                 "checkpoint_sha256": head["spec"].get("checkpoint_sha256"),
             },
+            "calibration": None
+            if calibration is None
+            else {"name": calibration.get("name"), "target": calibration.get("target"), "file": CALIBRATION_FILE},
             "tool": {"name": "emotion2vec-webui", "version": __version__, "torch": torch.__version__},
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", "utf-8")

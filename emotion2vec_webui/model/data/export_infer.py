@@ -5,7 +5,8 @@
 Prints one JSON object per file (JSON Lines), the fields of
 ``emotion2vec-webui recognize --json`` that this runner has: emotion,
 emotion_zh, confidence, scores, granularity, audio, model, head (when the
-export holds a trained head) and frames when asked (per-frame scores, unsmoothed). Recordings longer than --window-s
+export holds a trained head), calibration (when it holds one: ``export --calibration``; the scores it
+calibrates are then softmax(logits / temperature + bias)) and frames when asked (per-frame scores, unsmoothed). Recordings longer than --window-s
 seconds are classified in non-overlapping windows whose frame embeddings are
 pooled (the app itself cuts at pauses with overlap; scores then differ a little).
 Written by ``emotion2vec-webui export``; needs no PyTorch, no FunASR, no emotion2vec-webui.
@@ -39,6 +40,21 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def head_logits(custom, embedding):
+    """The trained head on the utterance embedding: standardise, dense layers with ReLU between (logits)."""
+    x = (embedding.astype(np.float64) - custom["mean"]) / custom["scale"]
+    layers = sum(1 for k in custom.files if k.startswith("W"))
+    for i in range(layers):
+        x = x @ custom[f"W{i}"].astype(np.float64) + custom[f"b{i}"]
+        x = np.maximum(x, 0) if i < layers - 1 else x
+    return x
+
+
+def calibrated(calibration, logits):
+    """softmax(logits / temperature + bias): the calibrated probabilities (calibration.json, export --calibration)."""
+    return softmax(np.asarray(logits, dtype=np.float64) / calibration["temperature"] + np.array(calibration["bias"]))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("audio", nargs="+")
@@ -58,6 +74,9 @@ def main(argv=None):
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
     head = np.load(HERE / "head.npz")
     custom = np.load(HERE / "custom_head.npz") if (HERE / "custom_head.npz").is_file() else None
+    calibration = None
+    if (HERE / "calibration.json").is_file():
+        calibration = json.loads((HERE / "calibration.json").read_text("utf-8"))
     for path in args.audio:
         wav, rate, channels = load_audio(path)
         if wav.size < FIELD:
@@ -81,12 +100,12 @@ def main(argv=None):
             scores = softmax(embedding @ head["weight"].T + head["bias"])
             frame_logits = feats @ head["weight"].T + head["bias"]
             if custom is not None:
-                x = (embedding - custom["mean"]) / custom["scale"]
-                layers = sum(1 for k in custom.files if k.startswith("W"))
-                for i in range(layers):
-                    x = x @ custom[f"W{i}"] + custom[f"b{i}"]
-                    x = np.maximum(x, 0) if i < layers - 1 else x
-                head_scores = softmax(x)
+                head_scores = softmax(head_logits(custom, embedding))
+        if calibration is not None and calibration["target"] == "nine":  # the nine classes' logits, calibrated
+            scores = calibrated(calibration, embedding.astype(np.float64) @ head["weight"].T + head["bias"])
+            frame_logits = frame_logits / calibration["temperature"] + np.array(calibration["bias"])
+        elif calibration is not None and custom is not None:  # the trained head's
+            head_scores = calibrated(calibration, head_logits(custom, embedding))
         top = int(np.argmax(scores))
         result = {
             "emotion": keys[top],
@@ -121,6 +140,15 @@ def main(argv=None):
                 "confidence": round(float(head_scores[top_h]), 6),
                 "scores": {k: round(float(v), 6) for k, v in zip(spec["labels"], head_scores)},  # noqa: B905
                 "checkpoint_sha256": config["custom_head"]["checkpoint_sha256"],
+            }
+        if calibration is not None:
+            result["calibration"] = {
+                "name": calibration["name"],
+                "target": calibration["target"],
+                "temperature": round(calibration["temperature"], 6),
+                "bias": any(b != 0 for b in calibration["bias"]),
+                "checkpoint_sha256": calibration["checkpoint_sha256"],
+                "created": calibration.get("created"),
             }
         if args.frames:
             result["frames"] = {
