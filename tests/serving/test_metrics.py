@@ -1,4 +1,4 @@
-"""Prometheus metrics and request ids: unit tests on a small app, then one real server."""
+"""Prometheus metrics and request ids: unit tests on a small app, then the whole app in-process."""
 
 from __future__ import annotations
 
@@ -185,28 +185,58 @@ def test_recent_runs_percentiles_and_system_tab_text():
     assert "<td>ready</td>" in info and "E2V_MAX_UPLOAD_MB" in info and "100 MB" in info
 
 
-# -- one real server: a known sequence of requests --------------------------------------------
+# -- the whole app in-process: a known sequence of requests ----------------------------------
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_model_dir):
-    """A server (JSON logs, small upload cap) after 3 ok, 2 audio_undecodable and 1 file_too_large."""
-    from tests.server_util import ServerProcess, server_env
+def served(tmp_path_factory, tiny_model_dir, engine):
+    """The app (JSON logs, small upload cap) after 3 ok, 2 audio_undecodable and 1 file_too_large.
 
-    root = tmp_path_factory.mktemp("metrics_server")
+    ``create_app`` in-process through FastAPI's TestClient: the middleware and routes a server runs,
+    without uvicorn (not under test here). Logging is set up as ``serve --log-format json`` sets it: JSON
+    lines on the terminal stream (captured in ``out``) and in ``logs/server.log``; restored afterwards.
+    """
+    import dataclasses
+    import io
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from emotion2vec_webui.app import create_app
+    from emotion2vec_webui.config import load_settings
+    from emotion2vec_webui.logs import log_to_file, setup_logging
+    from emotion2vec_webui.runs.service import Service
+
+    root = tmp_path_factory.mktemp("metrics_app")
     wav = write_audio(root / "tone.wav", tone(1.0, 16000), 16000, "wav").read_bytes()
     not_audio = base64.b64encode(b"RIFF" + os.urandom(30_000)).decode()
-    env = server_env(tiny_model_dir, root, log_format="json", max_upload_mb=0.1)
-    server = ServerProcess(env, log_path=root / "server.out")
-    with server:
-        url = server.url + "/api/v1/recognize"
-        ok = [httpx.post(url, files={"file": ("tone.wav", wav, "audio/wav")}, timeout=60) for _ in range(3)]
-        bad = [
-            httpx.post(url, json={"audio_base64": not_audio, "filename": "a.wav"}, timeout=60),
-            httpx.post(url, files={"file": ("b.wav", not_audio[:20_000].encode(), "audio/wav")}, timeout=60),
-        ]
-        big = httpx.post(url, files={"file": ("big.wav", b"\0" * 300_000, "audio/wav")}, timeout=60)
-        scrape = httpx.get(server.url + "/metrics", timeout=10)
+    s = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root / "outputs",
+                            log_dir=root / "logs", log_format="json", max_upload_mb=0.1, api_token=None)  # fmt: skip
+    logger = logging.getLogger()
+    handlers, level = list(logger.handlers), logger.level
+    out = io.StringIO()
+    try:
+        setup_logging("INFO", "json", stream=out)
+        log_to_file(s.log_dir)
+        with TestClient(create_app(s, Service(s, engine)), base_url="http://127.0.0.1") as client:
+            url = "/api/v1/recognize"
+            ok = [client.post(url, files={"file": ("tone.wav", wav, "audio/wav")}) for _ in range(3)]
+            bad = [
+                client.post(url, json={"audio_base64": not_audio, "filename": "a.wav"}),
+                client.post(url, files={"file": ("b.wav", not_audio[:20_000].encode(), "audio/wav")}),
+            ]
+            big = client.post(url, files={"file": ("big.wav", b"\0" * 300_000, "audio/wav")})
+            scrape = client.get("/metrics")
+    finally:
+        for h in list(logger.handlers):
+            if h not in handlers:
+                logger.removeHandler(h)
+                h.close()
+        for h in handlers:
+            if h not in logger.handlers:
+                logger.addHandler(h)
+        logger.setLevel(level)
+    (root / "server.out").write_text(out.getvalue(), "utf-8")
     yield SimpleNamespace(ok=ok, bad=bad, big=big, scrape=scrape, root=root, payload=not_audio, out=root / "server.out")
 
 
