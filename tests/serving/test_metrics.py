@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
