@@ -31,8 +31,8 @@ ERROR_CODES: dict[str, str] = {
     "storage_full": "the output folder's disk is full (or over quota)",
     "storage_unavailable": "the output folder cannot be created or written",
     "internal_error": "an unexpected error; see the server log",
-    "head_mismatch": "the trained head was built on another backbone (checkpoint hash differs)",
-    "head_invalid": "the trained head's folder is malformed (its files, types, shapes or values)",
+    "head_mismatch": "the trained head (or calibration) was built on another backbone or head version",
+    "head_invalid": "the trained head's (or calibration's) folder is malformed (its files, types, shapes or values)",
     "run_busy": "the run or batch is being written or read right now, so it was not deleted; retry shortly",
 }
 
