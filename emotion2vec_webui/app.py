@@ -46,7 +46,7 @@ def create_app(settings: Settings, service: Service | None = None):
     from fastapi import FastAPI
 
     from emotion2vec_webui import __version__
-    from emotion2vec_webui.serving import api, docs_ui, errors, heads, health, metrics, runs_api, stream
+    from emotion2vec_webui.serving import api, calibrations, docs_ui, errors, heads, health, metrics, runs_api, stream
 
     service = service or Service(settings)
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings, service: Service | None = None):
     app.include_router(api.router)
     app.include_router(runs_api.router)  # runs: list (single and batch), one run, its artifacts
     app.include_router(heads.router)  # trained classifier heads (train, list, delete)
+    app.include_router(calibrations.router)  # saved calibrations (list, reliability diagram, delete)
     app.include_router(stream.router)  # /api/v1/stream: live audio over a WebSocket (docs/streaming.md)
 
     app.add_middleware(ApiGuardMiddleware, settings=settings)
@@ -161,8 +162,12 @@ def _open_share_link(server, host: str, port: int, settings: Settings) -> None:
         log.warning("the share link is public and E2V_API_TOKEN is not set: anyone with the link can use the API")
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> int:
-    """``emotion2vec-webui serve``: build the app, start the service, run uvicorn until stopped."""
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: bool = False, ray=None) -> int:
+    """``emotion2vec-webui serve``: build the app, start the service, run uvicorn until stopped.
+
+    ``ray``: a :class:`runs.ray_service.RayServeOptions` (``serve --ray``): the same app here, the model on
+    Ray Serve replicas (docs/scaling.md).
+    """
     import uvicorn
 
     from emotion2vec_webui.runs.storage import require_output_dir, sweep_stale_temps
@@ -177,7 +182,12 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: 
     from emotion2vec_webui.ui.app import configure_gradio_env
 
     configure_gradio_env(settings)  # before Gradio is imported: some of its modules read the temp dir at import
-    service = Service(settings)
+    if ray is not None:
+        from emotion2vec_webui.runs.ray_service import RemoteService
+
+        service = RemoteService(settings, ray)
+    else:
+        service = Service(settings)
     app = create_app(settings, service)
     service.start()  # after the UI is built: importing torch would slow the first page
     log.info("serving the UI at http://%s:%d/ and the API docs at http://%s:%d/docs", host, port, host, port)

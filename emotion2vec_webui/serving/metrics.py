@@ -136,6 +136,18 @@ class _LiveCollector:
                     "random_weights": str(info.random_weights).lower(),
                 },
             )
+        replicas = getattr(service, "replicas", None)  # serve --ray: the model replicas, from Serve's controller
+        if replicas is not None:
+            family = GaugeMetricFamily("e2v_model_replicas", "Model replicas (serve --ray) by state.", labels=["state"])
+            for state, n in sorted({"RUNNING": 0, **replicas.states}.items()):
+                family.add_metric([state.lower()], n)
+            yield family
+            yield GaugeMetricFamily("e2v_model_replicas_min", "Model replicas wanted, at least.", replicas.min)
+            yield GaugeMetricFamily("e2v_model_replicas_max", "Model replicas wanted, at most.", replicas.max)
+            yield CounterMetricFamily("e2v_replica_retries", "Requests sent again after their replica died.",
+                                      replicas.retried)  # fmt: skip
+            yield CounterMetricFamily("e2v_replica_lost", "Requests answered 503 after a second replica died too.",
+                                      replicas.lost)  # fmt: skip
         yield InfoMetricFamily("e2v_build", "Versions of the app and its main libraries.", versions())
         yield GaugeMetricFamily("e2v_process_start_time_seconds", "Unix time the service started.", service.started_at)
         proc = _process()

@@ -47,6 +47,9 @@ class Readiness(BaseModel):
     storage: dict[str, Any] | None = Field(
         None, description="the output folder: ok, code (storage_full / storage_unavailable), message, free_mb"
     )
+    replicas: dict[str, Any] | None = Field(
+        None, description="serve --ray only: the model replicas (running, states, min, max, status); null in one process"
+    )
 
 
 class RecognizeJson(BaseModel):
