@@ -1,8 +1,8 @@
 """REST over the run catalog (issue 30): filters, cursor pages, batches, stats, deletes; a restart after a kill -9.
 
 The routes run in-process (FastAPI's TestClient over ``create_app``, with a token) against
-hand-built run folders (tests/catalog_data.py); one short-lived server process checks the start-up
-sync after a writer was killed between a run's rename and its catalog row.
+hand-built run folders (tests/catalog_data.py); a second app on a fresh folder checks the start-up
+sync after a writer process was killed between a run's rename and its catalog row.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
 from emotion2vec_webui.runs import retention
@@ -146,6 +145,26 @@ def test_report_html_is_made_from_result_json_or_served_from_the_folder(client, 
     assert jsonl.status_code == 200 and [json.loads(x)["index"] for x in jsonl.text.splitlines()] == list(range(5))
 
 
+def test_batch_calls(client, built):
+    root = built[0]
+    name = "batch_20261130_090000"  # older than the module's batches; removed at the end
+    make_batch(root, name, 300, ["c1.wav", "c2.wav"], **conversation())
+    r = client.get(f"/api/v1/batches/{name}/calls")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["batch_id"] == name and [c["rank"] for c in body["calls"]] == [1, 2]
+    assert sorted(c["file"] for c in body["calls"]) == ["c1.wav", "c2.wav"]
+    assert [a["label"] for a in body["by_label"]] == ["left", "right"]
+    call = body["calls"][0]
+    assert call["run_id"].startswith(f"{name}~outputs_") and call["report_url"].endswith(f"/runs/{call['run_id']}/report.html")
+    assert client.get(call["report_url"]).status_code == 200
+    assert client.get("/api/v1/batches/batch_20261201_100100/calls").json()["calls"] == []  # not a conversation batch
+    for bad in ("batch_20990101_000000", "..", "outputs_20261201_100000"):
+        r = client.get(f"/api/v1/batches/{bad}/calls")
+        assert r.status_code == 404 and " / " in r.json()["error"]["message"]
+    assert client.delete(f"/api/v1/batches/{name}").status_code == 200
+
+
 def test_a_run_being_read_or_a_batch_being_written_is_not_deleted(client, built):
     root, singles, batch, call = built
     with retention.in_use(root / singles[1]):  # e.g. a speaker rename or a detail read in flight
@@ -180,9 +199,17 @@ def test_deletes_need_the_token_and_leave_no_trace(client, built):
     assert not [p for p in root.iterdir() if p.name.startswith(".tmp-")]  # nothing half-removed left
 
 
-def test_restart_after_kill_lists_the_killed_run_and_forgets_a_deleted_folder(tiny_model_dir, tmp_path):
-    """A writer killed with SIGKILL between its run's rename and the catalog row; a folder deleted by hand."""
-    from tests.server_util import ServerProcess, server_env
+def test_restart_after_kill_lists_the_killed_run_and_forgets_a_deleted_folder(tiny_model_dir, engine, tmp_path):
+    """A writer killed with SIGKILL between its run's rename and the catalog row; a folder deleted by hand.
+
+    The writer is a real process (the kill is under test); the restart is a new app on the same folder
+    (``create_app`` in-process: its start-up sync is what a server's start runs).
+    """
+    from fastapi.testclient import TestClient
+
+    from emotion2vec_webui import app as server
+    from emotion2vec_webui.config import load_settings
+    from emotion2vec_webui.runs.service import Service
 
     root = tmp_path / "outputs"
     kept = [write_single(root, i, f"kept{i}.wav") for i in range(3)]
@@ -195,11 +222,11 @@ def test_restart_after_kill_lists_the_killed_run_and_forgets_a_deleted_folder(ti
     done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     shutil.rmtree(root / kept[0])
-    env = server_env(tiny_model_dir, tmp_path)
-    with ServerProcess(env, wait_ready=False, log_path=tmp_path / "server.log") as srv:  # listings need no model
+    s = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root, api_token=None)
+    with TestClient(server.create_app(s, Service(s, engine))) as c:
         deadline = time.monotonic() + 120
-        while (page := httpx.get(srv.url + "/api/v1/runs", timeout=30).json())["indexing"] and time.monotonic() < deadline:
+        while (page := c.get("/api/v1/runs").json())["indexing"] and time.monotonic() < deadline:
             time.sleep(0.2)
         names = [r["source_name"] for r in page["runs"]]
-        assert names == ["killed.wav", "kept2.wav", "kept1.wav"], srv.log_tail()
+        assert names == ["killed.wav", "kept2.wav", "kept1.wav"]
     assert os.path.isfile(root / CATALOG_FILE)
