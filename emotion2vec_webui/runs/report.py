@@ -56,7 +56,8 @@ def _n(value, digits: int = 2) -> str:
     return "—" if value is None else f"{float(value):.{digits}f}"
 
 
-def _emotion(key: str | None) -> str:
+def emotion_html(key: str | None) -> str:
+    """A colour chip, the emoji and the bilingual name of an emotion key."""
     if key is None:
         return "—"
     return (f'<span class="chip" style="background:{EMOTION_COLORS.get(key, "#888")}"></span>'
@@ -79,7 +80,7 @@ def _spans(result: Mapping) -> list[Mapping]:
 
 
 def _summary_section(result: Mapping, summary: Mapping | None) -> str:
-    out = [f'<section id="summary"><h2>摘要 / Summary</h2><p>整体情感 / Overall: {_emotion(result["emotion"])} '
+    out = [f'<section id="summary"><h2>摘要 / Summary</h2><p>整体情感 / Overall: {emotion_html(result["emotion"])} '
            f'<span data-field="confidence">{_n(result["confidence"])}</span></p>']  # fmt: skip
     if not summary:
         return out[0] + "<p>无时间信息（整句结果）/ No timeline (one utterance result).</p></section>"
@@ -94,7 +95,7 @@ def _summary_section(result: Mapping, summary: Mapping | None) -> str:
         out.append(
             f"<tr><td>{_e(s['label'])}</td>{_cell('talk_s', s['talk_s'], 1, sid)}"
             f'{_cell("talk_share", s["talk_share"], 3, sid)}<td class="n" data-field="turns" '
-            f'data-speaker="{_e(sid)}">{s["turns"]}</td><td>{_emotion(dominant)}</td>'
+            f'data-speaker="{_e(sid)}">{s["turns"]}</td><td>{emotion_html(dominant)}</td>'
             f"{_cell('mean_confidence', s['mean_confidence'], 3, sid)}"
             f"{_cell('baseline_negativity', s['baseline']['negativity'], 3, sid)}"
             f"{_cell('mean_balance', s['mean_balance'], 3, sid)}{_cell('closing_balance', s['closing_balance'], 3, sid)}"
@@ -102,7 +103,7 @@ def _summary_section(result: Mapping, summary: Mapping | None) -> str:
         )
     out.append("</table><ul>")
     for s in summary["speakers"]:
-        intense = ", ".join(f"{_turn_link(t)} {_emotion(t['emotion'])}" for t in s["intense_turns"]) or "—"
+        intense = ", ".join(f"{_turn_link(t)} {emotion_html(t['emotion'])}" for t in s["intense_turns"]) or "—"
         rises = ", ".join(f"{_turn_link(t)} +{_n(t['rise'])}" for t in s["largest_rises"]) or "—"
         out.append(f"<li><b>{_e(s['label'])}</b> — 最强烈 / most intense: {intense}; "
                    f"高于基线 / largest rises above baseline: {rises}</li>")  # fmt: skip
@@ -157,7 +158,7 @@ def _lanes_section(result: Mapping, summary: Mapping | None, duration: float) ->
     if not spans or not summary:
         return head + "<p>无 / None.</p></section>"
     speakers = [(s["id"], s["label"]) for s in summary["speakers"]]
-    legend = " ".join(_emotion(k) for k in EMOTIONS)
+    legend = " ".join(emotion_html(k) for k in EMOTIONS)
     return head + lanes_svg(spans, speakers, duration) + f'<p class="meta">{legend}</p></section>'
 
 
@@ -172,7 +173,7 @@ def _transcript_section(result: Mapping, summary: Mapping | None) -> str:
     for t in spans:
         rows.append(
             f'<tr id="turn-{int(t["index"])}"><td>{clock(t["start_s"])}–{clock(t["end_s"])}</td>'
-            f"<td>{_e(labels.get(t['speaker'], t['speaker']))}</td><td>{_emotion(t['emotion'])}</td>"
+            f"<td>{_e(labels.get(t['speaker'], t['speaker']))}</td><td>{emotion_html(t['emotion'])}</td>"
             f"{_cell('turn_confidence', t['confidence'], 3)}<td>{_e(t.get('text'))}</td></tr>"
         )
     return head + "".join(rows) + "</table></section>"
@@ -214,17 +215,23 @@ def report_html(result: dict) -> str:
     if (result.get("model") or {}).get("random_weights"):
         warnings.insert(0, "随机权重模型：结果没有意义 / Random-weight model: the results are meaningless.")
     name = (result.get("audio") or {}).get("source_name") or ""
-    return "".join([
-        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>情感分析报告 / Emotion report — {_e(name)}</title><style>{CSS}</style></head><body>",
+    return page(f"情感分析报告 / Emotion report — {name}", "".join([
         f"<header><h1>情感分析报告 / Emotion report</h1><p class=\"meta\">{_e(name)} · {clock(duration)} · "
         f"{_e(result.get('timestamp'))}</p>",
         "".join(f'<p class="warn">{_e(w)}</p>' for w in warnings), "</header>",
         _summary_section(result, summary), _arc_section(summary, duration), _lanes_section(result, summary, duration),
         _transcript_section(result, summary), _settings_section(result, summary),
-        '<footer class="meta"><p>emotion2vec-webui report</p></footer></body></html>\n',
-    ])  # fmt: skip
+    ]))  # fmt: skip
+
+
+def page(title: str, body: str) -> str:
+    """A whole HTML document: ``title`` (escaped here), the report's inline CSS, ``body`` (HTML, escaped by the caller)."""
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{body}"
+        '<footer class="meta"><p>emotion2vec-webui</p></footer></body></html>\n'
+    )
 
 
 def write_report(folder: str | Path, result: dict) -> Path:

@@ -19,6 +19,7 @@ repairs it.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -42,6 +43,30 @@ def parse_names(text: str | None) -> dict[str, str]:
         if sep and key.strip():
             out[key.strip()] = value.strip()
     return out
+
+
+SPEAKER_ID_RE = re.compile(r"^(left|right|ch[1-9][0-9]?|S[1-9][0-9]?)$")  # the ids conversations give speakers
+MAX_NAMES = 64
+
+
+def check_names(text: str | None) -> dict[str, str]:
+    """``"left=Agent,right=Customer"`` given before any work (``batch --speaker-names``), checked: id → clean name.
+
+    Raises:
+        E2VError: ``bad_request`` for text without ``id=name`` pairs, too many pairs, or an id no conversation gives.
+    """
+    names = parse_names(text)
+    if text and text.strip() and not names:
+        raise E2VError("bad_request", "Speaker names are id=name pairs, e.g. left=Agent,right=Customer. / "
+                                      "说话人名称应为 id=名称，例如 left=Agent,right=Customer。")  # fmt: skip
+    bad = [k for k in names if not SPEAKER_ID_RE.match(k)][:3] or (["…"] if len(names) > MAX_NAMES else [])
+    if bad:
+        raise E2VError(
+            "bad_request",
+            f"Unknown speaker id(s) {', '.join(bad)}: use left/right, ch1 … (channels) or S1, S2 … (auto), at most "
+            f"{MAX_NAMES}. / 未知的说话人 {', '.join(bad)}：请用 left/right、ch1 …（按声道）或 S1、S2 …（自动），至多 {MAX_NAMES} 个。",
+        )
+    return {k: clean_label(v) for k, v in names.items()}
 
 
 def clean_label(value: str) -> str:

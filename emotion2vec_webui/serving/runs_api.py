@@ -10,14 +10,17 @@ and resolves every path inside the outputs root (no traversal, no symlink out). 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.calls import read_calls_table
 from emotion2vec_webui.runs import run_query, run_stats
-from emotion2vec_webui.runs.catalog import batch_folder, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs.catalog import batch_folder, batch_run_id, read_result, run_path  # single and batch runs
 from emotion2vec_webui.runs.report import REPORT_HTML, report_html
 from emotion2vec_webui.runs.retention import delete_batch, delete_run, in_use
 from emotion2vec_webui.runs.run_index import catalog_for
@@ -167,6 +170,24 @@ async def batch_detail(request: Request, batch_id: str):
         raise E2VError("not_found", "No such batch. / 没有这个批量。")
     runs_url = str(request.url_for("runs").include_query_params(batch=batch_id))
     return {**_batch_summary(request, detail), "runs": detail["summary"]["runs"], "runs_url": runs_url}
+
+
+@router.get(
+    "/batches/{batch_id}/calls",
+    name="batch_calls",
+    summary="A conversation batch's calls ranked by escalation, and aggregates per speaker label (calls.json)",
+    responses=responses_for("not_found", "unauthorized"),
+)
+async def batch_calls(request: Request, batch_id: str):
+    folder = await run_in_threadpool(batch_folder, request.app.state.settings.output_dir, batch_id)
+    if folder is None:
+        raise E2VError("not_found", "No such batch. / 没有这个批量。")
+    table = await run_in_threadpool(read_calls_table, folder)
+    for call in table["calls"]:
+        run_id = batch_run_id(batch_id, Path(call["run_folder"]).name)
+        call["run_id"] = run_id
+        call["report_url"] = str(request.url_for("run_report", run_id=run_id))
+    return JSONResponse({"batch_id": batch_id, **table})
 
 
 @router.delete(
