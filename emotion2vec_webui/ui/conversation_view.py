@@ -48,24 +48,35 @@ CSS = """
 .e2v-conv-frames{position:absolute;left:0;top:0;width:100%;height:100%;display:block;pointer-events:none}
 .e2v-conv-filter{display:flex;align-items:center;gap:8px;margin:6px 0;font-size:.9rem}
 .e2v-conv-filter select{padding:2px 6px;border-radius:4px}
+.e2v-conv-arc{display:flex;align-items:center;gap:8px;margin:4px 0}  /* laid out as a lane, on the same axis */
 .e2v-conv-lanes .e2v-conv-arc .e2v-conv-track{height:64px;background:rgba(128,128,128,.06)}
 .e2v-conv-arc svg{position:absolute;left:0;top:0;width:100%;height:100%;display:block}
 .e2v-conv-arc .e2v-conv-lane-name{font-weight:400;font-size:.8rem;line-height:1.2;white-space:normal}
 .e2v-conv-marker{position:absolute;top:0;transform:translateX(-50%);border:0;background:none;cursor:pointer;
   padding:0 2px;font-size:15px;line-height:18px;z-index:2}
 .e2v-conv-marker:focus-visible,.e2v-conv-moment:focus-visible{outline:2px solid #228be6}
-.e2v-conv-marker.e2v-conv-turning{top:auto;bottom:0;color:#5f3dc4}
-.e2v-conv-marker.e2v-kind-escalation{color:#e03131}
-.e2v-conv-marker.e2v-kind-de-escalation{color:#2b8a3e}
+.e2v-conv-marker.e2v-conv-turning{top:auto;bottom:0}
+.e2v-conv .e2v-kind-up,.e2v-conv .e2v-kind-down{color:#5f3dc4!important}
+.e2v-conv .e2v-kind-escalation{color:#e03131!important}
+.e2v-conv .e2v-kind-de-escalation{color:#2b8a3e!important}
 .e2v-conv-moments{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0 2px 98px;font-size:.85rem}
 .e2v-conv-moment{border:1px solid rgba(128,128,128,.4);border-radius:12px;padding:1px 9px;cursor:pointer;
   background:none;color:inherit;font:inherit}
+.e2v-conv button.e2v-conv-marker,.e2v-conv button.e2v-conv-moment,.e2v-conv button.e2v-conv-seek{box-shadow:none!important;
+  min-width:0!important;width:auto!important;height:auto!important;background:none!important;font-weight:400!important}
+.e2v-conv button.e2v-conv-marker,.e2v-conv button.e2v-conv-seek{border:0!important;padding:0 2px!important}
+.e2v-conv button.e2v-conv-moment{border:1px solid rgba(128,128,128,.45)!important;padding:1px 9px!important;
+  border-radius:12px!important;font-size:.85rem!important}
+.e2v-conv-table-wrap{overflow-x:auto}
 .e2v-conv-table{border-collapse:collapse;width:100%;font-size:.88rem;margin:4px 0}
 .e2v-conv-table th,.e2v-conv-table td{padding:4px 8px;border-bottom:1px solid rgba(128,128,128,.25);text-align:right;
   white-space:nowrap}
-.e2v-conv-table th{font-weight:600;cursor:help;white-space:normal;vertical-align:bottom}
+.e2v-conv-table thead th{font-weight:600;cursor:help;white-space:normal;vertical-align:bottom}
+.e2v-conv-table tbody th,.e2v-conv-table tbody td{vertical-align:middle}
 .e2v-conv-table th:first-child,.e2v-conv-table td:first-child{text-align:left}
-.e2v-conv-table .e2v-conv-bar{min-width:120px;height:12px}
+.e2v-conv-table .e2v-conv-bar{min-width:100px;height:12px}
+.e2v-conv-table td.e2v-conv-intense{white-space:normal;text-align:left;min-width:230px}
+.e2v-conv-intense .e2v-conv-seek{white-space:nowrap;margin-right:6px}
 .e2v-conv-seek{cursor:pointer;text-decoration:underline dotted;border:0;background:none;color:inherit;font:inherit;padding:0}
 .e2v-conv [hidden]{display:none!important}
 .e2v-conv-report{display:inline-block;margin:4px 0;padding:4px 12px;border-radius:6px;background:#228be6;
@@ -226,7 +237,7 @@ def arc_html(summary: Mapping | None, duration: float, label: Callable[[str], st
     )  # fmt: skip
     name = (f'<div class="e2v-conv-lane-name" title="{escape(tip)}">{bilingual("Arc", "情绪走向")}'
             f'<br><span style="opacity:.7">±{scale:.2f}</span></div>')  # fmt: skip
-    row = (f'<div class="e2v-conv-lane e2v-conv-arc" id="conversation_arc" role="group" aria-label="{escape(tip)}">'
+    row = (f'<div class="e2v-conv-arc" id="conversation_arc" role="group" aria-label="{escape(tip)}">'
            f'{name}<div class="e2v-conv-track">{svg}{"".join(markers)}'
            '<div class="e2v-conv-playhead" style="left:0%"></div></div></div>')  # fmt: skip
     if not chips:
@@ -249,8 +260,8 @@ _COLUMNS = (  # (key, English, 中文, what it is: English, 中文)
      "negativity over the speaker's first seconds of speech", "该说话人最初若干秒语音的负面度"),
     ("closing", "Closing balance", "结尾平衡", "balance over the speaker's last seconds of speech", "该说话人最后若干秒语音的平衡"),
     ("escalations", "Escalations", "升级次数", "rises of negativity above the baseline", "负面度超过基线的升级次数"),
-    ("intense", "Most intense turn", "最强烈的一轮", "the turn with the strongest emotion; click to play",
-     "情绪最强烈的一轮；点击播放"),
+    ("intense", "Most intense turns", "最强烈的几轮", "the turns with the strongest emotion; click one to play it",
+     "情绪最强烈的几轮；点击播放"),
 )  # fmt: skip
 
 
@@ -272,13 +283,12 @@ def summary_table_html(summary: Mapping | None, label: Callable[[str], str], col
             for k in EMOTIONS
             if (v := float(s["emotion_share"].get(k, 0.0))) > 0
         )  # fmt: skip
-        intense = ""
-        if s.get("intense_turns"):
-            t = s["intense_turns"][0]
-            intense = (f'<button type="button" class="e2v-conv-seek" data-start="{t["start_s"]}" '
-                       f'data-index="{int(t["index"])}" title="{escape(bilingual("Play this turn", "播放这一轮"))}">'
-                       f'{clock(t["start_s"])} {EMOJI.get(t["emotion"], "")} {escape(ui_text.emotion_name(t["emotion"]))}'
-                       "</button>")  # fmt: skip
+        intense = " ".join(  # the most intense turns (up to three), each a link that plays it
+            f'<button type="button" class="e2v-conv-seek" data-start="{t["start_s"]}" data-index="{int(t["index"])}" '
+            f'title="{escape(ui_text.emotion_name(t["emotion"]))} — {escape(bilingual("play this turn", "播放这一轮"))}">'
+            f'{clock(t["start_s"])} {EMOJI.get(t["emotion"], "")}</button>'
+            for t in s.get("intense_turns") or []
+        )  # fmt: skip
         cells = (
             f'<th scope="row" style="color:{color.get(s["id"], "#888")}">{label(s["id"])}</th>',
             f"<td>{s['talk_s']:.1f} s · {s['talk_share']:.0%}</td>",
@@ -289,11 +299,17 @@ def summary_table_html(summary: Mapping | None, label: Callable[[str], str], col
             f"<td>{s['baseline']['negativity']:.2f}</td>",
             f"<td>{s['closing_balance']:+.2f}</td>",
             f"<td>{s['escalations']}</td>",
-            f"<td>{intense}</td>",
+            f'<td class="e2v-conv-intense">{intense}</td>',
         )
         body.append(f'<tr data-speaker="{escape(s["id"])}">{"".join(cells)}</tr>')
-    return (f'<table class="e2v-conv-table" id="conversation_summary_table"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')  # fmt: skip
+    compare = (summary or {}).get("comparison")
+    note = ""
+    if compare:  # speakers named as agent and customer (engine/call_summary.py's comparison)
+        change = bilingual("Customer mood change (closing − baseline balance)", "客户情绪变化（结尾平衡 − 基线平衡）")
+        note = (f'<div class="e2v-conf-label" id="conversation_comparison">{label(compare["agent"])} ↔ '
+                f'{label(compare["customer"])} · {change}: <b>{compare["customer_mood_change"]:+.2f}</b></div>')  # fmt: skip
+    return (f'<div class="e2v-conv-table-wrap"><table class="e2v-conv-table" id="conversation_summary_table">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{note}')  # fmt: skip
 
 
 def report_link_html(url: str | None) -> str:

@@ -246,7 +246,7 @@ def open_run(root: str | Path, run_id: str) -> tuple[ui_handlers.RunView, str]:
     result = view.result or {}
     if folder is None or not result.get("speakers"):
         return view, ""
-    names = ("result.json", "transcript.srt", "transcript.vtt", "turns.csv")
+    names = ("result.json", "transcript.srt", "transcript.vtt", "turns.csv", "report.html")  # report: a link button
     files = {n: file_url(folder / n) for n in names if (folder / n).is_file()}
     audio = file_url(folder / "processed_audio.wav") if (folder / "processed_audio.wav").is_file() else None
     return view, conversation_html(result, audio, None, files)

@@ -106,6 +106,7 @@ def test_the_view_has_tracks_arc_table_filter_and_report():
     assert [r[0] for r in rows] == ["left", "right"]
     assert "2.5 s · 62%" in rows[1][1] and "<td>-0.30</td>" in rows[1][1] and "<td>1</td>" in rows[1][1]
     assert 'data-start="2.5"' in rows[1][1]  # the most intense turn seeks
+    assert 'id="conversation_comparison"' not in html  # no agent/customer names: no comparison
     assert 'class="e2v-conv-lane e2v-conv-summary"' not in html  # the table replaces the shares-only rows
     assert re.findall(r'<option value="([^"]*)">', html) == ["", "left", "right"]
     assert 'id="conversation_report" href="rep.html"' in html and ">report.html</a>" not in html
@@ -119,6 +120,13 @@ def test_without_frames_or_summary_the_view_is_the_plain_one():
     assert "e2v-conv-turn e2v-conv-has-track" not in html and 'class="e2v-conv-lanes e2v-conv-tracks"' not in html
     assert 'id="conversation_arc"' not in html and "<table" not in html and 'id="conversation_report"' not in html
     assert html.count('class="e2v-conv-lane e2v-conv-summary"') == 2  # the shares per speaker, as before
+
+
+def test_an_agent_customer_comparison_shows_the_customers_mood_change():
+    summary = {**SUMMARY, "comparison": {"agent": "left", "customer": "right", "customer_mood_change": -0.125}}
+    html = conversation_html(_result(summary=summary), "x.wav", {"left": "Agent", "right": "客户"})
+    note = re.search(r'<div class="e2v-conf-label" id="conversation_comparison">(.*?)</div>', html).group(1)
+    assert note.startswith("Agent ↔ 客户") and "<b>-0.12</b>" in note
 
 
 def test_names_reach_the_filter_table_and_markers_escaped():
