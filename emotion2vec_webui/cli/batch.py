@@ -23,6 +23,7 @@ from emotion2vec_webui.cli.conversation_args import add_conversation_args, conve
 from emotion2vec_webui.jobs.batch import BatchOptions, format_report
 from emotion2vec_webui.jobs.batch_job import batch_head_labels, prepare_batch
 from emotion2vec_webui.jobs.inputs import discover_inputs
+from emotion2vec_webui.label_sets import LABEL_SETS
 from emotion2vec_webui.runs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 
@@ -54,6 +55,14 @@ def add_parser(sub) -> None:
         help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head); inputs labelled with its labels "
         "(list file, folder per label) score it: accuracy, UA, F1, confusion matrix",
     )
+    p.add_argument(
+        "--label-set",
+        choices=list(LABEL_SETS),
+        metavar="SET",
+        help="also score on a benchmark label set, as published tables do: references mapped into the set (others "
+        "dropped and counted), the answer is the set's class with the highest score; "
+        f"one of {', '.join(LABEL_SETS)} (metrics.json \"label_set\", label_set_confusion_matrix.*)",
+    )
     add_confidence_args(p)
 
 
@@ -70,6 +79,7 @@ def run(args) -> int:
         batch_size=max(1, args.batch_size),
         workers=max(1, args.workers),
         label_map=parse_label_map(args.label_map, head_labels),  # dataset labels → classes or the head's labels
+        label_set=args.label_set,
     )
     batch = prepare_batch(
         discover_inputs(args.input), settings, options, args.input,

@@ -28,6 +28,7 @@ from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.batch_folder import open_batch
 from emotion2vec_webui.jobs.batch_scoring import score_batch
 from emotion2vec_webui.jobs.inputs import BatchItem, item_source
+from emotion2vec_webui.jobs.label_set_scoring import report_lines, score_batch_label_set
 from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row
 from emotion2vec_webui.runs.evaluation import Metrics
 from emotion2vec_webui.runs.recognize import RecognizeOptions
@@ -51,6 +52,7 @@ class BatchOptions:
     batch_size: int = 8  # inputs per model call (when the engine batches)
     workers: int = 2  # decoding threads (local) or model actors (ray)
     label_map: dict[str, str] = field(default_factory=dict)  # dataset label → our class, before the defaults
+    label_set: str | None = None  # --label-set: also scored on a benchmark label set (label_sets.py)
 
     # what the batch itself reads of them
     granularity = property(lambda self: self.recognize.granularity)
@@ -76,6 +78,7 @@ class BatchReport:
     head_metrics: Metrics | None = None  # the head scored, when inputs carry its labels
     head_labelled: int = 0  # inputs whose reference label is one of the head's labels
     abstention: dict = field(default_factory=dict)  # --min-confidence: "nine"/"head" coverage and accuracy answered
+    label_set: dict | None = None  # --label-set: the batch on a benchmark label set (jobs/label_set_scoring.py)
 
     @property
     def failed(self) -> int:
@@ -241,11 +244,12 @@ def finish_batch(
     head_labels = tuple(head_labels) if options.head else ()
     scores = score_batch(summary.folder, rows, options.label_map, options.head, head_labels)
     processed = len(rows) - skipped
+    label_set = score_batch_label_set(summary.folder, rows, options.label_set, options.label_map)
     report = BatchReport(
         summary.folder, rows, skipped, processed, audio_s, elapsed_s, scores.metrics, scores.labelled,
         scores.label_mapping, scores.label_counts,
         head=options.head, head_labels=head_labels, head_metrics=scores.head_metrics, head_labelled=scores.head_labelled,
-        abstention=scores.abstention,
+        abstention=scores.abstention, label_set=label_set,
     )  # fmt: skip
     write_atomic(summary.folder / "report.txt", format_report(report) + "\n")  # what the CLI printed, kept
     if options.speakers != "none":  # conversations: one row per turn of every input
@@ -316,4 +320,4 @@ def format_report(report: BatchReport) -> str:
             f"head {report.head!r} not scored: no input that it answered carries one of its labels ({theirs}) / "
             f"分类头 {report.head!r} 未评分：它回答的输入中没有带其标签（{theirs}）的"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + report_lines(report.label_set))

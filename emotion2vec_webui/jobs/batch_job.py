@@ -37,6 +37,7 @@ from emotion2vec_webui.jobs.batch_folder import batch_manifest, latest_batch_dir
 from emotion2vec_webui.jobs.batch_scoring import check_labels, head_folder_labels
 from emotion2vec_webui.jobs.inputs import BatchItem
 from emotion2vec_webui.jobs.summary import BatchSummary
+from emotion2vec_webui.label_sets import label_set
 
 Execute = Callable[[Callable], object]  # execute(fn) runs fn(engine) where the model lives and returns its value
 ENGINES = ("local", "ray")
@@ -167,7 +168,8 @@ def prepare_batch(
 
         execute(lambda model: load_for_engine(settings.heads_dir, options.head, model))
     items = head_folder_labels(list(items), input_spec, head_labels)
-    check_labels(items, options.label_map, head_labels)
+    if label_set(options.label_set) is None:  # with a label set, labels outside it are dropped and counted
+        check_labels(items, options.label_map, head_labels)
     root = Path(settings.output_dir)
     folder = Path(batch_dir) if batch_dir else (latest_batch_dir(root, input_spec) if resume else None)
     folder = (folder or new_batch_dir(root)).absolute()
