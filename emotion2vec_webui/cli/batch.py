@@ -26,6 +26,7 @@ from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.label_sets import LABEL_SETS
 from emotion2vec_webui.runs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
 from emotion2vec_webui.runs.recognize import RecognizeOptions
+from emotion2vec_webui.runs.speaker_names import check_names
 
 
 def add_parser(sub) -> None:
@@ -64,6 +65,10 @@ def add_parser(sub) -> None:
         f"one of {', '.join(LABEL_SETS)} (metrics.json \"label_set\", label_set_confusion_matrix.*)",
     )
     add_confidence_args(p)
+    p.add_argument(
+        "--speaker-names", metavar="ID=NAME,…", help="conversations: name the speakers of every call, e.g. "
+        "'left=Agent,right=Customer'; calls.csv and calls_report.html then aggregate per name"
+    )
 
 
 def run(args) -> int:
@@ -80,6 +85,7 @@ def run(args) -> int:
         workers=max(1, args.workers),
         label_map=parse_label_map(args.label_map, head_labels),  # dataset labels → classes or the head's labels
         label_set=args.label_set,
+        speaker_names=check_names(args.speaker_names),
     )
     batch = prepare_batch(
         discover_inputs(args.input), settings, options, args.input,
@@ -117,4 +123,6 @@ def run(args) -> int:
     finally:
         bar.close()
     print(format_report(report))
+    if (report.folder / "calls.csv").is_file():  # a conversation batch (jobs/calls.py)
+        print(f"calls / 通话: {report.folder / 'calls.csv'}, {report.folder / 'calls_report.html'}")
     return EXIT_SOME_FAILED if report.failed else EXIT_OK

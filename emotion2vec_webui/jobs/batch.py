@@ -47,12 +47,13 @@ class BatchOptions:
     """A batch: what each input gets (the one recognise flow's options, checked when built) and how the batch runs."""
 
     # granularity, embedding, segmentation, channels, audio_stream, head; speakers/num_speakers/transcribe/asr_model
-    # (conversations: each run gets speakers/turns and turns.csv; the batch gets turns_summary.csv)
+    # (conversations: each run gets speakers/turns and turns.csv; the batch gets turns_summary.csv, calls.csv)
     recognize: RecognizeOptions = RecognizeOptions(extract_embedding=False)
     batch_size: int = 8  # inputs per model call (when the engine batches)
     workers: int = 2  # decoding threads (local) or model actors (ray)
     label_map: dict[str, str] = field(default_factory=dict)  # dataset label → our class, before the defaults
     label_set: str | None = None  # --label-set: also scored on a benchmark label set (label_sets.py)
+    speaker_names: dict[str, str] = field(default_factory=dict)  # speaker id → name for every call (jobs/calls.py)
 
     # what the batch itself reads of them
     granularity = property(lambda self: self.recognize.granularity)
@@ -252,10 +253,14 @@ def finish_batch(
         abstention=scores.abstention, label_set=label_set,
     )  # fmt: skip
     write_atomic(summary.folder / "report.txt", format_report(report) + "\n")  # what the CLI printed, kept
-    if options.speakers != "none":  # conversations: one row per turn of every input
+    if options.speakers != "none":  # conversations: names, one row per turn of every input, one row per call
+        from emotion2vec_webui.jobs.calls import name_speakers, write_calls
         from emotion2vec_webui.jobs.turns_summary import write_turns_summary
 
+        if options.speaker_names:
+            name_speakers(summary.folder, rows, options.speaker_names)
         write_turns_summary(summary.folder, rows)
+        write_calls(summary.folder, rows)  # calls.csv, calls.json, calls_report.html
     record_batch_folder(summary.folder)  # the catalog's batch row: summary, metrics, reference labels
     return report
 
