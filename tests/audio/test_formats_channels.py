@@ -4,7 +4,7 @@ The files are generated with Debian's ffmpeg (tests skip without it; the
 app itself needs no system FFmpeg: PyAV's wheels bundle it). AMR has no
 encoder in Debian's ffmpeg, so the .amr file is written by hand (the AMR-NB
 storage format: a magic line, then 12.2 kbit/s frames) and put into a .3gp
-with ``-c:a copy``, as phones do. A real server answers the REST cases.
+with ``-c:a copy``, as phones do. The app answers the REST cases (in-process).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import soxr
 from emotion2vec_webui.audio.decode import _sniff_format, decode_audio, pcm16_from_float
 from emotion2vec_webui.audio.format import FORMATS, DecodeOptions, normalise_channels
 from emotion2vec_webui.errors import AudioError
-from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 
 FFMPEG = shutil.which("ffmpeg")
@@ -200,30 +199,40 @@ def test_mix_warnings(tmp_path, right_gain, warning):
         assert not [w for w in decode_audio(path, options=DecodeOptions("left")).warnings if "channel" in w]
 
 
-# -- through REST: a real server -----------------------------------------------------------------
+# -- through REST: the app in-process -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("formats")
-    with ServerProcess(server_env(tiny_model_dir, root, max_duration_s=5, max_upload_mb=4)) as srv:
-        srv.root = root
-        yield srv
+def client(tmp_path_factory, tiny_model_dir, engine):
+    """The whole app (``create_app``: middleware, routes, the decoder pool) through FastAPI's TestClient;
+    uvicorn is not under test here. 5 s of audio and 4 MB uploads at most."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from emotion2vec_webui.app import create_app
+    from emotion2vec_webui.config import load_settings
+    from emotion2vec_webui.runs.service import Service
+
+    s = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu", api_token=None,
+                            output_dir=tmp_path_factory.mktemp("formats") / "outputs", max_duration_s=5,
+                            max_upload_mb=4)  # fmt: skip
+    with TestClient(create_app(s, Service(s, engine))) as c:
+        yield c
 
 
-def _post(server, path: Path, **fields) -> httpx.Response:
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        return client.post(
-            "/api/v1/recognize",
-            files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
-            data={"extract_embedding": "false", **fields},
-        )
+def _post(client, path: Path, **fields) -> httpx.Response:
+    return client.post(
+        "/api/v1/recognize",
+        files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
+        data={"extract_embedding": "false", **fields},
+    )
 
 
 @needs_ffmpeg
 @pytest.mark.parametrize("name", ["clip.wma", "clip.amr", "phone.3gp", "video.mp4", "clip.mkv", "clip.caf"])
-def test_formats_through_rest(server, media, name):
-    r = _post(server, media[name])
+def test_formats_through_rest(client, media, name):
+    r = _post(client, media[name])
     assert r.status_code == 200, r.text
     body = r.json()
     check_result(body)
@@ -232,32 +241,32 @@ def test_formats_through_rest(server, media, name):
 
 
 @needs_ffmpeg
-def test_silent_video_through_rest(server, media):
-    r = _post(server, media["silent.mp4"])
+def test_silent_video_through_rest(client, media):
+    r = _post(client, media["silent.mp4"])
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "audio_no_stream"
 
 
-def test_channels_left_through_rest(server, tmp_path):
+def test_channels_left_through_rest(client, tmp_path):
     path = _stereo(tmp_path, _tone(330), _tone(523, amp=0.2))
-    r = _post(server, path, channels="left")
+    r = _post(client, path, channels="left")
     assert r.status_code == 200, r.text
     body = r.json()
     check_result(body)
     assert (body["audio"]["channels"], body["audio"]["channel_index"], body["audio"]["original_channels"]) == (
         "left", 0, 2,
     )  # fmt: skip
-    wav = httpx.get(body["files"]["processed_audio.wav"], timeout=30).content
+    wav = client.get(body["files"]["processed_audio.wav"]).content
     got, rate = sf.read(io.BytesIO(wav), dtype="float32")
     assert rate == 16000
     np.testing.assert_array_equal(got, _expected_channel(path, 0))  # bit-exact: the left channel resampled
-    saved = json.loads(httpx.get(body["files"]["result.json"], timeout=30).content)
+    saved = json.loads(client.get(body["files"]["result.json"]).content)
     assert saved["audio"]["channels"] == "left"
 
 
-def test_channels_bad_value_through_rest(server, tmp_path):
+def test_channels_bad_value_through_rest(client, tmp_path):
     path = _stereo(tmp_path, _tone(330), _tone(523))
-    r = _post(server, path, channels="both")
+    r = _post(client, path, channels="both")
     assert r.status_code == 422 and r.json()["error"]["code"] == "bad_request", r.text
-    r = _post(server, path, channels="5")
+    r = _post(client, path, channels="5")
     assert r.status_code == 422 and r.json()["error"]["code"] == "audio_no_stream", r.text
