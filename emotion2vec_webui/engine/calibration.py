@@ -113,6 +113,9 @@ def calibrate_head(head: Head, calibration: Calibration) -> Head:
     Raises:
         E2VError: ``head_mismatch`` when the calibration was fitted on another head (or another version of it).
     """
+    if getattr(head, "kind", "classification") != "classification":
+        raise E2VError("bad_request", f"Head {head.name!r} is a regression head: its values have no confidence to "
+                                      "calibrate. / 回归头没有可校准的置信度。")  # fmt: skip
     if calibration.target != head.name or calibration.head_fingerprint != head_fingerprint(head):
         raise E2VError(
             "head_mismatch",

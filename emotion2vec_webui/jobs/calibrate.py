@@ -159,6 +159,9 @@ def calibrate(
 
         head = load_head(heads_dir, options.head)
         check_backbone(head, backbone.checkpoint_sha256, backbone.name)
+        if getattr(head, "kind", "classification") != "classification":  # a regression head has no confidence
+            raise E2VError("bad_request", f"head {head.name!r} is a regression head: only classification heads have "
+                                          "a confidence to calibrate. / 回归头没有可校准的置信度。")  # fmt: skip
     items = labelled_items(data)
     classes = list(head.labels) if head is not None else list(EMOTIONS)
     y = _targets([it.label for it in items], classes, options.head, options.label_map)

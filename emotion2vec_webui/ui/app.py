@@ -41,6 +41,7 @@ from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
 from emotion2vec_webui.ui.system_tab import build_system_tab
 from emotion2vec_webui.ui.timeline import head_html as timeline_head_html
 from emotion2vec_webui.ui.timeline import run_timeline_html, timeline_component
+from emotion2vec_webui.ui.calibration_tab import calibration_picker, min_confidence_box, refresh_calibrations
 from emotion2vec_webui.ui.train_tab import build_train_tab, head_picker, refresh_picker
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ def _recognize_tab(service) -> None:
                     elem_id="segmentation",
                 )
                 head = head_picker(service, "head_pick")  # a trained head (Train tab), beside the nine classes
+                calibration = calibration_picker(service, "calibration_pick")  # calibrated confidence (Train tab)
+                min_confidence = min_confidence_box("min_confidence")  # abstain below it: "uncertain / 不确定"
                 with gr.Row():
                     clear = gr.Button(bilingual("Clear", "清除"), variant="secondary", elem_id="clear_button")
                     run = gr.Button(bilingual("Recognize", "开始识别"), variant="primary", elem_id="run_button")
@@ -235,7 +238,7 @@ def _recognize_tab(service) -> None:
             with gr.Column(scale=7, min_width=320):
                 view = _result_view("", "result_card", ui_text.placeholder_card_html())
 
-        def on_recognize(audio_path, gran, emb, seg, url, chans, head_name, progress=gr.Progress()):
+        def on_recognize(audio_path, gran, emb, seg, url, chans, head_name, cal, min_conf, progress=gr.Progress()):
             # One bar with the real steps (decoding → window k of n with an ETA → writing), no estimate from an
             # earlier run. Gradio's Progress only works on the event's own thread, and the windows are reported
             # from the inference worker: the run goes on a helper thread and this one relays its latest step.
@@ -243,7 +246,8 @@ def _recognize_tab(service) -> None:
             return _view_updates(
                 relay_progress(
                     lambda step: ui_handlers.recognize(
-                        service, audio_path, gran, emb, seg, url=url, channels=chans, head=head_name, progress=step
+                        service, audio_path, gran, emb, seg, url=url, channels=chans, head=head_name, progress=step,
+                        calibration=cal, min_confidence=min_conf,
                     ),
                     lambda fraction, what: progress(fraction, desc=what),
                 )
@@ -261,7 +265,7 @@ def _recognize_tab(service) -> None:
         )
         run.click(
             on_recognize,
-            [audio, granularity, embedding, segmentation, audio_url, channels, head],
+            [audio, granularity, embedding, segmentation, audio_url, channels, head, calibration, min_confidence],
             view.outputs(),
             api_name="recognize_ui",
             api_visibility="undocumented",
@@ -275,6 +279,8 @@ def _recognize_tab(service) -> None:
 
         clear.click(on_clear, None, [audio, audio_url, *view.outputs()], queue=False, api_visibility="private")
         recognize_tab.select(lambda: refresh_picker(service), None, head, queue=False, api_visibility="private")
+        recognize_tab.select(lambda: refresh_calibrations(service), None, calibration, queue=False,
+                             api_visibility="private")  # fmt: skip
 
         # The scripting endpoint: REST's options (checked by RecognizeOptions), the result.json object
         # (plus run_id) out, named "result" for gradio_client (not value_N).

@@ -148,6 +148,8 @@ def recognize(
     channels: str = "mix",
     head: str | None = None,
     progress=None,
+    calibration: str | None = None,
+    min_confidence: float | None = None,
 ) -> RunView:
     """Recognize one uploaded or recorded file, or a URL; every failure becomes an error card.
 
@@ -161,6 +163,8 @@ def recognize(
         channels: ``mix``, ``left``, ``right`` or a channel index.
         head: a trained head's name (E2V_HEADS_DIR), applied beside the nine classes; empty: none.
         progress: ``progress(fraction, step)`` for each step (decoded, writing), e.g. the page's progress bar.
+        calibration: a saved calibration's name (docs/calibration.md); empty: none.
+        min_confidence: abstain below this confidence ("uncertain / 不确定"); None: never.
     """
     url = (url or "").strip()
     if not audio_path and not url:
@@ -168,7 +172,7 @@ def recognize(
     try:  # every option checked here, before any download or decode (options.py)
         options = RecognizeOptions(
             granularity=granularity, extract_embedding=bool(extract_embedding), segmentation=segmentation,
-            channels=channels, head=head or None,
+            channels=channels, head=head or None, calibration=calibration or None, min_confidence=min_confidence,
         )  # fmt: skip
     except E2VError as exc:
         return error_view(exc.code, exc.message)

@@ -148,6 +148,11 @@ def result_card_html(result: dict) -> str:
         meta.append(f'<span title="embedding.npy">🧬 特征向量 / embedding [{escape(shape)}]</span>')
     if model.get("random_weights"):
         meta.append('<span class="e2v-badge-warn">随机权重 / random weights</span>')
+    if result.get("calibration"):  # docs/calibration.md: which calibration produced the confidence
+        meta.append(f'<span class="e2v-calibrated">🎯 已校准 / calibrated: {escape(str(result["calibration"]["name"]))}</span>')
+    if result.get("uncertain"):  # abstained: the top emotion stays below the mark
+        meta.append(f'<span class="e2v-badge-warn e2v-uncertain">不确定 / uncertain · &lt; '
+                    f'{percent(float(result.get("min_confidence") or 0.0))}</span>')  # fmt: skip
     warnings = "".join(f"<li>{escape(str(w))}</li>" for w in result.get("warnings") or [])
     warn_html = f'<ul class="e2v-warnings">{warnings}</ul>' if warnings else ""
     return (
@@ -211,7 +216,8 @@ def head_section_html(head: dict | None) -> str:
     return (
         f'<div class="e2v-head-block" data-head="{name}">'
         f'<div class="e2v-section">自训练分类头 / Trained head: {name}</div>'
-        f'<div class="e2v-head-top" data-label="{escape(str(head.get("label", "")))}"><b>{escape(str(top_zh))}</b>'
+        + ('<div class="e2v-badge-warn e2v-uncertain">不确定 / uncertain</div>' if head.get("uncertain") else "")
+        + f'<div class="e2v-head-top" data-label="{escape(str(head.get("label", "")))}"><b>{escape(str(top_zh))}</b>'
         f"{'' if top_zh == top else ' ' + escape(str(top))} · {percent(float(head.get('confidence', 0.0)))}</div>"
         f'<div class="e2v-bars">{"".join(rows)}</div></div>'
     )

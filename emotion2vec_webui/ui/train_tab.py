@@ -4,7 +4,7 @@ Training runs as a job (``jobs/train_jobs.py``, shared with ``POST /api/v1/heads
 the page shows its progress, then the report (cross-validated and held-out
 scores, per-class precision/recall) and the confusion matrix. The head is saved
 as ``E2V_HEADS_DIR/<name>/`` and appears in the head pickers of the Recognize
-and Batch tabs (:func:`head_picker`).
+and Batch tabs (:func:`head_picker`). One concept: this tab (its calibration section: ui/calibration_tab.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, pars
 from emotion2vec_webui.jobs.train_jobs import check_inside, jobs_for, resolve_training_data
 from emotion2vec_webui.labels import bilingual
 from emotion2vec_webui.runs.head_store import delete_head, list_heads
+from emotion2vec_webui.ui.calibration_tab import build_calibration_section
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +389,7 @@ def build_train_tab(service) -> None:
         trained.then(**refresh)  # the new head joins the Delete picker too
         tab.select(**refresh)
         _on_page_load(refresh)
+        build_calibration_section(service, tab, unpack_upload, UPLOADS, _on_page_load)  # calibrated confidence
 
 
 def _on_page_load(event: dict) -> None:
