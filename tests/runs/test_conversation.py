@@ -118,3 +118,20 @@ def test_unknown_asr_model_is_model_unavailable(conv_settings, engine, stereo_di
     with pytest.raises(E2VError) as err:
         _run(conv_settings, engine, stereo_dialogue[0], speakers="channels", transcribe=True, asr_model="no-such-asr")
     assert err.value.code == "model_unavailable"
+
+
+def test_granularity_frame_gives_each_turn_its_track_and_the_same_turn_emotions(conv_settings, engine, stereo_dialogue):
+    """``granularity=frame`` (the Conversation tab's): every turn carries ``frames`` (schema-checked), one row per
+    20 ms of the turn, and the turns' emotions and scores are those of an utterance-granularity run."""
+    path, _ = stereo_dialogue
+    framed = _run(conv_settings, engine, path, speakers="channels", granularity="frame").result
+    plain = _run(conv_settings, engine, path, speakers="channels").result
+    check_result(framed)
+    assert [(t["start_s"], t["emotion"], t["scores"]) for t in framed["turns"]] == [
+        (t["start_s"], t["emotion"], t["scores"]) for t in plain["turns"]
+    ]
+    assert all("frames" not in t for t in plain["turns"])
+    for t in framed["turns"]:
+        rows = t["frames"]["scores"]
+        assert abs(len(rows) * t["frames"]["hop_s"] - (t["end_s"] - t["start_s"])) <= 0.06
+        assert t["frames"]["smoothing_s"] == conv_settings.frame_smoothing_s
