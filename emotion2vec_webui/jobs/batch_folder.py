@@ -21,7 +21,8 @@ from emotion2vec_webui.jobs.summary import BatchSummary, row_key
 from emotion2vec_webui.runs.catalog import BATCH_MANIFEST
 
 # What a batch must be resumed with, as batch.json stores it, and the flag that sets each.
-RESUME_KEYS = {"model": "--model", "precision": "--precision", "granularity": "--granularity", "head": "--head"}
+RESUME_KEYS = {"model": "--model", "precision": "--precision", "granularity": "--granularity", "head": "--head",
+               "calibration": "--calibration", "min_confidence": "--min-confidence"}  # fmt: skip
 
 
 def new_batch_dir(root: Path) -> Path:

@@ -182,6 +182,8 @@ def prepare_batch(
         granularity=options.granularity,
         head=options.head,
         embedding=options.extract_embedding,
+        calibration=options.recognize.calibration,  # calibrated confidences and abstention: not mixed on --resume
+        min_confidence=options.recognize.min_confidence,
         **(manifest_extra or {}),
     )
     summary, todo = open_batch(items, folder, resume, manifest)

@@ -126,6 +126,7 @@ def test_cli_batch_scores_the_head_then_resume_refuses_another(root, cli_env, tm
         ([], "--head sts", "--head none / 无"),
         (["--head", "sts", "--precision", "fp32"], "--precision auto", "--precision fp32"),
         (["--head", "sts", "--granularity", "frame"], "--granularity utterance", "--granularity frame"),
+        (["--head", "sts", "--min-confidence", "0.5"], "--min-confidence none / 无", "--min-confidence 0.5"),
     ):
         assert _cli(root, batch, "--resume", *extra) == 2, extra
         err = capsys.readouterr().err
