@@ -2,8 +2,8 @@
 
 The folders are the architecture (docs/architecture.md):
 
-    foundation   errors, config, labels, logs, files,     (imports nothing of ours but foundation)
-                 archives, user_text, options
+    foundation   errors, config, labels, label_sets, logs,  (imports nothing of ours but foundation)
+                 files, archives, user_text, options
     core         audio → model → engine                     (no files, HTTP or Gradio)
     runs         the one recognise flow, run folders, the service
     jobs         batch over many inputs, local or on Ray     (started by more than one face)
@@ -34,6 +34,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "errors": (0, "foundation"),
     "config": (0, "foundation"),
     "labels": (0, "foundation"),
+    "label_sets": (0, "foundation"),
     "logs": (0, "foundation"),
     "files": (0, "foundation"),
     "archives": (0, "foundation"),
