@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from emotion2vec_webui.cli.common import (
     settings_from_args,
 )
 from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
+from emotion2vec_webui.cli.progress import WindowProgress
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.url_fetch import AudioUrl, is_url
 
@@ -46,6 +48,8 @@ def add_parser(sub) -> None:
     add_model_args(p)
     add_output_args(p)
     p.add_argument("--json", action="store_true", help="print one result object per line (JSON Lines)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (a long file prints "
+                   "'window k/n, ETA m:ss' as each window starts); errors are still printed")  # fmt: skip
     p.add_argument(
         "--head", metavar="NAME", help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head); "
         "result.json gets a 'head' block beside the nine classes"
@@ -74,10 +78,12 @@ def run(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for name in args.files:
         try:
-            if is_url(name):  # downloaded under the same rules as REST's audio_url (runs/url_fetch.py)
-                outcome = Recognition(settings, options).run(AudioUrl(name), with_engine)
-            else:
-                outcome = Recognition(settings, options).run(name, with_engine, source_name=Path(name).name)
+            flow = Recognition(settings, options)
+            with contextlib.nullcontext() if args.quiet else WindowProgress(flow, name):  # window k/n, ETA (stderr)
+                if is_url(name):  # downloaded under the same rules as REST's audio_url (runs/url_fetch.py)
+                    outcome = flow.run(AudioUrl(name), with_engine)
+                else:
+                    outcome = flow.run(name, with_engine, source_name=Path(name).name)
         except E2VError as exc:
             if exc.code in ("model_unavailable", "head_mismatch", "head_invalid") or (
                 exc.code == "not_found" and (args.head or args.calibration)

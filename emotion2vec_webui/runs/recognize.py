@@ -139,6 +139,8 @@ class Recognition:
         self.channel_waveforms: list | None = None  # speakers=channels: each channel, decoded apart
         self.progress: Callable[[float, str], None] | None = None  # (fraction done, bilingual step): a UI's bar
         self.windows = 0  # long audio: how many windows the engine analysed it in (0: one pass)
+        self.window = 0  # long audio: the window being analysed (1…windows), for a face's own progress line
+        self.eta_s: float | None = None  # long audio: seconds left at the windows' pace so far (None: not known yet)
         self._first_window_at: float | None = None  # when window 1 started (the ETA's pace)
         self.extra_result: dict = {}  # more top-level result.json keys (a live stream's "stream" block)
 
@@ -205,10 +207,10 @@ class Recognition:
         now = time.perf_counter()
         if k == 1 or self._first_window_at is None:
             self._first_window_at = now
-        self.windows = n
+        self.window, self.windows, self.eta_s = k, n, None
         step = f"分析第 {k}/{n} 个窗口 / window {k} of {n}"
         if k > 1:
-            left = (now - self._first_window_at) / (k - 1) * (n - k + 1)
+            left = self.eta_s = (now - self._first_window_at) / (k - 1) * (n - k + 1)
             eta = f"{int(left // 60)}:{int(left % 60):02d}"
             step = f"分析第 {k}/{n} 个窗口，约剩 {eta} / window {k} of {n}, about {eta} left"
         self.report(0.3 + 0.6 * (k - 1) / n, step)
@@ -216,25 +218,6 @@ class Recognition:
     def finish(self, decoded: DecodedAudio, engine: EmotionEngine, answer: EmotionResult | None = None) -> RunOutcome:
         """Classify ``decoded`` (unless a batched call already gave its ``answer``), assemble and write."""
         return _finish(self, decoded, engine, answer)
-
-
-def recognize_source(
-    source,
-    engine: EmotionEngine,
-    settings: Settings,
-    options: RecognizeOptions = RecognizeOptions(),
-    *,
-    source_name: str | None = None,
-    request_id: str | None = None,
-    write: bool = True,
-) -> RunOutcome:
-    """Decode a path or bytes, classify it with ``engine``, and write its run folder.
-
-    Raises:
-        E2VError: audio errors (nothing is written) or engine errors.
-    """
-    flow = Recognition(settings, options, request_id=request_id, write=write)
-    return flow.run(source, lambda fn: fn(engine), source_name)
 
 
 HEAD_ONLY_WARNING = (

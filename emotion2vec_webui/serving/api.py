@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import logging
 from pathlib import PurePosixPath
@@ -26,12 +27,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.options import parse_bool
 from emotion2vec_webui.runs.input_files import read_input_file
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
 from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, client_key, wait_or_cancel
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
 from emotion2vec_webui.serving.json_body import check_form, read_json
+from emotion2vec_webui.serving.progress_stream import MEDIA_TYPE, PROGRESS_PARAMETER, progress_response
 from emotion2vec_webui.serving.runs_api import with_links
 from emotion2vec_webui.serving.schemas import RecognizeJson, RecognizeResponse, SimilarityResponse, form_properties
 
@@ -52,6 +55,8 @@ API_DESCRIPTION = """Speech emotion recognition with Emotion2Vec+ (FunASR).
   429 `rate_limited` (this client holds its share: `E2V_MAX_PER_CLIENT`, `E2V_URL_MAX_PER_CLIENT`),
   503 `model_unavailable` / `overloaded` (with `Retry-After`), 500 `internal_error`;
   507 `storage_full` / 503 `storage_unavailable` when the output folder is full or cannot be written.
+* `?progress=true` on `/api/v1/recognize`: `application/x-ndjson`, a `{"progress": …}` line as each window of a
+  long recording starts (`window`, `windows`, `eta_s`), then one `{"result": …}` or `{"error": …}` line.
 * When `E2V_API_TOKEN` is set, `/api/*` needs `Authorization: Bearer <token>`.
 * Every response carries `X-Request-ID`; the id is in the logs and in `result.json`.
 """
@@ -63,6 +68,9 @@ _bearer = HTTPBearer(auto_error=False, description="Needed when the server sets 
 router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(_bearer)])
 
 _RECOGNIZE_BODY = {
+    "parameters": [PROGRESS_PARAMETER],
+    "responses": {"200": {"content": {MEDIA_TYPE: {"schema": {"type": "string", "description": "with ?progress=true: "
+                                                              "one JSON object per line (docs/api.md)"}}}}},
     "requestBody": {
         "required": True,
         "content": {
@@ -103,17 +111,20 @@ _RECOGNIZE_BODY = {
 )
 async def recognize(request: Request):
     admission, client = admission_of(request), client_key(request)
+    progress = parse_bool(request.query_params.get("progress"), "progress")  # NDJSON progress (progress_stream.py)
     admission.check(client)  # 503 (429 for a client over its share) at once, before a byte of the body is read
     request = await admission.read_body(request)  # a slow or stalled client holds no slot (408)
-    with admission.slot(client):
+    with contextlib.ExitStack() as held:
+        held.enter_context(admission.slot(client))
         source, name, options = await _parse(request)
         if not isinstance(source, AudioUrl):
-            return await _recognize(request, source, name, options)
+            return await _recognize(request, source, name, options, held if progress else None)
     # An audio_url is downloaded holding a download slot, not this one: a remote server that
     # trickles its bytes must not keep uploads out (issue 26). The request then queues like an upload.
     fetched = await admission.download(source.url, client)
-    with admission.slot(client):
-        return await _recognize(request, fetched, name, options)
+    with contextlib.ExitStack() as held:
+        held.enter_context(admission.slot(client))
+        return await _recognize(request, fetched, name, options, held if progress else None)
 
 
 async def _parse(request: Request):
@@ -131,14 +142,22 @@ async def _parse(request: Request):
     )
 
 
-async def _recognize(request: Request, source, name: str | None, options: RecognizeOptions):
-    """Decode ``source`` (bytes or a :class:`Fetched` download), queue it for the worker, answer its run."""
+async def _recognize(request: Request, source, name: str | None, options: RecognizeOptions,
+                     held: contextlib.ExitStack | None = None):  # fmt: skip
+    """Decode ``source`` (bytes or a :class:`Fetched` download), queue it for the worker, answer its run.
+
+    With ``held`` (the admission slot; ``?progress=true``) the answer is an NDJSON stream that keeps the slot
+    until its last line.
+    """
     service, settings = request.app.state.service, request.app.state.settings
     flow = Recognition(settings, options, request_id=request.state.request_id)
     decoded = await run_in_threadpool(flow.decode, source, name)
     del source
     # assembly and writing run on a job thread; only the model calls queue for the worker (runs/scheduler.py)
-    future = service.submit(functools.partial(flow.finish, decoded), client=client_key(request))
+    submit = functools.partial(service.submit, functools.partial(flow.finish, decoded), client=client_key(request))
+    if held is not None:
+        return progress_response(request, flow, decoded.duration_s, submit, held.pop_all())
+    future = submit()
     outcome = await wait_or_cancel(request, future)
     if outcome is None:  # the client went away; nothing was (or will be) half-written
         return JSONResponse({}, status_code=499)

@@ -1,0 +1,93 @@
+"""``POST /api/v1/recognize?progress=true`` (serving/progress_stream.py): NDJSON progress by window, then the result.
+
+In-process app on the session's tiny engine, with 2 s windows so that a 12 s clip is analysed in several.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from emotion2vec_webui.audio.signals import noise, tone, write_audio
+from emotion2vec_webui.config import load_settings
+
+WINDOW_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def setup(engine, tiny_model_dir, tmp_path_factory):
+    from emotion2vec_webui.app import create_app
+    from emotion2vec_webui.runs.service import Service
+
+    root = tmp_path_factory.mktemp("progress_api")
+    settings = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu",
+                                   output_dir=root / "outputs", api_token=None, window_s=WINDOW_S)  # fmt: skip
+    clip = root / "long.wav"
+    write_audio(clip, tone(12.0, 16000, freq=180.0) + noise(12.0, 16000), 16000, "wav")
+    with TestClient(create_app(settings, Service(settings, engine))) as client:
+        yield client, clip.read_bytes()
+
+
+def _lines(response) -> list[dict]:
+    assert response.headers["content-type"].startswith("application/x-ndjson"), response.headers
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def test_progress_passes_each_window_then_ends_with_the_result(setup):
+    client, data = setup
+    files = {"file": ("long.wav", data, "audio/wav")}
+    r = client.post("/api/v1/recognize?progress=true", files=files, data={"granularity": "frame"})
+    assert r.status_code == 200, r.text
+    lines = _lines(r)
+    progress = [line["progress"] for line in lines[:-1]]
+    assert all(set(line) == {"progress"} for line in lines[:-1]), lines[:-1]
+    assert set(lines[-1]) == {"result"}, lines[-1]
+    assert progress[0]["window"] == 0 and "decoded" in progress[0]["step"], progress[0]
+    windows = [p for i, p in enumerate(progress) if p["window"] and p["window"] != progress[i - 1]["window"]]
+    n = windows[0]["windows"]
+    assert n >= 4 and [p["window"] for p in windows] == list(range(1, n + 1)), windows  # each window, in order
+    assert "writing" in progress[-1]["step"]
+    fractions = [p["fraction"] for p in progress]
+    assert len(set(fractions)) >= 5 and fractions == sorted(fractions), fractions  # several values, never back
+    assert windows[0]["eta_s"] is None and all(p["eta_s"] >= 0 for p in windows[1:]), windows  # ETA from window 2
+    assert all(" / " in p["step"] for p in progress)  # bilingual steps
+    result = lines[-1]["result"]
+    # The same run as the plain request gives: the same scores on the same clip, and its links.
+    plain = client.post("/api/v1/recognize", files=files, data={"granularity": "frame"}).json()
+    assert result["scores"] == plain["scores"] and result["run_id"] != plain["run_id"]
+    assert client.get(f"/api/v1/runs/{result['run_id']}").status_code == 200
+
+
+def test_progress_false_and_empty_answer_plain_json(setup):
+    client, data = setup
+    for value in ("false", ""):
+        r = client.post(f"/api/v1/recognize?progress={value}", files={"file": ("a.wav", data, "audio/wav")})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json"), r.text
+        assert "scores" in r.json()
+
+
+def test_errors_before_the_stream_keep_their_status(setup):
+    client, data = setup
+    r = client.post("/api/v1/recognize?progress=maybe", files={"file": ("a.wav", data, "audio/wav")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_request"
+    assert "progress" in r.json()["error"]["message"] and " / " in r.json()["error"]["message"]
+    r = client.post("/api/v1/recognize?progress=true", files={"file": ("a.wav", b"not audio", "audio/wav")})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "audio_undecodable", r.text
+    r = client.post("/api/v1/recognize?progress=true", files={"file": ("a.wav", data, "audio/wav")},
+                    data={"head": "no_such_head"})  # fmt: skip
+    # A missing head is found once the job runs (after the 200): the last line carries the error body.
+    lines = _lines(r) if r.status_code == 200 else None
+    if lines is None:
+        assert r.json()["error"]["code"] == "not_found"
+    else:
+        assert lines[-1]["error"]["code"] == "not_found" and " / " in lines[-1]["error"]["message"], lines[-1]
+
+
+def test_openapi_documents_the_progress_parameter(setup):
+    client, _ = setup
+    op = client.get("/openapi.json").json()["paths"]["/api/v1/recognize"]["post"]
+    assert any(p["name"] == "progress" and p["in"] == "query" for p in op["parameters"])
+    assert "application/x-ndjson" in op["responses"]["200"]["content"]
