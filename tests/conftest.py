@@ -187,6 +187,16 @@ def ui_server(shared_server, conversation_models):
 
 
 @pytest.fixture(scope="session")
+def onnx_only_server(tiny_export_dir, tmp_path_factory):
+    """The one server on the tiny ONNX export with torch/FunASR imports blocked (tests/onnx_server.py), shared by
+    the REST checks and the browser's Conversation tab; ``server.attempts``: the log of blocked import attempts."""
+    from tests.onnx_server import onnx_only_server as start
+
+    with start(tiny_export_dir, tmp_path_factory.mktemp("onnx-only-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def token_api_server(shared_server):
     """The one token server of the REST and gradio_client tests: a bearer token (also the UI's login password),
     an input folder, 1 MB uploads (413 is cheap), a queue of 2 and no per-client cap (overload from 127.0.0.1)."""

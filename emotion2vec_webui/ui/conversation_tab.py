@@ -30,16 +30,21 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
-from emotion2vec_webui.options import NUM_SPEAKERS
+from emotion2vec_webui.options import SPEAKERS
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.speaker_names import apply_names, parse_names, rename_speakers
 from emotion2vec_webui.runs.storage import run_path
 from emotion2vec_webui.ui import conversation_view
+from emotion2vec_webui.ui import option_controls as controls
 from emotion2vec_webui.ui import text as ui_text
+from emotion2vec_webui.ui.option_controls import speaker_count
 from emotion2vec_webui.ui.timeline import file_url
 
 log = logging.getLogger(__name__)
 
+# The tab's words for options.SPEAKERS' values (a conversation has speakers: "none" is not offered).
+MODE_LABELS = {"channels": bilingual("one speaker per channel", "每声道一位说话人"),
+               "auto": bilingual("automatic (diarization)", "自动区分说话人")}  # fmt: skip
 SPEAKER_COLORS = ("#0b7285", "#c2255c", "#5f3dc4", "#e67700", "#2b8a3e", "#1864ab", "#862e9c", "#a61e4d")
 
 _CLICK_JS = """
@@ -137,8 +142,9 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
         emo = t["emotion"]
         second = ""
         if t.get("asr_emotion"):
-            second = (f' <span class="e2v-conv-asr" title="SenseVoice">ASR: {EMOJI[t["asr_emotion"]]} '
-                      f'{escape(t["asr_emotion"])}</span>')  # fmt: skip
+            asr_tip = bilingual("the emotion the ASR model (SenseVoice) heard", "语音识别模型（SenseVoice）听出的情绪")
+            second = (f' <span class="e2v-conv-asr" title="{escape(asr_tip)}">ASR: {EMOJI[t["asr_emotion"]]} '
+                      f'{escape(ui_text.emotion_name(t["asr_emotion"]))}</span>')  # fmt: skip
         text = escape(t.get("text") or "")
         items.append(
             f'<div class="e2v-conv-turn e2v-conv-item" data-index="{t["index"]}" data-start="{t["start_s"]}" '
@@ -154,7 +160,8 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
     table = conversation_view.summary_table_html(result.get("summary"), label, color)
     for s in speakers if not table else ():  # without a summary block (older runs): the shares only
         bars = "".join(
-            f'<div title="{k} {v:.0%}" style="width:{100 * v:.2f}%;background:{ui_text.EMOTION_COLORS.get(k, "#888")}"></div>'
+            f'<div title="{escape(ui_text.emotion_name(k))} {v:.0%}" '
+            f'style="width:{100 * v:.2f}%;background:{ui_text.EMOTION_COLORS.get(k, "#888")}"></div>'
             for k in EMOTIONS
             if (v := s["emotion_share"].get(k, 0.0)) > 0
         )
@@ -196,8 +203,11 @@ def conversation_html(result: dict, audio_url: str | None, names: dict[str, str]
 
 
 def analyse(service, audio_path: str | None, speakers: str, num_speakers, transcribe: bool,
-            names: str = "") -> tuple[str, str | None]:  # fmt: skip
+            names: str = "", *, segmentation=None, channels=None, asr_model=None,
+            head=None) -> tuple[str, str | None]:  # fmt: skip
     """Run one conversation through the service; every failure becomes an error card.
+
+    ``segmentation``, ``channels``, ``asr_model`` and ``head`` are REST's (options.py; empty: the default).
 
     Returns:
         The view, and the run folder (for "Save names"; None when nothing was saved).
@@ -205,10 +215,10 @@ def analyse(service, audio_path: str | None, speakers: str, num_speakers, transc
     try:
         if not audio_path:
             raise E2VError("bad_request", "Upload a recording first. / 请先上传录音。")
-        count = num_speakers if num_speakers not in (None, "", 0) else None  # 0: estimate; checked by the options
         # granularity=frame: each turn keeps its frame track (drawn inside the turn), from the same model pass
-        options = RecognizeOptions(extract_embedding=False, speakers=speakers, num_speakers=count,
-                                   transcribe=bool(transcribe), granularity="frame")  # fmt: skip
+        options = RecognizeOptions(extract_embedding=False, speakers=speakers, num_speakers=speaker_count(num_speakers),
+                                   transcribe=bool(transcribe), granularity="frame", segmentation=segmentation,
+                                   channels=channels, asr_model=asr_model or None, head=head or None)  # fmt: skip
         outcome = service.recognize(audio_path, source_name=Path(audio_path).name, options=options)
         folder = outcome.run.path if outcome.run is not None else None
         result = outcome.result
@@ -285,7 +295,9 @@ def build_conversation_tab(service) -> None:
     """The Conversation tab (call inside ``gr.Blocks``)."""
     import gradio as gr
 
-    with gr.Tab(bilingual("Conversation", "对话"), elem_id="conversation_tab"):
+    from emotion2vec_webui.ui.train_tab import head_picker, refresh_picker
+
+    with gr.Tab(bilingual("Conversation", "对话"), elem_id="conversation_tab") as tab:
         gr.Markdown(
             "谁在什么时候说了什么、情绪如何：每个声道一位说话人（客服录音），或自动区分说话人；可选转写。点击一轮可跳转播放。  \n"
             "Who spoke when, what they said and how they felt: one speaker per channel (call recordings) or automatic "
@@ -295,16 +307,17 @@ def build_conversation_tab(service) -> None:
             audio = gr.Audio(sources=["upload"], type="filepath", label=bilingual("Recording", "录音"),
                              elem_id="conversation_audio")  # fmt: skip
             with gr.Column():
-                mode = gr.Radio(
-                    [(bilingual("one speaker per channel", "每声道一位说话人"), "channels"),
-                     (bilingual("automatic (diarization)", "自动区分说话人"), "auto")],
-                    value="channels", label=bilingual("Speakers", "说话人"), elem_id="conversation_speakers",
-                )  # fmt: skip
-                count = gr.Number(value=None, precision=0, minimum=0, maximum=NUM_SPEAKERS.high,
-                                  elem_id="conversation_num_speakers",
-                                  label=bilingual("Number of speakers (auto; 0: estimate)", "说话人数（自动模式；0 表示自动估计）"))  # fmt: skip
+                mode = gr.Radio([(MODE_LABELS[v], v) for v in SPEAKERS.values if v in MODE_LABELS], value="channels",
+                                label=bilingual("Speakers", "说话人"), elem_id="conversation_speakers")  # fmt: skip
+                count = controls.num_speakers_number("conversation_num_speakers")
                 transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
                                          elem_id="conversation_transcribe")  # fmt: skip
+                with gr.Accordion(bilingual("More options (as the REST API)", "更多选项（与 REST API 相同）"),
+                                  open=False, elem_id="conversation_more"):  # fmt: skip
+                    more = [controls.segmentation_radio("conversation_segmentation"),
+                            controls.channels_dropdown("conversation_channels"),
+                            controls.asr_model_dropdown("conversation_asr_model", service.settings.asr_model),
+                            head_picker(service, "conversation_head_pick")]  # fmt: skip
         button = gr.Button(bilingual("Analyse conversation", "分析对话"), variant="primary", elem_id="conversation_button")
         # Renaming comes after the analysis: the ids it needs are listed here once a run exists.
         info = gr.HTML(elem_id="conversation_info")
@@ -318,10 +331,12 @@ def build_conversation_tab(service) -> None:
         rename.click(lambda f, n: save_names(service, f, n), inputs=[run_folder, names], outputs=[out, names_status],
                      api_name="conversation_save_names", api_visibility="undocumented", concurrency_limit=1)  # fmt: skip
         button.click(
-            lambda a, m, c, t, n: (*analyse(service, a, m, c, t, n), ""),
-            inputs=[audio, mode, count, transcribe, names],
+            lambda a, m, c, t, n, seg, ch, asr, hd: (*analyse(service, a, m, c, t, n, segmentation=seg, channels=ch,
+                                                               asr_model=asr, head=hd), ""),
+            inputs=[audio, mode, count, transcribe, names, *more],
             outputs=[out, run_folder, info, names_status],
             api_name="conversation_ui",
             api_visibility="undocumented",
             concurrency_limit=1,
         )
+        tab.select(lambda: refresh_picker(service), None, more[-1], queue=False, api_visibility="private")
