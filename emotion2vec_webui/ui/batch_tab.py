@@ -133,6 +133,8 @@ def table_value(rows: list[dict], label_map: dict[str, str] | None = None, head_
     out = []
     for r in rows:
         emotion = f"{EMOJI[r['emotion']]} {EMOTIONS_ZH[r['emotion']]} / {r['emotion']}" if r.get("emotion") else ""
+        if r.get("uncertain"):  # --min-confidence: abstained, the top emotion kept beside
+            emotion = f"不确定 / uncertain ({emotion})"
         error = f"{r['error_message']} [{r['error_code']}]" if r.get("error_code") else ""
         conf = f"{r['confidence']:.3f}" if r.get("confidence") is not None else ""
         dur = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else ""
@@ -156,7 +158,7 @@ def table_value(rows: list[dict], label_map: dict[str, str] | None = None, head_
 
 def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None, head=None, *,
                  segmentation=None, channels=None, audio_stream=None, speakers=None, num_speakers=None,
-                 transcribe=False, asr_model=None) -> tuple:  # fmt: skip
+                 transcribe=False, asr_model=None, calibration=None, min_confidence=None) -> tuple:  # fmt: skip
     """Run a batch from the page.
 
     Args:
@@ -167,8 +169,9 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         embedding: write embedding.npy files.
         progress: a ``gr.Progress`` (or any ``callable((done, total), desc=…)``).
         head: a trained head's name (E2V_HEADS_DIR) applied to every input too; empty: none.
-        segmentation, channels, audio_stream, speakers, num_speakers, transcribe, asr_model: as REST takes them
-            (options.py; empty: the default), checked by RecognizeOptions before any input is read.
+        segmentation, channels, audio_stream, speakers, num_speakers, transcribe, asr_model, calibration,
+            min_confidence: as REST takes them (options.py; empty: the default), checked by RecognizeOptions before
+            any input is read.
 
     Returns:
         (report HTML, the table (:func:`table_value`), summary.csv path, ZIP path, the nine-class
@@ -183,7 +186,7 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         RecognizeOptions(granularity=granularity, extract_embedding=bool(embedding), head=head or None,
                          segmentation=segmentation, channels=channels, audio_stream=audio_stream, speakers=speakers,
                          num_speakers=speaker_count(num_speakers), transcribe=bool(transcribe),
-                         asr_model=asr_model or None),
+                         asr_model=asr_model or None, calibration=calibration or None, min_confidence=min_confidence),
         batch_size=4, workers=2,
     )  # fmt: skip
     items = collect_items(files, folder_text, settings.input_dirs)
@@ -226,6 +229,7 @@ def build_batch_tab(service) -> None:
 
     from emotion2vec_webui.ui import option_controls as controls
     from emotion2vec_webui.ui import text as ui_text
+    from emotion2vec_webui.ui.calibration_tab import calibration_picker, min_confidence_box
     from emotion2vec_webui.ui.train_tab import head_picker, refresh_picker
 
     with gr.Tab(bilingual("Batch", "批量"), elem_id="batch_tab") as tab:
@@ -269,7 +273,10 @@ def build_batch_tab(service) -> None:
                     transcribe = gr.Checkbox(value=False, label=bilingual("Transcript (ASR)", "转写（语音识别）"),
                                              elem_id="batch_transcribe")  # fmt: skip
                     asr_model = controls.asr_model_dropdown("batch_asr_model", service.settings.asr_model)
-                more = [segmentation, channels, audio_stream, speakers, num_speakers, transcribe, asr_model]
+                    calibration = calibration_picker(service, "batch_calibration_pick")  # docs/calibration.md
+                    min_confidence = min_confidence_box("batch_min_confidence")
+                more = [segmentation, channels, audio_stream, speakers, num_speakers, transcribe, asr_model, calibration,
+                        min_confidence]  # fmt: skip
                 start = gr.Button(bilingual("Run batch", "开始批量"), variant="primary", elem_id="batch_button")
         report = gr.HTML(elem_id="batch_report")
         table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="batch_table", max_height=420)
@@ -291,12 +298,13 @@ def build_batch_tab(service) -> None:
 
         # The parameter names are the /batch endpoint's (gradio_client's view_api shows them).
         def run(audio_files, server_folder, granularity, save_embeddings, head, segmentation, channels, audio_stream,
-                speakers, num_speakers, transcribe, asr_model, progress=gr.Progress()):  # fmt: skip
+                speakers, num_speakers, transcribe, asr_model, calibration=None, min_confidence=None,
+                progress=gr.Progress()):  # fmt: skip
             try:
                 return run_ui_batch(service, audio_files, server_folder, granularity, save_embeddings, progress, head,
                                     segmentation=segmentation, channels=channels, audio_stream=audio_stream,
                                     speakers=speakers, num_speakers=num_speakers, transcribe=transcribe,
-                                    asr_model=asr_model)  # fmt: skip
+                                    asr_model=asr_model, calibration=calibration, min_confidence=min_confidence)  # fmt: skip
             except E2VError as exc:
                 return ui_text.error_card_html(exc.code, exc.message), [], None, None, None, None
             except Exception:  # the page shows a message, the log keeps the trace
