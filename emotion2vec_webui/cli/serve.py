@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
     scale.add_argument(
         "--autoscale", metavar="MIN:MAX", help="scale between MIN and MAX replicas on requests in flight"
     )
+    r.add_argument("--app-name", help="the Serve application's name, to run several servers on one cluster "
+                   "(default emotion2vec-webui; a server with the same name replaces it)")  # fmt: skip
     r.add_argument(
         "--replica-cpus", type=float, help="CPUs reserved for each replica, also its torch threads (default 1)"
     )
@@ -43,7 +45,8 @@ def ray_options(args: argparse.Namespace):
         E2VError: ``bad_request`` for a Ray flag without ``--ray``, or a value out of bounds.
     """
     given = [f for f, v in (("--address", args.address), ("--replicas", args.replicas),
-                            ("--autoscale", args.autoscale), ("--replica-cpus", args.replica_cpus)) if v is not None]  # fmt: skip
+                            ("--autoscale", args.autoscale), ("--replica-cpus", args.replica_cpus),
+                            ("--app-name", args.app_name)) if v is not None]  # fmt: skip
     if not args.ray:
         if given:
             raise E2VError("bad_request", f"{given[0]} needs --ray. / {given[0]} 需要与 --ray 一起使用。")
@@ -55,6 +58,7 @@ def ray_options(args: argparse.Namespace):
         replicas=1 if args.replicas is None else args.replicas,
         autoscale=None if args.autoscale is None else parse_autoscale(args.autoscale),
         replica_cpus=1.0 if args.replica_cpus is None else args.replica_cpus,
+        **({} if args.app_name is None else {"app_name": args.app_name}),
     )
 
 

@@ -31,6 +31,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -45,7 +46,7 @@ from emotion2vec_webui.runs.service import ModelStatus, Service
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "emotion2vec-webui"  # the Serve application (one per cluster: a second `serve --ray` replaces it)
+APP_NAME = "emotion2vec-webui"  # the Serve application's default name (a second server with the same name replaces it)
 DEPLOYMENT = "E2VModel"
 MAX_REPLICAS = 256
 TARGET_ONGOING = 4  # autoscaling: requests in flight per replica it aims for (a CPU replica batches up to 8)
@@ -65,6 +66,7 @@ class RayServeOptions:
     replicas: int = 1  # a fixed number of replicas (unless ``autoscale``)
     autoscale: tuple[int, int] | None = None  # (min, max) replicas, scaled on requests in flight
     replica_cpus: float = 1.0  # CPUs reserved for each replica (also its torch threads on a CPU)
+    app_name: str = APP_NAME  # the Serve application: servers with different names share a cluster side by side
 
     def __post_init__(self) -> None:
         if not 1 <= self.replicas <= MAX_REPLICAS:
@@ -76,6 +78,9 @@ class RayServeOptions:
                 "bad_request",
                 "--replica-cpus must be above 0 and at most 256. / --replica-cpus 须大于 0 且不超过 256。",
             )
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.app_name):
+            raise E2VError("bad_request", "--app-name takes 1-64 letters, digits, '_', '.', '-'. "
+                                          "/ --app-name 只能包含 1-64 个字母、数字、'_'、'.'、'-'。")  # fmt: skip
         if self.autoscale is not None:
             lo, hi = self.autoscale
             if not 0 <= lo <= hi <= MAX_REPLICAS or hi < 1:
@@ -131,12 +136,12 @@ class RayBackend:
         Raises:
             E2VError: ``model_unavailable`` when Ray Serve is missing or the deployment failed.
         """
-        serve = _import_serve()
+        serve, o = _import_serve(), self.options
         self._started_ray = _connect(serve, self.options.address)
         serve.start(proxy_location="Disabled")  # no Serve HTTP proxy: this process is the ingress
         log.info("deploying %s on Ray Serve: %s", DEPLOYMENT, self._scale_text())
         try:
-            self._handle = serve.run(self.deployment().bind(self.settings), name=APP_NAME, route_prefix=None)
+            self._handle = serve.run(self.deployment().bind(self.settings), name=o.app_name, route_prefix=None)
         except Exception as exc:  # the replicas could not load the model (its log is in Ray's)
             raise ModelUnavailableError(f"Ray Serve could not start the model replicas: {type(exc).__name__}: "
                                         f"{str(exc)[:500]} / Ray Serve 无法启动模型副本。") from exc  # fmt: skip
@@ -189,7 +194,7 @@ class RayBackend:
         try:
             from ray import serve
 
-            serve.delete(APP_NAME)
+            serve.delete(self.options.app_name)
         except Exception as exc:  # the cluster may already be gone
             log.warning("could not remove the Serve application: %s", exc)
         self._handle = None
@@ -246,7 +251,7 @@ class RayBackend:
         try:
             from ray import serve
 
-            deployment = serve.status().applications[APP_NAME].deployments[DEPLOYMENT]
+            deployment = serve.status().applications[o.app_name].deployments[DEPLOYMENT]
         except Exception as exc:  # the controller is unreachable (the head node went away) or the app is gone
             log.warning("could not read the replicas' states: %s", exc)
             return ReplicaStatus(0, {}, lo, hi, "UNKNOWN", self.retried, self.lost)

@@ -135,7 +135,7 @@ def test_autoscale_refuses_malformed_ranges(text):
 
 
 @pytest.mark.parametrize("kwargs", [{"replicas": 0}, {"replicas": 257}, {"autoscale": (3, 1)}, {"autoscale": (0, 0)},
-                                    {"replica_cpus": 0}])  # fmt: skip
+                                    {"replica_cpus": 0}, {"app_name": "../x"}, {"app_name": ""}])  # fmt: skip
 def test_options_out_of_bounds_are_refused(kwargs):
     with pytest.raises(E2VError) as caught:
         RayServeOptions(**kwargs)
