@@ -226,6 +226,8 @@ def analyse(service, audio_path: str | None, speakers: str, num_speakers, transc
         known = {k: v for k, v in parse_names(names).items() if k in ids}  # names for other modes' ids: ignored
         if known:
             result = rename_speakers(folder, known) if folder else apply_names(result, known)
+        if folder is not None:
+            _write_report(folder, result)
     except E2VError as exc:
         return ui_text.error_card_html(exc.code, exc.message), None, ""
     except Exception:  # the page shows a message, the log keeps the trace
@@ -233,6 +235,16 @@ def analyse(service, audio_path: str | None, speakers: str, num_speakers, transc
         error = ui_text.error_card_html("internal_error", "Unexpected error; see the server log. / 意外错误，请查看服务器日志。")
         return error, None, ""
     return _view(result, folder), (str(folder) if folder else None), run_info_html(result, folder)
+
+
+def _write_report(folder: Path, result: dict) -> None:
+    """The run's report.html (runs/report.py), for the view's "Download report"; a failed write only loses the link."""
+    from emotion2vec_webui.runs.report import write_report
+
+    try:
+        write_report(folder, result)
+    except OSError as exc:
+        log.warning("conversation report not written in %s: %s", folder, exc)
 
 
 def run_info_html(result: dict, folder: Path | None) -> str:
