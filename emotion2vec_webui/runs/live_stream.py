@@ -32,6 +32,14 @@ typed requests (:meth:`LiveStream._classify`): intervals at ``live`` priority,
 ahead of other work and dropped unanswered when they wait too long (a newer
 one comes), utterances at ``interactive`` priority, each stream its own share;
 the whole take at the end through ``service.submit`` like an upload.
+
+A model that stops answering (a hung or dead inference worker) must not hang
+the socket: every model call of the take waits at most
+:data:`INFER_TIMEOUT_S` (queue included; the final whole-take call that much
+per model window of the take). Past it the take fails (:attr:`LiveStream.failure`,
+``model_unavailable``, which the face sends as its ``error``); the audio
+received so far is kept by :meth:`LiveStream.keep_audio` as a WAV in the
+outputs folder's ``incomplete_takes/``, to recognise again later.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -61,6 +70,8 @@ WARN_EVERY_S = 1.0  # skipped intervals are told at most this often
 RETRY_S = 0.2  # a full inference queue is tried again after this long …
 UTTERANCE_PATIENCE_S = 30.0  # … for this long for an utterance (then it is told without scores)
 FINAL_PATIENCE_S = 120.0  # … and for this long for the whole take
+INFER_TIMEOUT_S = 60.0  # the longest wait for one model call (queued + running); then the model is taken as hung
+INCOMPLETE_DIR = "incomplete_takes"  # under the outputs folder: the audio of takes the model could not save
 DIGITS = 4  # score rounding in messages
 
 Emit = Callable[[dict], Awaitable[None]]
@@ -110,16 +121,18 @@ class LiveStream:
         service: the server's :class:`service.Service`.
         options: the checked ``start`` message.
         request_id: ties the run's run.log to the server log.
+        container: result.json's ``audio.container``: ``stream``, or ``microphone`` for the Live tab's takes.
 
     Raises:
         E2VError: ``model_unavailable``; the head's ``not_found`` / ``head_mismatch`` / ``head_invalid``;
             ``storage_*`` when the spool cannot be made.
     """
 
-    def __init__(self, service, options: StreamOptions, request_id: str | None = None) -> None:
+    def __init__(self, service, options: StreamOptions, request_id: str | None = None,
+                 container: str = "stream") -> None:  # fmt: skip
         from emotion2vec_webui.engine.vad_stream import SpeechTracker
 
-        self.service, self.options, self.request_id = service, options, request_id
+        self.service, self.options, self.request_id, self.container = service, options, request_id, container
         self.client = f"stream:{request_id or id(self)}"  # the scheduler's share: each stream its own
         settings = self.settings = service.settings
         engine = service.engine  # model_unavailable before anything else
@@ -133,16 +146,16 @@ class LiveStream:
                                "streams take classification heads; use recognize for its values and curves. / "
                                "实时流只支持分类头;回归(维度)头请用 recognize。")  # fmt: skip
         self.dtype = ENCODINGS[options.encoding][0]
-        self.max_frames = int(settings.max_duration_s * options.sample_rate)  # source frames kept at most
+        self.rate = options.decoded_rate  # Hz of the samples fed (48 kHz when an opus decoder gives them)
+        self.max_frames = int(settings.max_duration_s * self.rate)  # source frames kept at most
+        self.decoder = None  # opus: the child decoder (audio/stream_decode.py), made at the first frame
         self.received_frames = 0
         self.truncated = False
-        self.mix = Signal16k(options.sample_rate, settings.output_dir)
+        self.mix = Signal16k(self.rate, settings.output_dir)
         per_channel = options.speakers == "channels"
         self.speakers: list[str | None] = channel_speaker_ids(options.channels) if per_channel else [None]
         self.channel_signals = (
-            [Signal16k(options.sample_rate, settings.output_dir) for _ in range(options.channels)]
-            if per_channel
-            else []
+            [Signal16k(self.rate, settings.output_dir) for _ in range(options.channels)] if per_channel else []
         )
 
         def segmenter():
@@ -174,12 +187,15 @@ class LiveStream:
         self._utterance_job: asyncio.Task | None = None
         self._room = asyncio.Event()
         self._room.set()
+        self.infer_timeout_s = INFER_TIMEOUT_S
+        self.failure: E2VError | None = None  # the model stopped answering: the take cannot go on
+        self._failed = asyncio.Event()
 
     # -- the audio ---------------------------------------------------------------------------------
     @property
     def received_s(self) -> float:
         """Seconds of source audio received."""
-        return self.received_frames / self.options.sample_rate
+        return self.received_frames / self.rate
 
     @property
     def full(self) -> bool:
@@ -192,9 +208,38 @@ class LiveStream:
         Audio past E2V_MAX_DURATION_S is dropped (``truncated``; the face ends the take).
 
         Raises:
-            E2VError: ``bad_request`` (not whole samples), ``audio_nonfinite``, ``storage_*``.
+            E2VError: ``bad_request`` (not whole samples), ``audio_nonfinite``, ``storage_*``; opus:
+                ``bad_request`` (not Ogg or WebM, other channels than ``start`` said), ``audio_undecodable``.
         """
-        block = pcm_block(data, self.dtype, self.options.channels)
+        if self.options.compressed:
+            self._feed_block(self._decode(data))
+        else:
+            self._feed_block(pcm_block(data, self.dtype, self.options.channels))
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        """opus: hand the pages to the stream's decoder; the samples it has decoded so far."""
+        from emotion2vec_webui.audio.stream_decode import StreamDecoder, container_of
+
+        if self.decoder is None:
+            kind = container_of(data)
+            if kind is None:
+                raise E2VError("bad_request", "With encoding opus the first frame must begin an Ogg or a WebM "
+                                              "stream. / opus 编码的第一帧必须是 Ogg 或 WebM 流的开头。")  # fmt: skip
+            self.decoder = StreamDecoder(kind, self.settings.max_duration_s)
+        self.decoder.check()
+        self.decoder.write(data)
+        return self._decoded(self.decoder.take())
+
+    def _decoded(self, block: np.ndarray) -> np.ndarray:
+        if block.size and block.shape[1] != self.options.channels:
+            raise E2VError("bad_request", f"The Opus stream has {block.shape[1]} channel(s), the start message said "
+                                          f"{self.options.channels}. / Opus 流的声道数与 start 消息不符。")  # fmt: skip
+        if block.size and not np.isfinite(block).all():
+            raise E2VError("audio_nonfinite", "The stream decoded to NaN or infinite samples. / 音频流解码出 NaN 或"
+                                              "无穷大的采样值。")  # fmt: skip
+        return block
+
+    def _feed_block(self, block: np.ndarray) -> None:
         room = self.max_frames - self.received_frames
         if len(block) > room:
             block, self.truncated = block[:room], True
@@ -243,10 +288,30 @@ class LiveStream:
         if self._emit is not None:
             await self._emit(message)
 
+    async def failed(self) -> E2VError:
+        """Wait until the take fails (the model stopped answering); the failure."""
+        await self._failed.wait()
+        return self.failure
+
+    def _fail(self, seconds: float) -> E2VError:
+        if self.failure is None:
+            self.failure = E2VError(
+                "model_unavailable",
+                f"The model did not answer within {seconds:g} s: the inference worker is hung or gone, so the take "
+                f"ends here; retry later. / 模型在 {seconds:g} 秒内没有响应（推理进程卡住或已退出），录音到此结束，请稍后重试。",
+            )
+            log.error("stream %s: no answer from the model within %.0f s", self.request_id, seconds)
+            self._failed.set()
+            self._room.set()  # nothing waits on the analysis any more
+            self._wake.set()
+        return self.failure
+
     async def _analyse(self) -> None:
-        while True:
+        while self.failure is None:
             await self._wake.wait()
             self._wake.clear()
+            if self.failure is not None:
+                return
             self._start_interval()  # first: an interval does not wait for this round's speech detection
             await self._segment()
             self._start_interval()
@@ -315,6 +380,8 @@ class LiveStream:
                 return
         except E2VError as exc:
             self.skipped += 1
+            if exc is self.failure:
+                return
             await self.warn(exc.code if exc.code == "overloaded" else "analysis_failed",
                             f"interval {k} was not analysed: {exc.message}", f"第 {k} 个区间未分析",
                             skipped=1, at_s=round(end / SAMPLE_RATE, 3))  # fmt: skip
@@ -353,6 +420,8 @@ class LiveStream:
             if len(wave) >= MIN_MODEL_SAMPLES:
                 got = await self._classify(wave, "interactive", UTTERANCE_PATIENCE_S)
         except E2VError as exc:
+            if exc is self.failure:
+                return
             await self.warn(exc.code if exc.code == "overloaded" else "analysis_failed",
                             f"utterance {index} was not analysed: {exc.message}", f"第 {index} 句未分析")  # fmt: skip
         except Exception:
@@ -375,10 +444,20 @@ class LiveStream:
         request = InferenceRequest(wave, "utterance", self.head is not None, window_s=self.settings.window_s,
                                    priority=priority, client=self.client, max_age_s=max_age)  # fmt: skip
         try:
-            result = await _retrying(functools.partial(self.service.infer, request), patience_s)
+            result = await self._answer(functools.partial(self.service.infer, request), patience_s,
+                                        self.infer_timeout_s)  # fmt: skip
         except StaleWindow:
             return None
         return _scores(result, self.head, self.settings.frame_smoothing_s, len(wave) / SAMPLE_RATE)
+
+    async def _answer(self, submit, patience_s: float, timeout_s: float):
+        """:func:`_retrying` within ``timeout_s`` (then the take fails: :meth:`_fail`); a failed take asks no more."""
+        if self.failure is not None:
+            raise self.failure
+        try:
+            return await asyncio.wait_for(_retrying(submit, patience_s), timeout_s + patience_s)
+        except asyncio.TimeoutError:
+            raise self._fail(timeout_s) from None
 
     # -- the end -------------------------------------------------------------------------------------
     async def finish(self):
@@ -391,6 +470,8 @@ class LiveStream:
             E2VError: ``audio_empty`` / ``audio_too_short``; model and storage errors.
         """
         if not self.input_closed:
+            if self.decoder is not None:  # opus: what the decoder still holds
+                self._feed_block(self._decoded(await asyncio.to_thread(self.decoder.close)))
             self.input_closed = True
             tail = self.mix.close()  # the resampler's last samples
             for i, signal in enumerate(self.channel_signals):
@@ -403,6 +484,8 @@ class LiveStream:
                 await self._task
             except Exception:  # the events stop there; the take itself is still saved
                 log.exception("stream analysis failed")
+        if self.failure is not None:
+            raise self.failure
         return await self._save()
 
     async def _save(self):
@@ -422,8 +505,8 @@ class LiveStream:
                 f"{self.mix.clipped} samples over full scale were clipped / {self.mix.clipped} 个超出满量程的采样被截幅"
             )
         wave = await asyncio.to_thread(self.mix.spool.read, 0, total)
-        decoded = DecodedAudio(waveform=wave, sample_rate=SAMPLE_RATE, original_sample_rate=opts.sample_rate,
-                               original_channels=opts.channels, source_name=opts.source_name, container="stream",
+        decoded = DecodedAudio(waveform=wave, sample_rate=SAMPLE_RATE, original_sample_rate=self.rate,
+                               original_channels=opts.channels, source_name=opts.source_name, container=self.container,
                                warnings=tuple(warnings))  # fmt: skip
         options = RecognizeOptions(granularity=opts.granularity, extract_embedding=opts.embedding,
                                    segmentation="vad" if opts.segmentation == "vad" else "frames", head=opts.head,
@@ -433,13 +516,41 @@ class LiveStream:
             flow.channel_waveforms = [s.spool.read(0, s.spool.samples) for s in self.channel_signals]
         flow.extra_result = {"stream": self.summary()}
         submit = functools.partial(self.service.submit, functools.partial(flow.finish, decoded), client=self.client)
-        return await _retrying(submit, FINAL_PATIENCE_S)
+        windows = 1 + int(total / SAMPLE_RATE // max(1.0, self.settings.window_s))  # the whole take is this many calls
+        return await self._answer(submit, FINAL_PATIENCE_S, self.infer_timeout_s * windows)
+
+    def keep_audio(self) -> str | None:
+        """Write the audio received so far (16 kHz, 16-bit) to ``<outputs>/incomplete_takes/<id>.wav``.
+
+        For a take the model could not save as a run: it is not lost, and can be recognised again.
+
+        Returns:
+            Its path relative to the outputs folder, or None when there is no audio or it could not be written.
+        """
+        import soundfile as sf
+
+        from emotion2vec_webui.files import atomic_open
+
+        total = self.mix.spool.samples
+        if total == 0:
+            return None
+        name = f"{INCOMPLETE_DIR}/stream_{time.strftime('%Y%m%d_%H%M%S')}_{self.request_id or id(self)}.wav"
+        target = Path(self.settings.output_dir) / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(target, "wb") as f:
+                sf.write(f, self.mix.spool.read(0, total), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        except (OSError, RuntimeError) as exc:
+            log.error("stream %s: the take's audio could not be kept: %s", self.request_id, exc)
+            return None
+        log.warning("stream %s: %.1f s of audio kept as %s", self.request_id, total / SAMPLE_RATE, target)
+        return name
 
     def summary(self) -> dict:
         """result.json's ``stream`` block: how the take came in and what was sent while it ran."""
         o = self.options
         return {
-            "encoding": o.encoding, "sample_rate": o.sample_rate, "channels": o.channels, "speakers": o.speakers,
+            "encoding": o.encoding, "sample_rate": self.rate, "channels": o.channels, "speakers": o.speakers,
             "interval_s": o.interval_ms / 1000, "window_s": o.window_ms / 1000, "segmentation": o.segmentation,
             "received_s": round(self.received_s, 4), "truncated": self.truncated,
             "skipped_intervals": self.skipped, "max_lag_s": round(self.max_lag_s, 3),
@@ -459,6 +570,8 @@ class LiveStream:
 
     def close(self) -> None:
         """Stop the analysis (when still running) and drop the spools; the take is not saved."""
+        if self.decoder is not None:
+            self.decoder.kill()
         for task in (self._task, self._interval_job, self._utterance_job):
             if task is not None and not task.done():
                 task.cancel()

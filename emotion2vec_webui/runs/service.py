@@ -46,6 +46,7 @@ from emotion2vec_webui.runs.scheduler import (
     StaleWindow,
     policy_for,
 )
+from emotion2vec_webui.runs.stream_tickets import StreamTickets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,6 +87,7 @@ class Service:
         # Metrics and UI stats: told of every RunOutcome a job produces (whoever started it),
         # and of the exception when recognize() fails.
         self.observers: list[Callable[[RunOutcome | BaseException], None]] = []
+        self.stream_tickets = StreamTickets()  # the Live tab's passes to /api/v1/stream (runs/stream_tickets.py)
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:

@@ -17,8 +17,10 @@ from emotion2vec_webui.options import GRANULARITY, check_head_name
 from emotion2vec_webui.options import SPEAKERS as SPEAKER_OPTION
 from emotion2vec_webui.user_text import clean_name
 
-# encoding → (numpy dtype, bytes per sample)
-ENCODINGS: dict[str, tuple[str, int]] = {"pcm_s16le": ("<i2", 2), "f32le": ("<f4", 4)}
+# encoding → (numpy dtype, bytes per sample) of the samples fed to the take (opus: as its decoder gives them)
+ENCODINGS: dict[str, tuple[str, int]] = {"pcm_s16le": ("<i2", 2), "f32le": ("<f4", 4), "opus": ("<f4", 4)}
+COMPRESSED = ("opus",)  # frames are container pages (Ogg or WebM), decoded by audio/stream_decode.py
+OPUS_RATE = 48000  # what an Opus decoder gives, whatever the start message's sample_rate says
 SEGMENTATIONS = ("vad", "fixed")  # utterances from speech detection, or back-to-back pieces of segment_ms
 # options.SPEAKERS but auto (a stream has no diarization): channels = one speaker per channel (a stereo call)
 SPEAKERS = tuple(v for v in SPEAKER_OPTION.values if v != "auto")
@@ -43,7 +45,7 @@ CLIENT_ONLY = ("type", "token")  # start fields that are not options
 @dataclass(frozen=True)
 class StreamOptions:
     sample_rate: int = 16000  # Hz of the audio frames, 8000-48000
-    encoding: str = "pcm_s16le"  # pcm_s16le | f32le, little-endian, channels interleaved
+    encoding: str = "pcm_s16le"  # pcm_s16le | f32le, little-endian, channels interleaved; opus in Ogg/WebM pages
     channels: int = 1  # interleaved channels per frame, 1-8 (mixed to mono unless speakers=channels)
     granularity: str = "frame"  # the saved run: utterance | frame (result.json frames, frames.csv)
     interval_ms: int = 1000  # an interval message every this much audio
@@ -62,8 +64,19 @@ class StreamOptions:
         return ENCODINGS[self.encoding][1]
 
     @property
+    def compressed(self) -> bool:
+        """Frames are pages of a compressed container (opus), not raw samples."""
+        return self.encoding in COMPRESSED
+
+    @property
+    def decoded_rate(self) -> int:
+        """Hz of the samples the take is made of: the frames' own, or the decoder's (48 kHz for opus)."""
+        return OPUS_RATE if self.compressed else self.sample_rate
+
+    @property
     def bytes_per_second(self) -> int:
-        return self.sample_rate * self.channels * self.sample_bytes
+        """Bytes of raw frames per second of audio (of the decoded samples, for opus)."""
+        return self.decoded_rate * self.channels * self.sample_bytes
 
     @classmethod
     def from_message(cls, message: object) -> StreamOptions:

@@ -6,7 +6,10 @@ docs/streaming.md, each message's JSON Schema is in ``stream_schemas/``.
 
 * **Auth**, as the REST API: with ``E2V_API_TOKEN`` set, ``Authorization:
   Bearer <token>`` on the upgrade request, or ``"token"`` in the ``start``
-  message (browsers cannot set headers on a WebSocket). A wrong token costs
+  message (browsers cannot set headers on a WebSocket), or ``?ticket=`` on
+  the URL: a short-lived single-use pass the UI hands its logged-in page
+  (``runs/stream_tickets.py``), so the page never holds the token; a socket
+  opened with one is the Live tab's (run kind ``live``). A wrong token or ticket costs
   the client address one failure from a budget of ``E2V_AUTH_FAILURES_PER_MIN``
   (as ``serving/auth_throttle.py`` does for HTTP); beyond it, ``rate_limited``.
 * **Admission**, as a recognition: a stream holds one of the API's slots for
@@ -55,6 +58,7 @@ STREAM_PATH = "/api/v1/stream"
 MAX_TEXT_BYTES = 64 * 1024  # a start or stop message
 MAX_FRAME_S = 1.0  # audio in one binary frame
 MAX_FRAME_BYTES = 1024 * 1024
+MAX_PAGE_BYTES = 256 * 1024  # opus: container bytes in one frame (Opus tops out near 64 KB/s per channel)
 WS_MAX_MESSAGE_BYTES = 2 * 1024 * 1024  # uvicorn's ws_max_size: larger messages close the socket (1009) unread
 CLOSE_CODES = {"overloaded": 1013, "model_unavailable": 1013, "internal_error": 1011, "storage_full": 1011,
                "storage_unavailable": 1011}  # fmt: skip
@@ -99,22 +103,36 @@ def _auth_failures(ws: WebSocket) -> ClientBuckets:
     return state.stream_auth_failures
 
 
-def _check_token(ws: WebSocket, given: str | None) -> None:
-    """Raise ``unauthorized`` (``rate_limited`` once the address used its failure budget) for a wrong token."""
+def _check_credential(ws: WebSocket, valid: bool, what: str) -> None:
+    """Raise ``unauthorized`` for a wrong credential (``rate_limited`` once the address used its failure budget)."""
     settings = ws.app.state.settings
-    token = settings.api_token
     failures = _auth_failures(ws) if settings.auth_failures_per_min > 0 else None
     peer = ws.client.host if ws.client else "unknown"
     if failures is not None and failures.take(peer, 1):
         raise E2VError("rate_limited", "Too many failed sign-ins from this address; retry later "
                                        "(E2V_AUTH_FAILURES_PER_MIN). / 此地址登录失败次数过多，请稍后重试。")  # fmt: skip
-    if given is not None and hmac.compare_digest(given.strip().encode(), token.encode()):
+    if valid:
         if failures is not None:
             failures.give_back(peer, 1)
         return
-    log.info("client %s: a wrong or missing stream token", peer)
+    log.info("client %s: a wrong or missing stream %s", peer, what)
+    if what == "ticket":
+        raise E2VError("unauthorized", "The stream ticket is unknown, used or expired: ask for a new one. / "
+                                       "音频流票据无效、已使用或已过期，请重新获取。")  # fmt: skip
     raise E2VError("unauthorized", "A valid API token is required: send 'Authorization: Bearer <E2V_API_TOKEN>' or "
                                    "\"token\" in the start message. / 需要有效的 API 令牌。")  # fmt: skip
+
+
+def _check_token(ws: WebSocket, given: str | None) -> None:
+    """The API token, compared in constant time."""
+    token = ws.app.state.settings.api_token
+    valid = given is not None and hmac.compare_digest(given.strip().encode(), token.encode())
+    _check_credential(ws, valid, "token")
+
+
+def _check_ticket(ws: WebSocket, ticket: str) -> None:
+    """A ticket from ``runs/stream_tickets.py``: used up here, whatever follows."""
+    _check_credential(ws, ws.app.state.service.stream_tickets.redeem(ticket), "ticket")
 
 
 async def _receive(ws: WebSocket, timeout: float) -> dict | None:
@@ -138,14 +156,17 @@ def _text_message(text: str) -> dict:
     return message
 
 
-async def _open(ws: WebSocket, settings) -> StreamOptions:
-    """Authorise and read the ``start`` message."""
+async def _open(ws: WebSocket, settings) -> tuple[StreamOptions, bool]:
+    """Authorise and read the ``start`` message: the options, and whether a ticket opened the socket (the UI)."""
+    ticket = ws.query_params.get("ticket")
+    if ticket is not None:  # checked even without a token: a ticket given is one ticket used
+        _check_ticket(ws, ticket)
     header = ws.headers.get("authorization")
-    header_ok = False
-    if settings.api_token and header is not None:
+    authorised = ticket is not None
+    if settings.api_token and header is not None and not authorised:
         scheme, _, given = header.partition(" ")
         _check_token(ws, given if scheme.lower() == "bearer" else "")
-        header_ok = True
+        authorised = True
     first = await _receive(ws, settings.stream_idle_s)
     if first is None:
         raise E2VError("request_timeout", f"No start message within {settings.stream_idle_s:g} s "
@@ -156,12 +177,12 @@ async def _open(ws: WebSocket, settings) -> StreamOptions:
         raise E2VError("bad_request", 'The first message must be the JSON start message, not audio. / '
                                       '第一条消息必须是 JSON 格式的 start 消息，而不是音频。')  # fmt: skip
     message = _text_message(first["text"])
-    if settings.api_token and not header_ok:
+    if settings.api_token and not authorised:
         token = message.get("token")
         _check_token(ws, token if isinstance(token, str) else None)
     if message["type"] != "start":
         raise E2VError("bad_request", 'The first message must be "type": "start". / 第一条消息必须是 start。')
-    return StreamOptions.from_message(message)
+    return StreamOptions.from_message(message), ticket is not None
 
 
 class WebSocketGone(Exception):
@@ -194,7 +215,9 @@ class SpeedLimit:
 async def _pump(ws: WebSocket, conn: Connection, stream, settings) -> None:
     """Read the take's frames until ``stop``, a close, or a limit that ends it (then a ``warning``)."""
     options = stream.options
-    frame_limit = min(MAX_FRAME_BYTES, int(options.bytes_per_second * MAX_FRAME_S))
+    frame_limit = (
+        MAX_PAGE_BYTES if options.compressed else min(MAX_FRAME_BYTES, int(options.bytes_per_second * MAX_FRAME_S))
+    )
     speed = SpeedLimit(settings.stream_max_speed, settings.stream_buffer_s)
     wall_limit = time.monotonic() + 2 * settings.max_duration_s
     while True:
@@ -219,13 +242,34 @@ async def _pump(ws: WebSocket, conn: Connection, stream, settings) -> None:
             raise E2VError("file_too_large", f"A binary frame of {len(data)} bytes is larger than {frame_limit} bytes "
                                              f"({MAX_FRAME_S:g} s of this audio at most). / 二进制帧过大（每帧至多 "
                                              f"{MAX_FRAME_S:g} 秒音频，{frame_limit} 字节）。")  # fmt: skip
-        speed.take(len(data) / options.bytes_per_second)
-        stream.feed(data)
+        if options.compressed:  # its pace in the audio it decodes to
+            before = stream.received_s
+            stream.feed(data)
+            speed.take(stream.received_s - before)
+        else:
+            speed.take(len(data) / options.bytes_per_second)
+            stream.feed(data)
         if stream.full or time.monotonic() > wall_limit:
             limit = settings.max_duration_s
             await stream.warn("limit", f"the take reached the {limit:g} s limit (E2V_MAX_DURATION_S): it ends here",
                               f"录音达到 {limit:g} 秒上限，到此结束", keep=True)  # fmt: skip
             return
+
+
+async def _until_failure(stream, work):
+    """Run ``work`` (a coroutine) unless the take fails first (the model stopped answering): then raise that."""
+    task = asyncio.ensure_future(work)
+    failed = asyncio.ensure_future(stream.failed())
+    try:
+        await asyncio.wait({task, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, failed):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, failed, return_exceptions=True)
+    if not task.cancelled() and (task.exception() is not None or stream.failure is None):
+        return task.result()
+    raise stream.failure
 
 
 @router.websocket(STREAM_PATH)
@@ -238,15 +282,16 @@ async def stream_audio(ws: WebSocket) -> None:
     conn = Connection(ws)
     stream = None
     try:
-        options = await _open(ws, settings)
+        options, from_ui = await _open(ws, settings)
         admission, client = admission_of(ws), client_key(ws)
         with admission.slot(client):
             request_id = new_request_id()
-            stream = await anyio.to_thread.run_sync(LiveStream, service, options, request_id)
+            container = "microphone" if from_ui else "stream"  # a ticket is the Live tab's: run kind "live"
+            stream = await anyio.to_thread.run_sync(LiveStream, service, options, request_id, container)
             stream.start(conn.send)
             log.info("stream %s from %s: %s", request_id, client, options)
-            await _pump(ws, conn, stream, settings)
-            outcome = await stream.finish()
+            await _until_failure(stream, _pump(ws, conn, stream, settings))
+            outcome = await _until_failure(stream, stream.finish())
         run_id = outcome.run.run_id if outcome.run else None
         log.info("stream %s: %.1f s saved as %s%s", request_id, stream.received_s, run_id,
                  " (the client had gone)" if conn.gone else "")  # fmt: skip
@@ -256,6 +301,11 @@ async def stream_audio(ws: WebSocket) -> None:
         conn.gone = True
     except E2VError as exc:
         if stream is not None:
+            if exc is stream.failure:  # the model stopped answering: the audio received is kept, not dropped
+                kept = await anyio.to_thread.run_sync(stream.keep_audio)
+                if kept:
+                    exc = E2VError(exc.code, f"{exc.message} The audio received so far is kept as {kept} in the "
+                                             f"outputs folder. / 已收到的音频保存为输出文件夹中的 {kept}。")  # fmt: skip
             stream.close()
         log.info("stream ended with %s: %s", exc.code, exc.message)
         await conn.fail(exc, settings)

@@ -1,5 +1,8 @@
 """The Live tab in a real browser: Chromium's fake microphone streams a 20 s wav file into the real server.
 
+The page streams the microphone to ``/api/v1/stream`` (ui/static/live/live.js), as any program does; the
+take saved at Stop is the stream's run folder.
+
 Chromium is launched by this test (the shared launch args plus the fake-media
 flags), with the ``microphone`` permission granted to the page. While it
 records, a helper process per core burns CPU (bounded, killed at the end), so
@@ -165,9 +168,13 @@ def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launc
             page.evaluate(STOP_AT, [STOP, SOURCE_S * 1000])
             max_lag, lag_shown = 0.0, False
             elapsed = "() => performance.now() - window.__e2vTake.t0"
+            shot = False
             while (left := SOURCE_S - page.evaluate(elapsed) / 1000) > 0.6:
                 max_lag = max(max_lag, _status(page, "lag"))
                 lag_shown |= page.locator("#live_status .e2v-live-lag").count() > 0
+                if not shot and left < SOURCE_S / 2:  # the status line and the growing timeline, mid-take
+                    _shot(page, tmp_path, "live_recording")
+                    shot = True
                 page.wait_for_timeout(min(250, int(left * 1000) - 500))
             # How long the take ran, as the page measured it between Record and Stop.
             take_s = page.wait_for_function("() => window.__e2vTakeSeconds", timeout=30_000).json_value()
@@ -178,6 +185,8 @@ def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launc
                 timeout=60_000
             )  # ui/timeline.py
             _shot(page, tmp_path, "live_stopped")
+            # after Stop the status line is back to its idle prompt (no take is running)
+            expect(page.locator("#live_status .e2v-live-status")).to_have_attribute("data-seconds", "0")
             run_id = page.locator("#live_run_folder code").inner_text().strip()
         finally:
             for proc in burners:
@@ -188,7 +197,8 @@ def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launc
     folder = root / "outputs" / run_id
     result = json.loads((folder / "result.json").read_text("utf-8"))
     assert result["granularity"] == "frame" and result["audio"]["source_name"] == "microphone_live.wav"
-    assert not result["warnings"], "saved from the streamed chunks, not the page's own recording of the take"
+    assert result["audio"]["container"] == "microphone" and result["stream"]["encoding"] == "f32le"  # the stream path
+    assert not result["warnings"], result["warnings"]  # nothing clipped, no limit reached
     duration = result["audio"]["duration_s"]
     assert abs(take_s - SOURCE_S) <= 0.1 * SOURCE_S, f"Stop took effect {take_s - SOURCE_S:.2f} s late"
     assert abs(duration - take_s) <= 0.02 * SOURCE_S, f"saved {duration:.2f} s of a {take_s:.2f} s recording"

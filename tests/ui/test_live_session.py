@@ -1,10 +1,8 @@
-"""The Live tab's plain-Python parts: chunk files read whole, a handler that never waits, analysis that skips."""
+"""The Live tab's plain-Python parts: the page's report checked and drawn, the stream's last message shown."""
 
 from __future__ import annotations
 
-import struct
-import threading
-import time
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,87 +10,88 @@ import pytest
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.runs.live import LiveProgress
 from emotion2vec_webui.ui import live_tab
 
 
-def _wav(path, samples: np.ndarray, rate: int = 48000, declared: int | None = None):
-    """A 16-bit mono WAV whose header may declare fewer data bytes than follow (as the page's glued chunks do)."""
-    body = samples.astype("<i2").tobytes()
-    size = len(body) if declared is None else declared
-    fmt = struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-    path.write_bytes(
-        b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", size) + body
-    )
-    return path
+def _report(seconds: float, ends: list[float], skipped: int = 0, labels=None) -> dict:
+    labels = labels or list(EMOTIONS)
+    ticks = []
+    for i, end in enumerate(ends):
+        scores = dict.fromkeys(EMOTIONS, 0.0) | {EMOTIONS[i % 9]: 1.0}
+        ticks.append([end, *[scores[k] for k in labels]])
+    return {"seconds": seconds, "labels": labels, "ticks": ticks, "skipped": skipped, "error": ""}
 
 
-def test_a_glued_chunk_is_read_to_the_end_whatever_its_header_says(tmp_path):
-    samples = (np.arange(48000) % 200 - 100).astype(np.int16)
-    rate, data = live_tab.read_stream_chunk(_wav(tmp_path / "a.wav", samples, declared=9600))
-    assert rate == 48000 and np.array_equal(data, samples)
+def test_the_report_is_read_in_the_pages_label_order_and_its_lag_and_timeline_follow():
+    labels = list(reversed(EMOTIONS))  # the order the server's scores came in, whatever it is
+    progress = LiveProgress.from_report(_report(6.4, [1.0, 2.0, 5.0], skipped=2, labels=labels), 600.0)
+    assert [EMOTIONS[int(np.argmax(t))] for t in progress.ticks] == [EMOTIONS[0], EMOTIONS[1], EMOTIONS[2]]
+    assert progress.lag_s == pytest.approx(1.4)
+    timeline = progress.timeline_result()
+    scores = np.array(timeline["frames"]["scores"])
+    assert scores.shape == (5, 9)  # one frame a second up to the last interval's end
+    # the seconds the analysis skipped (3 and 4) take the scores of the next interval analysed, whose window covered them
+    assert [EMOTIONS[int(np.argmax(r))] for r in scores] == [EMOTIONS[0], EMOTIONS[1], EMOTIONS[2], EMOTIONS[2],
+                                                            EMOTIONS[2]]  # fmt: skip
+    html = live_tab.status_html(progress)
+    assert 'data-ticks="3"' in html and 'data-seconds="6.40"' in html and "window(s) analysed" in html
+    assert "2 window(s) skipped" in html and "跳过 2 个窗口" in html
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"seconds": float("inf")},
+        {"seconds": -1},
+        {"seconds": 1e9},
+        {"labels": ["happy"] * 9},
+        {"ticks": [[1.0, 0.5]]},
+        {"ticks": [[1.0, *[2.0] * 9]]},  # a score over 1
+        {"ticks": [[2.0, *[0.1] * 9], [1.0, *[0.1] * 9]]},  # out of order
+        {"ticks": [[1.0, *[0.1] * 9]] * 100_000},  # more intervals than the take's limit allows
+        {"ticks": [[True, *[0.1] * 9]]},
+        {"error": ["not", "text"]},
+    ],
+)
+def test_a_malformed_report_is_refused_and_drawn_as_nothing(bad):
     with pytest.raises(E2VError) as err:
-        (tmp_path / "b.wav").write_bytes(b"not a wav at all")
-        live_tab.read_stream_chunk(tmp_path / "b.wav")
-    assert err.value.code == "audio_undecodable"
+        LiveProgress.from_report({"seconds": 1.0} | bad, 600.0)
+    assert err.value.code == "bad_request" and " / " in err.value.message
+    fig, html, drawn = live_tab.on_view(json.dumps({"seconds": 1.0} | bad), 0)
+    assert fig is None and drawn == 0 and 'data-ticks="0"' in html
 
 
-class SlowService:
-    """A stand-in service whose every inference takes ``delay`` seconds (a loaded CPU)."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.settings = SimpleNamespace(max_duration_s=600.0, min_duration_s=0.1)
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def call(self, fn):
-        with self.lock:  # one inference at a time, like the service's worker
-            self.calls += 1
-            time.sleep(self.delay)
-            scores = dict.fromkeys(EMOTIONS, 0.0) | {"happy": 1.0}
-            return SimpleNamespace(scores=scores)
-
-    def live_window(self, window, client=""):  # the live analysis's way in (Service.live_window)
-        return self.call(None)
+def test_the_view_draws_only_when_a_new_interval_came():
+    report = json.dumps(_report(2.5, [1.0, 2.0]))
+    fig, html, drawn = live_tab.on_view(report, 0)
+    assert fig and 'class="e2v-timeline"' in fig and drawn == 2
+    fig, html, drawn = live_tab.on_view(report, drawn)
+    assert fig is None and drawn == 2 and 'data-ticks="2"' in html
+    assert live_tab.on_view("", 0)[0] is None and live_tab.on_view("x" * (3 << 20), 0)[0] is None
 
 
-def test_chunks_never_wait_for_a_slow_analysis_which_skips_windows_then_catches_up(tmp_path):
-    service = SlowService(delay=1.5)
-    session, statuses, worst = None, [], 0.0
-    rate, chunk_s = 48000, 0.1
-    rng = np.random.default_rng(0)
-    sent = []
-    for i in range(80):  # 8 s of audio, ten chunks a second, twice as fast as real time
-        data = (rng.standard_normal(int(rate * chunk_s)) * 3000).astype(np.int16)
-        sent.append(data)
-        path = _wav(tmp_path / f"c{i}.wav", data)
-        t0 = time.perf_counter()
-        session, html = live_tab.on_chunk(service, session, str(path))
-        session, _ = live_tab.on_chunk(service, session, str(path))  # the page sent it twice: kept once
-        worst = max(worst, time.perf_counter() - t0)
-        statuses.append(html)
-        time.sleep(chunk_s / 2)
-    assert worst < 0.5, f"a chunk waited {worst:.2f} s (the analysis takes {service.delay} s)"
-    assert any("catching up" in s and "分析落后" in s for s in statuses), statuses[-1]
-    deadline = time.monotonic() + 10
-    while session.lag_s > live_tab.LAG_WARN_S and time.monotonic() < deadline:
-        time.sleep(0.1)
-    caught_up = live_tab.status_html(session)
-    assert "caught up" in caught_up and "跟上" in caught_up and session.skipped > 0
-    assert service.calls < 8  # windows were skipped, not queued
-    # Every received sample is kept, in order.
-    raw = np.concatenate(session.chunks)
-    assert np.array_equal(raw, np.concatenate(sent).astype(np.float32) / 32768.0)
-    timeline = session.timeline_result()
-    assert len(timeline["frames"]["scores"]) == int(np.ceil(session.analysed_s))
-    session.analyzer.stop()
-    assert not session.analyzer.is_alive()
+def test_a_lag_beyond_the_warning_is_shown_in_both_languages():
+    html = live_tab.status_html(LiveProgress.from_report(_report(9.0, [1.0, 2.0]), 600.0))
+    assert 'class="e2v-live-lag"' in html and "behind" in html and "分析落后" in html and 'data-lag="7.00"' in html
 
 
-def test_the_view_draws_only_when_a_new_window_was_analysed():
-    session = live_tab.LiveSession()
-    assert live_tab.on_view(session) is None
-    session.add(16000, np.zeros(16000 * 2, np.float32))
-    session.record_tick(dict.fromkeys(EMOTIONS, 1 / 9), 2.0)
-    assert live_tab.on_view(session) is not None
-    assert live_tab.on_view(session) is None
+def test_stop_shows_the_streams_error_or_a_plain_card_for_anything_else(tmp_path):
+    service = SimpleNamespace(settings=SimpleNamespace(output_dir=tmp_path))
+    view = live_tab.on_stop(service, json.dumps({"type": "error", "code": "audio_too_short",
+                                                 "message": "The take is only 0.10 s long. / 录音只有 0.10 秒。"}))  # fmt: skip
+    assert view.error_code == "audio_too_short" and "0.10" in view.card_html
+    view = live_tab.on_stop(service, json.dumps({"type": "error", "code": "<script>", "message": "x"}))
+    assert view.error_code == "internal_error" and "<script>" not in view.card_html
+    assert live_tab.on_stop(service, "").error_code == "audio_empty"
+    # a run name from the page is checked like any other: nothing outside the outputs folder
+    view = live_tab.on_stop(service, json.dumps({"type": "done", "run_id": "../../etc"}))
+    assert view.error_code == "not_found" and view.result is None
+
+
+def test_the_tickets_come_from_the_services_book():
+    from emotion2vec_webui.runs.stream_tickets import StreamTickets
+
+    service = SimpleNamespace(stream_tickets=StreamTickets())
+    ticket = live_tab.mint_ticket(service)
+    assert service.stream_tickets.redeem(ticket) and not service.stream_tickets.redeem(ticket)

@@ -1,0 +1,93 @@
+"""The Live tab's way into /api/v1/stream on a server with a token: a single-use ticket, never the token.
+
+In-process (FastAPI's TestClient, the stream router over a real service on
+the tiny model): a ticket opens one socket and is then used up; a guessed,
+reused or expired one is ``unauthorized`` and counts as a failed sign-in; a
+socket opened with a ticket is the Live tab's take (``audio.container``
+``microphone``: run kind ``live``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from emotion2vec_webui.runs.schema import validate_result
+from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.serving import stream
+
+TOKEN = "the-api-token"
+
+
+@pytest.fixture
+def client(settings, engine):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    settings = dataclasses.replace(settings, api_token=TOKEN, auth_failures_per_min=4)
+    service = Service(settings, engine)
+    service.start()
+    app = FastAPI()
+    app.include_router(stream.router)
+    app.state.settings, app.state.service = settings, service
+    with TestClient(app) as test_client:
+        yield test_client, service
+    service.stop()
+
+
+def _take(test_client, query: str, seconds: float = 1.5) -> list[dict]:
+    """Open the socket, send ``seconds`` of a tone at 16 kHz, stop; every message until the server closes."""
+    from starlette.websockets import WebSocketDisconnect
+
+    messages = []
+    with test_client.websocket_connect(stream.STREAM_PATH + query) as ws:
+        ws.send_text(json.dumps({"type": "start", "sample_rate": 16000, "source_name": "microphone_live.wav"}))
+        t = np.arange(int(seconds * 16000)) / 16000
+        pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
+        try:
+            for i in range(0, len(pcm), 1600):
+                ws.send_bytes(pcm[i : i + 1600].tobytes())
+            ws.send_text(json.dumps({"type": "stop"}))
+            while True:
+                messages.append(ws.receive_json())
+                if messages[-1]["type"] in ("done", "error"):
+                    break
+        except WebSocketDisconnect:
+            pass
+    return messages
+
+
+def test_a_ticket_opens_one_take_then_is_used_up(client):
+    test_client, service = client
+    ticket = service.stream_tickets.issue()
+    got = _take(test_client, f"?ticket={ticket}")
+    done = got[-1]
+    assert done["type"] == "done" and done["run_id"], got
+    result = json.loads((service.settings.output_dir / done["run_id"] / "result.json").read_text("utf-8"))
+    assert result["audio"]["container"] == "microphone" and result["stream"]["received_s"] == 1.5
+    validate_result({**result, "run_id": done["run_id"], "files": {}})  # the stream block too
+    again = _take(test_client, f"?ticket={ticket}")
+    assert again[-1]["type"] == "error" and again[-1]["code"] == "unauthorized" and " / " in again[-1]["message"]
+    assert service.stream_tickets.outstanding() == 0
+
+
+def test_without_a_ticket_or_token_or_with_a_guessed_one_the_socket_is_refused(client):
+    test_client, service = client
+    service.stream_tickets.issue()
+    for query in ("", "?ticket=", "?ticket=guess", f"?ticket={'x' * 500}"):
+        got = _take(test_client, query, seconds=0.2)
+        assert got and got[0]["type"] == "error" and got[0]["code"] == "unauthorized", (query, got)
+    assert service.stream_tickets.outstanding() == 1  # a wrong guess uses nothing up
+    # the failures count against the address like wrong tokens: past the budget even a good ticket waits
+    got = _take(test_client, f"?ticket={service.stream_tickets.issue()}", seconds=0.2)
+    assert got[0]["code"] == "rate_limited"
+
+
+def test_an_expired_ticket_is_refused(client):
+    test_client, service = client
+    service.stream_tickets.lifetime_s = 0.0
+    got = _take(test_client, f"?ticket={service.stream_tickets.issue()}", seconds=0.2)
+    assert got[0]["type"] == "error" and got[0]["code"] == "unauthorized"
