@@ -51,6 +51,10 @@ def add_parser(sub) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (a long file prints "
                    "'window k/n, ETA m:ss' as each window starts); errors are still printed")  # fmt: skip
     p.add_argument(
+        "--report", action="store_true", help="also write report.html in each run folder: one self-contained page "
+        "(summary, emotional arc, speaker lanes, transcript, settings) that opens offline and prints to PDF"
+    )
+    p.add_argument(
         "--head", metavar="NAME", help="also apply the trained head E2V_HEADS_DIR/NAME (see train-head); "
         "result.json gets a 'head' block beside the nine classes"
     )
@@ -94,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
             status = max(status, exit_code_for(exc))
             continue
         run = outcome.run
+        if args.report:  # runs/report.py, from the result just written
+            from emotion2vec_webui.runs.report import write_report
+
+            write_report(run.path, outcome.result)
         if args.json:
             print(json.dumps({**outcome.result, "run_id": run.run_id, "run_dir": str(run.path)}, ensure_ascii=False))
         else:
@@ -111,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
             calibrated = f"  (calibration {r['calibration']['name']})" if r.get("calibration") else ""
             print(f"{name}: {EMOJI[r['emotion']]} {answer}{calibrated}{head}  → {run.path}{warn}")
             if r.get("turns") is not None:  # a conversation (--speakers)
-                print(f"  {len(r['speakers'])} speaker(s), {len(r['turns'])} turn(s) → transcript.srt, transcript.vtt, turns.csv")
+                print(f"  {len(r['speakers'])} speaker(s), {len(r['turns'])} turn(s), {r['summary']['escalations']} "
+                      "escalation(s) → transcript.srt, transcript.vtt, turns.csv, turns.jsonl")  # fmt: skip
+            if args.report:
+                print(f"  → {run.path / 'report.html'}")
         sys.stdout.flush()
     return status

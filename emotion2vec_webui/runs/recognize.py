@@ -28,6 +28,7 @@ from emotion2vec_webui.audio.decoder_pool import decode_guarded
 from emotion2vec_webui.audio.format import DecodeOptions
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.calibration import calibrate_result
+from emotion2vec_webui.engine.call_summary import summary_for_result
 from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments, softmax
@@ -379,6 +380,7 @@ def _finish(flow: Recognition, decoded: DecodedAudio, engine: EmotionEngine, ans
         **flow.extra_result,
     }
     mark_uncertain(payload, options.min_confidence)  # "uncertain" below --min-confidence
+    payload["summary"] = summary_for_result(payload)  # per speaker, the arc, events (engine/call_summary.py)
     run = None
     t_write = time.perf_counter()
     if flow.write:
