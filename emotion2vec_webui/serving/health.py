@@ -38,7 +38,8 @@ async def readyz(request: Request):
     storage = await run_in_threadpool(_storage_probe(request).status)  # cached for a few seconds
     storage_bad = status.state == "ready" and not storage.ok  # the model's state first, then the disk's
     replicas = await run_in_threadpool(_replicas, service)  # serve --ray: read from Serve's controller (cached)
-    no_replica = status.state == "ready" and replicas is not None and replicas.running < 1
+    # none running while some should (--autoscale 0:N scales up from zero on the next request: still ready)
+    no_replica = status.state == "ready" and replicas is not None and replicas.running < 1 and replicas.min > 0
     message = storage.message if storage_bad else status.message
     if no_replica and not storage_bad:
         message = (f"No model replica is running ({replicas.status}); Ray Serve is starting new ones. "
