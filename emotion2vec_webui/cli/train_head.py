@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
         help="train a classifier head on your own labels (a folder per label, CSV path,label, RAVDESS/CREMA-D)",
         description="Extract utterance features (cached per file content and model), cross-validate logistic "
         "regression and a small MLP, and write E2V_HEADS_DIR/NAME/ with the weights, labels, feature spec, report "
-        "and confusion matrix. Use the head with recognize/batch --head NAME or \"head\" on the API.",
+        "and confusion matrix. Use the head with recognize/batch --head NAME or \"head\" on the API. A CSV of "
+        "numeric targets (path[,speaker],arousal,valence,…) trains a regression head instead: ridge and an MLP, "
+        "speaker-grouped CV with CCC, Pearson and MAE.",
     )
     p.add_argument("data", metavar="DATA", help="folder with a sub-folder per label, a CSV (path,label), "
                    "a folder of RAVDESS/CREMA-D files, or a CSV of numeric targets (path[,speaker],arousal,valence,…: "
