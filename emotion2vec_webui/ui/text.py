@@ -161,7 +161,10 @@ def result_card_html(result: dict) -> str:
         f'<div class="e2v-big-emoji">{EMOJI.get(key, "")}</div>'
         '<div class="e2v-title">'
         f'<div class="e2v-zh">{escape(EMOTIONS_ZH.get(key, key))}</div>'
-        f'<div class="e2v-en">{escape(key.capitalize())}</div></div>'
+        f'<div class="e2v-en">{escape(key.capitalize())}</div>'
+        + ('<div class="e2v-uncertain-title">不确定 / Uncertain — 置信度低于阈值，以上为最可能的情感 / below the '
+           "threshold: the most likely emotion is shown above</div>" if result.get("uncertain") else "")
+        + "</div>"
         '<div class="e2v-conf">'
         f'<div class="e2v-conf-num">{percent(conf)}</div>'
         '<div class="e2v-conf-label">置信度 / confidence</div></div></div>'
