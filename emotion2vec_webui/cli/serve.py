@@ -51,7 +51,7 @@ def ray_options(args: argparse.Namespace):
         if given:
             raise E2VError("bad_request", f"{given[0]} needs --ray. / {given[0]} 需要与 --ray 一起使用。")
         return None
-    from emotion2vec_webui.runs.ray_service import RayServeOptions, parse_autoscale
+    from emotion2vec_webui.runs.ray_options import RayServeOptions, parse_autoscale
 
     return RayServeOptions(
         address=args.address,

@@ -31,7 +31,6 @@ import dataclasses
 import itertools
 import logging
 import os
-import re
 import threading
 import time
 from concurrent.futures import Future
@@ -40,65 +39,22 @@ import numpy as np
 
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError
+from emotion2vec_webui.runs.ray_options import RayServeOptions
 from emotion2vec_webui.runs.ray_replica import ModelReplica, ReplicaError, ReplicaInfo
 from emotion2vec_webui.runs.scheduler import BatchPolicy, InferenceRequest
 from emotion2vec_webui.runs.service import ModelStatus, Service
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "emotion2vec-webui"  # the Serve application's default name (a second server with the same name replaces it)
 DEPLOYMENT = "E2VModel"
-MAX_REPLICAS = 256
 TARGET_ONGOING = 4  # autoscaling: requests in flight per replica it aims for (a CPU replica batches up to 8)
 MAX_ONGOING = 64  # requests one replica holds at once (its own scheduler queues, orders and batches them)
 HEALTH_CHECK_S = 5.0
+SHUTDOWN_WAIT_S = 20.0  # the longest wait for Serve to remove the replicas when the server stops
 REPLICA_STATUS_TTL_S = 2.0  # /readyz and /metrics read the replica states at most this often
 INSTALL_HINT = "pip install 'emotion2vec-webui[ray]'"
 LOST_REPLICA = ("A model replica went away twice while answering this request (the deployment is restarting "
                 "it); retry in a few seconds. / 模型副本在处理此请求时两次中断(正在重启),请几秒后重试。")  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class RayServeOptions:
-    """How ``serve --ray`` deploys the model (command-line flags)."""
-
-    address: str | None = None  # a Ray cluster (``ray://`` or ``host:port``; None: RAY_ADDRESS, else a local one)
-    replicas: int = 1  # a fixed number of replicas (unless ``autoscale``)
-    autoscale: tuple[int, int] | None = None  # (min, max) replicas, scaled on requests in flight
-    replica_cpus: float = 1.0  # CPUs reserved for each replica (also its torch threads on a CPU)
-    app_name: str = APP_NAME  # the Serve application: servers with different names share a cluster side by side
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.replicas <= MAX_REPLICAS:
-            raise E2VError(
-                "bad_request", f"--replicas must be 1-{MAX_REPLICAS}. / --replicas 须在 1-{MAX_REPLICAS} 之间。"
-            )
-        if not 0 < self.replica_cpus <= 256:
-            raise E2VError(
-                "bad_request",
-                "--replica-cpus must be above 0 and at most 256. / --replica-cpus 须大于 0 且不超过 256。",
-            )
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.app_name):
-            raise E2VError("bad_request", "--app-name takes 1-64 letters, digits, '_', '.', '-'. "
-                                          "/ --app-name 只能包含 1-64 个字母、数字、'_'、'.'、'-'。")  # fmt: skip
-        if self.autoscale is not None:
-            lo, hi = self.autoscale
-            if not 0 <= lo <= hi <= MAX_REPLICAS or hi < 1:
-                raise E2VError("bad_request", f"--autoscale MIN:MAX needs 0 <= MIN <= MAX <= {MAX_REPLICAS}, MAX >= 1. "
-                                              f"/ --autoscale MIN:MAX 须满足 0 <= MIN <= MAX <= {MAX_REPLICAS} 且 MAX >= 1。")  # fmt: skip
-
-
-def parse_autoscale(text: str) -> tuple[int, int]:
-    """``"MIN:MAX"`` → ``(MIN, MAX)``.
-
-    Raises:
-        E2VError: ``bad_request`` when it is not two whole numbers.
-    """
-    lo, sep, hi = str(text).strip().partition(":")
-    if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
-        raise E2VError("bad_request", f"--autoscale takes MIN:MAX, e.g. 1:4, not {str(text)[:20]!r}. "
-                                      "/ --autoscale 的格式为 MIN:MAX,例如 1:4。")  # fmt: skip
-    return int(lo), int(hi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,18 +147,25 @@ class RayBackend:
         if self._handle is None and not self._started_ray:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
-        try:
-            from ray import serve
-
-            serve.delete(self.options.app_name)
-        except Exception as exc:  # the cluster may already be gone
-            log.warning("could not remove the Serve application: %s", exc)
+        # serve.delete waits for the controller: a cluster already gone (its head stopped first) must not hold
+        # the exit, so it gets SHUTDOWN_WAIT_S on a thread of its own
+        remover = threading.Thread(target=self._remove_app, name="e2v-serve-delete", daemon=True)
+        remover.start()
+        remover.join(SHUTDOWN_WAIT_S)
         self._handle = None
         if self._started_ray:
             import ray
 
             ray.shutdown()
             self._started_ray = False
+
+    def _remove_app(self) -> None:
+        try:
+            from ray import serve
+
+            serve.delete(self.options.app_name)
+        except Exception as exc:  # the cluster may already be gone
+            log.warning("could not remove the Serve application: %s", exc)
 
     # -- calling --------------------------------------------------------------------------------
     def submit(self, method: str, *args) -> Future:

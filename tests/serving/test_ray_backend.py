@@ -12,14 +12,9 @@ import threading
 import pytest
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.runs.ray_options import RayServeOptions, parse_autoscale
 from emotion2vec_webui.runs.ray_replica import ReplicaError
-from emotion2vec_webui.runs.ray_service import (
-    RayBackend,
-    RayServeOptions,
-    RemoteScheduler,
-    ReplicaStatus,
-    parse_autoscale,
-)
+from emotion2vec_webui.runs.ray_service import RayBackend, RemoteScheduler, ReplicaStatus
 from emotion2vec_webui.runs.scheduler import InferenceRequest, StaleWindow
 
 ray_exceptions = pytest.importorskip("ray.exceptions", reason="Ray is not installed")
