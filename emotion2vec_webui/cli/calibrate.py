@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
         description="Fit temperature scaling (plus a per-class bias when it lowers the held-out NLL) on a labelled "
         "set, with speaker-grouped folds when the file names say who speaks (RAVDESS, CREMA-D). Prints ECE, Brier "
         "score and NLL before and after on held-out folds, writes E2V_HEADS_DIR/.calibrations/NAME/ "
-        "(calibration.json, reliability.png). Use it with recognize/batch --calibration NAME, \"calibration\" on the "
+        '(calibration.json, reliability.png). Use it with recognize/batch --calibration NAME, "calibration" on the '
         "API, or the calibration picker in the UI.",
     )
     p.add_argument("data", metavar="DATA", help="folder with a sub-folder per label, a CSV (path,label), "
@@ -31,7 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--heads-dir", type=Path, help="where heads and calibrations live (E2V_HEADS_DIR; default ./heads)")
     p.add_argument("--folds", type=int, default=5, help="held-out folds (fewer when the speakers are few)")
     p.add_argument("--seed", type=int, default=0, help="random seed (folds without speakers)")
-    p.add_argument("--label-map", help="nine classes: dataset label=class pairs, e.g. 'calm=neutral,surprise=surprised'")
+    p.add_argument(
+        "--label-map", help="nine classes: dataset label=class pairs, e.g. 'calm=neutral,surprise=surprised'"
+    )
     p.add_argument("--force", action="store_true", help="replace a calibration of that name")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     add_model_args(p)

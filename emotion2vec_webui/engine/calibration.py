@@ -177,7 +177,9 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
     """Expected calibration error: ``sum_b n_b / N * |accuracy_b - confidence_b|`` over the top class."""
     total = len(y)
     return float(
-        sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, y, bins) if b["count"])
+        sum(
+            b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, y, bins) if b["count"]
+        )
     )
 
 
@@ -238,9 +240,7 @@ def fit(logits: np.ndarray, y: np.ndarray, with_bias: bool = False) -> tuple[flo
     return float(np.exp(log_t)), bias
 
 
-def cross_validate(
-    logits: np.ndarray, y: np.ndarray, groups: np.ndarray | None, folds: int = 5, seed: int = 0
-) -> dict:
+def cross_validate(logits: np.ndarray, y: np.ndarray, groups: np.ndarray | None, folds: int = 5, seed: int = 0) -> dict:
     """Held-out figures of a calibration: fit on k-1 folds, measure on the k-th (speakers on one side when known).
 
     Temperature alone and temperature + per-class bias are both cross-validated; the bias is kept only when
@@ -341,8 +341,10 @@ def build_calibration(name: str, doc: object) -> Calibration:
     target, labels, checkpoint = doc.get("target"), doc.get("labels"), doc.get("checkpoint_sha256")
     if not isinstance(target, str) or not 0 < len(target) <= 64:
         raise bad('"target" must name the nine classes ("nine") or a head', '"target" 应为 "nine" 或分类头名称')
-    if not isinstance(labels, list) or not 2 <= len(labels) <= MAX_LABELS or not all(
-        isinstance(x, str) and 0 < len(x) <= 200 for x in labels
+    if (
+        not isinstance(labels, list)
+        or not 2 <= len(labels) <= MAX_LABELS
+        or not all(isinstance(x, str) and 0 < len(x) <= 200 for x in labels)
     ):
         raise bad(f'"labels" must be a list of 2 to {MAX_LABELS} names', f'"labels" 应为 2 到 {MAX_LABELS} 个名称')
     if target == NINE and labels != list(EMOTIONS):
@@ -353,12 +355,16 @@ def build_calibration(name: str, doc: object) -> Calibration:
     if target != NINE and (not isinstance(fingerprint, str) or not 0 < len(fingerprint) <= 64):
         raise bad('a head\'s calibration needs "head_fingerprint" (text)', '分类头的校准需要 "head_fingerprint"')
     temperature, bias = doc.get("temperature"), doc.get("bias")
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not (
-        T_RANGE[0] <= temperature <= T_RANGE[1]
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not (T_RANGE[0] <= temperature <= T_RANGE[1])
     ):
         raise bad(f'"temperature" must be a number from {T_RANGE[0]} to {T_RANGE[1]}', '"temperature" 超出范围')
-    if not isinstance(bias, list) or len(bias) != len(labels) or not all(
-        isinstance(b, int | float) and not isinstance(b, bool) and abs(b) <= 100 for b in bias
+    if (
+        not isinstance(bias, list)
+        or len(bias) != len(labels)
+        or not all(isinstance(b, int | float) and not isinstance(b, bool) and abs(b) <= 100 for b in bias)
     ):
         raise bad('"bias" must hold one number (|b| <= 100) per label', '"bias" 应为每个标签一个数(绝对值不超过 100)')
     info = {k: v for k, v in doc.items() if k in ("created", "n", "before", "after", "with_bias", "folds", "command")}

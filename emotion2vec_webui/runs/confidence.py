@@ -68,7 +68,7 @@ def load_calibration(options, settings, engine, head):
         raise E2VError(
             "bad_request",
             f"Calibration {name!r} is for head {calibration.target!r}: pick that head too (--head "
-            f"{calibration.target}, \"head\" on the API). / 校准 {name!r} 属于分类头 {calibration.target!r},"
+            f'{calibration.target}, "head" on the API). / 校准 {name!r} 属于分类头 {calibration.target!r},'
             "请同时选择该分类头。",
         )
     return calibration, calibrate_head(head, calibration)

@@ -19,7 +19,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from emotion2vec_webui.engine.calibration import NINE, Calibration, CalibrationContentError, build_calibration, head_fingerprint
+from emotion2vec_webui.engine.calibration import (
+    NINE,
+    Calibration,
+    CalibrationContentError,
+    build_calibration,
+    head_fingerprint,
+)
 from emotion2vec_webui.engine.heads import Head, HeadContentError, build_head
 from emotion2vec_webui.model.safe_npz import NpzRefused, read_npz
 
@@ -48,7 +54,8 @@ def exported_head(engine, name: str) -> Head | None:
         block = labels.get("head") if isinstance(labels, dict) else None
         if not isinstance(block, dict) or not isinstance(block.get("labels_zh"), list):
             raise HeadContentError("labels.json", 'has no "head" block', '缺少 "head" 部分')
-        labels_doc = {"labels": block.get("labels"), "labels_zh": dict(zip(block.get("labels") or [], block["labels_zh"]))}
+        names = block.get("labels") if isinstance(block.get("labels"), list) else []
+        labels_doc = {"labels": block.get("labels"), "labels_zh": dict(zip(names, block["labels_zh"], strict=False))}
         try:
             arrays = read_npz(exported.path / HEAD_ARRAYS, MAX_HEAD_BYTES)
         except NpzRefused as exc:

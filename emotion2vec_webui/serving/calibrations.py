@@ -40,7 +40,9 @@ def _diagram(heads_dir, name: str) -> bytes:
     except OSError:
         data = b""
     if not data or len(data) > MAX_DIAGRAM_BYTES:
-        raise E2VError("not_found", f"No reliability diagram for calibration {name!r}. / 没有校准 {name!r} 的可靠性图。")
+        raise E2VError(
+            "not_found", f"No reliability diagram for calibration {name!r}. / 没有校准 {name!r} 的可靠性图。"
+        )
     return data
 
 
@@ -54,7 +56,9 @@ async def diagram(request: Request, name: str):
     return Response(data, media_type="image/png")
 
 
-@router.delete("/calibrations/{name}", summary="Delete a calibration", responses=responses_for("not_found", "bad_request"))
+@router.delete(
+    "/calibrations/{name}", summary="Delete a calibration", responses=responses_for("not_found", "bad_request")
+)
 async def delete(request: Request, name: str):
     await run_in_threadpool(delete_calibration, request.app.state.settings.heads_dir, name)
     return {"deleted": name}

@@ -31,6 +31,7 @@ from emotion2vec_webui.options import CHANNEL_NAMES, GRANULARITY, SEGMENTATION
 from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.batch_tab import build_batch_tab
+from emotion2vec_webui.ui.calibration_tab import calibration_picker, min_confidence_box, refresh_calibrations
 from emotion2vec_webui.ui.conversation_tab import build_conversation_tab
 from emotion2vec_webui.ui.gradio_strings import gradio_i18n
 from emotion2vec_webui.ui.gradio_strings import head_html as gradio_strings_head_html
@@ -41,7 +42,6 @@ from emotion2vec_webui.ui.similarity_tab import build_similarity_tab
 from emotion2vec_webui.ui.system_tab import build_system_tab
 from emotion2vec_webui.ui.timeline import head_html as timeline_head_html
 from emotion2vec_webui.ui.timeline import run_timeline_html, timeline_component
-from emotion2vec_webui.ui.calibration_tab import calibration_picker, min_confidence_box, refresh_calibrations
 from emotion2vec_webui.ui.train_tab import build_train_tab, head_picker, refresh_picker
 
 log = logging.getLogger(__name__)

@@ -172,7 +172,9 @@ def build_calibration_section(service, tab, unpack, uploads: str, on_page_load) 
                                elem_id="calibrate_head")  # fmt: skip
             overwrite = gr.Checkbox(value=False, label=bilingual("Replace one of that name", "覆盖同名校准"),
                                     elem_id="calibrate_overwrite")  # fmt: skip
-            start = gr.Button(bilingual("Calibrate and save", "校准并保存"), variant="primary", elem_id="calibrate_button")
+            start = gr.Button(
+                bilingual("Calibrate and save", "校准并保存"), variant="primary", elem_id="calibrate_button"
+            )
     report = gr.HTML(elem_id="calibrate_report")
     diagram = gr.Image(label=bilingual("Reliability diagram (held out)", "可靠性图(留出)"), type="filepath",
                        interactive=False, elem_id="calibrate_diagram")  # fmt: skip

@@ -94,5 +94,6 @@ def test_calibrate_in_the_train_tab_then_abstain_on_recognize(server, page, tmp_
     card = page.locator("#result_card")
     expect(card.locator(".e2v-calibrated")).to_contain_text("ui_cal")
     expect(card.locator(".e2v-uncertain")).to_contain_text("不确定 / uncertain")
+    expect(card.locator(".e2v-uncertain-title")).to_contain_text("Uncertain")  # under the top emotion
     expect(card.locator(".e2v-row")).to_have_count(9)  # the scores stay, the top emotion with them
     shot(page, tmp_path, "recognize_uncertain")

@@ -59,7 +59,18 @@ def last_json(out: str) -> dict:
 
 def test_calibrate_a_sharpened_head_then_use_it(ravdess, heads, tiny_model_dir, tmp_path, capsys, monkeypatch):
     common = ["--model", str(tiny_model_dir), "--device", "cpu"]
-    args = ["calibrate", str(ravdess), "--name", "sharp-cal", "--head", "sharp", "--heads-dir", str(heads), "--folds", "3"]
+    args = [
+        "calibrate",
+        str(ravdess),
+        "--name",
+        "sharp-cal",
+        "--head",
+        "sharp",
+        "--heads-dir",
+        str(heads),
+        "--folds",
+        "3",
+    ]
     assert main([*args, "--json", *common]) == 0
     report = last_json(capsys.readouterr().out)
     before, after = report["before"], report["after"]
