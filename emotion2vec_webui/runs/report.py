@@ -42,7 +42,7 @@ svg .tick,svg .lab{font-size:11px;fill:#555}svg .tick{text-anchor:middle}svg .cu
 svg .turn{stroke:#8e4ec6;stroke-dasharray:5 3;stroke-width:1.5}svg .esc{fill:#e5484d}svg .deesc{fill:#30a46c}
 svg .lane{fill:#f4f4f5}ul{margin:4px 0;padding-left:20px}
 @page{size:A4;margin:14mm}
-@media print{body{padding:0;font-size:11px;max-width:none}section{break-inside:avoid-page}
+@media print{*{-webkit-print-color-adjust:exact;print-color-adjust:exact}body{padding:0;font-size:11px;max-width:none}section{break-inside:avoid-page}
   section#transcript{break-inside:auto}tr{break-inside:avoid}a{color:inherit;text-decoration:none}}
 """
 
