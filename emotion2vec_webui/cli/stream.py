@@ -6,8 +6,11 @@ package's threaded client: this thread sends the frames, on time
 comes, as a line or (``--json``) as the server's own JSON. A WAV/FLAC/AIFF
 file is sent as it is stored (16-bit PCM as ``pcm_s16le``, anything else as
 ``f32le``, its own rate and channels; rates outside 8–48 kHz are resampled
-to 48 kHz); other formats are decoded first (16 kHz mono); ``-`` reads raw
-PCM from stdin (``--rate``, ``--encoding``, ``--channels``). The exit status
+to 48 kHz); Opus in Ogg or WebM is sent as it is stored, page bytes as
+``opus`` (the server decodes it), paced by its length; other formats are
+decoded first (16 kHz mono); ``-`` reads raw PCM from stdin (``--rate``,
+``--encoding``, ``--channels``; ``--encoding opus``: container bytes, sent as
+they arrive: pace them at the source, e.g. ``ffmpeg -re``). The exit status
 is the error's (docs/errors.md: 2 bad input, 3 unavailable or overloaded).
 """
 
@@ -45,7 +48,12 @@ def add_parser(sub) -> None:
                    "E2V_STREAM_MAX_SPEED, E2V_STREAM_BUFFER_S seconds ahead)")  # fmt: skip
     p.add_argument("--chunk-ms", type=int, default=CHUNK_MS, help=f"audio per frame sent (default {CHUNK_MS})")
     p.add_argument("--rate", type=int, default=16000, help="stdin: the sample rate (default 16000)")
-    p.add_argument("--encoding", choices=CHOICES["encoding"], default="pcm_s16le", help="stdin: the sample format")
+    p.add_argument(
+        "--encoding",
+        choices=CHOICES["encoding"],
+        default="pcm_s16le",
+        help="stdin: the sample format (opus: Ogg/WebM bytes, sent as they arrive)",
+    )
     p.add_argument("--channels", type=int, default=1, help="stdin: interleaved channels (default 1)")
     p.add_argument("--interval-ms", type=int, default=1000, help="an interval message every this much audio")
     p.add_argument("--window-ms", type=int, default=3000, help="the trailing window each interval classifies")
@@ -101,8 +109,38 @@ def file_frames(path: Path, chunk_ms: int) -> tuple[dict, Iterator[bytes]]:
     return {"sample_rate": int(rate), "encoding": encoding, "channels": int(data.shape[1])}, frames
 
 
+def opus_frames(path: Path, chunk_ms: int) -> tuple[dict, Iterator[bytes], float] | None:
+    """An Opus file in Ogg or WebM as it is stored: its ``start`` fields, its bytes in pieces of about ``chunk_ms``
+    of audio, and its bytes per second of audio (the pace); None for anything else."""
+    import av
+
+    from emotion2vec_webui.audio.stream_decode import container_of
+
+    with open(path, "rb") as f:
+        if container_of(f.read(4)) is None:
+            return None
+    try:
+        with av.open(str(path)) as container:
+            audio = [s for s in container.streams if s.type == "audio"]
+            if len(audio) != 1 or audio[0].codec_context.name != "opus":
+                return None
+            channels = audio[0].codec_context.channels or 1
+            seconds = sum(frame.samples for frame in container.decode(audio[0])) / 48000
+    except Exception:  # let the decoding path say what is wrong with it
+        return None
+    data = path.read_bytes()
+    per_second = len(data) / max(seconds, 1e-3)
+    step = max(1, int(per_second * chunk_ms / 1000))
+    frames = (data[i : i + step] for i in range(0, len(data), step))
+    return {"sample_rate": 48000, "encoding": "opus", "channels": int(channels)}, frames, per_second
+
+
 def stdin_frames(rate: int, encoding: str, channels: int, chunk_ms: int) -> Iterator[bytes]:
-    """Raw PCM from stdin in frames of ``chunk_ms`` (whole samples; the last may be shorter)."""
+    """Raw PCM from stdin in frames of ``chunk_ms`` (whole samples; the last may be shorter); opus: as it arrives."""
+    if encoding == "opus":
+        while chunk := sys.stdin.buffer.read1(16 * 1024):
+            yield chunk
+        return
     size = max(1, rate * chunk_ms // 1000) * channels * ENCODINGS[encoding][1]
     source = sys.stdin.buffer
     while chunk := source.read(size):
@@ -172,11 +210,14 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.input)
         if not path.is_file():
             raise E2VError("not_found", f"{args.input}: no such file. / 找不到文件 {args.input}。")
-        fields, frames = file_frames(path, args.chunk_ms)
+        opus = opus_frames(path, args.chunk_ms)
+        fields, frames = opus[:2] if opus else file_frames(path, args.chunk_ms)
         start.update(fields, source_name=path.name)
     token = args.token or load_settings().api_token
     headers = {"Authorization": f"Bearer {token}"} if token else None
     bytes_per_second = start["sample_rate"] * start["channels"] * ENCODINGS[start["encoding"]][1]
+    if start["encoding"] == "opus":  # a file: its bytes per second of audio; stdin: as it comes
+        bytes_per_second = opus[2] if args.input != "-" else float("inf")
     outcome: dict = {}
 
     def read(ws) -> None:

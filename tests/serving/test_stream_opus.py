@@ -112,3 +112,17 @@ def test_the_child_decoder_is_bounded_and_its_failure_typed():
     with pytest.raises(Exception) as err:
         decoder.close()
     assert getattr(err.value, "code", "") == "audio_undecodable" and " / " in str(err.value)
+
+
+def test_the_stream_command_sends_an_opus_file_as_it_is_stored_paced_by_its_length(tmp_path):
+    from emotion2vec_webui.cli.stream import opus_frames
+
+    path = _opus(tmp_path / "x.webm", seconds=3.0)
+    fields, frames, per_second = opus_frames(path, 100)
+    assert fields == {"sample_rate": 48000, "encoding": "opus", "channels": 1}
+    pieces = list(frames)
+    assert b"".join(pieces) == path.read_bytes() and len(pieces) >= 25  # about 100 ms of audio each
+    assert per_second == pytest.approx(path.stat().st_size / 3.0, rel=0.05)
+    wav = tmp_path / "x.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    assert opus_frames(wav, 100) is None  # anything else goes the PCM way
