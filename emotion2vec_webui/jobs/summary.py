@@ -45,6 +45,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "head_confidence",
     "uncertain",  # --min-confidence: true when the answer abstained (its top emotion kept above); empty without
     "head_uncertain",
+    "dimensions",  # a regression head (--head): its targets' values, "arousal=3.2;valence=-0.41"; empty without
 )
 
 
@@ -79,7 +80,16 @@ def ok_row(item: BatchItem, result: dict, run_folder: str) -> dict:
         "processing_s": result.get("processing_time_s"),
         **_head_columns(result.get("head")),
         **_abstention_columns(result),
+        **_dimension_columns(result.get("dimensions")),
     }
+
+
+def _dimension_columns(dims: dict | None) -> dict:
+    """A regression head's name (the ``head`` column) and values (``dimensions``), else an empty ``dimensions``."""
+    if not dims or not isinstance(dims.get("values"), dict):
+        return {"dimensions": None}
+    values = ";".join(f"{k}={v}" for k, v in dims["values"].items())
+    return {"head": dims.get("name"), "dimensions": values}
 
 
 def _abstention_columns(result: dict) -> dict:

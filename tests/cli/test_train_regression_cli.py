@@ -75,3 +75,18 @@ def test_train_regression_head_then_recognize(targets_csv, tiny_model_dir, tmp_p
     assert [float(v) for v in rows[1][-2:]] == frames["raw_values"][0]
     saved = json.loads((folder / "result.json").read_text())
     assert saved["dimensions"]["values"] == dims["values"]
+
+    # A batch with the head: summary.csv names it and gives each run's values.
+    batch = tmp_path / "batch"
+    os.environ["E2V_HEADS_DIR"] = str(heads)
+    try:
+        assert main(["batch", str(targets_csv.parent / "tone"), "--head", "dims", "--batch-dir", str(batch),
+                     "--output-dir", str(tmp_path / "out"), *common]) == 0  # fmt: skip
+    finally:
+        del os.environ["E2V_HEADS_DIR"]
+    capsys.readouterr()
+    rows = list(csv.DictReader((batch / "summary.csv").open(encoding="utf-8")))
+    assert len(rows) == 4 and all(r["head"] == "dims" and not r["head_label"] for r in rows)
+    for r in rows:
+        values = json.loads((batch / r["run_folder"] / "result.json").read_text())["dimensions"]["values"]
+        assert r["dimensions"] == ";".join(f"{k}={v}" for k, v in values.items())
