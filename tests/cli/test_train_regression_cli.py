@@ -29,7 +29,9 @@ def targets_csv(tmp_path_factory):
         w = csv.writer(fh)
         w.writerow(["path", "speaker", "arousal", "valence"])
         for i, f in enumerate(sorted(root.rglob("*.wav"))):
-            w.writerow([f.relative_to(root), f"spk{i % 4}", round(float(rng.uniform(1, 7)), 3), round(float(rng.normal()), 3)])
+            w.writerow(
+                [f.relative_to(root), f"spk{i % 4}", round(float(rng.uniform(1, 7)), 3), round(float(rng.normal()), 3)]
+            )
     return out
 
 

@@ -68,7 +68,9 @@ def test_folds_keep_speakers_apart():
 def test_exported_arrays_give_the_fitted_predictions():
     x, y, groups = synthetic(n=60)
     fields, _ = fit_regression(x, y, ["arousal", "valence"], groups, "ridge", folds=3, say=lambda *_: None)
-    assert fields["kind"] == "regression" and fields["classifier"] == "ridge" and list(fields["candidates"]) == ["ridge"]
+    assert (
+        fields["kind"] == "regression" and fields["classifier"] == "ridge" and list(fields["candidates"]) == ["ridge"]
+    )
     assert fields["cv_ccc"] == fields["cv"]["ccc"] and fields["holdout"]["n"] > 0
     for kind in ("ridge", "mlp"):
         model = _Fitted(kind, 0, x, y)
