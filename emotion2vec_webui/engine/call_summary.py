@@ -30,6 +30,9 @@ block") documents every figure; the definitions are here once:
   back at or below baseline + :data:`DEESCALATION_RISE` (hysteresis, so one
   value near the threshold does not flip back and forth). The event's time is
   that turn's start.
+- **dimension arc**: with a dimensional head that has a ``valence`` target at
+  frame granularity, its valence averaged over the same windows, in the head's
+  own units (:func:`dimension_arc`), beside the nine-class arc.
 """
 
 from __future__ import annotations
@@ -318,16 +321,47 @@ def call_summary(
     }
 
 
+def dimension_arc(dimensions: Mapping | None, duration_s: float) -> dict | None:
+    """A dimensional head's valence over time, on the arc's grid (None without a ``valence`` target's frames).
+
+    ``values[i]``: the mean of the head's smoothed per-frame valence (``dimensions.frames``) over the same centred
+    :data:`ARC_WINDOW_S` window as the arc, in the head's own units (its training CSV's scale), so it is shown
+    beside the nine-class arc, never mixed with it or its thresholds.
+    """
+    frames = (dimensions or {}).get("frames") or {}
+    targets = [str(t).casefold() for t in frames.get("targets") or []]
+    if "valence" not in targets or not frames.get("values"):
+        return None
+    series = np.asarray(frames["values"], dtype=np.float64)[:, targets.index("valence")]
+    hop = float(frames["hop_s"])
+    step = max(ARC_STEP_S, float(duration_s) / ARC_MAX_POINTS)
+    times = np.arange(int(np.floor(max(float(duration_s), len(series) * hop) / step)) + 1) * step
+    cum = np.concatenate([[0.0], np.cumsum(series)])
+    lo = np.clip(np.floor((times - ARC_WINDOW_S / 2) / hop), 0, len(series)).astype(int)
+    hi = np.clip(np.ceil((times + ARC_WINDOW_S / 2) / hop), 0, len(series)).astype(int)
+    hi = np.maximum(hi, np.minimum(lo + 1, len(series)))
+    values = (cum[hi] - cum[lo]) / np.maximum(hi - lo, 1)
+    return {"target": frames["targets"][targets.index("valence")], "head": dimensions.get("name"),
+            "step_s": _r(step), "window_s": ARC_WINDOW_S, "values": [_r(v) for v in values]}  # fmt: skip
+
+
 def summary_for_result(result: Mapping) -> dict | None:
-    """The ``summary`` of a result.json: from its ``turns``, else from its ``segments`` (one speaker), else None."""
+    """The ``summary`` of a result.json: from its ``turns``, else from its ``segments`` (one speaker), else None.
+
+    With a dimensional head that has a ``valence`` target (``dimensions``, frame granularity) the summary also
+    gets ``dimension_arc`` (:func:`dimension_arc`); otherwise that key is null.
+    """
     duration = float((result.get("audio") or {}).get("duration_s") or 0.0)
     if result.get("turns") is not None:
         labels = {s["id"]: s.get("label") or s["id"] for s in result.get("speakers") or []}
-        return call_summary(result["turns"], duration, labels, "turns")
-    if result.get("segments"):
+        out = call_summary(result["turns"], duration, labels, "turns")
+    elif result.get("segments"):
         spans = [{**s, "index": i, "speaker": ALL_SPEAKER} for i, s in enumerate(result["segments"])]
-        return call_summary(spans, duration, None, "segments")
-    return None
+        out = call_summary(spans, duration, None, "segments")
+    else:
+        return None
+    out["dimension_arc"] = dimension_arc(result.get("dimensions"), duration)
+    return out
 
 
 def arc_at(summary: Mapping, time_s: float) -> float | None:

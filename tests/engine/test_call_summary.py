@@ -179,3 +179,19 @@ def test_arc_at_interpolates():
     summary = {"arc": {"step_s": 2.0, "values": [0.0, 1.0]}}
     assert cs.arc_at(summary, 1.0) == 0.5 and cs.arc_at(summary, 9.0) == 1.0
     assert cs.arc_at({"arc": {"step_s": 1.0, "values": []}}, 0.0) is None
+
+
+def test_a_dimensional_heads_valence_gives_a_second_arc():
+    hop = 0.02
+    valence = [[0.3, 0.0]] * 1500 + [[0.3, 1.0]] * 1500  # (arousal, valence): 0 for 30 s, then 1 for 30 s
+    dims = {"name": "av", "frames": {"hop_s": hop, "targets": ["arousal", "Valence"], "values": valence}}
+    turns = [turn(0, "A", 0.0, 60.0, happy=0.5)]
+    out = cs.summary_for_result({"audio": {"duration_s": 60.0}, "turns": turns, "speakers": [], "dimensions": dims})
+    arc = out["dimension_arc"]
+    assert (arc["target"], arc["head"], arc["step_s"], len(arc["values"])) == ("Valence", "av", 1.0, 61)
+    assert arc["values"][0] == 0.0 and arc["values"][60] == 1.0
+    assert arc["values"][30] == pytest.approx(0.5, abs=0.01)  # the window [22.5, 37.5] s is half and half
+    assert out["arc"]["values"][0] == 0.5  # the nine-class arc is unchanged
+    no_valence = {"name": "a", "frames": {"hop_s": hop, "targets": ["arousal"], "values": [[0.1]] * 10}}
+    assert cs.summary_for_result({**{"audio": {"duration_s": 60.0}, "turns": turns}, "dimensions": no_valence})[
+        "dimension_arc"] is None  # fmt: skip
