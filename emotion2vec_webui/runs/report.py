@@ -149,7 +149,19 @@ def _arc_section(summary: Mapping | None, duration: float) -> str:
     return (head + "<p class=\"meta\">平衡 = 开心 − (生气 + 厌恶 + 恐惧 + 难过)，15 秒窗口平滑 / balance = happy − "
             "(angry + disgusted + fearful + sad), smoothed over 15 s. 虚线：转折点 / dashed: turning points; "
             "▲ 升级 / escalation, ▼ 缓和 / de-escalation.</p>" + arc_svg(summary, duration)
-            + (f"<p>转折点 / Turning points:</p><ul>{points}</ul>" if points else "") + "</section>")  # fmt: skip
+            + (f"<p>转折点 / Turning points:</p><ul>{points}</ul>" if points else "")
+            + _dimension_line(summary.get("dimension_arc")) + "</section>")  # fmt: skip
+
+
+def _dimension_line(dim: Mapping | None) -> str:
+    """A dimensional head's valence over the call in one line: start, lowest (when), end — in its own units."""
+    if not dim or not dim["values"]:
+        return ""
+    v = dim["values"]
+    low = min(range(len(v)), key=v.__getitem__)
+    return (f'<p data-field="dimension_arc">效价（回归头 {_e(dim.get("head"))}，其自身单位）/ {_e(dim["target"])} '
+            f"(head {_e(dim.get('head'))}, its own units): 开始 / start {_n(v[0])}, 最低 / lowest {_n(v[low])} "
+            f"({clock(low * dim['step_s'])}), 结束 / end {_n(v[-1])}</p>")  # fmt: skip
 
 
 def _lanes_section(result: Mapping, summary: Mapping | None, duration: float) -> str:

@@ -191,3 +191,14 @@ def test_turns_jsonl_records():
     # a run written before the summary existed gets the same arc values
     assert turn_records({**result, "summary": None}) == records
     assert records[3]["text"] == f"turn 3 {EVIL}"  # JSON keeps the text as said; readers escape for their medium
+
+
+def test_a_valence_heads_arc_is_summarised_in_the_arc_section():
+    result = conversation()
+    frames = {"hop_s": 0.02, "targets": ["valence"], "values": [[-0.5]] * 3000 + [[0.5]] * 3000}
+    result["dimensions"] = {"name": f"av{EVIL}", "frames": frames}
+    result["summary"] = summary_for_result(result)
+    html = report_html(result)
+    assert "<script" not in html.lower()
+    line = [text for attrs, text in parse(html).fields if attrs["data-field"] == "dimension_arc"]
+    assert len(line) == 1 and "start -0.50" in line[0] and "end 0.50" in line[0] and EVIL in line[0]
