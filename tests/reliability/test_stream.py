@@ -226,7 +226,7 @@ def test_no_token_or_a_wrong_one_is_refused_and_the_token_may_come_in_the_start_
     "start",
     [
         "not json", b"\x00\x01audio first", {"type": "stop"}, {"type": "start", "sample_rate": 7999},
-        {"type": "start", "encoding": "opus"}, {"type": "start", "rate": 16000}, {"type": "start", "channels": 99},
+        {"type": "start", "encoding": "mp3"}, {"type": "start", "rate": 16000}, {"type": "start", "channels": 99},
         '{"type": "start", "source_name": "' + "x" * 70000 + '"}',
     ],
 )  # fmt: skip
