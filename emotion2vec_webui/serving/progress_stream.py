@@ -95,6 +95,7 @@ def progress_response(
 async def _lines(request: Request, flow: Recognition, future: Future, queue: asyncio.Queue,
                  held: contextlib.ExitStack) -> AsyncIterator[bytes]:  # fmt: skip
     done = asyncio.wrap_future(future)
+    getter: asyncio.Future | None = None
     try:
         while not done.done():
             getter = asyncio.ensure_future(queue.get())
@@ -106,9 +107,14 @@ async def _lines(request: Request, flow: Recognition, future: Future, queue: asy
         while not queue.empty():
             yield _line(queue.get_nowait())
         yield _line(await _final(request, done))
-    finally:
-        if not future.done() and future.cancel():  # the client went away before its job started
+    finally:  # finished, failed, or the client went away (Starlette cancels the stream)
+        if getter is not None:
+            getter.cancel()
+        if not future.done() and future.cancel():
             log.info("client went away; dropped its queued job")
+        elif not done.done():  # the job runs on and writes its run folder whole; its outcome is not read
+            log.info("client went away while its job ran; the run folder is still written whole")
+            done.add_done_callback(lambda t: t.cancelled() or t.exception())
         held.close()
 
 

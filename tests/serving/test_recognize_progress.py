@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -59,6 +60,22 @@ def test_progress_passes_each_window_then_ends_with_the_result(setup):
     plain = client.post("/api/v1/recognize", files=files, data={"granularity": "frame"}).json()
     assert result["scores"] == plain["scores"] and result["run_id"] != plain["run_id"]
     assert client.get(f"/api/v1/runs/{result['run_id']}").status_code == 200
+    admission = client.app.state.admission
+    assert admission.active == 0 and not admission.by_client  # the stream let its slot go with its last line
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_slot(setup):
+    client, data = setup
+    files = {"file": ("long.wav", data, "audio/wav")}
+    with client.stream("POST", "/api/v1/recognize?progress=true", files=files) as r:
+        assert r.status_code == 200
+        first = json.loads(next(r.iter_lines()))
+        assert first["progress"]["window"] == 0  # the first line, then the client goes
+    admission = client.app.state.admission
+    deadline = time.monotonic() + 120
+    while admission.active and time.monotonic() < deadline:  # the job (if it started) finishes, then the slot goes
+        time.sleep(0.1)
+    assert admission.active == 0 and not admission.by_client
 
 
 def test_progress_false_and_empty_answer_plain_json(setup):
