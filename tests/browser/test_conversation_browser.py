@@ -188,6 +188,13 @@ def test_tracks_arc_markers_filter_and_a_marker_seeks(server, page, long_call, t
     expect(page.locator("#conversation_moments .e2v-conv-moment")).to_have_count(markers.count())
     expect(page.locator("#conversation_comparison")).to_contain_text("Customer")
     _shot(page, tmp_path, "conversation_markers")
+    # every visible text, tooltip and aria-label of the view speaks both languages (test_bilingual's rule),
+    # the user's data aside: speaker names and ids, the file and run folder names; and the loaded clip's "Play",
+    # which ui/gradio_strings.py keeps as Gradio's own on purpose (tests and tools find the player by it)
+    from tests.browser.test_bilingual import CONTEXT_CHARS, VISIBLE_TEXT_JS, english_only
+
+    user_data = {"Agent", "Customer", "left", "right", long_call.name, folder.name, "Play"}
+    assert english_only(page.evaluate(VISIBLE_TEXT_JS, CONTEXT_CHARS), user_data) == []
     SCREENS.mkdir(parents=True, exist_ok=True)  # the view alone, as docs/images/conversation.png shows it
     page.locator("#conversation_view").screenshot(path=str(SCREENS / "conversation_docs.png"))
     # the report: written with the run, named after the rename, self-contained
