@@ -269,6 +269,9 @@ def apply_head(head: Head, features: np.ndarray, smoothing_s: float, duration_s:
         smoothing_s: frame-logit smoothing (E2V_FRAME_SMOOTHING_S), as for the nine classes.
         duration_s: the audio's duration (the last segment ends there).
     """
+    if head.kind == "regression":  # its outputs are values, not logits: engine/dimensions.py applies it
+        raise E2VError("bad_request", f"Head {head.name!r} is a regression head: it gives values, not labels. / "
+                                      f"分类头 {head.name!r} 是回归头:输出数值而非标签。")  # fmt: skip
     features = np.asarray(features)
     check_width(head, int(features.shape[-1]))  # a head-only model reports no width before this
     frames = features if features.ndim == 2 else None

@@ -55,3 +55,11 @@ def test_train_tab_and_card_show_a_regression_head(heads):
     one = apply_dimensions(head, np.ones((1, TINY_DIM)), 0.5)  # one frame: its curve is the utterance value
     assert one["frames"]["values"][0] == pytest.approx(list(block["values"].values()), abs=1e-4)
     assert dimensions_section_html(None) == ""
+
+
+def test_a_regression_head_is_never_applied_as_a_classifier(heads):
+    from emotion2vec_webui.engine.heads import apply_head
+
+    with pytest.raises(E2VError) as err:
+        apply_head(load_head(heads, "dims"), np.ones(TINY_DIM), 0.5, 1.0)
+    assert err.value.code == "bad_request" and "regression" in err.value.message
