@@ -194,14 +194,17 @@ def name_speakers(folder: str | Path, rows: list[dict], names: dict[str, str]) -
 
 
 def read_calls_table(folder: str | Path) -> dict:
-    """A batch folder's ``calls.json``, or the same made from its ``summary.jsonl`` (a batch still running, or
-    written before calls existed). Rows that do not parse are skipped; the last row per input counts."""
+    """A batch folder's ``calls.json`` while it is current, else the same made from its ``summary.jsonl`` (a batch
+    still running, written before calls existed, or with a run renamed since: a result.json newer than
+    calls.json). Rows that do not parse are skipped; the last row per input counts."""
     from emotion2vec_webui.jobs.summary import row_key
 
     folder = Path(folder)
     try:
-        return json.loads((folder / CALLS_JSON).read_text("utf-8"))
-    except (OSError, ValueError):
+        stored = json.loads((folder / CALLS_JSON).read_text("utf-8"))
+        if _current(folder, stored, (folder / CALLS_JSON).stat().st_mtime):
+            return stored
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     latest: dict[str, dict] = {}
     try:
@@ -215,3 +218,12 @@ def read_calls_table(folder: str | Path) -> dict:
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return calls_table(folder, list(latest.values()))
+
+
+def _current(folder: Path, stored: dict, written: float) -> bool:
+    """Whether no call's result.json changed (a speaker rename) after ``calls.json`` was written."""
+    for call in stored["calls"]:
+        run = run_dir(folder, call["run_folder"])
+        if run is None or (run / "result.json").stat().st_mtime > written:
+            return False
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -105,6 +106,13 @@ def test_calls_files(batch):
     assert float(first["speaker2_share_angry"]) == table["calls"][0]["speakers"][1]["emotion_share"]["angry"]
     assert first["first_escalation_s"] == "60.0" and lines[2]["first_escalation_s"] == ""
     assert jc.write_calls(folder, [rows[3]]) is None  # no conversation: no files written over
+    jc.write_calls(folder, rows)
+    os.utime(folder / jc.CALLS_JSON, (1, 1))  # a run renamed after calls.json was written: made afresh
+    from emotion2vec_webui.runs.speaker_names import rename_speakers
+
+    rename_speakers(folder / rows[0]["run_folder"], {"left": "Agent"})
+    fresh = jc.read_calls_table(folder)
+    assert [s["label"] for c in fresh["calls"] if c["file"] == rows[0]["file"] for s in c["speakers"]] == ["Agent", "right"]
 
 
 def test_the_batch_report_is_self_contained_and_escaped(batch):
