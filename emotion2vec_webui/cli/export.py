@@ -60,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         from emotion2vec_webui.runs.head_store import load_head
 
         loaded = load_head(args.heads_dir or settings.heads_dir, args.head)  # E2V_HEADS_DIR, read in config.py
+        if loaded.kind == "regression":  # infer.py would take its values for class scores (docs/heads.md)
+            from emotion2vec_webui.errors import E2VError
+
+            raise E2VError("bad_request", f"--head {args.head}: a regression head cannot be exported yet (export "
+                                          "takes classifier heads). / 回归头暂不能导出,导出只支持分类头。")  # fmt: skip
         head = {
             "name": loaded.name,
             "labels": loaded.labels,
