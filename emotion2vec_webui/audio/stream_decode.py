@@ -10,9 +10,9 @@ its own instead, guarded the same ways as the pool's workers:
 * FFmpeg through PyAV demuxes and decodes (the decoder every upload goes
   through, ``readers.py``); the demuxer is named, never probed: ``ogg`` or
   ``matroska`` (WebM), and the stream must be Opus;
-* the child runs under an address-space limit (``RLIMIT_AS``,
+* the child sets itself, before it reads a byte, an address-space limit (``RLIMIT_AS``,
   :data:`MEMORY_BYTES`) and a CPU-time limit (``RLIMIT_CPU``, the take's
-  longest duration at the most); a crash, a bomb or a limit kills the child,
+  longest duration plus 30 s); a crash, a bomb or a limit kills the child,
   not the server, and the take fails with ``audio_undecodable``;
 * what goes in is bounded by the face (frames and speed); what comes back is
   bounded by the parent: samples past the take's limit are dropped.
@@ -57,7 +57,8 @@ def container_of(head: bytes) -> str | None:
     return None
 
 
-def _limit(cpu_s: int) -> None:  # runs in the child before exec
+def _limit(cpu_s: int) -> None:
+    """The child's own limits, set first thing (not in ``preexec_fn``: unsafe in a threaded server)."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
@@ -80,9 +81,9 @@ class StreamDecoder:
         self._out: queue.Queue[np.ndarray] = queue.Queue()
         self._in: queue.Queue[bytes | None] = queue.Queue(MAX_QUEUED)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "emotion2vec_webui.audio.stream_decode", DEMUXERS[container]],
+            [sys.executable, "-m", "emotion2vec_webui.audio.stream_decode", DEMUXERS[container],
+             str(int(max_seconds) + 30)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=lambda: _limit(int(max_seconds) + 30),  # noqa: PLW1509 - only setrlimit, before exec
         )  # fmt: skip
         self._writer = threading.Thread(target=self._write, name="e2v-stream-decode-in", daemon=True)
         self._reader = threading.Thread(target=self._read, name="e2v-stream-decode-out", daemon=True)
@@ -172,8 +173,9 @@ class StreamDecoder:
                 self._out.put(np.frombuffer(data[:whole], "<f4").reshape(-1, self.channels).copy())
 
 
-def _child(demuxer: str) -> int:
-    """The child: demux and decode stdin, write the PCM to stdout (see the module docstring)."""
+def _child(demuxer: str, cpu_s: int) -> int:
+    """The child: its limits, then demux and decode stdin and write the PCM to stdout (see the module docstring)."""
+    _limit(cpu_s)
     import av
 
     from emotion2vec_webui.audio.readers import _frame_blocks
@@ -212,4 +214,4 @@ def _child(demuxer: str) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover - the child process
-    sys.exit(_child(sys.argv[1]))
+    sys.exit(_child(sys.argv[1], int(sys.argv[2])))
