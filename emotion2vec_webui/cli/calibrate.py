@@ -101,5 +101,9 @@ def format_report(r: dict, folder: Path) -> str:
         m = r[when]
         lines.append(f"{when:<8}{m['ece']:>9.4f}{m['brier']:>9.4f}{m['nll']:>9.4f}{m['accuracy']:>10.3f}")
     lines.append(f"temperature {r['temperature']:.4f}" + ("; per-class bias kept" if r["with_bias"] else ""))
+    lines.append("abstaining below a threshold (held out, calibrated): --min-confidence, coverage, accuracy answered")
+    for row in r.get("thresholds") or []:
+        accuracy = "-" if row["accuracy_answered"] is None else f"{row['accuracy_answered']:.3f}"
+        lines.append(f"  {row['min_confidence']:.2f}  {row['coverage']:.3f}  {accuracy}")
     lines.append(f"calibration folder: {folder} (calibration.json, reliability.png)")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from emotion2vec_webui.engine.calibration import (
     logits_from_probs,
     reliability,
 )
+from emotion2vec_webui.runs.confidence import selective
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
 from emotion2vec_webui.jobs.train_head import labelled_items
@@ -83,6 +84,18 @@ def _targets(labels: list[str], classes: list[str], head: str | None, label_map:
             + f". / 标签 {names} 不在可校准的类别之中。",
         )
     return np.array(out)
+
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)  # the report's abstention table (choose --min-confidence from it)
+
+
+def thresholds(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dict]:
+    """Held-out coverage and accuracy on the answered part at each of :data:`THRESHOLDS` (calibrated scores)."""
+    top = probs.argmax(axis=1)
+    reference, predicted = [classes[i] for i in y], [classes[i] for i in top]
+    return [
+        {"min_confidence": t, **selective(reference, predicted, (probs.max(axis=1) < t).tolist())} for t in THRESHOLDS
+    ]
 
 
 def reliability_png(before: list[dict], after: list[dict], title: str) -> bytes:
@@ -221,6 +234,7 @@ def calibrate(
         "fold_temperatures": cv["fold_temperatures"],
         "reliability_before": reliability(cv["probs_before"], y),
         "reliability_after": reliability(cv["probs_after"], y),
+        "thresholds": thresholds(cv["probs_after"], y, classes),
         "total_s": round(time.perf_counter() - t0, 3),
     }
     return CalibrateOutcome(folder, report, lines)

@@ -74,11 +74,17 @@ def test_calibrate_a_sharpened_head_then_use_it(ravdess, heads, tiny_model_dir, 
     assert main([*args, "--json", *common]) == 0
     report = last_json(capsys.readouterr().out)
     before, after = report["before"], report["after"]
-    print(f"held-out (3 speaker-grouped folds) ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
-          f"NLL {before['nll']:.3f} -> {after['nll']:.3f}, Brier {before['brier']:.3f} -> {after['brier']:.3f}")  # fmt: skip
+    with capsys.disabled():
+        print(f"\nheld-out (3 speaker-grouped folds) ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
+              f"NLL {before['nll']:.3f} -> {after['nll']:.3f}, Brier {before['brier']:.3f} -> {after['brier']:.3f}")  # fmt: skip
     assert report["grouped_by_speaker"] and report["n"] == ACTORS * len(CODES) * 2
     assert after["ece"] < before["ece"] and after["nll"] < before["nll"]
     assert report["temperature"] > 2  # an over-confident head is cooled
+    # the threshold table: each row is the held-out answers at or above it, as computed from its own figures
+    rows = report["thresholds"]
+    assert [r["min_confidence"] for r in rows] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert all(r["n"] == report["n"] and 0 <= r["coverage"] <= 1 for r in rows)
+    assert [r["answered"] for r in rows] == sorted((r["answered"] for r in rows), reverse=True)
     folder = heads / ".calibrations" / "sharp-cal"
     assert (folder / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((folder / "calibration.json").read_text())["target"] == "sharp"
