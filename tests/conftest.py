@@ -13,7 +13,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import espeak_available, speech, tone, write_audio
 from emotion2vec_webui.config import load_settings
-from tests.server_util import SHARED_API_TOKEN
+from tests.server_util import SHARED_API_TOKEN, START_TIMEOUT_S
 
 CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -139,17 +139,20 @@ def shared_server(tiny_model_dir, tmp_path_factory):
     ``heads/``. The same arguments give the same process; all stop at the end of
     the session. A module on a shared server must not assume it alone wrote the
     runs, heads or input files it sees: it filters by its own run ids and uses a
-    sub-folder of ``srv.inputs`` of its own. ``srv.healthz_s`` / ``srv.ready_s``:
-    seconds from the start until ``/healthz`` (the page is served) and until
-    ``/readyz`` (the model is loaded).
+    sub-folder of ``srv.inputs`` of its own. ``name`` is not a setting: a name of
+    its own gives a second process of the same settings (``test_bilingual`` wants
+    one that shows no user data). Measured at the start: ``srv.healthz_s`` /
+    ``srv.ready_s``, seconds until ``/healthz`` and until ``/readyz`` (the model is
+    loaded); ``srv.first_page_s`` / ``srv.first_page_cpu_s``, the wall and server
+    CPU seconds until ``/`` (the UI) first answered, and ``srv.ready_at_first_page``.
     """
     from tests.server_util import ServerProcess, server_env
 
     servers: dict[tuple, ServerProcess] = {}
     with contextlib.ExitStack() as stack:
 
-        def get(inputs: bool = False, heads: bool = False, **settings) -> ServerProcess:
-            key = (inputs, heads, *sorted((k, str(v)) for k, v in settings.items()))
+        def get(inputs: bool = False, heads: bool = False, name: str = "", **settings) -> ServerProcess:
+            key = (inputs, heads, name, *sorted((k, str(v)) for k, v in settings.items()))
             if key not in servers:
                 root = tmp_path_factory.mktemp("shared-server")
                 (root / "inputs").mkdir()
@@ -164,7 +167,8 @@ def shared_server(tiny_model_dir, tmp_path_factory):
                     )
                 )
                 srv.healthz_s = time.monotonic() - started
-                srv.wait("/readyz", 180)
+                _first_page(srv, started)
+                srv.wait("/readyz", START_TIMEOUT_S)
                 srv.ready_s = time.monotonic() - started
                 srv.root, srv.outputs, srv.inputs, srv.heads = root, root / "outputs", root / "inputs", root / "heads"
                 srv.token = settings.get("api_token", "")
@@ -172,6 +176,25 @@ def shared_server(tiny_model_dir, tmp_path_factory):
             return servers[key]
 
         yield get
+
+
+def _first_page(srv, started: float) -> None:
+    """Wait for ``/`` (the UI page) and record when it came: wall seconds since ``started``, the server's CPU
+    seconds (less sensitive than wall time to a busy machine), and whether the model was ready by then."""
+    import httpx
+    import psutil
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(srv.url + "/", timeout=30).status_code == 200:
+                break
+        assert time.monotonic() < deadline, f"/ did not answer; log:\n{srv.log_tail()}"
+        time.sleep(0.05)
+    srv.first_page_s = time.monotonic() - started
+    cpu = psutil.Process(srv.proc.pid).cpu_times()
+    srv.first_page_cpu_s = cpu.user + cpu.system
+    srv.ready_at_first_page = httpx.get(srv.url + "/readyz", timeout=30).status_code == 200
 
 
 @pytest.fixture(scope="session")

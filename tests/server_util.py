@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 
 SHARED_API_TOKEN = "s3cret-token-for-tests"  # tests/conftest.py's token_api_server
+# Generous: on this 2-core machine shared with other test runs (load 20 seen), the imports alone took over 90 s
+# and the model load over 180 s. A server that dies is seen at once (``wait`` checks the process).
+START_TIMEOUT_S = 300
 
 
 def server_env(model_dir, root, **settings) -> dict[str, str]:
@@ -76,9 +79,9 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
         try:
-            self.wait("/healthz", 90)
+            self.wait("/healthz", START_TIMEOUT_S)
             if self.wait_ready:
-                self.wait("/readyz", 180)
+                self.wait("/readyz", START_TIMEOUT_S)
         except BaseException:
             self.__exit__()
             raise

@@ -1,8 +1,8 @@
 """The web UI in a real browser (Debian's Chromium through pytest-playwright), against the real server.
 
-One server for the module: ``python -m emotion2vec_webui serve`` on a free port with
-the tiny random-weight model. Screenshots go to the test's tmp dir and, for people
-to look at, to /tmp/e2v_screens/.
+The server is the session's shared one in the default configuration (``shared_server()``:
+``python -m emotion2vec_webui serve`` on a free port with the tiny random-weight model).
+Screenshots go to the test's tmp dir and, for people to look at, to /tmp/e2v_screens/.
 """
 
 from __future__ import annotations
@@ -11,19 +11,16 @@ import io
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 import soundfile as sf
 from playwright.sync_api import expect
 
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.storage import RUN_ID_RE
-from tests.server_util import ServerProcess, server_env
 
 pytestmark = pytest.mark.browser
 
@@ -49,21 +46,10 @@ def page(page):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    """The real server; records how long ``/`` took to answer after the process started."""
-    root = tmp_path_factory.mktemp("ui_browser")
-    env = server_env(tiny_model_dir, root)
-    started = time.perf_counter()
-    with ServerProcess(env, wait_ready=False, log_path=root / "server.log") as srv:
-        while httpx.get(srv.url + "/", timeout=5).status_code != 200:
-            time.sleep(0.05)
-        srv.first_page_s = time.perf_counter() - started
-        cpu = psutil.Process(srv.proc.pid).cpu_times()
-        srv.first_page_cpu_s = cpu.user + cpu.system  # less sensitive than wall time to a busy machine
-        srv.ready_at_first_page = httpx.get(srv.url + "/readyz", timeout=5).status_code == 200
-        srv.wait("/readyz", 180)
-        srv.root = root
-        yield srv
+def server(shared_server):
+    """The server in the default configuration (tests/conftest.py's shared_server), shared with other modules:
+    this module looks only at its own runs. How long ``/`` took after the process started was recorded then."""
+    return shared_server()
 
 
 def screenshot(page, tmp_path: Path, name: str) -> Path:
@@ -139,7 +125,7 @@ def test_frame_recognition_end_to_end(server, page, speech_wav, tmp_path):
     embedding = np.load(io.BytesIO(got["embedding.npy"].content))
     assert embedding.ndim == 2 and embedding.dtype == np.float32  # [T, D] at frame granularity
     run_id = re.search(r"outputs_\d{8}_\d{6}(_\d+)?", page.locator("#run_folder").inner_text()).group(0)
-    assert RUN_ID_RE.match(run_id) and (server.root / "outputs" / run_id / "result.json").is_file()
+    assert RUN_ID_RE.match(run_id) and (server.outputs / run_id / "result.json").is_file()
     screenshot(page, tmp_path, "recognize_frame_laptop")
     page.set_viewport_size(PHONE)
     screenshot(page, tmp_path, "recognize_frame_phone")
@@ -254,7 +240,7 @@ def test_history_batch_row_expands_to_its_summary_and_runs(server, page, tmp_pat
         write_audio(tmp_path / "batch_a.wav", tone(1.5, 16000), 16000, "wav"),
         write_audio(tmp_path / "batch_b.wav", noise(1.5, 16000, seed=2), 16000, "wav"),
     ]
-    outputs = server.root / "outputs"
+    outputs = server.outputs
     before = {p.name for p in outputs.iterdir()}
     page.set_viewport_size(LAPTOP)
     page.goto(server.url)
@@ -324,7 +310,7 @@ def _files(table) -> list[str]:
 def test_history_search_by_file_name_and_by_emotion(server, page):
     from tests.catalog_data import write_single
 
-    outputs = server.root / "outputs"
+    outputs = server.outputs
     # written by this process into the server's catalog (two writers on one file)
     write_single(outputs, 3, "zebra_meeting_1.wav", emotion="happy")
     write_single(outputs, 4, "zebra_meeting_2.wav", emotion="angry")
@@ -347,7 +333,7 @@ def test_history_search_by_file_name_and_by_emotion(server, page):
 def test_history_reopens_a_conversation_with_lanes_and_transcript(server, page, tmp_path):
     from tests.catalog_data import conversation, result, write_single
 
-    outputs = server.root / "outputs"
+    outputs = server.outputs
     call = write_single(outputs, 6, "zz_call_center.wav", **conversation(6),
                         audio={**result(6, "zz_call_center.wav")["audio"], "duration_s": 6.0})  # fmt: skip
     _history(page, server)
@@ -372,7 +358,7 @@ def test_history_reopens_a_conversation_with_lanes_and_transcript(server, page, 
 def test_history_table_fits_1280_and_deletes_after_asking(server, page, tmp_path):
     from tests.catalog_data import write_single
 
-    outputs = server.root / "outputs"
+    outputs = server.outputs
     doomed = write_single(outputs, 7, "a_rather_long_recording_name_from_the_call_centre_0042.wav")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(server.url)
