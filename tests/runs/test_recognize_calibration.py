@@ -66,3 +66,17 @@ def test_a_calibration_of_another_model_is_refused(engine, calibrated_settings, 
     with pytest.raises(E2VError) as err:
         run(engine, settings, tone_wav, calibration="nothing")
     assert err.value.code == "not_found"
+
+
+def test_conversation_turns_are_calibrated_and_marked(engine, calibrated_settings, stereo_dialogue):
+    settings, bias = calibrated_settings
+    path, _ = stereo_dialogue
+    plain = run(engine, settings, path, speakers="channels")
+    got = run(engine, settings, path, speakers="channels", calibration="sharp", min_confidence=0.3)
+    check_result(got)
+    assert len(got["turns"]) == len(plain["turns"]) >= 2
+    for turn, turn_plain in zip(got["turns"], plain["turns"], strict=True):
+        want = calibrate([turn_plain["scores"][e] for e in EMOTIONS], bias)
+        np.testing.assert_allclose([turn["scores"][e] for e in EMOTIONS], want, atol=2e-5)
+        assert turn["emotion"] == EMOTIONS[int(np.argmax(want))]
+        assert turn["uncertain"] == (turn["confidence"] < 0.3) and "uncertain" not in turn_plain
