@@ -15,8 +15,8 @@ def add_conversation_args(p: argparse.ArgumentParser) -> None:
         choices=SPEAKERS.values,
         default=SPEAKERS.default,
         help="none: one result for the clip (default); channels: each channel is a speaker (left/right, ch1 …); "
-        "auto: diarization (CAM++ speaker model, E2V_SPEAKER_MODEL). Adds result.json speakers/turns, "
-        "transcript.srt, transcript.vtt and turns.csv",
+        "auto: diarization (CAM++ speaker model, E2V_SPEAKER_MODEL). Adds result.json speakers/turns/summary, "
+        "transcript.srt, transcript.vtt, turns.csv and turns.jsonl",
     )
     g.add_argument("--num-speakers", type=int, metavar="N",
                    help=f"auto: the number of speakers, when known ({NUM_SPEAKERS.low}-{NUM_SPEAKERS.high})")  # fmt: skip
