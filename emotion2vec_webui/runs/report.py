@@ -80,8 +80,8 @@ def _spans(result: Mapping) -> list[Mapping]:
 
 
 def _summary_section(result: Mapping, summary: Mapping | None) -> str:
-    out = [f'<section id="summary"><h2>摘要 / Summary</h2><p>整体情感 / Overall: {emotion_html(result["emotion"])} '
-           f'<span data-field="confidence">{_n(result["confidence"])}</span></p>']  # fmt: skip
+    out = [f'<section id="summary"><h2>摘要 / Summary</h2><p>整体情感 / Overall: {emotion_html(result.get("emotion"))} '
+           f'<span data-field="confidence">{_n(result.get("confidence"))}</span></p>']  # fmt: skip
     if not summary:
         return out[0] + "<p>无时间信息（整句结果）/ No timeline (one utterance result).</p></section>"
     out.append(

@@ -152,6 +152,8 @@ def test_a_file_without_turns_still_has_every_section():
     page = parse(report_html(utterance))
     assert [a["id"] for tag, a in page.tags if tag == "section"] == list(SECTIONS)
     assert not any(tag == "svg" for tag, _ in page.tags)
+    bare = parse(report_html({}))  # a result.json with almost nothing still makes a page
+    assert [a["id"] for tag, a in bare.tags if tag == "section"] == list(SECTIONS)
 
 
 def test_write_report(tmp_path):
