@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -89,24 +87,13 @@ def ten_minute_wav(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ten_minute_file_through_the_cli(ten_minute_wav, tiny_model_dir, tmp_path):
-    env = {**os.environ, "E2V_MODEL": str(tiny_model_dir), "E2V_DEVICE": "cpu", "E2V_OUTPUT_DIR": str(tmp_path / "o")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emotion2vec_webui",
-            "recognize",
-            str(ten_minute_wav),
-            "--granularity",
-            "frame",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_ten_minute_file_through_the_cli(ten_minute_wav, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from tests.cli.test_cli import run_main  # the CLI's entry point in-process (the process is not under test)
+
+    proc = run_main(
+        capsys, monkeypatch, "recognize", str(ten_minute_wav), "--granularity", "frame", "--json",
+        env={"E2V_MODEL": str(tiny_model_dir), "E2V_DEVICE": "cpu", "E2V_OUTPUT_DIR": str(tmp_path / "o")},
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["audio"]["duration_s"] == pytest.approx(600.0)

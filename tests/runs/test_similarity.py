@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -62,17 +59,16 @@ def test_service_entry_point_takes_bytes_and_names_a_bad_clip(engine, settings, 
     assert not list(settings.output_dir.glob("outputs_*")), "similarity writes no run folders"
 
 
-def test_cli_end_to_end(tiny_model_dir, clips, tmp_path):
-    env = {**os.environ, "E2V_MODEL": str(tiny_model_dir), "E2V_DEVICE": "cpu"}
-    cmd = [sys.executable, "-m", "emotion2vec_webui", "similarity"]
-    ok = subprocess.run(
-        [*cmd, str(clips[0]), str(clips[1]), "--json"], env=env, capture_output=True, text=True, timeout=180
-    )
+def test_cli_end_to_end(tiny_model_dir, clips, tmp_path, capsys, monkeypatch):
+    from tests.cli.test_cli import run_main  # the CLI's entry point in-process (the process is not under test)
+
+    env = {"E2V_MODEL": str(tiny_model_dir), "E2V_DEVICE": "cpu"}
+    ok = run_main(capsys, monkeypatch, "similarity", str(clips[0]), str(clips[1]), "--json", env=env)
     assert ok.returncode == 0, ok.stderr[-2000:]
     out = json.loads(ok.stdout.strip().splitlines()[-1])
     assert -1 <= out["cosine"] <= 1 and out["b"]["source_name"] == "noise.flac"
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVEjunk")
-    fail = subprocess.run([*cmd, str(clips[0]), str(bad)], env=env, capture_output=True, text=True, timeout=60)
+    fail = run_main(capsys, monkeypatch, "similarity", str(clips[0]), str(bad), env=env)
     assert fail.returncode == 2
     assert "broken.wav" in fail.stderr and "[audio_undecodable]" in fail.stderr
