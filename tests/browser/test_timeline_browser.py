@@ -1,7 +1,8 @@
 """The interactive timeline (ui/timeline.py) and the offline /docs page in a real Chromium, against the real server.
 
-One server for the module (tiny random-weight model); the History test restarts it on the
-same outputs folder and reopens the run written before. Screenshots go to /tmp/e2v_screens/.
+The session's shared server in the default configuration (tiny random-weight model); the History test
+starts a new server process on its outputs folder and reopens the run written before. Screenshots go to
+/tmp/e2v_screens/.
 """
 
 from __future__ import annotations
@@ -26,35 +27,10 @@ LAPTOP = {"width": 1366, "height": 900}
 TIMEOUT_MS = 90_000  # a loaded 2-core machine
 
 
-class Restartable:
-    """A server on one outputs folder that a test can stop and start again."""
-
-    def __init__(self, env: dict, log_dir: Path) -> None:
-        self.env, self.log_dir, self.starts = env, log_dir, 0
-        self.proc: ServerProcess | None = None
-
-    def start(self) -> ServerProcess:
-        self.starts += 1
-        self.proc = ServerProcess(self.env, log_path=self.log_dir / f"server{self.starts}.log").__enter__()
-        return self.proc
-
-    def restart(self) -> ServerProcess:
-        self.proc.__exit__()
-        return self.start()
-
-    @property
-    def url(self) -> str:
-        return self.proc.url
-
-
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("timeline_browser")
-    srv = Restartable(server_env(tiny_model_dir, root), root)
-    srv.start()
-    srv.root = root
-    yield srv
-    srv.proc.__exit__()
+def server(shared_server):
+    """The server in the default configuration (tests/conftest.py's shared_server), shared with other modules."""
+    return shared_server()
 
 
 @pytest.fixture(scope="module")
@@ -214,15 +190,17 @@ def test_recognized_clip_timeline_seeks_plays_hovers_zooms(server, page, clip60)
     np.testing.assert_allclose(body[:, 1:].sum(axis=1), 1, atol=1e-4)
 
 
-def test_history_run_reopened_after_a_restart(server, page):
-    assert list((server.root / "outputs").glob("outputs_*")), "the first test writes the run"
-    server.restart()
-    page.goto(server.url)
-    page.get_by_role("tab", name=re.compile("History")).click()
-    table = page.locator("#history_table")
-    expect(table).to_contain_text("clip60.wav")
-    table.get_by_role("gridcell").filter(has_text="clip60.wav").first.click()
-    _check_timeline(page, "history_timeline", 60.0, "timeline_history")
+def test_history_run_reopened_after_a_restart(server, page, tiny_model_dir, tmp_path):
+    """A new server process on the outputs folder the first test wrote to reopens the run with its timeline."""
+    assert list(server.outputs.glob("outputs_*")), "the first test writes the run"
+    env = server_env(tiny_model_dir, tmp_path, output_dir=server.outputs)
+    with ServerProcess(env, log_path=tmp_path / "server.log") as restarted:
+        page.goto(restarted.url)
+        page.get_by_role("tab", name=re.compile("History")).click()
+        table = page.locator("#history_table")
+        expect(table).to_contain_text("clip60.wav")
+        table.get_by_role("gridcell").filter(has_text="clip60.wav").first.click()
+        _check_timeline(page, "history_timeline", 60.0, "timeline_history")
 
 
 def test_similarity_and_result_headings_keep_their_case(server, page, tmp_path):
