@@ -77,7 +77,7 @@ class RayBackend:
         self.settings = settings
         self.options = options
         self._handle = None
-        self._started_ray = False
+        self.started_ray = False
         self._loop = asyncio.new_event_loop()  # the calls' loop: a request is a coroutine, not a thread
         self._thread = threading.Thread(target=self._loop.run_forever, name="e2v-ray-calls", daemon=True)
         self._counts: tuple[float, ReplicaStatus | None] = (0.0, None)
@@ -93,7 +93,7 @@ class RayBackend:
             E2VError: ``model_unavailable`` when Ray Serve is missing or the deployment failed.
         """
         serve, o = _import_serve(), self.options
-        self._started_ray = _connect(serve, self.options.address)
+        self.started_ray = _connect(serve, self.options.address)
         serve.start(proxy_location="Disabled")  # no Serve HTTP proxy: this process is the ingress
         log.info("deploying %s on Ray Serve: %s", DEPLOYMENT, self._scale_text())
         try:
@@ -144,7 +144,7 @@ class RayBackend:
 
     def shutdown(self) -> None:
         """Remove the deployment (its replicas free their CPUs and GPUs); stop Ray when this process started it."""
-        if self._handle is None and not self._started_ray:
+        if self._handle is None and not self.started_ray:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
         # serve.delete waits for the controller: a cluster already gone (its head stopped first) must not hold
@@ -153,11 +153,11 @@ class RayBackend:
         remover.start()
         remover.join(SHUTDOWN_WAIT_S)
         self._handle = None
-        if self._started_ray:
+        if self.started_ray:
             import ray
 
             ray.shutdown()
-            self._started_ray = False
+            self.started_ray = False
 
     def _remove_app(self) -> None:
         try:
@@ -332,6 +332,7 @@ class RemoteService(Service):
         super().__init__(settings)
         self.backend = RayBackend(settings, options)
         self.scheduler = RemoteScheduler(self.backend)
+        self._stopping = threading.Event()
         self._status = ModelStatus("loading", f"deploying the model {settings.model} on Ray Serve … "
                                               "/ 正在 Ray Serve 上部署模型 …")  # fmt: skip
 
@@ -349,8 +350,20 @@ class RemoteService(Service):
             return
         self._engine = RemoteEngine(replica, self.backend)
         self._status = ModelStatus("ready", "model replicas ready / 模型副本已就绪", replica.info)
+        if self.backend.started_ray:
+            # Ray starts its local processes with PR_SET_PDEATHSIG: they are killed when the *thread* that started
+            # them ends (this loader thread), not the process; so it waits here until the server stops
+            self._stopping.wait()
+
+    def wait_ready(self, timeout: float | None = None) -> ModelStatus:
+        """Block until the replicas are ready or unavailable (the loader thread may outlive that, see above)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._status.state == "loading" and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.1)
+        return self._status
 
     def stop(self) -> None:
+        self._stopping.set()
         super().stop()
         self.backend.shutdown()
 
