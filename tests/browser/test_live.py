@@ -27,7 +27,6 @@ from playwright.sync_api import expect
 
 from emotion2vec_webui.audio.signals import espeak_available, speech, write_audio
 from emotion2vec_webui.runs.storage import RUN_ID_RE
-from tests.server_util import ServerProcess, server_env
 
 pytestmark = pytest.mark.browser
 
@@ -135,66 +134,63 @@ def _lag_at(saved: np.ndarray, looped: np.ndarray, start: int, expected: int, le
     return k - search, float(norm[k])
 
 
-def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launch_args, tiny_model_dir, tmp_path):
+def test_live_keeps_every_sample_under_cpu_load(browser_type, browser_type_launch_args, shared_server, tmp_path):
     import soxr
 
     source = _source_signal()
     mic_wav = write_audio(tmp_path / "mic.wav", source, RATE, "wav")
-    root = tmp_path / "server"
-    env = server_env(tiny_model_dir, root)
+    srv = shared_server()  # the default configuration, shared with other modules: this test reads its own run
     args = [
         *browser_type_launch_args.get("args", []),
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={mic_wav}",
     ]
-    root.mkdir()
     burners: list[subprocess.Popen] = []
-    with ServerProcess(env, log_path=root / "server.log") as srv:
-        browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
-        try:
-            context = browser.new_context(permissions=["microphone"], viewport={"width": 1366, "height": 900})
-            page = context.new_page()
-            page.goto(srv.url)
-            page.get_by_role("tab", name="Live").click()
-            burners = _burn_cpu()
-            _start_recording(page)
-            # The page records the take itself; stop it 20 s after it started.
-            page.wait_for_function("() => window.__e2vTake && window.__e2vTake.t0", timeout=15_000)
-            opened = page.evaluate("() => performance.now() - window.__e2vTake.t0") / 1000
-            assert opened < SOURCE_S - 2, f"the stream opened {opened:.1f} s after Record: the machine is too busy"
-            # Stop is pressed from inside the page, by a timer set for 20 s after the take began: no round trip
-            # through Playwright that lands late on a loaded machine (the cause of an earlier flaky failure).
-            page.evaluate(STOP_AT, [STOP, SOURCE_S * 1000])
-            max_lag, lag_shown = 0.0, False
-            elapsed = "() => performance.now() - window.__e2vTake.t0"
-            shot = False
-            while (left := SOURCE_S - page.evaluate(elapsed) / 1000) > 0.6:
-                max_lag = max(max_lag, _status(page, "lag"))
-                lag_shown |= page.locator("#live_status .e2v-live-lag").count() > 0
-                if not shot and left < SOURCE_S / 2:  # the status line and the growing timeline, mid-take
-                    _shot(page, tmp_path, "live_recording")
-                    shot = True
-                page.wait_for_timeout(min(250, int(left * 1000) - 500))
-            # How long the take ran, as the page measured it between Record and Stop.
-            take_s = page.wait_for_function("() => window.__e2vTakeSeconds", timeout=30_000).json_value()
-            ticks = _status(page, "ticks")
-            expect(page.locator("#live_run_folder")).to_contain_text("outputs_", timeout=60_000)
-            expect(page.locator("#live_result .e2v-card")).to_be_visible()
-            expect(page.locator("#live_timeline .e2v-tl[data-ready='1']")).to_be_visible(
-                timeout=60_000
-            )  # ui/timeline.py
-            _shot(page, tmp_path, "live_stopped")
-            # after Stop the status line is back to its idle prompt (no take is running)
-            expect(page.locator("#live_status .e2v-live-status")).to_have_attribute("data-seconds", "0")
-            run_id = page.locator("#live_run_folder code").inner_text().strip()
-        finally:
-            for proc in burners:
-                proc.kill()
-                proc.wait()
-            browser.close()
+    browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
+    try:
+        context = browser.new_context(permissions=["microphone"], viewport={"width": 1366, "height": 900})
+        page = context.new_page()
+        page.goto(srv.url)
+        page.get_by_role("tab", name="Live").click()
+        burners = _burn_cpu()
+        _start_recording(page)
+        # The page records the take itself; stop it 20 s after it started.
+        page.wait_for_function("() => window.__e2vTake && window.__e2vTake.t0", timeout=15_000)
+        opened = page.evaluate("() => performance.now() - window.__e2vTake.t0") / 1000
+        assert opened < SOURCE_S - 2, f"the stream opened {opened:.1f} s after Record: the machine is too busy"
+        # Stop is pressed from inside the page, by a timer set for 20 s after the take began: no round trip
+        # through Playwright that lands late on a loaded machine (the cause of an earlier flaky failure).
+        page.evaluate(STOP_AT, [STOP, SOURCE_S * 1000])
+        max_lag, lag_shown = 0.0, False
+        elapsed = "() => performance.now() - window.__e2vTake.t0"
+        shot = False
+        while (left := SOURCE_S - page.evaluate(elapsed) / 1000) > 0.6:
+            max_lag = max(max_lag, _status(page, "lag"))
+            lag_shown |= page.locator("#live_status .e2v-live-lag").count() > 0
+            if not shot and left < SOURCE_S / 2:  # the status line and the growing timeline, mid-take
+                _shot(page, tmp_path, "live_recording")
+                shot = True
+            page.wait_for_timeout(min(250, int(left * 1000) - 500))
+        # How long the take ran, as the page measured it between Record and Stop.
+        take_s = page.wait_for_function("() => window.__e2vTakeSeconds", timeout=30_000).json_value()
+        ticks = _status(page, "ticks")
+        expect(page.locator("#live_run_folder")).to_contain_text("outputs_", timeout=60_000)
+        expect(page.locator("#live_result .e2v-card")).to_be_visible()
+        expect(page.locator("#live_timeline .e2v-tl[data-ready='1']")).to_be_visible(
+            timeout=60_000
+        )  # ui/timeline.py
+        _shot(page, tmp_path, "live_stopped")
+        # after Stop the status line is back to its idle prompt (no take is running)
+        expect(page.locator("#live_status .e2v-live-status")).to_have_attribute("data-seconds", "0")
+        run_id = page.locator("#live_run_folder code").inner_text().strip()
+    finally:
+        for proc in burners:
+            proc.kill()
+            proc.wait()
+        browser.close()
     assert RUN_ID_RE.match(run_id)
-    folder = root / "outputs" / run_id
+    folder = srv.outputs / run_id
     result = json.loads((folder / "result.json").read_text("utf-8"))
     assert result["granularity"] == "frame" and result["audio"]["source_name"] == "microphone_live.wav"
     assert result["audio"]["container"] == "microphone" and result["stream"]["encoding"] == "f32le"  # the stream path
