@@ -95,8 +95,19 @@ def run(args) -> int:
     print(f"batch folder: {batch.folder} — {len(items)} inputs, {len(batch.todo)} to do", file=sys.stderr)
 
     # Each input's processing log is in its run.log; the console shows the progress bar and failures.
+    # Restored on the way out: an in-process caller (tests, a notebook) keeps its logging as it was.
+    pipeline_log = logging.getLogger("emotion2vec_webui.runs.recognize")
+    pipeline_level = pipeline_log.level
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("emotion2vec_webui.runs.recognize").setLevel(logging.WARNING)
+        pipeline_log.setLevel(logging.WARNING)
+    try:
+        return _run_batch(args, batch, items, skipped)
+    finally:
+        pipeline_log.setLevel(pipeline_level)
+
+
+def _run_batch(args, batch, items, skipped) -> int:
+    """Load the engine, run the prepared batch under a progress bar, print its report; the exit status."""
     if batch.todo and args.engine == "local":
         batch.load_engine()  # before the bar: head_mismatch once, before any input
 
