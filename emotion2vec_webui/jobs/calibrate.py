@@ -33,13 +33,13 @@ from emotion2vec_webui.engine.calibration import (
     logits_from_probs,
     reliability,
 )
-from emotion2vec_webui.runs.confidence import selective
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
 from emotion2vec_webui.jobs.train_head import labelled_items
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.options import check_calibration_name
 from emotion2vec_webui.runs.calibration_store import DIAGRAM, calibration_dir, write_calibration
+from emotion2vec_webui.runs.confidence import selective
 from emotion2vec_webui.runs.evaluation import map_label
 
 log = logging.getLogger(__name__)
