@@ -88,6 +88,7 @@ front-end is a third of the time.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -400,6 +401,34 @@ def onednn_int8() -> bool:
         return False
 
 
+@functools.cache
+def int_mm_fast() -> bool:
+    """Whether ``torch._int_mm`` is at least half as fast as an fp32 product of the same codes here.
+
+    On CPUs without VNNI (AVX2 only) it is not: 150x1024 @ 1024x4096 measured
+    1.8 s against 29 ms in fp32 (a 2-core AMD EPYC, AVX2, 2026-12-06), which made
+    the large model's int8 ~60x slower than fp32. :class:`Int8Linear` then
+    multiplies its int8 codes as fp32 numbers instead: the same integers, their
+    sums exact up to fp32 rounding.
+    """
+    a, b = torch.ones(64, 512, dtype=torch.int8), torch.ones(512, 512, dtype=torch.int8)
+    af, bf = a.float(), b.float()
+
+    def best(fn: Callable[[], object]) -> float:
+        fn()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    try:
+        return best(lambda: torch._int_mm(a, b)) < 2 * best(lambda: af @ bf)
+    except (RuntimeError, NotImplementedError):  # no _int_mm on this build
+        return False
+
+
 def _onednn_pack(qweight: torch.Tensor) -> torch.Tensor:
     """``[out, in]`` int8 weights in oneDNN's blocked layout, packed once instead of at every call."""
     return torch.ops.onednn.qlinear_prepack(qweight, None)
@@ -425,7 +454,9 @@ class Int8Linear(torch.nn.Module):
 
     The product runs in oneDNN with the weights packed once at load
     (:func:`onednn_int8`), else in ``torch._int_mm``, which packs them again at
-    every call (its products measured ~14% slower at 160 rows, ~30% at 5).
+    every call (its products measured ~14% slower at 160 rows, ~30% at 5), or,
+    where ``_int_mm`` is slow (AVX2 without VNNI: :func:`int_mm_fast`), as fp32
+    products of the same codes.
     """
 
     def __init__(
@@ -434,11 +465,13 @@ class Int8Linear(torch.nn.Module):
         centre: torch.Tensor | None = None,
         fine_rows: bool = False,
         prepacked: bool | None = None,
+        float_codes: bool | None = None,
     ) -> None:
         """``centre``: the row ``c`` subtracted before quantising (zeros when ``None``: plain int8).
         ``fine_rows``: quantise each row twice (the second time its rounding error), ~16-bit
         activations for twice the rows in the product; for the layer whose activations matter most.
-        ``prepacked``: use oneDNN's packed weights (``None``: when :func:`onednn_int8`)."""
+        ``prepacked``: use oneDNN's packed weights (``None``: when :func:`onednn_int8`).
+        ``float_codes``: otherwise multiply the codes as fp32 (``None``: when ``_int_mm`` is slow, :func:`int_mm_fast`)."""
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.fine_rows = fine_rows
@@ -455,9 +488,11 @@ class Int8Linear(torch.nn.Module):
         self.packed = _onednn_pack(qweight) if self.prepacked else None
         self.register_buffer("zero_points", torch.zeros(self.out_features, dtype=torch.long))  # symmetric weights
         self.register_buffer("qweight", None if self.prepacked else qweight.t().contiguous())
+        # without a fast integer product here, the same int8 codes multiplied as fp32 (see int_mm_fast)
+        self.float_codes = not self.prepacked and (not int_mm_fast() if float_codes is None else float_codes)
 
     def extra_repr(self) -> str:
-        kind = "oneDNN prepacked" if self.prepacked else "_int_mm"
+        kind = "oneDNN prepacked" if self.prepacked else "codes as fp32" if self.float_codes else "_int_mm"
         return f"in_features={self.in_features}, out_features={self.out_features}, fine_rows={self.fine_rows}, {kind}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -467,6 +502,8 @@ class Int8Linear(torch.nn.Module):
         codes, row_scale = _row_codes(rows, self.fine_rows, unsigned=self.prepacked)
         if self.prepacked:
             acc = _onednn_matmul(codes, self.packed, self.scale, self.zero_points)  # already × the weights' scales
+        elif self.float_codes:
+            acc = torch.mm(codes.float(), self.qweight.float()).mul_(self.scale)
         else:
             acc = torch._int_mm(codes, self.qweight).float().mul_(self.scale)
         out = torch.addcmul(self.offset, acc[:n], row_scale)

@@ -249,3 +249,17 @@ def test_int8_engine_is_calibrated_at_load(tiny_model_dir):
     assert layers and all(torch.count_nonzero(layer.centre) > 0 for layer in layers)
     result = engine.recognize(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
     assert abs(sum(result.scores.values()) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("fine_rows", [False, True])
+def test_int8_codes_multiplied_as_fp32_equal_int_mm(fine_rows):
+    """Where _int_mm is slow (AVX2 without VNNI) the int8 codes are multiplied as fp32: the same numbers."""
+    linear, x = _linear_and_input(rows=41)
+    centre = x.reshape(-1, 256).mean(dim=0)
+    as_float = Int8Linear(linear, centre, fine_rows=fine_rows, prepacked=False, float_codes=True)
+    as_int = Int8Linear(linear, centre, fine_rows=fine_rows, prepacked=False, float_codes=False)
+    assert as_float.qweight.dtype == torch.int8  # the weights stay int8 in memory
+    assert "codes as fp32" in repr(as_float) and "_int_mm" in repr(as_int)
+    with torch.inference_mode():
+        assert torch.allclose(as_float(x), as_int(x), atol=1e-5)
+        assert torch.allclose(as_float(x[0, :1]), as_int(x[0, :1]), atol=1e-5)  # a single row
