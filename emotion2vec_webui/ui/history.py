@@ -202,6 +202,7 @@ def batch_panel_html(root: str | Path, batch: str) -> str:
         facts += [(bilingual("Accuracy", "准确率"), f"{metrics.get('accuracy', 0):.1%}"),
                   (bilingual("Weighted F1", "加权 F1"), f"{metrics.get('weighted_f1', 0):.3f}"),
                   (bilingual("Labelled inputs", "有标签的输入"), str(detail.get("labelled") or metrics.get("count", 0)))]  # fmt: skip
+    facts += _more_metrics(metrics)
     fact_html = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
     chips = "".join(
         f'<span class="e2v-chip" data-emotion="{escape(k)}" style="--e2v-accent:{ui_text.EMOTION_COLORS.get(k, "#888")}">'
@@ -209,6 +210,10 @@ def batch_panel_html(root: str | Path, batch: str) -> str:
         for k, n in summary["emotions"].items()
     )
     matrix = _confusion_html(detail.get("confusion_matrix"))
+    head = metrics.get("head") if isinstance(metrics.get("head"), dict) else None
+    if head and isinstance(head.get("labels"), list) and isinstance(head.get("confusion"), list):
+        title = bilingual(f"Head {head.get('name')}: confusion matrix", f"分类头 {head.get('name')}：混淆矩阵")
+        matrix += _confusion_html({"labels": head["labels"], "matrix": head["confusion"]}, title, "history_head_confusion")
     return (
         f'<style>{_CSS}</style><div class="e2v-card e2v-batch-panel" id="history_batch_panel" data-batch="{escape(batch)}">'
         f'<div class="e2v-section">📦 {escape(batch)}</div>'
@@ -219,7 +224,37 @@ def batch_panel_html(root: str | Path, batch: str) -> str:
     )
 
 
-def _confusion_html(confusion: dict | None) -> str:
+def _more_metrics(metrics: dict) -> list[tuple[str, str]]:
+    """The batch's other figures from metrics.json, when it has them: the trained head's scores (``"head"``), the
+    benchmark label set's (``"label_set"``) and, with ``--min-confidence``, coverage and accuracy on the answered
+    part (``"abstention"``)."""
+
+    def pct(value) -> str:
+        return f"{value:.1%}" if isinstance(value, int | float) else "—"
+
+    facts = []
+    head = metrics.get("head")
+    if isinstance(head, dict):
+        name = str(head.get("name") or "")
+        facts += [(bilingual(f"Head {name}: accuracy / UA", f"分类头 {name}：准确率 / UA"),
+                   f"{pct(head.get('accuracy'))} / {pct(head.get('ua'))}"),
+                  (bilingual(f"Head {name}: macro / weighted F1", f"分类头 {name}：宏 / 加权 F1"),
+                   f"{pct(head.get('macro_f1'))} / {pct(head.get('weighted_f1'))}")]  # fmt: skip
+    label_set = metrics.get("label_set")
+    if isinstance(label_set, dict) and isinstance(label_set.get("metrics"), dict):
+        m, name = label_set["metrics"], str(label_set.get("name") or "")
+        facts.append((bilingual(f"Label set {name}: UA / WA / macro F1", f"标签集 {name}：UA / WA / 宏 F1"),
+                      f"{pct(m.get('ua'))} / {pct(m.get('accuracy'))} / {pct(m.get('macro_f1'))}"))  # fmt: skip
+    abstention = metrics.get("abstention")
+    for key, what in (("nine", bilingual("Nine classes", "九类")), ("head", bilingual("Head", "分类头"))):
+        part = abstention.get(key) if isinstance(abstention, dict) else None
+        if isinstance(part, dict):
+            facts.append((f"{what}: {bilingual('coverage / accuracy answered', '覆盖率 / 作答准确率')}",
+                          f"{pct(part.get('coverage'))} / {pct(part.get('accuracy_answered'))}"))  # fmt: skip
+    return facts
+
+
+def _confusion_html(confusion: dict | None, title: str = "", elem_id: str = "history_confusion") -> str:
     if not confusion or not confusion.get("labels"):
         return (f'<div class="e2v-conf-label">{bilingual("No reference labels: no accuracy or confusion matrix.", "没有参考标签：无准确率与混淆矩阵。")}</div>')  # fmt: skip
     labels = [str(label) for label in confusion["labels"]]
@@ -228,8 +263,9 @@ def _confusion_html(confusion: dict | None) -> str:
         f"<tr><th>{escape(label)}</th>{''.join(f'<td>{int(n)}</td>' for n in row)}</tr>"
         for label, row in zip(labels, confusion["matrix"], strict=False)
     )
-    return (f'<div class="e2v-section">{bilingual("Confusion matrix (rows: reference, columns: predicted)", "混淆矩阵（行：参考，列：预测）")}</div>'
-            f'<table class="e2v-confusion" id="history_confusion"><tr><th></th>{head}</tr>{body}</table>')  # fmt: skip
+    title = title or bilingual("Confusion matrix (rows: reference, columns: predicted)", "混淆矩阵（行：参考，列：预测）")
+    return (f'<div class="e2v-section">{escape(title)}</div>'
+            f'<table class="e2v-confusion" id="{elem_id}"><tr><th></th>{head}</tr>{body}</table>')  # fmt: skip
 
 
 def open_run(root: str | Path, run_id: str) -> tuple[ui_handlers.RunView, str]:

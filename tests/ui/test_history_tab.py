@@ -50,6 +50,28 @@ def test_a_batch_is_one_row_that_expands_to_its_runs(root):
     assert "33.3%" in panel and "已完成 / done" in panel
 
 
+def test_the_batch_panel_shows_the_heads_label_sets_and_abstentions_figures(root):
+    """metrics.json's "head", "label_set" and "abstention" blocks (issue 31) reach History's batch view."""
+    import json
+
+    path = root / BATCH / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["head"] = {"name": "calls", "accuracy": 2 / 3, "ua": 0.75, "macro_f1": 0.6, "weighted_f1": 0.625,
+                       "labels": ["calm", "tense"], "confusion": [[1, 0], [1, 1]]}  # fmt: skip
+    metrics["label_set"] = {"name": "iemocap4", "metrics": {"ua": 0.5, "accuracy": 1 / 3, "macro_f1": 0.25}}
+    metrics["abstention"] = {"nine": {"coverage": 0.5, "accuracy_answered": 1.0}}
+    path.write_text(json.dumps(metrics))
+    panel = history.batch_panel_html(root, BATCH)
+    facts = dict(re.findall(r"<tr><th>([^<]*)</th><td>([^<]*)</td></tr>", panel))
+    assert facts["分类头 calls：准确率 / UA / Head calls: accuracy / UA"] == "66.7% / 75.0%"
+    assert facts["分类头 calls：宏 / 加权 F1 / Head calls: macro / weighted F1"] == "60.0% / 62.5%"
+    assert facts["标签集 iemocap4：UA / WA / 宏 F1 / Label set iemocap4: UA / WA / macro F1"] == "50.0% / 33.3% / 25.0%"
+    assert facts["九类 / Nine classes: 覆盖率 / 作答准确率 / coverage / accuracy answered"] == "50.0% / 100.0%"
+    head_matrix = re.search(r'id="history_head_confusion">(.*?)</table>', panel).group(1)
+    assert re.findall(r"<td>(\d+)</td>", head_matrix) == ["1", "0", "1", "1"] and "<th>tense</th>" in head_matrix
+    assert 'id="history_confusion"' in panel  # the nine classes' matrix stays
+
+
 def test_secondary_columns_on_demand_and_widths(root):
     value, state, _ = history_tab.render(root, history_tab.new_state(columns=["run_id", "speakers", "nope"]))
     assert value["headers"] == [*history.MAIN_COLUMNS, "说话人 / speakers", "运行 / run"]
