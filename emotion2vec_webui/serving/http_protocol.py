@@ -29,15 +29,19 @@ def guarded_http_protocol(settings: Settings):
     A client that shuts down its sending side before the body it announced is
     complete gets ``400 bad_request`` (uvicorn would close without a word).
 
+    Always h11, even where httptools is installed (``ray[serve]`` brings it):
+    httptools' parser answers a request with an unknown method (``FOO /x``)
+    with its own ``400`` in plain text before the app sees it, where every
+    error must have the API's JSON shape, and its header bound differs.
+
     Returns:
-        A subclass of uvicorn's ``AutoHTTPProtocol`` (httptools when installed, else h11),
-        for ``uvicorn.Config(http=...)``.
+        A subclass of uvicorn's ``H11Protocol``, for ``uvicorn.Config(http=...)``.
     """
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     timeout_s = settings.header_timeout_s
 
-    class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    class GuardedHTTPProtocol(H11Protocol):
         header_timeout_s = timeout_s
 
         def connection_made(self, transport) -> None:
