@@ -193,8 +193,19 @@ def test_killing_a_replica_under_load_loses_no_request(server, client, ray_clust
             assert r.headers.get("retry-after")
     assert ok >= 1
     metrics = client.get("/metrics").text
-    retried = [line for line in metrics.splitlines() if line.startswith("e2v_replica_retries_total")]
-    assert retried and float(retried[0].split()[-1]) >= 1, retried  # the dead replica's calls were sent again
+
+    def counter(name: str) -> float:
+        lines = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+        assert lines, f"{name} missing from /metrics"
+        return float(lines[0].split()[-1])
+
+    # The victim's calls in flight (if the kill found any: on a fast run it may have been between calls) were sent
+    # again; a call whose second replica died too is counted lost and answered 503 — none vanished. (The retry is
+    # forced, with a replica dying mid-call, in test_ray_backend.py.)
+    retried, lost = counter("e2v_replica_retries_total"), counter("e2v_replica_lost_total")
+    assert lost <= sum(isinstance(r, httpx.Response) and r.status_code == 503 for r in answers), (retried, lost)
+    print(f"killed one of two replicas with {killed_with_open} requests open: {retried:.0f} calls sent again, "
+          f"{lost:.0f} answered 503")
 
     # the survivor keeps the server ready while Serve starts a replacement (loading it takes as long as a start)
     body = httpx.get(server.url + "/readyz").json()
