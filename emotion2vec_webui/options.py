@@ -156,22 +156,28 @@ def normalise_channels(value) -> str:
     )
 
 
-def check_head_name(name, required: bool = False) -> str | None:
-    """A head name usable as a folder name (letters, digits, ``_ . -``; 1–64), None for none (unless ``required``).
-
-    Raises:
-        E2VError: ``bad_request``.
-    """
+def _folder_name(name, required: bool, what: tuple[str, str]) -> str | None:
+    """A name usable as a folder name (letters, digits, ``_ . -``; 1–64), None for none (unless ``required``);
+    ``what``: the thing named, in English and Chinese, for the message."""
     text = "" if name is None else str(name).strip()
     if not text and not required:
         return None
     if not HEAD_NAME_RE.match(text) or ".." in text:
         raise E2VError(
             "bad_request",
-            f"Head name {text[:80]!r} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or "
-            f"digit). / 分类头名称 {text[:80]!r} 只能包含字母、数字、“_”“.”“-”(1-64 个字符)。",
+            f"{what[0]} {text[:80]!r} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or "
+            f"digit). / {what[1]} {text[:80]!r} 只能包含字母、数字、“_”“.”“-”(1-64 个字符)。",
         )
     return text
+
+
+def check_head_name(name, required: bool = False) -> str | None:
+    """A head name usable as a folder name (letters, digits, ``_ . -``; 1–64), None for none (unless ``required``).
+
+    Raises:
+        E2VError: ``bad_request``.
+    """
+    return _folder_name(name, required, ("Head name", "分类头名称"))
 
 
 def check_model_name(value, field_name: str = "asr_model") -> str | None:
@@ -191,16 +197,7 @@ def check_calibration_name(name, required: bool = False) -> str | None:
     Raises:
         E2VError: ``bad_request``.
     """
-    text = "" if name is None else str(name).strip()
-    if not text and not required:
-        return None
-    if not HEAD_NAME_RE.match(text) or ".." in text:
-        raise E2VError(
-            "bad_request",
-            f"Calibration name {text[:80]!r} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter "
-            f"or digit). / 校准名称 {text[:80]!r} 只能包含字母、数字、“_”“.”“-”(1-64 个字符)。",
-        )
-    return text
+    return _folder_name(name, required, ("Calibration name", "校准名称"))
 
 
 def check_min_confidence(value, field_name: str = "min_confidence") -> float | None:
