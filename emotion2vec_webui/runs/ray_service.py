@@ -201,8 +201,10 @@ class RayBackend:
         """The replicas' states (read from the controller at most every :data:`REPLICA_STATUS_TTL_S`)."""
         with self._counts_lock:
             at, counts = self._counts
-            if time.monotonic() - at >= REPLICA_STATUS_TTL_S:
+            if counts is None or time.monotonic() - at >= REPLICA_STATUS_TTL_S:
                 counts = self._read_counts()
+                # "not deployed yet" is never kept: /readyz polled while the replicas load must not
+                # hide them for the TTL once they are up
                 self._counts = (time.monotonic(), counts)
         return None if counts is None else dataclasses.replace(counts, retried=self.retried, lost=self.lost)
 

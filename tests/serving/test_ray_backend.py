@@ -116,6 +116,17 @@ def test_in_flight_requests_count_once_per_job(backend):
     assert scheduler.depth == 0
 
 
+def test_replica_states_read_while_loading_do_not_hide_them_once_deployed(backend, monkeypatch):
+    """/readyz polled while the replicas load reads "not deployed"; the first read after must see them."""
+    up = ReplicaStatus(2, {"RUNNING": 2}, 2, 2, "HEALTHY", 0, 0)
+    reads = []
+    monkeypatch.setattr(backend, "_read_counts", lambda: reads.append(1) or (None if backend._handle is None else up))
+    assert backend.replica_status() is None
+    backend._handle = FakeHandle()
+    assert backend.replica_status().running == 2
+    assert backend.replica_status().running == 2 and len(reads) == 2  # a known state is kept for the TTL
+
+
 @pytest.mark.parametrize("text, expected", [("1:4", (1, 4)), (" 0:2 ", (0, 2)), ("3:3", (3, 3))])
 def test_autoscale_parses(text, expected):
     assert parse_autoscale(text) == expected
