@@ -160,7 +160,7 @@ def stats(samples: list[float]) -> dict:
 
 def old_first_page(root: Path, limit: int = 20) -> int:
     """What GET /api/v1/runs did before the catalog: walk every run and batch folder, read the page's result.json."""
-    from emotion2vec_webui.runs.catalog import list_runs, read_result
+    from emotion2vec_webui.runs.catalog.folders import list_runs, read_result
 
     folders = list_runs(root, None, None)
     for folder in folders[:limit]:
@@ -170,7 +170,7 @@ def old_first_page(root: Path, limit: int = 20) -> int:
 
 def old_read_seconds_per_1000(root: Path, n: int = 5000) -> float:
     """A search without an index reads every result.json: the cost per 1,000 runs, measured over ``n`` of them."""
-    from emotion2vec_webui.runs.catalog import list_runs, read_result
+    from emotion2vec_webui.runs.catalog.folders import list_runs, read_result
 
     folders = list_runs(root, None, None)[:n]
     t = time.perf_counter()
@@ -201,7 +201,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder, removed)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "catalog_scale.md")
     args = parser.parse_args()
-    from emotion2vec_webui.runs.run_index import CATALOG_FILE, RunIndex
+    from emotion2vec_webui.runs.catalog.run_index import CATALOG_FILE, RunIndex
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="e2v-catalog-scale-"))
     if args.keep and args.keep.exists():

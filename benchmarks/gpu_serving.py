@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     from emotion2vec_webui.config import load_settings
     from emotion2vec_webui.engine.engine import EmotionEngine
     from emotion2vec_webui.model.resolve import quiet_funasr
-    from emotion2vec_webui.runs.scheduler import policy_for
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.scheduler import policy_for
+    from emotion2vec_webui.runs.inference.service import Service
 
     model = args.model
     if not model:

@@ -28,7 +28,7 @@ from emotion2vec_webui.audio import readers
 from emotion2vec_webui.audio.decode import decode_audio
 from emotion2vec_webui.audio.format import DecodeOptions
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.url_fetch import FetchPolicy, fetch_url
+from emotion2vec_webui.runs.inputs.url_fetch import FetchPolicy, fetch_url
 
 
 def plain_add(self, block: np.ndarray) -> None:

@@ -122,7 +122,7 @@ def hop_latency(app_name: str, calls: int) -> tuple[float, float]:
     import numpy as np
     from ray import serve
 
-    from emotion2vec_webui.runs.scheduler import InferenceRequest
+    from emotion2vec_webui.runs.inference.scheduler import InferenceRequest
 
     handle = serve.get_app_handle(app_name)
     waveform = np.random.default_rng(0).normal(0, 0.1, 3 * 16000).astype(np.float32)

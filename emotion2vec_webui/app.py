@@ -20,8 +20,8 @@ import threading
 
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.logs import log_to_file
-from emotion2vec_webui.runs.retention import Maintenance, RetentionPolicy
-from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.runs.catalog.retention import Maintenance, RetentionPolicy
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.serving.auth_throttle import AuthThrottleMiddleware
 from emotion2vec_webui.serving.guards import ApiGuardMiddleware
 from emotion2vec_webui.serving.http_protocol import guarded_http_protocol
@@ -183,7 +183,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: 
 
     configure_gradio_env(settings)  # before Gradio is imported: some of its modules read the temp dir at import
     if ray is not None:
-        from emotion2vec_webui.runs.ray_service import RemoteService
+        from emotion2vec_webui.runs.inference.ray_service import RemoteService
 
         service = RemoteService(settings, ray)
     else:

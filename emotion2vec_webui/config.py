@@ -165,7 +165,7 @@ def gradio_temp_dir(settings: Settings) -> Path:
     return Path(explicit) if explicit else Path(settings.output_dir).resolve() / ".gradio-tmp"
 
 
-# -- E2V_URL_ALLOW's grammar (docs/settings.md); runs/url_fetch.py matches the parsed entries -------------------
+# -- E2V_URL_ALLOW's grammar (docs/settings.md); runs/inputs/url_fetch.py matches the parsed entries -------------------
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ BOUNDS: dict[str, Bounds] = {b.name: b for b in (NUM_SPEAKERS, AUDIO_STREAM)}
 
 MAX_MODEL_NAME = 300  # characters of asr_model (a name, hub id or directory)
 HEAD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a head's folder name under E2V_HEADS_DIR
-# (a calibration's name too: <E2V_HEADS_DIR>/.calibrations/<name>, runs/calibration_store.py)
+# (a calibration's name too: <E2V_HEADS_DIR>/.calibrations/<name>, runs/stores/calibration_store.py)
 MIN_CONFIDENCE = (0.0, 1.0)  # min_confidence's bounds: below it a result is "uncertain" / 不确定 (abstention)
 BOOL_TRUE = ("1", "true", "yes", "on")
 BOOL_FALSE = ("0", "false", "no", "off")

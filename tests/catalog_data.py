@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.catalog import BATCH_MANIFEST, batch_run_id
-from emotion2vec_webui.runs.run_index import record_batch_folder, record_run_folder
+from emotion2vec_webui.runs.catalog.folders import BATCH_MANIFEST, batch_run_id
+from emotion2vec_webui.runs.catalog.run_index import record_batch_folder, record_run_folder
 from emotion2vec_webui.runs.storage import write_run
 
 T0 = datetime(2026, 12, 1, 10, 0, 0).astimezone()

@@ -59,7 +59,7 @@ def started_service(engine, model_dir: Path, root: Path):
     """A started :class:`runs.service.Service` on ``engine`` writing under ``root`` (outputs/, heads/): training
     jobs queue their feature extraction on its inference worker."""
     from emotion2vec_webui.config import load_settings
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     settings = dataclasses.replace(
         load_settings(), model=str(model_dir), device="cpu", output_dir=root / "outputs", heads_dir=root / "heads"

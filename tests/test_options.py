@@ -77,7 +77,7 @@ def rest(tmp_path_factory, tiny_model_dir, engine):
 
     from emotion2vec_webui import app as server
     from emotion2vec_webui.config import load_settings
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     out = tmp_path_factory.mktemp("options_rest")
     s = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=out, api_token=None)
@@ -96,7 +96,6 @@ def _wav(seconds: float) -> bytes:
 
 def test_num_speakers_99_on_a_60_s_file_is_422_before_any_decode_or_model_call(rest, monkeypatch):
     from emotion2vec_webui.runs import recognize
-
     calls = []
     real_decode = recognize.Recognition.decode
     monkeypatch.setattr(recognize.Recognition, "decode", lambda self, *a, **k: calls.append("decode")

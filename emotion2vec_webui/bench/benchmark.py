@@ -214,8 +214,8 @@ def run_worker(spec: dict) -> ModelBench:
 
 def dataset_items(dataset: Path) -> list[tuple[str, str]]:
     """(file, our class) for every labelled clip of a RAVDESS/CREMA-D folder or a CSV/list of path,label."""
+    from emotion2vec_webui.jobs.evaluation import map_label
     from emotion2vec_webui.jobs.inputs import discover_inputs
-    from emotion2vec_webui.runs.evaluation import map_label
 
     out = []
     for item in discover_inputs(str(dataset)):
@@ -231,7 +231,7 @@ def score_dataset(results: list[ModelBench], references: list[str]) -> list[Mode
     """Accuracy and weighted F1 of each model on the classes all of them share."""
     from dataclasses import replace
 
-    from emotion2vec_webui.runs.evaluation import evaluate
+    from emotion2vec_webui.jobs.evaluation import evaluate
 
     ok = [r for r in results if r.ok]
     if not ok or not references:

@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.evaluation import evaluate
 from emotion2vec_webui.label_sets import PUBLISHED, PUBLISHED_SOURCE, LabelSet
-from emotion2vec_webui.runs.evaluation import evaluate
 
 
 def set_items(dataset: Path, label_set: LabelSet) -> tuple[list[tuple[str, str]], Counter]:

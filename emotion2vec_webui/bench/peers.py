@@ -26,7 +26,7 @@ import numpy as np
 
 from emotion2vec_webui.audio.format import SAMPLE_RATE
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError
-from emotion2vec_webui.runs.evaluation import map_label
+from emotion2vec_webui.jobs.evaluation import map_label
 
 # SUPERB ER (IEMOCAP, four classes) as the superb/*-superb-er checkpoints label them.
 SUPERB_ER_LABELS = ("neu", "hap", "ang", "sad")

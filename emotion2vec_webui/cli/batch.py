@@ -22,9 +22,9 @@ from emotion2vec_webui.cli.common import (
 from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
 from emotion2vec_webui.jobs.batch import BatchOptions, format_report
 from emotion2vec_webui.jobs.batch_job import batch_head_labels, prepare_batch
+from emotion2vec_webui.jobs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
 from emotion2vec_webui.jobs.inputs import discover_inputs
 from emotion2vec_webui.label_sets import LABEL_SETS
-from emotion2vec_webui.runs.evaluation import DEFAULT_LABEL_MAP, parse_label_map
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.speaker_names import check_names
 

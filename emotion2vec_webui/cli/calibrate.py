@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.jobs.head_features import Backbone
     from emotion2vec_webui.jobs.train_head import parse_pairs
     from emotion2vec_webui.model.resolve import resolve_model
-    from emotion2vec_webui.runs.head_store import checkpoint_sha256
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
 
     settings = settings_from_args(args)
     if args.heads_dir is not None:

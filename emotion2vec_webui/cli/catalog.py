@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emotion2vec_webui.runs.run_index import catalog_for
+    from emotion2vec_webui.runs.catalog.run_index import catalog_for
 
     settings = settings_from_args(args)
     index = catalog_for(settings.output_dir)

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     head = loaded = None
     if args.head:
-        from emotion2vec_webui.runs.head_store import load_head
+        from emotion2vec_webui.runs.stores.head_store import load_head
 
         loaded = load_head(args.heads_dir or settings.heads_dir, args.head)  # E2V_HEADS_DIR, read in config.py
         if loaded.kind == "regression":  # infer.py would take its values for class scores (docs/heads.md)
@@ -96,7 +96,7 @@ def calibration_document(heads_dir, name: str, head) -> dict:
     """
     from emotion2vec_webui.engine.calibration import NINE, calibrate_head, to_document
     from emotion2vec_webui.errors import E2VError
-    from emotion2vec_webui.runs.calibration_store import load_calibration
+    from emotion2vec_webui.runs.stores.calibration_store import load_calibration
 
     calibration = load_calibration(heads_dir, name)
     if calibration.target != NINE:

@@ -24,7 +24,7 @@ from emotion2vec_webui.cli.common import (
 from emotion2vec_webui.cli.conversation_args import add_conversation_args, conversation_options
 from emotion2vec_webui.cli.progress import WindowProgress
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.url_fetch import AudioUrl, is_url
+from emotion2vec_webui.runs.inputs.url_fetch import AudioUrl, is_url
 
 
 def add_parser(sub) -> None:
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             flow = Recognition(settings, options)
             with contextlib.nullcontext() if args.quiet else WindowProgress(flow, name):  # window k/n, ETA (stderr)
-                if is_url(name):  # downloaded under the same rules as REST's audio_url (runs/url_fetch.py)
+                if is_url(name):  # downloaded under the same rules as REST's audio_url (runs/inputs/url_fetch.py)
                     outcome = flow.run(AudioUrl(name), with_engine)
                 else:
                     outcome = flow.run(name, with_engine, source_name=Path(name).name)

@@ -1,7 +1,7 @@
 """``emotion2vec-webui serve``: the web UI and the REST API on one port (assembled in app.py).
 
 ``serve --ray`` serves the same app from this process with the model on Ray Serve replicas
-(``runs/ray_service.py``, docs/scaling.md).
+(``runs/inference/ray_service.py``, docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def ray_options(args: argparse.Namespace):
         if given:
             raise E2VError("bad_request", f"{given[0]} needs --ray. / {given[0]} 需要与 --ray 一起使用。")
         return None
-    from emotion2vec_webui.runs.ray_options import RayServeOptions, parse_autoscale
+    from emotion2vec_webui.runs.inference.ray_options import RayServeOptions, parse_autoscale
 
     return RayServeOptions(
         address=args.address,
@@ -64,7 +64,7 @@ def ray_options(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from emotion2vec_webui.app import serve
-    from emotion2vec_webui.runs.url_fetch import serving_at
+    from emotion2vec_webui.runs.inputs.url_fetch import serving_at
 
     settings = settings_from_args(args)  # a malformed setting stops here, in one line
     ray = ray_options(args)

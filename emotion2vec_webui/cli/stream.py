@@ -26,7 +26,7 @@ from pathlib import Path
 
 from emotion2vec_webui.cli.common import EXIT_BAD_INPUT, EXIT_MODEL_UNAVAILABLE, EXIT_OK, exit_code_for
 from emotion2vec_webui.errors import ERROR_CODES, E2VError
-from emotion2vec_webui.runs.stream_options import BOUNDS, CHOICES, ENCODINGS
+from emotion2vec_webui.runs.live.stream_options import BOUNDS, CHOICES, ENCODINGS
 
 STREAM_PATH = "/api/v1/stream"
 CHUNK_MS = 100  # audio per frame sent

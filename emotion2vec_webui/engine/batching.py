@@ -21,7 +21,7 @@ Clips are sorted by length and grouped so that padding stays below
 enough to be windowed, take the engine's ordinary path.
 
 Whether batching pays is a per device and precision question, answered by
-measurement (``runs/scheduler.py`` holds the figures): on a 2-core CPU the
+measurement (``runs/inference/scheduler.py`` holds the figures): on a 2-core CPU the
 large model in fp32 ran 1.1-1.2x faster in batches of 4-8 equal clips, in
 int8 no faster (0.75-0.99x); on a GPU batches are the whole game. On CUDA the
 padded batch is staged in pinned host memory and copied without blocking

@@ -7,7 +7,7 @@ argmax. A per-class bias added after it (``logits / T + b``) also corrects a cla
 under-predicts on the user's data; it can change the argmax, so :func:`cross_validate` keeps it only when
 it lowers the held-out NLL.
 
-This module is the math and the rules of a calibration; it reads no files (``runs/calibration_store.py``
+This module is the math and the rules of a calibration; it reads no files (``runs/stores/calibration_store.py``
 does). The fits use ``scipy.optimize`` (bounded 1-D search for ``T``, L-BFGS with the exact gradient for
 ``T`` and ``b`` together): scipy comes with scikit-learn, which ``train-head`` already needs, and its
 optimisers are well tested where a hand-written search is not. Inputs are logits; for the nine classes

@@ -321,7 +321,7 @@ class EmotionEngine:
         """Frame features of several short clips (each under ``E2V_WINDOW_S``) in one padded, masked pass.
 
         Each item equals :meth:`frame_features` of its clip (to ~1e-6 in fp32; see batching.py); an engine that
-        is not :attr:`batchable` runs them one by one. The scheduler's batching entry point (runs/scheduler.py).
+        is not :attr:`batchable` runs them one by one. The scheduler's batching entry point (runs/inference/scheduler.py).
         """
         from emotion2vec_webui.engine.batching import padded_features
 

@@ -27,12 +27,12 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.batch_folder import open_batch
 from emotion2vec_webui.jobs.batch_scoring import score_batch
+from emotion2vec_webui.jobs.evaluation import Metrics
 from emotion2vec_webui.jobs.inputs import BatchItem, item_source
 from emotion2vec_webui.jobs.label_set_scoring import report_lines, score_batch_label_set
 from emotion2vec_webui.jobs.summary import BatchSummary, error_row, item_request_id, ok_row
-from emotion2vec_webui.runs.evaluation import Metrics
+from emotion2vec_webui.runs.catalog.run_index import record_batch_folder
 from emotion2vec_webui.runs.recognize import RecognizeOptions
-from emotion2vec_webui.runs.run_index import record_batch_folder
 
 log = logging.getLogger(__name__)
 

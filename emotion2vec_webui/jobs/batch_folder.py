@@ -1,6 +1,6 @@
 """A batch folder: its name, ``batch.json`` (what the batch was started with), and opening it to start or resume.
 
-``batch.json`` is written first (it makes the folder a batch: ``runs/catalog.py``)
+``batch.json`` is written first (it makes the folder a batch: ``runs/catalog/folders.py``)
 and records the INPUT, the model, precision, granularity and head. ``--resume``
 compares them with what the new run asks for (:func:`check_resume`): a batch
 whose rows were made with one head, model, precision or granularity is never
@@ -18,7 +18,7 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.inputs import BatchItem
 from emotion2vec_webui.jobs.summary import BatchSummary, row_key
-from emotion2vec_webui.runs.catalog import BATCH_MANIFEST
+from emotion2vec_webui.runs.catalog.folders import BATCH_MANIFEST
 
 # What a batch must be resumed with, as batch.json stores it, and the flag that sets each.
 RESUME_KEYS = {"model": "--model", "precision": "--precision", "granularity": "--granularity", "head": "--head",

@@ -51,7 +51,7 @@ def batch_head_labels(settings: Settings, head: str | None) -> tuple[str, ...]:
     """
     if not head:
         return ()
-    from emotion2vec_webui.runs.head_store import load_head
+    from emotion2vec_webui.runs.stores.head_store import load_head
 
     return tuple(load_head(settings.heads_dir, head).labels)
 
@@ -116,7 +116,7 @@ class PreparedBatch:
 
             engine = EmotionEngine.from_settings(self.settings)
             if self.options.head:
-                from emotion2vec_webui.runs.head_store import load_for_engine
+                from emotion2vec_webui.runs.stores.head_store import load_for_engine
 
                 load_for_engine(self.settings.heads_dir, self.options.head, engine)
             self.execute = lambda fn: fn(engine)
@@ -164,7 +164,7 @@ def prepare_batch(
         raise E2VError("bad_request", f"--engine must be one of {', '.join(ENGINES)}. / --engine 只能是 local 或 ray。")
     head_labels = batch_head_labels(settings, options.head)
     if options.head and execute is not None and engine == "local":
-        from emotion2vec_webui.runs.head_store import load_for_engine
+        from emotion2vec_webui.runs.stores.head_store import load_for_engine
 
         execute(lambda model: load_for_engine(settings.heads_dir, options.head, model))
     items = head_folder_labels(list(items), input_spec, head_labels)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.jobs.evaluation import Metrics, evaluate, map_label, write_confusion
 from emotion2vec_webui.jobs.inputs import BatchItem
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.evaluation import Metrics, evaluate, map_label, write_confusion
 
 HEAD_MATRIX = "head_confusion_matrix"  # the head's confusion matrix: <stem>.csv and <stem>.png
 

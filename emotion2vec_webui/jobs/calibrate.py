@@ -34,13 +34,13 @@ from emotion2vec_webui.engine.calibration import (
     reliability,
 )
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.evaluation import map_label
 from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
 from emotion2vec_webui.jobs.train_head import labelled_items
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.options import check_calibration_name
-from emotion2vec_webui.runs.calibration_store import DIAGRAM, calibration_dir, write_calibration
 from emotion2vec_webui.runs.confidence import selective
-from emotion2vec_webui.runs.evaluation import map_label
+from emotion2vec_webui.runs.stores.calibration_store import DIAGRAM, calibration_dir, write_calibration
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def reliability_png(before: list[dict], after: list[dict], title: str) -> bytes:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from emotion2vec_webui.runs.evaluation import _cjk_fonts  # the confusion matrix's font choice, one rule
+    from emotion2vec_webui.jobs.evaluation import _cjk_fonts  # the confusion matrix's font choice, one rule
 
     with matplotlib.rc_context({"font.family": [*_cjk_fonts(), "DejaVu Sans"]}):  # bilingual labels
         fig = Figure(figsize=(5.2, 5.0), dpi=110)
@@ -168,7 +168,7 @@ def calibrate(
     head = None
     if options.head:
         from emotion2vec_webui.engine.heads import check_backbone
-        from emotion2vec_webui.runs.head_store import load_head
+        from emotion2vec_webui.runs.stores.head_store import load_head
 
         head = load_head(heads_dir, options.head)
         check_backbone(head, backbone.checkpoint_sha256, backbone.name)

@@ -6,7 +6,7 @@
   ``.csv`` with a ``path`` column and an optional ``label`` column; relative
   paths are relative to the list file's folder. A line (or ``path``) that
   is a URL (``https://…``) is downloaded when its turn comes, under the
-  same rules as REST's ``audio_url`` (``runs/url_fetch.py``).
+  same rules as REST's ``audio_url`` (``runs/inputs/url_fetch.py``).
 
 Reference labels come, in this order, from a CSV ``label`` column, from the
 file names of two common corpora (anywhere in the name, so a prefixed or
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from emotion2vec_webui.audio.format import AUDIO_EXTENSIONS as _ACCEPTED_EXTENSIONS
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.url_fetch import AudioUrl, is_url
+from emotion2vec_webui.runs.inputs.url_fetch import AudioUrl, is_url
 from emotion2vec_webui.user_text import clean_name
 
 AUDIO_EXTENSIONS = _ACCEPTED_EXTENSIONS  # every format the decoder accepts (audio/format.py FORMATS)
@@ -104,7 +104,7 @@ def label_from_filename(path: str | os.PathLike) -> str | None:
 
 def label_from_folder(path: Path, root: Path) -> str | None:
     """The name of the folder ``path`` sits in below ``root`` when it is a label we know (folder-per-label)."""
-    from emotion2vec_webui.runs.evaluation import map_label
+    from emotion2vec_webui.jobs.evaluation import map_label
 
     parent = path.parent
     if parent == root or not parent.is_relative_to(root):

@@ -16,9 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.jobs.evaluation import Metrics, evaluate, write_confusion
 from emotion2vec_webui.label_sets import PUBLISHED, PUBLISHED_SOURCE, LabelSet
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.evaluation import Metrics, evaluate, write_confusion
 
 MATRIX = "label_set_confusion_matrix"  # <stem>.csv and <stem>.png in the batch folder
 

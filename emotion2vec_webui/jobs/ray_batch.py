@@ -89,7 +89,7 @@ def decode_row(row: dict, settings: Settings, options) -> dict:
     The input's recognise flow (:class:`recognize.Recognition`) starts here with its decode: in the guarded
     decoder pool of this worker process (``audio/decoder_pool.py``: a file that crashes the decoder is this
     input's error), each channel decoded on its own for ``speakers=channels``, a URL downloaded by the same
-    fetcher under the same rules (``runs/url_fetch.py``; ``audio.source_url`` kept). The decoded audio and the
+    fetcher under the same rules (``runs/inputs/url_fetch.py``; ``audio.source_url`` kept). The decoded audio and the
     flow go to the actor together (pickled: Ray's own wire format), so run.log and ``processing_time_s`` cover
     the decode as with the local engine.
 

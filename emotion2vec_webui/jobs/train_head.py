@@ -43,11 +43,11 @@ import numpy as np
 from emotion2vec_webui.engine.heads import FORMAT, check_name
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.jobs.evaluation import Metrics, confusion_csv, confusion_png, evaluate
 from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.evaluation import Metrics, confusion_csv, confusion_png, evaluate
-from emotion2vec_webui.runs.head_store import COMMAND, LABELS, REPORT, SPEC, write_head_folder
+from emotion2vec_webui.runs.stores.head_store import COMMAND, LABELS, REPORT, SPEC, write_head_folder
 from emotion2vec_webui.user_text import clean_name
 
 log = logging.getLogger(__name__)

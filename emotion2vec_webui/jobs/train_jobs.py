@@ -20,8 +20,8 @@ from pathlib import Path
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone
 from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, summary_json, train_head
-from emotion2vec_webui.runs.head_store import engine_hash
 from emotion2vec_webui.runs.shown_paths import shown_paths
+from emotion2vec_webui.runs.stores.head_store import engine_hash
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def check_inside(items, input_dirs) -> None:
 def resolve_training_data(raw: str, input_dirs) -> tuple[Path, list]:
     """A client-named labelled set (folder, or a CSV/TSV list) inside ``E2V_INPUT_DIRS``, and its items.
 
-    The folder or list goes through the one input-folder policy (``runs/input_files.py``: no ``..``, no
+    The folder or list goes through the one input-folder policy (``runs/inputs/input_files.py``: no ``..``, no
     symlinks out); every file the set names must lie inside the input folders too.
 
     Raises:
@@ -183,7 +183,7 @@ def resolve_training_data(raw: str, input_dirs) -> tuple[Path, list]:
     """
     import os
 
-    from emotion2vec_webui.runs.input_files import open_input_file, resolve_input_folder
+    from emotion2vec_webui.runs.inputs.input_files import open_input_file, resolve_input_folder
 
     text = (raw or "").strip()
     if Path(text).suffix.lower() in (".csv", ".tsv"):

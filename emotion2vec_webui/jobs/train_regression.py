@@ -35,7 +35,7 @@ from emotion2vec_webui.engine.heads import MAX_LABEL_CHARS, REGRESSION_FORMAT, R
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone, extract_features, speaker_of
 from emotion2vec_webui.jobs.inputs import BatchItem, _relative_to
-from emotion2vec_webui.runs.head_store import COMMAND, LABELS, REPORT, SPEC, write_head_folder
+from emotion2vec_webui.runs.stores.head_store import COMMAND, LABELS, REPORT, SPEC, write_head_folder
 from emotion2vec_webui.user_text import clean_name
 
 REGRESSORS = ("auto", "ridge", "mlp")

@@ -55,8 +55,8 @@ def load_calibration(options, settings, engine, head):
     name = options.calibration
     if not name:
         return None, head
-    from emotion2vec_webui.runs.calibration_store import load_for_engine
     from emotion2vec_webui.runs.exported_extras import exported_calibration
+    from emotion2vec_webui.runs.stores.calibration_store import load_for_engine
 
     calibration = exported_calibration(engine, name) or load_for_engine(settings.heads_dir, name, engine)
     if calibration.target == NINE:

@@ -39,8 +39,8 @@ def exported_head(engine, name: str) -> Head | None:
     Raises:
         E2VError: ``head_invalid`` when the export's head files break the rules.
     """
-    from emotion2vec_webui.runs.calibration_store import read_document
-    from emotion2vec_webui.runs.head_store import engine_hash
+    from emotion2vec_webui.runs.stores.calibration_store import read_document
+    from emotion2vec_webui.runs.stores.head_store import engine_hash
 
     exported = getattr(engine, "exported", None)
     custom = exported.config.get("custom_head") if exported is not None else None
@@ -78,7 +78,7 @@ def exported_calibration(engine, name: str) -> Calibration | None:
     Raises:
         E2VError: ``head_invalid`` when it (or the head it calibrates) breaks the rules.
     """
-    from emotion2vec_webui.runs.calibration_store import read_document
+    from emotion2vec_webui.runs.stores.calibration_store import read_document
 
     exported = getattr(engine, "exported", None)
     if exported is None or not (exported.path / CALIBRATION).is_file():

@@ -34,12 +34,12 @@ from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.engine.timeline import HOP_S, frame_scores, segments, softmax
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.catalog.run_index import record_run_folder
 from emotion2vec_webui.runs.confidence import CalibratedEngine, load_calibration, mark_uncertain, nine_class
 from emotion2vec_webui.runs.frames_csv import round_significant
-from emotion2vec_webui.runs.run_index import record_run_folder
+from emotion2vec_webui.runs.inputs.url_fetch import AudioUrl, Fetched, FetchPolicy, fetch_url
 from emotion2vec_webui.runs.run_log import RunLog, log_input
 from emotion2vec_webui.runs.storage import RunFolder, iso_timestamp, now_local, write_run
-from emotion2vec_webui.runs.url_fetch import AudioUrl, Fetched, FetchPolicy, fetch_url
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def _load_head(options: RecognizeOptions, settings: Settings, engine: EmotionEng
             )
         return None
     from emotion2vec_webui.runs.exported_extras import exported_head
-    from emotion2vec_webui.runs.head_store import load_for_engine
+    from emotion2vec_webui.runs.stores.head_store import load_for_engine
 
     return exported_head(engine, options.head) or load_for_engine(settings.heads_dir, options.head, engine)
 

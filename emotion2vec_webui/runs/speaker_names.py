@@ -26,8 +26,8 @@ from pathlib import Path
 from emotion2vec_webui.engine.call_summary import summary_for_result
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
+from emotion2vec_webui.runs.catalog.run_index import record_run_folder
 from emotion2vec_webui.runs.report import REPORT_HTML, report_html
-from emotion2vec_webui.runs.run_index import record_run_folder
 from emotion2vec_webui.runs.transcripts import conversation_files
 from emotion2vec_webui.user_text import clean_name
 

@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from emotion2vec_webui.errors import E2VError, OverloadedError
-from emotion2vec_webui.runs.url_fetch import Fetched, FetchPolicy, download_slots, fetch_url
+from emotion2vec_webui.runs.inputs.url_fetch import Fetched, FetchPolicy, download_slots, fetch_url
 
 log = logging.getLogger(__name__)
 

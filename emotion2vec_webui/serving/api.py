@@ -28,9 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.options import parse_bool
-from emotion2vec_webui.runs.input_files import read_input_file
+from emotion2vec_webui.runs.inputs.input_files import read_input_file
+from emotion2vec_webui.runs.inputs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
-from emotion2vec_webui.runs.url_fetch import AudioUrl, FetchPolicy, check_url
 from emotion2vec_webui.serving.admission import admission_of, client_key, wait_or_cancel
 from emotion2vec_webui.serving.errors import describe_validation, error_response, responses_for
 from emotion2vec_webui.serving.json_body import check_form, read_json
@@ -153,7 +153,7 @@ async def _recognize(request: Request, source, name: str | None, options: Recogn
     flow = Recognition(settings, options, request_id=request.state.request_id)
     decoded = await run_in_threadpool(flow.decode, source, name)
     del source
-    # assembly and writing run on a job thread; only the model calls queue for the worker (runs/scheduler.py)
+    # assembly and writing run on a job thread; only the model calls queue for the worker (runs/inference/scheduler.py)
     submit = functools.partial(service.submit, functools.partial(flow.finish, decoded), client=client_key(request))
     if held is not None:
         return progress_response(request, flow, decoded.duration_s, submit, held.pop_all())

@@ -18,7 +18,12 @@ from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.calibration_store import DIAGRAM, calibration_dir, delete_calibration, list_calibrations
+from emotion2vec_webui.runs.stores.calibration_store import (
+    DIAGRAM,
+    calibration_dir,
+    delete_calibration,
+    list_calibrations,
+)
 from emotion2vec_webui.serving.errors import responses_for
 
 _bearer = HTTPBearer(auto_error=False, description="Needed when the server sets E2V_API_TOKEN.")

@@ -25,7 +25,7 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.train_head import CLASSIFIERS, TrainOptions
 from emotion2vec_webui.jobs.train_jobs import jobs_for, resolve_training_data
 from emotion2vec_webui.jobs.train_regression import read_targets
-from emotion2vec_webui.runs.head_store import delete_head, engine_hash, scan_heads
+from emotion2vec_webui.runs.stores.head_store import delete_head, engine_hash, scan_heads
 from emotion2vec_webui.serving.errors import responses_for
 from emotion2vec_webui.serving.json_body import read_json
 

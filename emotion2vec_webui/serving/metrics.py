@@ -22,7 +22,7 @@ import logging
 import time
 
 from emotion2vec_webui.errors import ERROR_CODES
-from emotion2vec_webui.runs.status import _process, gpu_memory, outcome_of, register_counters, versions
+from emotion2vec_webui.runs.inference.status import _process, gpu_memory, outcome_of, register_counters, versions
 
 log = logging.getLogger(__name__)
 

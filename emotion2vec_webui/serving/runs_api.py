@@ -19,11 +19,16 @@ from starlette.concurrency import run_in_threadpool
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.calls import read_calls_table
-from emotion2vec_webui.runs import run_query, run_stats
-from emotion2vec_webui.runs.catalog import batch_folder, batch_run_id, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs.catalog import run_query, run_stats
+from emotion2vec_webui.runs.catalog.folders import (  # single and batch runs
+    batch_folder,
+    batch_run_id,
+    read_result,
+    run_path,
+)
+from emotion2vec_webui.runs.catalog.retention import delete_batch, delete_run, in_use
+from emotion2vec_webui.runs.catalog.run_index import catalog_for
 from emotion2vec_webui.runs.report import REPORT_HTML, report_html
-from emotion2vec_webui.runs.retention import delete_batch, delete_run, in_use
-from emotion2vec_webui.runs.run_index import catalog_for
 from emotion2vec_webui.runs.speaker_names import rename_speakers
 from emotion2vec_webui.runs.storage import ARTIFACTS, RUN_FILES
 from emotion2vec_webui.serving.conversation_fields import CONVERSATION_MEDIA_TYPES

@@ -8,7 +8,7 @@ docs/streaming.md, each message's JSON Schema is in ``stream_schemas/``.
   Bearer <token>`` on the upgrade request, or ``"token"`` in the ``start``
   message (browsers cannot set headers on a WebSocket), or ``?ticket=`` on
   the URL: a short-lived single-use pass the UI hands its logged-in page
-  (``runs/stream_tickets.py``), so the page never holds the token; a socket
+  (``runs/live/stream_tickets.py``), so the page never holds the token; a socket
   opened with one is the Live tab's (run kind ``live``). A wrong token or ticket costs
   the client address one failure from a budget of ``E2V_AUTH_FAILURES_PER_MIN``
   (as ``serving/auth_throttle.py`` does for HTTP); beyond it, ``rate_limited``.
@@ -43,9 +43,9 @@ import anyio
 from fastapi import APIRouter, WebSocket
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.runs.live.stream_options import StreamOptions
 from emotion2vec_webui.runs.recognize import new_request_id
 from emotion2vec_webui.runs.shown_paths import shown_paths
-from emotion2vec_webui.runs.stream_options import StreamOptions
 from emotion2vec_webui.serving.admission import admission_of, client_key
 from emotion2vec_webui.serving.json_body import parse_json
 from emotion2vec_webui.serving.upload_guard import ClientBuckets
@@ -131,7 +131,7 @@ def _check_token(ws: WebSocket, given: str | None) -> None:
 
 
 def _check_ticket(ws: WebSocket, ticket: str) -> None:
-    """A ticket from ``runs/stream_tickets.py``: used up here, whatever follows."""
+    """A ticket from ``runs/live/stream_tickets.py``: used up here, whatever follows."""
     _check_credential(ws, ws.app.state.service.stream_tickets.redeem(ticket), "ticket")
 
 
@@ -275,7 +275,7 @@ async def _until_failure(stream, work):
 @router.websocket(STREAM_PATH)
 async def stream_audio(ws: WebSocket) -> None:
     """A live take: ``start``, binary audio frames, ``stop``; events back; ``done`` names the run folder."""
-    from emotion2vec_webui.runs.live_stream import LiveStream
+    from emotion2vec_webui.runs.live.live_stream import LiveStream
 
     settings, service = ws.app.state.settings, ws.app.state.service
     await ws.accept()

@@ -27,7 +27,7 @@ from emotion2vec_webui.jobs.batch_job import prepare_batch
 from emotion2vec_webui.jobs.batch_scoring import HEAD_MATRIX, head_label_of, nine_class_of
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, is_audio_path, label_from_filename
 from emotion2vec_webui.labels import EMOJI, EMOTIONS_ZH, bilingual
-from emotion2vec_webui.runs.input_files import resolve_input_folder
+from emotion2vec_webui.runs.inputs.input_files import resolve_input_folder
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.ui.option_controls import speaker_count
 from emotion2vec_webui.ui.text import INPUT_DIRS_UNSET
@@ -51,7 +51,7 @@ _RETRY_S = 0.5  # wait before retrying a model call the full queue refused
 
 
 def server_folder(text: str, input_dirs) -> Path:
-    """A server-side folder the batch may read, by the one input-folder policy of ``runs/input_files.py``.
+    """A server-side folder the batch may read, by the one input-folder policy of ``runs/inputs/input_files.py``.
 
     Raises:
         E2VError: ``forbidden`` when outside (or none configured), ``bad_request`` when not a folder.

@@ -16,7 +16,7 @@ from html import escape
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import bilingual
 from emotion2vec_webui.options import MIN_CONFIDENCE, check_calibration_name
-from emotion2vec_webui.runs.calibration_store import DIAGRAM, calibration_dir, list_calibrations
+from emotion2vec_webui.runs.stores.calibration_store import DIAGRAM, calibration_dir, list_calibrations
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def run_calibration(service, folder_text, upload, name, head, overwrite, unpack,
     from emotion2vec_webui.jobs.calibrate import CalibrateOptions, calibrate
     from emotion2vec_webui.jobs.head_features import Backbone
     from emotion2vec_webui.jobs.train_jobs import resolve_training_data
-    from emotion2vec_webui.runs.head_store import engine_hash
+    from emotion2vec_webui.runs.stores.head_store import engine_hash
 
     settings = service.settings
     name = check_calibration_name(name, required=True)
@@ -205,7 +205,7 @@ def build_calibration_section(service, tab, unpack, uploads: str, on_page_load) 
 
 def target_choices(settings) -> list[tuple[str, str]]:
     """What a calibration can be fitted for: the nine classes, or a trained (classification) head."""
-    from emotion2vec_webui.runs.head_store import list_heads
+    from emotion2vec_webui.runs.stores.head_store import list_heads
 
     heads = [(f"分类头 / head {h['name']}", h["name"]) for h in list_heads(settings.heads_dir)
              if h.get("kind", "classification") == "classification"]  # fmt: skip

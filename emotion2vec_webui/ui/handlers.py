@@ -17,11 +17,11 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOJI
-from emotion2vec_webui.runs.catalog import list_runs, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs.catalog.folders import list_runs, read_result, run_path  # single and batch runs
+from emotion2vec_webui.runs.inputs.url_fetch import Fetched, FetchPolicy, download_slots, fetch_url
 from emotion2vec_webui.runs.recognize import RecognizeOptions
 from emotion2vec_webui.runs.similarity import RECORD_ID_RE, RECORDS_DIR, list_records, read_record
 from emotion2vec_webui.runs.storage import ARTIFACTS
-from emotion2vec_webui.runs.url_fetch import Fetched, FetchPolicy, download_slots, fetch_url
 from emotion2vec_webui.ui import text as ui_text
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from html import escape
 from pathlib import Path
 
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
-from emotion2vec_webui.runs import run_query, run_stats
-from emotion2vec_webui.runs.catalog import run_path
-from emotion2vec_webui.runs.retention import delete_item, in_use
-from emotion2vec_webui.runs.run_index import catalog_for
+from emotion2vec_webui.runs.catalog import run_query, run_stats
+from emotion2vec_webui.runs.catalog.folders import run_path
+from emotion2vec_webui.runs.catalog.retention import delete_item, in_use
+from emotion2vec_webui.runs.catalog.run_index import catalog_for
 from emotion2vec_webui.runs.similarity import RECORD_ID_RE, list_records
 from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import text as ui_text

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import bilingual
-from emotion2vec_webui.runs import run_stats
-from emotion2vec_webui.runs.run_index import catalog_for
+from emotion2vec_webui.runs.catalog import run_stats
+from emotion2vec_webui.runs.catalog.run_index import catalog_for
 from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import history
 from emotion2vec_webui.ui import text as ui_text

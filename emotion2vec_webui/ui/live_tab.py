@@ -6,7 +6,7 @@ by the same core (:class:`runs.live_stream.LiveStream`). The browser side is
 ``static/live/live.js`` (run by the device picker's ``js_on_load``, :func:`client_js`):
 
 * **Record** asks the UI for a ticket (:func:`mint_ticket`, behind the UI's
-  login when ``E2V_API_TOKEN`` is set; ``runs/stream_tickets.py``), then the
+  login when ``E2V_API_TOKEN`` is set; ``runs/live/stream_tickets.py``), then the
   page opens the socket with ``?ticket=…`` — it never holds the token — and
   streams the microphone from an ``AudioWorklet`` as ``f32le`` frames at the
   audio context's rate, every sample of the take, in order.
@@ -33,7 +33,7 @@ import numpy as np
 
 from emotion2vec_webui.errors import ERROR_CODES, E2VError
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
-from emotion2vec_webui.runs.live import LAG_WARN_S, MAX_REPORT_CHARS, WINDOW_S, LiveProgress
+from emotion2vec_webui.runs.live.take_view import LAG_WARN_S, MAX_REPORT_CHARS, WINDOW_S, LiveProgress
 from emotion2vec_webui.ui import text as ui_text
 from emotion2vec_webui.ui.timeline import run_timeline_html, timeline_component, timeline_html
 

@@ -84,7 +84,7 @@ def limit_rows(settings) -> list[tuple[str, str]]:
 
 
 def version_rows() -> list[tuple[str, str]]:
-    from emotion2vec_webui.runs.status import versions
+    from emotion2vec_webui.runs.inference.status import versions
 
     names = {"app": bilingual("emotion2vec-webui (this app)", "本应用")}  # package names are the same in both
     return [(names.get(name, name), version) for name, version in versions().items()]
@@ -161,7 +161,7 @@ def info_html(service) -> str:
 
 def resources_html(service) -> str:
     """The live view: CPU, memory, GPU memory, queue, runs served, latency."""
-    from emotion2vec_webui.runs.status import resources
+    from emotion2vec_webui.runs.inference.status import resources
 
     snapshot = resources(service)
     stamp = time.strftime("%H:%M:%S")
@@ -173,7 +173,7 @@ def build_system_tab(service) -> None:
     """Add the System tab to the ``gr.Tabs`` being built (call inside ``gr.Blocks``)."""
     import gradio as gr
 
-    from emotion2vec_webui.runs.status import cpu_meter, recent_runs
+    from emotion2vec_webui.runs.inference.status import cpu_meter, recent_runs
 
     recent_runs(service)  # start counting now, not at the first look at the tab
     cpu_meter.prime()  # the first CPU figure covers the time since start, not nothing (psutil's first 0 %)

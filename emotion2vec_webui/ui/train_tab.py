@@ -24,7 +24,7 @@ from emotion2vec_webui.jobs.inputs import AUDIO_EXTENSIONS
 from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, parse_pairs
 from emotion2vec_webui.jobs.train_jobs import check_inside, jobs_for, resolve_training_data
 from emotion2vec_webui.labels import bilingual
-from emotion2vec_webui.runs.head_store import delete_head, list_heads
+from emotion2vec_webui.runs.stores.head_store import delete_head, list_heads
 from emotion2vec_webui.ui.calibration_tab import build_calibration_section
 
 log = logging.getLogger(__name__)

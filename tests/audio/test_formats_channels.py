@@ -212,7 +212,7 @@ def client(tmp_path_factory, tiny_model_dir, engine):
 
     from emotion2vec_webui.app import create_app
     from emotion2vec_webui.config import load_settings
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     s = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu", api_token=None,
                             output_dir=tmp_path_factory.mktemp("formats") / "outputs", max_duration_s=5,

@@ -44,7 +44,7 @@ def ravdess(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def heads(tiny_model_dir, tmp_path_factory):
-    from emotion2vec_webui.runs.head_store import checkpoint_sha256
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
 
     folder = tmp_path_factory.mktemp("calibrate_heads") / "heads"
     rng = np.random.default_rng(11)
@@ -107,7 +107,7 @@ def test_calibrate_a_sharpened_head_then_use_it(ravdess, heads, tiny_model_dir, 
     assert calibrated["calibration"]["name"] == "sharp-cal" and calibrated["calibration"]["target"] == "sharp"
     assert raw["calibration"] is None and raw["min_confidence"] is None and raw["uncertain"] is False
     doc = json.loads((folder / "calibration.json").read_text())
-    from emotion2vec_webui.runs.head_store import load_head
+    from emotion2vec_webui.runs.stores.head_store import load_head
 
     labels = raw["head"]["labels"]
     embedding = np.load(tmp_path / "out" / calibrated["run_id"] / "embedding.npy")  # the pooled features

@@ -11,7 +11,7 @@ import pytest
 
 from emotion2vec_webui.cli.main import main
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.head_store import list_heads
+from emotion2vec_webui.runs.stores.head_store import list_heads
 from tests.head_data import make_set
 from tests.spec_check import check_result
 

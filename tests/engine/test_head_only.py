@@ -30,8 +30,8 @@ def test_head_only_backbone(tmp_path_factory):
     from emotion2vec_webui.jobs.head_features import Backbone
     from emotion2vec_webui.jobs.train_head import TrainOptions, train_head
     from emotion2vec_webui.model.standins import make_test_model
-    from emotion2vec_webui.runs.head_store import engine_hash
     from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
+    from emotion2vec_webui.runs.stores.head_store import engine_hash
 
     root = tmp_path_factory.mktemp("head_only")
     model_dir = make_test_model(root / "base_like", "tiny", seed=3)

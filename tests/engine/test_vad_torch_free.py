@@ -103,7 +103,6 @@ def test_each_torch_part_is_named(monkeypatch):
     from emotion2vec_webui.engine.conversation import ConversationOptions
     from emotion2vec_webui.errors import E2VError
     from emotion2vec_webui.runs import conversation_run
-
     monkeypatch.setattr(conversation_run, "_installed", lambda module: module != "torch")
     conversation_run.check_torch_parts(ConversationOptions("channels"))
     with pytest.raises(E2VError) as err:

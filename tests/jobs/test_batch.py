@@ -179,7 +179,7 @@ def test_ui_batch_folder_uploads_and_refusals(clips, engine, settings, tmp_path)
     import gradio as gr
 
     from emotion2vec_webui.errors import E2VError
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.ui.batch_tab import build_batch_tab, run_ui_batch
 
     service = Service(dataclasses.replace(settings, input_dirs=(clips,)), engine)

@@ -28,8 +28,8 @@ from emotion2vec_webui.jobs.head_features import Backbone
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.jobs.train_head import TrainOptions, train_head
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.head_store import engine_hash
 from emotion2vec_webui.runs.recognize import RecognizeOptions
+from emotion2vec_webui.runs.stores.head_store import engine_hash
 from tests.head_data import LABELS, make_set, shuffled_csv, write_head
 
 HEAD_ORDER = sorted(LABELS)  # a trained head keeps its labels sorted
@@ -141,7 +141,7 @@ def test_cli_batch_scores_the_head_then_resume_refuses_another(root, cli_env, tm
 
 def test_nine_class_and_head_scores_side_by_side(root, engine, settings, tmp_path):
     """A list file whose labels are the head's, mapped to nine classes too: both evaluations, both by hand."""
-    from emotion2vec_webui.runs.head_store import load_head
+    from emotion2vec_webui.runs.stores.head_store import load_head
 
     files = sorted((root / "data").rglob("*.wav"))
     listing = tmp_path / "list.csv"
@@ -184,7 +184,7 @@ def test_labels_neither_nine_class_nor_the_heads_are_refused_before_any_work():
 
 
 def test_ui_batch_shows_the_heads_scores_and_matrix(root, engine, settings):
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.ui.batch_tab import HEAD_CORRECT_HEADER, HEAD_HEADER, run_ui_batch
 
     s = dataclasses.replace(settings, heads_dir=root / "heads", input_dirs=(root / "data",))
@@ -208,7 +208,7 @@ def test_ui_batch_shows_the_heads_scores_and_matrix(root, engine, settings):
 
 def test_any_label_set_is_scored_in_its_order_and_ua_is_balanced_accuracy():
     sklearn = pytest.importorskip("sklearn.metrics")
-    from emotion2vec_webui.runs.evaluation import evaluate
+    from emotion2vec_webui.jobs.evaluation import evaluate
 
     ref = ["tone", "tone", "tone", "speech", "speech", "noise", "noise", "noise", "noise"]
     pred = ["tone", "noise", "tone", "tone", "speech", "noise", "speech", "noise", "noise"]

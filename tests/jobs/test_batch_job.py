@@ -28,7 +28,7 @@ def clips(tmp_path) -> Path:
 
 @pytest.fixture
 def service(engine, settings, clips):
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     s = dataclasses.replace(settings, input_dirs=(clips,), heads_dir=clips.parent / "heads")
     service = Service(s, engine)

@@ -120,7 +120,7 @@ def test_processing_time_is_the_runs_own_and_times_differ(prefixed, engine, sett
 
 
 def test_ui_summary_names_uploads_by_their_original_names(engine, settings, tmp_path):
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.ui.batch_tab import LABEL_HEADERS, TABLE_HEADERS, run_ui_batch
 
     uploads = []

@@ -21,8 +21,8 @@ from emotion2vec_webui.engine.heads import apply_head, check_backbone
 from emotion2vec_webui.errors import E2VError, HeadMismatchError
 from emotion2vec_webui.jobs.head_features import Backbone, speaker_of
 from emotion2vec_webui.jobs.train_head import TrainOptions, export, labelled_items, train_head
-from emotion2vec_webui.runs.head_store import engine_hash, list_heads, load_head
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
+from emotion2vec_webui.runs.stores.head_store import engine_hash, list_heads, load_head
 from tests.head_data import LABELS, make_set, shuffled_csv
 from tests.spec_check import check_result
 

@@ -227,7 +227,7 @@ def _write_head(folder: Path, checkpoint: str, dim: int = 64) -> None:
 
 
 def test_export_with_a_trained_head(tiny_model_dir, tmp_path, speech16k):
-    heads = pytest.importorskip("emotion2vec_webui.runs.head_store")
+    heads = pytest.importorskip("emotion2vec_webui.runs.stores.head_store")
     from emotion2vec_webui.cli.main import main
     from emotion2vec_webui.model.export import file_sha256
     from emotion2vec_webui.model.exported import load_export

@@ -31,8 +31,8 @@ def heads(tiny_model_dir, tmp_path_factory):
     """Head ``mood`` (sharpened: over-confident), its calibration ``mood-cal``, and a nine-class one ``nine-cal``."""
     from emotion2vec_webui.engine.calibration import NINE, Calibration, head_fingerprint
     from emotion2vec_webui.model.export import file_sha256
-    from emotion2vec_webui.runs.calibration_store import write_calibration
-    from emotion2vec_webui.runs.head_store import load_head
+    from emotion2vec_webui.runs.stores.calibration_store import write_calibration
+    from emotion2vec_webui.runs.stores.head_store import load_head
 
     folder = tmp_path_factory.mktemp("export_cal_heads") / "heads"
     checkpoint = file_sha256(tiny_model_dir / "model.pt")

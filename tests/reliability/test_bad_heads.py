@@ -174,7 +174,7 @@ def test_the_loader_reads_only_the_npy_headers(tmp_path):
     import tracemalloc
 
     from emotion2vec_webui.errors import E2VError
-    from emotion2vec_webui.runs.head_store import load_head
+    from emotion2vec_webui.runs.stores.head_store import load_head
 
     make_bad_heads(tmp_path, "0" * 64)
     for name in ("huge_header", "bomb"):
@@ -199,7 +199,7 @@ def _rewrite_in_place(path: Path, text: str) -> None:
 
 def test_failures_and_successes_are_cached_until_the_folder_changes(tmp_path):
     from emotion2vec_webui.errors import E2VError
-    from emotion2vec_webui.runs.head_store import load_head
+    from emotion2vec_webui.runs.stores.head_store import load_head
 
     folder = write_head(tmp_path / "h", "0" * 64)
     labels = folder / "labels.json"

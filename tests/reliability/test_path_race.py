@@ -23,7 +23,7 @@ import httpx
 
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.input_files import read_input_file
+from emotion2vec_webui.runs.inputs.input_files import read_input_file
 
 INSIDE_S, OUTSIDE_S = 1.0, 0.5  # durations of the clip inside and of the one outside
 HTTP_REQUESTS = 100  # each a recognition, while the swapper keeps a core busy

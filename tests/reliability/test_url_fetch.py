@@ -22,7 +22,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.url_fetch import FetchPolicy, _Allow, check_url, fetch_url, forbidden_reason, redact
+from emotion2vec_webui.runs.inputs.url_fetch import FetchPolicy, _Allow, check_url, fetch_url, forbidden_reason, redact
 from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 
@@ -483,7 +483,7 @@ def test_redact_drops_secrets():
 
 def test_batch_list_file_takes_urls(tmp_path, origin):
     from emotion2vec_webui.jobs.inputs import discover_inputs, item_source
-    from emotion2vec_webui.runs.url_fetch import AudioUrl
+    from emotion2vec_webui.runs.inputs.url_fetch import AudioUrl
 
     wav = write_audio(tmp_path / "local.wav", tone(0.5, 16000), 16000)
     listing = tmp_path / "list.txt"

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from emotion2vec_webui.runs.catalog import BATCH_MANIFEST, batch_run_id, list_runs, read_result, run_path
+from emotion2vec_webui.runs.catalog.folders import BATCH_MANIFEST, batch_run_id, list_runs, read_result, run_path
 from emotion2vec_webui.runs.storage import write_run
 
 T0 = datetime(2026, 12, 1, 10, 0, 0).astimezone()
@@ -78,7 +78,7 @@ def test_rest_lists_and_serves_batch_runs(outputs, settings, engine):
     from fastapi.testclient import TestClient
 
     from emotion2vec_webui import app as server
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     root, singles, batches = outputs
     s = dataclasses.replace(settings, output_dir=root)

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.jobs.evaluation import confusion_csv, evaluate, map_label, parse_label_map, write_evaluation
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs, label_from_filename
 from emotion2vec_webui.jobs.summary import SUMMARY_FIELDS, BatchSummary, error_row, item_request_id, ok_row
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.evaluation import confusion_csv, evaluate, map_label, parse_label_map, write_evaluation
 
 
 def test_metrics_match_hand_computed_values():
@@ -140,7 +140,7 @@ def test_summary_append_resume_finalize(tmp_path):
 
 
 def test_confusion_csv_cells_never_start_a_formula():
-    from emotion2vec_webui.runs.evaluation import Metrics
+    from emotion2vec_webui.jobs.evaluation import Metrics
 
     m = Metrics(count=2, accuracy=0.5, weighted_f1=0.5, macro_f1=0.5, labels=["+calm", "-x"], confusion=[[1, 0], [1, 0]],
                 per_class=[])  # fmt: skip

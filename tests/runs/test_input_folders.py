@@ -1,4 +1,4 @@
-"""One input-folder policy for REST's audio_path and the Batch tab's server folders (runs/input_files.py)."""
+"""One input-folder policy for REST's audio_path and the Batch tab's server folders (runs/inputs/input_files.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.input_files import open_input_file, resolve_input_folder
+from emotion2vec_webui.runs.inputs.input_files import open_input_file, resolve_input_folder
 
 
 @pytest.fixture

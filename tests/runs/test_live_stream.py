@@ -1,4 +1,4 @@
-"""The live-stream core without a server (runs/live_stream.py, stream_audio.py, stream_options.py).
+"""The live-stream core without a server (runs/live/live_stream.py, stream_audio.py, stream_options.py).
 
 A stand-in service runs the real tiny engine on one worker thread, slowed
 down where a test needs a slow machine. Every message the core emits is
@@ -25,10 +25,10 @@ from emotion2vec_webui.audio.decode import decode_audio
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.errors import ERROR_CODES, E2VError
 from emotion2vec_webui.options import HEAD_NAME_RE
-from emotion2vec_webui.runs.live_stream import LiveStream
+from emotion2vec_webui.runs.live.live_stream import LiveStream
+from emotion2vec_webui.runs.live.stream_audio import Signal16k, mix, pcm_block
+from emotion2vec_webui.runs.live.stream_options import BOUNDS, CHOICES, StreamOptions, tag_line
 from emotion2vec_webui.runs.schema import validate_result
-from emotion2vec_webui.runs.stream_audio import Signal16k, mix, pcm_block
-from emotion2vec_webui.runs.stream_options import BOUNDS, CHOICES, StreamOptions, tag_line
 from tests.async_util import run_async
 
 

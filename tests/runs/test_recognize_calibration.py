@@ -19,8 +19,8 @@ T = 0.5  # sharpens the tiny model's near-uniform scores: the change is easy to 
 
 @pytest.fixture
 def calibrated_settings(settings, tiny_model_dir, tmp_path):
-    from emotion2vec_webui.runs.calibration_store import write_calibration
-    from emotion2vec_webui.runs.head_store import checkpoint_sha256
+    from emotion2vec_webui.runs.stores.calibration_store import write_calibration
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
 
     bias = np.linspace(-0.4, 0.4, 9)
     write_calibration(tmp_path / "heads", Calibration("sharp", NINE, tuple(EMOTIONS), T, bias,

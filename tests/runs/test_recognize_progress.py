@@ -55,7 +55,7 @@ def test_flow_progress_says_window_k_of_n(engine, settings, long_clip, granulari
 
 def test_ui_handler_passes_window_progress_to_the_page(engine, settings, long_clip):
     """The Recognize tab's handler (what its gr.Progress is fed) hears every window too."""
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.ui import handlers
 
     service = Service(dataclasses.replace(settings, window_s=WINDOW_S), engine)

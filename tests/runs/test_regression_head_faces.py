@@ -12,7 +12,7 @@ import pytest
 
 from emotion2vec_webui.engine.dimensions import apply_dimensions
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.head_store import engine_hash, load_head
+from emotion2vec_webui.runs.stores.head_store import engine_hash, load_head
 from tests.head_data import TINY_DIM, write_head
 
 
@@ -33,8 +33,8 @@ def heads(engine, tmp_path):
 
 
 def test_a_live_stream_refuses_a_regression_head(settings, engine, heads):
-    from emotion2vec_webui.runs.live_stream import LiveStream
-    from emotion2vec_webui.runs.stream_options import StreamOptions
+    from emotion2vec_webui.runs.live.live_stream import LiveStream
+    from emotion2vec_webui.runs.live.stream_options import StreamOptions
 
     service = SimpleNamespace(settings=dataclasses.replace(settings, heads_dir=heads), engine=engine)
     with pytest.raises(E2VError) as err:

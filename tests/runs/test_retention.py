@@ -8,15 +8,15 @@ from datetime import timedelta
 
 import pytest
 
-from emotion2vec_webui.runs import run_query
-from emotion2vec_webui.runs.retention import (
+from emotion2vec_webui.runs.catalog import run_query
+from emotion2vec_webui.runs.catalog.retention import (
     GRACE_S,
     Maintenance,
     RetentionPolicy,
     apply_retention,
     in_use,
 )
-from emotion2vec_webui.runs.run_index import catalog_for
+from emotion2vec_webui.runs.catalog.run_index import catalog_for
 from tests.catalog_data import T0, make_batch, write_single
 
 DAY = 86400

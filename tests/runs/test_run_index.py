@@ -19,9 +19,15 @@ import pytest
 
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs import run_query, run_stats
-from emotion2vec_webui.runs.catalog import BATCH_MANIFEST, batch_run_id
-from emotion2vec_webui.runs.run_index import CATALOG_FILE, SCHEMA_VERSION, RunIndex, catalog_for, record_run_folder
+from emotion2vec_webui.runs.catalog import run_query, run_stats
+from emotion2vec_webui.runs.catalog.folders import BATCH_MANIFEST, batch_run_id
+from emotion2vec_webui.runs.catalog.run_index import (
+    CATALOG_FILE,
+    SCHEMA_VERSION,
+    RunIndex,
+    catalog_for,
+    record_run_folder,
+)
 from emotion2vec_webui.runs.storage import RUN_ID_RE, write_run
 
 T0 = datetime(2026, 12, 1, 10, 0, 0).astimezone()
@@ -75,7 +81,7 @@ def test_killed_between_rename_and_row_the_run_is_listed_after_a_sync(tmp_path):
         "from emotion2vec_webui.runs.storage import write_run\n"
         f"write_run(sys.argv[1], {_result(1, 'killed.wav')!r}, np.zeros(160, np.float32), None, '')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
-        "from emotion2vec_webui.runs.run_index import record_run_folder  # never reached\n"
+        "from emotion2vec_webui.runs.catalog.run_index import record_run_folder  # never reached\n"
     )
     done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
@@ -274,7 +280,7 @@ def test_search_finds_chinese_names_long_and_short(tmp_path):
 
 
 def test_kind_says_where_a_run_came_from():
-    from emotion2vec_webui.runs.run_index import run_row
+    from emotion2vec_webui.runs.catalog.run_index import run_row
 
     def kind(batch=None, **audio) -> str:
         return run_row("r", "outputs_20261201_100000", batch, {"audio": {"source_name": "x", **audio}})[4]

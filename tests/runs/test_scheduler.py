@@ -14,7 +14,7 @@ import pytest
 
 from emotion2vec_webui.engine import batching
 from emotion2vec_webui.engine.result import result_from_features
-from emotion2vec_webui.runs.scheduler import (
+from emotion2vec_webui.runs.inference.scheduler import (
     BatchPolicy,
     InferenceRequest,
     QueuedEngine,

@@ -13,9 +13,9 @@ import pytest
 
 from emotion2vec_webui.audio.signals import noise, write_audio
 from emotion2vec_webui.runs import recognize as recognize_module
+from emotion2vec_webui.runs.inference.scheduler import BatchPolicy
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions
-from emotion2vec_webui.runs.scheduler import BatchPolicy
-from emotion2vec_webui.runs.service import Service
 from tests.engine.test_vad import phrases  # noqa: F401  (a fixture)
 
 SCORE_TOL = 1e-5  # fp32, batched against one at a time

@@ -24,8 +24,8 @@ from emotion2vec_webui.audio.signals import noise, write_audio
 from emotion2vec_webui.jobs.train_head import TrainOptions
 from emotion2vec_webui.jobs.train_jobs import TrainJobs
 from emotion2vec_webui.model import conversation_models
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.recognize import RecognizeOptions
-from emotion2vec_webui.runs.service import Service
 from tests.head_data import make_set
 
 RATE = 16000

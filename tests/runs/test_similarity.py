@@ -10,7 +10,7 @@ import pytest
 from emotion2vec_webui.audio.decode import decode_audio
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.similarity import cosine, similarity_decoded, similarity_from_sources
 
 

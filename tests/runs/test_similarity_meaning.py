@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
-from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.similarity import (
     js_similarity,
     list_records,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion2vec_webui.runs.catalog import read_result
+from emotion2vec_webui.runs.catalog.folders import read_result
 from emotion2vec_webui.runs.storage import (
     ARTIFACTS,
     RUN_ID_RE,

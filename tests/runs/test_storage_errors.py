@@ -181,7 +181,6 @@ _KILLED_WRITER = textwrap.dedent(
     import sys, time
     import numpy as np
     from emotion2vec_webui.runs import storage as results
-
     def stall(*args, **kwargs):
         print("writing", flush=True)
         time.sleep(120)

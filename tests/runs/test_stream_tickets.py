@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emotion2vec_webui.runs.stream_tickets import MAX_TICKET_CHARS, StreamTickets
+from emotion2vec_webui.runs.live.stream_tickets import MAX_TICKET_CHARS, StreamTickets
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""``E2V_URL_ALLOW``'s grammar (config.parse_allow_entry) and how runs/url_fetch.py matches its entries.
+"""``E2V_URL_ALLOW``'s grammar (config.parse_allow_entry) and how runs/inputs/url_fetch.py matches its entries.
 
 Entries: a host name, ``*.suffix`` (DNS names only), an IP address or CIDR, each with an optional
 ``:port`` (IPv6 in brackets: ``[::1]:8080``). A malformed entry stops the start with one plain line.
@@ -17,7 +17,7 @@ import pytest
 
 from emotion2vec_webui.config import load_settings, parse_allow_entry
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.url_fetch import FetchPolicy, _Allow, fetch_url, serving_at
+from emotion2vec_webui.runs.inputs.url_fetch import FetchPolicy, _Allow, fetch_url, serving_at
 
 IP = ipaddress.ip_address
 

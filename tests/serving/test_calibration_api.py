@@ -19,9 +19,9 @@ def setup(engine, tiny_model_dir, tmp_path_factory):
     from emotion2vec_webui.app import create_app
     from emotion2vec_webui.audio.signals import tone, write_audio
     from emotion2vec_webui.engine.calibration import NINE, Calibration
-    from emotion2vec_webui.runs.calibration_store import write_calibration
-    from emotion2vec_webui.runs.head_store import checkpoint_sha256
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
+    from emotion2vec_webui.runs.stores.calibration_store import write_calibration
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
 
     root = tmp_path_factory.mktemp("calibration_api")
     settings = dataclasses.replace(

@@ -24,7 +24,7 @@ from tests.spec_check import check_result
 @pytest.fixture(scope="module")
 def setup(engine, tiny_model_dir, tmp_path_factory):
     from emotion2vec_webui.app import create_app
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     root = tmp_path_factory.mktemp("heads_api")
     data = make_set(root / "inputs" / "set", per_class=6, seed=1)

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError, OverloadedError
-from emotion2vec_webui.runs import status
-from emotion2vec_webui.runs.service import ModelStatus
+from emotion2vec_webui.runs.inference import status
+from emotion2vec_webui.runs.inference.service import ModelStatus
 from emotion2vec_webui.serving import metrics
 from emotion2vec_webui.ui import system_tab as ui_system
 
@@ -204,7 +204,7 @@ def served(tmp_path_factory, tiny_model_dir, engine):
     from emotion2vec_webui.app import create_app
     from emotion2vec_webui.config import load_settings
     from emotion2vec_webui.logs import log_to_file, setup_logging
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     root = tmp_path_factory.mktemp("metrics_app")
     wav = write_audio(root / "tone.wav", tone(1.0, 16000), 16000, "wav").read_bytes()

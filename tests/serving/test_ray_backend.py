@@ -12,10 +12,10 @@ import threading
 import pytest
 
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.runs.ray_options import RayServeOptions, parse_autoscale
-from emotion2vec_webui.runs.ray_replica import ReplicaError
-from emotion2vec_webui.runs.ray_service import RayBackend, RemoteScheduler, ReplicaStatus
-from emotion2vec_webui.runs.scheduler import InferenceRequest, StaleWindow
+from emotion2vec_webui.runs.inference.ray_options import RayServeOptions, parse_autoscale
+from emotion2vec_webui.runs.inference.ray_replica import ReplicaError
+from emotion2vec_webui.runs.inference.ray_service import RayBackend, RemoteScheduler, ReplicaStatus
+from emotion2vec_webui.runs.inference.scheduler import InferenceRequest, StaleWindow
 
 ray_exceptions = pytest.importorskip("ray.exceptions", reason="Ray is not installed")
 
@@ -158,7 +158,7 @@ def test_ray_flags_need_ray():
 def _health_app(settings, engine, replicas: ReplicaStatus | None):
     from fastapi import FastAPI
 
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.serving import health, metrics
 
     class Replicated(Service):

@@ -115,8 +115,8 @@ def test_readyz_and_metrics_tell_the_replicas(server, client):
 def test_results_equal_the_single_process_engine(server, client, engine, settings, tmp_path, seconds, granularity):
     import dataclasses
 
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.runs.recognize import RecognizeOptions
-    from emotion2vec_webui.runs.service import Service
 
     data = _clip_bytes(seconds, seed=int(seconds))
     r = client.post("/api/v1/recognize", files={"file": ("c.wav", data, "audio/wav")},

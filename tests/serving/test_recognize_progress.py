@@ -21,7 +21,7 @@ WINDOW_S = 2.0
 @pytest.fixture(scope="module")
 def setup(engine, tiny_model_dir, tmp_path_factory):
     from emotion2vec_webui.app import create_app
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     root = tmp_path_factory.mktemp("progress_api")
     settings = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu",

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from emotion2vec_webui.runs import retention
-from emotion2vec_webui.runs.run_index import CATALOG_FILE
+from emotion2vec_webui.runs.catalog import retention
+from emotion2vec_webui.runs.catalog.run_index import CATALOG_FILE
 from tests.catalog_data import conversation, make_batch, result, write_single
 
 TOKEN = "catalog-token"
@@ -46,7 +46,7 @@ def client(built, tiny_model_dir, engine):
 
     from emotion2vec_webui import app as server
     from emotion2vec_webui.config import load_settings
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     root = built[0]
     s = dataclasses.replace(load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root, api_token=TOKEN)
@@ -209,7 +209,7 @@ def test_restart_after_kill_lists_the_killed_run_and_forgets_a_deleted_folder(ti
 
     from emotion2vec_webui import app as server
     from emotion2vec_webui.config import load_settings
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
 
     root = tmp_path / "outputs"
     kept = [write_single(root, i, f"kept{i}.wav") for i in range(3)]

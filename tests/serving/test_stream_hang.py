@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion2vec_webui.runs import live_stream
-from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.runs.inference.service import Service
+from emotion2vec_webui.runs.live import live_stream
 from emotion2vec_webui.serving import stream
 
 

@@ -19,8 +19,8 @@ import soundfile as sf
 
 from emotion2vec_webui.audio.decode import decode_audio
 from emotion2vec_webui.audio.stream_decode import StreamDecoder
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.schema import validate_result
-from emotion2vec_webui.runs.service import Service
 from emotion2vec_webui.serving import stream
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg makes the Opus files")

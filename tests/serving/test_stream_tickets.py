@@ -15,8 +15,8 @@ import json
 import numpy as np
 import pytest
 
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.schema import validate_result
-from emotion2vec_webui.runs.service import Service
 from emotion2vec_webui.serving import stream
 
 TOKEN = "the-api-token"

@@ -25,7 +25,7 @@ def test_every_string_is_bilingual_in_every_locale():
 
 def test_the_page_config_carries_the_translations(settings, monkeypatch):
     """In the config the page embeds (what mount_gradio_app computes), not only in the /config route's."""
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.ui import app as ui
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", "")

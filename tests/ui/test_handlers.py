@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.ui import app as ui
 from emotion2vec_webui.ui import handlers as ui_handlers
 from emotion2vec_webui.ui import text as ui_text

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from emotion2vec_webui.runs.retention import in_use
+from emotion2vec_webui.runs.catalog.retention import in_use
 from emotion2vec_webui.runs.similarity import record_similarity
 from emotion2vec_webui.ui import history, history_tab
 from tests.catalog_data import conversation, make_batch, write_single

@@ -10,7 +10,7 @@ import pytest
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.live import LiveProgress
+from emotion2vec_webui.runs.live.take_view import LiveProgress
 from emotion2vec_webui.ui import live_tab
 
 
@@ -90,7 +90,7 @@ def test_stop_shows_the_streams_error_or_a_plain_card_for_anything_else(tmp_path
 
 
 def test_the_tickets_come_from_the_services_book():
-    from emotion2vec_webui.runs.stream_tickets import StreamTickets
+    from emotion2vec_webui.runs.live.stream_tickets import StreamTickets
 
     service = SimpleNamespace(stream_tickets=StreamTickets())
     ticket = live_tab.mint_ticket(service)

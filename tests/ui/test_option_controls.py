@@ -24,7 +24,7 @@ def _values(component) -> list:
 def test_tab_choices_are_the_options_values(engine, settings):
     import gradio as gr
 
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.ui.batch_tab import build_batch_tab
     from emotion2vec_webui.ui.conversation_tab import build_conversation_tab
 
@@ -57,7 +57,7 @@ def stereo_clip(tmp_path) -> Path:
 
 def test_ui_batch_passes_rest_options_through(engine, settings, stereo_clip):
     from emotion2vec_webui.errors import E2VError
-    from emotion2vec_webui.runs.service import Service
+    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.ui.batch_tab import run_ui_batch
 
     service = Service(dataclasses.replace(settings, input_dirs=(stereo_clip.parent,)), engine)

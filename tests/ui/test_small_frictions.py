@@ -104,8 +104,7 @@ def test_train_report_table_header_is_bilingual():
 
 _FIRST_READING = """
 import threading, time
-from emotion2vec_webui.runs import status
-
+from emotion2vec_webui.runs.inference import status
 class Service:  # what resources() reads of a service
     def __init__(self):
         self.observers, self.queue_depth = [], 0
@@ -137,7 +136,7 @@ def test_first_cpu_reading_is_not_zero_on_a_busy_process():
 
 
 def test_cpu_meter_readings_cover_the_time_between_them():
-    from emotion2vec_webui.runs.status import CpuMeter
+    from emotion2vec_webui.runs.inference.status import CpuMeter
 
     meter = CpuMeter()
     meter.prime()
@@ -166,7 +165,7 @@ class _Service:
 
 def test_system_tab_shows_the_job_that_runs_not_only_the_queue(settings):
     """A 10-minute file is no longer in the queue while the model works on it: the tab said "0 / 32"."""
-    from emotion2vec_webui.runs import status
+    from emotion2vec_webui.runs.inference import status
     from emotion2vec_webui.ui import system_tab
 
     service = _Service(settings)

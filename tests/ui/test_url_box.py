@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from emotion2vec_webui.audio.signals import tone, write_audio
-from emotion2vec_webui.runs.service import Service
+from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.ui import handlers
 
 

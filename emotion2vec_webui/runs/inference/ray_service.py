@@ -5,7 +5,7 @@ WebSocket stream, the UI): what differs is only where the model runs. A
 :class:`RemoteService` is a :class:`service.Service` whose scheduler is a
 :class:`RemoteScheduler`: it takes the same typed :class:`InferenceRequest` s
 (the boundary of issue 28) and forwards each to the ``E2VModel`` deployment
-(``runs/ray_replica.py``), where every replica has one engine and its own
+(``runs/inference/ray_replica.py``), where every replica has one engine and its own
 scheduler (batching, priorities, per-client shares). Decoding and URL fetching
 stay here, in the guarded decoder pool; a replica only ever sees waveforms.
 
@@ -39,10 +39,10 @@ import numpy as np
 
 from emotion2vec_webui.config import Settings
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError
-from emotion2vec_webui.runs.ray_options import RayServeOptions
-from emotion2vec_webui.runs.ray_replica import ModelReplica, ReplicaError, ReplicaInfo
-from emotion2vec_webui.runs.scheduler import BatchPolicy, InferenceRequest
-from emotion2vec_webui.runs.service import ModelStatus, Service
+from emotion2vec_webui.runs.inference.ray_options import RayServeOptions
+from emotion2vec_webui.runs.inference.ray_replica import ModelReplica, ReplicaError, ReplicaInfo
+from emotion2vec_webui.runs.inference.scheduler import BatchPolicy, InferenceRequest
+from emotion2vec_webui.runs.inference.service import ModelStatus, Service
 
 log = logging.getLogger(__name__)
 

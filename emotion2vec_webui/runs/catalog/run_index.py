@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from emotion2vec_webui.runs.catalog import BATCH_ID_RE, BATCH_MANIFEST, batch_run_id
+from emotion2vec_webui.runs.catalog.folders import BATCH_ID_RE, BATCH_MANIFEST, batch_run_id
 from emotion2vec_webui.runs.storage import RUN_ID_RE
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,7 @@ from emotion2vec_webui.engine.engine import EmotionEngine
 from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.errors import E2VError, ModelUnavailableError, OverloadedError
 from emotion2vec_webui.model.resolve import ModelInfo
-from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, RunOutcome
-from emotion2vec_webui.runs.scheduler import (
+from emotion2vec_webui.runs.inference.scheduler import (
     LIVE_MAX_AGE_S,
     PRIORITIES,
     InferenceRequest,
@@ -46,7 +45,8 @@ from emotion2vec_webui.runs.scheduler import (
     StaleWindow,
     policy_for,
 )
-from emotion2vec_webui.runs.stream_tickets import StreamTickets
+from emotion2vec_webui.runs.live.stream_tickets import StreamTickets
+from emotion2vec_webui.runs.recognize import Recognition, RecognizeOptions, RunOutcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,7 +87,7 @@ class Service:
         # Metrics and UI stats: told of every RunOutcome a job produces (whoever started it),
         # and of the exception when recognize() fails.
         self.observers: list[Callable[[RunOutcome | BaseException], None]] = []
-        self.stream_tickets = StreamTickets()  # the Live tab's passes to /api/v1/stream (runs/stream_tickets.py)
+        self.stream_tickets = StreamTickets()  # the Live tab's passes to /api/v1/stream (runs/live/stream_tickets.py)
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:

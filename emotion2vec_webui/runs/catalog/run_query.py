@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS
-from emotion2vec_webui.runs.run_index import RunIndex, has_text_index
+from emotion2vec_webui.runs.catalog.run_index import RunIndex, has_text_index
 
 KINDS = ("single", "batch", "live", "stream", "conversation")  # "conversation": any run with speakers
 DENSE_MATCHES = 2000  # a name search matching more runs pages along the listing's order instead of sorting them

@@ -1,7 +1,7 @@
 """One model replica of ``serve --ray``: the class Ray Serve runs as the ``E2VModel`` deployment.
 
 Each replica is a Ray actor that loads one :class:`engine.EmotionEngine` and puts
-the serving scheduler of ``runs/scheduler.py`` in front of it, exactly as the
+the serving scheduler of ``runs/inference/scheduler.py`` in front of it, exactly as the
 single-process server does: typed :class:`InferenceRequest` s in, length-bucketed
 padded batches on the one inference worker, priorities (live, interactive,
 background) and per-client shares. We use that scheduler rather than
@@ -10,7 +10,7 @@ nothing of priorities, of stale live windows or of padding budgets, and the
 numbers would then differ from the single-process server's.
 
 A replica never sees a file, a URL or an HTTP request: the ingress
-(``runs/ray_service.py``) decodes in its guarded decoder pool and sends the
+(``runs/inference/ray_service.py``) decodes in its guarded decoder pool and sends the
 waveform. What goes back must unpickle on a machine without the replica's
 device, so features leave as numpy arrays, never CUDA tensors. An
 :class:`~errors.E2VError` leaves as :class:`ReplicaError` (code and message),
@@ -34,7 +34,7 @@ from emotion2vec_webui.config import Settings
 from emotion2vec_webui.engine.result import EmotionResult
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.model.resolve import ModelInfo
-from emotion2vec_webui.runs.scheduler import InferenceRequest, Scheduler, policy_for
+from emotion2vec_webui.runs.inference.scheduler import InferenceRequest, Scheduler, policy_for
 
 log = logging.getLogger(__name__)
 

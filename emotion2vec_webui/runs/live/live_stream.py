@@ -27,7 +27,7 @@ shapes are ``serving/stream_schemas/`` (docs/streaming.md).
   result.json (the intervals and utterances sent); :meth:`LiveStream.done`
   is the final message.
 
-Inference goes through the service's scheduler (``runs/scheduler.py``) as
+Inference goes through the service's scheduler (``runs/inference/scheduler.py``) as
 typed requests (:meth:`LiveStream._classify`): intervals at ``live`` priority,
 ahead of other work and dropped unanswered when they wait too long (a newer
 one comes), utterances at ``interactive`` priority, each stream its own share;
@@ -58,8 +58,8 @@ from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE
 from emotion2vec_webui.engine.conversation import channel_speaker_ids
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
-from emotion2vec_webui.runs.stream_audio import FixedSegmenter, Signal16k, mix, pcm_block
-from emotion2vec_webui.runs.stream_options import ENCODINGS, StreamOptions, tag_line
+from emotion2vec_webui.runs.live.stream_audio import FixedSegmenter, Signal16k, mix, pcm_block
+from emotion2vec_webui.runs.live.stream_options import ENCODINGS, StreamOptions, tag_line
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class LiveStream:
         engine = service.engine  # model_unavailable before anything else
         self.head = None
         if options.head:
-            from emotion2vec_webui.runs.head_store import load_for_engine
+            from emotion2vec_webui.runs.stores.head_store import load_for_engine
 
             self.head = load_for_engine(settings.heads_dir, options.head, engine)
             if self.head.kind == "regression":  # messages carry a label and scores (docs/streaming.md)
@@ -438,7 +438,7 @@ class LiveStream:
 
     async def _classify(self, wave: np.ndarray, priority: str, patience_s: float = 0.0) -> dict | None:
         """One piece of audio through the scheduler; None when a live request was dropped as stale."""
-        from emotion2vec_webui.runs.scheduler import LIVE_MAX_AGE_S, InferenceRequest, StaleWindow
+        from emotion2vec_webui.runs.inference.scheduler import LIVE_MAX_AGE_S, InferenceRequest, StaleWindow
 
         max_age = max(LIVE_MAX_AGE_S, self.interval / SAMPLE_RATE) if priority == "live" else None
         request = InferenceRequest(wave, "utterance", self.head is not None, window_s=self.settings.window_s,

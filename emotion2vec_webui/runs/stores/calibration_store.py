@@ -119,7 +119,7 @@ def check_backbone(calibration: Calibration, engine) -> None:
     Raises:
         E2VError: ``head_mismatch``.
     """
-    from emotion2vec_webui.runs.head_store import engine_hash
+    from emotion2vec_webui.runs.stores.head_store import engine_hash
 
     exported = getattr(engine, "exported", None)
     source = exported.config.get("source_model", {}).get("checkpoint_sha256") if exported is not None else None

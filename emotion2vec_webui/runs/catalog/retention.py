@@ -40,9 +40,9 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs import storage
-from emotion2vec_webui.runs.catalog import BATCH_ID_RE, batch_folder, run_path, split_run_id
-from emotion2vec_webui.runs.run_index import RunIndex, catalog_for, read_batch_folder
-from emotion2vec_webui.runs.run_stats import batch_state
+from emotion2vec_webui.runs.catalog.folders import BATCH_ID_RE, batch_folder, run_path, split_run_id
+from emotion2vec_webui.runs.catalog.run_index import RunIndex, catalog_for, read_batch_folder
+from emotion2vec_webui.runs.catalog.run_stats import batch_state
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What ``serve --ray`` is asked for: the ``--ray`` flags' values, checked once, with bilingual errors.
 
-The command line (``cli/serve.py``) builds a :class:`RayServeOptions`; ``runs/ray_service.py`` deploys from it.
+The command line (``cli/serve.py``) builds a :class:`RayServeOptions`; ``runs/inference/ray_service.py`` deploys from it.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from emotion2vec_webui.runs.run_index import RunIndex, has_text_index
-from emotion2vec_webui.runs.run_query import RunFilter, decode_cursor, encode_cursor
+from emotion2vec_webui.runs.catalog.run_index import RunIndex, has_text_index
+from emotion2vec_webui.runs.catalog.run_query import RunFilter, decode_cursor, encode_cursor
 
 BATCH_ACTIVE_S = 15 * 60  # a batch without report.txt and newer activity than this is still being written
 MAX_STATS_ROWS = 1000  # rows per breakdown in stats (days, batches, speakers)

@@ -1,0 +1,1 @@
+"""The user's saved models beside the runs: trained heads and fitted calibrations, one folder each."""
