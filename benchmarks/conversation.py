@@ -58,27 +58,9 @@ def main() -> int:
     import torch
 
     from emotion2vec_webui.audio.dialogue import long_dialogue
-    from emotion2vec_webui.engine.conversation import ConversationOptions, analyse_conversation
-    from emotion2vec_webui.engine.engine import EmotionEngine
-    from emotion2vec_webui.model.conversation_models import AsrModel, SpeakerModel
-    from emotion2vec_webui.model.resolve import quiet_funasr
-    from emotion2vec_webui.model.standins import make_test_model
-    from emotion2vec_webui.model.standins_asr import make_conversation_standin
+    from emotion2vec_webui.engine.conversation import analyse_conversation
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tmp = Path(tempfile.mkdtemp(prefix="e2v-conv-bench-"))
-    with quiet_funasr():
-        emo = make_test_model(tmp / "emo", "tiny")
-        sv = make_conversation_standin(tmp / "sensevoice", "sensevoice")
-        cam = make_conversation_standin(tmp / "campplus", "campplus")
-    engine = EmotionEngine.load(str(emo), device="cpu", precision="fp32")
-    speaker, asr = SpeakerModel(str(cam), "ms", "cpu"), AsrModel(str(sv), "ms", "cpu")
-    options = ConversationOptions("auto", 2, True)
-    warm, _, _ = long_dialogue(20)
-    analyse_conversation(engine, warm, options, speaker_model=speaker, asr_model=asr)  # loads and warms the models
-    if args.threads:  # again: FunASR's AutoModel sets the process's thread count when it loads a model
-        torch.set_num_threads(args.threads)
+    engine, speaker, asr, options = warm_standins("e2v-conv-bench-", args.threads)
 
     stages = ("vad", "speaker", "asr", "emotion")
     signals = {m: long_dialogue(m * 60)[0] for m in args.minutes}
@@ -126,6 +108,54 @@ def main() -> int:
     if args.out:
         args.out.write_text(f"{table}\n\n{machine}\n", "utf-8")
     return 0
+
+
+def best_of(fn, repeats: int) -> tuple[float, object]:
+    """(minimum seconds, last value) of ``repeats`` calls of ``fn``."""
+    best, value = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, value
+
+
+def warm_standins(prefix: str, threads: int | None):
+    """The random-weight stand-ins (tiny emotion2vec, SenseVoice, CAM++) in a new temp folder, loaded and warmed.
+
+    Args:
+        prefix: the temp folder's name prefix.
+        threads: torch threads (None or 0: torch's own), set again after loading, since FunASR's
+            AutoModel sets the process's thread count when it loads a model.
+
+    Returns:
+        (engine, speaker model, ASR model, ``ConversationOptions("auto", 2, True)``), warmed on a 20 s dialogue.
+    """
+    import torch
+
+    from emotion2vec_webui.audio.dialogue import long_dialogue
+    from emotion2vec_webui.engine.conversation import ConversationOptions, analyse_conversation
+    from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.model.conversation_models import AsrModel, SpeakerModel
+    from emotion2vec_webui.model.resolve import quiet_funasr
+    from emotion2vec_webui.model.standins import make_test_model
+    from emotion2vec_webui.model.standins_asr import make_conversation_standin
+
+    if threads:
+        torch.set_num_threads(threads)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    with quiet_funasr():
+        emo = make_test_model(tmp / "emo", "tiny")
+        sv = make_conversation_standin(tmp / "sensevoice", "sensevoice")
+        cam = make_conversation_standin(tmp / "campplus", "campplus")
+    engine = EmotionEngine.load(str(emo), device="cpu", precision="fp32")
+    speaker, asr = SpeakerModel(str(cam), "ms", "cpu"), AsrModel(str(sv), "ms", "cpu")
+    options = ConversationOptions("auto", 2, True)
+    warm, _, _ = long_dialogue(20)
+    analyse_conversation(engine, warm, options, speaker_model=speaker, asr_model=asr)  # loads and warms the models
+    if threads:
+        torch.set_num_threads(threads)
+    return engine, speaker, asr, options
 
 
 def clustering(sizes: list[int], repeats: int) -> int:

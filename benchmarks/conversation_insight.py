@@ -24,21 +24,11 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def best_of(fn, repeats: int) -> tuple[float, object]:
-    """(minimum seconds, last value) of ``repeats`` calls of ``fn``."""
-    best, value = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, value
+from benchmarks.conversation import best_of, warm_standins  # noqa: E402
 
 
 def main() -> int:
@@ -56,25 +46,10 @@ def main() -> int:
     from emotion2vec_webui.audio.dialogue import dialogue, long_dialogue
     from emotion2vec_webui.engine.call_summary import summary_for_result
     from emotion2vec_webui.engine.conversation import ConversationOptions, analyse_conversation
-    from emotion2vec_webui.engine.engine import EmotionEngine
-    from emotion2vec_webui.model.conversation_models import AsrModel, SpeakerModel
-    from emotion2vec_webui.model.resolve import quiet_funasr
-    from emotion2vec_webui.model.standins import make_test_model
-    from emotion2vec_webui.model.standins_asr import make_conversation_standin
     from emotion2vec_webui.runs.report import report_html
     from emotion2vec_webui.runs.transcripts import turns_jsonl_text
 
-    torch.set_num_threads(args.threads)
-    tmp = Path(tempfile.mkdtemp(prefix="e2v-insight-bench-"))
-    with quiet_funasr():
-        emo = make_test_model(tmp / "emo", "tiny")
-        sv = make_conversation_standin(tmp / "sensevoice", "sensevoice")
-        cam = make_conversation_standin(tmp / "campplus", "campplus")
-    engine = EmotionEngine.load(str(emo), device="cpu", precision="fp32")
-    speaker, asr = SpeakerModel(str(cam), "ms", "cpu"), AsrModel(str(sv), "ms", "cpu")
-    options = ConversationOptions("auto", 2, True)
-    analyse_conversation(engine, long_dialogue(20)[0], options, speaker_model=speaker, asr_model=asr)  # warm
-    torch.set_num_threads(args.threads)  # FunASR's AutoModel sets the thread count when it loads a model
+    engine, speaker, asr, options = warm_standins("e2v-insight-bench-", args.threads)
 
     seconds = args.minutes * 60
     signal = long_dialogue(seconds)[0]

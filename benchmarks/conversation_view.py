@@ -25,20 +25,11 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def best_of(fn, repeats: int) -> tuple[float, object]:
-    """(minimum seconds, last value) of ``repeats`` calls of ``fn``."""
-    best, value = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, value
+from benchmarks.conversation import best_of  # noqa: E402
 
 
 def main() -> int:
