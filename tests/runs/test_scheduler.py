@@ -1,6 +1,7 @@
 """The inference scheduler's decisions, on a stand-in engine (no model): priorities, each client's share, stale
-live windows, length buckets, the wait for companions, one at a time when told, and the per-device policy
-(GPU branches exercised by passing CUDA device strings and memory figures)."""
+live windows, length buckets, the CPU default (no wait: what is already queued, close lengths only), the wait
+for companions, one at a time when told, and the per-device policy (GPU branches exercised by passing CUDA
+device strings and memory figures)."""
 
 from __future__ import annotations
 
@@ -194,6 +195,86 @@ def test_wait_zero_runs_one_request_at_a_time(rig):
     assert all(len(tags) == 1 for tags in engine.calls), engine.calls
 
 
+CPU_DEFAULT = batch_policy("cpu", "float32")  # E2V_BATCH_WAIT_MS unset: no wait, what is queued, a tight bucket
+
+
+def test_the_cpu_default_batches_what_is_queued_with_close_lengths_and_runs_far_lengths_alone(rig):
+    engine, scheduler = rig
+    scheduler.policy = CPU_DEFAULT
+    held = hold(engine, scheduler)
+    lengths = {1: 3.0, 2: 3.1, 3: 2.95, 4: 3.05, 5: 6.0, 6: 1.5, 7: 3.6}  # 7: 3.6 s is 17 % longer than 3.0 s
+    futures = [scheduler.submit(InferenceRequest(clip(t, s), client=f"c{t}")) for t, s in lengths.items()]
+    engine.gate.set()
+    held.result(5)
+    for f in futures:
+        f.result(5)
+    groups = sorted(tuple(sorted(tags)) for tags in engine.calls[1:])
+    assert groups == [(1, 2, 3, 4), (5,), (6,), (7,)], groups
+    for tags in engine.calls[1:]:  # padding waste within the policy's bound
+        longest = max(lengths[t] for t in tags)
+        assert longest - min(lengths[t] for t in tags) <= CPU_DEFAULT.max_padding * longest
+
+
+def test_the_cpu_default_fills_a_batch_up_to_its_size_and_audio_budget(rig):
+    engine, scheduler = rig
+    scheduler.policy = CPU_DEFAULT
+    held = hold(engine, scheduler)
+    threes = [scheduler.submit(InferenceRequest(clip(10 + i, 3.0), client=f"a{i}")) for i in range(12)]
+    engine.gate.set()
+    held.result(5)
+    for f in threes:
+        f.result(5)
+    sizes = [len(tags) for tags in engine.calls[1:]]
+    assert sizes == [CPU_DEFAULT.max_batch, 12 - CPU_DEFAULT.max_batch], sizes
+
+    engine.calls.clear()
+    held = hold(engine, scheduler)
+    eights = [scheduler.submit(InferenceRequest(clip(30 + i, 8.0), client=f"b{i}")) for i in range(5)]
+    engine.gate.set()
+    held.result(5)
+    for f in eights:
+        f.result(5)
+    per_call = int(CPU_DEFAULT.max_audio_s // 8.0)  # 24 s of padded audio: three 8 s clips a call
+    assert [len(tags) for tags in engine.calls[1:]] == [per_call, 5 - per_call], engine.calls
+
+
+def test_a_lone_request_is_picked_at_once_under_the_cpu_default_even_when_companions_are_expected():
+    """Picked directly (no worker thread): with a job busy elsewhere and a recent burst of requests, a waiting
+    policy holds the lone request back for companions; the CPU default runs it now."""
+    engine = FakeEngine()
+    for policy, runs_now in ((CPU_DEFAULT, True), (BatchPolicy(wait_s=30.0, max_batch=8, wait_share=None), False)):
+        scheduler = Scheduler(lambda: engine, policy)  # not started: nothing takes the request but _pick
+        with scheduler.job():  # busy decoding elsewhere: its request is expected soon
+            for i in range(3):  # a burst a moment ago: three in flight at once
+                scheduler.submit(InferenceRequest(clip(i), client=f"c{i}"))
+            with scheduler._cond:
+                for lane in scheduler._queues["interactive"].values():
+                    for item in list(lane):
+                        lane.remove(item)
+                        scheduler._release(item)
+            lone = scheduler.submit(InferenceRequest(clip(7), client="solo"))
+            with scheduler._cond:
+                group, sleep = scheduler._pick(time.monotonic())
+        if runs_now:
+            assert [it.future for it in group] == [lone] and sleep == 0.0
+        else:
+            assert group == [] and sleep > 0  # the contrast: a wait policy would hold it
+
+
+def test_a_lone_request_reaches_the_model_before_a_close_companion_arrives_under_the_cpu_default(rig):
+    engine, scheduler = rig
+    scheduler.policy = CPU_DEFAULT
+    engine.gate.clear()
+    engine.entered.clear()
+    with scheduler.job() as elsewhere:  # a companion is expected (a job busy off the worker), and not waited for
+        first = scheduler.submit(InferenceRequest(clip(1, 3.0), client="a"))
+        assert engine.entered.wait(5)  # in the model with the worker's gate still closed: it did not wait
+        second = scheduler.submit(InferenceRequest(clip(2, 3.0), client="b"), elsewhere)
+        engine.gate.set()
+        first.result(5), second.result(5)
+    assert engine.calls == [[1], [2]]
+
+
 def test_background_is_batched_on_a_gpu_but_not_on_a_cpu(rig):
     engine, scheduler = rig
     for policy, batched in ((BATCHING, False), (BatchPolicy(0.05, 8, 100.0, 0.25, background_batches=True), True)):
@@ -328,6 +409,8 @@ def test_queued_engine_runs_long_audio_window_by_window_each_its_own_request(rig
 def test_the_policy_per_device_and_precision():
     cpu32 = batch_policy("cpu", "float32")
     assert cpu32.batching and not cpu32.background_batches and cpu32.max_batch == 8
+    assert cpu32.wait_s == 0 and cpu32.max_padding <= 0.15 and cpu32.max_audio_s <= 8 * 3.0  # no wait, tight bucket
+    assert batch_policy("cpu", "float32", wait_ms=50).wait_s == pytest.approx(0.05)  # a wait asked for
     for policy in (cpu32, batch_policy("cuda:0", "bfloat16", free_bytes=1 << 30), batch_policy("cpu", "int8")):
         assert isinstance(policy.wait_share, float) and isinstance(policy.reason, str) and policy.reason
     for dtype in ("int8", "bfloat16"):

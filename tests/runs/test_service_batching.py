@@ -71,6 +71,35 @@ def test_concurrent_clips_of_mixed_lengths_batched_equal_one_at_a_time(engine, s
     assert stats["batched"] >= 4 and stats["calls"] < stats["requests"], stats
 
 
+def test_the_cpu_default_batches_close_lengths_and_equals_one_at_a_time(engine, settings):
+    """E2V_BATCH_WAIT_MS unset on a CPU in fp32: no wait; the clips queued while the worker was busy share padded
+    calls when their lengths are close (here 2.0-2.2 s), the far ones run alone; every answer equals one at a time."""
+    assert settings.batch_wait_ms is None
+    rng = np.random.default_rng(7)
+    seconds = [*rng.uniform(2.0, 2.2, 6), 0.9, 5.0]
+    clips = [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in seconds]
+    want = [engine.recognize(c, "utterance", True) for c in clips]
+    svc = Service(settings, engine)
+    svc.start()
+    try:
+        policy = svc.scheduler.policy
+        assert policy.batching and policy.wait_s == 0, policy  # the default, from the engine and the settings
+        gate = held_worker(svc)
+        with ThreadPoolExecutor(len(clips)) as pool:
+            futures = [pool.submit(svc.classify, c, granularity="utterance", embedding=True, client=f"c{i}")
+                       for i, c in enumerate(clips)]  # fmt: skip
+            while svc.queue_depth < len(clips):
+                threading.Event().wait(0.01)
+            gate.set()
+            got = [f.result(60) for f in futures]
+        stats = svc.scheduler.stats
+    finally:
+        svc.stop()
+    for g, w in zip(got, want, strict=True):
+        assert_same(g, w)
+    assert stats["batched"] == 6 and stats["calls"] == 1 + 3, stats  # the hold, one batch of six, two alone
+
+
 def test_vad_segments_are_batched_and_equal_one_at_a_time(engine, settings, service, phrases, tmp_path):  # noqa: F811
     wave, spans = phrases
     wav = write_audio(tmp_path / "phrases.wav", wave, 16000, "wav")

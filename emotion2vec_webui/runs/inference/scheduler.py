@@ -21,22 +21,36 @@ back, fall back one by one) are one decision.
 - **Batches**: requests of one class whose lengths are within ``max_padding``
   of each other share one padded, masked call (``engine.features_batch``,
   equal to one-by-one calls, see ``engine/batching.py``) under ``max_batch``
-  clips and ``max_audio_s`` seconds of padded audio. The first request waits
-  at most ``wait_s`` for companions, and only while more are expected: a job
-  of its class is busy elsewhere (decoding, assembling), or fewer of its
-  class are in flight than were in the last few seconds (clients that send
-  again as soon as they are answered); the wait ends as soon as they are in,
-  and never starts while requests of other lengths wait (the worker has work).
-  A lone client never waits. ``wait_s = 0`` is one request at a time, as
+  clips and ``max_audio_s`` seconds of padded audio. Two ways to form them:
+
+  - **no wait** (``wait_s = 0``, ``max_batch > 1``; a CPU's fp32 default): a
+    request never waits for companions; when the worker is free it takes what
+    is *already* queued and batches only clips of close lengths (a tight
+    bucket), so a lone request starts at once and mixed lengths mostly run one
+    by one, losing nothing. Batches form only while the worker is busy, which
+    is when they pay (the continuous batching of vLLM or TGI, on arrival).
+  - **a short wait** (``wait_s > 0``; a GPU's default, or ``E2V_BATCH_WAIT_MS``):
+    the first request waits at most ``wait_s`` for companions, and only while
+    more are expected: a job of its class is busy elsewhere (decoding,
+    assembling), or fewer of its class are in flight than were in the last few
+    seconds (clients that send again as soon as they are answered); the wait
+    ends as soon as they are in, and never starts while requests of other
+    lengths wait (the worker has work). A lone client never waits.
+
+  ``max_batch = 1`` (``E2V_BATCH_WAIT_MS=0``) is one request at a time, as
   before batching.
 - **Per device and precision** (:func:`batch_policy`), from measurements on
   the large model (issue 28; ``benchmarks/serving_throughput.md``): a 2-core
   CPU in fp32 ran batches of 4/8/16 equal 3 s clips 1.16x/1.20x/1.09x faster
-  than one by one, in int8 0.99x/0.97x/0.75x; so CPU batches fp32 up to 8
-  clips and runs int8, bf16 (not measured to pay) and ONNX one at a time, and
-  a CPU never batches background work (a batch's time grows with its size, and
-  an interactive request arriving meanwhile would wait for all of it). CUDA
-  batches everything, sized from the device's free memory.
+  than one by one, in int8 0.99x/0.97x/0.75x; through HTTP, waiting for
+  companions (100-200 ms) gave 0.89-1.17x on 3 s clips and lost on mixed
+  lengths (0.86-0.90x). So a CPU in fp32 does not wait: it batches what is
+  queued, lengths within 10 %, up to 8 clips / 24 s of padded audio (8 x 3 s,
+  the largest batch measured to pay); int8, bf16 (not measured to pay) and
+  ONNX run one at a time; and a CPU never batches background work (a batch's
+  time grows with its size, and an interactive request arriving meanwhile
+  would wait for all of it). CUDA waits a few ms and batches everything,
+  sized from the device's free memory.
 """
 
 from __future__ import annotations
@@ -60,10 +74,10 @@ log = logging.getLogger(__name__)
 
 PRIORITIES = ("live", "interactive", "background")  # served in this order
 LIVE_MAX_AGE_S = 2.0  # a live window not started within this is dropped (the next one is newer)
-CPU_FP32_WAIT_MS = 200.0  # CPU fp32's longest wait for companions (ends once the expected ones are in)
 CUDA_WAIT_MS = 5.0  # a GPU's wait: a few ms, as Triton's dynamic batcher is usually set
 CPU_FP32_MAX_BATCH = 8  # 8 clips paid best on the 2-core CPU (1.20x); 16 less (1.09x)
-CPU_MAX_AUDIO_S = 40.0  # padded audio per CPU batch
+CPU_MAX_AUDIO_S = 24.0  # padded audio per CPU batch: 8 x 3 s, the largest batch measured to pay in fp32
+CPU_MAX_PADDING = 0.10  # a CPU batches clips within 10 % of the longest's length: padding costs what batching gains
 CUDA_MAX_BATCH = 128
 WAIT_SHARE = 0.25  # the wait for companions is at most this share of the last model call's time
 PEAK_MEMORY_S = 2.0  # how long requests in flight at once are remembered (from their arrival, and their answer)
@@ -103,8 +117,8 @@ class InferenceRequest:
 class BatchPolicy:
     """How the scheduler groups requests on one device and precision."""
 
-    wait_s: float = 0.0  # how long the first request waits for companions (0: one request at a time)
-    max_batch: int = 1  # most clips per padded call
+    wait_s: float = 0.0  # how long the first request waits for companions (0: none, only what is already queued)
+    max_batch: int = 1  # most clips per padded call (1: one request at a time)
     max_audio_s: float = 40.0  # most padded audio per call (clips x longest), seconds
     max_padding: float = 0.25  # most padding in a batch, as a fraction of its longest clip
     background_batches: bool = False  # background requests share batches too (GPU), or run one at a time (CPU)
@@ -113,7 +127,7 @@ class BatchPolicy:
 
     @property
     def batching(self) -> bool:
-        return self.wait_s > 0 and self.max_batch > 1
+        return self.max_batch > 1
 
 
 def batch_policy(
@@ -129,7 +143,8 @@ def batch_policy(
 
     Args:
         batchable: the engine runs padded batches (False for ONNX paths: one at a time).
-        wait_ms: ``E2V_BATCH_WAIT_MS`` (None: per device and precision; 0: one request at a time).
+        wait_ms: ``E2V_BATCH_WAIT_MS`` (None: per device and precision — CPU fp32 batches what is queued without
+            waiting, CUDA waits a few ms, CPU int8/bf16 one at a time; 0: one request at a time; more: that wait).
         max_audio_s: ``E2V_BATCH_MAX_AUDIO_S`` (None: per device; on CUDA from ``free_bytes``).
         free_bytes: the device's free memory (CUDA), for the bucket size.
         embedding_dim: the model's width (the activations per second of audio grow with it).
@@ -150,10 +165,17 @@ def batch_policy(
     if wait_ms is None and dtype != "float32":
         return BatchPolicy(reason=f"cpu {dtype}: batches measured no faster than one by one (int8 0.75-0.99x); "
                                   "one request at a time (E2V_BATCH_WAIT_MS sets a wait to batch anyway)")  # fmt: skip
-    wait = CPU_FP32_WAIT_MS if wait_ms is None else wait_ms
-    return BatchPolicy(wait_s=wait / 1000, max_batch=CPU_FP32_MAX_BATCH, max_audio_s=audio, background_batches=False,
-                       reason=f"cpu {dtype}: interactive batches up to {CPU_FP32_MAX_BATCH} clips / {audio:.0f} s of "
-                       "audio (fp32 measured 1.1-1.2x); background one at a time")
+    if wait_ms is None:
+        return BatchPolicy(wait_s=0.0, max_batch=CPU_FP32_MAX_BATCH, max_audio_s=audio, max_padding=CPU_MAX_PADDING,
+                           background_batches=False,
+                           reason=f"cpu {dtype}: no wait; what is already queued is batched when its lengths are "
+                           f"within {CPU_MAX_PADDING:.0%}, up to {CPU_FP32_MAX_BATCH} clips / {audio:.0f} s of audio "
+                           "(fp32 measured 1.16-1.20x on equal clips); background one at a time")  # fmt: skip
+    return BatchPolicy(wait_s=wait_ms / 1000, max_batch=CPU_FP32_MAX_BATCH, max_audio_s=audio,
+                       max_padding=CPU_MAX_PADDING, background_batches=False,
+                       reason=f"cpu {dtype}: E2V_BATCH_WAIT_MS={wait_ms:g}: interactive batches wait up to "
+                       f"{wait_ms:g} ms for companions, lengths within {CPU_MAX_PADDING:.0%}, up to "
+                       f"{CPU_FP32_MAX_BATCH} clips / {audio:.0f} s of audio; background one at a time")  # fmt: skip
 
 
 def policy_for(engine, settings) -> BatchPolicy:
@@ -399,23 +421,29 @@ class Scheduler:
             if first.call is None and not first.request.windowed and policy.batching and (
                 policy.background_batches or priority != "background"
             ):
-                group = self._gather(lanes, first, policy)
-                wait = policy.wait_s
-                if policy.wait_share is not None and self._last_call_s:
-                    wait = min(wait, policy.wait_share * self._last_call_s)
-                due = min(it.arrival for it in group) + wait
-                queued = sum(len(lane) for lane in lanes.values())
-                if len(group) < policy.max_batch and len(group) == queued and now < due and self._expect_more(
-                    priority, now
-                ):
+                group = self._gather(lanes, first, policy)  # what is already queued and fits
+                if policy.wait_s > 0 and self._should_wait(policy, lanes, group, priority, now):
                     # wait for companions: until the wait ends, or a request (or a job's end) wakes the worker;
                     # never while other requests of the class wait (lengths that do not fit): the worker has work
+                    due = min(it.arrival for it in group) + self._wait_s(policy)
                     return [], max(0.001, min(due - now, self._next_stale(now)))
             for it in group:
                 lanes[it.client].remove(it)
             lanes.move_to_end(first_client)  # the next turn starts with the next client
             return group, 0.0
         return [], max(0.001, self._next_stale(now))
+
+    def _wait_s(self, policy: BatchPolicy) -> float:
+        if policy.wait_share is not None and self._last_call_s:
+            return min(policy.wait_s, policy.wait_share * self._last_call_s)
+        return policy.wait_s
+
+    def _should_wait(self, policy: BatchPolicy, lanes, group: list[_Item], priority: str, now: float) -> bool:
+        """Whether ``group`` waits for companions: room is left, nothing else of its class is queued, its wait
+        has not ended, and more are expected."""
+        due = min(it.arrival for it in group) + self._wait_s(policy)
+        queued = sum(len(lane) for lane in lanes.values())
+        return len(group) < policy.max_batch and len(group) == queued and now < due and self._expect_more(priority, now)
 
     @staticmethod
     def _gather(lanes, first: _Item, policy: BatchPolicy) -> list[_Item]:
