@@ -34,6 +34,7 @@ ERROR_CODES: dict[str, str] = {
     "head_mismatch": "the trained head (or calibration) was built on another backbone or head version",
     "head_invalid": "the trained head's (or calibration's) folder is malformed (its files, types, shapes or values)",
     "run_busy": "the run or batch is being written or read right now, so it was not deleted; retry shortly",
+    "range_not_satisfiable": "the byte range asked for (Range) starts past the end of the file",
 }
 
 

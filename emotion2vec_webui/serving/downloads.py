@@ -13,7 +13,7 @@ a download is the old version or the new one, never a mix.
 
 Ranges, for the UI's audio player and seeking: one byte range (``bytes=a-b``,
 ``a-``, ``-n``) is answered ``206`` with ``Content-Range``; a range starting
-past the end ``416``; several ranges or a malformed header are ignored and the
+past the end ``416 range_not_satisfiable`` (the error shape, ``Content-Range: bytes */<size>``); several ranges or a malformed header are ignored and the
 whole file is sent (``200``), as RFC 9110 allows; ``If-Range`` naming another
 ETag or date sends the whole file.
 """
@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from emotion2vec_webui.errors import E2VError
+from emotion2vec_webui.serving.errors import error_response
 
 CHUNK_BYTES = 64 * 1024
 
@@ -153,8 +154,12 @@ async def open_file_response(request: Request, path: Path, media_type: str, file
             wanted = byte_range(request.headers.get("range"), st.st_size)
         except RangeNotSatisfiable:
             file.close()
-            return Response(
-                status_code=416, headers={"content-range": f"bytes */{st.st_size}", "accept-ranges": "bytes"}
+            # The one error shape like every other error (serving/errors.py), with the size a client can retry by.
+            return error_response(
+                "range_not_satisfiable",
+                f"The byte range asked for starts past the end of the file ({st.st_size} bytes). "
+                f"/ 请求的字节范围超出了文件末尾（文件共 {st.st_size} 字节）。",
+                headers={"content-range": f"bytes */{st.st_size}", "accept-ranges": "bytes"},
             )
         if wanted is not None:
             (start, end), status = wanted, 206

@@ -45,6 +45,7 @@ HTTP_STATUS: dict[str, int] = {
     "head_mismatch": 409,
     "head_invalid": 422,
     "run_busy": 409,
+    "range_not_satisfiable": 416,
 }
 RETRY_AFTER_S = {"overloaded": 1, "model_unavailable": 5, "rate_limited": 1}
 
@@ -97,6 +98,7 @@ _STARLETTE_CODES = {
     405: "method_not_allowed",
     408: "request_timeout",
     413: "file_too_large",
+    416: "range_not_satisfiable",
     429: "rate_limited",
     501: "not_implemented",
     503: "overloaded",

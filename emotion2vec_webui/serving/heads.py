@@ -77,7 +77,9 @@ async def heads(request: Request):
     "/heads",
     summary="Train a head on a labelled set (a background job)",
     status_code=202,
-    responses=responses_for("bad_request", "forbidden", "unauthorized", "model_unavailable", "overloaded"),
+    responses=responses_for(
+        "bad_request", "file_too_large", "forbidden", "unauthorized", "model_unavailable", "overloaded"
+    ),
 )
 async def train(request: Request):
     service, settings = request.app.state.service, request.app.state.settings

@@ -3,11 +3,11 @@
 Every route that takes JSON reads it here (``POST /api/v1/recognize``,
 ``POST /api/v1/heads``, ``PATCH /api/v1/runs/{id}/speakers``), never with
 ``request.json()`` or a FastAPI body parameter, so that each refusal is the
-same typed ``422 bad_request``:
+same typed ``422 bad_request`` — except size, which is ``413 file_too_large``:
 
 * **bytes**: small routes read at most ``max_bytes`` (64 KB by default) and
-  stop reading there; recognize's body is bounded by the upload cap
-  (``guards.ApiGuardMiddleware``);
+  stop reading there (a larger ``Content-Length`` is refused before reading);
+  recognize's body is bounded by the upload cap (``guards.ApiGuardMiddleware``);
 * **values**: more than :data:`MAX_CONTAINERS` ``[``/``{`` or :data:`MAX_COMMAS`
   commas are refused before parsing (counted in C over the raw bytes, inside
   strings too, which only makes the bound stricter): a 100 MB body of ``[]``
@@ -50,6 +50,14 @@ TOO_DEEP = (
     f"The JSON body is nested too deeply (more than {MAX_DEPTH} levels). / JSON 请求体嵌套过深（超过 {MAX_DEPTH} 层）。"
 )
 TOO_MANY = "The JSON body holds too many values. / JSON 请求体包含的值过多。"
+
+
+def _too_large(max_bytes: int) -> E2VError:
+    # 413 like every other body over its cap (one code, one status: serving/errors.py), not a 422.
+    return E2VError(
+        "file_too_large",
+        f"The JSON body is larger than {max_bytes // 1024} KB. / JSON 请求体超过 {max_bytes // 1024} KB。",
+    )
 
 
 def _place(path: tuple) -> str:
@@ -143,19 +151,20 @@ async def read_json(request: Request, max_bytes: int | None = SMALL_BODY_BYTES) 
         max_bytes: most body bytes read (None: as many as the guards let in, e.g. recognize's base64).
 
     Raises:
-        E2VError: ``bad_request`` (too large, not JSON, too many values, too deep, unencodable text).
+        E2VError: ``file_too_large`` (over ``max_bytes``); ``bad_request`` (not JSON, too many values, too deep,
+            unencodable text).
     """
     if max_bytes is None:
         raw = await request.body()
     else:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:  # refused before a byte of the body is read
+            raise _too_large(max_bytes)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
-                raise E2VError(
-                    "bad_request",
-                    f"The JSON body is larger than {max_bytes // 1024} KB. / JSON 请求体超过 {max_bytes // 1024} KB。",
-                )
+                raise _too_large(max_bytes)
             chunks.append(chunk)
         raw = b"".join(chunks)
     return await anyio.to_thread.run_sync(parse_json, raw)
@@ -165,7 +174,8 @@ async def read_model(request: Request, model: type[Model], max_bytes: int | None
     """The request's JSON body (:func:`read_json`) validated as ``model``.
 
     Raises:
-        E2VError: ``bad_request`` (the body, or a field, is not what ``model`` says).
+        E2VError: ``file_too_large`` (over ``max_bytes``); ``bad_request`` (the body, or a field, is not what
+            ``model`` says).
     """
     value = await read_json(request, max_bytes)
     try:

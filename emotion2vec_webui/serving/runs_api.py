@@ -238,7 +238,7 @@ async def remove_run(request: Request, run_id: str):
     name="rename_speakers",
     summary="Rename a conversation run's speakers (result.json labels, transcript.srt/.vtt, turns.csv)",
     response_model=RecognizeResponse,
-    responses=responses_for("not_found", "bad_request", "unauthorized"),
+    responses=responses_for("not_found", "bad_request", "file_too_large", "unauthorized"),
     openapi_extra=json_request_body(SpeakerNames),
 )
 async def rename_run_speakers(request: Request, run_id: str):
@@ -286,7 +286,8 @@ async def run_report(request: Request, run_id: str):
     name="run_artifact",
     summary="Download one artifact: result.json, processed_audio.wav, embedding.npy, frames.csv, run.log, "
     "transcript.srt/.vtt, turns.csv, turns.jsonl",
-    responses={200: {"content": {t: {} for t in sorted(set(_MEDIA_TYPES.values()))}}, **responses_for("not_found")},
+    responses={200: {"content": {t: {} for t in sorted(set(_MEDIA_TYPES.values()))}},
+               **responses_for("not_found", "range_not_satisfiable")},  # fmt: skip
 )
 async def run_artifact(request: Request, run_id: str, artifact: str):
     if artifact not in RUN_FILES:

@@ -44,6 +44,7 @@ ERROR_TITLES: dict[str, tuple[str, str]] = {
     "head_mismatch": ("分类头与模型不匹配", "Head trained on another model"),
     "head_invalid": ("分类头无效", "Invalid head"),
     "run_busy": ("正在使用中", "In use right now"),
+    "range_not_satisfiable": ("请求的范围无效", "Range not satisfiable"),
 }
 
 # Error code → a Chinese line shown above the (English) detail of an error, unless the detail has Chinese already.
@@ -69,6 +70,7 @@ ERROR_DETAILS_ZH: dict[str, str] = {
     "head_mismatch": "这个分类头是为另一个模型训练的。",
     "head_invalid": "这个分类头的文件已损坏或格式不对，请重新训练。",
     "run_busy": "该运行或批量正在写入或读取，未删除；请稍后再试。",
+    "range_not_satisfiable": "请求的字节范围超出了文件末尾。",
 }
 
 GRANULARITY_NAMES: dict[str, tuple[str, str]] = {
