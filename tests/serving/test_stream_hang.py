@@ -6,6 +6,13 @@ told to (a hung worker; one that died never answers either). The take's model
 calls wait ``INFER_TIMEOUT_S`` (shortened here), then the client gets
 ``model_unavailable`` and the audio it sent is kept as a WAV in
 ``incomplete_takes/``, sample for sample.
+
+The patience for a full inference queue (``UTTERANCE_PATIENCE_S``, 30 s;
+``FINAL_PATIENCE_S``, 120 s) is shortened too: a take's wait for a model call is
+its timeout plus that patience, so at the shipped values a hang at the end took
+32 s here (an utterance's call) and could take 122 s (the whole take's). The queue
+is never full in these tests (one take), so the patience only lengthens the wait:
+the same calls hang, time out and end the take the same way, in seconds.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ def rig(settings, engine, monkeypatch):
     from fastapi.testclient import TestClient
 
     monkeypatch.setattr(live_stream, "INFER_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(live_stream, "UTTERANCE_PATIENCE_S", 1.0)  # a full queue only: never here
+    monkeypatch.setattr(live_stream, "FINAL_PATIENCE_S", 1.0)
     blocking = BlockingEngine(engine)
     service = Service(settings, blocking)
     service.start()
