@@ -24,7 +24,8 @@ import soundfile as sf
 from emotion2vec_webui.audio.decode import decode_audio
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
 from emotion2vec_webui.errors import ERROR_CODES, E2VError
-from emotion2vec_webui.options import HEAD_NAME_RE
+from emotion2vec_webui.labels import EMOTIONS
+from emotion2vec_webui.options import HEAD_NAME_RE, MIN_CONFIDENCE
 from emotion2vec_webui.runs.live.live_stream import LiveStream
 from emotion2vec_webui.runs.live.stream_audio import Signal16k, mix, pcm_block
 from emotion2vec_webui.runs.live.stream_options import BOUNDS, CHOICES, StreamOptions, tag_line
@@ -143,6 +144,119 @@ def test_a_slow_server_skips_intervals_never_utterances_and_saves_the_take(setti
     assert [r.priority for r in service.requests if r.priority != "live"] == ["interactive"] * len(ends)
 
 
+T, BIAS = 0.5, np.linspace(-0.4, 0.4, 9)  # a calibration that sharpens the tiny model's near-uniform scores
+
+
+@pytest.fixture
+def calibrated_settings(settings, tiny_model_dir, tmp_path):
+    """Settings whose heads folder holds ``sharp``, a nine-class calibration of the tiny model."""
+    from emotion2vec_webui.engine.calibration import NINE, Calibration
+    from emotion2vec_webui.runs.stores.calibration_store import write_calibration
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
+
+    sharp = Calibration("sharp", NINE, tuple(EMOTIONS), T, BIAS, checkpoint_sha256(tiny_model_dir))
+    write_calibration(tmp_path / "heads", sharp, b"", "test")
+    return dataclasses.replace(settings, heads_dir=tmp_path / "heads")
+
+
+def _calibrated(scores: dict) -> np.ndarray:
+    """The calibration applied by hand: softmax(log p / T + bias)."""
+    z = np.log(np.maximum([scores[k] for k in EMOTIONS], 1e-300)) / T + BIAS
+    return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+
+
+def _take_in_step(service, options: StreamOptions, frames: list[bytes]) -> tuple[list[dict], dict]:
+    """A take fed frame by frame, each frame's interval analysed before the next (so none is skipped, whatever
+    the machine's speed); every message and the saved result.json."""
+    got: list[dict] = []
+
+    async def main():
+        stream = await asyncio.to_thread(LiveStream, service, options, "test")
+
+        async def emit(message):
+            got.append(message)
+
+        stream.start(emit)
+        for frame in frames:
+            await stream.room()
+            stream.feed(frame)
+            while stream._interval_job is not None or stream.last_k < stream.mix.spool.samples // stream.interval:
+                await asyncio.sleep(0.005)
+        outcome = await stream.finish()
+        got.append(stream.done(outcome))
+        stream.close()
+        return outcome
+
+    outcome = run_async(main())
+    for message in got:
+        check_message(message)
+    result = json.loads((outcome.run.path / "result.json").read_text("utf-8"))
+    validate_result({**result, "run_id": outcome.run.run_id, "files": {}})
+    return got, result
+
+
+def test_a_calibrated_take_carries_the_calibrated_scores_and_abstains_below_min_confidence(
+    calibrated_settings, engine, speech_wav
+):
+    data, rate = sf.read(speech_wav, dtype="float32")
+    pause = np.zeros(rate // 2, np.float32)
+    frames = _frames(np.concatenate([pause, data, pause, data, pause]), rate)
+    service = SlowService(calibrated_settings, engine)
+    base = {"sample_rate": rate, "interval_ms": 1000, "window_ms": 2000, "granularity": "utterance", "tags": True}
+    plain, plain_result = _take_in_step(service, StreamOptions(**base), frames)
+    told = [m for m in plain if m["type"] in ("interval", "utterance_end") and m["scores"]]
+    assert len([m for m in told if m["type"] == "utterance_end"]) >= 2 and all("uncertain" not in m for m in told)
+    # a threshold amid the calibrated confidences: some answers abstain, some do not
+    expected = sorted({round(float(_calibrated(m["scores"]).max()), 4) for m in told})
+    middle = len(expected) // 2
+    threshold = (expected[middle - 1] + expected[middle]) / 2
+    options = StreamOptions(**base, calibration="sharp", min_confidence=threshold)
+    got, result = _take_in_step(service, options, frames)
+
+    for kind in ("interval", "utterance_end"):
+        before = {m["index"]: m for m in plain if m["type"] == kind}
+        after = {m["index"]: m for m in got if m["type"] == kind}
+        assert set(after) == set(before) and after, kind  # the same audio, the same windows and utterances
+        for index, m in after.items():
+            want = _calibrated(before[index]["scores"])
+            np.testing.assert_allclose([m["scores"][k] for k in EMOTIONS], want, atol=1e-3)  # from 4-digit scores
+            assert m["emotion"] == EMOTIONS[int(np.argmax([m["scores"][k] for k in EMOTIONS]))]
+            assert m["confidence"] == max(m["scores"].values())
+            assert m["uncertain"] == (m["confidence"] < threshold)
+            if kind == "utterance_end":
+                assert m["tag"].startswith("[uncertain: " if m["uncertain"] else f"[{m['emotion']} ")
+    marks = [m["uncertain"] for m in got if m["type"] in ("interval", "utterance_end")]
+    assert any(marks) and not all(marks)
+    # the run: named calibration, calibrated like REST's, the messages kept as sent
+    assert result["calibration"]["name"] == "sharp" and plain_result["calibration"] is None
+    assert result["min_confidence"] == threshold and result["uncertain"] == (result["confidence"] < threshold)
+    np.testing.assert_allclose([result["scores"][k] for k in EMOTIONS], _calibrated(plain_result["scores"]),
+                               atol=2e-5)  # fmt: skip
+    sent = [{k: v for k, v in m.items() if k != "type"} for m in got if m["type"] == "interval"]
+    assert result["stream"]["intervals"] == sent
+    assert got[-1]["type"] == "done" and got[-1]["uncertain"] == result["uncertain"]
+
+
+def test_an_unknown_or_misfitted_calibration_is_refused_before_any_audio(calibrated_settings, engine,
+                                                                         tiny_model_dir):  # fmt: skip
+    from emotion2vec_webui.engine.calibration import Calibration
+    from emotion2vec_webui.runs.stores.calibration_store import write_calibration
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
+
+    # a head's calibration (for a head not asked for) and one of another model
+    write_calibration(calibrated_settings.heads_dir, Calibration("for_head", "my_head", ("a", "b"), 2.0, np.zeros(2),
+                                                                 checkpoint_sha256(tiny_model_dir), "f" * 64),
+                      b"", "test")  # fmt: skip
+    write_calibration(calibrated_settings.heads_dir, Calibration("alien", "nine", tuple(EMOTIONS), 2.0, np.zeros(9),
+                                                                 "0" * 64), b"", "test")  # fmt: skip
+    service = SlowService(calibrated_settings, engine)
+    for name, code in (("nothing", "not_found"), ("alien", "head_mismatch"), ("for_head", "bad_request")):
+        with pytest.raises(E2VError) as err:
+            LiveStream(service, StreamOptions(calibration=name), "test")
+        assert err.value.code == code and " / " in err.value.message, name
+    assert not list(calibrated_settings.output_dir.glob("**/result.json"))
+
+
 def test_memory_does_not_grow_with_the_take(settings, engine):
     """300 s of 48 kHz stereo (55 MB of PCM, 19 MB at 16 kHz float32): what the connection holds stays small."""
     rate, seconds = 48000, 300
@@ -221,6 +335,8 @@ def test_frames_of_partial_samples_and_non_finite_floats_are_refused():
         {"encoding": "mp3"}, {"channels": 0}, {"channels": 9}, {"interval_ms": 100}, {"window_ms": 60000},
         {"segmentation": "frames"}, {"granularity": "word"}, {"speakers": "auto"}, {"speakers": "channels"},
         {"tags": "yes"}, {"head": ""}, {"head": "x" * 65}, {"head": "../up"}, {"head": 3}, {"source_name": "\u202e"}, {"samplerate": 16000},
+        {"calibration": ""}, {"calibration": "../up"}, {"calibration": 3}, {"min_confidence": 1.5},
+        {"min_confidence": -0.1}, {"min_confidence": "0.5"}, {"min_confidence": True}, {"min_confidence": float("nan")},
         {"interval_ms": 4000, "window_ms": 3000},
     ],
 )  # fmt: skip
@@ -245,9 +361,13 @@ def test_the_start_schema_is_the_options_and_the_error_schema_the_codes():
     option_fields = {f.name for f in dataclasses.fields(StreamOptions)}
     assert set(start) == option_fields | {"type", "token"}
     assert HEAD_NAME_RE.pattern.strip("^$") in start["head"]["pattern"]  # head names as options.py has them
+    assert start["calibration"]["pattern"] == start["head"]["pattern"]  # calibration names: the same rule
+    assert (start["min_confidence"]["minimum"], start["min_confidence"]["maximum"]) == MIN_CONFIDENCE
     assert set(SCHEMAS["error"]["properties"]["code"]["enum"]) == set(ERROR_CODES)
     assert set(SCHEMAS) == {"start", "stop", "interval", "utterance_start", "utterance_end", "warning", "error", "done"}
     options = StreamOptions.from_message({"type": "start", "token": "t", "sample_rate": 8000, "speakers": "channels",
-                                          "channels": 2, "head": " my_head "})  # fmt: skip
+                                          "channels": 2, "head": " my_head ", "calibration": "sharp",
+                                          "min_confidence": 0.6})  # fmt: skip
     assert (options.sample_rate, options.channels, options.head) == (8000, 2, "my_head")
+    assert (options.calibration, options.min_confidence) == ("sharp", 0.6)
     jsonschema.validate({"type": "start", "sample_rate": 8000, "channels": 2, "speakers": "channels"}, SCHEMAS["start"])

@@ -27,6 +27,12 @@ shapes are ``serving/stream_schemas/`` (docs/streaming.md).
   result.json (the intervals and utterances sent); :meth:`LiveStream.done`
   is the final message.
 
+A ``calibration`` and a ``min_confidence`` in ``start`` work as in the recognise
+flow (:mod:`runs.confidence`, loaded and checked when the take is made, before
+any audio): intervals and utterances carry calibrated scores (a head's
+calibration folded into the head) and, with a threshold, ``uncertain``; the
+run's result.json names the calibration.
+
 Inference goes through the service's scheduler (``runs/inference/scheduler.py``) as
 typed requests (:meth:`LiveStream._classify`): intervals at ``live`` priority,
 ahead of other work and dropped unanswered when they wait too long (a newer
@@ -55,9 +61,11 @@ from pathlib import Path
 import numpy as np
 
 from emotion2vec_webui.audio.format import MIN_MODEL_SAMPLES, SAMPLE_RATE
+from emotion2vec_webui.engine.calibration import calibrate_result
 from emotion2vec_webui.engine.conversation import channel_speaker_ids
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.confidence import is_uncertain, load_calibration, nine_class
 from emotion2vec_webui.runs.live.stream_audio import FixedSegmenter, Signal16k, mix, pcm_block
 from emotion2vec_webui.runs.live.stream_options import ENCODINGS, StreamOptions, tag_line
 
@@ -77,8 +85,12 @@ DIGITS = 4  # score rounding in messages
 Emit = Callable[[dict], Awaitable[None]]
 
 
-def _scores(result, head, smoothing_s: float, duration_s: float) -> dict:
-    """An :class:`EmotionResult`'s nine scores (and the head's answer) as the messages carry them."""
+def _scores(result, head, smoothing_s: float, duration_s: float, min_confidence: float | None = None) -> dict:
+    """An :class:`EmotionResult`'s nine scores (and the head's answer) as the messages carry them.
+
+    With ``min_confidence`` the answer and the head's carry ``uncertain`` (:func:`runs.confidence.is_uncertain`,
+    as result.json's segments do); the result and the head come calibrated when the take has a calibration.
+    """
     out = {
         "emotion": result.emotion,
         "emotion_zh": EMOTIONS_ZH[result.emotion],
@@ -86,6 +98,8 @@ def _scores(result, head, smoothing_s: float, duration_s: float) -> dict:
         "scores": {k: round(float(result.scores[k]), DIGITS) for k in EMOTIONS},
         "head": None,
     }
+    if min_confidence is not None:
+        out["uncertain"] = is_uncertain(float(result.confidence), min_confidence)
     if head is not None:
         from emotion2vec_webui.engine.heads import apply_head
 
@@ -97,6 +111,8 @@ def _scores(result, head, smoothing_s: float, duration_s: float) -> dict:
             "confidence": round(float(block["confidence"]), DIGITS),
             "scores": {k: round(float(v), DIGITS) for k, v in block["scores"].items()},
         }
+        if min_confidence is not None:
+            out["head"]["uncertain"] = is_uncertain(float(block["confidence"]), min_confidence)
     return out
 
 
@@ -124,7 +140,8 @@ class LiveStream:
         container: result.json's ``audio.container``: ``stream``, or ``microphone`` for the Live tab's takes.
 
     Raises:
-        E2VError: ``model_unavailable``; the head's ``not_found`` / ``head_mismatch`` / ``head_invalid``;
+        E2VError: ``model_unavailable``; the head's or the calibration's ``not_found`` / ``head_mismatch`` /
+            ``head_invalid`` (``bad_request``: a head's calibration without that head, as REST says it);
             ``storage_*`` when the spool cannot be made.
     """
 
@@ -145,6 +162,10 @@ class LiveStream:
                 raise E2VError("bad_request", f"Head {options.head!r} is a regression (dimensional) head: live "
                                "streams take classification heads; use recognize for its values and curves. / "
                                "实时流只支持分类头;回归(维度)头请用 recognize。")  # fmt: skip
+        # the calibration as the recognise flow loads it (not_found, head_mismatch, bad_request before any audio):
+        # a head's is folded into the head, a nine-class one rescales each answer (_classify)
+        calibration, self.head = load_calibration(options, settings, engine, self.head)
+        self.nine_class = nine_class(calibration)
         self.dtype = ENCODINGS[options.encoding][0]
         self.rate = options.decoded_rate  # Hz of the samples fed (48 kHz when an opus decoder gives them)
         self.max_frames = int(settings.max_duration_s * self.rate)  # source frames kept at most
@@ -429,7 +450,7 @@ class LiveStream:
         message.update(got)
         if self.options.tags and got["emotion"] is not None:
             message["tag"] = tag_line(got["emotion"], got["confidence"], start / SAMPLE_RATE, end / SAMPLE_RATE,
-                                      self.speakers[speaker])  # fmt: skip
+                                      self.speakers[speaker], bool(got.get("uncertain")))  # fmt: skip
         self.utterances.append({key: v for key, v in message.items() if key != "type"})
         await self._send(message)
         self._utterance_job = None
@@ -448,7 +469,10 @@ class LiveStream:
                                         self.infer_timeout_s)  # fmt: skip
         except StaleWindow:
             return None
-        return _scores(result, self.head, self.settings.frame_smoothing_s, len(wave) / SAMPLE_RATE)
+        if self.nine_class is not None:
+            result = calibrate_result(result, self.nine_class)
+        return _scores(result, self.head, self.settings.frame_smoothing_s, len(wave) / SAMPLE_RATE,
+                       self.options.min_confidence)  # fmt: skip
 
     async def _answer(self, submit, patience_s: float, timeout_s: float):
         """:func:`_retrying` within ``timeout_s`` (then the take fails: :meth:`_fail`); a failed take asks no more."""
@@ -510,7 +534,8 @@ class LiveStream:
                                warnings=tuple(warnings))  # fmt: skip
         options = RecognizeOptions(granularity=opts.granularity, extract_embedding=opts.embedding,
                                    segmentation="vad" if opts.segmentation == "vad" else "frames", head=opts.head,
-                                   speakers=opts.speakers)  # fmt: skip
+                                   speakers=opts.speakers, calibration=opts.calibration,
+                                   min_confidence=opts.min_confidence)  # fmt: skip
         flow = Recognition(self.settings, options, request_id=self.request_id)
         if self.channel_signals:
             flow.channel_waveforms = [s.spool.read(0, s.spool.samples) for s in self.channel_signals]
@@ -564,7 +589,7 @@ class LiveStream:
             "type": "done", "run_id": outcome.run.run_id if outcome.run else None,
             "duration_s": result["audio"]["duration_s"], "emotion": result["emotion"],
             "emotion_zh": result["emotion_zh"], "confidence": result["confidence"],
-            "intervals": len(self.intervals), "skipped_intervals": self.skipped,
+            "uncertain": bool(result.get("uncertain")), "intervals": len(self.intervals), "skipped_intervals": self.skipped,
             "utterances": len(self.utterances), "warnings": list(result.get("warnings") or []),
         }  # fmt: skip
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 from emotion2vec_webui.engine.conversation import MAX_SPEAKER_CHANNELS
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.options import GRANULARITY, check_head_name
+from emotion2vec_webui.options import GRANULARITY, check_calibration_name, check_head_name, check_min_confidence
 from emotion2vec_webui.options import SPEAKERS as SPEAKER_OPTION
 from emotion2vec_webui.user_text import clean_name
 
@@ -53,6 +53,8 @@ class StreamOptions:
     segmentation: str = "vad"  # utterance events: vad (speech detection) | fixed (pieces of segment_ms)
     segment_ms: int = 3000  # fixed segmentation's piece length
     head: str | None = None  # a trained head (GET /api/v1/heads): its label in intervals, utterances and the run
+    calibration: str | None = None  # a saved calibration (GET /api/v1/calibrations): calibrated confidence everywhere
+    min_confidence: float | None = None  # abstention: below it intervals, utterances and the run are "uncertain"
     speakers: str = "none"  # none | channels (each channel is a speaker: utterances per channel)
     tags: bool = False  # utterance_end carries "tag": "[angry 0.71 · right · 12.4–15.0 s]"
     embedding: bool = False  # the saved run keeps embedding.npy
@@ -115,6 +117,14 @@ class StreamOptions:
             if not isinstance(values["head"], str) or not values["head"].strip():
                 raise _bad("head must be a head's name", "head 必须是分类头的名称")
             values["head"] = check_head_name(values["head"])  # as every face checks it (options.py)
+        if values.get("calibration") is not None:
+            if not isinstance(values["calibration"], str) or not values["calibration"].strip():
+                raise _bad("calibration must be a saved calibration's name", "calibration 必须是已保存校准的名称")
+            values["calibration"] = check_calibration_name(values["calibration"])  # options.py, as REST checks it
+        if values.get("min_confidence") is not None:
+            if isinstance(values["min_confidence"], bool | str):  # JSON: a number (check_min_confidence takes text)
+                raise _bad("min_confidence must be a number from 0 to 1", "min_confidence 必须是 0 到 1 之间的数")
+            values["min_confidence"] = check_min_confidence(values["min_confidence"])
         if values.get("source_name") is not None:
             value = values["source_name"]
             if not isinstance(value, str) or len(value) > MAX_NAME or not clean_name(value):
@@ -135,7 +145,10 @@ def _bad(english: str, chinese: str) -> E2VError:
     return E2VError("bad_request", message)
 
 
-def tag_line(emotion: str, confidence: float, start_s: float, end_s: float, speaker: str | None = None) -> str:
-    """An utterance as one compact line for an LLM's context: ``[angry 0.71 · right · 12.4–15.0 s]``."""
+def tag_line(emotion: str, confidence: float, start_s: float, end_s: float, speaker: str | None = None,
+             uncertain: bool = False) -> str:  # fmt: skip
+    """An utterance as one compact line for an LLM's context: ``[angry 0.71 · right · 12.4–15.0 s]``;
+    abstained (below ``min_confidence``): ``[uncertain: angry 0.41 · right · 12.4–15.0 s]``."""
     who = f" · {speaker}" if speaker else ""
-    return f"[{emotion} {confidence:.2f}{who} · {start_s:.1f}–{end_s:.1f} s]"
+    mark = "uncertain: " if uncertain else ""
+    return f"[{mark}{emotion} {confidence:.2f}{who} · {start_s:.1f}–{end_s:.1f} s]"
