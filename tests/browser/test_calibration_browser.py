@@ -4,33 +4,15 @@ Recognize with a threshold above any score and see the card say calibrated and u
 from __future__ import annotations
 
 import re
-import shutil
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-pytestmark = pytest.mark.browser
+from tests.browser.pages import open_tab, pick, shot
 
-TIMEOUT_MS = 120_000  # a loaded 2-core machine
-SCREENS = Path("/tmp/e2v_screens")  # for people to look at, as in test_ui_browser.py
-
-
-def shot(page, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENS / path.name)
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    expect.set_options(timeout=TIMEOUT_MS)
-    yield
-    expect.set_options(timeout=5_000)
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("patient_expect")]
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +32,8 @@ def server(ui_server):
     return ui_server
 
 
-def pick(page, picker: str, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the tab's select event reloads the picker's choices
-        page.locator(f"{picker} input").click()
-        option = page.get_by_role("option", name=re.compile(name))
-        if option.count():
-            option.first.click()
-            return
-        page.keyboard.press("Escape")
-        time.sleep(0.5)
-    raise AssertionError(f"{name} never appeared in {picker}")
-
-
 def test_calibrate_in_the_train_tab_then_abstain_on_recognize(server, page, tmp_path):
-    page.set_default_timeout(TIMEOUT_MS)
-    page.set_viewport_size({"width": 1600, "height": 1000})
-    page.goto(server.url)
-    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
-
-    page.get_by_role("tab", name=re.compile("Train")).click()
+    open_tab(page, server.url, "Train")
     page.locator("#calibrate_folder textarea, #calibrate_folder input").first.fill(str(server.calibration_set))
     page.locator("#calibrate_name textarea, #calibrate_name input").first.fill("ui_cal")
     page.click("#calibrate_button")

@@ -4,34 +4,15 @@ then pick the head on Recognize and see its labels on the result card."""
 from __future__ import annotations
 
 import re
-import shutil
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.pages import open_tab, pick, shot
 from tests.head_data import LABELS, make_set
 
-pytestmark = pytest.mark.browser
-
-TIMEOUT_MS = 120_000  # a loaded 2-core machine
-SCREENS = Path("/tmp/e2v_screens")  # for people to look at, as in test_ui_browser.py
-
-
-def shot(page, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENS / path.name)
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    expect.set_options(timeout=TIMEOUT_MS)
-    yield
-    expect.set_options(timeout=5_000)
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("patient_expect")]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +24,7 @@ def server(ui_server):
 
 
 def test_train_tab_then_pick_the_head_on_recognize(server, page, tmp_path):
-    page.set_default_timeout(TIMEOUT_MS)
-    page.set_viewport_size({"width": 1600, "height": 1000})
-    page.goto(server.url)
-    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
-
-    page.get_by_role("tab", name=re.compile("Train")).click()
+    open_tab(page, server.url, "Train")
     page.locator("#train_folder textarea, #train_folder input").first.fill(str(server.data))
     page.locator("#train_name textarea, #train_name input").first.fill("ui_head")
     page.click("#train_button")
@@ -68,15 +44,7 @@ def test_train_tab_then_pick_the_head_on_recognize(server, page, tmp_path):
     clip = next((server.data / "tone").glob("*.wav"))
     page.locator("#audio_in input[type=file]").set_input_files(str(clip))
     expect(page.locator("#audio_in button[aria-label=Play]")).to_be_visible()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the tab's select event reloads the picker's choices
-        page.locator("#head_pick input").click()
-        option = page.get_by_role("option", name=re.compile("ui_head"))
-        if option.count():
-            option.first.click()
-            break
-        page.keyboard.press("Escape")
-        time.sleep(0.5)
+    pick(page, "#head_pick", "ui_head")
     page.click("#run_button")
     block = page.locator("#result_card .e2v-head-block[data-head=ui_head]")
     expect(block).to_be_visible()
@@ -98,11 +66,7 @@ def test_train_tab_lists_saved_heads_when_opened_and_deletes_a_listed_one(server
         report = {"n": n, "cv_accuracy": acc, "cv_f1_macro": f1}
         (heads / name / "report.json").write_text(json.dumps(report), "utf-8")
 
-    page.set_default_timeout(TIMEOUT_MS)
-    page.set_viewport_size({"width": 1600, "height": 1000})
-    page.goto(server.url)  # a fresh page: nothing trained in it
-    expect(page.locator("#model_status [data-state=ready]")).to_be_visible()
-    page.get_by_role("tab", name=re.compile("Train")).click()
+    open_tab(page, server.url, "Train")  # a fresh page: nothing trained in it
     table = page.locator("#train_heads")
     row_a = table.locator("[data-index]").filter(has_text="saved_a")
     expect(row_a).to_have_count(1)
