@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
@@ -99,7 +100,8 @@ def add_channel_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_confidence_args(p: argparse.ArgumentParser) -> None:
-    """``--calibration`` and ``--min-confidence`` (recognize, batch; REST's ``calibration``, ``min_confidence``)."""
+    """``--calibration`` and ``--min-confidence`` (recognize, batch, stream; REST's and the stream's ``calibration``,
+    ``min_confidence``)."""
     p.add_argument("--calibration", metavar="NAME", help="calibrated confidence: the saved calibration NAME "
                    "(see calibrate; of the nine classes, or of the --head it was fitted for)")  # fmt: skip
     p.add_argument("--min-confidence", type=float, metavar="X", help="abstain below X (0-1): such results are "
@@ -118,15 +120,34 @@ def channel_options(args: argparse.Namespace) -> dict:
 
 
 def settings_from_args(args: argparse.Namespace):
-    """E2V_* settings with command-line flags applied on top."""
+    """E2V_* settings with command-line flags applied on top (``--model`` … ``--output-dir``, ``--heads-dir``)."""
     from emotion2vec_webui.config import load_settings
 
     s = load_settings()
     changes = {}
-    for field in ("model", "hub", "device", "precision", "output_dir"):
+    for field in ("model", "hub", "device", "precision", "output_dir", "heads_dir"):
         value = getattr(args, field, None)
         if value is not None:
             changes[field] = value
     if getattr(args, "log_level", None):
         changes["log_level"] = args.log_level.upper()
     return dataclasses.replace(s, **changes)
+
+
+def reproducing_command(words: list[str], args: argparse.Namespace, flags: tuple[str, ...],
+                        switches: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """The command that reproduces a run, from its parsed flags (also right when called as ``main(argv)``).
+
+    Args:
+        words: what comes first: the program, the command, its positional arguments and required flags.
+        args: the parsed flags.
+        flags: the ``dest`` of each flag with a value, written ``--flag value`` when it was given.
+        switches: the ``dest`` of each on/off flag, written ``--flag`` when on.
+    """
+    parts = list(words)
+    for flag in flags:
+        value = getattr(args, flag, None)
+        if value is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    parts += [f"--{flag.replace('_', '-')}" for flag in switches if getattr(args, flag, False)]
+    return shlex.join(parts)

@@ -24,8 +24,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from emotion2vec_webui.cli.common import EXIT_BAD_INPUT, EXIT_MODEL_UNAVAILABLE, EXIT_OK, exit_code_for
+from emotion2vec_webui.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_MODEL_UNAVAILABLE,
+    EXIT_OK,
+    add_confidence_args,
+    confidence_options,
+    exit_code_for,
+)
 from emotion2vec_webui.errors import ERROR_CODES, E2VError
+from emotion2vec_webui.options import check_calibration_name, check_min_confidence
+from emotion2vec_webui.runs.confidence import shown
 from emotion2vec_webui.runs.live.stream_options import BOUNDS, CHOICES, ENCODINGS
 
 STREAM_PATH = "/api/v1/stream"
@@ -64,6 +73,7 @@ def add_parser(sub) -> None:
     p.add_argument("--speakers", choices=CHOICES["speakers"], default="none",
                    help="channels: each channel is a speaker (a stereo call)")  # fmt: skip
     p.add_argument("--head", help="a trained head's name (GET /api/v1/heads)")
+    add_confidence_args(p)  # recognize's --calibration and --min-confidence: calibration, min_confidence in start
     p.add_argument("--embedding", action="store_true", help="the saved run keeps embedding.npy")
     p.add_argument(
         "--tags", action="store_true", help="utterances as LLM tag lines: [angry 0.71 · right · 12.4–15.0 s]"
@@ -162,13 +172,35 @@ def play(ws, frames: Iterator[bytes], bytes_per_second: float, speed: float = 1.
     return audio
 
 
+def start_message(args: argparse.Namespace) -> dict:
+    """The ``start`` fields the flags give (the audio's own fields are added by the caller).
+
+    Raises:
+        E2VError: ``bad_request`` for a calibration name or threshold that the server would refuse (options.py).
+    """
+    start = {"type": "start", "interval_ms": args.interval_ms, "window_ms": args.window_ms,
+             "segmentation": args.segmentation, "segment_ms": args.segment_ms, "granularity": args.granularity,
+             "speakers": args.speakers, "tags": args.tags, "embedding": args.embedding}  # fmt: skip
+    if args.head:
+        start["head"] = args.head
+    confidence = confidence_options(args)
+    if confidence["calibration"] is not None:
+        start["calibration"] = check_calibration_name(confidence["calibration"])
+    if confidence["min_confidence"] is not None:
+        start["min_confidence"] = check_min_confidence(confidence["min_confidence"], "--min-confidence")
+    return start
+
+
 def describe(event: dict) -> str:
-    """One event as a line for people."""
+    """One event as a line for people (an abstained answer: ``uncertain / 不确定 (…)``, as recognize prints it)."""
     kind = event.get("type")
     who = f" [{event['speaker']}]" if event.get("speaker") else ""
     if kind in ("interval", "utterance_end") and event.get("emotion"):
-        head = f" · head {event['head']['label']} {event['head']['confidence']:.2f}" if event.get("head") else ""
-        what = f"{event['emotion']} {event['emotion_zh']} {event['confidence']:.2f}{head}"
+        head = event.get("head")
+        head = shown(f"head {head['label']} {head['confidence']:.2f}", bool(head.get("uncertain"))) if head else ""
+        head = f" · {head}" if head else ""
+        what = f"{event['emotion']} {event['emotion_zh']} {event['confidence']:.2f}"
+        what = shown(what, bool(event.get("uncertain"))) + head
         if kind == "interval":
             return f"interval    {event['start_s']:7.2f}–{event['end_s']:.2f} s  {what}"
         if event.get("tag"):
@@ -183,9 +215,9 @@ def describe(event: dict) -> str:
     if kind == "error":
         return f"error: {event['message']} [{event['code']}]"
     if kind == "done":
-        return (f"done: {event['duration_s']:.1f} s saved as {event['run_id']}; {event['emotion']} "
-                f"{event['confidence']:.2f}; {event['intervals']} interval(s), {event['skipped_intervals']} skipped, "
-                f"{event['utterances']} utterance(s)")  # fmt: skip
+        answer = shown(f"{event['emotion']} {event['confidence']:.2f}", bool(event.get("uncertain")))
+        return (f"done: {event['duration_s']:.1f} s saved as {event['run_id']}; {answer}; {event['intervals']} "
+                f"interval(s), {event['skipped_intervals']} skipped, {event['utterances']} utterance(s)")  # fmt: skip
     return json.dumps(event, ensure_ascii=False)
 
 
@@ -198,11 +230,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.speed <= 0 or args.chunk_ms <= 0:
         raise E2VError("bad_request", "--speed and --chunk-ms must be positive. / --speed 与 --chunk-ms 必须为正数。")
-    start = {"type": "start", "interval_ms": args.interval_ms, "window_ms": args.window_ms,
-             "segmentation": args.segmentation, "segment_ms": args.segment_ms, "granularity": args.granularity,
-             "speakers": args.speakers, "tags": args.tags, "embedding": args.embedding}  # fmt: skip
-    if args.head:
-        start["head"] = args.head
+    start = start_message(args)
     if args.input == "-":
         start.update(sample_rate=args.rate, encoding=args.encoding, channels=args.channels, source_name="stdin.wav")
         frames = stdin_frames(args.rate, args.encoding, args.channels, args.chunk_ms)

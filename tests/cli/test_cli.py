@@ -117,3 +117,23 @@ def test_make_test_model_command(tmp_path, capsys, monkeypatch):
     assert p.returncode == 0, p.stderr
     assert "random-weight tiny model" in p.stdout
     assert (tmp_path / "m" / "model.pt").is_file()
+
+
+def test_stream_takes_recognizes_confidence_flags_into_its_start_message(capsys, monkeypatch):
+    from emotion2vec_webui.cli.main import build_parser
+    from emotion2vec_webui.cli.stream import describe, start_message
+    from emotion2vec_webui.runs.live.stream_options import StreamOptions
+
+    flags = ["--calibration", "sharp", "--min-confidence", "0.4"]
+    stream_args = build_parser().parse_args(["stream", "take.wav", *flags])
+    recognize_args = build_parser().parse_args(["recognize", "take.wav", *flags])
+    options = StreamOptions.from_message(start_message(stream_args))  # what the server checks
+    assert (options.calibration, options.min_confidence) == (recognize_args.calibration,
+                                                             recognize_args.min_confidence) == ("sharp", 0.4)  # fmt: skip
+    plain = start_message(build_parser().parse_args(["stream", "take.wav"]))
+    assert "calibration" not in plain and "min_confidence" not in plain
+    bad = run_main(capsys, monkeypatch, "stream", "take.wav", "--min-confidence", "1.5")  # refused before connecting
+    assert bad.returncode == 2 and "min-confidence" in bad.stderr and " / " in bad.stderr
+    line = describe({"type": "interval", "index": 1, "start_s": 0.0, "end_s": 1.0, "emotion": "sad", "emotion_zh": "难过",
+                     "confidence": 0.31, "scores": {}, "head": None, "uncertain": True})  # fmt: skip
+    assert "uncertain / 不确定 (sad 难过 0.31)" in line
