@@ -78,7 +78,10 @@ class Settings:
     decode_timeout_s: float = 120.0  # E2V_DECODE_TIMEOUT_S: wall-clock limit per file, then the worker is killed
     decode_memory_mb: float = 0.0  # E2V_DECODE_MEMORY_MB: address space a decode may add to an idle worker (0: per file)
     decode_wait_s: float = 5.0  # E2V_DECODE_WAIT_S: the longest wait for a free decoder, then 503 overloaded
-    batch_wait_ms: float | None = None  # E2V_BATCH_WAIT_MS: a request's wait for batch companions (None: per device; 0: off)
+    # E2V_BATCH_WAIT_MS: a request's wait for batch companions, ms. None (unset, `auto`): per device — a CPU in fp32
+    # waits for none and batches what is already queued (close lengths), CUDA waits 5 ms, CPU int8/bf16 one at a time;
+    # 0: one request at a time (as before batching); more: that wait. See runs/inference/scheduler.py's batch_policy.
+    batch_wait_ms: float | None = None
     batch_max_audio_s: float | None = None  # E2V_BATCH_MAX_AUDIO_S: padded audio per batched call (None: per device)
     heads_dir: Path = Path("heads")  # trained classifier heads, one folder each (E2V_HEADS_DIR)
     asr_model: str = "sensevoice_small"  # conversations' ASR: name, hub id or directory (E2V_ASR_MODEL)
