@@ -261,20 +261,6 @@ def test_a_lone_request_is_picked_at_once_under_the_cpu_default_even_when_compan
             assert group == [] and sleep > 0  # the contrast: a wait policy would hold it
 
 
-def test_a_lone_request_reaches_the_model_before_a_close_companion_arrives_under_the_cpu_default(rig):
-    engine, scheduler = rig
-    scheduler.policy = CPU_DEFAULT
-    engine.gate.clear()
-    engine.entered.clear()
-    with scheduler.job() as elsewhere:  # a companion is expected (a job busy off the worker), and not waited for
-        first = scheduler.submit(InferenceRequest(clip(1, 3.0), client="a"))
-        assert engine.entered.wait(5)  # in the model with the worker's gate still closed: it did not wait
-        second = scheduler.submit(InferenceRequest(clip(2, 3.0), client="b"), elsewhere)
-        engine.gate.set()
-        first.result(5), second.result(5)
-    assert engine.calls == [[1], [2]]
-
-
 def test_background_is_batched_on_a_gpu_but_not_on_a_cpu(rig):
     engine, scheduler = rig
     for policy, batched in ((BATCHING, False), (BatchPolicy(0.05, 8, 100.0, 0.25, background_batches=True), True)):
