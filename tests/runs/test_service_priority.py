@@ -7,6 +7,11 @@ feature extraction, every interactive request (a recognition as REST and the UI 
 answered within 2x its idle latency, measured in the same test (here 1.2-1.6x). Before the scheduler the queue
 was first come, first served and a batch group of four files with its run-folder writes held the worker: the same
 probes took 1.5-5.7x their idle latency.
+
+The slowness stays on from the idle measurement to the last probe, so every probe competes with the batch and the
+training at production-like model times; once the probes are answered it is switched off, and the rest of the
+batch and the training (which the test still waits for and checks) run at the tiny model's own speed: the property
+is measured in the probes, the remaining ~10 s of sleeping model calls after them tested nothing.
 """
 
 from __future__ import annotations
@@ -31,20 +36,29 @@ from tests.head_data import make_set
 RATE = 16000
 
 
-def slow_down(engine, monkeypatch, base_s: float = 0.005, per_audio_s: float = 0.2) -> None:
-    """Every model call of ``engine`` takes ``base_s + per_audio_s x seconds of audio`` longer (the GIL released)."""
+def slow_down(engine, monkeypatch, base_s: float = 0.005, per_audio_s: float = 0.2) -> threading.Event:
+    """Every model call of ``engine`` takes ``base_s + per_audio_s x seconds of audio`` longer (the GIL released).
+
+    Returns:
+        An event, set: clear it and the calls run at the tiny model's own speed again.
+    """
     frame_features, features_batch = engine.frame_features, engine.features_batch
+    slow = threading.Event()
+    slow.set()
 
     def slow_frames(w):
-        time.sleep(base_s + per_audio_s * len(w) / RATE)
+        if slow.is_set():
+            time.sleep(base_s + per_audio_s * len(w) / RATE)
         return frame_features(w)
 
     def slow_batch(waves):
-        time.sleep(base_s + per_audio_s * sum(len(w) for w in waves) / RATE)
+        if slow.is_set():
+            time.sleep(base_s + per_audio_s * sum(len(w) for w in waves) / RATE)
         return features_batch(waves)
 
     monkeypatch.setattr(engine, "frame_features", slow_frames)
     monkeypatch.setattr(engine, "features_batch", slow_batch)
+    return slow
 
 
 @pytest.fixture
@@ -62,7 +76,7 @@ def test_interactive_requests_stay_within_twice_their_idle_latency_under_a_batch
 ):
     from emotion2vec_webui.ui.batch_tab import run_ui_batch
 
-    slow_down(engine, monkeypatch)
+    slow = slow_down(engine, monkeypatch)
     clip = write_audio(tmp_path / "ask.wav", noise(3.0, RATE, amp=0.2, seed=1), RATE, "wav")
     window = noise(3.0, RATE, amp=0.2, seed=2)[:, 0].astype(np.float32)
     (tmp_path / "batch").mkdir()
@@ -100,6 +114,7 @@ def test_interactive_requests_stay_within_twice_their_idle_latency_under_a_batch
             probe = ask if i % 2 == 0 else live
             busy.append((probe.__name__, probe(), idle[probe], not batch.done()))
             time.sleep(0.05)
+        slow.clear()  # the probes are answered: the rest of the batch and the training at the tiny model's speed
         assert batch.result(300)[0]
     assert jobs.wait(job.id, 300).state == "done"
     assert all(running for *_, running in busy), busy  # the batch ran all along
