@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("out", metavar="OUT", type=Path, help="folder to write (must be absent or empty)")
     add_model_args(p, device=False, precision=False)  # --model, --hub as every command spells them
     p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8 transformer matmuls)")
-    p.add_argument("--head", metavar="NAME", help="put the trained head E2V_HEADS_DIR/NAME in the graph (head_scores)")
+    p.add_argument("--head", metavar="NAME", help="put the trained head E2V_HEADS_DIR/NAME in the graph "
+                   "(head_scores; a regression head's values: head_values)")  # fmt: skip
     p.add_argument("--heads-dir", type=Path, help="where heads live (E2V_HEADS_DIR; default ./heads)")
     p.add_argument("--calibration", metavar="NAME", help="put the saved calibration NAME (see calibrate) in the "
                    "folder: infer.py and E2V_MODEL=OUT apply it (a head's calibration needs --head of that head)")  # fmt: skip
@@ -60,13 +61,9 @@ def run(args: argparse.Namespace) -> int:
         from emotion2vec_webui.runs.stores.head_store import load_head
 
         loaded = load_head(args.heads_dir or settings.heads_dir, args.head)  # E2V_HEADS_DIR, read in config.py
-        if loaded.kind == "regression":  # infer.py would take its values for class scores (docs/heads.md)
-            from emotion2vec_webui.errors import E2VError
-
-            raise E2VError("bad_request", f"--head {args.head}: a regression head cannot be exported yet (export "
-                                          "takes classifier heads). / 回归头暂不能导出,导出只支持分类头。")  # fmt: skip
         head = {
             "name": loaded.name,
+            "kind": loaded.kind,  # a regression head's values come out as head_values, no softmax
             "labels": loaded.labels,
             "labels_zh": loaded.labels_zh,
             "spec": loaded.spec,

@@ -9,10 +9,14 @@ What ``emotion2vec-webui export OUT`` writes (the format :mod:`model.exported` r
   classes, ``unuse`` tokens dropped), ``frame_logits`` ``[B, T, 9]``,
   ``embedding`` ``[B, D]`` (mean of the frames) and ``frame_embeddings``
   ``[B, T, D]``; ``T = (N - 400) // 320 + 1`` (50 frames per second).
+  With ``--head NAME`` also ``head_scores`` ``[B, C]`` (a classifier head's
+  softmax) or ``head_values`` ``[B, K]`` (a regression head's target values).
 - ``model.int8.onnx`` (``--quantize int8``): ONNX Runtime's dynamic int8
   quantisation of the transformer's MLP matmuls (:func:`quantize_graph`).
 - ``head.npz``: the classifier head (``weight`` ``[9, D]``, ``bias`` ``[9]``,
   fp32, unused classes dropped), for stitching long audio window by window.
+- ``custom_head.npz`` (``--head NAME``): the trained head's arrays (``mean``,
+  ``scale``, ``W0``, ``b0``, …); its kind and targets in ``config.json`` and ``labels.json``.
 - ``labels.json``, ``config.json``, ``README.md`` and ``infer.py`` (copied from
   ``model/data/export_infer.py``: needs only onnxruntime, numpy, soundfile and soxr).
 
@@ -76,6 +80,7 @@ def _wrapper(module, keep: list[int], normalize: bool, custom: dict | None = Non
             self.inner = module
             self.register_buffer("keep", torch.tensor(keep, dtype=torch.long))
             self.custom = None
+            self.regression = custom is not None and custom.get("kind") == "regression"
             if custom is not None:  # a trained head (engine/heads.py): standardise, dense layers, ReLU between
                 t = lambda a: torch.tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
                 self.register_buffer("head_mean", t(custom["mean"]))
@@ -92,7 +97,7 @@ def _wrapper(module, keep: list[int], normalize: bool, custom: dict | None = Non
                 x = x @ self.custom[2 * i] + self.custom[2 * i + 1]
                 if i < n - 1:
                     x = torch.relu(x)
-            return torch.softmax(x, dim=-1)
+            return x if self.regression else torch.softmax(x, dim=-1)  # a regression head's values: no softmax
 
         def forward(self, wav):
             if normalize:  # F.layer_norm over each clip's samples, written out so the time axis stays dynamic
@@ -108,6 +113,11 @@ def _wrapper(module, keep: list[int], normalize: bool, custom: dict | None = Non
             return scores, frame_logits, pooled, x
 
     return Exportable().eval()
+
+
+def head_output_name(head: dict) -> str:
+    """The graph output of an exported trained head: ``head_values`` (regression) or ``head_scores`` (softmax)."""
+    return "head_values" if head.get("kind") == "regression" else "head_scores"
 
 
 def quantize_graph(source: Path, target: Path) -> int:
@@ -189,7 +199,9 @@ print(labels[best]["en"], labels[best]["zh"], float(scores[0, best]))
   `frames = (samples - 400) // 320 + 1`.
 - `embedding` `[batch, D]` (mean of the frames), `frame_embeddings` `[batch, frames, D]`.
 - `head_scores` `[batch, classes]` (only when exported with `--head NAME`): your trained head on `embedding`,
-  its labels under `labels.json`'s `"head"`.
+  its labels under `labels.json`'s `"head"`. A regression (dimensional) head gives `head_values`
+  `[batch, targets]` instead: its targets' values (arousal, valence …, no softmax), the targets under
+  `labels.json`'s `"head"` (`"kind": "regression"`); `infer.py` prints them as `"dimensions"`.
 - `head.npz`: the head's weights, for stitching recordings longer than ~30 s window by window
   (attention memory grows with the square of the length).
 - `calibration.json` (only when exported with `--calibration NAME`): calibrated confidence,
@@ -210,7 +222,8 @@ def export_model(
     """Write the export folder ``out`` (created; must be empty or absent). Returns its ``config.json``.
 
     ``head``: a trained head to put in the graph (output ``head_scores``), as
-    ``engine/heads.py`` loads it: ``name``, ``labels``, ``labels_zh``, ``spec``
+    ``engine/heads.py`` loads it: ``name``, ``kind`` (``classification``, the default, or ``regression``:
+    output ``head_values``, no softmax), ``labels`` (a regression head's targets), ``labels_zh``, ``spec``
     (its ``checkpoint_sha256`` must be this model's), ``mean``, ``scale``,
     ``layers`` (``[(W [in, out], b [out]), …]``). The faces load it (model/ is below engine/).
 
@@ -227,6 +240,7 @@ def export_model(
     from emotion2vec_webui.model.resolve import checkpoint_coverage, marker_info, resolve_model
 
     out = Path(out)
+    head_output = [head_output_name(head)] if head is not None else []
     if out.exists() and any(out.iterdir()):
         raise E2VError("bad_request", f"{out} exists and is not empty. / {out} 已存在且非空。")
     t0 = time.perf_counter()
@@ -269,9 +283,9 @@ def export_model(
                 (torch.zeros(1, 48000),),
                 str(staging / MODEL_FILE),
                 input_names=["wav"],
-                output_names=OUTPUTS + (["head_scores"] if head is not None else []),
+                output_names=OUTPUTS + head_output,
                 dynamic_axes={
-                    "head_scores": {0: "batch"},
+                    **{name: {0: "batch"} for name in head_output},
                     "wav": {0: "batch", 1: "samples"},
                     "scores": {0: "batch"},
                     "frame_logits": {0: "batch", 1: "frames"},
@@ -302,6 +316,7 @@ def export_model(
         if head is not None:
             labels["head"] = {
                 "name": head["name"],
+                "kind": head.get("kind", "classification"),  # regression: labels are its targets
                 "labels": list(head["labels"]),
                 "labels_zh": [head["labels_zh"].get(lab, lab) for lab in head["labels"]],
             }
@@ -322,7 +337,7 @@ def export_model(
             else "none",
             "opset": OPSET,
             "inputs": {"wav": "[batch, samples] float32, 16 kHz mono"},
-            "outputs": OUTPUTS + (["head_scores"] if head is not None else []),
+            "outputs": OUTPUTS + head_output,
             "files": {"fp32": MODEL_FILE, "int8": INT8_FILE if quantized else None, "head": HEAD_FILE},
             "int8_quantized_matmuls": quantized,
             "embedding_dim": int(weight.shape[1]),
@@ -340,7 +355,8 @@ def export_model(
             if head is None
             else {
                 "name": head["name"],
-                "output": "head_scores",
+                "kind": head.get("kind", "classification"),
+                "output": head_output[0],
                 "classifier": head["spec"].get("classifier"),
                 "checkpoint_sha256": head["spec"].get("checkpoint_sha256"),
             },

@@ -1,11 +1,13 @@
 """The trained head and the calibration an ONNX export carries (``export --head NAME --calibration NAME``).
 
 An export folder (``model/export.py``) may hold a trained head — ``custom_head.npz`` (the head's arrays),
-its labels under ``labels.json``'s ``"head"``, its name under ``config.json``'s ``"custom_head"`` — and a
+its labels (a regression head's targets) under ``labels.json``'s ``"head"``, its name and kind under
+``config.json``'s ``"custom_head"`` — and a
 calibration — ``calibration.json``, the same document ``calibrate`` saves. When the engine runs that
 export (``E2V_MODEL=<export>``), ``--head NAME`` and ``--calibration NAME`` find them here first, so the
 export answers as the PyTorch engine did with the saved head and calibration (the same math: the head
-through :func:`engine.heads.apply_head`, the calibration through :mod:`engine.calibration`).
+through :func:`engine.heads.apply_head`, a regression head through :func:`engine.dimensions.apply_dimensions`,
+the calibration through :mod:`engine.calibration`).
 
 The folder is untrusted like any head folder: the npz is read header first (:mod:`model.safe_npz`), the
 JSON bounded, every value checked by :func:`engine.heads.build_head` and
@@ -26,7 +28,7 @@ from emotion2vec_webui.engine.calibration import (
     build_calibration,
     head_fingerprint,
 )
-from emotion2vec_webui.engine.heads import Head, HeadContentError, build_head
+from emotion2vec_webui.engine.heads import REGRESSION_FORMAT, Head, HeadContentError, build_head
 from emotion2vec_webui.model.safe_npz import NpzRefused, read_npz
 
 HEAD_ARRAYS, CALIBRATION = "custom_head.npz", "calibration.json"
@@ -67,6 +69,8 @@ def exported_head(engine, name: str) -> Head | None:
             "model": engine.info.name,
             "classifier": custom.get("classifier") if isinstance(custom.get("classifier"), str) else None,
         }
+        if custom.get("kind", "classification") != "classification":  # build_head checks the kind ("regression")
+            spec.update(kind=custom.get("kind"), format=REGRESSION_FORMAT)
         return build_head(name, labels_doc, spec, arrays)
     except HeadContentError as exc:
         raise exc.error(name) from None

@@ -63,11 +63,3 @@ def test_a_regression_head_is_never_applied_as_a_classifier(heads):
     with pytest.raises(E2VError) as err:
         apply_head(load_head(heads, "dims"), np.ones(TINY_DIM), 0.5, 1.0)
     assert err.value.code == "bad_request" and "regression" in err.value.message
-
-
-def test_export_refuses_a_regression_head(heads, tmp_path, capsys):
-    from emotion2vec_webui.cli.main import main
-
-    code = main(["export", str(tmp_path / "onnx"), "--head", "dims", "--heads-dir", str(heads)])
-    assert code == 2 and "regression head cannot be exported" in capsys.readouterr().err
-    assert not (tmp_path / "onnx").exists()

@@ -5,7 +5,8 @@
 Prints one JSON object per file (JSON Lines), the fields of
 ``emotion2vec-webui recognize --json`` that this runner has: emotion,
 emotion_zh, confidence, scores, granularity, audio, model, head (when the
-export holds a trained head), calibration (when it holds one: ``export --calibration``; the scores it
+export holds a trained classifier head), dimensions (a regression head's target values, e.g. arousal, valence;
+per frame too with --frames, unsmoothed), calibration (when it holds one: ``export --calibration``; the scores it
 calibrates are then softmax(logits / temperature + bias)) and frames when asked (per-frame scores, unsmoothed). Recordings longer than --window-s
 seconds are classified in non-overlapping windows whose frame embeddings are
 pooled (the app itself cuts at pauses with overlap; scores then differ a little).
@@ -55,6 +56,31 @@ def calibrated(calibration, logits):
     return softmax(np.asarray(logits, dtype=np.float64) / calibration["temperature"] + np.array(calibration["bias"]))
 
 
+def dimensions(spec, config, custom, embedding, feats):
+    """A regression head's values on the utterance embedding (and on each frame when ``feats`` is given)."""
+    targets = spec["labels"]
+    values = head_logits(custom, embedding)
+    block = {
+        "name": spec["name"],
+        "kind": "regression",
+        "targets": targets,
+        "targets_zh": spec["labels_zh"],
+        "values": {t: round(float(v), 5) for t, v in zip(targets, values)},  # noqa: B905 (Python 3.8+)
+        "checkpoint_sha256": config["custom_head"]["checkpoint_sha256"],
+        "frames": None,
+    }
+    if feats is not None:  # per frame, unsmoothed (the app smooths them over E2V_FRAME_SMOOTHING_S)
+        raw = np.round(head_logits(custom, feats), 5).tolist()
+        block["frames"] = {
+            "hop_s": HOP / RATE,
+            "smoothing_s": 0.0,
+            "targets": targets,
+            "values": raw,
+            "raw_values": raw,
+        }
+    return block
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("audio", nargs="+")
@@ -74,6 +100,8 @@ def main(argv=None):
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
     head = np.load(HERE / "head.npz")
     custom = np.load(HERE / "custom_head.npz") if (HERE / "custom_head.npz").is_file() else None
+    regression = custom is not None and (config.get("custom_head") or {}).get("kind") == "regression"
+    head_spec = json.loads((HERE / "labels.json").read_text("utf-8")).get("head") if custom is not None else None
     calibration = None
     if (HERE / "calibration.json").is_file():
         calibration = json.loads((HERE / "calibration.json").read_text("utf-8"))
@@ -86,8 +114,8 @@ def main(argv=None):
         head_scores = None
         if wav.size <= window:
             outputs = session.run(None, {"wav": wav[None]})
-            scores, frame_logits, embedding = outputs[0][0], outputs[1][0], outputs[2][0]
-            if custom is not None:
+            scores, frame_logits, embedding, feats = outputs[0][0], outputs[1][0], outputs[2][0], outputs[3][0]
+            if custom is not None and not regression:
                 head_scores = outputs[4][0]
         else:  # non-overlapping windows of whole frames; the head on the mean of all frames
             frames, step = [], (window // HOP) * HOP
@@ -99,12 +127,12 @@ def main(argv=None):
             embedding = feats.mean(axis=0)
             scores = softmax(embedding @ head["weight"].T + head["bias"])
             frame_logits = feats @ head["weight"].T + head["bias"]
-            if custom is not None:
+            if custom is not None and not regression:
                 head_scores = softmax(head_logits(custom, embedding))
         if calibration is not None and calibration["target"] == "nine":  # the nine classes' logits, calibrated
             scores = calibrated(calibration, embedding.astype(np.float64) @ head["weight"].T + head["bias"])
             frame_logits = frame_logits / calibration["temperature"] + np.array(calibration["bias"])
-        elif calibration is not None and custom is not None:  # the trained head's
+        elif calibration is not None and custom is not None and not regression:  # the trained head's
             head_scores = calibrated(calibration, head_logits(custom, embedding))
         top = int(np.argmax(scores))
         result = {
@@ -130,7 +158,7 @@ def main(argv=None):
             },
         }
         if head_scores is not None:  # a trained head exported with --head: result.json's "head" block
-            spec, top_h = json.loads((HERE / "labels.json").read_text("utf-8"))["head"], int(np.argmax(head_scores))
+            spec, top_h = head_spec, int(np.argmax(head_scores))
             result["head"] = {
                 "name": spec["name"],
                 "labels": spec["labels"],
@@ -141,6 +169,8 @@ def main(argv=None):
                 "scores": {k: round(float(v), 6) for k, v in zip(spec["labels"], head_scores)},  # noqa: B905
                 "checkpoint_sha256": config["custom_head"]["checkpoint_sha256"],
             }
+        if regression:  # a regression head exported with --head: result.json's "dimensions" block
+            result["dimensions"] = dimensions(head_spec, config, custom, embedding, feats if args.frames else None)
         if calibration is not None:
             result["calibration"] = {
                 "name": calibration["name"],
