@@ -5,6 +5,9 @@ browser and programs see the same events and the take is analysed and saved
 by the same core (:class:`runs.live_stream.LiveStream`). The browser side is
 ``static/live/live.js`` (run by the device picker's ``js_on_load``, :func:`client_js`):
 
+* **Calibration** and **abstain below** (the Recognize tab's pickers, ``ui/calibration_tab.py``) go into
+  the ``start`` message (``calibration``, ``min_confidence``): the intervals, the status line and the saved
+  run carry calibrated confidence and "uncertain / 不确定" as the Recognize tab's result does.
 * **Record** asks the UI for a ticket (:func:`mint_ticket`, behind the UI's
   login when ``E2V_API_TOKEN`` is set; ``runs/live/stream_tickets.py``), then the
   page opens the socket with ``?ticket=…`` — it never holds the token — and
@@ -33,8 +36,11 @@ import numpy as np
 
 from emotion2vec_webui.errors import ERROR_CODES, E2VError
 from emotion2vec_webui.labels import EMOJI, EMOTIONS, bilingual
+from emotion2vec_webui.options import check_min_confidence
+from emotion2vec_webui.runs.confidence import is_uncertain, shown
 from emotion2vec_webui.runs.live.take_view import LAG_WARN_S, MAX_REPORT_CHARS, WINDOW_S, LiveProgress
 from emotion2vec_webui.ui import text as ui_text
+from emotion2vec_webui.ui.calibration_tab import calibration_picker, min_confidence_box, refresh_calibrations
 from emotion2vec_webui.ui.timeline import run_timeline_html, timeline_component, timeline_html
 
 log = logging.getLogger(__name__)
@@ -43,14 +49,14 @@ VIEW_POLL_S = 1.0  # how often the page redraws the status and the timeline whil
 SCRIPT = Path(__file__).resolve().parent / "static" / "live" / "live.js"
 MAX_END_CHARS = 64 * 1024  # the page's copy of the stream's last message (done or error)
 
-START_JS = """(ticket) => {
-  window.e2vLive.start(ticket).catch((err) => {
+START_JS = """(ticket, calibration, minConfidence) => {
+  window.e2vLive.start(ticket, { calibration, min_confidence: minConfidence }).catch((err) => {
     console.warn("e2v: the microphone could not be streamed", err);
     window.__e2vStartError = "麦克风无法打开 / The microphone could not be opened: " + err;
   });
 }"""
 STOP_JS = "async () => (await window.e2vLive.stop()) || ''"
-REPORT_JS = "(report, drawn) => [window.e2vLive.report(true), drawn]"
+REPORT_JS = "(report, drawn, threshold) => [window.e2vLive.report(true), drawn, threshold]"
 DEVICE_HTML = (
     '<label class="e2v-live-device">🎙️ 麦克风 / Microphone '
     '<select aria-label="麦克风 / Microphone"><option value="">默认 / Default</option></select></label>'
@@ -67,8 +73,9 @@ def mint_ticket(service) -> str:
     return service.stream_tickets.issue()
 
 
-def status_html(progress: LiveProgress | None, message: str = "") -> str:
-    """The line under the microphone: duration, analysis progress, latest emotion.
+def status_html(progress: LiveProgress | None, message: str = "", min_confidence: float | None = None) -> str:
+    """The line under the microphone: duration, analysis progress, latest emotion (``uncertain`` below
+    ``min_confidence``, as the stream marks it).
 
     ``data-ticks`` (windows analysed), ``data-seconds`` (audio sent) and ``data-lag`` (s not yet
     analysed) are for automation.
@@ -85,10 +92,10 @@ def status_html(progress: LiveProgress | None, message: str = "") -> str:
     if n:
         scores = progress.ticks[-1]
         key = EMOTIONS[int(np.argmax(scores))]
-        latest = (
-            f" · 最近 {WINDOW_S:g} 秒 / last {WINDOW_S:g} s: {EMOJI[key]} {escape(ui_text.emotion_name(key))} "
-            f"{ui_text.percent(float(scores.max()))}"
-        )
+        answer = f"{EMOJI[key]} {escape(ui_text.emotion_name(key))} {ui_text.percent(float(scores.max()))}"
+        if is_uncertain(float(scores.max()), min_confidence):
+            answer = f'<span class="e2v-uncertain">{shown(answer, True)}</span>'  # its parts escaped above
+        latest = f" · 最近 {WINDOW_S:g} 秒 / last {WINDOW_S:g} s: {answer}"
     if lag > LAG_WARN_S:
         extra = (
             f' · <span class="e2v-live-lag">⏳ 分析落后 {lag:.1f} 秒，正在追赶（跳过部分窗口，音频完整保存）'
@@ -128,10 +135,15 @@ def read_progress(report: str | None, max_duration_s: float) -> LiveProgress | N
         return None
 
 
-def on_view(report: str | None, drawn: int, max_duration_s: float = 600.0):
-    """``(timeline HTML or None when nothing new, status HTML, intervals drawn)`` from the page's report."""
+def on_view(report: str | None, drawn: int, max_duration_s: float = 600.0, min_confidence=None):
+    """``(timeline HTML or None when nothing new, status HTML, intervals drawn)`` from the page's report
+    (``min_confidence``: the take's threshold, as the box holds it; not a number: none)."""
     progress = read_progress(report, max_duration_s)
-    html = status_html(progress)
+    try:
+        threshold = check_min_confidence(min_confidence)
+    except E2VError:  # the stream refuses it and says so; the line just shows no mark
+        threshold = None
+    html = status_html(progress, min_confidence=threshold)
     if progress is None or len(progress.ticks) == drawn:
         return None, html, drawn
     return timeline_html(progress.timeline_result(), live=True), html, len(progress.ticks)
@@ -169,7 +181,7 @@ def build_live_tab(service) -> None:
     import gradio as gr
 
     max_s = service.settings.max_duration_s
-    with gr.Tab(bilingual("Live", "实时"), elem_id="live_tab"):
+    with gr.Tab(bilingual("Live", "实时"), elem_id="live_tab") as tab:
         gr.Markdown(
             "实时识别：每秒对最近 3 秒的麦克风音频做一次情绪识别；停止后整段录音按帧识别并保存为一次运行。"
             "页面与程序使用同一个 WebSocket 接口（/api/v1/stream）。  \n"
@@ -182,6 +194,9 @@ def build_live_tab(service) -> None:
             with gr.Row():
                 record = gr.Button("录制 / Record", variant="primary", elem_id="live_record")
                 stop = gr.Button("停止 / Stop", variant="stop", interactive=False, elem_id="live_stop")
+        with gr.Row():  # as the Recognize tab's: a saved calibration, an abstention threshold (docs/calibration.md)
+            calibration = calibration_picker(service, "live_calibration_pick")
+            min_confidence = min_confidence_box("live_min_confidence")
         status = gr.HTML(status_html(None), elem_id="live_status")
         timeline = timeline_component("live_timeline", visible=True)  # ui/timeline.py, grows while recording
         card = gr.HTML(visible=False, elem_id="live_result")
@@ -204,8 +219,8 @@ def build_live_tab(service) -> None:
             return mint_ticket(service), gr.update(interactive=False), gr.update(interactive=True), 0, \
                 gr.Timer(active=True)  # fmt: skip
 
-        def view_event(page_report, drawn_n):
-            fig, html, n = on_view(page_report, int(drawn_n or 0), max_s)
+        def view_event(page_report, drawn_n, threshold):
+            fig, html, n = on_view(page_report, int(drawn_n or 0), max_s, threshold)
             return (gr.skip() if fig is None else fig), html, n
 
         def stop_event(page_report, last):
@@ -228,9 +243,10 @@ def build_live_tab(service) -> None:
 
         hidden = {"show_progress": "hidden", "api_visibility": "private"}
         record.click(record_event, None, [ticket, record, stop, drawn, view_timer], queue=False, **hidden).then(
-            None, [ticket], None, js=START_JS, queue=False, **hidden
+            None, [ticket, calibration, min_confidence], None, js=START_JS, queue=False, **hidden
         )
-        view_timer.tick(view_event, [report, drawn], [timeline, status, drawn], js=REPORT_JS,
+        tab.select(lambda: refresh_calibrations(service), None, calibration, queue=False, api_visibility="private")
+        view_timer.tick(view_event, [report, drawn, min_confidence], [timeline, status, drawn], js=REPORT_JS,
                         concurrency_limit=1, concurrency_id="e2v_live_view", **hidden)  # fmt: skip
         stop.click(None, None, [end], js=STOP_JS, queue=False, **hidden).then(
             None, None, [report], js="() => window.e2vLive.report()", queue=False, **hidden

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from types import SimpleNamespace
 
 import numpy as np
@@ -95,3 +97,48 @@ def test_the_tickets_come_from_the_services_book():
     service = SimpleNamespace(stream_tickets=StreamTickets())
     ticket = live_tab.mint_ticket(service)
     assert service.stream_tickets.redeem(ticket) and not service.stream_tickets.redeem(ticket)
+
+
+def test_the_status_line_marks_an_interval_below_the_threshold_uncertain():
+    report = json.dumps(_report(2.5, [1.0, 2.0]))  # the latest interval's top score is 1.0
+    for threshold, marked in ((None, False), (0.5, False), (1.0, False), ("x", False), (2.0, False)):
+        assert ("不确定" in live_tab.on_view(report, 0, 600.0, threshold)[1]) == marked, threshold
+    unsure = _report(2.5, [1.0, 2.0])
+    unsure["ticks"][-1][1:] = [0.4] + [0.6 / 8] * 8
+    html = live_tab.on_view(json.dumps(unsure), 0, 600.0, 0.5)[1]
+    assert 'class="e2v-uncertain"' in html and "uncertain / 不确定 (" in html and "angry 40.0%" in html
+    assert "不确定" not in live_tab.on_view(json.dumps(unsure), 0, 600.0, 0.4)[1]
+
+
+def test_the_tabs_calibration_and_threshold_go_into_the_start_message(settings, tmp_path):
+    """The pickers feed the page's start (wired in Gradio); live.js puts them in the message the server checks."""
+    import gradio as gr
+
+    from emotion2vec_webui.runs.live.stream_options import StreamOptions
+
+    service = SimpleNamespace(settings=settings)
+    with gr.Blocks() as demo:
+        live_tab.build_live_tab(service)
+    config = demo.get_config_file()
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
+    (start,) = [d for d in config["dependencies"] if d.get("js") == live_tab.START_JS]
+    assert start["inputs"][1:] == [ids["live_calibration_pick"], ids["live_min_confidence"]]
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: live.js's start message is checked by the browser tests only")
+    script = tmp_path / "start.js"
+    script.write_text(
+        "globalThis.window = {}; globalThis.document = { querySelector: () => null }; globalThis.navigator = {};\n"
+        f"eval(require('fs').readFileSync({json.dumps(str(live_tab.SCRIPT))}, 'utf8'));\n"
+        "const m = window.e2vLive.startMessage;\n"
+        "console.log(JSON.stringify([m(48000, { calibration: ' sharp ', min_confidence: 0.4 }),"
+        " m(48000, { calibration: '', min_confidence: null }), m(44100)]));\n",
+        "utf-8",
+    )
+    out = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60, check=True).stdout
+    chosen, empty, plain = (StreamOptions.from_message(m) for m in json.loads(out))
+    assert (chosen.calibration, chosen.min_confidence, chosen.sample_rate) == ("sharp", 0.4, 48000)
+    assert empty.calibration is None and empty.min_confidence is None
+    assert plain == StreamOptions(
+        sample_rate=44100, encoding="f32le", source_name="microphone_live.wav", embedding=True
+    )

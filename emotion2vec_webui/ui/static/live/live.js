@@ -77,7 +77,18 @@ window.__e2vTake (t0: when the first audio was captured) and window.__e2vTakeSec
     take.context.close();
   }
 
-  async function start(ticket) {
+  function startMessage(rate, options) {
+    // the start message (docs/streaming.md); options: the tab's calibration and min_confidence (empty: none),
+    // checked by the server like any client's
+    const message = { type: "start", sample_rate: rate, encoding: "f32le", channels: 1,
+                      source_name: "microphone_live.wav", granularity: "frame", embedding: true };
+    const { calibration, min_confidence: minConfidence } = options || {};
+    if (typeof calibration === "string" && calibration.trim()) message.calibration = calibration.trim();
+    if (typeof minConfidence === "number" && Number.isFinite(minConfidence)) message.min_confidence = minConfidence;
+    return message;
+  }
+
+  async function start(ticket, options) {
     if (window.__e2vTake) await stop();
     window.__e2vTakeSeconds = null;
     window.__e2vStartError = "";
@@ -96,8 +107,7 @@ window.__e2vTake (t0: when the first audio was captured) and window.__e2vTakeSec
     take.ended = new Promise((resolve) => { take.resolve = resolve; });
     take.ws = new WebSocket(socketUrl(ticket));
     take.ws.onopen = () => {
-      take.ws.send(JSON.stringify({ type: "start", sample_rate: take.rate, encoding: "f32le", channels: 1,
-                                    source_name: "microphone_live.wav", granularity: "frame", embedding: true }));
+      take.ws.send(JSON.stringify(startMessage(take.rate, options)));
       send(take, false);
     };
     take.ws.onmessage = (e) => onEvent(take, JSON.parse(e.data));
@@ -146,7 +156,7 @@ window.__e2vTake (t0: when the first audio was captured) and window.__e2vTakeSec
                             skipped: take.skipped, error: take.error });
   }
 
-  window.e2vLive = { start, stop, report, listDevices };
+  window.e2vLive = { start, stop, report, listDevices, startMessage };
   if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
     navigator.mediaDevices.addEventListener("devicechange", listDevices);
   }
