@@ -4,15 +4,21 @@ For each precision it starts two ``emotion2vec-webui serve`` processes on the
 same model (default: a random-weight *large* test model, the real large
 model's shape and compute): ``old`` with ``E2V_BATCH_WAIT_MS=0`` (one request
 at a time on the worker, as before the scheduler) and ``new`` with the
-per-device default. Closed-loop clients (each sends its next request as soon
+per-device default (``E2V_BATCH_WAIT_MS`` unset: on a CPU in fp32 no wait — the
+worker batches what is already queued when lengths are within 10 %, up to 8
+clips / 24 s; int8 one at a time, so its cells compare like with like; or
+``--new-wait-ms`` for a wait). Closed-loop clients (each sends its next request as soon
 as it is answered) post WAV clips to ``/api/v1/recognize``: 3 s clips, and
 mixed clips of 1-10 s. Every cell (clip set x concurrency) runs on both
 servers one after the other, the order alternating per round, so the load of
 other work on the machine hits both alike; ratios are per round (min and
-median over the rounds), latencies pooled over the rounds.
+median over the rounds), latencies pooled over the rounds. The output ends
+with issue 28's goals checked cell by cell (>= 1.1x at 8 clients with 3 s
+clips in fp32, never below 0.95x, p95 at one client <= 1.05x of old's).
 
-    python benchmarks/serving_throughput.py --output benchmarks/serving_throughput.md
-    python benchmarks/serving_throughput.py --model /tmp/m_tiny --concurrency 1,4 --rounds 1 --output -
+    python benchmarks/serving_throughput.py --rounds 4 --output benchmarks/serving_throughput.md
+    python benchmarks/serving_throughput.py --size tiny --precisions fp32 --concurrency 1,4 --mixed-concurrency 4 \
+        --rounds 1 --requests 4 --single-requests 2 --output -    # a smoke run: does it work (minutes, no figures)
 
 ``--parity`` also prints, engine level, how far padded batches of mixed-length
 clips are from one-at-a-time calls in fp32, bf16 and int8.
@@ -121,13 +127,19 @@ def scheduler_line(server: ServerProcess) -> str:
     return found[-1] if found else "(no scheduler line)"
 
 
-def bench_precision(model: str, root: Path, precision: str, sets, grid, rounds: int, per_client) -> tuple[list, dict]:
+def policy_line(server: ServerProcess) -> str:
+    found = re.findall(r"batching: .*", server.log_tail(200_000))
+    return found[-1] if found else "(no batching line)"
+
+
+def bench_precision(model: str, root: Path, precision: str, sets, grid, rounds: int, per_client,
+                    new_wait_ms: str = "auto") -> tuple[list, dict]:  # fmt: skip
     cells = [Cell(precision, name, c) for name, conc in grid for c in conc]
     env = {"precision": precision, "max_per_client": 0, "max_queue": 64}
     logs = {}
     with (
         ServerProcess(server_env(model, root / f"{precision}-old", batch_wait_ms=0, **env)) as old,
-        ServerProcess(server_env(model, root / f"{precision}-new", batch_wait_ms="auto", **env)) as new,
+        ServerProcess(server_env(model, root / f"{precision}-new", batch_wait_ms=new_wait_ms, **env)) as new,
     ):
         servers = {"old": old, "new": new}
         for server in servers.values():  # warm each server up (first requests pay one-off costs)
@@ -156,7 +168,7 @@ def bench_precision(model: str, root: Path, precision: str, sets, grid, rounds: 
                     print(f"  {precision} {cell.clips} c={cell.concurrency} round {r + 1} {mode}: "
                           f"{len(lat) / wall:.3f} clips/s, p50 {percentile(lat, 50):.2f} s", flush=True)  # fmt: skip
     for mode, server in servers.items():
-        logs[mode] = scheduler_line(server)
+        logs[mode] = f"{policy_line(server)}; {scheduler_line(server)}"
     return cells, logs
 
 
@@ -178,6 +190,22 @@ def table(cells: list[Cell]) -> list[str]:
             f"{p95['old']:.2f} / {p95['new']:.2f} | {p95['new'] / p95['old']:.2f}x | "
             f"{c.errors['old']} / {c.errors['new']} |"
         )
+    return out
+
+
+def goals(cells: list[Cell]) -> list[str]:
+    """Issue 28's goals, cell by cell: >= 1.1x at 8 clients (3 s, fp32), >= 0.95x everywhere, p95 at 1 client."""
+    out = []
+    for c in cells:
+        ratios = [c.rate("new", i) / c.rate("old", i) for i in range(len(c.wall["old"]))]
+        median = statistics.median(ratios)
+        floor = 1.1 if (c.precision, c.clips, c.concurrency) == ("fp32", "3s", 8) else 0.95
+        checks = [f"throughput {median:.2f}x (median) {'>=' if median >= floor else '<'} {floor}x"]
+        if c.concurrency == 1:
+            p95 = percentile(c.latency["new"], 95) / percentile(c.latency["old"], 95)
+            checks.append(f"p95 latency {p95:.2f}x {'<=' if p95 <= 1.05 else '>'} 1.05x")
+        met = median >= floor and (c.concurrency != 1 or p95 <= 1.05)
+        out.append(f"- {c.precision} {c.clips} c={c.concurrency}: {'met' if met else 'NOT met'} ({', '.join(checks)})")
     return out
 
 
@@ -213,7 +241,11 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="model directory (default: a random-weight large model built in a temp folder)")
+    p.add_argument("--model", help="model directory (default: a random-weight model of --size built in a temp folder)")
+    p.add_argument("--size", default="large", choices=("tiny", "base", "large"),
+                   help="the random-weight model's shape when --model is not given (tiny: a smoke run only)")
+    p.add_argument("--new-wait-ms", default="auto", help="E2V_BATCH_WAIT_MS of the 'new' server (default: unset, "
+                   "the per-device default)")
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--concurrency", default="1,4,8,16", help="client counts for the 3 s clips")
     p.add_argument("--mixed-concurrency", default="8", help="client counts for the mixed 1-10 s clips ('' for none)")
@@ -235,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         from emotion2vec_webui.model.standins import make_test_model
 
         with quiet_funasr():
-            model = str(make_test_model(tmp / "large", "large", seed=0))
+            model = str(make_test_model(tmp / args.size, args.size, seed=0))
     desc = machine()
     print(desc, flush=True)
     sets = clip_sets()
@@ -249,19 +281,26 @@ def main(argv: list[str] | None = None) -> int:
         grid = [("3s", [int(c) for c in conc.split(",") if c])]
         if args.mixed_concurrency and precision == "fp32":
             grid.append(("mixed", [int(c) for c in args.mixed_concurrency.split(",") if c]))
-        cells, logs[precision] = bench_precision(model, tmp, precision, sets, grid, args.rounds, per_client)
+        cells, logs[precision] = bench_precision(model, tmp, precision, sets, grid, args.rounds, per_client,
+                                                 args.new_wait_ms)  # fmt: skip
         all_cells += cells
     lines = [
         f"## Serving throughput, {date.today().isoformat()}",
         "",
         f"Machine: {desc}. {args.note}".strip(),
         f"Model: {Path(model).name} (random weights); {args.rounds} rounds, old and new servers alternating per "
-        "cell; `old` = `E2V_BATCH_WAIT_MS=0` (one request at a time), `new` = the per-device default.",
+        "cell; `old` = `E2V_BATCH_WAIT_MS=0` (one request at a time), `new` = "
+        + ("the per-device default (CPU fp32: no wait, what is queued, lengths within 10 %)."
+           if args.new_wait_ms == "auto" else f"`E2V_BATCH_WAIT_MS={args.new_wait_ms}`."),
         f"Command: `python benchmarks/serving_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         "",
         *table(all_cells),
         "",
         *(f"- {precision} {mode}: {line}" for precision, by in logs.items() for mode, line in by.items()),
+        "",
+        "Issue 28's goals (median ratio over the rounds):",
+        "",
+        *goals(all_cells),
     ]
     if args.parity:
         lines += ["", "Parity (engine level, 8 clips of 1-10 s in two padded batches of 4):", "",
