@@ -158,7 +158,8 @@ def table_value(rows: list[dict], label_map: dict[str, str] | None = None, head_
 
 def run_ui_batch(service, files, folder_text, granularity, embedding, progress=None, head=None, *,
                  segmentation=None, channels=None, audio_stream=None, speakers=None, num_speakers=None,
-                 transcribe=False, asr_model=None, calibration=None, min_confidence=None) -> tuple:  # fmt: skip
+                 transcribe=False, asr_model=None, calibration=None, min_confidence=None,
+                 label_set=None) -> tuple:  # fmt: skip
     """Run a batch from the page.
 
     Args:
@@ -172,6 +173,8 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
         segmentation, channels, audio_stream, speakers, num_speakers, transcribe, asr_model, calibration,
             min_confidence: as REST takes them (options.py; empty: the default), checked by RecognizeOptions before
             any input is read.
+        label_set: ``batch --label-set``: also score on that benchmark label set (label_sets.py; empty: none),
+            checked (bad_request) before any work; its lines are in the report, its matrix in the ZIP.
 
     Returns:
         (report HTML, the table (:func:`table_value`), summary.csv path, ZIP path, the nine-class
@@ -187,7 +190,7 @@ def run_ui_batch(service, files, folder_text, granularity, embedding, progress=N
                          segmentation=segmentation, channels=channels, audio_stream=audio_stream, speakers=speakers,
                          num_speakers=speaker_count(num_speakers), transcribe=bool(transcribe),
                          asr_model=asr_model or None, calibration=calibration or None, min_confidence=min_confidence),
-        batch_size=4, workers=2,
+        batch_size=4, workers=2, label_set=label_set or None,
     )  # fmt: skip
     items = collect_items(files, folder_text, settings.input_dirs)
     from_folder = bool(folder_text and folder_text.strip())
@@ -263,6 +266,7 @@ def build_batch_tab(service) -> None:
                     value=False, label=bilingual("Save embeddings", "保存嵌入向量"), elem_id="batch_embedding"
                 )
                 head = head_picker(service, "batch_head_pick")
+                label_set = controls.label_set_dropdown("batch_label_set")  # batch --label-set (docs/batch.md)
                 with gr.Accordion(bilingual("More options (as the REST API)", "更多选项（与 REST API 相同）"),
                                   open=False, elem_id="batch_more"):  # fmt: skip
                     segmentation = controls.segmentation_radio("batch_segmentation")
@@ -299,12 +303,13 @@ def build_batch_tab(service) -> None:
         # The parameter names are the /batch endpoint's (gradio_client's view_api shows them).
         def run(audio_files, server_folder, granularity, save_embeddings, head, segmentation, channels, audio_stream,
                 speakers, num_speakers, transcribe, asr_model, calibration=None, min_confidence=None,
-                progress=gr.Progress()):  # fmt: skip
+                label_set=None, progress=gr.Progress()):  # fmt: skip
             try:
                 return run_ui_batch(service, audio_files, server_folder, granularity, save_embeddings, progress, head,
                                     segmentation=segmentation, channels=channels, audio_stream=audio_stream,
                                     speakers=speakers, num_speakers=num_speakers, transcribe=transcribe,
-                                    asr_model=asr_model, calibration=calibration, min_confidence=min_confidence)  # fmt: skip
+                                    asr_model=asr_model, calibration=calibration, min_confidence=min_confidence,
+                                    label_set=label_set)  # fmt: skip
             except E2VError as exc:
                 return ui_text.error_card_html(exc.code, exc.message), [], None, None, None, None
             except Exception:  # the page shows a message, the log keeps the trace
@@ -314,7 +319,7 @@ def build_batch_tab(service) -> None:
 
         start.click(
             run,
-            inputs=[files, folder, granularity, embedding, head, *more],
+            inputs=[files, folder, granularity, embedding, head, *more, label_set],  # label_set last: positions kept
             outputs=[report, table, csv_file, zip_file, matrix, head_matrix],
             api_name="batch",
             api_description="Run a batch over uploaded files or a server folder: report, table, summary.csv, ZIP, "

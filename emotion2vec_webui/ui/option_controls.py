@@ -1,14 +1,16 @@
 """The recognition options as Gradio controls, built from their one definition (``options.py``).
 
 The Batch and Conversation tabs offer what ``POST /api/v1/recognize`` takes
-(issue 27): segmentation, channels, the audio stream, speakers, the ASR model.
-Their choices come from :mod:`emotion2vec_webui.options` (values, defaults,
-bounds and labels), never from a list written here, so a value added there
-reaches every tab. Call these inside ``gr.Blocks``.
+(issue 27): segmentation, channels, the audio stream, speakers, the ASR model;
+and the Batch tab what ``batch --label-set`` takes. Their choices come from
+:mod:`emotion2vec_webui.options` (values, defaults, bounds and labels) and
+:mod:`emotion2vec_webui.label_sets` (the benchmark label sets), never from a
+list written here, so a value added there reaches every tab. Call these inside ``gr.Blocks``.
 """
 
 from __future__ import annotations
 
+from emotion2vec_webui.label_sets import LABEL_SETS
 from emotion2vec_webui.labels import bilingual
 from emotion2vec_webui.options import (
     ASR_MODEL_NAMES,
@@ -22,6 +24,7 @@ from emotion2vec_webui.options import (
 )
 
 SERVER_ASR = ""  # the ASR dropdown's "server default" (E2V_ASR_MODEL): RecognizeOptions reads "" as not given
+NO_LABEL_SET = ""  # the label-set dropdown's "none": the batch is scored on the nine classes only
 
 
 def menu(choice: Choice, *, leave_out: tuple[str, ...] = ()) -> list[tuple[str, str]]:
@@ -81,6 +84,19 @@ def asr_model_dropdown(elem_id: str, server_default: str):
     choices = [(bilingual(f"Server default ({server_default})", f"服务器默认（{server_default}）"), SERVER_ASR)]
     return gr.Dropdown(choices + [(name, name) for name in ASR_MODEL_NAMES], value=SERVER_ASR, allow_custom_value=True,
                        label=bilingual("ASR model (transcript)", "语音识别模型（转写）"), elem_id=elem_id)  # fmt: skip
+
+
+def label_set_dropdown(elem_id: str):
+    """``batch --label-set``: score the batch on a benchmark label set too (label_sets.py's sets, or none)."""
+    import gradio as gr
+
+    choices = [(bilingual("None (the nine classes)", "不使用（九类）"), NO_LABEL_SET)]
+    for name, ls in LABEL_SETS.items():
+        dataset = ls.title.partition(",")[0]  # "IEMOCAP, 4 classes" → IEMOCAP
+        choices.append((bilingual(f"{ls.title} ({name})", f"{dataset} {len(ls.classes)} 类（{name}）"), name))
+    return gr.Dropdown(choices, value=NO_LABEL_SET, label=bilingual("Benchmark label set", "基准标签集"),
+                       info="按公开基准的标签集另行计分（UA/WA/F1）/ also score the way published tables do "
+                       "(references mapped into the set, others dropped)", elem_id=elem_id)  # fmt: skip
 
 
 def speaker_count(value) -> int | None:

@@ -110,7 +110,7 @@ def test_public_endpoints_have_descriptive_parameter_names(client):
     names = {n: [p["parameter_name"] for p in e["parameters"]] for n, e in endpoints.items()}
     assert names["/batch"] == ["audio_files", "server_folder", "granularity", "save_embeddings", "head", "segmentation",
                                "channels", "audio_stream", "speakers", "num_speakers", "transcribe", "asr_model",
-                               "calibration", "min_confidence"]  # fmt: skip
+                               "calibration", "min_confidence", "label_set"]  # fmt: skip
     assert names["/calibrate"] == ["server_folder", "upload_file", "calibration_name", "head_name", "replace"]
     assert names["/train_head"] == [
         "server_folder", "upload", "head_name", "classifier", "labels_zh", "baseline_map", "overwrite",
