@@ -13,7 +13,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import espeak_available, speech, tone, write_audio
 from emotion2vec_webui.config import load_settings
-from tests.server_util import SHARED_API_TOKEN, START_TIMEOUT_S
+from tests.server_util import START_TIMEOUT_S, TOKEN_API_SETTINGS
 
 CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -221,6 +221,9 @@ def onnx_only_server(tiny_export_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def token_api_server(shared_server):
-    """The one token server of the REST and gradio_client tests: a bearer token (also the UI's login password),
-    an input folder, 1 MB uploads (413 is cheap), a queue of 2 and no per-client cap (overload from 127.0.0.1)."""
-    return shared_server(inputs=True, api_token=SHARED_API_TOKEN, max_upload_mb=1, max_queue=2, max_per_client=0)
+    """The one token server of the run: a bearer token (also the UI's login password), an input and a heads
+    folder, 1 MB uploads (413 is cheap), a queue of 2 and no per-client cap (overload from 127.0.0.1), 30 wrong
+    tokens a minute per address (``TOKEN_API_SETTINGS``). It serves test_api.py's socket checks,
+    test_gradio_client.py, the browser's token tests and tests/reliability's ``token_server`` (auth throttling,
+    error paths, streams)."""
+    return shared_server(inputs=True, heads=True, **TOKEN_API_SETTINGS)

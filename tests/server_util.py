@@ -13,6 +13,12 @@ from pathlib import Path
 import httpx
 
 SHARED_API_TOKEN = "s3cret-token-for-tests"  # tests/conftest.py's token_api_server
+# token_api_server's settings (besides its input and heads folders), and those of test_api.py's in-process app: a
+# token (auth on every call), 1 MB uploads (413 is cheap), a queue of 2 and no per-client cap (overload from
+# 127.0.0.1), 30 wrong tokens or logins a minute per address (tests/reliability/test_auth_throttle.py).
+TOKEN_API_SETTINGS = {
+    "api_token": SHARED_API_TOKEN, "max_upload_mb": 1, "max_queue": 2, "max_per_client": 0, "auth_failures_per_min": 30,
+}  # fmt: skip
 # Generous: on this 2-core machine shared with other test runs (load 20 seen), the imports alone took over 90 s
 # and the model load over 180 s. A server that dies is seen at once (``wait`` checks the process).
 START_TIMEOUT_S = 300
@@ -33,6 +39,20 @@ def server_env(model_dir, root, **settings) -> dict[str, str]:
     }
     env.update({f"E2V_{key.upper()}": str(value) for key, value in settings.items()})
     return env
+
+
+def app_settings(model_dir, root, **settings):
+    """The ``Settings`` a server started on ``server_env(model_dir, root, **settings)`` loads, for the app in-process.
+
+    ``create_app(app_settings(...), Service(settings, engine))`` through FastAPI's ``TestClient`` then runs with
+    the same configuration as that server, read by the same ``load_settings`` from the same variables.
+    """
+    from unittest import mock
+
+    from emotion2vec_webui.config import load_settings
+
+    with mock.patch.dict(os.environ, server_env(model_dir, root, **settings)):
+        return load_settings()
 
 
 def free_port() -> int:

@@ -1,9 +1,15 @@
-"""The REST API over loopback against a real server process (tiny random-weight model).
+"""The REST API on the tiny random-weight model: its contract in-process, the socket against a real server.
 
-One server (``token_api_server`` in tests/conftest.py, shared with
-tests/ui/test_gradio_client.py), started with a token (so auth is exercised on
-every call), a 1 MB upload cap (so 413 is cheap to provoke), a queue of 2 (so
-overload is too) and an input folder.
+Both run with ``token_api_server``'s settings (``TOKEN_API_SETTINGS`` in
+tests/server_util.py): a token (so auth is exercised on every call), a 1 MB
+upload cap (so 413 is cheap to provoke), a queue of 2 (so overload is too) and
+an input folder. The contract (routes, statuses, the error shape, run folders,
+caps counted by the app) runs in-process: ``create_app`` on those settings
+through FastAPI's ``TestClient``, the same middleware, routes and decoder pool
+as a server, without a process start. What needs uvicorn and a socket — a 413
+before the body ends, clients that hang up, an overload burst of parallel
+connections — runs against ``token_api_server`` (tests/conftest.py), the real
+process that tests/ui/test_gradio_client.py and the browser's token tests share.
 """
 
 from __future__ import annotations
@@ -23,19 +29,50 @@ from benchmarks.load_test import overload_burst
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.runs.storage import RUN_ID_RE
 from tests.server_util import SHARED_API_TOKEN as TOKEN
+from tests.server_util import TOKEN_API_SETTINGS, app_settings
 from tests.spec_check import check_result
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
+def app(tiny_model_dir, engine, tmp_path_factory):
+    """The app in-process on token_api_server's settings: ``anon`` (no credentials; it ran the app's start-up),
+    ``client`` (the token on every request) and ``root`` (its ``inputs/``, ``heads/`` and ``outputs/``)."""
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from emotion2vec_webui.app import create_app
+    from emotion2vec_webui.runs.inference.service import Service
+
+    root = tmp_path_factory.mktemp("api_app")
+    (root / "inputs").mkdir()
+    s = app_settings(tiny_model_dir, root, input_dirs=root / "inputs", heads_dir=root / "heads", **TOKEN_API_SETTINGS)
+    asgi = create_app(s, Service(s, engine))
+    with TestClient(asgi) as anon:
+        yield SimpleNamespace(anon=anon, client=TestClient(asgi, headers=AUTH), root=root)
+
+
+@pytest.fixture(scope="module")
+def anon(app):
+    return app.anon
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.client
+
+
+@pytest.fixture(scope="module")
 def server(token_api_server):
-    # The tests here are sequential; the overload test fills the queue of 2 (from 127.0.0.1: no per-client cap).
+    """The real process, for what needs uvicorn and the socket. The tests here are sequential; the overload
+    test fills the queue of 2 (from 127.0.0.1: no per-client cap)."""
     return token_api_server
 
 
 @pytest.fixture(scope="module")
-def client(server):
+def remote(server):
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as c:
         yield c
 
@@ -58,24 +95,24 @@ def recognize(client, data: bytes, name="clip.wav", **fields) -> httpx.Response:
     return client.post("/api/v1/recognize", files={"file": (name, data, "audio/wav")}, data=fields)
 
 
-def test_health_and_readiness_are_open(server):
-    r = httpx.get(server.url + "/healthz")
+def test_health_and_readiness_are_open(anon):
+    r = anon.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.headers["x-request-id"]
-    r = httpx.get(server.url + "/readyz")
+    r = anon.get("/readyz")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["ready"] is True and body["state"] == "ready" and body["model"]["random_weights"] is True
 
 
-def test_token_is_required_for_the_api(server):
+def test_token_is_required_for_the_api(anon):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
-        r = httpx.get(server.url + "/api/v1/runs", headers=headers)
+        r = anon.get("/api/v1/runs", headers=headers)
         assert_error(r, 401, "unauthorized")
         assert r.headers["www-authenticate"] == "Bearer"
     # refused before the body is read: a large upload without the token gets 401, not 413
-    r = httpx.post(server.url + "/api/v1/recognize", files={"file": ("x.wav", b"\0" * 3_000_000)})
+    r = anon.post("/api/v1/recognize", files={"file": ("x.wav", b"\0" * 3_000_000)})
     assert_error(r, 401, "unauthorized")
-    assert httpx.get(server.url + "/api/v1/runs", headers=AUTH).status_code == 200
+    assert anon.get("/api/v1/runs", headers=AUTH).status_code == 200
 
 
 def test_recognize_multipart_writes_a_complete_run(client, clip):
@@ -111,7 +148,7 @@ def test_frame_granularity_without_embedding(client, clip):
     assert body["frames"]["scores"] and body["segments"]
 
 
-def test_vad_segmentation_gives_speech_segments(server, client, speech_wav):
+def test_vad_segmentation_gives_speech_segments(app, client, speech_wav):
     r = recognize(client, speech_wav.read_bytes(), "speech.wav", segmentation="vad")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -122,13 +159,13 @@ def test_vad_segmentation_gives_speech_segments(server, client, speech_wav):
     assert all(ends[i] <= seg["start_s"] < seg["end_s"] for i, seg in enumerate(segments))
     assert segments[-1]["end_s"] <= body["audio"]["duration_s"] + 0.01
     # the same option through the JSON body
-    (server.root / "inputs" / "speech.wav").write_bytes(speech_wav.read_bytes())
+    (app.root / "inputs" / "speech.wav").write_bytes(speech_wav.read_bytes())
     by_path = client.post("/api/v1/recognize", json={"audio_path": "speech.wav", "segmentation": "vad"})
     assert by_path.status_code == 200, by_path.text
     assert [s["start_s"] for s in by_path.json()["segments"]] == [s["start_s"] for s in segments]
 
 
-def test_json_base64_and_audio_path_match_multipart(server, client, clip):
+def test_json_base64_and_audio_path_match_multipart(app, client, clip):
     by_upload = recognize(client, clip).json()
     payload = {"audio_base64": base64.b64encode(clip).decode(), "filename": "b64.wav"}
     by_json = client.post("/api/v1/recognize", json=payload)
@@ -138,9 +175,9 @@ def test_json_base64_and_audio_path_match_multipart(server, client, clip):
     data_url = {"audio_base64": "data:audio/wav;base64," + payload["audio_base64"]}
     assert client.post("/api/v1/recognize", json=data_url).json()["scores"] == by_upload["scores"]
 
-    (server.root / "inputs" / "sub").mkdir(exist_ok=True)
-    (server.root / "inputs" / "sub" / "in.wav").write_bytes(clip)
-    for path in (str(server.root / "inputs" / "sub" / "in.wav"), "sub/in.wav"):
+    (app.root / "inputs" / "sub").mkdir(exist_ok=True)
+    (app.root / "inputs" / "sub" / "in.wav").write_bytes(clip)
+    for path in (str(app.root / "inputs" / "sub" / "in.wav"), "sub/in.wav"):
         by_path = client.post("/api/v1/recognize", json={"audio_path": path})
         assert by_path.status_code == 200, (path, by_path.text)
         assert by_path.json()["scores"] == by_upload["scores"]
@@ -251,8 +288,8 @@ def test_413_arrives_before_the_body_ends(server):
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
-def test_openapi_documents_the_schemas(server):
-    spec = httpx.get(server.url + "/openapi.json").json()
+def test_openapi_documents_the_schemas(anon):
+    spec = anon.get("/openapi.json").json()
     recognize_op = spec["paths"]["/api/v1/recognize"]["post"]
     assert {"multipart/form-data", "application/json"} <= set(recognize_op["requestBody"]["content"])
     assert {"200", "413", "415", "422", "503"} <= set(recognize_op["responses"])
@@ -266,7 +303,7 @@ def test_openapi_documents_the_schemas(server):
     assert {"/healthz", "/readyz", "/api/v1/runs", "/api/v1/runs/{run_id}/{artifact}", "/api/v1/similarity"} <= set(
         spec["paths"]
     )
-    assert httpx.get(server.url + "/docs").status_code == 200
+    assert anon.get("/docs").status_code == 200
 
 
 def test_similarity(client, clip, tmp_path):
@@ -286,13 +323,13 @@ def test_similarity(client, clip, tmp_path):
     assert_error(client.post("/api/v1/similarity", files={"a": ("a.wav", clip)}), 422, "bad_request")
 
 
-def test_ui_is_served_on_the_same_port(server):
-    r = httpx.get(server.url + "/")
+def test_ui_is_served_by_the_same_app(anon):
+    r = anon.get("/")
     assert r.status_code == 200 and "<html" in r.text.lower()
-    assert json.loads(httpx.get(server.url + "/healthz").text)["status"] == "ok"
+    assert json.loads(anon.get("/healthz").text)["status"] == "ok"
 
 
-def test_clients_that_go_away_leave_no_partial_run(server, client, clip):
+def test_clients_that_go_away_leave_no_partial_run(server, remote, clip):
     """Hang up mid-upload, and right after a full upload: no temp folders, only complete runs, server fine."""
     head = (
         "POST /api/v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -305,14 +342,14 @@ def test_clients_that_go_away_leave_no_partial_run(server, client, clip):
             s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + sent)
     outputs = server.root / "outputs"
     for _ in range(30):  # let a job that was already queued finish
-        if not client.get("/readyz").json()["queue_depth"]:
+        if not remote.get("/readyz").json()["queue_depth"]:
             break
         time.sleep(1)
-    assert client.get("/readyz").status_code == 200
+    assert remote.get("/readyz").status_code == 200
     assert not list(outputs.glob(".tmp-*"))
     for folder in (p for p in outputs.iterdir() if RUN_ID_RE.match(p.name)):
         assert {"result.json", "processed_audio.wav", "run.log"} <= {p.name for p in folder.iterdir()}, folder
-    assert recognize(client, clip).status_code == 200
+    assert recognize(remote, clip).status_code == 200
 
 
 def test_overload_answers_503_at_once_and_recovers(server, tmp_path):
