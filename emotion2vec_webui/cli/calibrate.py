@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from pathlib import Path
 
-from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, settings_from_args
+from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, reproducing_command, settings_from_args
 
 
 def add_parser(sub) -> None:
@@ -40,28 +39,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from emotion2vec_webui.engine.engine import EmotionEngine
     from emotion2vec_webui.jobs.calibrate import CalibrateOptions, calibrate
-    from emotion2vec_webui.jobs.head_features import Backbone
+    from emotion2vec_webui.jobs.head_features import lazy_backbone
     from emotion2vec_webui.jobs.train_head import parse_pairs
-    from emotion2vec_webui.model.resolve import resolve_model
-    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
 
-    settings = settings_from_args(args)
-    if args.heads_dir is not None:
-        settings = dataclasses.replace(settings, heads_dir=args.heads_dir)
-    resolved = resolve_model(settings.model, settings.hub)
-    backbone = Backbone(resolved.path.name, str(resolved.path), checkpoint_sha256(resolved.path))
-    engine = None
-
-    def with_engine(fn):  # loaded on the first clip not in the feature cache
-        nonlocal engine
-        if engine is None:
-            engine = EmotionEngine.from_settings(settings)
-        return fn(engine)
-
+    settings = settings_from_args(args)  # --heads-dir applied
+    backbone, with_engine = lazy_backbone(settings)  # the model loads on the first clip not in the feature cache
     options = CalibrateOptions(
         head=args.head or None,
         folds=max(2, args.folds),
@@ -80,13 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run."""
-    parts = ["emotion2vec-webui", "calibrate", str(args.data), "--name", args.name]
-    for flag in ("head", "heads_dir", "folds", "seed", "label_map", "model", "hub", "device", "precision"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            parts += [f"--{flag.replace('_', '-')}", str(value)]
-    parts += ["--force"] if getattr(args, "force", False) else []
-    return shlex.join(parts)
+    flags = ("head", "heads_dir", "folds", "seed", "label_map", "model", "hub", "device", "precision")
+    words = ["emotion2vec-webui", "calibrate", str(args.data), "--name", args.name]
+    return reproducing_command(words, args, flags, ("force",))
 
 
 def format_report(r: dict, folder: Path) -> str:

@@ -35,7 +35,7 @@ from emotion2vec_webui.engine.calibration import (
 )
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.evaluation import map_label
-from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
+from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_groups, speaker_of
 from emotion2vec_webui.jobs.train_head import labelled_items
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.options import check_calibration_name
@@ -185,8 +185,7 @@ def calibrate(
         raise E2VError("bad_request", "this model has no nine-class head: calibrate a trained head (--head NAME). / "
                                       "该模型没有九类情感分类头,请校准一个自训练的分类头。")  # fmt: skip
     logits = head.logits(feats.pooled) if head is not None else logits_from_probs(feats.nine)
-    speakers = [speaker_of(it.file) for it in items]
-    groups = np.array(speakers) if all(speakers) and len(set(speakers)) >= 2 else None
+    groups = speaker_groups([speaker_of(it.file) for it in items])
     cv = cross_validate(logits, y, groups, options.folds, options.seed)
     grouped = f"{cv['folds']} speaker-grouped folds" if groups is not None else f"{cv['folds']} stratified folds"
     for when in ("before", "after"):

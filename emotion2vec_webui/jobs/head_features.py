@@ -40,6 +40,39 @@ class Backbone:
     path: str  # model directory
     checkpoint_sha256: str  # identity of model.pt
 
+    @classmethod
+    def of_engine(cls, engine) -> Backbone:
+        """The backbone of a loaded engine (the server's faces: the model is loaded already)."""
+        from emotion2vec_webui.runs.stores.head_store import engine_hash
+
+        return cls(engine.info.name, engine.info.path, engine_hash(engine))
+
+
+def lazy_backbone(settings) -> tuple[Backbone, Callable]:
+    """The configured model as a :class:`Backbone` without loading it, and an ``execute`` that loads it once needed.
+
+    The command line's ``train-head`` and ``calibrate`` run on it: the model loads on the first clip not in the
+    feature cache, so a second run on the same files loads no model at all.
+
+    Returns:
+        (backbone, ``execute(fn)`` → ``fn(engine)``).
+    """
+    from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.model.resolve import resolve_model
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
+
+    resolved = resolve_model(settings.model, settings.hub)
+    backbone = Backbone(resolved.path.name, str(resolved.path), checkpoint_sha256(resolved.path))
+    engine = None
+
+    def execute(fn):  # loaded on the first clip not in the feature cache
+        nonlocal engine
+        if engine is None:
+            engine = EmotionEngine.from_settings(settings)
+        return fn(engine)
+
+    return backbone, execute
+
 
 @dataclass(frozen=True)
 class Features:
@@ -63,6 +96,11 @@ def speaker_of(path: str | os.PathLike) -> str | None:
     stem = Path(path).stem
     m = _RAVDESS_SPEAKER.match(stem) or _CREMAD_SPEAKER.match(stem)
     return m.group(1) if m else None
+
+
+def speaker_groups(speakers: list[str | None]) -> np.ndarray | None:
+    """The folds' groups: each clip's speaker when every clip has one and there are two or more, else None."""
+    return np.array(speakers) if all(speakers) and len(set(speakers)) >= 2 else None
 
 
 class FeatureCache:

@@ -44,7 +44,7 @@ from emotion2vec_webui.engine.heads import FORMAT, check_name
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.files import write_atomic
 from emotion2vec_webui.jobs.evaluation import Metrics, confusion_csv, confusion_png, evaluate
-from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_of
+from emotion2vec_webui.jobs.head_features import Backbone, Progress, extract_features, speaker_groups, speaker_of
 from emotion2vec_webui.jobs.inputs import BatchItem, discover_inputs
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.stores.head_store import COMMAND, LABELS, REPORT, SPEC, write_head_folder
@@ -354,10 +354,9 @@ def train_head(
     else:
         say(f"features: {feats.extracted} extracted, {feats.cached} from the cache ({feats.seconds:.2f} s)", 0.8)
     y = np.array([it.label for it in items])
-    speakers = [speaker_of(it.file) for it in items]
-    groups = np.array(speakers) if all(speakers) and len(set(speakers)) >= 2 else None
+    groups = speaker_groups([speaker_of(it.file) for it in items])
     if groups is not None:
-        say(f"speakers known from the file names ({len(set(speakers))}): folds keep each speaker on one side")
+        say(f"speakers known from the file names ({len(set(groups))}): folds keep each speaker on one side")
     t_train = time.perf_counter()
     fields, final, cv_metrics = train(feats.pooled.astype(np.float64), y, groups, options, say)
     labels = fields["labels"]

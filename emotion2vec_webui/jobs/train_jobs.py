@@ -21,7 +21,6 @@ from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.jobs.head_features import Backbone
 from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, summary_json, train_head
 from emotion2vec_webui.runs.shown_paths import shown_paths
-from emotion2vec_webui.runs.stores.head_store import engine_hash
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +106,7 @@ class TrainJobs:
 
         state = "failed"  # set on the job last, after its upload is gone: a waiter sees the end state only then
         try:
-            engine = self.service.engine
-            backbone = Backbone(engine.info.name, engine.info.path, engine_hash(engine))
+            backbone = Backbone.of_engine(self.service.engine)
             # feature extraction queues behind interactive work (background priority, this job's own share)
             with self.service.job_engine("background", f"train:{job.id}") as queued:
                 outcome = train_head(

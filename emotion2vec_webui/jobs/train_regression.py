@@ -33,7 +33,7 @@ import numpy as np
 
 from emotion2vec_webui.engine.heads import MAX_LABEL_CHARS, REGRESSION_FORMAT, RESERVED_TARGETS
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.jobs.head_features import Backbone, extract_features, speaker_of
+from emotion2vec_webui.jobs.head_features import Backbone, extract_features, speaker_groups, speaker_of
 from emotion2vec_webui.jobs.inputs import BatchItem, _relative_to
 from emotion2vec_webui.runs.stores.head_store import COMMAND, LABELS, REPORT, SPEC, write_head_folder
 from emotion2vec_webui.user_text import clean_name
@@ -273,10 +273,9 @@ def train_regression_head(data, name: str, folder: Path, backbone: Backbone, exe
     feats = extract_features(found.items, backbone, execute, settings, Path(settings.heads_dir) / ".features",
                              (lambda f, m: progress(0.8 * f, m)) if progress else None)  # fmt: skip
     say(f"features: {feats.extracted} extracted, {feats.cached} from the cache ({feats.seconds:.2f} s)", 0.8)
-    speakers = found.speakers
-    groups = np.array(speakers) if all(speakers) and len(set(speakers)) >= 2 else None
+    groups = speaker_groups(found.speakers)
     if groups is not None:
-        say(f"speakers known ({len(set(speakers))}): folds keep each speaker on one side")
+        say(f"speakers known ({len(set(groups))}): folds keep each speaker on one side")
     t_train = time.perf_counter()
     fields, final = fit_regression(feats.pooled.astype(np.float64), found.values, found.targets, groups, regressor,
                                    options.folds, options.holdout, options.seed, say)  # fmt: skip

@@ -99,31 +99,21 @@ def report_html(report: dict) -> str:
     )
 
 
-def run_calibration(service, folder_text, upload, name, head, overwrite, unpack, uploads: str, progress=None):
-    """Fit and save a calibration from the page (``unpack``: the Train tab's ``unpack_upload`` into ``uploads``).
+def run_calibration(service, folder_text, upload, name, head, overwrite, progress=None):
+    """Fit and save a calibration from the page (an upload is unpacked for it and removed after).
 
     Returns:
         (report HTML, the reliability diagram's path, the calibrations table).
     """
     from emotion2vec_webui.jobs.calibrate import CalibrateOptions, calibrate
     from emotion2vec_webui.jobs.head_features import Backbone
-    from emotion2vec_webui.jobs.train_jobs import resolve_training_data
-    from emotion2vec_webui.runs.stores.head_store import engine_hash
+    from emotion2vec_webui.ui.labelled_sets import labelled_data
 
     settings = service.settings
     name = check_calibration_name(name, required=True)
-    owned = None
-    if upload:
-        data = unpack(str(getattr(upload, "name", upload)), settings)
-        owned = next(p for p in [data, *data.parents] if p.parent.name == uploads)
-    elif folder_text and folder_text.strip():
-        data, _ = resolve_training_data(folder_text, settings.input_dirs)
-    else:
-        raise E2VError("bad_request", "Name a server folder inside E2V_INPUT_DIRS, or upload a ZIP / CSV. / "
-                                      "请填写服务器文件夹或上传 ZIP / CSV。")  # fmt: skip
+    data, owned = labelled_data(folder_text, upload, settings)
     try:
-        engine = service.engine
-        backbone = Backbone(engine.info.name, engine.info.path, engine_hash(engine))
+        backbone = Backbone.of_engine(service.engine)
         options = CalibrateOptions(head=head or None, overwrite=bool(overwrite),
                                    command=f"UI Train tab: calibrate data={data} name={name} head={head or ''}")  # fmt: skip
         report = (lambda f, m: progress(f, desc=m)) if progress is not None else None
@@ -138,14 +128,12 @@ def run_calibration(service, folder_text, upload, name, head, overwrite, unpack,
     return report_html(outcome.report), str(diagram), calibrations_table(settings)
 
 
-def build_calibration_section(service, tab, unpack, uploads: str, on_page_load) -> None:
+def build_calibration_section(service, tab, on_page_load) -> None:
     """The Train tab's "Calibrate confidence" section (call inside ``tab``).
 
     Args:
         service: the server's service.
         tab: the Train tab (its ``select`` refreshes the list and the head picker).
-        unpack: ``unpack(upload_path, settings)`` → the labelled folder (the Train tab's ``unpack_upload``).
-        uploads: the folder name uploads are unpacked under (removed after use).
         on_page_load: registers an event to run whenever a page opens.
     """
     import gradio as gr
@@ -183,8 +171,8 @@ def build_calibration_section(service, tab, unpack, uploads: str, on_page_load) 
 
     def on_calibrate(server_folder, upload_file, calibration_name, head_name, replace, progress=gr.Progress()):
         try:
-            return run_calibration(service, server_folder, upload_file, calibration_name, head_name, replace, unpack,
-                                   uploads, progress)  # fmt: skip
+            return run_calibration(service, server_folder, upload_file, calibration_name, head_name, replace,
+                                   progress)  # fmt: skip
         except E2VError as exc:
             return ui_text.error_card_html(exc.code, exc.message), None, calibrations_table(settings)
         except Exception:  # the page shows a message, the log keeps the trace

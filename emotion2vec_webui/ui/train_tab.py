@@ -4,33 +4,28 @@ Training runs as a job (``jobs/train_jobs.py``, shared with ``POST /api/v1/heads
 the page shows its progress, then the report (cross-validated and held-out
 scores, per-class precision/recall) and the confusion matrix. The head is saved
 as ``E2V_HEADS_DIR/<name>/`` and appears in the head pickers of the Recognize
-and Batch tabs (:func:`head_picker`). One concept: this tab (its calibration section: ui/calibration_tab.py).
+and Batch tabs (:func:`head_picker`). Its data (a folder, a CSV, an unpacked upload): ui/labelled_sets.py;
+its calibration section: ui/calibration_tab.py.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-import uuid
-import zipfile
 from html import escape
 from pathlib import Path
 
-from emotion2vec_webui.archives import extract_zip
 from emotion2vec_webui.engine.heads import check_name
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.jobs.inputs import AUDIO_EXTENSIONS
-from emotion2vec_webui.jobs.train_head import TrainOptions, labelled_items, parse_pairs
-from emotion2vec_webui.jobs.train_jobs import check_inside, jobs_for, resolve_training_data
+from emotion2vec_webui.jobs.train_head import TrainOptions, parse_pairs
+from emotion2vec_webui.jobs.train_jobs import jobs_for
 from emotion2vec_webui.labels import bilingual
 from emotion2vec_webui.runs.stores.head_store import delete_head, list_heads
 from emotion2vec_webui.ui.calibration_tab import build_calibration_section
+from emotion2vec_webui.ui.labelled_sets import labelled_data
 
 log = logging.getLogger(__name__)
 
-UPLOADS = ".train-uploads"  # under the outputs root
-MAX_ZIP_MEMBERS = 10_000  # entries (files and folders) of an uploaded ZIP
 NO_HEAD = ""
 
 
@@ -59,59 +54,6 @@ def refresh_picker(service):
     import gradio as gr
 
     return gr.update(choices=head_choices(service.settings))
-
-
-def unpack_upload(path: str, settings) -> Path:
-    """An uploaded ZIP (a folder per label, or a CSV with audio) or CSV (server paths) as a labelled set.
-
-    ZIPs are unpacked by :func:`archives.extract_zip` into ``<outputs>/.train-uploads/<id>/``: a hostile
-    member (absolute, drive, ``..``, a link …) refuses the whole ZIP; at most ``MAX_ZIP_MEMBERS`` entries and
-    ``E2V_MAX_BATCH_UPLOAD_MB`` unpacked; audio and CSV files are kept, hidden ones (``.x``, ``__MACOSX/._x``)
-    skipped. The folder is removed when unpacking fails, and by the training job when it ends (:func:`run_training`).
-
-    Raises:
-        E2VError: ``bad_request`` for an unusable upload.
-    """
-    uploads = Path(settings.output_dir).resolve() / UPLOADS
-    uploads.mkdir(parents=True, exist_ok=True)
-    dest = uploads / uuid.uuid4().hex[:12]
-    src = Path(path)
-    if src.suffix.lower() not in (".csv", ".tsv"):
-        if not zipfile.is_zipfile(src):
-            raise E2VError("bad_request", "Upload a .zip (a folder per label) or a .csv (path,label). / 请上传 ZIP 或 CSV。")
-        budget = int(settings.max_batch_upload_mb * 1024 * 1024)
-        written = extract_zip(src, dest, max_members=MAX_ZIP_MEMBERS, max_bytes=budget, keep=_wanted)
-    else:
-        dest.mkdir()
-        written = None
-    try:
-        return _labelled_set(src, dest, written, settings)
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
-
-
-def _wanted(name: str) -> bool:
-    """ZIP members the Train tab keeps: audio and CSV/TSV lists, nothing hidden."""
-    suffix = Path(name).suffix.lower()
-    hidden = any(p.startswith(".") for p in name.split("/"))
-    return not hidden and (suffix in AUDIO_EXTENSIONS or suffix in (".csv", ".tsv"))
-
-
-def _labelled_set(src: Path, dest: Path, written: list[Path] | None, settings) -> Path:
-    if written is None:  # a CSV lists server files: they must be inside E2V_INPUT_DIRS
-        target = dest / src.name
-        shutil.copyfile(src, target)
-        check_inside(labelled_items(target), settings.input_dirs)
-        return target
-    lists = [p for p in written if p.suffix.lower() in (".csv", ".tsv")]
-    data = lists[0] if len(lists) == 1 else dest
-    if data == dest:  # a single top folder holding the label folders counts as the set itself
-        tops = [p for p in dest.iterdir()]
-        if len(tops) == 1 and tops[0].is_dir() and all(p.is_dir() for p in tops[0].iterdir()):
-            data = tops[0]
-    check_inside(labelled_items(data), [dest])
-    return data
 
 
 def report_html(job) -> str:
@@ -249,17 +191,8 @@ def run_training(service, folder_text, upload, name, classifier, labels_zh, base
     settings = service.settings
     name = check_name(name)
     zh_pairs, baseline_pairs = parse_pairs(labels_zh, "labels (中文)"), parse_pairs(baseline_map, "baseline map")
-    owned = None  # an unpacked upload: the job removes it when it ends (jobs.start: also when it cannot start)
-    if upload:
-        data = unpack_upload(str(getattr(upload, "name", upload)), settings)
-        owned = next(p for p in [data, *data.parents] if p.parent.name == UPLOADS)
-    elif folder_text and folder_text.strip():
-        data, _ = resolve_training_data(folder_text, settings.input_dirs)
-    else:
-        raise E2VError(
-            "bad_request",
-            "Name a server folder inside E2V_INPUT_DIRS, or upload a ZIP / CSV. / 请填写服务器文件夹或上传 ZIP / CSV。",
-        )
+    # an unpacked upload is owned: the job removes it when it ends (jobs.start: also when it cannot start)
+    data, owned = labelled_data(folder_text, upload, settings)
     options = TrainOptions(
         classifier=classifier or "auto",
         labels_zh=zh_pairs,
@@ -389,7 +322,7 @@ def build_train_tab(service) -> None:
         trained.then(**refresh)  # the new head joins the Delete picker too
         tab.select(**refresh)
         _on_page_load(refresh)
-        build_calibration_section(service, tab, unpack_upload, UPLOADS, _on_page_load)  # calibrated confidence
+        build_calibration_section(service, tab, _on_page_load)  # calibrated confidence
 
 
 def _on_page_load(event: dict) -> None:

@@ -7,7 +7,8 @@ import zipfile
 import pytest
 
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.ui.train_tab import UPLOADS, run_training
+from emotion2vec_webui.ui.labelled_sets import UPLOADS
+from emotion2vec_webui.ui.train_tab import run_training
 from tests.head_data import make_set, started_service
 
 
