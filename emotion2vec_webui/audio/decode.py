@@ -38,7 +38,9 @@ seconds may not exceed ``E2V_MAX_DURATION_S`` of 48 kHz stereo) are checked
 on the length the container declares, before decoding (a long file is refused
 in milliseconds), and again while decoding, on the samples each block really
 holds: a file that declares nothing, or too little, is rejected after reading
-just past the limit, never decoded whole (``readers.py``). A file that
+just past the limit, never decoded whole (``readers.py``); a file cut into
+one-sample packets is stopped after one packet per 2.5 ms of the limit
+(``format.piece_cap``). A file that
 decodes only in part (truncated) is kept as far as it decodes, with a warning.
 Messages name the file by ``source_name`` (or the path's last part), never by
 a server path.

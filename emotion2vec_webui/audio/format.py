@@ -199,3 +199,28 @@ def check_declared(name: str, limits: AudioLimits, rate: int, channels: int, sec
         return
     if seconds * rate * (1.0 if exact else 1 / _DECLARED_SLACK) > frame_cap(rate, channels, limits):
         raise over_limit(name, limits, rate, channels, seconds)
+
+
+# Packets and frames cost time however few samples they hold (~0.1 ms of PyAV and numpy each): 1.4 MB of
+# one-sample PCM packets in Matroska kept a decoder busy 49 s for 1 s of audio, far under every sample limit.
+MIN_FRAME_S = 0.0025  # the shortest frame of a codec we accept (Opus): a decode takes one per this much, at most
+
+
+def piece_cap(limits: AudioLimits) -> int:
+    """Packets (and, apart, frames) one PyAV decode may take: one per :data:`MIN_FRAME_S` of the duration cap.
+
+    240,000 for 600 s: a 600 s Opus of its shortest (2.5 ms) frames fits; a real file's frames are longer.
+    """
+    return int(limits.max_duration_s / MIN_FRAME_S) + 16  # + headers and the decoder's flush
+
+
+def too_many_pieces(name: str, limits: AudioLimits) -> AudioError:
+    """``audio_too_large_decoded`` for a file cut into more packets or frames than :func:`piece_cap`."""
+    cap, ms = piece_cap(limits), MIN_FRAME_S * 1000
+    return AudioError(
+        "audio_too_large_decoded",
+        f"{name} is cut into more than {cap} packets or frames (one per {ms:g} ms of the {limits.max_duration_s:g} s "
+        f"limit, E2V_MAX_DURATION_S): decoding it would hold a decoder far longer than its audio is worth. / "
+        f"{name} 被切分成超过 {cap} 个数据包或帧（按 {limits.max_duration_s:g} 秒上限每 {ms:g} 毫秒一个），"
+        "解码会长时间占用解码进程。",
+    )

@@ -4,19 +4,21 @@ Both mix each decoded block to mono at once and stream it through soxr
 (:class:`MonoSink`), so memory is bound by one block, not by the file's
 channels × rate; both enforce the limits (duration, input samples) on the
 length the container declares before decoding (``format.check_declared``), and
-on each block while decoding. Why PyAV's planes are read by hand: ``decode.py``.
+on each block while decoding; PyAV's packets and frames are counted too
+(``format.piece_cap``: each costs time however few samples it holds), and
+frames under ``SMALL_ROWS`` are mixed in batches. Why PyAV's planes are read by hand: ``decode.py``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import struct
 import time
 from collections.abc import Iterator
 
 import numpy as np
 
+from emotion2vec_webui.audio.declared_length import header_duration, ogg_ends_cleanly, wav_declared_frames
 from emotion2vec_webui.audio.format import (
     SAMPLE_RATE,
     AudioLimits,
@@ -24,23 +26,18 @@ from emotion2vec_webui.audio.format import (
     check_declared,
     frame_cap,
     over_limit,
+    piece_cap,
+    too_many_pieces,
 )
 from emotion2vec_webui.errors import AudioError
 
 log = logging.getLogger(__name__)
 
 MIN_SOURCE_RATE = 8000  # docs/README.md: any rate from 8 kHz …
-
-
 MAX_SOURCE_RATE = 192000  # … to 192 kHz
-
-
 MAX_CHANNELS = 256  # sanity bound against lying headers
-
-
 BLOCK_SAMPLES = 1 << 20  # values (frames × channels) per block mixed to mono at once: 4 MB as float32
-
-
+SMALL_ROWS = 256  # MonoSink mixes and resamples blocks of fewer frames in batches (the per-call cost, not samples)
 _STAT_STEP = 8  # MonoSink's mix warnings measure channel energies on every 8th frame
 
 
@@ -98,7 +95,7 @@ def read_soundfile(
             if block.shape[0] == 0:
                 break
             sink.add(block)
-    declared = _wav_declared_frames(data, channels)
+    declared = wav_declared_frames(data, channels)
     if declared is not None and declared > sink.frames:
         warnings.append(
             f"file appears truncated: header declares {declared / rate:.2f} s, "
@@ -106,23 +103,6 @@ def read_soundfile(
             f"文件似乎不完整：文件头声明 {declared / rate:.2f} 秒，解码出 {sink.frames / rate:.2f} 秒；已分析解码出的部分"
         )
     return sink
-
-
-def _wav_declared_frames(data: bytes, channels: int) -> int | None:
-    """Frames the RIFF header promises (None when not a plain RIFF wav or unknown)."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    pos, block_align = 12, None
-    while pos + 8 <= len(data):
-        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if cid == b"fmt " and pos + 22 <= len(data):
-            block_align = struct.unpack("<H", data[pos + 20 : pos + 22])[0]
-        if cid == b"data":
-            if size in (0, 0xFFFFFFFF) or not block_align:
-                return None  # streaming placeholder: length unknown
-            return size // block_align
-        pos += 8 + size + (size & 1)
-    return None
 
 
 def read_pyav(
@@ -165,12 +145,12 @@ def read_pyav(
         channels = int(stream.codec_context.channels or 0)
         _check_rate_channels(rate, max(channels, 1), name)
         # A container's duration is its longest stream's (a video's): used only when the audio is all it holds.
-        declared = _header_duration(container, stream, whole=len(container.streams) == 1)
+        declared = header_duration(container, stream, whole=len(container.streams) == 1)
         check_declared(name, limits, rate, max(channels, 1), declared, exact=False)
         sink: MonoSink | None = None
         error: Exception | None = None
         try:
-            for frame in container.decode(stream):
+            for frame in _counted_frames(container, stream, name, limits):
                 if frame.samples == 0:
                     continue
                 if frame.sample_rate and frame.sample_rate != rate:
@@ -188,7 +168,7 @@ def read_pyav(
             raise
         except Exception as exc:  # corrupt data after a good start: keep what decoded
             error = exc
-        header_s = _header_duration(container, stream)
+        header_s = header_duration(container, stream)
     if sink is None or sink.frames == 0:
         if error is not None:
             raise AudioError("audio_undecodable", f"{name} cannot be decoded: {_short(error)}") from error
@@ -197,7 +177,7 @@ def read_pyav(
     if error is not None:
         warnings.append(f"decoding stopped at {decoded_s:.2f} s ({_short(error)}); analysed what was decoded / "
                         f"解码在 {decoded_s:.2f} 秒处中止；已分析解码出的部分")  # fmt: skip
-    elif kind == "ogg" and not _ogg_ends_cleanly(data):
+    elif kind == "ogg" and not ogg_ends_cleanly(data):
         warnings.append(f"file appears truncated (the Ogg stream has no end page); analysed {decoded_s:.2f} s / "
                         f"文件似乎不完整（Ogg 流没有结束页）；已分析 {decoded_s:.2f} 秒")  # fmt: skip
     elif header_s is not None and decoded_s < header_s - max(0.25, 0.02 * header_s):
@@ -209,17 +189,19 @@ def read_pyav(
     return sink
 
 
-def _ogg_ends_cleanly(data: bytes) -> bool:
-    """True when the last Ogg page is complete and flagged end-of-stream (Ogg has no length header)."""
-    pos = data.rfind(b"OggS")
-    if pos < 0 or pos + 27 > len(data):
-        return False
-    n_segments = data[pos + 26]
-    if pos + 27 + n_segments > len(data):
-        return False
-    body = sum(data[pos + 27 : pos + 27 + n_segments])
-    complete = pos + 27 + n_segments + body <= len(data)
-    return complete and bool(data[pos + 5] & 0x04)
+def _counted_frames(container, stream, name: str, limits: AudioLimits) -> Iterator:
+    """``container.decode(stream)`` (what PyAV does inside it), stopped past :func:`format.piece_cap` packets
+    or frames: a file cut into one-sample packets would otherwise hold a decoder until its timeout."""
+    cap, packets, frames = piece_cap(limits), 0, 0
+    for packet in container.demux(stream):
+        packets += 1
+        for frame in packet.decode():
+            frames += 1
+            if frames > cap:
+                raise too_many_pieces(name, limits)
+            yield frame
+        if packets > cap:
+            raise too_many_pieces(name, limits)
 
 
 # PyAV sample format → numpy dtype (planar and packed share one).
@@ -295,6 +277,8 @@ class MonoSink:
         self.resample_s = 0.0
         self._out = np.empty(min(int(self.cap * SAMPLE_RATE / rate) + 4096, 3600 * SAMPLE_RATE), np.float32)
         self._n = 0
+        self._small: list[np.ndarray] = []  # blocks under SMALL_ROWS frames, mixed together once they add up
+        self._small_rows = 0
         self._stream = None
         if rate != SAMPLE_RATE:
             import soxr
@@ -307,6 +291,15 @@ class MonoSink:
         self.frames += block.shape[0]
         if self.frames > self.cap:
             raise over_limit(self.name, self.limits, self.rate, self.channels)
+        if block.shape[0] < SMALL_ROWS or self._small:  # tiny frames: one numpy and soxr call per SMALL_ROWS
+            self._small.append(block)
+            self._small_rows += block.shape[0]
+            if self._small_rows < SMALL_ROWS:
+                return
+            block, self._small, self._small_rows = np.concatenate(self._small), [], 0
+        self._mix(block)
+
+    def _mix(self, block: np.ndarray) -> None:
         if not np.isfinite(block).all():
             raise AudioError("audio_nonfinite", f"{self.name} contains NaN or infinite sample values.")
         if self.channel_index is not None:
@@ -377,19 +370,11 @@ class MonoSink:
         """The whole 16 kHz mono signal, a fresh array of ours (empty when no frame was added)."""
         if self.frames == 0:
             return np.zeros(0, np.float32)
+        if self._small:
+            self._mix(np.concatenate(self._small))
+            self._small, self._small_rows = [], 0
         self._push(np.zeros(0, np.float32), last=True)
         return self._out[: self._n]
-
-
-def _header_duration(container, stream, whole: bool = True) -> float | None:
-    try:
-        if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        if whole and container.duration is not None:
-            return container.duration / 1_000_000
-    except Exception:
-        return None
-    return None
 
 
 def _short(exc: BaseException) -> str:
