@@ -237,6 +237,38 @@ def test_a_calibrated_take_carries_the_calibrated_scores_and_abstains_below_min_
     assert got[-1]["type"] == "done" and got[-1]["uncertain"] == result["uncertain"]
 
 
+def test_a_heads_calibration_is_folded_into_the_streams_head_answers(calibrated_settings, engine, tiny_model_dir,
+                                                                       speech_wav):  # fmt: skip
+    from emotion2vec_webui.engine.calibration import Calibration, head_fingerprint
+    from emotion2vec_webui.runs.stores.calibration_store import write_calibration
+    from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256, load_head
+    from tests.head_data import write_head
+
+    heads, checkpoint = calibrated_settings.heads_dir, checkpoint_sha256(tiny_model_dir)
+    write_head(heads / "mood", checkpoint)  # moderate scores: 4-digit messages keep their logs
+    head_t, head_bias = 0.5, np.array([0.4, -0.2, 0.0])
+    head = load_head(heads, "mood")
+    write_calibration(heads, Calibration("mood-cal", "mood", tuple(head.labels), head_t, head_bias, checkpoint,
+                                         head_fingerprint(head)), b"", "test")  # fmt: skip
+    data, rate = sf.read(speech_wav, dtype="float32")
+    frames = _frames(np.concatenate([np.zeros(rate // 2, np.float32), data]), rate)
+    service = SlowService(calibrated_settings, engine)
+    base = {"sample_rate": rate, "interval_ms": 1000, "window_ms": 2000, "granularity": "utterance", "head": "mood"}
+    plain, _ = _take_in_step(service, StreamOptions(**base), frames)
+    got, result = _take_in_step(service, StreamOptions(**base, calibration="mood-cal", min_confidence=0.6), frames)
+    before = {(m["type"], m["index"]): m for m in plain if m["type"] in ("interval", "utterance_end") and m["head"]}
+    after = {(m["type"], m["index"]): m for m in got if m["type"] in ("interval", "utterance_end") and m["head"]}
+    assert set(after) == set(before) and after
+    for key, m in after.items():
+        was = before[key]
+        z = np.log([was["head"]["scores"][k] for k in head.labels]) / head_t + head_bias
+        want = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        np.testing.assert_allclose([m["head"]["scores"][k] for k in head.labels], want, atol=1e-3)
+        assert m["head"]["uncertain"] == (m["head"]["confidence"] < 0.6)
+        assert m["scores"] == was["scores"] and m["uncertain"] == (m["confidence"] < 0.6)  # the nine: not calibrated
+    assert result["calibration"]["name"] == "mood-cal" and result["calibration"]["target"] == "mood"
+
+
 def test_an_unknown_or_misfitted_calibration_is_refused_before_any_audio(calibrated_settings, engine,
                                                                          tiny_model_dir):  # fmt: skip
     from emotion2vec_webui.engine.calibration import Calibration
