@@ -1,4 +1,10 @@
-"""``batch --engine ray``: Ray Data on a local 2-CPU instance gives the local engine's summary."""
+"""``batch --engine ray``: Ray Data on a local 2-CPU instance gives the local engine's summary.
+
+The module's tests share one local Ray instance, started once by the product's own :func:`start_ray` (the
+``ray_or_skip`` fixture) and stopped after the last of them: ``run_ray`` then uses the running instance as it
+uses a cluster, and leaves it running. Each test still runs its batch through Ray Data (decode tasks, classify
+actors, rows back to the driver); what no longer repeats is the ~5-10 s start and stop of Ray itself.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +23,24 @@ from emotion2vec_webui.runs.storage import RUN_ID_RE
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture
-def ray_or_skip(monkeypatch):
+@pytest.fixture(scope="module")
+def ray_or_skip():
+    """One local Ray instance for the module, started the way ``batch --engine ray`` starts it."""
     pytest.importorskip("ray.data", reason="Ray is not installed: pip install 'emotion2vec-webui[ray]'")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # always a local instance here
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setattr("os.cpu_count", lambda: 2)  # the issue's "local Ray instance (2 CPUs)"
+    import ray
+
+    from emotion2vec_webui.jobs.ray_batch import start_ray
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RAY_ADDRESS", raising=False)  # always a local instance here
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.setattr("os.cpu_count", lambda: 2)  # the issue's "local Ray instance (2 CPUs)"
+        assert start_ray(1), "Ray was already running"
+        try:
+            assert ray.cluster_resources().get("CPU") == 2
+            yield
+        finally:
+            ray.shutdown()
 
 
 def _batch(items, folder, settings, options, runner) -> list[dict]:
