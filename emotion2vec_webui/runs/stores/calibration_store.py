@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from emotion2vec_webui.engine.calibration import (
@@ -30,14 +29,13 @@ from emotion2vec_webui.engine.calibration import (
     to_document,
 )
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.files import fsync_dir
 from emotion2vec_webui.options import HEAD_NAME_RE, check_calibration_name
+from emotion2vec_webui.runs.stores.folder_store import read_json, write_folder
 
 log = logging.getLogger(__name__)
 
 FOLDER = ".calibrations"  # under E2V_HEADS_DIR
 DOCUMENT, DIAGRAM, COMMAND = "calibration.json", "reliability.png", "command.txt"
-MAX_JSON_BYTES = 1 << 20
 
 
 def calibrations_dir(heads_dir: str | os.PathLike) -> Path:
@@ -50,25 +48,9 @@ def calibration_dir(heads_dir: str | os.PathLike, name: str) -> Path:
 
 def write_calibration(heads_dir: str | os.PathLike, calibration: Calibration, diagram: bytes, command: str) -> Path:
     """Write the folder of ``calibration`` into a temporary folder, then swap it in (no reader sees half of one)."""
-    folder = calibration_dir(heads_dir, calibration.name)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        text = json.dumps(to_document(calibration), indent=2, ensure_ascii=False) + "\n"
-        (tmp / DOCUMENT).write_text(text, "utf-8")
-        (tmp / DIAGRAM).write_bytes(diagram)
-        (tmp / COMMAND).write_text(command + "\n", "utf-8")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-        fsync_dir(folder.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    document = json.dumps(to_document(calibration), indent=2, ensure_ascii=False) + "\n"
+    files = {DOCUMENT: document, DIAGRAM: diagram, COMMAND: command + "\n"}
+    return write_folder(calibration_dir(heads_dir, calibration.name), files)
 
 
 def read_document(path: Path) -> object:
@@ -77,19 +59,7 @@ def read_document(path: Path) -> object:
     Raises:
         CalibrationContentError: missing, unreadable, too large or not JSON.
     """
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_JSON_BYTES + 1)
-    except FileNotFoundError:
-        raise CalibrationContentError("the file is missing", "文件缺失") from None
-    except OSError as exc:
-        raise CalibrationContentError(f"cannot be read ({exc.strerror})", "无法读取") from None
-    if len(data) > MAX_JSON_BYTES:
-        raise CalibrationContentError("the file is over 1 MiB", "文件超过 1 MiB")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CalibrationContentError(f"not valid JSON ({str(exc)[:120]})", "不是有效的 JSON") from None
+    return read_json(path, CalibrationContentError)
 
 
 def load_calibration(heads_dir: str | os.PathLike, name: str) -> Calibration:

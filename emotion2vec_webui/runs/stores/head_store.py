@@ -22,11 +22,10 @@ untrusted input:
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 import logging
 import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -42,14 +41,13 @@ from emotion2vec_webui.engine.heads import (
     check_width,
 )
 from emotion2vec_webui.errors import E2VError
-from emotion2vec_webui.files import fsync_dir
 from emotion2vec_webui.model.safe_npz import NpzRefused, read_npz
+from emotion2vec_webui.runs.stores.folder_store import read_json, write_folder
 
 log = logging.getLogger(__name__)
 
 WEIGHTS, LABELS, SPEC, REPORT, COMMAND = "weights.npz", "labels.json", "spec.json", "report.json", "command.txt"
 HEAD_FILES = (WEIGHTS, LABELS, SPEC)  # a folder holding any of them is (meant to be) a head
-MAX_JSON_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 64 << 20  # on disk, unpacked, and claimed by the npy headers; a large MLP head is a few MB
 _CACHE_SIZE = 512
 BACKBONE_FILES = ("model.pt", "model.onnx")  # a FunASR directory, or an ``export`` folder (its own identity)
@@ -116,19 +114,7 @@ def _signature(folder: Path) -> tuple:
 
 
 def _read_json(path: Path) -> object:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_JSON_BYTES + 1)
-    except FileNotFoundError:
-        raise HeadContentError(path.name, "the file is missing", "文件缺失") from None
-    except OSError as exc:
-        raise HeadContentError(path.name, f"cannot be read ({exc.strerror})", "无法读取") from None
-    if len(data) > MAX_JSON_BYTES:
-        raise HeadContentError(path.name, "the file is over 1 MiB", "文件超过 1 MiB")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise HeadContentError(path.name, f"not valid JSON ({str(exc)[:120]})", "不是有效的 JSON") from None
+    return read_json(path, lambda en, zh: HeadContentError(path.name, en, zh))
 
 
 def _read_folder(folder: Path, name: str) -> Head:
@@ -284,23 +270,6 @@ def write_head_folder(folder: Path, arrays: dict[str, np.ndarray], files: dict[s
         arrays: ``weights.npz``'s arrays.
         files: every other file by name (text or bytes): labels.json, spec.json, report.json, command.txt, …
     """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        with open(tmp / WEIGHTS, "wb") as fh:
-            np.savez(fh, **arrays)
-        for name, content in files.items():
-            if isinstance(content, bytes):
-                (tmp / name).write_bytes(content)
-            else:
-                (tmp / name).write_text(content, "utf-8")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-        fsync_dir(folder.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    weights = io.BytesIO()
+    np.savez(weights, **arrays)
+    write_folder(folder, {WEIGHTS: weights.getvalue(), **files})
