@@ -19,9 +19,10 @@ docs/streaming.md, each message's JSON Schema is in ``stream_schemas/``.
   messages of at most 64 KB; binary frames of at most 1 s of audio (and
   1 MB; uvicorn closes on messages over 2 MB, ``app.serve``); the client may
   send faster than real time only ``E2V_STREAM_BUFFER_S`` ahead of
-  ``E2V_STREAM_MAX_SPEED`` × real time (a token bucket of audio seconds), then
-  ``rate_limited``; while the analysis is behind, frames are not read
-  (the client's sends wait: back-pressure); the server receives at most one
+  ``E2V_STREAM_MAX_SPEED`` × real time (a token bucket of audio seconds, each
+  frame counted as at least :data:`MIN_FRAME_CHARGE_S`), then ``rate_limited``;
+  while the analysis is behind, frames are not read (the client's sends wait:
+  back-pressure); the server receives at most one
   message ahead (uvicorn pauses reading until the app takes it).
 * **Limits that end the take** (saved like ``stop``, after a ``warning``):
   ``E2V_STREAM_IDLE_S`` without a message, ``E2V_MAX_DURATION_S`` of audio,
@@ -59,6 +60,9 @@ MAX_TEXT_BYTES = 64 * 1024  # a start or stop message
 MAX_FRAME_S = 1.0  # audio in one binary frame
 MAX_FRAME_BYTES = 1024 * 1024
 MAX_PAGE_BYTES = 256 * 1024  # opus: container bytes in one frame (Opus tops out near 64 KB/s per channel)
+# The pace counts a frame as at least this much audio: a message costs the server its work whatever it holds
+# (2-byte frames were never limited). Real frames are longer: an AudioWorklet's 128 samples at 48 kHz, 2.67 ms.
+MIN_FRAME_CHARGE_S = 0.0025
 WS_MAX_MESSAGE_BYTES = 2 * 1024 * 1024  # uvicorn's ws_max_size: larger messages close the socket (1009) unread
 CLOSE_CODES = {"overloaded": 1013, "model_unavailable": 1013, "internal_error": 1011, "storage_full": 1011,
                "storage_unavailable": 1011}  # fmt: skip
@@ -199,6 +203,7 @@ class SpeedLimit:
     def take(self, seconds: float) -> None:
         if self.speed <= 0:
             return
+        seconds = max(seconds, MIN_FRAME_CHARGE_S)  # one frame: at least this much of the pace
         now = time.monotonic()
         self.tokens = min(self.buffer_s, self.tokens + (now - self.last) * self.speed)
         self.last = now
@@ -206,8 +211,10 @@ class SpeedLimit:
             raise E2VError(
                 "rate_limited",
                 f"The client sends audio faster than {self.speed:g}× real time and is more than {self.buffer_s:g} s "
-                f"ahead (E2V_STREAM_MAX_SPEED, E2V_STREAM_BUFFER_S); send at the pace of the audio. / "
-                f"客户端发送音频快于 {self.speed:g} 倍实时且超前 {self.buffer_s:g} 秒以上，请按音频的实际速度发送。",
+                f"ahead (E2V_STREAM_MAX_SPEED, E2V_STREAM_BUFFER_S; a frame counts as at least "
+                f"{MIN_FRAME_CHARGE_S * 1000:g} ms); send at the pace of the audio. / "
+                f"客户端发送音频快于 {self.speed:g} 倍实时且超前 {self.buffer_s:g} 秒以上（每帧至少按 "
+                f"{MIN_FRAME_CHARGE_S * 1000:g} 毫秒计），请按音频的实际速度发送。",
             )
         self.tokens -= seconds
 
