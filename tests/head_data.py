@@ -72,6 +72,29 @@ def started_service(engine, model_dir: Path, root: Path):
         service.stop()
 
 
+@contextlib.contextmanager
+def app_client(engine, model_dir: Path, root: Path, **changes):
+    """The whole app in-process (``create_app``, a TestClient) with a service on ``engine``: the model
+    ``model_dir``, outputs/ and heads/ under ``root``, no token; ``changes`` (e.g. ``input_dirs``) on top.
+
+    Yields:
+        (client, service, settings).
+    """
+    from fastapi.testclient import TestClient
+
+    from emotion2vec_webui.app import create_app
+    from emotion2vec_webui.config import load_settings
+    from emotion2vec_webui.runs.inference.service import Service
+
+    settings = dataclasses.replace(
+        load_settings(), model=str(model_dir), device="cpu", output_dir=root / "outputs", heads_dir=root / "heads",
+        api_token=None, **changes,
+    )  # fmt: skip
+    service = Service(settings, engine)
+    with TestClient(create_app(settings, service)) as client:
+        yield client, service, settings
+
+
 TINY_DIM = 64  # the tiny test model's embedding width
 
 

@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from emotion2vec_webui.config import load_settings
 from emotion2vec_webui.engine.result import softmax
 from emotion2vec_webui.labels import EMOTIONS
+from tests.head_data import app_client
 from tests.spec_check import check_result
 
 
 @pytest.fixture(scope="module")
 def setup(engine, tiny_model_dir, tmp_path_factory):
-    from emotion2vec_webui.app import create_app
     from emotion2vec_webui.audio.signals import tone, write_audio
     from emotion2vec_webui.engine.calibration import NINE, Calibration
-    from emotion2vec_webui.runs.inference.service import Service
     from emotion2vec_webui.runs.stores.calibration_store import write_calibration
     from emotion2vec_webui.runs.stores.head_store import checkpoint_sha256
 
     root = tmp_path_factory.mktemp("calibration_api")
-    settings = dataclasses.replace(
-        load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root / "outputs",
-        heads_dir=root / "heads", api_token=None,
-    )  # fmt: skip
     bias = np.random.default_rng(2).normal(0, 0.5, 9)
     calibration = Calibration("cool", NINE, tuple(EMOTIONS), 0.4, bias, checkpoint_sha256(tiny_model_dir),
                               info={"before": {"ece": 0.3}, "after": {"ece": 0.05}, "n": 40})  # fmt: skip
-    write_calibration(settings.heads_dir, calibration, b"\x89PNG\r\n\x1a\nfake", "test")
+    write_calibration(root / "heads", calibration, b"\x89PNG\r\n\x1a\nfake", "test")
     clip = write_audio(root / "clip.wav", tone(1.2, 16000, freq=260.0)[:, 0], 16000, "wav").read_bytes()
-    service = Service(settings, engine)
-    with TestClient(create_app(settings, service)) as client:
+    with app_client(engine, tiny_model_dir, root) as (client, _, _):
         yield client, calibration, clip
 
 

@@ -8,32 +8,21 @@ delete.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 
-from emotion2vec_webui.config import load_settings
-from tests.head_data import LABELS, make_set
+from tests.head_data import LABELS, app_client, make_set
 from tests.spec_check import check_result
 
 
 @pytest.fixture(scope="module")
 def setup(engine, tiny_model_dir, tmp_path_factory):
-    from emotion2vec_webui.app import create_app
-    from emotion2vec_webui.runs.inference.service import Service
-
     root = tmp_path_factory.mktemp("heads_api")
     data = make_set(root / "inputs" / "set", per_class=6, seed=1)
-    settings = dataclasses.replace(
-        load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root / "outputs",
-        heads_dir=root / "heads", input_dirs=(root / "inputs",), api_token=None,
-    )  # fmt: skip
-    service = Service(settings, engine)
-    with TestClient(create_app(settings, service)) as client:
+    with app_client(engine, tiny_model_dir, root, input_dirs=(root / "inputs",)) as (client, service, settings):
         yield client, service, settings, data
 
 

@@ -5,22 +5,16 @@ naming a file outside the input folders is refused."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 
 import pytest
-from fastapi.testclient import TestClient
 
-from emotion2vec_webui.config import load_settings
-from tests.head_data import make_set
+from tests.head_data import app_client, make_set
 from tests.serving.test_heads_api import wait_job
 from tests.spec_check import check_result
 
 
 @pytest.fixture(scope="module")
 def setup(engine, tiny_model_dir, tmp_path_factory):
-    from emotion2vec_webui.app import create_app
-    from emotion2vec_webui.runs.inference.service import Service
-
     root = tmp_path_factory.mktemp("dims_api")
     data = make_set(root / "inputs" / "set", per_class=3, seed=2)
     with (data / "dims.csv").open("w", newline="") as fh:
@@ -28,12 +22,7 @@ def setup(engine, tiny_model_dir, tmp_path_factory):
         w.writerow(["path", "speaker", "arousal", "valence", "dominance"])
         for i, f in enumerate(sorted(data.rglob("*.wav"))):
             w.writerow([f.relative_to(data), f"s{i % 3}", i % 5, (i * 7) % 3 - 1, 0.5 * i])
-    settings = dataclasses.replace(
-        load_settings(), model=str(tiny_model_dir), device="cpu", output_dir=root / "outputs",
-        heads_dir=root / "heads", input_dirs=(root / "inputs",), api_token=None,
-    )  # fmt: skip
-    service = Service(settings, engine)
-    with TestClient(create_app(settings, service)) as client:
+    with app_client(engine, tiny_model_dir, root, input_dirs=(root / "inputs",)) as (client, service, settings):
         yield client, service, settings, data
 
 
