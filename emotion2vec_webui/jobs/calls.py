@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from emotion2vec_webui.engine.call_summary import summary_for_result
@@ -110,10 +111,13 @@ def run_dir(folder: Path, run_folder: str) -> Path | None:
     return run if run.parent == folder.resolve() and RUN_ID_RE.match(run.name) else None
 
 
-def read_calls(folder: str | Path, rows: list[dict]) -> list[dict]:
-    """Every ok conversation run of a batch ``folder`` (its summary ``rows``), in row order."""
+def ok_runs(folder: str | Path, rows: list[dict]) -> Iterator[tuple[dict, Path, dict]]:
+    """``(row, run folder, result.json)`` of every ok run a batch ``folder``'s summary ``rows`` name, in row order.
+
+    A row naming a folder outside the batch is skipped, and so is a run whose result.json is gone or unreadable
+    (removed since by retention or a delete).
+    """
     folder = Path(folder)
-    calls = []
     for row in rows:
         if row.get("status") != "ok" or not row.get("run_folder"):
             continue
@@ -123,7 +127,14 @@ def read_calls(folder: str | Path, rows: list[dict]) -> list[dict]:
         try:
             result = json.loads((run / "result.json").read_text("utf-8"))
         except (OSError, ValueError):
-            continue  # a run folder removed since (retention, a delete): not a call any more
+            continue
+        yield row, run, result
+
+
+def read_calls(folder: str | Path, rows: list[dict]) -> list[dict]:
+    """Every ok conversation run of a batch ``folder`` (its summary ``rows``), in row order."""
+    calls = []
+    for row, _, result in ok_runs(folder, rows):
         record = call_record(row.get("file") or "", row["run_folder"], result)
         if record is not None:
             calls.append(record)
@@ -175,17 +186,9 @@ def name_speakers(folder: str | Path, rows: list[dict], names: dict[str, str]) -
     """Give every ok run of a batch its speakers' ``names`` (id → name; ids a run lacks are skipped); runs renamed."""
     from emotion2vec_webui.runs.speaker_names import rename_speakers
 
-    folder, done = Path(folder), 0
-    for row in rows:
-        if row.get("status") != "ok" or not row.get("run_folder"):
-            continue
-        run = run_dir(folder, row["run_folder"])
-        if run is None:
-            continue
-        try:
-            ids = {s["id"] for s in json.loads((run / "result.json").read_text("utf-8")).get("speakers") or []}
-        except (OSError, ValueError):
-            continue
+    done = 0
+    for _, run, result in ok_runs(folder, rows):
+        ids = {s["id"] for s in result.get("speakers") or []}
         mine = {k: v for k, v in names.items() if k in ids}
         if mine:
             rename_speakers(run, mine)
