@@ -117,11 +117,14 @@ def load_conversation_model(resolved: resolve.ResolvedModel, device: str):
         return _load(str(resolved.path), device)
 
 
-class SpeakerModel:
-    """CAM++ speaker embeddings for fixed-length chunks (FunASR's ``CAMPPlus`` through ``AutoModel``)."""
+class _ConversationModel:
+    """A conversation model resolved when made (``MODEL_IDS``: the names it knows) and loaded on first use."""
+
+    MODEL_IDS: dict[str, dict[str, str]] = {}
 
     def __init__(self, name: str, hub: str, device: str) -> None:
-        self.resolved = resolve_conversation_model(name, hub, SPEAKER_MODEL_IDS)
+        self.name = name
+        self.resolved = resolve_conversation_model(name, hub, self.MODEL_IDS)
         self.device = device
         self._automodel = None
         self._lock = threading.Lock()
@@ -130,15 +133,25 @@ class SpeakerModel:
     def random_weights(self) -> bool:
         return self.resolved.random_weights
 
+    def _loaded(self):
+        """FunASR's ``AutoModel``, loaded on the first call (the caller holds ``self._lock``)."""
+        if self._automodel is None:
+            self._automodel = load_conversation_model(self.resolved, self.device)
+        return self._automodel
+
+
+class SpeakerModel(_ConversationModel):
+    """CAM++ speaker embeddings for fixed-length chunks (FunASR's ``CAMPPlus`` through ``AutoModel``)."""
+
+    MODEL_IDS = SPEAKER_MODEL_IDS
+
     def embed(self, chunks: list[np.ndarray], batch: int = 64) -> np.ndarray:
         """``[N, 192]`` float32 embeddings of N 16 kHz chunks (FunASR's fbank + CMN front-end)."""
         import torch
         from funasr.models.campplus.utils import extract_feature
 
         with self._lock:
-            if self._automodel is None:
-                self._automodel = load_conversation_model(self.resolved, self.device)
-            module = self._automodel.model
+            module = self._loaded().model
             out = []
             with torch.inference_mode():
                 for i in range(0, len(chunks), batch):
@@ -148,29 +161,19 @@ class SpeakerModel:
         return np.concatenate(out) if out else np.zeros((0, 192), np.float32)
 
 
-class AsrModel:
+class AsrModel(_ConversationModel):
     """Speech to text for one turn at a time (SenseVoiceSmall by default, Paraformer-zh as an alternative)."""
 
-    def __init__(self, name: str, hub: str, device: str) -> None:
-        self.name = name
-        self.resolved = resolve_conversation_model(name, hub, ASR_MODEL_IDS)
-        self.device = device
-        self._automodel = None
-        self._lock = threading.Lock()
-
-    @property
-    def random_weights(self) -> bool:
-        return self.resolved.random_weights
+    MODEL_IDS = ASR_MODEL_IDS
 
     def transcribe(self, waveforms: list[np.ndarray]) -> list[Transcript]:
         """One :class:`Transcript` per 16 kHz waveform (a turn's audio)."""
         with self._lock:
-            if self._automodel is None:
-                self._automodel = load_conversation_model(self.resolved, self.device)
+            automodel = self._loaded()
             out = []
             with resolve.quiet_funasr():
                 for w in waveforms:
-                    res = self._automodel.generate(input=np.ascontiguousarray(w, np.float32), language="auto",
+                    res = automodel.generate(input=np.ascontiguousarray(w, np.float32), language="auto",
                                                    use_itn=True, disable_pbar=True)  # fmt: skip
                     out.append(parse_transcript(res[0].get("text", "") if res else ""))
         return out
