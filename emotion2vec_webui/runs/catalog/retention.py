@@ -80,10 +80,19 @@ def _busy(what: str) -> E2VError:
                                 f"/ {what} 正在写入或读取，请稍后再试。")  # fmt: skip
 
 
-def _remove_folder(path: Path) -> None:
-    """Rename ``path`` to a hidden temporary name beside it (atomic: gone for readers), then delete it."""
+def _remove_folder(path: Path, missing: str) -> None:
+    """Rename ``path`` to a hidden temporary name beside it (atomic: gone for readers), then delete it.
+
+    Raises:
+        E2VError: ``not_found`` (saying ``missing``) when it is gone already; the storage error of a refusal.
+    """
     hidden = path.parent / storage.temp_name()
-    os.rename(path, hidden)
+    try:
+        os.rename(path, hidden)
+    except FileNotFoundError:
+        raise E2VError("not_found", missing) from None
+    except OSError as exc:
+        raise storage.storage_error(exc) or exc from None
     shutil.rmtree(hidden, ignore_errors=True)
 
 
@@ -99,12 +108,7 @@ def delete_run(root: str | os.PathLike, run_id: str) -> None:
     if is_in_use(path):
         raise _busy(f"Run {run_id} / 运行 {run_id}")
     index = catalog_for(root)
-    try:
-        _remove_folder(path)
-    except FileNotFoundError:
-        raise E2VError("not_found", "No such run. / 没有这个运行。") from None
-    except OSError as exc:
-        raise storage.storage_error(exc) or exc from None
+    _remove_folder(path, "No such run. / 没有这个运行。")
     index.forget([run_id])
     log.info("deleted run %s", run_id)
 
@@ -127,12 +131,7 @@ def delete_batch(root: str | os.PathLike, batch: str, force_stopped: bool = True
         raise _busy(f"Batch {batch} / 批量 {batch}")
     runs = sum(1 for p in folder.iterdir() if storage.RUN_ID_RE.match(p.name))
     index = catalog_for(root)
-    try:
-        _remove_folder(folder)
-    except FileNotFoundError:
-        raise E2VError("not_found", "No such batch. / 没有这个批量。") from None
-    except OSError as exc:
-        raise storage.storage_error(exc) or exc from None
+    _remove_folder(folder, "No such batch. / 没有这个批量。")
     index.forget(batch=batch)
     log.info("deleted batch %s (%d runs)", batch, runs)
     return runs
