@@ -17,6 +17,7 @@ from tests.server_util import START_TIMEOUT_S, TOKEN_API_SETTINGS
 
 CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytest_plugins = ["tests.xdist_groups"]  # which tests share an xdist worker (./run.sh test -n 2)
 
 
 @pytest.fixture(scope="session")
