@@ -54,6 +54,20 @@ def shuffled_csv(root: Path, out: Path, seed: int = 0) -> Path:
     return out
 
 
+def write_targets_csv(root: Path, speakers: int, seed: int = 0) -> Path:
+    """``<root>/dims.csv``: ``path,speaker,arousal,valence`` over the set's clips, random targets (arousal in 1-7,
+    valence standard normal), the clips dealt to ``speakers`` speakers in turn: a regression head's training set."""
+    rng = np.random.default_rng(seed)
+    out = root / "dims.csv"
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "speaker", "arousal", "valence"])
+        for i, f in enumerate(sorted(root.rglob("*.wav"))):
+            w.writerow([f.relative_to(root), f"spk{i % speakers}", round(float(rng.uniform(1, 7)), 3),
+                        round(float(rng.normal()), 3)])  # fmt: skip
+    return out
+
+
 @contextlib.contextmanager
 def started_service(engine, model_dir: Path, root: Path):
     """A started :class:`runs.service.Service` on ``engine`` writing under ``root`` (outputs/, heads/): training

@@ -12,7 +12,7 @@ import pytest
 from emotion2vec_webui.cli.main import main
 from emotion2vec_webui.labels import EMOTIONS
 from emotion2vec_webui.runs.stores.head_store import list_heads
-from tests.head_data import make_set
+from tests.head_data import make_set, write_targets_csv
 from tests.spec_check import check_result
 
 
@@ -22,17 +22,7 @@ def last_json(out: str) -> dict:
 
 @pytest.fixture(scope="module")
 def targets_csv(tmp_path_factory):
-    root = make_set(tmp_path_factory.mktemp("dims") / "data", per_class=4, seed=4)
-    rng = np.random.default_rng(0)
-    out = root / "dims.csv"
-    with out.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "speaker", "arousal", "valence"])
-        for i, f in enumerate(sorted(root.rglob("*.wav"))):
-            w.writerow(
-                [f.relative_to(root), f"spk{i % 4}", round(float(rng.uniform(1, 7)), 3), round(float(rng.normal()), 3)]
-            )
-    return out
+    return write_targets_csv(make_set(tmp_path_factory.mktemp("dims") / "data", per_class=4, seed=4), speakers=4)
 
 
 def test_train_regression_head_then_recognize(targets_csv, tiny_model_dir, tmp_path, capsys):

@@ -4,7 +4,6 @@ torch engine's values and per-frame curves to 1e-4; what ``infer.py`` imports is
 from __future__ import annotations
 
 import ast
-import csv
 import dataclasses
 import json
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.head_data import make_set
+from tests.head_data import make_set, write_targets_csv
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -30,14 +29,7 @@ def trained(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
     from emotion2vec_webui.cli.main import main
 
     root = make_set(tmp_path_factory.mktemp("export_dims") / "data", per_class=3, seed=6)
-    rng = np.random.default_rng(1)
-    targets = root / "dims.csv"
-    with targets.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "speaker", "arousal", "valence"])
-        for i, f in enumerate(sorted(root.rglob("*.wav"))):
-            w.writerow([f.relative_to(root), f"spk{i % 3}", round(float(rng.uniform(1, 7)), 3),
-                        round(float(rng.normal()), 3)])  # fmt: skip
+    targets = write_targets_csv(root, speakers=3, seed=1)
     heads = root.parent / "heads"
     argv = ["train-head", str(targets), "--name", "dims", "--heads-dir", str(heads), "--classifier", "ridge",
             "--holdout", "0", "--model", str(tiny_model_dir), "--device", "cpu"]  # fmt: skip
