@@ -652,9 +652,9 @@ def _parse_time(text: str | None) -> float | None:
         return None
     try:
         when = datetime.fromisoformat(text)
-    except ValueError:
+        return (when if when.tzinfo else when.astimezone()).timestamp()
+    except (ValueError, OverflowError, OSError, TypeError):  # year 1 local time cannot be placed; not a string
         return None
-    return (when if when.tzinfo else when.astimezone()).timestamp()
 
 
 def _folder_time(name: str) -> float | None:
@@ -662,7 +662,7 @@ def _folder_time(name: str) -> float | None:
     stamp = name.split("_", 1)[-1][:15]
     try:
         return datetime.strptime(stamp, "%Y%m%d_%H%M%S").astimezone().timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
 
 

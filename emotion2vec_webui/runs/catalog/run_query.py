@@ -118,10 +118,20 @@ def make_filter(
     if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
         raise E2VError("bad_request", "min_confidence must lie in 0…1. / min_confidence 应在 0 到 1 之间。")
     return RunFilter(
-        q=(q or "").strip() or None, emotion=emotions, min_confidence=min_confidence,
-        since=parse_time(since, end=False), until=parse_time(until, end=True), batch=(batch or "").strip() or None,
-        head_label=(head_label or "").strip() or None, speaker=(speaker or "").strip() or None, kind=kind,
+        q=_search_text("q", q), emotion=emotions, min_confidence=min_confidence,
+        since=parse_time(since, end=False), until=parse_time(until, end=True), batch=_search_text("batch", batch),
+        head_label=_search_text("head_label", head_label), speaker=_search_text("speaker", speaker), kind=kind,
     )  # fmt: skip
+
+
+def _search_text(field: str, value: str | None) -> str | None:
+    """A text filter, trimmed; a NUL (FTS5 reads it as the end of its query: "unterminated string", a 500)
+    or a lone surrogate (SQLite cannot bind it; the UI's boxes can send one) is ``bad_request``."""
+    text = (value or "").strip()
+    if "\x00" in text or not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise E2VError("bad_request", f"{field} holds a NUL character or a lone surrogate. "
+                                      f"/ {field} 含有 NUL 字符或孤立的代理字符。")  # fmt: skip
+    return text or None
 
 
 def parse_time(text: str | None, end: bool) -> float | None:
@@ -135,10 +145,10 @@ def parse_time(text: str | None, end: bool) -> float | None:
             day = day + timedelta(days=1) if end else day
             return datetime(day.year, day.month, day.day).astimezone().timestamp()
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise E2VError("bad_request", f"{text!r} is not a date (2026-12-01) or ISO 8601 time. "
-                                      f"/ {text!r} 不是日期（2026-12-01）或 ISO 8601 时间。") from None  # fmt: skip
-    return (when if when.tzinfo else when.astimezone()).timestamp()
+        return (when if when.tzinfo else when.astimezone()).timestamp()
+    except (ValueError, OverflowError, OSError):  # also the edges of the calendar: 9999-12-31's end, year 1 local
+        raise E2VError("bad_request", f"{text!r} is not a date (2026-12-01) or ISO 8601 time in range. "
+                                      f"/ {text!r} 不是有效范围内的日期（2026-12-01）或 ISO 8601 时间。") from None  # fmt: skip
 
 
 # -- pages of runs -------------------------------------------------------------------------------
