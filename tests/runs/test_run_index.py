@@ -11,10 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from emotion2vec_webui.audio.signals import noise, tone, write_audio
@@ -26,25 +25,9 @@ from emotion2vec_webui.runs.catalog.run_index import (
     SCHEMA_VERSION,
     RunIndex,
     catalog_for,
-    record_run_folder,
 )
-from emotion2vec_webui.runs.storage import RUN_ID_RE, write_run
-
-T0 = datetime(2026, 12, 1, 10, 0, 0).astimezone()
-
-
-def _result(i: int, name: str, **extra) -> dict:
-    return {"emotion": "happy" if i % 2 else "sad", "confidence": round(0.1 + 0.01 * i, 3), "granularity": "utterance",
-            "timestamp": (T0 + timedelta(seconds=i)).isoformat(), "request_id": f"req{i}",
-            "audio": {"source_name": name, "duration_s": 1.0 + i}, **extra}  # fmt: skip
-
-
-def _write(root: Path, i: int, name: str, record: bool = True, **extra) -> str:
-    result = _result(i, name, **extra)
-    run = write_run(root, result, np.zeros(160, np.float32), None, "log\n", T0 + timedelta(seconds=i))
-    if record:
-        record_run_folder(run.path, result)
-    return run.run_id
+from emotion2vec_webui.runs.storage import RUN_ID_RE
+from tests.catalog_data import T0, result, write_single
 
 
 def _rows(root: Path) -> list[str]:
@@ -74,12 +57,12 @@ def test_a_recognition_writes_its_row_with_what_people_search_by(settings, engin
 
 def test_killed_between_rename_and_row_the_run_is_listed_after_a_sync(tmp_path):
     root = tmp_path / "outputs"
-    first = _write(root, 0, "before.wav")
+    first = write_single(root, 0, "before.wav")
     # A process writes a run folder (the atomic rename) and is killed with SIGKILL before its catalog row.
     code = (
         "import os, signal, sys, numpy as np\n"
         "from emotion2vec_webui.runs.storage import write_run\n"
-        f"write_run(sys.argv[1], {_result(1, 'killed.wav')!r}, np.zeros(160, np.float32), None, '')\n"
+        f"write_run(sys.argv[1], {result(1, 'killed.wav')!r}, np.zeros(160, np.float32), None, '')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
         "from emotion2vec_webui.runs.catalog.run_index import record_run_folder  # never reached\n"
     )
@@ -95,7 +78,7 @@ def test_killed_between_rename_and_row_the_run_is_listed_after_a_sync(tmp_path):
 
 def test_a_folder_deleted_by_hand_disappears_and_a_new_one_appears(tmp_path):
     root = tmp_path / "outputs"
-    ids = [_write(root, i, f"f{i}.wav") for i in range(4)]
+    ids = [write_single(root, i, f"f{i}.wav") for i in range(4)]
     shutil.rmtree(root / ids[1])
     (root / ids[1]).parent.joinpath("unrelated").mkdir()  # not a run folder: ignored
     shutil.copytree(root / ids[0], root / "outputs_20261201_090000")  # copied in by hand
@@ -107,7 +90,7 @@ def test_a_folder_deleted_by_hand_disappears_and_a_new_one_appears(tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_corrupt_catalog_is_replaced_and_rebuilt(tmp_path, damage):
     root = tmp_path / "outputs"
-    ids = [_write(root, i, f"f{i}.wav") for i in range(30)]
+    ids = [write_single(root, i, f"f{i}.wav") for i in range(30)]
     path = root / CATALOG_FILE
     RunIndex(root).connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     if damage == "garbage":
@@ -125,7 +108,7 @@ def test_a_corrupt_catalog_is_replaced_and_rebuilt(tmp_path, damage):
 
 def test_corruption_found_by_a_query_is_rebuilt_in_the_background(tmp_path):
     root = tmp_path / "outputs"
-    ids = [_write(root, i, f"f{i}.wav") for i in range(12)]
+    ids = [write_single(root, i, f"f{i}.wav") for i in range(12)]
     catalog_for(root).connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     with open(root / CATALOG_FILE, "r+b") as f:  # damaged while servers run: same file, new bytes
         f.write(b"not sqlite" * 20)
@@ -140,7 +123,7 @@ def test_corruption_found_by_a_query_is_rebuilt_in_the_background(tmp_path):
 
 def test_another_schema_version_is_rebuilt(tmp_path):
     root = tmp_path / "outputs"
-    ids = [_write(root, i, f"f{i}.wav") for i in range(3)]
+    ids = [write_single(root, i, f"f{i}.wav") for i in range(3)]
     with sqlite3.connect(root / CATALOG_FILE) as conn:
         conn.execute("DROP TABLE runs")
         conn.execute("CREATE TABLE runs (run_id TEXT)")
@@ -160,7 +143,7 @@ def test_speaker_renames_and_conversation_turns_reach_the_catalog(tmp_path):
     speakers = [{"id": s, "label": s, "channel": c, "turns": n, "speaking_s": 2.0, "speaking_share": 0.5,
                  "emotion_share": {}, "dominant_emotion": "happy", "most_negative_turns": []}
                 for c, (s, n) in enumerate((("left", 3), ("right", 2)))]  # fmt: skip
-    run_id = _write(root, 0, "call.wav", speakers=speakers, turns=turns)
+    run_id = write_single(root, 0, "call.wav", speakers=speakers, turns=turns)
     index = catalog_for(root)
     rename_speakers(root / run_id, {"left": "Agent"})
     (row,) = run_query.list_runs(index, run_query.make_filter(speaker="agent")).runs
@@ -186,7 +169,7 @@ def test_threads_and_a_batch_process_leave_every_run_once(tmp_path, tiny_model_d
     def writer(k: int) -> None:
         try:
             for i in range(25):
-                _write(root, 1000 * k + i, f"thread{k}_{i}.wav")
+                write_single(root, 1000 * k + i, f"thread{k}_{i}.wav")
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -212,11 +195,11 @@ def test_threads_and_a_batch_process_leave_every_run_once(tmp_path, tiny_model_d
 
 def test_filters_and_cursor_pages_on_a_hand_built_set(tmp_path):
     root = tmp_path / "outputs"
-    singles = [_write(root, i, f"{'Meeting' if i % 3 == 0 else 'call'}_{i}.wav") for i in range(10)]
+    singles = [write_single(root, i, f"{'Meeting' if i % 3 == 0 else 'call'}_{i}.wav") for i in range(10)]
     folder = root / "batch_20261201_100100"
     folder.mkdir()
     (folder / BATCH_MANIFEST).write_text(json.dumps({"input": "/data/set"}))
-    members = [batch_run_id(folder.name, _write(folder, 60 + i, f"b{i}.wav", head={"name": "h", "label": "urgent" if i < 2 else "calm"}))
+    members = [batch_run_id(folder.name, write_single(folder, 60 + i, f"b{i}.wav", head={"name": "h", "label": "urgent" if i < 2 else "calm"}))
                for i in range(5)]  # fmt: skip
     index = catalog_for(root)
     everything = run_query.list_runs(index, limit=100)
@@ -260,17 +243,17 @@ def test_filters_and_cursor_pages_on_a_hand_built_set(tmp_path):
     assert info.value.code == "bad_request"
     # totals are cached per filter until something is written, by this connection or another process
     assert run_query.list_runs(index, run_query.make_filter(q="meeting")).total == 4
-    _write(root, 20, "meeting_new.wav")
+    write_single(root, 20, "meeting_new.wav")
     assert run_query.list_runs(index, run_query.make_filter(q="meeting")).total == 5
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from tests.runs.test_run_index import _write; "
-            "from pathlib import Path; _write(Path(sys.argv[1]), 21, 'meeting_other.wav')")
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from tests.catalog_data import write_single; "
+            "from pathlib import Path; write_single(Path(sys.argv[1]), 21, 'meeting_other.wav')")
     subprocess.run([sys.executable, "-c", code, str(root), str(Path(__file__).resolve().parents[2])], check=True)
     assert run_query.list_runs(index, run_query.make_filter(q="meeting")).total == 6
 
 
 def test_search_finds_chinese_names_long_and_short(tmp_path):
     root = tmp_path / "outputs"
-    ids = [_write(root, 0, "客服会议录音_第一段.wav"), _write(root, 1, "会议.wav"), _write(root, 2, "other.wav")]
+    ids = [write_single(root, 0, "客服会议录音_第一段.wav"), write_single(root, 1, "会议.wav"), write_single(root, 2, "other.wav")]
     index = catalog_for(root)
 
     def found(q: str) -> set[str]:
@@ -294,7 +277,7 @@ def test_name_search_gives_the_same_page_either_way(tmp_path, monkeypatch):
     """Few matches start from the names, many walk the listing: both plans answer the same rows and totals."""
     root = tmp_path / "outputs"
     for i in range(40):
-        _write(root, i, f"{'meeting' if i % 3 else 'call'}_{i:03d}.wav")
+        write_single(root, i, f"{'meeting' if i % 3 else 'call'}_{i:03d}.wav")
     index = catalog_for(root)
     queries = [{"q": "meeting"}, {"q": "meeting", "emotion": "happy"}, {"q": "_01", "min_confidence": 0.2},
                {"q": "call_0"}, {"q": "nothing"}]  # fmt: skip
