@@ -56,19 +56,29 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, dash, last = spec.strip().partition("-")
     first, last = first.strip(), last.strip()
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or first == last == "":
+    if not dash or not _digits(first) or not _digits(last) or first == last == "":
         return None
     if first == "":  # the last N bytes
-        if int(last) == 0 or size == 0:
+        if _number(last) == 0 or size == 0:
             raise RangeNotSatisfiable
-        return max(0, size - int(last)), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if last != "" and int(last) < start:
+        return max(0, size - _number(last)), size - 1
+    start = _number(first)
+    end = size - 1 if last == "" else min(_number(last), size - 1)
+    if last != "" and _number(last) < start:
         return None  # invalid: ignored
     if start >= size:
         raise RangeNotSatisfiable
     return start, end
+
+
+def _digits(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes "²" (a Latin-1 header can carry it), which int() refuses.
+    return text == "" or (text.isascii() and text.isdigit())
+
+
+def _number(digits: str) -> int:
+    # More than 18 digits is past any file; int() of over 4,300 digits raises (CPython's conversion limit).
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 def _etag(st: os.stat_result) -> str:

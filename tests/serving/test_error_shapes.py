@@ -69,3 +69,17 @@ def test_an_unsatisfiable_range_is_416_in_the_error_shape(app_client):
         assert r.headers["content-range"] == f"bytes */{size}", (header, r.headers)
     r = app_client.get(url, headers={"Range": "bytes=0-9"})  # a satisfiable range is unchanged
     assert r.status_code == 206 and len(r.content) == 10 and r.headers["content-range"] == f"bytes 0-9/{size}"
+
+
+def test_odd_range_numbers_are_answered_never_a_500(app_client):
+    url = f"/api/v1/runs/{app_client.run_id}/result.json"
+    size = len(app_client.get(url).content)
+    huge = "9" * 5000  # int() of over 4,300 digits raises ValueError (CPython's conversion limit)
+    r = app_client.get(url, headers={"Range": f"bytes={huge}-"})
+    _typed(r, "range_not_satisfiable")
+    r = app_client.get(url, headers={"Range": f"bytes=0-{huge}"})
+    assert r.status_code == 206 and r.headers["content-range"] == f"bytes 0-{size - 1}/{size}", r.status_code
+    r = app_client.get(url, headers={"Range": f"bytes=-{huge}"})
+    assert r.status_code == 206 and len(r.content) == size, r.status_code
+    r = app_client.get(url, headers={"Range": "bytes=\u00b2-".encode("latin-1")})  # "²".isdigit() is True
+    assert r.status_code == 200 and len(r.content) == size, r.status_code
