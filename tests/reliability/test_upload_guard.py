@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import UPLOADS_PER_MIN
-from tests.server_util import ServerProcess, server_env
+from tests.server_util import app_settings
 
 UPLOAD = "/gradio_api/upload"
 MB = 1024 * 1024
@@ -92,16 +92,25 @@ def test_the_api_answers_every_error_in_the_error_shape(guarded_server):
 
 
 @pytest.fixture(scope="module")
-def full_disk_server(tiny_model_dir, tmp_path_factory):
-    """A server whose free-space floor no disk can meet (the model need not load for uploads)."""
+def full_disk_app(tiny_model_dir, engine, tmp_path_factory):
+    """The app in-process with a free-space floor no disk can meet: the floor is the upload guard's (ASGI
+    middleware), so no server process is started for it; ``gradio_tmp`` is where this process's Gradio keeps
+    uploads (the first app built in a process sets ``GRADIO_TEMP_DIR`` for all)."""
+    from fastapi.testclient import TestClient
+
+    from emotion2vec_webui.app import create_app
+    from emotion2vec_webui.config import gradio_temp_dir
+    from emotion2vec_webui.runs.inference.service import Service
+
     root = tmp_path_factory.mktemp("fulldisk")
-    with ServerProcess(server_env(tiny_model_dir, root, min_free_mb=10**9), wait_ready=False) as srv:
-        srv.gradio_tmp = root / "outputs" / ".gradio-tmp"
-        yield srv
+    settings = app_settings(tiny_model_dir, root, min_free_mb=10**9)
+    with TestClient(create_app(settings, Service(settings, engine))) as client:
+        client.gradio_tmp = gradio_temp_dir(settings)
+        yield client
 
 
-def test_uploads_stop_at_the_disk_floor(full_disk_server):
-    before = temp_files(full_disk_server)  # the UI's examples are cached there at start
-    r = httpx.post(full_disk_server.url + UPLOAD, files=files(1, 1000), timeout=30)
+def test_uploads_stop_at_the_disk_floor(full_disk_app):
+    before = temp_files(full_disk_app)  # the UI's examples are cached there at start
+    r = full_disk_app.post(UPLOAD, files=files(1, 1000))
     assert_error(r, 507, "storage_full")
-    assert temp_files(full_disk_server) == before
+    assert temp_files(full_disk_app) == before
