@@ -1,6 +1,6 @@
-"""What the Train-tab browser tests (training a head, fitting a calibration) do to a page alike: open it on a tab
-once the model is ready, pick a name from a picker whose choices reload, keep a screenshot. Their patient
-``expect`` is the ``patient_expect`` fixture in conftest.py."""
+"""What browser tests do to a page alike: open it on a tab once the model is ready, pick a name from a picker whose
+choices reload, keep a screenshot (the Train-tab tests: a head, a calibration; their patient ``expect`` is the
+``patient_expect`` fixture in conftest.py), start a call's analysis by channels (the Conversation tests)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,27 @@ def pick(page, picker: str, name: str) -> None:
         page.keyboard.press("Escape")
         time.sleep(0.5)
     raise AssertionError(f"{name} never appeared in {picker}")
+
+
+def analyse_by_channels(page, url: str, audio: Path, timeout_ms: int, width: int = 1600, ready: bool = False,
+                        transcribe: bool = False) -> None:  # fmt: skip
+    """Open the UI at ``url`` on the Conversation tab, upload ``audio``, ask for one speaker per channel, start.
+
+    Args:
+        timeout_ms: how long ``expect`` and the page wait from now on.
+        width: the viewport's width (its height is 1000).
+        ready: wait for the model first.
+        transcribe: ask for the transcript too.
+    """
+    expect.set_options(timeout=timeout_ms)
+    page.set_default_timeout(timeout_ms)
+    page.set_viewport_size({"width": width, "height": 1000})
+    page.goto(url + "/")
+    if ready:
+        page.locator("#model_status [data-state='ready']").wait_for()
+    page.get_by_role("tab", name=re.compile("Conversation")).click()
+    page.locator("#conversation_audio input[type=file]").set_input_files(str(audio))
+    page.locator("#conversation_speakers").get_by_text(re.compile("one speaker per channel")).click()
+    if transcribe:
+        page.locator("#conversation_transcribe input[type=checkbox]").check()
+    page.locator("#conversation_button").click()

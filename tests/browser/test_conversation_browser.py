@@ -7,15 +7,15 @@ Screenshots go to /tmp/e2v_screens/ for people to look at.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.pages import SCREENS, analyse_by_channels, shot
+
 pytestmark = pytest.mark.browser
 
-SCREENS = Path("/tmp/e2v_screens")
 WAIT_MS = 240_000  # a loaded 2-core machine: server start, model loads and the analysis take long
 
 
@@ -25,24 +25,9 @@ def server(ui_server):
     return ui_server
 
 
-def _shot(page, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENS / path.name)
-
-
 def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, tmp_path):
-    expect.set_options(timeout=WAIT_MS)
-    page.set_default_timeout(WAIT_MS)
     path, spans = stereo_dialogue
-    page.set_viewport_size({"width": 1600, "height": 1000})
-    page.goto(server.url + "/")
-    page.get_by_role("tab", name=re.compile("Conversation")).click()
-    page.locator("#conversation_audio input[type=file]").set_input_files(str(path))
-    page.locator("#conversation_speakers").get_by_text(re.compile("one speaker per channel")).click()
-    page.locator("#conversation_transcribe input[type=checkbox]").check()
-    page.locator("#conversation_button").click()
+    analyse_by_channels(page, server.url, path, WAIT_MS, transcribe=True)
     view = page.locator("#conversation_view .e2v-conv")
     expect(view).to_be_visible()
     lanes = page.locator("#conversation_lanes .e2v-conv-lane")
@@ -60,7 +45,7 @@ def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, t
         assert {blocks.nth(i).get_attribute("data-speaker") for i in range(blocks.count())} == {lane}
     player = page.locator("#conversation_player")
     page.wait_for_function("() => document.querySelector('#conversation_player').readyState >= 1")
-    _shot(page, tmp_path, "conversation_view")
+    shot(page, tmp_path, "conversation_view")
     target = items.nth(n - 1)  # the last turn: far from 0, so a jump is unmistakable
     want = float(target.get_attribute("data-start"))
     target.click()
@@ -83,7 +68,7 @@ def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, t
         "(x) => Math.abs(parseFloat(document.querySelector('.e2v-conv-playhead').style.left) - x) < 3",
         arg=100 * want / duration,
     )
-    _shot(page, tmp_path, "conversation_after_click")
+    shot(page, tmp_path, "conversation_after_click")
     # the run folder, result.json and the ids to rename are shown after the analysis
     info = page.locator("#conversation_run_info")
     expect(info).to_contain_text("result.json", timeout=10_000)
@@ -95,7 +80,7 @@ def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, t
     expect(page.locator("#conversation_lanes .e2v-conv-lane")).to_have_count(2, timeout=10_000)
     assert page.locator("#conversation_turns .e2v-conv-item").count() == n
     expect(page.locator('#conversation_lanes .e2v-conv-lane[data-speaker="left"] .e2v-conv-lane-name')).to_have_text("left", timeout=10_000)
-    _shot(page, tmp_path, "conversation_rename_refused")
+    shot(page, tmp_path, "conversation_rename_refused")
     # renaming is saved into the run: the lanes and the run's transcript.srt show the names
     page.locator("#conversation_names textarea").fill("left=Agent, right=客户")
     page.locator("#conversation_save_names").click()
@@ -105,7 +90,7 @@ def test_conversation_view_lanes_turns_and_seek(server, page, stereo_dialogue, t
     assert "[Agent ·" in srt_text and "[客户 ·" in srt_text and "[left ·" not in srt_text
     expect(page.locator("#conversation_names_status")).to_contain_text("left=Agent")
     expect(page.locator("#conversation_names_status [data-error-code]")).to_have_count(0)
-    _shot(page, tmp_path, "conversation_renamed")
+    shot(page, tmp_path, "conversation_renamed")
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +124,7 @@ def test_tracks_arc_markers_filter_and_a_marker_seeks(server, page, long_call, t
 
     from emotion2vec_webui.engine.call_summary import BASELINE_S, summary_for_result
 
-    expect.set_options(timeout=WAIT_MS)
-    page.set_default_timeout(WAIT_MS)
-    page.set_viewport_size({"width": 1280, "height": 1000})
-    page.goto(server.url + "/")
-    page.get_by_role("tab", name=re.compile("Conversation")).click()
-    page.locator("#conversation_audio input[type=file]").set_input_files(str(long_call))
-    page.locator("#conversation_speakers").get_by_text(re.compile("one speaker per channel")).click()
-    page.locator("#conversation_button").click()
+    analyse_by_channels(page, server.url, long_call, WAIT_MS, width=1280)
     expect(page.locator("#conversation_view .e2v-conv")).to_be_visible()
     # a frame track inside every turn block: nine stacked bands each
     blocks = page.locator("#conversation_lanes .e2v-conv-block")
@@ -161,7 +139,7 @@ def test_tracks_arc_markers_filter_and_a_marker_seeks(server, page, long_call, t
     arc_box = page.locator("#conversation_arc .e2v-conv-track").bounding_box()
     assert abs(lane_box["x"] - arc_box["x"]) < 1 and abs(lane_box["width"] - arc_box["width"]) < 1
     expect(page.locator("#conversation_summary_table tbody tr")).to_have_count(2)
-    _shot(page, tmp_path, "conversation_tracks_arc")
+    shot(page, tmp_path, "conversation_tracks_arc")
 
     # the constructed escalation
     folder = Path(server.env["E2V_OUTPUT_DIR"]) / page.locator("#conversation_run_info code").first.inner_text()
@@ -187,7 +165,7 @@ def test_tracks_arc_markers_filter_and_a_marker_seeks(server, page, long_call, t
     assert len(expected["turning_points"]) >= 1  # neutral → a half-angry call: the arc's level drops
     expect(page.locator("#conversation_moments .e2v-conv-moment")).to_have_count(markers.count())
     expect(page.locator("#conversation_comparison")).to_contain_text("Customer")
-    _shot(page, tmp_path, "conversation_markers")
+    shot(page, tmp_path, "conversation_markers")
     # every visible text, tooltip and aria-label of the view speaks both languages (test_bilingual's rule),
     # the user's data aside: speaker names and ids, the file and run folder names; and the loaded clip's "Play",
     # which ui/gradio_strings.py keeps as Gradio's own on purpose (tests and tools find the player by it)
@@ -237,6 +215,6 @@ def test_tracks_arc_markers_filter_and_a_marker_seeks(server, page, long_call, t
     expect(page.locator('#conversation_turns .e2v-conv-item[data-speaker="right"]').first).to_be_visible()
     expect(page.locator('#conversation_summary_table tr[data-speaker="left"]')).to_be_hidden()
     expect(page.locator("#conversation_arc")).to_be_visible()
-    _shot(page, tmp_path, "conversation_filtered")
+    shot(page, tmp_path, "conversation_filtered")
     page.locator("#conversation_filter select").select_option("")
     expect(page.locator('#conversation_lanes .e2v-conv-lane[data-speaker="left"]')).to_be_visible()

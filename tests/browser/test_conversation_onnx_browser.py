@@ -8,18 +8,14 @@ turns of both speakers in time order, bilingual tooltips), never a word or an em
 
 from __future__ import annotations
 
-import re
-import shutil
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.pages import analyse_by_channels, shot
 from tests.browser.test_bilingual import english_only
 
 pytestmark = pytest.mark.browser
 
-SCREENS = Path("/tmp/e2v_screens")
 WAIT_MS = 300_000  # a loaded 2-core machine: the server's start and the analysis take long
 
 ATTRIBUTES_JS = """
@@ -30,16 +26,8 @@ ATTRIBUTES_JS = """
 
 
 def test_conversation_by_channels_on_an_onnx_only_server(onnx_only_server, page, stereo_dialogue, tmp_path):
-    expect.set_options(timeout=WAIT_MS)
-    page.set_default_timeout(WAIT_MS)
     path, spans = stereo_dialogue
-    page.set_viewport_size({"width": 1600, "height": 1000})
-    page.goto(onnx_only_server.url + "/")
-    page.locator("#model_status [data-state='ready']").wait_for()
-    page.get_by_role("tab", name=re.compile("Conversation")).click()
-    page.locator("#conversation_audio input[type=file]").set_input_files(str(path))
-    page.locator("#conversation_speakers").get_by_text(re.compile("one speaker per channel")).click()
-    page.locator("#conversation_button").click()
+    analyse_by_channels(page, onnx_only_server.url, path, WAIT_MS, ready=True)
     view = page.locator("#conversation_view .e2v-conv")
     expect(view.or_(page.locator("#conversation_view .e2v-error"))).to_be_visible()
     errors = page.locator("#conversation_view .e2v-error")
@@ -53,10 +41,7 @@ def test_conversation_by_channels_on_an_onnx_only_server(onnx_only_server, page,
     starts = [float(items.nth(i).get_attribute("data-start")) for i in range(n)]
     assert starts == sorted(starts)
     assert {items.nth(i).get_attribute("data-speaker") for i in range(n)} == {"left", "right"}
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    shot = tmp_path / "conversation_onnx_only.png"
-    page.screenshot(path=str(shot), full_page=True)
-    shutil.copy(shot, SCREENS / shot.name)
+    shot(page, tmp_path, "conversation_onnx_only")
     # every tooltip and aria-label of the view speaks both languages (tests/browser/test_bilingual.py's rule)
     attributes = page.evaluate(ATTRIBUTES_JS, "#conversation_view")
     assert len(attributes) >= n, attributes  # the lane blocks at least
