@@ -74,7 +74,7 @@ class Bounds:
             number = value
         elif isinstance(value, float) and value.is_integer():  # a Gradio Number gives 2.0
             number = int(value)
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        elif isinstance(value, str) and _ascii_digits(value.strip().lstrip("-"), 18):
             number = int(value.strip())
         if number is None or not self.low <= number <= self.high:
             name = field_name or self.name
@@ -138,6 +138,12 @@ def parse_bool(value, field_name: str, default: bool = False) -> bool:
                                   f"/ {field_name} 必须是 true 或 false。")  # fmt: skip
 
 
+def _ascii_digits(text: str, most: int) -> bool:
+    """0–9 only, at most ``most`` of them: ``str.isdigit()`` also takes "²" and "٣" (int() refuses the first),
+    and int() of over 4,300 digits raises (CPython's conversion limit) — each a 500 before."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
 def normalise_channels(value) -> str:
     """``mix``/``left``/``right``/an index 0–255 (int or digits) → its canonical string; None or "" → ``mix``.
 
@@ -147,7 +153,7 @@ def normalise_channels(value) -> str:
     text = "mix" if value is None or value == "" else str(value).strip().lower()
     if text in CHANNEL_NAMES.values:
         return text
-    if text.isdigit() and int(text) <= CHANNEL_INDEX.high:
+    if _ascii_digits(text, 18) and int(text) <= CHANNEL_INDEX.high:
         return str(int(text))
     raise E2VError(
         "bad_request",

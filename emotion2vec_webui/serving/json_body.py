@@ -157,8 +157,8 @@ async def read_json(request: Request, max_bytes: int | None = SMALL_BODY_BYTES) 
     if max_bytes is None:
         raw = await request.body()
     else:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:  # refused before a byte of the body is read
+        declared = request.headers.get("content-length", "")  # too large: refused before a byte is read
+        if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > max_bytes):
             raise _too_large(max_bytes)
         chunks, size = [], 0
         async for chunk in request.stream():

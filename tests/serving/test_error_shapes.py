@@ -83,3 +83,16 @@ def test_odd_range_numbers_are_answered_never_a_500(app_client):
     assert r.status_code == 206 and len(r.content) == size, r.status_code
     r = app_client.get(url, headers={"Range": "bytes=\u00b2-".encode("latin-1")})  # "²".isdigit() is True
     assert r.status_code == 200 and len(r.content) == size, r.status_code
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("channels", "\u00b2"), ("channels", "9" * 5000), ("audio_stream", "\u00b2"), ("audio_stream", "9" * 5000),
+     ("audio_stream", "\u0663")],  # fmt: skip
+)
+def test_numbers_that_are_not_ascii_digits_are_bad_request(app_client, field, value):
+    """'²'.isdigit() is True but int('²') raises, as int() of over 4,300 digits does: each was a 500."""
+    clip = write_audio(app_client.app.state.settings.output_dir.parent / "t.wav", tone(1.0, 16000), 16000, "wav")
+    r = app_client.post("/api/v1/recognize", files={"file": ("t.wav", clip.read_bytes(), "audio/wav")},
+                        data={field: value})  # fmt: skip
+    _typed(r, "bad_request")

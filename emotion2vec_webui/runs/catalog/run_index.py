@@ -534,7 +534,8 @@ def run_row(run_id: str, folder: str, batch: str | None, result: dict | None) ->
 
 def order_key(folder: str, batch: str | None) -> str:
     """Sorts like the folder walk did: the folder's time stamp, then its ``_N``, then the batch name."""
-    n = int(folder[24:]) if len(folder) > 23 and folder[24:].isdigit() else 0
+    tail = folder[24:]  # ASCII digits only: "²".isdigit() is True, and int() refuses it
+    n = int(tail) if len(folder) > 23 and tail.isascii() and tail.isdigit() and len(tail) <= 18 else 0
     return f"{folder[8:23]}_{n:05d} {batch or ''} {folder}"  # ' ' sorts below any name character
 
 

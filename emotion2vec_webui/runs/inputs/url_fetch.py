@@ -588,7 +588,7 @@ def _read_body(response: httpx.Response, policy: FetchPolicy) -> bytes:
             "/ 服务器发送了压缩的内容，请直接请求文件本身。",
         )
     length = response.headers.get("content-length", "").strip()
-    if length.isdigit() and int(length) > policy.max_bytes:
+    if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > policy.max_bytes):
         raise _too_large(policy)
     buf = bytearray()
     for chunk in response.iter_raw(_CHUNK):
