@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.model.test_export import _torch_free_venv
+from tests.model.test_export import _torch_free_venv, site_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 # beyond infer.py's packages: PyAV (decoding), the CLI's imports (httpx for audio_url; the subtitle writers),
@@ -35,14 +35,7 @@ def _dist_info(site: Path, project: str) -> str:
 def onnx_only_python(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("onnx-only")
     python = _torch_free_venv(root)
-    site = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
+    site = site_packages(python)
     ours = Path(sysconfig.get_paths()["purelib"])
     for name in (*CLI_PACKAGES, "silero_vad", _dist_info(ours, "silero_vad")):
         if (ours / name).exists() and not (site / name).exists():

@@ -94,19 +94,19 @@ def test_graph_outputs_and_equal_length_batches(export_dir):
         assert np.abs(alone["scores"][0] - out["scores"][i]).max() <= 1e-5
 
 
+def site_packages(python: Path) -> Path:
+    """The site-packages folder of the interpreter ``python`` (a venv's, to link packages into)."""
+    ran = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    return Path(ran.stdout.strip())
+
+
 def _torch_free_venv(root: Path) -> Path:
     """A real venv without site packages; only infer.py's packages, linked from this environment's site-packages."""
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
+    site = site_packages(python)
     ours = Path(sysconfig.get_paths()["purelib"])
     for name in TORCH_FREE_PACKAGES:
         os.symlink(ours / name, site / name)
