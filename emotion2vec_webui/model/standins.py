@@ -9,11 +9,13 @@ the same ``funasr.AutoModel`` path as the real model, and carries a marker
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -109,6 +111,24 @@ def checkpoint_payload(state: dict, form: str):
     raise ValueError(f"checkpoint form must be one of {', '.join(CHECKPOINT_FORMS)}, not {form!r}")
 
 
+@contextlib.contextmanager
+def model_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write a model into; at the end its files replace ``out``'s.
+
+    ``out`` is created when missing, and model files already there are replaced one by one; the temporary
+    folder is removed either way (a failed write leaves ``out`` as it was).
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".e2v-model-", dir=out.parent))
+    try:
+        yield tmp
+        out.mkdir(exist_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def make_test_model(
     directory: str | os.PathLike, size: str = "tiny", seed: int = 0, checkpoint_form: str = "model"
 ) -> Path:
@@ -128,7 +148,6 @@ def make_test_model(
     import yaml
 
     out = Path(directory).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     cfg = config_for_size(size)
     tokens = reference_tokens()
     model = build_module(cfg, len(tokens), seed)
@@ -136,8 +155,7 @@ def make_test_model(
     # (config.yaml's scope_map strips it), the classifier head as "proj.*".
     state = {(k if k.startswith("proj.") else f"d2v_model.{k}"): v.contiguous() for k, v in model.state_dict().items()}
     n_params = sum(p.numel() for p in model.parameters())
-    tmp = Path(tempfile.mkdtemp(prefix=".e2v-model-", dir=out.parent))
-    try:
+    with model_folder(out) as tmp:
         torch.save(
             checkpoint_payload(state, checkpoint_form),
             tmp / "model.pt",
@@ -176,9 +194,4 @@ def make_test_model(
             ),
             "utf-8",
         )
-        out.mkdir(exist_ok=True)
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

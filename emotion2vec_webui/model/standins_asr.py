@@ -37,12 +37,10 @@ import copy
 import io
 import json
 import os
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
-from emotion2vec_webui.model.standins import RANDOM_WEIGHTS_MARKER
+from emotion2vec_webui.model.standins import RANDOM_WEIGHTS_MARKER, model_folder
 
 KINDS = ("sensevoice", "paraformer-zh", "campplus", "fsmn-vad")
 
@@ -189,9 +187,7 @@ def make_conversation_standin(directory: str | os.PathLike, kind: str, seed: int
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     out = Path(directory).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".e2v-model-", dir=out.parent))
-    try:
+    with model_folder(out) as tmp:
         build = {"sensevoice": _sensevoice, "paraformer-zh": _paraformer, "campplus": _campplus,
                  "fsmn-vad": _fsmn_vad}[kind]  # fmt: skip
         cfg, model, configuration = build(seed, tmp)
@@ -204,9 +200,4 @@ def make_conversation_standin(directory: str | os.PathLike, kind: str, seed: int
         marker = {"random_weights": True, "kind": kind, "seed": seed, "parameters": n_params,
                   "created_by": "emotion2vec-webui make-test-model --kind " + kind}  # fmt: skip
         (tmp / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker, indent=2), "utf-8")
-        out.mkdir(exist_ok=True)
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
