@@ -1,8 +1,12 @@
-"""One real server for the reliability suite (fuzz, traversal, load), started once per session.
+"""The reliability suite's configured servers, each started once per session (the token one is shared).
 
-Limits are set low so that breaching them is cheap: 5 s of audio, 2 MB uploads.
-The queue is large (128) so that 100 parallel requests all fit; the overload
-test starts its own server with a queue of 2.
+``reliability_server`` (fuzz, traversal, load): limits set low so that breaching
+them is cheap, 5 s of audio, 2 MB uploads; the queue is large (128) so that 100
+parallel requests all fit (the overload test is tests/serving/test_api.py's, on
+the token server's queue of 2). ``guarded_server`` holds client timeouts, upload
+limits and URL fetching in one process (``url_server`` is it), ``decode_server``
+the decoders' limits: their settings conflict with each other's and with
+``reliability_server``'s. ``token_server`` is the session's ``token_api_server``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from emotion2vec_webui.audio.decoder_pool import _TEST_HOOK_ENV as DECODER_TEST_HOOK
-from tests.server_util import ServerProcess, server_env
+from tests.server_util import SHARED_API_TOKEN, TOKEN_API_SETTINGS, ServerProcess, server_env
 
 MAX_DURATION_S = 5
 
@@ -31,14 +35,23 @@ def reliability_server(tiny_model_dir, tmp_path_factory):
         yield srv
 
 
-# Short client timeouts and small upload limits: test_slow_clients.py and test_upload_guard.py.
+# One server for two sets of small limits that do not conflict (one process instead of two):
+# short client timeouts and small upload limits, test_slow_clients.py, test_upload_guard.py, test_contract.py and
+# the conversation downloads (test_names_csv.py, test_rename_downloads.py: no duration cap); and audio_url
+# fetching, test_url_fetch.py (slow downloads, per-client caps: ``url_server``).
 BODY_TIMEOUT_S = 3.0
 HEADER_TIMEOUT_S = 2.0
 UPLOADS_PER_MIN = 6
+URL_READ_TIMEOUT_S = 3.0  # also the grace before E2V_URL_MIN_RATE_KB applies
+URL_MAX_CONCURRENT = 6
+URL_DECODE_TIMEOUT_S = 4.0  # an upload of b"E2V-TEST:hang" holds its slot this long
 
 
 @pytest.fixture(scope="session")
 def guarded_server(tiny_model_dir, tmp_path_factory):
+    """E2V_MAX_QUEUE=4 (5 slots, 1 per client), 1 MB uploads (2 MB to the UI's upload route, 6 a minute per
+    client), 3 s body and 2 s header timeouts; audio_url may reach 127.0.0.1 (3 s read timeout, 6 downloads at
+    once, the whole-download limit at its 60 s default); a decode may take 4 s; the decoder test hook is on."""
     root = tmp_path_factory.mktemp("guarded")
     env = server_env(
         tiny_model_dir,
@@ -49,37 +62,22 @@ def guarded_server(tiny_model_dir, tmp_path_factory):
         max_upload_mb=1,
         max_batch_upload_mb=2,
         upload_requests_per_min=UPLOADS_PER_MIN,
+        url_allow="127.0.0.1",
+        url_read_timeout_s=URL_READ_TIMEOUT_S,
+        url_max_concurrent=URL_MAX_CONCURRENT,
+        decode_timeout_s=URL_DECODE_TIMEOUT_S,
     )
+    env[DECODER_TEST_HOOK] = "1"  # test_url_fetch.py: an upload of b"E2V-TEST:hang" holds a slot
     with ServerProcess(env) as srv:
         srv.root = root
         srv.gradio_tmp = root / "outputs" / ".gradio-tmp"
         yield srv
 
 
-# audio_url against a small server: test_url_fetch.py (slow downloads, per-client caps).
-URL_READ_TIMEOUT_S = 3.0  # also the grace before E2V_URL_MIN_RATE_KB applies
-URL_MAX_CONCURRENT = 6
-URL_DECODE_TIMEOUT_S = 4.0  # an upload of b"E2V-TEST:hang" holds its slot this long
-
-
 @pytest.fixture(scope="session")
-def url_server(tiny_model_dir, tmp_path_factory):
-    """E2V_MAX_QUEUE=4 (5 slots, 1 per client), 127.0.0.1 allowed, the whole-download limit at its 60 s default."""
-    root = tmp_path_factory.mktemp("url-server")
-    env = server_env(
-        tiny_model_dir,
-        root,
-        max_queue=4,
-        url_allow="127.0.0.1",
-        url_read_timeout_s=URL_READ_TIMEOUT_S,
-        url_max_concurrent=URL_MAX_CONCURRENT,
-        max_upload_mb=1,
-        max_duration_s=MAX_DURATION_S,
-        decode_timeout_s=URL_DECODE_TIMEOUT_S,
-    )
-    env[DECODER_TEST_HOOK] = "1"
-    with ServerProcess(env) as srv:
-        yield srv
+def url_server(guarded_server):
+    """audio_url against a small server: ``guarded_server`` (its URL settings are there)."""
+    return guarded_server
 
 
 # The decoders under attack: test_decode_budget.py (input-sample budget, bounded wait, memory deaths).
@@ -106,22 +104,16 @@ def decode_server(tiny_model_dir, tmp_path_factory):
         yield srv
 
 
-# A token server with a small failure budget: test_auth_throttle.py (wrong tokens and logins).
-API_TOKEN = "reliability-token-5e3a"
-AUTH_FAILURES_PER_MIN = 30  # 30 saved up, then one every 2 s
+# The token server: the session's shared one (tests/conftest.py's token_api_server, also serving
+# tests/serving/test_api.py's socket checks, tests/ui/test_gradio_client.py and the browser's token tests).
+# Its failure budget is small for test_auth_throttle.py (wrong tokens and logins); test_error_paths.py trains
+# heads in its heads folder; test_stream.py streams to it.
+API_TOKEN = SHARED_API_TOKEN
+AUTH_FAILURES_PER_MIN = TOKEN_API_SETTINGS["auth_failures_per_min"]  # 30 saved up, then one every 2 s
 
 
 @pytest.fixture(scope="session")
-def token_server(tiny_model_dir, tmp_path_factory):
-    """E2V_API_TOKEN set (the API's bearer token and the UI's login password), E2V_AUTH_FAILURES_PER_MIN=30;
-    an input folder and a heads folder of its own (test_error_paths.py trains heads)."""
-    root = tmp_path_factory.mktemp("token-server")
-    (root / "inputs").mkdir()
-    env = server_env(
-        tiny_model_dir, root, api_token=API_TOKEN, auth_failures_per_min=AUTH_FAILURES_PER_MIN,
-        input_dirs=root / "inputs", heads_dir=root / "heads",
-    )  # fmt: skip
-    with ServerProcess(env) as srv:
-        srv.token = API_TOKEN
-        srv.root, srv.inputs, srv.heads = root, root / "inputs", root / "heads"
-        yield srv
+def token_server(token_api_server):
+    """E2V_API_TOKEN set (the API's bearer token and the UI's login password), E2V_AUTH_FAILURES_PER_MIN=30, an
+    input and a heads folder (``srv.inputs``, ``srv.heads``), 1 MB uploads, a queue of 2 (``TOKEN_API_SETTINGS``)."""
+    return token_api_server
