@@ -103,10 +103,7 @@ def main() -> int:
     table = "\n".join(lines)
     machine = (f"{platform.system()} {platform.release()}, {platform.processor() or platform.machine()}, "
                f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}")  # fmt: skip
-    print(table)
-    print(machine)
-    if args.out:
-        args.out.write_text(f"{table}\n\n{machine}\n", "utf-8")
+    print_figures(table, machine, args.out)
     return 0
 
 
@@ -118,6 +115,14 @@ def best_of(fn, repeats: int) -> tuple[float, object]:
         value = fn()
         best = min(best, time.perf_counter() - t)
     return best, value
+
+
+def print_figures(table: str, machine: str, out: Path | None) -> None:
+    """Print the table and the line saying what ran it; also write both to ``out`` (markdown) when given."""
+    print(table)
+    print(machine)
+    if out:
+        out.write_text(f"{table}\n\n{machine}\n", "utf-8")
 
 
 def warm_standins(prefix: str, threads: int | None):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.conversation import best_of, warm_standins  # noqa: E402
+from benchmarks.conversation import best_of, print_figures, warm_standins  # noqa: E402
 
 
 def main() -> int:
@@ -91,10 +91,7 @@ def main() -> int:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch "
         f"thread(s), Python {platform.python_version()}"
     )
-    print(table)
-    print(machine)
-    if args.out:
-        args.out.write_text(f"{table}\n\n{machine}\n", "utf-8")
+    print_figures(table, machine, args.out)
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.conversation import best_of  # noqa: E402
+from benchmarks.conversation import best_of, print_figures  # noqa: E402
 
 
 def main() -> int:
@@ -98,10 +98,7 @@ def main() -> int:
         f"{platform.system()} {platform.release()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}"
     )
-    print(table)
-    print(machine)
-    if args.out:
-        args.out.write_text(f"{table}\n\n{machine}\n", "utf-8")
+    print_figures(table, machine, args.out)
     return 0
 
 
