@@ -6,10 +6,9 @@ The model loads only when a clip's features are not in the cache (the cache ``tr
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, reproducing_command, settings_from_args
+from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, print_report, reproducing_command, settings_from_args
 
 
 def add_parser(sub) -> None:
@@ -54,10 +53,7 @@ def run(args: argparse.Namespace) -> int:
         command=command_line(args),
     )
     outcome = calibrate(args.data, args.name, backbone, with_engine, settings, options)
-    if args.json:
-        print(json.dumps({**outcome.report, "folder": str(outcome.folder)}, ensure_ascii=False))
-    else:
-        print(format_report(outcome.report, outcome.folder))
+    print_report(outcome.report, outcome.folder, args.json, format_report)
     return EXIT_OK
 
 

@@ -151,3 +151,14 @@ def reproducing_command(words: list[str], args: argparse.Namespace, flags: tuple
             parts += [f"--{flag.replace('_', '-')}", str(value)]
     parts += [f"--{flag.replace('_', '-')}" for flag in switches if getattr(args, flag, False)]
     return shlex.join(parts)
+
+
+def print_report(report: dict, folder: Path, as_json: bool, text) -> None:
+    """A job's report (``train-head``, ``calibrate``): under ``--json`` one JSON object with its folder, else
+    ``text(report, folder)``, as a person reads it."""
+    import json
+
+    if as_json:
+        print(json.dumps({**report, "folder": str(folder)}, ensure_ascii=False))
+    else:
+        print(text(report, folder))

@@ -7,10 +7,9 @@ run on the same data with the same model does no inference at all.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, reproducing_command, settings_from_args
+from emotion2vec_webui.cli.common import EXIT_OK, add_model_args, print_report, reproducing_command, settings_from_args
 
 
 def add_parser(sub) -> None:
@@ -64,11 +63,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # Each step is logged once by train_head (the terminal shows the log); printing it here too doubled every line.
     outcome = train_head(args.data, args.name, backbone, with_engine, settings, options)
-    report = summary_json(outcome.report)
-    if args.json:
-        print(json.dumps({**report, "folder": str(outcome.folder)}, ensure_ascii=False))
-    else:
-        print(format_report(report, outcome.folder))
+    print_report(summary_json(outcome.report), outcome.folder, args.json, format_report)
     return EXIT_OK
 
 
