@@ -224,7 +224,7 @@ def onnx_only_server(tiny_export_dir, tmp_path_factory):
 def token_api_server(shared_server):
     """The one token server of the run: a bearer token (also the UI's login password), an input and a heads
     folder, 1 MB uploads (413 is cheap), a queue of 2 and no per-client cap (overload from 127.0.0.1), 30 wrong
-    tokens a minute per address (``TOKEN_API_SETTINGS``). It serves test_api.py's socket checks,
-    test_gradio_client.py, the browser's token tests and tests/reliability's ``token_server`` (auth throttling,
-    error paths, streams)."""
+    tokens a minute per address, audio_url allowed to 127.0.0.1 with short timeouts (``TOKEN_API_SETTINGS``). It
+    serves test_api.py's socket checks, test_gradio_client.py, the browser's token tests, tests/reliability's
+    ``token_server`` (auth throttling, error paths, streams) and test_url_fetch.py's ``allowed_server``."""
     return shared_server(inputs=True, heads=True, **TOKEN_API_SETTINGS)

@@ -15,9 +15,11 @@ import httpx
 SHARED_API_TOKEN = "s3cret-token-for-tests"  # tests/conftest.py's token_api_server
 # token_api_server's settings (besides its input and heads folders), and those of test_api.py's in-process app: a
 # token (auth on every call), 1 MB uploads (413 is cheap), a queue of 2 and no per-client cap (overload from
-# 127.0.0.1), 30 wrong tokens or logins a minute per address (tests/reliability/test_auth_throttle.py).
+# 127.0.0.1), 30 wrong tokens or logins a minute per address (tests/reliability/test_auth_throttle.py), audio_url
+# allowed to 127.0.0.1 with 3 s per download and 1.5 s of silence at most (test_url_fetch.py's allowed_server).
 TOKEN_API_SETTINGS = {
     "api_token": SHARED_API_TOKEN, "max_upload_mb": 1, "max_queue": 2, "max_per_client": 0, "auth_failures_per_min": 30,
+    "url_allow": "127.0.0.1", "url_timeout_s": 3, "url_read_timeout_s": 1.5, "url_connect_timeout_s": 2,
 }  # fmt: skip
 # Generous: on this 2-core machine shared with other test runs (load 20 seen), the imports alone took over 90 s
 # and the model load over 180 s. A server that dies is seen at once (``wait`` checks the process).

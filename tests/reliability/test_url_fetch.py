@@ -4,8 +4,10 @@ An origin HTTP server runs in this process on 127.0.0.1 (a thread): it
 serves a clip, redirects, errors, and bodies of 1 GB sent slowly. The
 session's reliability server has no ``E2V_URL_ALLOW``, so every loopback,
 private, link-local … address must be refused (403 ``url_forbidden``) before
-any connection, within a second; a second server here allows 127.0.0.1, with
-a 1 MB cap and short timeouts, so that the download paths run in seconds.
+any connection, within a second; the session's token server
+(``token_api_server``) allows 127.0.0.1, with a 1 MB cap and short timeouts
+(``TOKEN_API_SETTINGS``), so that the download paths run in seconds; the slow
+downloads and per-client caps run on ``url_server`` (tests/reliability/conftest.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import pytest
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs.inputs.url_fetch import FetchPolicy, _Allow, check_url, fetch_url, forbidden_reason, redact
-from tests.server_util import ServerProcess, server_env
 from tests.spec_check import check_result
 
 GB = 1 << 30
@@ -125,19 +126,17 @@ def origin(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def allowed_server(tiny_model_dir, tmp_path_factory):
-    """A server that may fetch from 127.0.0.1: 1 MB cap, 3 s per download, 1.5 s of silence at most."""
-    root = tmp_path_factory.mktemp("url-allowed")
-    env = server_env(tiny_model_dir, root, url_allow="127.0.0.1", max_upload_mb=1, max_duration_s=5,
-                     url_timeout_s=3, url_read_timeout_s=1.5, url_connect_timeout_s=2)  # fmt: skip
-    with ServerProcess(env) as srv:
-        srv.outputs = root / "outputs"
-        yield srv
+def allowed_server(token_api_server):
+    """A server that may fetch from 127.0.0.1: 1 MB cap, 3 s per download, 1.5 s of silence at most — the
+    session's token server (``TOKEN_API_SETTINGS``: ``recognize_url`` sends its token), not a process of its own."""
+    return token_api_server
 
 
 def recognize_url(server, url: str, **extra) -> tuple[httpx.Response, float]:
+    token = getattr(server, "token", "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     t0 = time.monotonic()
-    r = httpx.post(server.url + "/api/v1/recognize", json={"audio_url": url, **extra}, timeout=60)
+    r = httpx.post(server.url + "/api/v1/recognize", json={"audio_url": url, **extra}, headers=headers, timeout=60)
     return r, time.monotonic() - t0
 
 
