@@ -6,9 +6,9 @@ upload cap (so 413 is cheap to provoke), a queue of 2 (so overload is too) and
 an input folder. The contract (routes, statuses, the error shape, run folders,
 caps counted by the app) runs in-process: ``create_app`` on those settings
 through FastAPI's ``TestClient``, the same middleware, routes and decoder pool
-as a server, without a process start. What needs uvicorn and a socket — a 413
-before the body ends, clients that hang up, an overload burst of parallel
-connections — runs against ``token_api_server`` (tests/conftest.py), the real
+as a server, without a process start. What needs uvicorn and a socket — a
+chunked upload over the cap, a 413 before the body ends, clients that hang up,
+an overload burst of parallel connections — runs against ``token_api_server`` (tests/conftest.py), the real
 process that tests/ui/test_gradio_client.py and the browser's token tests share.
 """
 
@@ -258,16 +258,21 @@ def test_upload_cap_with_content_length(client):
     )
 
 
-def test_upload_cap_while_streaming(client):
+
+
+def test_upload_cap_while_streaming(remote):
+    """Chunked over a socket: in-process, TestClient never says the client is done, so the bounded drain after
+    the 413 would wait its full time."""
+
     def chunks():  # no Content-Length: the server has to count
         yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
         for _ in range(40):
             yield b"\0" * 65536
         yield b"\r\n--b--\r\n"
 
-    r = client.post("/api/v1/recognize", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    r = remote.post("/api/v1/recognize", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert_error(r, 413, "file_too_large")
-    assert client.get("/api/v1/runs").status_code == 200  # the server carries on
+    assert remote.get("/api/v1/runs").status_code == 200  # the server carries on
 
 
 def test_413_arrives_before_the_body_ends(server):
