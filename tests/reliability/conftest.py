@@ -105,7 +105,8 @@ def decode_server(tiny_model_dir, tmp_path_factory):
 
 
 # The token server: the session's shared one (tests/conftest.py's token_api_server, also serving
-# tests/serving/test_api.py's socket checks, tests/ui/test_gradio_client.py and the browser's token tests).
+# tests/serving/test_api.py's socket checks, tests/ui/test_gradio_client.py, the browser's token tests and
+# test_url_fetch.py's allowed_server).
 # Its failure budget is small for test_auth_throttle.py (wrong tokens and logins); test_error_paths.py trains
 # heads in its heads folder; test_stream.py streams to it.
 API_TOKEN = SHARED_API_TOKEN
