@@ -100,7 +100,10 @@ _STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) ")
 
 
 def test_processing_time_is_the_runs_own_and_times_differ(prefixed, engine, settings, tmp_path):
-    """processing_s = decode (worker round trip) + inference + assembly, ±10% of run.log's figures."""
+    """processing_s = decode (worker round trip) + inference + assembly: at least run.log's decode and inference
+    figures, and no more than the run's own span in run.log (from its first line to its "processing time" line),
+    so no other run's time and no queueing before it is counted. Bounds from the run's own clock, not a ratio:
+    the assembly's share varies with the machine's load."""
     items = discover_inputs(prefixed)[:8]
     report = _run(items, tmp_path / "batch", settings, engine, BatchOptions(batch_size=4, workers=2))
     for row in report.rows:
@@ -112,11 +115,19 @@ def test_processing_time_is_the_runs_own_and_times_differ(prefixed, engine, sett
         result = json.loads((run / "result.json").read_text())
         assert row["processing_s"] == result["processing_time_s"]
         parts = (decode_ms + inference_ms) / 1000
-        # run.log rounds each figure to 0.1 ms and result.json to 0.1 ms: allow that rounding on the lower bound.
-        assert parts - 0.0002 <= result["processing_time_s"] <= parts * 1.1 + 0.002, (parts, result["processing_time_s"])
-        assert abs(logged - result["processing_time_s"]) < 0.0011
         stamps = [m.group(1) for line in log_text.splitlines() if (m := _STAMP.match(line))]
         assert len(stamps) == len(log_text.splitlines()) and len(set(stamps)) > 1, log_text
+        lines = log_text.splitlines()
+        done = next(i for i, line in enumerate(lines) if "processing time" in line)
+        span = (_seconds(stamps[done]) - _seconds(stamps[0])) % 86400  # a run across midnight
+        # run.log rounds each figure to 0.1 ms, its stamps to 1 ms and result.json to 0.1 ms: allow that rounding.
+        assert parts - 0.0002 <= result["processing_time_s"] <= span + 0.0022, (parts, span, result["processing_time_s"])
+        assert abs(logged - result["processing_time_s"]) < 0.0011
+
+
+def _seconds(stamp: str) -> float:
+    h, m, s = stamp.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
 
 
 def test_ui_summary_names_uploads_by_their_original_names(engine, settings, tmp_path):
