@@ -8,11 +8,11 @@ calls wait ``INFER_TIMEOUT_S`` (shortened here), then the client gets
 ``incomplete_takes/``, sample for sample.
 
 The patience for a full inference queue (``UTTERANCE_PATIENCE_S``, 30 s;
-``FINAL_PATIENCE_S``, 120 s) is shortened too: a take's wait for a model call is
-its timeout plus that patience, so at the shipped values a hang at the end took
-32 s here (an utterance's call) and could take 122 s (the whole take's). The queue
-is never full in these tests (one take), so the patience only lengthens the wait:
-the same calls hang, time out and end the take the same way, in seconds.
+``FINAL_PATIENCE_S``, 120 s) is left at its shipped values: it bounds how long a
+call may wait to be *accepted*, and the timeout runs from acceptance, so a hung
+model is told after the timeout, never after timeout + patience (which took 32 s
+here for an utterance's call, and could take 122 s for the whole take's). Each
+take must therefore end well within those patiences (``_in_time``'s bound).
 """
 
 from __future__ import annotations
@@ -59,8 +59,6 @@ def rig(settings, engine, monkeypatch):
     from fastapi.testclient import TestClient
 
     monkeypatch.setattr(live_stream, "INFER_TIMEOUT_S", 2.0)
-    monkeypatch.setattr(live_stream, "UTTERANCE_PATIENCE_S", 1.0)  # a full queue only: never here
-    monkeypatch.setattr(live_stream, "FINAL_PATIENCE_S", 1.0)
     blocking = BlockingEngine(engine)
     service = Service(settings, blocking)
     service.start()
@@ -99,7 +97,10 @@ def _talk(client, pcm: np.ndarray, hang_after: int | None, engine: BlockingEngin
     return got, code
 
 
-def _in_time(fn, timeout: float = 90.0):
+TOLD_WITHIN_S = 25.0  # the timeouts (2 s a call, the take's per window) and the start, far below a patience (30 s)
+
+
+def _in_time(fn, timeout: float = TOLD_WITHIN_S):
     """Run ``fn`` on a thread; fail (rather than hang the suite) when it has not returned within ``timeout``."""
     out: list = []
     thread = threading.Thread(target=lambda: out.append(fn()), daemon=True)

@@ -116,18 +116,16 @@ def _scores(result, head, smoothing_s: float, duration_s: float, min_confidence:
     return out
 
 
-async def _retrying(submit, patience_s: float):
-    """``submit()`` (a future), tried again while the queue is full, for ``patience_s`` (0: once); its result."""
+async def _accepted(submit, patience_s: float):
+    """``submit()``'s future, tried again while the queue is full, for ``patience_s`` (0: once)."""
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            future = submit()
+            return submit()
         except E2VError as exc:
             if exc.code != "overloaded" or time.monotonic() >= deadline:
                 raise
             await asyncio.sleep(RETRY_S)
-            continue
-        return await asyncio.wrap_future(future)
 
 
 class LiveStream:
@@ -475,11 +473,14 @@ class LiveStream:
                        self.options.min_confidence)  # fmt: skip
 
     async def _answer(self, submit, patience_s: float, timeout_s: float):
-        """:func:`_retrying` within ``timeout_s`` (then the take fails: :meth:`_fail`); a failed take asks no more."""
+        """The answer of ``submit()`` once :func:`_accepted` (within ``patience_s``), within ``timeout_s`` from then
+        (then the take fails: :meth:`_fail`): a hung model is told after ``timeout_s``, however long the queue
+        took to accept the request. A failed take asks no more."""
         if self.failure is not None:
             raise self.failure
+        future = await _accepted(submit, patience_s)
         try:
-            return await asyncio.wait_for(_retrying(submit, patience_s), timeout_s + patience_s)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
         except asyncio.TimeoutError:
             raise self._fail(timeout_s) from None
 
