@@ -90,6 +90,19 @@ def client(server):
         yield c
 
 
+@pytest.fixture(scope="module")
+def anon(server):
+    """test_api's cases without credentials, over the socket."""
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def app(server):
+    """What test_api's cases read of their app: ``root`` (its ``inputs/``)."""
+    return server
+
+
 def _clip_bytes(seconds: float, seed: int) -> bytes:
     audio = tone(seconds, 16000, freq=150 + 30 * seed) + 0.1 * noise(seconds, 16000, seed=seed)
     buf = io.BytesIO()
