@@ -70,7 +70,10 @@ def progress_response(
         flow: the recognition, already decoded; its ``progress`` is set here.
         seconds: the decoded audio's length (the first line says it).
         submit: queues ``flow``'s job and returns its future (raises ``overloaded`` before anything is sent).
-        held: the admission slot, released when the stream ends (finished, failed or the client gone).
+        held: the admission slot, released when the job ends (done, failed or cancelled) or the stream ends,
+            whichever comes first: a stream whose client left is not always closed by the server at once (a
+            cancellation that lands while the response waits on the socket leaves the generator suspended), and
+            its slot must not wait for that.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict] = asyncio.Queue()
@@ -85,6 +88,12 @@ def progress_response(
     except BaseException:  # overloaded, say: answered with its status; the slot is let go here
         held.close()
         raise
+
+    def let_go(_done: Future) -> None:  # on the job's thread: slots are only touched from the event loop
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+            loop.call_soon_threadsafe(held.close)
+
+    future.add_done_callback(let_go)
     return StreamingResponse(
         _lines(request, flow, future, queue, held),
         media_type=MEDIA_TYPE,

@@ -108,3 +108,33 @@ def test_openapi_documents_the_progress_parameter(setup):
     op = client.get("/openapi.json").json()["paths"]["/api/v1/recognize"]["post"]
     assert any(p["name"] == "progress" and p["in"] == "query" for p in op["parameters"])
     assert "application/x-ndjson" in op["responses"]["200"]["content"]
+
+
+def test_the_slot_goes_with_the_job_even_when_the_stream_is_never_closed():
+    """The leak seen once in a full run (a slot held 120 s after its client left and its run was written):
+    the server does not always close a stream whose client went away, so the job's end lets the slot go."""
+    import asyncio
+    import contextlib
+    import threading
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from emotion2vec_webui.serving.progress_stream import progress_response
+
+    async def main() -> list[int]:
+        released: list[int] = []
+        held = contextlib.ExitStack()
+        held.callback(lambda: released.append(1))
+        future: Future = Future()
+        flow = SimpleNamespace(progress=None, report=lambda *_: None, eta_s=None, window=0, windows=0)
+        progress_response(None, flow, 1.0, lambda: future, held)  # its body is never iterated nor closed
+        threading.Thread(target=future.set_result, args=(None,)).start()
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if released:
+                break
+        by_the_job = list(released)
+        held.close()  # the stream's own end, later: releases nothing more
+        return by_the_job + released
+
+    assert asyncio.run(main()) == [1, 1]  # once, by the job's end; not again by the stream's
