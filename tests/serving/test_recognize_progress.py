@@ -120,6 +120,7 @@ def test_the_slot_goes_with_the_job_even_when_the_stream_is_never_closed():
     from types import SimpleNamespace
 
     from emotion2vec_webui.serving.progress_stream import progress_response
+    from tests.async_util import run_async
 
     async def main() -> list[int]:
         released: list[int] = []
@@ -137,4 +138,4 @@ def test_the_slot_goes_with_the_job_even_when_the_stream_is_never_closed():
         held.close()  # the stream's own end, later: releases nothing more
         return by_the_job + released
 
-    assert asyncio.run(main()) == [1, 1]  # once, by the job's end; not again by the stream's
+    assert run_async(main()) == [1, 1]  # once, by the job's end; not again by the stream's
