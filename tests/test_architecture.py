@@ -189,7 +189,14 @@ def test_modules_stay_small_or_say_why(name):
     assert ONE_CONCEPT in doc, f"{path.name} has {lines} lines: split it, or say why in its docstring ({ONE_CONCEPT!r})"
 
 
+# FunASR's modules, named by its registry's sources, not ours: the one place modules are imported by name.
+IMPORTS_BY_NAME = {"model/funasr_import.py"}
+
+
 def test_no_tab_or_part_is_loaded_by_name():
     for path in SRC.rglob("*.py"):
+        if path.relative_to(SRC).as_posix() in IMPORTS_BY_NAME:
+            assert "emotion2vec_webui" not in path.read_text("utf-8").split('"""')[2], path
+            continue
         text = path.read_text("utf-8")
         assert "import_module(" not in text, f"{path}: load modules with import statements, not by name"

@@ -140,10 +140,12 @@ def _load(spec: dict):
             "load_s": info.load_s,
         }
     from emotion2vec_webui.engine.engine import EmotionEngine
+    from emotion2vec_webui.model import funasr_import
     from emotion2vec_webui.model.resolve import quiet_funasr
 
-    with quiet_funasr():
-        import funasr  # noqa: F401  (imported before the load timer starts)
+    with quiet_funasr():  # FunASR imported before the load timer starts
+        funasr_import.registry("Emotion2vec")
+        funasr_import.package().AutoModel  # noqa: B018  (imports funasr.auto.auto_model)
     t0 = time.perf_counter()
     engine = EmotionEngine.load(spec["model"], spec["hub"], spec["device"], spec["precision"], warmup=False)
     load_s = time.perf_counter() - t0

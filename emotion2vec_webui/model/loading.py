@@ -96,11 +96,38 @@ def assign_checkpoint(model, path, scope_map=(), excludes=None, **_ignored) -> l
     return sorted(mapped)
 
 
+# torch.nn.init's normal-distribution initialisers: on a meta tensor, torch runs them through its Python
+# reference implementations, whose first call imports torch._dynamo (1.4 s of a 7 s CLI start on the 2-core VM).
+_NORMAL_INITS = ("normal_", "trunc_normal_", "kaiming_normal_", "xavier_normal_")
+
+
+@contextlib.contextmanager
+def _no_init_on_meta():
+    """Within: those initialisers leave meta tensors alone (they hold no values; the checkpoint replaces them)."""
+    import torch.nn.init as init
+
+    originals = {name: getattr(init, name) for name in _NORMAL_INITS}
+
+    def skipping(original):
+        def init_unless_meta(tensor, *args, **kwargs):
+            return tensor if tensor.is_meta else original(tensor, *args, **kwargs)
+
+        return init_unless_meta
+
+    for name, original in originals.items():
+        setattr(init, name, skipping(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(init, name, original)
+
+
 def _meta_factory(model_class):
     def build(**kwargs):
         import torch
 
-        with torch.device("meta"):
+        with torch.device("meta"), _no_init_on_meta():
             return model_class(**kwargs)
 
     return build
@@ -140,10 +167,11 @@ def load_automodel_lean(resolved: ResolvedModel, device: str):
     Falls back to :func:`model.load_automodel` (FunASR's own loading), with a
     logged warning, when the checkpoint does not cover the module.
     """
+    from emotion2vec_webui.model import funasr_import
     from emotion2vec_webui.model.resolve import quiet_funasr
 
     with quiet_funasr():
-        import funasr  # noqa: F401  (fills FunASR's registry)
+        funasr_import.register_config(resolved.path)  # the classes lean_funasr swaps must be registered
     name = model_class_name(resolved.path)
     try:
         with lean_funasr(name):

@@ -237,6 +237,9 @@ def load_automodel(resolved: ResolvedModel, device: str):
 
     threads = torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else cpu_threads()
     with quiet_funasr():
+        from emotion2vec_webui.model import funasr_import
+
+        funasr_import.register_config(resolved.path)
         from funasr import AutoModel
 
         return AutoModel(

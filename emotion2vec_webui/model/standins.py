@@ -69,8 +69,10 @@ def config_for_size(size: str) -> dict:
 def build_module(cfg: dict, vocab_size: int, seed: int):
     """Instantiate FunASR's Emotion2vec from a config dict with seeded random weights."""
     import torch
-    from funasr.models.emotion2vec.model import Emotion2vec
 
+    from emotion2vec_webui.model import funasr_import
+
+    Emotion2vec = funasr_import.registry("Emotion2vec").model_classes["Emotion2vec"]
     torch.manual_seed(seed)
     model = Emotion2vec(model_conf=cfg["model_conf"], vocab_size=vocab_size)
     # Random classifier head with a visible spread, so scores are not uniform.

@@ -98,9 +98,11 @@ def train_tiny_tokenizer(vocab_size: int = 160) -> bytes:
 def _sensevoice(seed: int, tmp: Path) -> tuple[dict, int, dict]:
     import sentencepiece as spm
     import torch
-    from funasr.register import tables
+
+    from emotion2vec_webui.model import funasr_import
 
     cfg = copy.deepcopy(reference_config("sensevoice"))
+    tables = funasr_import.register_config(cfg)
     cfg["encoder_conf"].update(output_size=64, attention_heads=2, linear_units=128, num_blocks=2, tp_blocks=1)
     bpe = train_tiny_tokenizer()
     (tmp / "tiny.bpe.model").write_bytes(bpe)
@@ -122,9 +124,11 @@ def _sensevoice(seed: int, tmp: Path) -> tuple[dict, int, dict]:
 
 def _paraformer(seed: int, tmp: Path):
     import torch
-    from funasr.register import tables
+
+    from emotion2vec_webui.model import funasr_import
 
     cfg = copy.deepcopy(reference_config("paraformer-zh"))
+    tables = funasr_import.register_config(cfg)
     width = 64
     cfg["encoder_conf"].update(output_size=width, attention_heads=2, linear_units=128, num_blocks=2)
     cfg["decoder_conf"].update(attention_heads=2, linear_units=128, num_blocks=1, att_layer_num=1)
@@ -150,9 +154,11 @@ def _paraformer(seed: int, tmp: Path):
 
 def _campplus(seed: int, tmp: Path):
     import torch
-    from funasr.register import tables
+
+    from emotion2vec_webui.model import funasr_import
 
     cfg = copy.deepcopy(reference_config("campplus"))
+    tables = funasr_import.register_config(cfg)
     torch.manual_seed(seed)
     model = tables.model_classes["CAMPPlus"](**cfg["model_conf"])
     metas = {"init_param": "model.pt", "config": "config.yaml"}
@@ -161,12 +167,14 @@ def _campplus(seed: int, tmp: Path):
 
 def _fsmn_vad(seed: int, tmp: Path):
     import torch
-    from funasr.register import tables
+
+    from emotion2vec_webui.model import funasr_import
 
     cfg = copy.deepcopy(reference_config("fsmn-vad"))
     # The template names WavFrontend; the published model folder's config uses the streaming front-end,
     # which FsmnVADStreaming.inference needs (it fails with WavFrontend).
     cfg["frontend"] = "WavFrontendOnline"
+    tables = funasr_import.register_config(cfg)
     torch.manual_seed(seed)
     model = tables.model_classes["FsmnVADStreaming"](
         encoder=cfg["encoder"], encoder_conf=cfg["encoder_conf"], **cfg["model_conf"]

@@ -1,0 +1,96 @@
+"""FunASR imported for the classes a config names registers the same classes as ``import funasr`` in full.
+
+Each side runs in a fresh interpreter (``sys.modules`` is process-wide): one imports FunASR in full,
+the other only through :mod:`emotion2vec_webui.model.funasr_import`, for every published config the
+project loads (Emotion2vec+ large, SenseVoiceSmall, Paraformer-zh, CAM++, FSMN-VAD) and the tiny
+stand-in's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CONFIGS = """
+import json, sys, yaml
+from importlib import resources
+from emotion2vec_webui.model.standins_asr import reference_config
+configs = {kind: reference_config(kind) for kind in ("sensevoice", "paraformer-zh", "campplus", "fsmn-vad")}
+configs["fsmn-vad"]["frontend"] = "WavFrontendOnline"  # as the stand-in and the published folder have it
+large = resources.files("emotion2vec_webui.model").joinpath("data/emotion2vec_plus_large.config.yaml")
+configs["emotion2vec_plus_large"] = yaml.safe_load(large.read_text("utf-8"))
+configs["tiny"] = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+"""
+
+# Which class each string of each config resolves to in every table, after the import under test.
+REPORT = """
+from funasr.register import tables
+def strings(v):
+    if isinstance(v, str): yield v
+    elif isinstance(v, dict):
+        for x in v.values(): yield from strings(x)
+    elif isinstance(v, list):
+        for x in v: yield from strings(x)
+found = {}
+for kind, cfg in configs.items():
+    for name in sorted(set(strings(cfg))):
+        for table in dir(tables):
+            classes = getattr(tables, table)
+            if table.endswith("_classes") and table not in ("dataset_classes", "index_ds_classes",
+                                                            "dataloader_classes", "batch_sampler_classes"):
+                if name in classes:
+                    cls = classes[name]
+                    found[f"{kind}:{table}:{name}"] = f"{cls.__module__}.{cls.__qualname__}"
+modules = sum(1 for m in sys.modules if m == "funasr" or m.startswith("funasr."))
+print(json.dumps({"found": found, "modules": modules, "models": len(tables.model_classes),
+                  "others": sorted(m for m in ("sklearn", "transformers") if m in sys.modules)}))
+"""
+
+FULL = CONFIGS + "import funasr\n" + REPORT
+# only the configs named by argv[2] (comma-separated), then a plain ``import funasr`` gets the same package object
+PARTIAL = CONFIGS + (
+    "configs = {kind: configs[kind] for kind in sys.argv[2].split(',')}\n"
+    "from emotion2vec_webui.model import funasr_import\n"
+    "for cfg in configs.values():\n"
+    "    funasr_import.register_config(cfg)\n"
+    "import funasr\n"
+    "assert funasr.AutoModel.__module__ == 'funasr.auto.auto_model'\n"
+) + REPORT
+DEFAULT_SET = ("tiny", "emotion2vec_plus_large", "sensevoice", "campplus", "fsmn-vad")
+
+
+def _run(code: str, *args) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def full(tiny_model_dir) -> dict:
+    """What a plain ``import funasr`` registers for every config."""
+    report = _run(FULL, tiny_model_dir / "config.yaml")
+    for kind in (*DEFAULT_SET, "paraformer-zh"):
+        assert any(key.startswith(f"{kind}:model_classes:") for key in report["found"]), kind
+    return report
+
+
+def _of(found: dict, kinds) -> dict:
+    return {key: value for key, value in found.items() if key.split(":")[0] in kinds}
+
+
+def test_the_default_models_classes_are_those_of_a_full_import_from_a_fraction_of_funasr(tiny_model_dir, full):
+    partial = _run(PARTIAL, tiny_model_dir / "config.yaml", ",".join(DEFAULT_SET))
+    assert partial["found"] == _of(full["found"], DEFAULT_SET)
+    # the point: a fraction of FunASR's modules, and none of its unrelated model families
+    assert partial["modules"] * 3 < full["modules"], (partial["modules"], full["modules"])
+    assert "transformers" not in partial["others"]
+
+
+def test_a_name_several_modules_register_imports_funasr_in_full(tiny_model_dir, full):
+    """Paraformer-zh's ``ParaformerSANMDecoder`` is registered by two modules: which wins is FunASR's import order."""
+    partial = _run(PARTIAL, tiny_model_dir / "config.yaml", "paraformer-zh")
+    assert partial["found"] == _of(full["found"], ("paraformer-zh",))
+    assert partial["models"] == full["models"]  # every model family registered: FunASR's own __init__ ran
