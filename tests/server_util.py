@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -55,6 +56,31 @@ def app_settings(model_dir, root, **settings):
 
     with mock.patch.dict(os.environ, server_env(model_dir, root, **settings)):
         return load_settings()
+
+
+@contextlib.contextmanager
+def stream_client(settings, engine):
+    """``/api/v1/stream`` in-process: the stream router over a started ``Service(settings, engine)``.
+
+    Yields:
+        ``(client, service)``: FastAPI's ``TestClient`` (``client.websocket_connect``) and the service.
+    """
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from emotion2vec_webui.runs.inference.service import Service
+    from emotion2vec_webui.serving import stream
+
+    service = Service(settings, engine)
+    service.start()
+    app = FastAPI()
+    app.include_router(stream.router)
+    app.state.settings, app.state.service = settings, service
+    try:
+        with TestClient(app) as client:
+            yield client, service
+    finally:
+        service.stop()
 
 
 def free_port() -> int:

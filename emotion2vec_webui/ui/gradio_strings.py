@@ -47,6 +47,8 @@ GRADIO_STRINGS: dict[str, tuple[str, str]] = {
     "common.download": ("Download", "下载"),  # the player's download button (aria-label and tooltip)
     "common.share": ("Share", "分享"),  # the File component's upload button; untranslated in Gradio 6.31
     "common.complete": ("Complete", "完成"),
+    # the line a queued event shows (Gradio fills in the numbers); untranslated in Gradio 6.31's zh-CN
+    "status.queue_position": ("In queue: {position} of {size}", "排队中：第 {position} 位，共 {size} 位"),
     "errors.use_via_api": ("Use via API", "通过 API 使用"),
     "common.settings": ("Settings", "设置"),
     "common.built_with_gradio": ("Built with Gradio", "使用 Gradio 构建"),

@@ -171,8 +171,9 @@ def test_tracks_arc_markers_filter_and_a_marker_seeks(server, page, long_call, t
     # which ui/gradio_strings.py keeps as Gradio's own on purpose (tests and tools find the player by it)
     from tests.browser.test_bilingual import CONTEXT_CHARS, VISIBLE_TEXT_JS, english_only
 
-    # Gradio's own queue line ('In queue: 1 of 1') shows while an event of the rename is still queued: wait it out
-    expect(page.get_by_text(re.compile(r"^In queue"))).to_have_count(0, timeout=30_000)
+    # Gradio's own queue line ('排队中：… / In queue: 1 of 1', bilingual through ui/gradio_strings.py) shows while
+    # an event of the rename is still queued: the view is scanned once those events are done
+    expect(page.get_by_text(re.compile(r"In queue"))).to_have_count(0, timeout=30_000)
     user_data = {"Agent", "Customer", "left", "right", long_call.name, folder.name, "Play"}
     assert english_only(page.evaluate(VISIBLE_TEXT_JS, CONTEXT_CHARS), user_data) == []
     SCREENS.mkdir(parents=True, exist_ok=True)  # the view alone, as docs/images/conversation.png shows it

@@ -94,6 +94,7 @@ def test_shuffled_labels_stay_near_chance(engine, data, head_settings, trained, 
     print(f"\nshuffled labels: cv accuracy {r['cv_accuracy']:.3f}, held-out {r['holdout_accuracy']:.3f}")
     assert execute.calls == 0  # same files, same model: every feature from the cache
     assert r["cv_accuracy"] <= 0.6 and r["holdout_accuracy"] <= 0.6
+    assert "shuffled" in {h["name"] for h in list_heads(head_settings.heads_dir)}
 
 
 def test_second_run_does_no_inference(engine, data, head_settings, trained):
@@ -130,7 +131,7 @@ def test_exported_head_equals_the_fitted_pipeline(trained, head_settings):
             n = sum(k.startswith("W") for k in a)
             head = Head("t", labels, {}, {}, a["mean"], a["scale"], [(a[f"W{i}"], a[f"b{i}"]) for i in range(n)])
             np.testing.assert_allclose(head.probs(x), pipe.predict_proba(x), atol=1e-9)
-    assert {"sts", "shuffled"} <= {h["name"] for h in list_heads(head_settings.heads_dir)}
+    assert "sts" in {h["name"] for h in list_heads(head_settings.heads_dir)}  # the module's fixture trained it
 
 
 def test_recognize_with_head_adds_its_block(engine, data, head_settings, trained):

@@ -62,35 +62,47 @@ PARTIAL = CONFIGS + (
 DEFAULT_SET = ("tiny", "emotion2vec_plus_large", "sensevoice", "campplus", "fsmn-vad")
 
 
-def _run(code: str, *args) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _start(code: str, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _report(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def full(tiny_model_dir) -> dict:
-    """What a plain ``import funasr`` registers for every config."""
-    report = _run(FULL, tiny_model_dir / "config.yaml")
+def reports(tiny_model_dir) -> dict[str, dict]:
+    """Three interpreters, run at once: a plain ``import funasr``, the default models' set, Paraformer-zh."""
+    config = tiny_model_dir / "config.yaml"
+    procs = {"full": _start(FULL, config), "default": _start(PARTIAL, config, ",".join(DEFAULT_SET)),
+             "paraformer": _start(PARTIAL, config, "paraformer-zh")}  # fmt: skip
+    try:
+        found = {name: _report(proc) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            proc.kill()
     for kind in (*DEFAULT_SET, "paraformer-zh"):
-        assert any(key.startswith(f"{kind}:model_classes:") for key in report["found"]), kind
-    return report
+        assert any(key.startswith(f"{kind}:model_classes:") for key in found["full"]["found"]), kind
+    return found
 
 
 def _of(found: dict, kinds) -> dict:
     return {key: value for key, value in found.items() if key.split(":")[0] in kinds}
 
 
-def test_the_default_models_classes_are_those_of_a_full_import_from_a_fraction_of_funasr(tiny_model_dir, full):
-    partial = _run(PARTIAL, tiny_model_dir / "config.yaml", ",".join(DEFAULT_SET))
+def test_the_default_models_classes_are_those_of_a_full_import_from_a_fraction_of_funasr(reports):
+    full, partial = reports["full"], reports["default"]
     assert partial["found"] == _of(full["found"], DEFAULT_SET)
     # the point: a fraction of FunASR's modules, and none of its unrelated model families
     assert partial["modules"] * 3 < full["modules"], (partial["modules"], full["modules"])
     assert "transformers" not in partial["others"]
 
 
-def test_a_name_several_modules_register_imports_funasr_in_full(tiny_model_dir, full):
+def test_a_name_several_modules_register_imports_funasr_in_full(reports):
     """Paraformer-zh's ``ParaformerSANMDecoder`` is registered by two modules: which wins is FunASR's import order."""
-    partial = _run(PARTIAL, tiny_model_dir / "config.yaml", "paraformer-zh")
+    full, partial = reports["full"], reports["paraformer"]
     assert partial["found"] == _of(full["found"], ("paraformer-zh",))
     assert partial["models"] == full["models"]  # every model family registered: FunASR's own __init__ ran

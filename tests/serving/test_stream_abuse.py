@@ -17,25 +17,16 @@ import json
 import numpy as np
 import pytest
 
-from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.serving import stream
+from tests.server_util import stream_client
 
 
 @pytest.fixture
 def client(settings, engine):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
     # 0.1 audio seconds a second, 1 s ahead: tiny frames run out of allowance however slow this machine is
     s = dataclasses.replace(settings, stream_max_speed=0.1, stream_buffer_s=1.0, api_token=None)
-    service = Service(s, engine)
-    service.start()
-    app = FastAPI()
-    app.include_router(stream.router)
-    app.state.settings, app.state.service = s, service
-    with TestClient(app) as c:
-        yield c
-    service.stop()
+    with stream_client(s, engine) as (test_client, _service):
+        yield test_client
 
 
 def _last(ws) -> dict:

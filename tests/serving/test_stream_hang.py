@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.live import live_stream
 from emotion2vec_webui.serving import stream
+from tests.server_util import stream_client
 
 
 class BlockingEngine:
@@ -55,20 +55,13 @@ class BlockingEngine:
 
 @pytest.fixture
 def rig(settings, engine, monkeypatch):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
     monkeypatch.setattr(live_stream, "INFER_TIMEOUT_S", 2.0)
     blocking = BlockingEngine(engine)
-    service = Service(settings, blocking)
-    service.start()
-    app = FastAPI()
-    app.include_router(stream.router)
-    app.state.settings, app.state.service = settings, service
-    with TestClient(app) as client:
-        yield client, service, blocking
-    blocking.release.set()
-    service.stop()
+    with stream_client(settings, blocking) as (client, service):
+        try:
+            yield client, service, blocking
+        finally:
+            blocking.release.set()
 
 
 def _tone(seconds: float) -> np.ndarray:

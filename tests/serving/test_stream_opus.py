@@ -19,9 +19,9 @@ import soundfile as sf
 
 from emotion2vec_webui.audio.decode import decode_audio
 from emotion2vec_webui.audio.stream_decode import StreamDecoder
-from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.schema import validate_result
 from emotion2vec_webui.serving import stream
+from tests.server_util import stream_client
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg makes the Opus files")
 
@@ -36,17 +36,8 @@ def _opus(path: Path, seconds: float = 4.0, channels: int = 1) -> Path:
 
 @pytest.fixture
 def client(settings, engine):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    service = Service(settings, engine)
-    service.start()
-    app = FastAPI()
-    app.include_router(stream.router)
-    app.state.settings, app.state.service = settings, service
-    with TestClient(app) as test_client:
-        yield test_client, service
-    service.stop()
+    with stream_client(settings, engine) as rig:
+        yield rig
 
 
 def _take(test_client, data: bytes, start: dict, chunk: int = 1500) -> list[dict]:

@@ -16,28 +16,19 @@ import json
 import numpy as np
 import pytest
 
-from emotion2vec_webui.runs.inference.service import Service
 from emotion2vec_webui.runs.schema import validate_result
 from emotion2vec_webui.serving import stream
+from tests.server_util import stream_client
 
 TOKEN = "the-api-token"
 
 
 @pytest.fixture
 def client(settings, engine):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
     settings = dataclasses.replace(settings, api_token=TOKEN, auth_failures_per_min=4,
                                    heads_dir=settings.output_dir.parent / "heads")  # fmt: skip
-    service = Service(settings, engine)
-    service.start()
-    app = FastAPI()
-    app.include_router(stream.router)
-    app.state.settings, app.state.service = settings, service
-    with TestClient(app) as test_client:
-        yield test_client, service
-    service.stop()
+    with stream_client(settings, engine) as rig:
+        yield rig
 
 
 def _take(test_client, query: str, seconds: float = 1.5, **start) -> list[dict]:

@@ -19,7 +19,11 @@ def test_every_string_is_bilingual_in_every_locale():
             assert text == f"{zh} / {en}" and CJK.search(zh) and not CJK.search(en), (locale, key, text)
     # the keys the page showed in English only before (issue 17), and the one Gradio leaves untranslated
     assert {"upload_text.drop_audio", "upload_text.click_to_upload", "audio.record", "audio.stop",
-            "errors.use_via_api", "common.built_with_gradio", "common.complete"} <= set(GRADIO_STRINGS)  # fmt: skip
+            "errors.use_via_api", "common.built_with_gradio", "common.complete",
+            "status.queue_position"} <= set(GRADIO_STRINGS)  # fmt: skip
+    # the queue line keeps the placeholders Gradio fills in, in both languages
+    assert all(("{position}" in text) == ("{size}" in text) for pair in GRADIO_STRINGS.values() for text in pair)
+    assert "{position}" in GRADIO_STRINGS["status.queue_position"][1]
     assert "audio.play" not in GRADIO_STRINGS  # an aria-label tools find the player by; never shown
 
 
