@@ -259,17 +259,6 @@ def test_frames_in_the_wrong_encoding_too_large_or_too_fast_are_typed_errors(tok
     assert take.finish().messages[-1]["type"] == "done"
 
 
-def test_a_silent_client_ends_its_take_after_the_idle_limit_and_an_empty_one_saves_nothing(token_server):
-    take = Take(token_server, {"type": "start", "sample_rate": 16000})
-    take.play([_pcm(tone(1.0, 16000)[:, 0])], 32000)
-    t0 = time.monotonic()
-    take.finish(stop=False, timeout=60)  # nothing more is sent: the server ends the take
-    assert 9 <= time.monotonic() - t0 <= 30
-    assert [m["reason"] for m in take.of("warning")] == ["idle"] and take.messages[-1]["type"] == "done"
-    assert any("E2V_STREAM_IDLE_S" in w for w in take.messages[-1]["warnings"])
-    _assert_error(Take(token_server, {"type": "start", "sample_rate": 16000}).finish(), "audio_empty", token_server)
-
-
 def test_a_take_past_the_duration_limit_ends_there_and_is_saved(reliability_server):
     take = Take(reliability_server, {"type": "start", "sample_rate": 16000})
     take.play([_pcm(noise(0.5, 16000)[:, 0])] * 14, 32000, speed=4.0)  # 7 s; the server keeps 5

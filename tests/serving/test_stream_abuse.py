@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -83,3 +85,35 @@ def test_a_giant_frame_is_file_too_large(client):
         ws.send_bytes(b"\0\0" * 16001)  # just over 1 s
         last = _last(ws)
     assert last["type"] == "error" and last["code"] == "file_too_large", last
+
+
+def test_a_silent_client_ends_its_take_after_the_idle_limit_and_an_empty_one_saves_nothing(settings, engine):
+    """The idle limit at 2 s instead of its 10 s default (``E2V_STREAM_IDLE_S``): the same timer, 8 s less to wait."""
+    s = dataclasses.replace(settings, stream_idle_s=2.0, api_token=None)
+    with stream_client(s, engine) as (client, _service):
+        with client.websocket_connect(stream.STREAM_PATH) as ws:
+            ws.send_text(json.dumps({"type": "start", "sample_rate": 16000}))
+            ws.send_bytes((3000 * np.sin(np.arange(16000) * 0.1)).astype("<i2").tobytes())  # 1 s, then nothing
+            t0 = time.monotonic()
+            watchdog = threading.Timer(30, ws.close)  # a server that never ends the take fails here, not hangs
+            watchdog.start()
+            try:
+                messages = [ws.receive_json()]
+                while messages[-1]["type"] not in ("done", "error"):
+                    messages.append(ws.receive_json())
+            finally:
+                watchdog.cancel()
+        waited = time.monotonic() - t0
+        assert 2.0 <= waited <= 20, waited  # the server ends the take, not the client
+        done = messages[-1]
+        assert done["type"] == "done" and abs(done["duration_s"] - 1.0) < 0.01, messages
+        assert [m["reason"] for m in messages if m["type"] == "warning"] == ["idle"]
+        assert any("E2V_STREAM_IDLE_S" in w and " / " in w for w in done["warnings"])
+        runs = {p.name for p in s.output_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        assert runs == {done["run_id"]}
+        with client.websocket_connect(stream.STREAM_PATH) as ws:  # started, stopped, no audio: nothing saved
+            ws.send_text(json.dumps({"type": "start", "sample_rate": 16000}))
+            ws.send_text(json.dumps({"type": "stop"}))
+            last = _last(ws)
+        assert last["type"] == "error" and last["code"] == "audio_empty" and " / " in last["message"], last
+        assert {p.name for p in s.output_dir.iterdir() if p.is_dir() and not p.name.startswith(".")} == runs
