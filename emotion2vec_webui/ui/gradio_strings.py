@@ -15,7 +15,9 @@ are bilingual too. Where Gradio looks one up by key (the audio drop area's
 into Gradio's components as plain English ("Record audio", "Copy table data",
 "Fullscreen" …: grep the text in ``gradio/templates/frontend/assets``), and for
 those :func:`head_html` adds a small script that replaces them on the page as
-Gradio draws them (:data:`GRADIO_ATTRIBUTES`). The player's ``aria-label``
+Gradio draws them (:data:`GRADIO_ATTRIBUTES`). The same script makes the status
+tracker's English literals over a busy output ("processing |", "queue: 1/2 |")
+bilingual as Gradio writes or rewrites them (:data:`GRADIO_TEXT_PATTERNS`). The player's ``aria-label``
 (``audio.play``) keeps Gradio's own: tests and tools find the player's Play
 button by it (it appears only once a clip is loaded).
 """
@@ -47,6 +49,8 @@ GRADIO_STRINGS: dict[str, tuple[str, str]] = {
     "common.download": ("Download", "下载"),  # the player's download button (aria-label and tooltip)
     "common.share": ("Share", "分享"),  # the File component's upload button; untranslated in Gradio 6.31
     "common.complete": ("Complete", "完成"),
+    "common.error": ("Error", "错误"),  # the error toast's title
+    "common.progress": ("Progress", "进度"),  # a progress bar's label
     # the line a queued event shows (Gradio fills in the numbers); untranslated in Gradio 6.31's zh-CN
     "status.queue_position": ("In queue: {position} of {size}", "排队中：第 {position} 位，共 {size} 位"),
     "errors.use_via_api": ("Use via API", "通过 API 使用"),
@@ -84,6 +88,12 @@ GRADIO_ATTRIBUTE_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"^Skip forward by ([\d.]+) seconds$", "前进 $1 秒"),
 )
 ATTRIBUTES = ("aria-label", "title")  # the attributes translated on the page
+# Text Gradio 6.31's status tracker writes as English literals over a busy output (no i18n key):
+# (JavaScript regex on the whole text, 中文 with $1, $2).
+GRADIO_TEXT_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"^processing \|$", "处理中 |"),
+    (r"^queue: (\d+)/(\d*) \|$", "排队 $1/$2 |"),
+)
 
 # Replaces the attributes above as Gradio draws or redraws them (a MutationObserver on the whole page).
 _SCRIPT = """<script>
@@ -92,6 +102,12 @@ _SCRIPT = """<script>
   const MAP = (window.e2vAttrStrings = %s);
   const PATTERNS = %s.map(([re, zh]) => [new RegExp(re), zh]);
   const ATTRS = %s;
+  const TEXTS = %s.map(([re, zh]) => [new RegExp(re), zh]);
+  const fixText = (t) => {
+    const v = (t.data || "").trim();
+    if (!v || v.length > 40 || v.includes(" / ")) return;
+    for (const [re, zh] of TEXTS) if (re.test(v)) { t.data = v.replace(re, zh) + " / " + v; return; }
+  };
   const bilingual = (v) => {
     if (Object.prototype.hasOwnProperty.call(MAP, v)) return MAP[v];
     for (const [re, zh] of PATTERNS) if (re.test(v)) return v.replace(re, zh) + " / " + v;
@@ -105,16 +121,21 @@ _SCRIPT = """<script>
     }
   };
   const scan = (node) => {
+    if (node.nodeType === 3) return fixText(node);
     if (node.nodeType !== 1) return;
     fix(node);
     node.querySelectorAll("[aria-label],[title]").forEach(fix);
+    const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) fixText(walker.currentNode);
   };
   new MutationObserver((records) => {
     for (const r of records) {
       if (r.type === "attributes") fix(r.target);
+      else if (r.type === "characterData") fixText(r.target);
       else r.addedNodes.forEach(scan);
     }
-  }).observe(document.documentElement, { subtree: true, childList: true, attributes: true, attributeFilter: ATTRS });
+  }).observe(document.documentElement,
+             { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ATTRS });
   scan(document.documentElement);
 })();
 </script>
@@ -140,7 +161,8 @@ def attribute_translations() -> dict[str, str]:
 
 
 def head_html() -> str:
-    """The ``<head>`` script that makes Gradio's built-in aria-labels and tooltips bilingual on the page."""
+    """The ``<head>`` script that makes Gradio's built-in aria-labels, tooltips and status texts bilingual on the page."""
     table = json.dumps(attribute_translations(), ensure_ascii=False).replace("</", "<\\/")
     patterns = json.dumps([list(p) for p in GRADIO_ATTRIBUTE_PATTERNS], ensure_ascii=False)
-    return _SCRIPT % (table, patterns, json.dumps(list(ATTRIBUTES)))
+    texts = json.dumps([list(p) for p in GRADIO_TEXT_PATTERNS], ensure_ascii=False)
+    return _SCRIPT % (table, patterns, json.dumps(list(ATTRIBUTES)), texts)

@@ -145,3 +145,17 @@ def test_every_tab_is_bilingual(server, browser, locale):
     finally:
         context.close()
     assert not found, f"English-only text with locale {locale}: {found}"
+
+
+def test_gradios_status_texts_become_bilingual_as_gradio_writes_them(page):
+    """The status tracker's English literals ('processing |', 'queue: 1/2 |'), added or rewritten in place."""
+    from emotion2vec_webui.ui.gradio_strings import head_html
+
+    page.set_content(f"<html><head>{head_html()}</head><body><div id='t'></div><div id='q'></div></body></html>")
+    page.evaluate("document.getElementById('t').append(document.createTextNode('processing |'))")
+    page.evaluate("document.getElementById('q').append(document.createTextNode('queue: 1/2 |'))")
+    page.wait_for_function("document.getElementById('t').textContent === '处理中 | / processing |'")
+    page.wait_for_function("document.getElementById('q').textContent === '排队 1/2 | / queue: 1/2 |'")
+    page.evaluate("document.getElementById('q').firstChild.data = 'queue: 2/3 |'")  # as Svelte updates a text node
+    page.wait_for_function("document.getElementById('q').textContent === '排队 2/3 | / queue: 2/3 |'")
+    assert page.evaluate("document.body.textContent.split(' / ').length") == 3  # each text translated once

@@ -68,6 +68,11 @@ def test_gradio_attribute_labels_are_bilingual_and_are_gradios_own():
     assert not missing, missing
     for pattern, _ in gradio_strings.GRADIO_ATTRIBUTE_PATTERNS:
         assert pattern.split(" (")[0].lstrip("^") in js, pattern
+    # the status tracker's literals: "processing |" and "queue: ${position}/${size} |"
+    assert "`processing |`" in js and "`queue: ${" in js
+    for pattern, zh in gradio_strings.GRADIO_TEXT_PATTERNS:
+        assert re.match(pattern.replace("$", r"\Z"), "processing |" if "processing" in pattern else "queue: 1/2 |")
+        assert CJK.search(zh) and zh.count("$") == pattern.count("(")
 
 
 def test_head_script_carries_every_translation():
