@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from emotion2vec_webui.runs.catalog import run_query
+from emotion2vec_webui.runs.catalog.folders import INCOMPLETE_DIR
 from emotion2vec_webui.runs.catalog.retention import (
     GRACE_S,
     Maintenance,
@@ -64,6 +65,22 @@ def test_keep_days_removes_older_single_runs_and_whole_batches(aged):
     assert (report.runs, report.batches) == (3, 1) and not (root / "batch_20261206_000000").exists()
     assert _listed(root) == {singles[2], singles[1]}
     assert not [p for p in root.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_kept_audio_of_incomplete_takes_goes_by_age_only(aged):
+    root, singles, _ = aged
+    kept = root / INCOMPLETE_DIR
+    kept.mkdir()
+    for days in (9, 1):
+        (kept / f"stream_{days}.wav").write_bytes(b"RIFF")
+        _age(kept / f"stream_{days}.wav", days)
+    (kept / "inside").mkdir()  # not a file of ours: left alone
+    _age(kept / "inside", 9)
+    report = apply_retention(root, RetentionPolicy(keep_runs=1), now=NOW)  # not runs: E2V_KEEP_RUNS leaves them
+    assert report.incomplete_takes == 0 and len(list(kept.iterdir())) == 3
+    report = apply_retention(root, RetentionPolicy(keep_days=3), now=NOW)
+    assert report.incomplete_takes == 1 and sorted(p.name for p in kept.iterdir()) == ["inside", "stream_1.wav"]
+    assert INCOMPLETE_DIR not in _listed(root)
 
 
 def test_keep_runs_counts_a_batch_whole(aged):

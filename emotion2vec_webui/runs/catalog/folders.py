@@ -27,6 +27,7 @@ from emotion2vec_webui.runs import storage
 
 BATCH_MANIFEST = "batch.json"  # marks a batch folder (jobs/batch.py writes it first)
 BATCH_SEP = "~"
+INCOMPLETE_DIR = "incomplete_takes"  # the audio of live takes the model could not save (runs/live/live_stream.py)
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 

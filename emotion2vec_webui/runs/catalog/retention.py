@@ -40,7 +40,7 @@ from pathlib import Path
 
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.runs import storage
-from emotion2vec_webui.runs.catalog.folders import BATCH_ID_RE, batch_folder, run_path, split_run_id
+from emotion2vec_webui.runs.catalog.folders import BATCH_ID_RE, INCOMPLETE_DIR, batch_folder, run_path, split_run_id
 from emotion2vec_webui.runs.catalog.run_index import RunIndex, catalog_for, read_batch_folder
 from emotion2vec_webui.runs.catalog.run_stats import batch_state
 
@@ -166,6 +166,7 @@ class RetentionReport:
     runs: int  # runs removed (batch runs included)
     batches: int  # whole batches removed
     skipped: int  # items due but left alone (in use, being written, too new)
+    incomplete_takes: int = 0  # kept audio files of incomplete live takes removed (by age only)
 
 
 def apply_retention(root: str | os.PathLike, policy: RetentionPolicy, now: float | None = None) -> RetentionReport:
@@ -194,7 +195,31 @@ def apply_retention(root: str | os.PathLike, policy: RetentionPolicy, now: float
     if removed_runs or skipped:
         log.info("retention (keep_days=%s, keep_runs=%s): removed %d runs (%d whole batches), left %d for later",
                  policy.keep_days or "off", policy.keep_runs or "off", removed_runs, removed_batches, skipped)  # fmt: skip
-    return RetentionReport(removed_runs, removed_batches, skipped)
+    incomplete = _sweep_incomplete_takes(Path(root), policy, now)
+    return RetentionReport(removed_runs, removed_batches, skipped, incomplete)
+
+
+def _sweep_incomplete_takes(root: Path, policy: RetentionPolicy, now: float) -> int:
+    """Remove kept audio of incomplete live takes (``incomplete_takes/*.wav``) older than ``E2V_KEEP_DAYS``.
+
+    They are not runs (``E2V_KEEP_RUNS`` does not count them); by age they go like everything else.
+
+    Returns:
+        How many files were removed.
+    """
+    if policy.keep_days <= 0:
+        return 0
+    removed = 0
+    cutoff = now - policy.keep_days * 86400
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root / INCOMPLETE_DIR):
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+    if removed:
+        log.info("retention (keep_days=%s): removed %d kept audio files of incomplete takes", policy.keep_days, removed)
+    return removed
 
 
 def _due(index: RunIndex, policy: RetentionPolicy, now: float) -> list[tuple[str, float, bool]]:

@@ -65,6 +65,7 @@ from emotion2vec_webui.engine.calibration import calibrate_result
 from emotion2vec_webui.engine.conversation import channel_speaker_ids
 from emotion2vec_webui.errors import E2VError
 from emotion2vec_webui.labels import EMOTIONS, EMOTIONS_ZH
+from emotion2vec_webui.runs.catalog.folders import INCOMPLETE_DIR
 from emotion2vec_webui.runs.confidence import is_uncertain, load_calibration, nine_class
 from emotion2vec_webui.runs.live.stream_audio import FixedSegmenter, Signal16k, mix, pcm_block
 from emotion2vec_webui.runs.live.stream_options import ENCODINGS, StreamOptions, tag_line
@@ -79,7 +80,6 @@ RETRY_S = 0.2  # a full inference queue is tried again after this long …
 UTTERANCE_PATIENCE_S = 30.0  # … for this long for an utterance (then it is told without scores)
 FINAL_PATIENCE_S = 120.0  # … and for this long for the whole take
 INFER_TIMEOUT_S = 60.0  # the longest wait for one model call (queued + running); then the model is taken as hung
-INCOMPLETE_DIR = "incomplete_takes"  # under the outputs folder: the audio of takes the model could not save
 DIGITS = 4  # score rounding in messages
 
 Emit = Callable[[dict], Awaitable[None]]
