@@ -13,6 +13,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import espeak_available, speech, tone, write_audio
 from emotion2vec_webui.config import load_settings
+from tests.early_servers import plan
 from tests.server_util import START_TIMEOUT_S, TOKEN_API_SETTINGS
 
 CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
@@ -130,7 +131,44 @@ def stereo_dialogue(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def shared_server(tiny_model_dir, tmp_path_factory):
+def early_servers():
+    """The session's servers, started early in the background (tests/early_servers.py); all stop at the end."""
+    from tests.early_servers import EarlyServers
+
+    early = EarlyServers()
+    yield early
+    early.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_servers_early(request, early_servers):
+    """Queue the configured servers the collected tests use, in the order they first ask for them."""
+    from tests.early_servers import PLANS, enabled
+
+    if not enabled():
+        return
+    wanted: list[str] = []
+    for item in request.session.items:
+        names = list(getattr(item, "fixturenames", ()))
+        if "shared_server" in names and not {"ui_server", "token_api_server"} & set(names):
+            names.append(DEFAULT_SERVER)  # a module fixture of its own calls shared_server(): the default one
+        for name in names:
+            if name in PLANS and name not in wanted:
+                wanted.append(name)
+    for name in wanted:
+        early_servers.queue(*PLANS[name](request))
+
+
+DEFAULT_SERVER = "shared_server()"  # the plan of shared_server's default configuration
+
+
+@plan(DEFAULT_SERVER)
+def _plan_default_server(request):
+    return request.getfixturevalue("shared_server").plan()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tiny_model_dir, tmp_path_factory, early_servers):
     """A real server per configuration, shared by every module of the run that asks for the same one.
 
     ``shared_server(inputs=False, heads=False, **settings)`` returns a running
@@ -146,37 +184,46 @@ def shared_server(tiny_model_dir, tmp_path_factory):
     ``srv.ready_s``, seconds until ``/healthz`` and until ``/readyz`` (the model is
     loaded); ``srv.first_page_s`` / ``srv.first_page_cpu_s``, the wall and server
     CPU seconds until ``/`` (the UI) first answered, and ``srv.ready_at_first_page``.
+    ``shared_server.plan(...)`` (same arguments) gives ``(name, start)`` for
+    ``early_servers.queue``: a configuration started early is the one ``shared_server(...)`` returns.
     """
     from tests.server_util import ServerProcess, server_env
 
-    servers: dict[tuple, ServerProcess] = {}
-    with contextlib.ExitStack() as stack:
+    def key_of(inputs, heads, name, settings) -> str:
+        return repr((inputs, heads, name, *sorted((k, str(v)) for k, v in settings.items())))
 
-        def get(inputs: bool = False, heads: bool = False, name: str = "", **settings) -> ServerProcess:
-            key = (inputs, heads, name, *sorted((k, str(v)) for k, v in settings.items()))
-            if key not in servers:
-                root = tmp_path_factory.mktemp("shared-server")
-                (root / "inputs").mkdir()
-                if inputs:
-                    settings["input_dirs"] = root / "inputs"
-                if heads:
-                    settings["heads_dir"] = root / "heads"
-                started = time.monotonic()
-                srv = stack.enter_context(
-                    ServerProcess(
-                        server_env(tiny_model_dir, root, **settings), wait_ready=False, log_path=root / "server.log"
-                    )
-                )
-                srv.healthz_s = time.monotonic() - started
-                _first_page(srv, started)
-                srv.wait("/readyz", START_TIMEOUT_S)
-                srv.ready_s = time.monotonic() - started
-                srv.root, srv.outputs, srv.inputs, srv.heads = root, root / "outputs", root / "inputs", root / "heads"
-                srv.token = settings.get("api_token", "")
-                servers[key] = srv
-            return servers[key]
+    def starter(inputs: bool, heads: bool, settings: dict):
+        root = tmp_path_factory.mktemp("shared-server")
+        (root / "inputs").mkdir()
+        settings = dict(settings)
+        if inputs:
+            settings["input_dirs"] = root / "inputs"
+        if heads:
+            settings["heads_dir"] = root / "heads"
+        env = server_env(tiny_model_dir, root, **settings)
 
-        yield get
+        def start(early):
+            started = time.monotonic()
+            srv = early.enter(ServerProcess(env, wait_ready=False, log_path=root / "server.log"))
+            srv.healthz_s = time.monotonic() - started
+            _first_page(srv, started)
+            srv.wait("/readyz", START_TIMEOUT_S)
+            srv.ready_s = time.monotonic() - started
+            srv.root, srv.outputs, srv.inputs, srv.heads = root, root / "outputs", root / "inputs", root / "heads"
+            srv.token = settings.get("api_token", "")
+            return srv
+
+        return start
+
+    def get(inputs: bool = False, heads: bool = False, name: str = "", **settings):
+        key = key_of(inputs, heads, name, settings)
+        return early_servers.get(key, lambda: starter(inputs, heads, settings))
+
+    def plan(inputs: bool = False, heads: bool = False, name: str = "", **settings):
+        return key_of(inputs, heads, name, settings), starter(inputs, heads, settings)
+
+    get.plan = plan
+    return get
 
 
 def _first_page(srv, started: float) -> None:
@@ -198,26 +245,47 @@ def _first_page(srv, started: float) -> None:
     srv.ready_at_first_page = httpx.get(srv.url + "/readyz", timeout=30).status_code == 200
 
 
+def _ui_server_args(conversation_models) -> dict:
+    return {"inputs": True, "heads": True, "asr_model": conversation_models["sensevoice"],
+            "speaker_model": conversation_models["campplus"]}  # fmt: skip
+
+
+@plan("ui_server")
+def _plan_ui_server(request):
+    args = _ui_server_args(request.getfixturevalue("conversation_models"))
+    return request.getfixturevalue("shared_server").plan(**args)
+
+
 @pytest.fixture(scope="session")
 def ui_server(shared_server, conversation_models):
     """The one server of the UI tests and the conversation API: an input folder, a heads folder, the
     conversation stand-ins (ASR, speaker embeddings), no token (tests/browser, tests/serving)."""
-    return shared_server(
-        inputs=True,
-        heads=True,
-        asr_model=conversation_models["sensevoice"],
-        speaker_model=conversation_models["campplus"],
-    )
+    return shared_server(**_ui_server_args(conversation_models))
+
+
+def _onnx_only_start(tiny_export_dir, tmp_path_factory):
+    from tests.onnx_server import onnx_only_server as start
+
+    root = tmp_path_factory.mktemp("onnx-only-server")
+    return lambda early: early.enter(start(tiny_export_dir, root))
+
+
+@plan("onnx_only_server")
+def _plan_onnx_only_server(request):
+    export, factory = request.getfixturevalue("tiny_export_dir"), request.getfixturevalue("tmp_path_factory")
+    return "onnx_only_server", _onnx_only_start(export, factory)
 
 
 @pytest.fixture(scope="session")
-def onnx_only_server(tiny_export_dir, tmp_path_factory):
+def onnx_only_server(early_servers, tiny_export_dir, tmp_path_factory):
     """The one server on the tiny ONNX export with torch/FunASR imports blocked (tests/onnx_server.py), shared by
     the REST checks and the browser's Conversation tab; ``server.attempts``: the log of blocked import attempts."""
-    from tests.onnx_server import onnx_only_server as start
+    return early_servers.get("onnx_only_server", lambda: _onnx_only_start(tiny_export_dir, tmp_path_factory))
 
-    with start(tiny_export_dir, tmp_path_factory.mktemp("onnx-only-server")) as server:
-        yield server
+
+@plan("token_api_server")
+def _plan_token_api_server(request):
+    return request.getfixturevalue("shared_server").plan(inputs=True, heads=True, **TOKEN_API_SETTINGS)
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,17 @@ from __future__ import annotations
 import pytest
 
 from emotion2vec_webui.audio.decoder_pool import _TEST_HOOK_ENV as DECODER_TEST_HOOK
+from tests.early_servers import plan
 from tests.server_util import SHARED_API_TOKEN, TOKEN_API_SETTINGS, ServerProcess, server_env
 
 MAX_DURATION_S = 5
 
 
-@pytest.fixture(scope="session")
-def reliability_server(tiny_model_dir, tmp_path_factory):
+def _model_and_tmp(request):
+    return request.getfixturevalue("tiny_model_dir"), request.getfixturevalue("tmp_path_factory")
+
+
+def _reliability_start(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("reliability")
     (root / "inputs").mkdir()
     env = server_env(
@@ -28,11 +32,23 @@ def reliability_server(tiny_model_dir, tmp_path_factory):
         max_per_client=0,  # every test client is 127.0.0.1: 100 parallel requests from one client must all fit
     )
     env[DECODER_TEST_HOOK] = "1"  # test_decoder_crash.py: uploads starting with b"E2V-TEST:segv" crash a decoder
-    with ServerProcess(env) as srv:
-        srv.root = root
-        srv.outputs = root / "outputs"
-        srv.inputs = root / "inputs"
-        yield srv
+
+    def start(early):
+        srv = early.enter(ServerProcess(env))
+        srv.root, srv.outputs, srv.inputs = root, root / "outputs", root / "inputs"
+        return srv
+
+    return start
+
+
+@plan("reliability_server")
+def _plan_reliability(request):
+    return "reliability_server", _reliability_start(*_model_and_tmp(request))
+
+
+@pytest.fixture(scope="session")
+def reliability_server(early_servers, tiny_model_dir, tmp_path_factory):
+    return early_servers.get("reliability_server", lambda: _reliability_start(tiny_model_dir, tmp_path_factory))
 
 
 # One server for two sets of small limits that do not conflict (one process instead of two):
@@ -48,10 +64,19 @@ URL_DECODE_TIMEOUT_S = 4.0  # an upload of b"E2V-TEST:hang" holds its slot this 
 
 
 @pytest.fixture(scope="session")
-def guarded_server(tiny_model_dir, tmp_path_factory):
+def guarded_server(early_servers, tiny_model_dir, tmp_path_factory):
     """E2V_MAX_QUEUE=4 (5 slots, 1 per client), 1 MB uploads (2 MB to the UI's upload route, 6 a minute per
     client), 3 s body and 2 s header timeouts; audio_url may reach 127.0.0.1 (3 s read timeout, 6 downloads at
     once, the whole-download limit at its 60 s default); a decode may take 4 s; the decoder test hook is on."""
+    return early_servers.get("guarded_server", lambda: _guarded_start(tiny_model_dir, tmp_path_factory))
+
+
+@plan("guarded_server")
+def _plan_guarded(request):
+    return "guarded_server", _guarded_start(*_model_and_tmp(request))
+
+
+def _guarded_start(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("guarded")
     env = server_env(
         tiny_model_dir,
@@ -68,10 +93,13 @@ def guarded_server(tiny_model_dir, tmp_path_factory):
         decode_timeout_s=URL_DECODE_TIMEOUT_S,
     )
     env[DECODER_TEST_HOOK] = "1"  # test_url_fetch.py: an upload of b"E2V-TEST:hang" holds a slot
-    with ServerProcess(env) as srv:
-        srv.root = root
-        srv.gradio_tmp = root / "outputs" / ".gradio-tmp"
-        yield srv
+
+    def start(early):
+        srv = early.enter(ServerProcess(env))
+        srv.root, srv.gradio_tmp = root, root / "outputs" / ".gradio-tmp"
+        return srv
+
+    return start
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +114,17 @@ DECODE_TIMEOUT_S = 8.0  # an upload of b"E2V-TEST:hang" holds a decoder this lon
 
 
 @pytest.fixture(scope="session")
-def decode_server(tiny_model_dir, tmp_path_factory):
+def decode_server(early_servers, tiny_model_dir, tmp_path_factory):
     """E2V_MAX_DURATION_S at its 600 s default (the budget of the attack), 2 decoders, 100 MB each, 4 MB uploads."""
+    return early_servers.get("decode_server", lambda: _decode_start(tiny_model_dir, tmp_path_factory))
+
+
+@plan("decode_server")
+def _plan_decode(request):
+    return "decode_server", _decode_start(*_model_and_tmp(request))
+
+
+def _decode_start(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("decode-server")
     env = server_env(
         tiny_model_dir,
@@ -100,8 +137,7 @@ def decode_server(tiny_model_dir, tmp_path_factory):
         decode_wait_s=DECODE_WAIT_S,
     )
     env[DECODER_TEST_HOOK] = "1"
-    with ServerProcess(env) as srv:
-        yield srv
+    return lambda early: early.enter(ServerProcess(env))
 
 
 # The token server: the session's shared one (tests/conftest.py's token_api_server, also serving
