@@ -25,6 +25,7 @@ import pytest
 from numpy.lib import format as npy_format
 
 from emotion2vec_webui.audio.signals import tone, write_audio
+from tests.early_servers import plan
 from tests.head_data import TINY_DIM, write_head
 from tests.server_util import ServerProcess, server_env
 
@@ -93,8 +94,8 @@ def make_bad_heads(heads: Path, checkpoint: str) -> dict[str, str]:
     return bad
 
 
-@pytest.fixture(scope="module")
-def bad_heads_server(tiny_model_dir, tmp_path_factory):
+def _bad_heads_start(tiny_model_dir, tmp_path_factory):
+    """The heads folder written now; the server started by the returned function (early, tests/early_servers.py)."""
     root = tmp_path_factory.mktemp("bad_heads")
     heads = root / "heads"
     checkpoint = _sha256(tiny_model_dir / "model.pt")
@@ -103,9 +104,24 @@ def bad_heads_server(tiny_model_dir, tmp_path_factory):
     (heads / "not a head name").mkdir()  # not a head name: ignored, not a problem
     (heads / "empty").mkdir()  # no head files at all: not a head
     env = server_env(tiny_model_dir, root, heads_dir=heads, max_duration_s=5)
-    with ServerProcess(env) as srv:
+
+    def start(early):
+        srv = early.enter(ServerProcess(env))
         srv.root, srv.bad = root, bad
-        yield srv
+        return srv
+
+    return start
+
+
+@plan("bad_heads_server")
+def _plan_bad_heads(request):
+    model, factory = request.getfixturevalue("tiny_model_dir"), request.getfixturevalue("tmp_path_factory")
+    return "bad_heads_server", _bad_heads_start(model, factory)
+
+
+@pytest.fixture(scope="module")
+def bad_heads_server(early_servers, tiny_model_dir, tmp_path_factory):
+    return early_servers.get("bad_heads_server", lambda: _bad_heads_start(tiny_model_dir, tmp_path_factory))
 
 
 @pytest.fixture(scope="module")

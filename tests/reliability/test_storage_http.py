@@ -15,6 +15,7 @@ outputs folder: the start-up sweep removes only the dead one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -28,6 +29,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.runs import storage as results
+from tests.early_servers import plan
 from tests.server_util import ServerProcess, server_env
 
 POLL_S = 10  # /readyz caches its probe for 2 s
@@ -41,8 +43,9 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
     return proc.returncode == 0
 
 
-@pytest.fixture(scope="module")
-def storage_server(tiny_model_dir, tmp_path_factory):
+def _storage_start(tiny_model_dir, tmp_path_factory):
+    """The disk and the planted temp folders made now; the server started by the returned function (early,
+    tests/early_servers.py), and the disk unmounted after the server stops."""
     root = tmp_path_factory.mktemp("storage")
     disk = root / "disk"
     mounted = _mount_tmpfs(disk, "6m")
@@ -55,14 +58,30 @@ def storage_server(tiny_model_dir, tmp_path_factory):
         folder.mkdir()
         (folder / "processed_audio.wav").write_bytes(b"\0" * 1000)
     env = server_env(tiny_model_dir, root, output_dir=outputs, min_free_mb=0.5)
-    try:
-        with ServerProcess(env) as srv:
-            srv.outputs, srv.mounted, srv.planted = outputs, mounted, (dead, live)
-            srv.clip = write_audio(root / "clip.wav", tone(1.0, 16000), 16000, "wav").read_bytes()
-            yield srv
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(disk)], check=False)
+
+    @contextlib.contextmanager
+    def server_on_the_disk():
+        try:
+            with ServerProcess(env) as srv:
+                srv.outputs, srv.mounted, srv.planted = outputs, mounted, (dead, live)
+                srv.clip = write_audio(root / "clip.wav", tone(1.0, 16000), 16000, "wav").read_bytes()
+                yield srv
+        finally:
+            if mounted:
+                subprocess.run(["umount", "-l", str(disk)], check=False)
+
+    return lambda early: early.enter(server_on_the_disk())
+
+
+@plan("storage_server")
+def _plan_storage(request):
+    model, factory = request.getfixturevalue("tiny_model_dir"), request.getfixturevalue("tmp_path_factory")
+    return "storage_server", _storage_start(model, factory)
+
+
+@pytest.fixture(scope="module")
+def storage_server(early_servers, tiny_model_dir, tmp_path_factory):
+    return early_servers.get("storage_server", lambda: _storage_start(tiny_model_dir, tmp_path_factory))
 
 
 def _recognize(srv) -> httpx.Response:
