@@ -90,9 +90,17 @@ def complete() -> None:
         module.__spec__.loader.exec_module(module)
 
 
-@functools.lru_cache(maxsize=1)
 def _index() -> dict[str, list[str]]:
-    """Registered name → the modules registering it (FunASR's walk order), from the package's sources."""
+    """Registered name → the modules registering it; empty (so: the full import) when the sources cannot be read."""
+    try:
+        return _read_index()
+    except (OSError, ValueError, TypeError, StopIteration) as exc:  # e.g. FunASR installed as a zip
+        log.info("FunASR's sources could not be read for its registry (%s): importing it in full", exc)
+        return {}
+
+
+@functools.lru_cache(maxsize=1)
+def _read_index() -> dict[str, list[str]]:
     root = Path(next(iter(importlib.util.find_spec("funasr").submodule_search_locations)))
     found: dict[str, list[str]] = {}
     for path in sorted(root.rglob("*.py"), key=lambda p: _module_name(root, p)):

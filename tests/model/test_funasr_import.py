@@ -112,3 +112,20 @@ def test_a_name_several_modules_register_imports_funasr_in_full(reports):
     full, partial = reports["full"], reports["paraformer"]
     assert partial["found"] == _of(full["found"], ("paraformer-zh",))
     assert partial["models"] == full["models"]  # every model family registered: FunASR's own __init__ ran
+
+
+def test_unreadable_sources_mean_the_full_import(monkeypatch):
+    """FunASR installed where its sources cannot be read (a zip): every lookup falls back to ``import funasr``."""
+    from emotion2vec_webui.model import funasr_import
+
+    calls = []
+
+    def unreadable():
+        raise OSError("not a directory")
+
+    monkeypatch.setattr(funasr_import, "_read_index", unreadable)
+    monkeypatch.setattr(funasr_import, "complete", lambda: calls.append("complete"))
+    monkeypatch.setattr(funasr_import, "package", lambda: type("Partial", (), {funasr_import._PARTIAL: True})())
+    funasr_import.register_config({"model": "Emotion2vec", "tokenizer": "CharTokenizer"})
+    funasr_import.registry("Emotion2vec")
+    assert calls == ["complete", "complete"]
