@@ -13,7 +13,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import espeak_available, speech, tone, write_audio
 from emotion2vec_webui.config import load_settings
-from tests.early_servers import plan
+from tests.early_servers import plan, plan_start
 from tests.server_util import START_TIMEOUT_S, TOKEN_API_SETTINGS
 
 CHROMIUM = os.environ.get("E2V_CHROMIUM", "/usr/bin/chromium")
@@ -270,17 +270,14 @@ def _onnx_only_start(tiny_export_dir, tmp_path_factory):
     return lambda early: early.enter(start(tiny_export_dir, root))
 
 
-@plan("onnx_only_server")
-def _plan_onnx_only_server(request):
-    export, factory = request.getfixturevalue("tiny_export_dir"), request.getfixturevalue("tmp_path_factory")
-    return "onnx_only_server", _onnx_only_start(export, factory)
+plan_start("onnx_only_server", _onnx_only_start, ("tiny_export_dir", "tmp_path_factory"))
 
 
 @pytest.fixture(scope="session")
-def onnx_only_server(early_servers, tiny_export_dir, tmp_path_factory):
+def onnx_only_server(early_servers, request):
     """The one server on the tiny ONNX export with torch/FunASR imports blocked (tests/onnx_server.py), shared by
     the REST checks and the browser's Conversation tab; ``server.attempts``: the log of blocked import attempts."""
-    return early_servers.get("onnx_only_server", lambda: _onnx_only_start(tiny_export_dir, tmp_path_factory))
+    return early_servers.planned("onnx_only_server", request)
 
 
 @plan("token_api_server")

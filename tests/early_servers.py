@@ -34,6 +34,11 @@ def plan(fixture_name: str):
     return register
 
 
+def plan_start(fixture_name: str, start, fixtures=("tiny_model_dir", "tmp_path_factory")) -> None:
+    """Register the plan of a server that ``start(*the values of fixtures)`` prepares (folders, settings)."""
+    PLANS[fixture_name] = lambda request: (fixture_name, start(*map(request.getfixturevalue, fixtures)))
+
+
 def enabled() -> bool:
     return os.environ.get("E2V_TEST_EARLY_SERVERS", "1") != "0"
 
@@ -99,6 +104,10 @@ class EarlyServers:
         if name in self._error:
             raise self._error[name]
         return self._result[name]
+
+    def planned(self, fixture_name: str, request):
+        """The server of the plan registered for ``fixture_name``: started early, or now."""
+        return self.get(fixture_name, lambda: PLANS[fixture_name](request)[1])
 
     def close(self) -> None:
         self._closing.set()

@@ -14,14 +14,10 @@ from __future__ import annotations
 import pytest
 
 from emotion2vec_webui.audio.decoder_pool import _TEST_HOOK_ENV as DECODER_TEST_HOOK
-from tests.early_servers import plan
+from tests.early_servers import plan_start
 from tests.server_util import SHARED_API_TOKEN, TOKEN_API_SETTINGS, ServerProcess, server_env
 
 MAX_DURATION_S = 5
-
-
-def _model_and_tmp(request):
-    return request.getfixturevalue("tiny_model_dir"), request.getfixturevalue("tmp_path_factory")
 
 
 def _reliability_start(tiny_model_dir, tmp_path_factory):
@@ -41,14 +37,12 @@ def _reliability_start(tiny_model_dir, tmp_path_factory):
     return start
 
 
-@plan("reliability_server")
-def _plan_reliability(request):
-    return "reliability_server", _reliability_start(*_model_and_tmp(request))
+plan_start("reliability_server", _reliability_start)
 
 
 @pytest.fixture(scope="session")
-def reliability_server(early_servers, tiny_model_dir, tmp_path_factory):
-    return early_servers.get("reliability_server", lambda: _reliability_start(tiny_model_dir, tmp_path_factory))
+def reliability_server(early_servers, request):
+    return early_servers.planned("reliability_server", request)
 
 
 # One server for two sets of small limits that do not conflict (one process instead of two):
@@ -64,16 +58,11 @@ URL_DECODE_TIMEOUT_S = 4.0  # an upload of b"E2V-TEST:hang" holds its slot this 
 
 
 @pytest.fixture(scope="session")
-def guarded_server(early_servers, tiny_model_dir, tmp_path_factory):
+def guarded_server(early_servers, request):
     """E2V_MAX_QUEUE=4 (5 slots, 1 per client), 1 MB uploads (2 MB to the UI's upload route, 6 a minute per
     client), 3 s body and 2 s header timeouts; audio_url may reach 127.0.0.1 (3 s read timeout, 6 downloads at
     once, the whole-download limit at its 60 s default); a decode may take 4 s; the decoder test hook is on."""
-    return early_servers.get("guarded_server", lambda: _guarded_start(tiny_model_dir, tmp_path_factory))
-
-
-@plan("guarded_server")
-def _plan_guarded(request):
-    return "guarded_server", _guarded_start(*_model_and_tmp(request))
+    return early_servers.planned("guarded_server", request)
 
 
 def _guarded_start(tiny_model_dir, tmp_path_factory):
@@ -102,6 +91,9 @@ def _guarded_start(tiny_model_dir, tmp_path_factory):
     return start
 
 
+plan_start("guarded_server", _guarded_start)
+
+
 @pytest.fixture(scope="session")
 def url_server(guarded_server):
     """audio_url against a small server: ``guarded_server`` (its URL settings are there)."""
@@ -114,14 +106,9 @@ DECODE_TIMEOUT_S = 8.0  # an upload of b"E2V-TEST:hang" holds a decoder this lon
 
 
 @pytest.fixture(scope="session")
-def decode_server(early_servers, tiny_model_dir, tmp_path_factory):
+def decode_server(early_servers, request):
     """E2V_MAX_DURATION_S at its 600 s default (the budget of the attack), 2 decoders, 100 MB each, 4 MB uploads."""
-    return early_servers.get("decode_server", lambda: _decode_start(tiny_model_dir, tmp_path_factory))
-
-
-@plan("decode_server")
-def _plan_decode(request):
-    return "decode_server", _decode_start(*_model_and_tmp(request))
+    return early_servers.planned("decode_server", request)
 
 
 def _decode_start(tiny_model_dir, tmp_path_factory):
@@ -138,6 +125,9 @@ def _decode_start(tiny_model_dir, tmp_path_factory):
     )
     env[DECODER_TEST_HOOK] = "1"
     return lambda early: early.enter(ServerProcess(env))
+
+
+plan_start("decode_server", _decode_start)
 
 
 # The token server: the session's shared one (tests/conftest.py's token_api_server, also serving

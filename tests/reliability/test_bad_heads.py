@@ -25,7 +25,7 @@ import pytest
 from numpy.lib import format as npy_format
 
 from emotion2vec_webui.audio.signals import tone, write_audio
-from tests.early_servers import plan
+from tests.early_servers import plan_start
 from tests.head_data import TINY_DIM, write_head
 from tests.server_util import ServerProcess, server_env
 
@@ -113,15 +113,12 @@ def _bad_heads_start(tiny_model_dir, tmp_path_factory):
     return start
 
 
-@plan("bad_heads_server")
-def _plan_bad_heads(request):
-    model, factory = request.getfixturevalue("tiny_model_dir"), request.getfixturevalue("tmp_path_factory")
-    return "bad_heads_server", _bad_heads_start(model, factory)
+plan_start("bad_heads_server", _bad_heads_start)
 
 
 @pytest.fixture(scope="module")
-def bad_heads_server(early_servers, tiny_model_dir, tmp_path_factory):
-    return early_servers.get("bad_heads_server", lambda: _bad_heads_start(tiny_model_dir, tmp_path_factory))
+def bad_heads_server(early_servers, request):
+    return early_servers.planned("bad_heads_server", request)
 
 
 @pytest.fixture(scope="module")

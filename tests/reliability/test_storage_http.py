@@ -29,7 +29,7 @@ import pytest
 
 from emotion2vec_webui.audio.signals import tone, write_audio
 from emotion2vec_webui.runs import storage as results
-from tests.early_servers import plan
+from tests.early_servers import plan_start
 from tests.server_util import ServerProcess, server_env
 
 POLL_S = 10  # /readyz caches its probe for 2 s
@@ -73,15 +73,12 @@ def _storage_start(tiny_model_dir, tmp_path_factory):
     return lambda early: early.enter(server_on_the_disk())
 
 
-@plan("storage_server")
-def _plan_storage(request):
-    model, factory = request.getfixturevalue("tiny_model_dir"), request.getfixturevalue("tmp_path_factory")
-    return "storage_server", _storage_start(model, factory)
+plan_start("storage_server", _storage_start)
 
 
 @pytest.fixture(scope="module")
-def storage_server(early_servers, tiny_model_dir, tmp_path_factory):
-    return early_servers.get("storage_server", lambda: _storage_start(tiny_model_dir, tmp_path_factory))
+def storage_server(early_servers, request):
+    return early_servers.planned("storage_server", request)
 
 
 def _recognize(srv) -> httpx.Response:
