@@ -143,7 +143,7 @@ def early_servers():
 @pytest.fixture(scope="session", autouse=True)
 def _start_servers_early(request, early_servers):
     """Queue the configured servers the collected tests use, in the order they first ask for them."""
-    from tests.early_servers import PLANS, enabled
+    from tests.early_servers import PLANS, enabled, in_start_order
 
     if not enabled():
         return
@@ -155,7 +155,7 @@ def _start_servers_early(request, early_servers):
         for name in names:
             if name in PLANS and name not in wanted:
                 wanted.append(name)
-    for name in wanted:
+    for name in in_start_order(wanted):
         early_servers.queue(*PLANS[name](request))
 
 

@@ -22,16 +22,27 @@ from collections.abc import Callable
 
 # server fixture name → plan(request) → (name, start(early) → the ready server)
 PLANS: dict[str, Callable] = {}
+# plans queued right after the first server wanted, whatever their tests' order: a long wait in real time
+# (test_stream's 60 s take) started early runs beside most of the suite
+LEAD: set[str] = set()
 
 
-def plan(fixture_name: str):
-    """Register the decorated ``plan(request)`` for the server fixture ``fixture_name``."""
+def plan(fixture_name: str, lead: bool = False):
+    """Register the decorated ``plan(request)`` for the server fixture ``fixture_name`` (``lead``: see LEAD)."""
 
     def register(fn):
         PLANS[fixture_name] = fn
+        if lead:
+            LEAD.add(fixture_name)
         return fn
 
     return register
+
+
+def in_start_order(wanted: list[str]) -> list[str]:
+    """``wanted`` (plan names in the order the tests first ask for them) with the LEAD plans second."""
+    rest = wanted[1:]
+    return wanted[:1] + [n for n in rest if n in LEAD] + [n for n in rest if n not in LEAD]
 
 
 def plan_start(fixture_name: str, start, fixtures=("tiny_model_dir", "tmp_path_factory")) -> None:

@@ -2,8 +2,11 @@
 
 ``token_server`` (E2V_API_TOKEN set; stream limits at their defaults: 1x real
 time with 10 s of lead, 10 s idle) takes the streams; ``reliability_server``
-(no token, 5 s of audio at most) the duration limit. Every message the server
-sends is checked against its shipped JSON Schema.
+(no token, 5 s of audio at most) the duration limit. The 60 s take at real
+time runs on a server of its own with the token server's settings, on a thread
+started with the session's early servers (``BackgroundTake``): its minute of
+real time passes beside the other tests. Every message the server sends is
+checked against its shipped JSON Schema.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from emotion2vec_webui.audio.signals import espeak_available, noise, speech, ton
 from emotion2vec_webui.cli.stream import file_frames, play, ws_url
 from emotion2vec_webui.engine.vad import speech_segments
 from emotion2vec_webui.runs.schema import validate_result
+from tests.early_servers import plan
 from tests.runs.test_live_stream import check_message
 
 SENTENCES = (
@@ -112,8 +116,7 @@ def _assert_error(take: Take, code: str, srv) -> None:
     assert httpx.get(srv.url + "/healthz", timeout=10).status_code == 200  # the server is unaffected
 
 
-@pytest.fixture(scope="module")
-def talk_60s(tmp_path_factory) -> Path:
+def make_talk_60s(folder: Path) -> Path:
     """60 s of 44.1 kHz stereo 16-bit: sentences with pauses (tone bursts without espeak-ng) over faint noise."""
     rate, total = 44100, 60 * 44100
     out = 0.01 * noise(60.0, rate, seed=5)[:, 0]
@@ -129,18 +132,61 @@ def talk_60s(tmp_path_factory) -> Path:
             if at >= total - 5 * rate:
                 break
     stereo = np.stack([out, 0.7 * out], axis=1)
-    return write_audio(tmp_path_factory.mktemp("stream") / "talk60.wav", stereo, rate, "wav")
+    return write_audio(folder / "talk60.wav", stereo, rate, "wav")
+
+
+class BackgroundTake:
+    """The 60 s take, played at real time on a thread of its own to a server of its own (the token server's
+    settings), so that its minute of waiting runs beside the rest of the suite: started early
+    (tests/early_servers.py), it has ended by the time its test asks for :meth:`result`."""
+
+    def __init__(self, srv, folder: Path) -> None:
+        self.srv, self.folder = srv, folder
+        self.talk: Path | None = None
+        self.fields: dict | None = None
+        self.take: Take | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="e2v-take-60s", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.talk = make_talk_60s(self.folder)
+            self.fields, frames = file_frames(self.talk, 100)
+            take = Take(self.srv, {"type": "start", **self.fields, "source_name": "talk60.wav"})
+            take.play(frames, 44100 * 2 * 2, speed=1.0)
+            self.take = take.finish()
+        except BaseException as exc:  # raised in the test
+            self._error = exc
+
+    def result(self, timeout: float = 300) -> BackgroundTake:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the 60 s take has not ended after {timeout} s more"
+        if self._error is not None:
+            raise self._error
+        return self
+
+
+@plan("take_60s", lead=True)
+def _plan_take_60s(request):
+    from tests.server_util import TOKEN_API_SETTINGS
+
+    _, start_server = request.getfixturevalue("shared_server").plan(name="take-60s", **TOKEN_API_SETTINGS)
+    folder = request.getfixturevalue("tmp_path_factory").mktemp("stream")
+    return "take_60s", lambda early: BackgroundTake(start_server(early), folder)
+
+
+@pytest.fixture(scope="module")
+def take_60s(early_servers, request) -> BackgroundTake:
+    """The 60 s take of :class:`BackgroundTake`, started early or now."""
+    return early_servers.planned("take_60s", request)
 
 
 @pytest.mark.slow
-def test_a_60_s_take_at_real_time_gives_intervals_on_time_utterances_at_the_speech_and_the_same_audio(
-    token_server, talk_60s
-):
-    fields, frames = file_frames(talk_60s, 100)
-    assert fields == {"sample_rate": 44100, "encoding": "pcm_s16le", "channels": 2}
-    take = Take(token_server, {"type": "start", **fields, "source_name": "talk60.wav"})
-    take.play(frames, 44100 * 2 * 2, speed=1.0)
-    take.finish()
+def test_a_60_s_take_at_real_time_gives_intervals_on_time_utterances_at_the_speech_and_the_same_audio(take_60s):
+    background = take_60s.result()
+    take, talk_60s, srv = background.take, background.talk, background.srv
+    assert background.fields == {"sample_rate": 44100, "encoding": "pcm_s16le", "channels": 2}
     assert take.error is None, take.error
     done = take.messages[-1]
     assert done["type"] == "done" and take.close_code == 1000
@@ -172,7 +218,7 @@ def test_a_60_s_take_at_real_time_gives_intervals_on_time_utterances_at_the_spee
         assert end["emotion"] and end["speaker"] is None
 
     # the run folder: the whole take, sample for sample what decoding the file gives
-    folder = token_server.root / "outputs" / done["run_id"]
+    folder = srv.root / "outputs" / done["run_id"]
     saved, rate = sf.read(folder / "processed_audio.wav", dtype="float32")
     assert rate == 16000 and np.array_equal(saved, decoded)
     result = json.loads((folder / "result.json").read_text("utf-8"))
