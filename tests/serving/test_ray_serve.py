@@ -1,8 +1,9 @@
 """``serve --ray``: the REST API with its model on two Ray Serve replicas of the tiny model.
 
-One local Ray cluster for the module (``ray.init`` on loopback, 4 logical CPUs
-on this 2-core machine), one ``serve --ray --address … --replicas 2`` server
-process joined to it, with a token (auth is exercised on every call), an
+One local Ray cluster (``ray start --head`` on loopback, 4 logical CPUs on
+this 2-core machine; :class:`RayHead`) and one ``serve --ray --address …
+--replicas 2`` server process joined to it, both started with the session's
+early servers (tests/early_servers.py), with a token (auth is exercised on every call), an
 input folder and ``E2V_WINDOW_S=2`` (so a 5 s clip takes the long-audio path:
 windows' features from the replicas, stitched and classified through the
 replicas' head here). The REST suite's core cases run unchanged against it
@@ -13,12 +14,19 @@ concurrent requests.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import wave
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -26,7 +34,8 @@ import pytest
 
 from emotion2vec_webui.audio.signals import noise, tone
 from emotion2vec_webui.labels import EMOTIONS
-from tests.server_util import ServerProcess, server_env
+from tests.early_servers import plan_start
+from tests.server_util import ServerProcess, free_port, server_env
 from tests.serving.test_api import (  # noqa: F401  (the REST suite's core cases, run here against serve --ray)
     AUTH,
     TOKEN,
@@ -47,41 +56,101 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 WINDOW_S = 2.0  # the server's E2V_WINDOW_S: a 5 s clip is analysed in windows
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A local Ray cluster on loopback for this module; yields its address."""
-    pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'emotion2vec-webui[ray]'")
-    import ray
+class RayHead:
+    """A local Ray cluster: ``ray start --head --block`` on loopback, 4 logical CPUs, in a process group of its
+    own. Its own temp folder (so ``ray.init()`` elsewhere in the run, test_batch_ray's, starts an instance of its
+    own rather than finding this one) and its own ports (the Ray client server, the dashboard agent, the
+    workers), so two instances on one machine do not meet. ``address``: the GCS address to join."""
 
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    os.environ.pop("RAY_ADDRESS", None)
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # loopback only, started here
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=128 << 20, namespace="e2v-tests")
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.address = ""
+
+    def __enter__(self) -> RayHead:
+        self.temp = Path(tempfile.mkdtemp(prefix="e2vray", dir="/tmp"))  # short: Ray's socket paths are bounded
+        port, client_port, agent_port = free_port(), free_port(), free_port()
+        # loopback only, started here; stopped at once (not drained for 30 s as a cluster node would be)
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+        env.pop("RAY_ADDRESS", None)
+        cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats",
+               "--node-ip-address=127.0.0.1", f"--port={port}", f"--ray-client-server-port={client_port}",
+               f"--dashboard-agent-listen-port={agent_port}", "--min-worker-port=21000",
+               "--max-worker-port=21999", "--num-cpus=4", "--include-dashboard=false",
+               f"--object-store-memory={128 << 20}", f"--temp-dir={self.temp}"]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        address_file = self.temp / "ray_current_cluster"  # written once the head is up
+        deadline = time.monotonic() + 180
+        while not address_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"ray start failed:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        self.address = f"127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # `ray start --block` stops what it started
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def server(ray_cluster, tiny_model_dir, tmp_path_factory):
+def _start_ray_server(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ray-server")
     (root / "inputs").mkdir()
     env = server_env(tiny_model_dir, root, api_token=TOKEN, input_dirs=root / "inputs", max_per_client=0,
                      max_queue=64, window_s=WINDOW_S)  # fmt: skip
     env["RAY_AUTH_MODE"] = "disabled"
-    args = ["--ray", "--address", ray_cluster, "--replicas", "2"]
-    with ServerProcess(env, wait_ready=False, log_path=root / "server.log", args=args) as srv:
+
+    def start(early):
+        if importlib.util.find_spec("ray") is None:
+            pytest.skip("Ray Serve is not installed: pip install 'emotion2vec-webui[ray]'")
+        head = early.enter(RayHead(root / "ray.log"))
+        args = ["--ray", "--address", head.address, "--replicas", "2"]
+        srv = early.enter(ServerProcess(env, wait_ready=False, log_path=root / "server.log", args=args))
         srv.wait("/readyz", 180)
-        srv.root, srv.outputs, srv.inputs = root, root / "outputs", root / "inputs"
-        yield srv
+        srv.root, srv.outputs, srv.inputs, srv.ray_address = root, root / "outputs", root / "inputs", head.address
+        return srv
+
+    return start
+
+
+plan_start("ray_server", _start_ray_server)
+
+
+@pytest.fixture(scope="module")
+def ray_server(early_servers, request):
+    """The Ray cluster and the ``serve --ray`` server on it: started with the session's early servers, or now."""
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'emotion2vec-webui[ray]'")
+    return early_servers.planned("ray_server", request)
+
+
+@pytest.fixture(scope="module")
+def server(ray_server):
+    return ray_server
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(server):
+    """This process joined to the server's Ray cluster as a driver (to find and kill a replica)."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RAY_ADDRESS", raising=False)
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(address=server.ray_address, namespace="e2v-tests")
+        try:
+            yield server.ray_address
+        finally:
+            ray.shutdown()
 
 
 @pytest.fixture(scope="module")
