@@ -66,6 +66,7 @@ class EarlyServers:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._current = None  # the server being started in the background (stopped at once by close)
+        self._entered: list = []
         self._thread: threading.Thread | None = None
 
     def queue(self, name: str, start: Callable) -> None:
@@ -101,6 +102,7 @@ class EarlyServers:
     def enter(self, server):
         """For ``start`` functions: enter ``server`` (start it, wait for it) on the session's stack."""
         self._current = server
+        self._entered.append(server)
         return self._stack.enter_context(server)
 
     def get(self, name: str, start: Callable[[], Callable]):
@@ -128,4 +130,10 @@ class EarlyServers:
                 current.proc.terminate()  # a start under way ends at once (its wait sees the process gone)
         if self._thread is not None:
             self._thread.join(60)
+        from tests.server_util import ServerProcess
+
+        for server in self._entered:  # all told to stop at once (~0.5 s each, a dozen of them), then waited for
+            if isinstance(server, ServerProcess) and server.alive():
+                with contextlib.suppress(Exception):
+                    server.proc.terminate()
         self._stack.close()
