@@ -25,6 +25,14 @@ the imports inside it: for Paraformer-zh's ``ParaformerSANMDecoder`` it is
 funasr``. If ``funasr`` was already imported in full, nothing here changes it.
 ``tests/model/test_funasr_import.py`` checks that, for every stand-in model's
 config, the classes registered are those a full ``import funasr`` registers.
+
+One more module is put off: ``funasr.auto.auto_model`` tries at its top to
+import CAM++'s clustering backend (``ClusterBackend``, for ``AutoModel``'s own
+speaker diarisation, which this app does not use), which imports scikit-learn:
+~1.5 s of every start. :func:`auto_model` imports it with a stand-in module in
+that place for the time of the import, whose ``ClusterBackend`` imports the
+real module when first called and returns FunASR's real object; afterwards
+``import funasr.models.campplus.cluster_backend`` gives the real module.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import logging
 import re
 import sys
 import threading
+import types
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,8 @@ _REGISTER = re.compile(r"""tables\.register\(\s*["'](\w+)["']\s*,\s*["']([^"'\s]
 _SKIPPED_TABLES = frozenset({"dataset_classes", "index_ds_classes", "dataloader_classes", "batch_sampler_classes"})
 # config.yaml keys whose value must be a registered name: a miss means "import FunASR in full".
 _CLASS_KEYS = ("model", "frontend", "tokenizer", "encoder", "decoder", "predictor", "specaug", "normalize")
+_AUTO_MODEL = "funasr.auto.auto_model"
+_CLUSTER_BACKEND = "funasr.models.campplus.cluster_backend"  # imported by auto_model's top, in a try
 
 
 def package():
@@ -70,12 +81,32 @@ def package():
 
 def _lazy_export(module, name: str):
     """``funasr.AutoModel`` / ``funasr.AutoFrontend`` on the partial package, as FunASR's ``__init__`` exports them."""
-    exports = {"AutoModel": "funasr.auto.auto_model", "AutoFrontend": "funasr.auto.auto_frontend"}
+    exports = {"AutoModel": auto_model, "AutoFrontend": lambda: importlib.import_module("funasr.auto.auto_frontend")}
     if name not in exports:
         raise AttributeError(f"module 'funasr' has no attribute {name!r}")
-    value = getattr(importlib.import_module(exports[name]), name)
+    value = getattr(exports[name](), name)
     setattr(module, name, value)
     return value
+
+
+def auto_model():
+    """``funasr.auto.auto_model``, imported without its clustering backend (and scikit-learn) until first used."""
+    with _LOCK:
+        if _AUTO_MODEL in sys.modules or _CLUSTER_BACKEND in sys.modules:
+            return importlib.import_module(_AUTO_MODEL)
+        stand_in = types.ModuleType(_CLUSTER_BACKEND, "Imports FunASR's clustering backend when first called.")
+        stand_in.ClusterBackend = _cluster_backend
+        sys.modules[_CLUSTER_BACKEND] = stand_in
+        try:
+            return importlib.import_module(_AUTO_MODEL)
+        finally:
+            if sys.modules.get(_CLUSTER_BACKEND) is stand_in:
+                del sys.modules[_CLUSTER_BACKEND]
+
+
+def _cluster_backend(*args, **kwargs):
+    """FunASR's ``ClusterBackend(*args, **kwargs)``, its module imported now."""
+    return importlib.import_module(_CLUSTER_BACKEND).ClusterBackend(*args, **kwargs)
 
 
 def complete() -> None:

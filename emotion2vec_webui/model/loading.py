@@ -136,9 +136,11 @@ def _meta_factory(model_class):
 @contextlib.contextmanager
 def lean_funasr(model_name: str):
     """Within: FunASR builds ``model_name`` on the meta device and loads weights with :func:`assign_checkpoint`."""
-    from funasr.auto import auto_model
     from funasr.register import tables
 
+    from emotion2vec_webui.model.funasr_import import auto_model as import_auto_model
+
+    auto_model = import_auto_model()
     with _PATCH_LOCK:
         original_class = tables.model_classes.get(model_name)
         original_loader = auto_model.load_pretrained_model
