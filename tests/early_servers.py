@@ -9,7 +9,10 @@ module, or ``E2V_TEST_EARLY_SERVERS=0``). Every server stops at the end of the s
 
 Which servers: :data:`PLANS` maps a server fixture's name to ``plan(request) → (name, start)``; the plan runs
 on the main thread (fixtures, folders, settings); ``start(early)`` starts the server through
-:meth:`EarlyServers.enter` and waits until it is ready, on the background thread.
+:meth:`EarlyServers.enter` and waits until it is ready, on the background thread. What ``start`` returns is
+what the fixture gets: a server, or something that runs beside the suite on a thread of its own once its
+server is up (test_stream's 60 s take at real time). Plans marked ``lead`` (:data:`LEAD`) are queued right after
+the first server, whatever their tests' place in the run, so that a long wait in real time begins early.
 """
 
 from __future__ import annotations
