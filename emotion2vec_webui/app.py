@@ -97,11 +97,13 @@ def create_app(settings: Settings, service: Service | None = None):
 
 
 def _mount_ui(app, service: Service, settings: Settings) -> None:
-    import gradio as gr
     from starlette.staticfiles import StaticFiles
 
     from emotion2vec_webui.ui import app as ui
     from emotion2vec_webui.ui import timeline
+
+    ui.configure_gradio_env(settings)  # before Gradio is imported (the ui package also prepares that import)
+    import gradio as gr
 
     # the timeline's script, styles and vendored uPlot, before Gradio takes every path under "/"
     app.mount(timeline.STATIC_URL, StaticFiles(directory=timeline.STATIC_DIR), name="timeline-static")
