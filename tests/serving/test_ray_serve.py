@@ -3,7 +3,8 @@
 One local Ray cluster (``ray start --head`` on loopback, 4 logical CPUs on
 this 2-core machine; :class:`RayHead`) and one ``serve --ray --address …
 --replicas 2`` server process joined to it, both started with the session's
-early servers (tests/early_servers.py), with a token (auth is exercised on every call), an
+early servers (tests/early_servers.py); this process is never a Ray driver
+(``replica_killer`` is a process of its own), with a token (auth is exercised on every call), an
 input folder and ``E2V_WINDOW_S=2`` (so a 5 s clip takes the long-audio path:
 windows' features from the replicas, stitched and classified through the
 replicas' head here). The REST suite's core cases run unchanged against it
@@ -27,6 +28,7 @@ import threading
 import time
 import wave
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -134,21 +136,42 @@ def server(ray_server):
     return ray_server
 
 
-@pytest.fixture(scope="module")
-def ray_cluster(server):
-    """This process joined to the server's Ray cluster as a driver (to find and kill a replica)."""
-    import ray
+# A driver process of its own finds the two replicas, then kills one when told (a line on stdin): this test
+# process never joins the cluster. (When it did, one full run's pytest process crashed in libstdc++ at its exit,
+# after every test had passed and the cluster had been killed: a Ray driver's threads outliving their cluster.)
+KILLER = """
+import json, sys, ray
+ray.init(address=sys.argv[1], namespace="e2v-tests", log_to_driver=False)
+replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "E2VModel" in a["name"]]
+victim = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
+print(json.dumps(replicas), flush=True)
+sys.stdin.readline()
+ray.kill(victim, no_restart=True)
+print("killed", flush=True)
+ray.shutdown()
+"""
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("RAY_ADDRESS", raising=False)
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        if ray.is_initialized():
-            ray.shutdown()
-        ray.init(address=server.ray_address, namespace="e2v-tests")
-        try:
-            yield server.ray_address
-        finally:
-            ray.shutdown()
+
+@pytest.fixture
+def replica_killer(server):
+    """A Ray driver in a process of its own: ``.replicas`` (the named replica actors), ``.kill()`` the first."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-c", KILLER, server.ray_address], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line, f"the killer found no replicas (exit {proc.wait(30)})"
+
+        def kill() -> None:  # the victim's handle is ready: this takes milliseconds
+            proc.stdin.write("kill\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "killed"
+
+        yield SimpleNamespace(replicas=json.loads(line), kill=kill)
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -224,11 +247,9 @@ def test_results_equal_the_single_process_engine(server, client, engine, setting
         assert a.shape == b.shape and np.allclose(a, b, rtol=1e-3, atol=1e-6)
 
 
-def test_killing_a_replica_under_load_loses_no_request(server, client, ray_cluster):
+def test_killing_a_replica_under_load_loses_no_request(server, client, replica_killer):
     """20 concurrent requests of 5 s clips (3 windows each); one replica killed once the first answer is in:
     every request is answered 200 with a complete run folder, or a typed 503; none hangs or vanishes."""
-    import ray
-
     clips = [_clip_bytes(5.0, seed=i) for i in range(20)]
     answers: list[httpx.Response | BaseException] = [None] * 20
     first_done = threading.Event()
@@ -246,10 +267,8 @@ def test_killing_a_replica_under_load_loses_no_request(server, client, ray_clust
     for t in threads:
         t.start()
     assert first_done.wait(120), "no answer within 120 s"
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "E2VModel" in a["name"]]
-    assert len(replicas) == 2, replicas
-    victim = replicas[0]
-    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
+    assert len(replica_killer.replicas) == 2, replica_killer.replicas
+    replica_killer.kill()
     killed_with_open = sum(a is None for a in answers)
     deadline = time.monotonic() + 150
     for t in threads:
